@@ -1,0 +1,344 @@
+// Package spec holds modelgate's domain types (endpoints, deployments,
+// traffic and mirror weights) and their validation. It imports only the
+// standard library so that every other package can share it.
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// Defaults applied to a deployment field left at its zero value.
+const (
+	DefaultTimeout           = 10 * time.Second
+	DefaultStreamIdleTimeout = 60 * time.Second
+	DefaultMaxFails          = 3
+	DefaultFailTimeout       = 10 * time.Second
+	DefaultHealthInterval    = 5 * time.Second
+	DefaultHealthTimeout     = 2 * time.Second
+)
+
+// Endpoint is a named entry point clients call at /{name}/...; the prefix
+// is stripped before the request is forwarded to a deployment.
+type Endpoint struct {
+	// Name is the first path segment of the endpoint's URL.
+	Name string `yaml:"name" json:"name"`
+	// Deployments are the model versions behind the endpoint, in order;
+	// the order decides ties and the sticky bucket layout.
+	Deployments []Deployment `yaml:"deployments" json:"deployments"`
+	// Traffic is the live split, summing to 100. In a config file it only
+	// initialises an endpoint the store does not know yet. Empty in a file:
+	// the first deployment gets 100.
+	Traffic Weights `yaml:"traffic,omitempty" json:"traffic"`
+	// Mirror is the percent of live requests copied to each deployment as
+	// shadow traffic. Like Traffic, the file's value is only initial.
+	Mirror Weights `yaml:"mirror,omitempty" json:"mirror"`
+	// StickyHeader, when set, names a request header whose value pins a
+	// client to one deployment. Empty: every request is split on its own.
+	StickyHeader string `yaml:"sticky_header,omitempty" json:"sticky_header,omitempty"`
+}
+
+// Deployment is one model version behind an endpoint.
+type Deployment struct {
+	// Name identifies the deployment in traffic, mirror and the
+	// X-Model-Deployment header.
+	Name string `yaml:"name" json:"name"`
+	// Backends are base URLs of the replicas, e.g. http://10.0.0.5:9001.
+	// A path in the URL is put in front of the forwarded path.
+	Backends []string `yaml:"backends" json:"backends"`
+	// Timeout bounds the wait for the response headers. Zero: 10s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// StreamIdleTimeout bounds the wait between two chunks of a streamed
+	// body. Zero: 60s.
+	StreamIdleTimeout Duration `yaml:"stream_idle_timeout,omitempty" json:"stream_idle_timeout,omitempty"`
+	// MaxFails is how many failures in a row take a backend out of
+	// rotation (passive health). Zero: 3.
+	MaxFails int `yaml:"max_fails,omitempty" json:"max_fails,omitempty"`
+	// FailTimeout is how long a backend stays out before it is tried
+	// again. Zero: 10s.
+	FailTimeout Duration `yaml:"fail_timeout,omitempty" json:"fail_timeout,omitempty"`
+	// HealthCheck, when set, probes every backend actively. Nil: passive
+	// health only.
+	HealthCheck *HealthCheck `yaml:"health_check,omitempty" json:"health_check,omitempty"`
+}
+
+// HealthCheck is an active probe: GET Path on every backend each Interval;
+// a non-2xx answer or no answer within Timeout marks the backend down
+// until a probe succeeds again.
+type HealthCheck struct {
+	// Path is probed on each backend, e.g. /v2/health/ready.
+	Path string `yaml:"path" json:"path"`
+	// Interval between probes. Zero: 5s.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Timeout of one probe. Zero: 2s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// Weights maps deployment names to percents. Traffic weights sum to 100;
+// mirror weights are each 0..100.
+type Weights map[string]Percent
+
+// Clone returns an independent copy.
+func (w Weights) Clone() Weights {
+	if w == nil {
+		return nil
+	}
+	out := make(Weights, len(w))
+	for k, v := range w {
+		out[k] = v
+	}
+	return out
+}
+
+// Sum adds every weight.
+func (w Weights) Sum() Percent {
+	var s Percent
+	for _, v := range w {
+		s += v
+	}
+	return s
+}
+
+// Equal reports whether both hold the same non-zero weights.
+func (w Weights) Equal(o Weights) bool {
+	for k, v := range w {
+		if v != 0 && o[k] != v {
+			return false
+		}
+	}
+	for k, v := range o {
+		if v != 0 && w[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Names returns the keys in sorted order (for stable messages).
+func (w Weights) Names() []string {
+	names := make([]string, 0, len(w))
+	for k := range w {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// WithDefaults returns a copy of d with zero fields set to their defaults.
+func (d Deployment) WithDefaults() Deployment {
+	if d.Timeout == 0 {
+		d.Timeout = Duration(DefaultTimeout)
+	}
+	if d.StreamIdleTimeout == 0 {
+		d.StreamIdleTimeout = Duration(DefaultStreamIdleTimeout)
+	}
+	if d.MaxFails == 0 {
+		d.MaxFails = DefaultMaxFails
+	}
+	if d.FailTimeout == 0 {
+		d.FailTimeout = Duration(DefaultFailTimeout)
+	}
+	d.Backends = append([]string(nil), d.Backends...)
+	if d.HealthCheck != nil {
+		hc := *d.HealthCheck
+		if hc.Interval == 0 {
+			hc.Interval = Duration(DefaultHealthInterval)
+		}
+		if hc.Timeout == 0 {
+			hc.Timeout = Duration(DefaultHealthTimeout)
+		}
+		d.HealthCheck = &hc
+	}
+	return d
+}
+
+// WithDefaults returns a deep copy of e with every deployment defaulted.
+func (e Endpoint) WithDefaults() Endpoint {
+	deps := make([]Deployment, len(e.Deployments))
+	for i, d := range e.Deployments {
+		deps[i] = d.WithDefaults()
+	}
+	e.Deployments = deps
+	e.Traffic = e.Traffic.Clone()
+	e.Mirror = e.Mirror.Clone()
+	if len(e.Traffic) == 0 && len(deps) > 0 {
+		e.Traffic = Weights{deps[0].Name: Full}
+	}
+	if e.Mirror == nil {
+		e.Mirror = Weights{}
+	}
+	return e
+}
+
+// Clone returns a deep copy of e.
+func (e Endpoint) Clone() Endpoint {
+	deps := make([]Deployment, len(e.Deployments))
+	for i, d := range e.Deployments {
+		d.Backends = append([]string(nil), d.Backends...)
+		if d.HealthCheck != nil {
+			hc := *d.HealthCheck
+			d.HealthCheck = &hc
+		}
+		deps[i] = d
+	}
+	e.Deployments = deps
+	e.Traffic = e.Traffic.Clone()
+	e.Mirror = e.Mirror.Clone()
+	return e
+}
+
+// Deployment returns the deployment named name and its index.
+func (e Endpoint) Deployment(name string) (Deployment, int, bool) {
+	for i, d := range e.Deployments {
+		if d.Name == name {
+			return d, i, true
+		}
+	}
+	return Deployment{}, -1, false
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.-]{0,62})$`)
+
+// ValidateName checks a name used in URLs and headers.
+func ValidateName(field, name string) error {
+	if name == "" {
+		return Problemf(field, "is required")
+	}
+	if !nameRE.MatchString(name) {
+		return Problemf(field, "%q is not a valid name: use 1-63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Validate checks the endpoint, its traffic and its mirror, and returns
+// every problem with its field path relative to the endpoint. Empty
+// traffic is allowed here (WithDefaults fills it).
+func (e Endpoint) Validate() error {
+	var errs []error
+	errs = append(errs, ValidateName("name", e.Name))
+	if len(e.Deployments) == 0 {
+		errs = append(errs, Problemf("deployments", "at least one deployment is required"))
+	}
+	seen := map[string]int{}
+	for i, d := range e.Deployments {
+		path := fmt.Sprintf("deployments[%d]", i)
+		errs = append(errs, Prefix(path, d.Validate()))
+		if j, dup := seen[d.Name]; dup && d.Name != "" {
+			errs = append(errs, Problemf(path+".name", "duplicate deployment %q (also deployments[%d])", d.Name, j))
+		} else {
+			seen[d.Name] = i
+		}
+	}
+	if len(e.Traffic) > 0 {
+		errs = append(errs, Prefix("traffic", ValidateTraffic(e, e.Traffic)))
+	}
+	errs = append(errs, Prefix("mirror", ValidateMirror(e, e.Mirror)))
+	if e.StickyHeader != "" && !validHeaderName(e.StickyHeader) {
+		errs = append(errs, Problemf("sticky_header", "%q is not a valid HTTP header name", e.StickyHeader))
+	}
+	return errors.Join(errs...)
+}
+
+func validHeaderName(s string) bool {
+	for _, c := range []byte(s) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+		if !ok {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Validate checks one deployment and returns every problem found.
+func (d Deployment) Validate() error {
+	var errs []error
+	errs = append(errs, ValidateName("name", d.Name))
+	if len(d.Backends) == 0 {
+		errs = append(errs, Problemf("backends", "at least one backend URL is required"))
+	}
+	for i, b := range d.Backends {
+		if err := validateBackendURL(b); err != nil {
+			errs = append(errs, Problemf(fmt.Sprintf("backends[%d]", i), "%v", err))
+		}
+	}
+	if d.Timeout < 0 {
+		errs = append(errs, Problemf("timeout", "must not be negative"))
+	}
+	if d.StreamIdleTimeout < 0 {
+		errs = append(errs, Problemf("stream_idle_timeout", "must not be negative"))
+	}
+	if d.MaxFails < 0 {
+		errs = append(errs, Problemf("max_fails", "must not be negative"))
+	}
+	if d.FailTimeout < 0 {
+		errs = append(errs, Problemf("fail_timeout", "must not be negative"))
+	}
+	if hc := d.HealthCheck; hc != nil {
+		if hc.Path == "" || hc.Path[0] != '/' {
+			errs = append(errs, Problemf("health_check.path", "must start with '/', e.g. /v2/health/ready"))
+		}
+		if hc.Interval < 0 {
+			errs = append(errs, Problemf("health_check.interval", "must not be negative"))
+		}
+		if hc.Timeout < 0 {
+			errs = append(errs, Problemf("health_check.timeout", "must not be negative"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateBackendURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return fmt.Errorf("%q is not a valid URL", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", raw)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%q: host is missing", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("%q: must not carry a query, fragment or user info", raw)
+	}
+	return nil
+}
+
+// ValidateTraffic checks traffic weights against the endpoint's
+// deployments: every name known, every weight 0..100, sum exactly 100.
+func ValidateTraffic(e Endpoint, w Weights) error {
+	var errs []error
+	if len(w) == 0 {
+		return Problemf("", "traffic must give at least one deployment a weight; weights sum to 100")
+	}
+	for _, name := range w.Names() {
+		if _, _, ok := e.Deployment(name); !ok {
+			errs = append(errs, Problemf(name, "unknown deployment %q in endpoint %q", name, e.Name))
+		}
+		if v := w[name]; v < 0 || v > Full {
+			errs = append(errs, Problemf(name, "weight %s is outside 0..100", v))
+		}
+	}
+	if s := w.Sum(); s != Full {
+		errs = append(errs, Problemf("", "weights sum to %s, they must sum to 100", s))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateMirror checks mirror weights: every name known, each 0..100.
+func ValidateMirror(e Endpoint, w Weights) error {
+	var errs []error
+	for _, name := range w.Names() {
+		if _, _, ok := e.Deployment(name); !ok {
+			errs = append(errs, Problemf(name, "unknown deployment %q in endpoint %q", name, e.Name))
+		}
+		if v := w[name]; v < 0 || v > Full {
+			errs = append(errs, Problemf(name, "mirror percent %s is outside 0..100", v))
+		}
+	}
+	return errors.Join(errs...)
+}

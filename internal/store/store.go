@@ -1,0 +1,114 @@
+// Package store keeps modelgate's durable state (endpoints with their
+// traffic and mirror, later rollouts) and its event log behind one small
+// interface. The interface is shaped after etcd: keys with modification
+// revisions, atomic transactions guarded by revision compares, and a
+// watchable, strictly ordered event log. The bbolt backend lives in
+// store/bolt; an etcd backend will be the second implementation, and both
+// must pass the conformance suite in store/storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Errors returned by every backend. Callers test them with errors.Is.
+var (
+	// ErrNotFound: the key does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: a transaction's revision guard failed; nothing was written.
+	ErrConflict = errors.New("conflict")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// KV is one stored key with its value and the store revision of the
+// transaction that last wrote it.
+type KV struct {
+	Key         string
+	Value       []byte
+	ModRevision uint64
+}
+
+// Op is one write in a transaction.
+type Op struct {
+	// Key to write or delete.
+	Key string
+	// Value to put; ignored when Delete is set.
+	Value []byte
+	// Delete removes the key (deleting a missing key is not an error
+	// unless a guard below says so).
+	Delete bool
+	// Guard, when set, must hold for the transaction to commit.
+	Guard Guard
+}
+
+// Guard is a compare on a key's ModRevision before a transaction commits.
+type Guard int
+
+const (
+	// NoGuard commits whatever the key's revision.
+	NoGuard Guard = iota
+	// MustNotExist commits only if the key is absent.
+	MustNotExist
+	// MustExist commits only if the key exists.
+	MustExist
+)
+
+// Txn is an atomic write: all ops apply and all events are appended, or
+// nothing happens. ExpectRevisions maps a key to the ModRevision it must
+// still have (optimistic concurrency, like an etcd Compare on
+// mod_revision); 0 there means the key must be absent.
+type Txn struct {
+	Ops             []Op
+	ExpectRevisions map[string]uint64
+	Events          []Event
+}
+
+// Event is a durable record of something that happened. Seq is assigned by
+// the store at commit and strictly increases across the whole log.
+type Event struct {
+	Seq      uint64          `json:"seq"`
+	Time     time.Time       `json:"time"`
+	Endpoint string          `json:"endpoint,omitempty"`
+	Type     string          `json:"type"`
+	Actor    string          `json:"actor,omitempty"`
+	Message  string          `json:"message"`
+	Data     json.RawMessage `json:"data,omitempty"`
+}
+
+// EventFilter selects events from the log.
+type EventFilter struct {
+	// Since returns events with Seq > Since.
+	Since uint64
+	// Endpoint, when set, keeps only that endpoint's events.
+	Endpoint string
+	// Limit caps the number returned (oldest first); 0 means no cap.
+	Limit int
+}
+
+// Store is durable state and the event log. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Get returns one key, or ErrNotFound.
+	Get(ctx context.Context, key string) (KV, error)
+	// List returns every key with the prefix, in key order.
+	List(ctx context.Context, prefix string) ([]KV, error)
+	// Commit applies txn atomically and returns the store revision it
+	// created and the events as stored (with Seq set). A failed guard or
+	// revision expectation returns an error wrapping ErrConflict and
+	// writes nothing.
+	Commit(ctx context.Context, txn Txn) (revision uint64, events []Event, err error)
+	// Events returns stored events matching f, oldest first.
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+	// Watch delivers every event with Seq > since, in order: first those
+	// already stored, then new ones as they are committed. The channel is
+	// closed when ctx ends or the store closes. A consumer that falls too
+	// far behind has its channel closed early; it resumes with the last
+	// Seq it saw.
+	Watch(ctx context.Context, since uint64) (<-chan Event, error)
+	// Close releases the store; later calls return ErrClosed.
+	Close() error
+}
