@@ -342,3 +342,27 @@ func ValidateMirror(e Endpoint, w Weights) error {
 	}
 	return errors.Join(errs...)
 }
+
+// CompleteTraffic turns a partial assignment into full weights: with two
+// deployments and one weight given, the other gets the rest
+// ("green=5" → blue 95, green 5). Otherwise the assignment is returned
+// as given, to be validated as a whole.
+func CompleteTraffic(e Endpoint, partial Weights) Weights {
+	out := partial.Clone()
+	if len(e.Deployments) != 2 || len(partial) != 1 {
+		return out
+	}
+	for name := range partial {
+		if _, _, known := e.Deployment(name); !known {
+			return out
+		}
+	}
+	for _, d := range e.Deployments {
+		if _, given := partial[d.Name]; !given {
+			if rest := Full - partial.Sum(); rest >= 0 {
+				out[d.Name] = rest
+			}
+		}
+	}
+	return out
+}

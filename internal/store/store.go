@@ -60,7 +60,9 @@ const (
 // Txn is an atomic write: all ops apply and all events are appended, or
 // nothing happens. ExpectRevisions maps a key to the ModRevision it must
 // still have (optimistic concurrency, like an etcd Compare on
-// mod_revision); 0 there means the key must be absent.
+// mod_revision); 0 there means the key must be absent. Every guard and
+// expectation is checked against the state before the transaction, as
+// etcd compares are; then the ops apply in order.
 type Txn struct {
 	Ops             []Op
 	ExpectRevisions map[string]uint64
@@ -68,7 +70,8 @@ type Txn struct {
 }
 
 // Event is a durable record of something that happened. Seq is assigned by
-// the store at commit and strictly increases across the whole log.
+// the store at commit and strictly increases across the whole log (any Seq
+// the caller sets is ignored). A zero Time is set to the commit time.
 type Event struct {
 	Seq      uint64          `json:"seq"`
 	Time     time.Time       `json:"time"`

@@ -1,0 +1,41 @@
+# modelgate: the two commands are `make demo` and `make test`.
+GO ?= go
+# Debian packages the tests need (installed by `make test` when missing):
+# scipy checks internal/stats against the reference implementation.
+APT_PACKAGES := python3-scipy python3-numpy
+BIN := bin/modelgate
+
+.PHONY: build demo test deps fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/modelgate
+
+## demo: built-in model servers, the gateway and live traffic shifting 5% -> 100%.
+demo: build
+	./$(BIN) demo
+
+## deps: Debian packages and Go modules the tests need.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	$(GO) mod download
+
+## test: every test with the race detector (fuzz targets run their seed corpus).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 14m ./...
+
+## fuzz: run each fuzz target for a short while (FUZZTIME=30s).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep ^Fuzz); do \
+			$(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,433 @@
+// Package control is the one writer of endpoint state: it validates every
+// change (API, apply, later the rollout controller), commits it with its
+// events to the store in one transaction, and only then swaps the routing
+// table, so that a rejected change changes nothing.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// Event types written by the control service.
+const (
+	EventEndpointCreated   = "endpoint.created"
+	EventEndpointUpdated   = "endpoint.updated"
+	EventEndpointRemoved   = "endpoint.removed"
+	EventDeploymentCreated = "deployment.created"
+	EventDeploymentUpdated = "deployment.updated"
+	EventDeploymentRemoved = "deployment.removed"
+	EventTrafficChanged    = "traffic.changed"
+	EventMirrorChanged     = "mirror.changed"
+)
+
+const endpointPrefix = "endpoints/"
+
+// ApplyResult says what applying a config file changed. Names are
+// "endpoint" for endpoints and "endpoint/deployment" for deployments.
+type ApplyResult struct {
+	Created   []string `json:"created"`
+	Updated   []string `json:"updated"`
+	Unchanged []string `json:"unchanged"`
+	Removed   []string `json:"removed"`
+}
+
+// Router receives the complete set of endpoints after every committed
+// change. The proxy implements it; SetRoutes swaps its table atomically.
+type Router interface {
+	SetRoutes(endpoints []spec.Endpoint) error
+}
+
+// Options configures a Service.
+type Options struct {
+	Store     store.Store
+	Router    Router
+	Telemetry *telemetry.Registry
+	Logger    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service validates, persists and applies endpoint changes.
+type Service struct {
+	store     store.Store
+	router    Router
+	telemetry *telemetry.Registry
+	log       *slog.Logger
+	now       func() time.Time
+
+	// mu serialises writers in this process; the store's revision checks
+	// guard against writers elsewhere (cluster mode).
+	mu      sync.Mutex
+	current atomic.Pointer[snapshot]
+	loaded  atomic.Bool
+}
+
+// snapshot is the committed state as last pushed to the router.
+type snapshot struct {
+	endpoints map[string]record
+}
+
+type record struct {
+	endpoint spec.Endpoint
+	revision uint64
+}
+
+// New builds a Service. Call Load before serving.
+func New(opts Options) *Service {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{store: opts.Store, router: opts.Router, telemetry: opts.Telemetry, log: log, now: now}
+	s.current.Store(&snapshot{endpoints: map[string]record{}})
+	return s
+}
+
+// Load reads every endpoint from the store and pushes the routes.
+func (s *Service) Load(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.reload(ctx); err != nil {
+		return err
+	}
+	s.loaded.Store(true)
+	return nil
+}
+
+// reload rebuilds the snapshot from the store and pushes routes. Caller holds mu.
+func (s *Service) reload(ctx context.Context) error {
+	kvs, err := s.store.List(ctx, endpointPrefix)
+	if err != nil {
+		return fmt.Errorf("load endpoints: %w", err)
+	}
+	snap := &snapshot{endpoints: make(map[string]record, len(kvs))}
+	for _, kv := range kvs {
+		var ep spec.Endpoint
+		if err := json.Unmarshal(kv.Value, &ep); err != nil {
+			return fmt.Errorf("load endpoint %q: %w", kv.Key, err)
+		}
+		snap.endpoints[ep.Name] = record{endpoint: ep, revision: kv.ModRevision}
+	}
+	if err := s.router.SetRoutes(snap.list()); err != nil {
+		return fmt.Errorf("apply routes: %w", err)
+	}
+	s.current.Store(snap)
+	return nil
+}
+
+func (sn *snapshot) list() []spec.Endpoint {
+	out := make([]spec.Endpoint, 0, len(sn.endpoints))
+	for _, r := range sn.endpoints {
+		out = append(out, r.endpoint.Clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Ready reports whether the state has been loaded and routes are live.
+func (s *Service) Ready() error {
+	if !s.loaded.Load() {
+		return errors.New("state not loaded yet")
+	}
+	return nil
+}
+
+// Endpoints returns every endpoint, sorted by name.
+func (s *Service) Endpoints(ctx context.Context) ([]spec.Endpoint, error) {
+	return s.current.Load().list(), nil
+}
+
+// Endpoint returns one endpoint or an error wrapping store.ErrNotFound.
+func (s *Service) Endpoint(ctx context.Context, name string) (spec.Endpoint, error) {
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return spec.Endpoint{}, notFound(name)
+	}
+	return r.endpoint.Clone(), nil
+}
+
+func notFound(name string) error {
+	return fmt.Errorf("endpoint %q: %w", name, store.ErrNotFound)
+}
+
+// change is one endpoint write of a transaction with its events.
+type change struct {
+	name     string
+	endpoint *spec.Endpoint // nil: delete
+	events   []store.Event
+}
+
+// commit writes changes in one store transaction guarded by the revisions
+// the snapshot holds, then reloads routes. Caller holds mu.
+func (s *Service) commit(ctx context.Context, changes []change) error {
+	snap := s.current.Load()
+	txn := store.Txn{ExpectRevisions: map[string]uint64{}}
+	for _, c := range changes {
+		key := endpointPrefix + c.name
+		txn.ExpectRevisions[key] = snap.endpoints[c.name].revision
+		if c.endpoint == nil {
+			txn.Ops = append(txn.Ops, store.Op{Key: key, Delete: true})
+		} else {
+			value, err := json.Marshal(c.endpoint)
+			if err != nil {
+				return fmt.Errorf("encode endpoint %q: %w", c.name, err)
+			}
+			txn.Ops = append(txn.Ops, store.Op{Key: key, Value: value})
+		}
+		txn.Events = append(txn.Events, c.events...)
+	}
+	if len(txn.Ops) == 0 {
+		return nil
+	}
+	now := s.now().UTC()
+	for i := range txn.Events {
+		txn.Events[i].Time = now
+	}
+	if _, _, err := s.store.Commit(ctx, txn); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// Someone else wrote: take their state so the next try sees it.
+			if rerr := s.reload(ctx); rerr != nil {
+				s.log.Error("reload after conflict", "err", rerr)
+			}
+			return fmt.Errorf("state changed concurrently, try again: %w", err)
+		}
+		return fmt.Errorf("commit: %w", err)
+	}
+	return s.reload(ctx)
+}
+
+func event(endpoint, typ, actor, message string, data any) store.Event {
+	raw, _ := json.Marshal(data)
+	return store.Event{Endpoint: endpoint, Type: typ, Actor: actor, Message: message, Data: raw}
+}
+
+// FormatWeights renders weights in deployment order, e.g. "blue=95 green=5".
+func FormatWeights(e spec.Endpoint, w spec.Weights) string {
+	var parts []string
+	for _, d := range e.Deployments {
+		if v, ok := w[d.Name]; ok && v != 0 {
+			parts = append(parts, d.Name+"="+v.String())
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, " ")
+}
+
+// SetTraffic replaces an endpoint's traffic weights.
+func (s *Service) SetTraffic(ctx context.Context, name string, w spec.Weights, actor string) (spec.Endpoint, error) {
+	return s.setWeights(ctx, name, w, actor, true)
+}
+
+// SetMirror replaces an endpoint's mirror percents.
+func (s *Service) SetMirror(ctx context.Context, name string, w spec.Weights, actor string) (spec.Endpoint, error) {
+	return s.setWeights(ctx, name, w, actor, false)
+}
+
+func (s *Service) setWeights(ctx context.Context, name string, w spec.Weights, actor string, traffic bool) (spec.Endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return spec.Endpoint{}, notFound(name)
+	}
+	cur := r.endpoint
+	next := cur.Clone()
+	w = dropZeros(w)
+	field, typ, old := "mirror", EventMirrorChanged, cur.Mirror
+	if traffic {
+		field, typ, old = "traffic", EventTrafficChanged, cur.Traffic
+		if err := spec.Prefix(field, spec.ValidateTraffic(cur, w)); err != nil {
+			return spec.Endpoint{}, err
+		}
+		next.Traffic = w
+	} else {
+		if err := spec.Prefix(field, spec.ValidateMirror(cur, w)); err != nil {
+			return spec.Endpoint{}, err
+		}
+		next.Mirror = w
+	}
+	if old.Equal(w) {
+		return cur.Clone(), nil
+	}
+	msg := fmt.Sprintf("%s of %s set to %s (was %s)", field, name, FormatWeights(cur, w), FormatWeights(cur, old))
+	ev := event(name, typ, actor, msg, map[string]spec.Weights{"from": old, "to": w})
+	if err := s.commit(ctx, []change{{name: name, endpoint: &next, events: []store.Event{ev}}}); err != nil {
+		return spec.Endpoint{}, err
+	}
+	return next.Clone(), nil
+}
+
+// dropZeros removes zero weights so that stored weights compare cleanly.
+func dropZeros(w spec.Weights) spec.Weights {
+	out := spec.Weights{}
+	for k, v := range w {
+		if v != 0 {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// PutDeployment creates or updates one deployment of an endpoint. A new
+// deployment starts with no traffic.
+func (s *Service) PutDeployment(ctx context.Context, name string, d spec.Deployment, actor string) (spec.Endpoint, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return spec.Endpoint{}, false, notFound(name)
+	}
+	if err := d.Validate(); err != nil {
+		return spec.Endpoint{}, false, err
+	}
+	d = d.WithDefaults()
+	next := r.endpoint.Clone()
+	old, i, exists := next.Deployment(d.Name)
+	if exists {
+		if deploymentEqual(old, d) {
+			return next, false, nil
+		}
+		next.Deployments[i] = d
+	} else {
+		next.Deployments = append(next.Deployments, d)
+	}
+	if err := next.Validate(); err != nil {
+		return spec.Endpoint{}, false, err
+	}
+	typ, verb := EventDeploymentUpdated, "updated"
+	if !exists {
+		typ, verb = EventDeploymentCreated, "created"
+	}
+	ev := event(name, typ, actor, fmt.Sprintf("deployment %s/%s %s", name, d.Name, verb), d)
+	if err := s.commit(ctx, []change{{name: name, endpoint: &next, events: []store.Event{ev}}}); err != nil {
+		return spec.Endpoint{}, false, err
+	}
+	return next.Clone(), !exists, nil
+}
+
+// DeleteDeployment removes a deployment that has no traffic and no mirror.
+func (s *Service) DeleteDeployment(ctx context.Context, name, dep, actor string) (spec.Endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return spec.Endpoint{}, notFound(name)
+	}
+	if _, _, exists := r.endpoint.Deployment(dep); !exists {
+		return spec.Endpoint{}, fmt.Errorf("deployment %q in endpoint %q: %w", dep, name, store.ErrNotFound)
+	}
+	if err := removable(r.endpoint, dep); err != nil {
+		return spec.Endpoint{}, err
+	}
+	next := withoutDeployment(r.endpoint, dep)
+	ev := event(name, EventDeploymentRemoved, actor, fmt.Sprintf("deployment %s/%s removed", name, dep), map[string]string{"deployment": dep})
+	if err := s.commit(ctx, []change{{name: name, endpoint: &next, events: []store.Event{ev}}}); err != nil {
+		return spec.Endpoint{}, err
+	}
+	if s.telemetry != nil {
+		s.telemetry.Remove(name, dep)
+	}
+	return next.Clone(), nil
+}
+
+// removable refuses to remove a deployment that still serves traffic or
+// receives a mirror, or the last one.
+func removable(e spec.Endpoint, dep string) error {
+	if v := e.Traffic[dep]; v > 0 {
+		return fmt.Errorf("deployment %q of endpoint %q still has %s%% of traffic; move it first: %w", dep, e.Name, v, store.ErrConflict)
+	}
+	if v := e.Mirror[dep]; v > 0 {
+		return fmt.Errorf("deployment %q of endpoint %q still receives a %s%% mirror; set it to 0 first: %w", dep, e.Name, v, store.ErrConflict)
+	}
+	if len(e.Deployments) == 1 {
+		return fmt.Errorf("deployment %q is the last one of endpoint %q: %w", dep, e.Name, store.ErrConflict)
+	}
+	return nil
+}
+
+func withoutDeployment(e spec.Endpoint, dep string) spec.Endpoint {
+	next := e.Clone()
+	next.Deployments = next.Deployments[:0]
+	for _, d := range e.Clone().Deployments {
+		if d.Name != dep {
+			next.Deployments = append(next.Deployments, d)
+		}
+	}
+	delete(next.Traffic, dep)
+	delete(next.Mirror, dep)
+	return next
+}
+
+func deploymentEqual(a, b spec.Deployment) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}
+
+// Metrics reports an endpoint's per-deployment numbers over window.
+func (s *Service) Metrics(ctx context.Context, name string, window time.Duration) (telemetry.Report, error) {
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return telemetry.Report{}, notFound(name)
+	}
+	e := r.endpoint
+	now := s.now()
+	order := make([]string, len(e.Deployments))
+	sums := make(map[string]telemetry.Summary, len(e.Deployments))
+	for i, d := range e.Deployments {
+		order[i] = d.Name
+		sums[d.Name] = s.telemetry.Recorder(name, d.Name).Window(now, window)
+	}
+	return telemetry.BuildReport(name, window, Baseline(e), order, sums), nil
+}
+
+// Baseline is the deployment with the most configured traffic; ties go to
+// the first in config order. (During a rollout it will be the stable.)
+func Baseline(e spec.Endpoint) string {
+	best, bestWeight := "", spec.Percent(-1)
+	for _, d := range e.Deployments {
+		if w := e.Traffic[d.Name]; w > bestWeight {
+			best, bestWeight = d.Name, w
+		}
+	}
+	return best
+}
+
+// Events lists stored events.
+func (s *Service) Events(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+	return s.store.Events(ctx, f)
+}
+
+// WatchEvents streams events after since.
+func (s *Service) WatchEvents(ctx context.Context, since uint64) (<-chan store.Event, error) {
+	return s.store.Watch(ctx, since)
+}
+
+// Apply parses a config file and applies its spec (see ApplyFile).
+func (s *Service) Apply(ctx context.Context, data []byte, prune bool, actor string) (ApplyResult, error) {
+	f, err := config.Parse(data)
+	if err != nil {
+		return ApplyResult{}, err
+	}
+	return s.ApplyFile(ctx, f, prune, actor)
+}

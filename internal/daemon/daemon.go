@@ -1,0 +1,295 @@
+// Package daemon is modelgate's composition root: it builds the store,
+// telemetry, data plane, control service and admin API from a config file,
+// owns every long-lived goroutine, reloads on SIGHUP and shuts down
+// gracefully. It is the only package that knows which store backend runs.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/proxy"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store/bolt"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// ShutdownTimeout bounds how long a graceful shutdown waits for in-flight
+// requests to finish.
+const ShutdownTimeout = 30 * time.Second
+
+// Options configures a Daemon.
+type Options struct {
+	// Config is the parsed, valid config file.
+	Config *config.File
+	// ConfigPath is re-read on SIGHUP; empty disables reloads.
+	ConfigPath string
+	// Logger receives the daemon's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Daemon is a running modelgate.
+type Daemon struct {
+	cfg        *config.File
+	configPath string
+	log        *slog.Logger
+
+	store     *bolt.Store
+	telemetry *telemetry.Registry
+	proxy     *proxy.Server
+	control   *control.Service
+	token     string
+	tokenPath string
+	admin     *http.Server
+
+	proxyLn, adminLn net.Listener
+	wg               sync.WaitGroup
+	serveErr         chan error
+	reloadMu         sync.Mutex
+}
+
+// New opens the state, loads it, applies the config file's spec and
+// builds every component. Nothing listens until Start.
+func New(ctx context.Context, opts Options) (*Daemon, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg := opts.Config
+	st, err := bolt.Open(cfg.State.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	d := &Daemon{cfg: cfg, configPath: opts.ConfigPath, log: log, store: st, serveErr: make(chan error, 2)}
+	d.tokenPath = cfg.TokenPath()
+	if d.token, err = loadOrCreateToken(d.tokenPath); err != nil {
+		st.Close()
+		return nil, err
+	}
+	d.telemetry = telemetry.NewRegistry()
+	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Telemetry: d.telemetry, MaxRequestBytes: int(cfg.MaxRequestBytes)})
+	d.control = control.New(control.Options{Store: st, Router: d.proxy, Telemetry: d.telemetry, Logger: log.With("component", "control")})
+	if err := d.control.Load(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	res, err := d.control.ApplyFile(ctx, cfg, false, "config")
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("apply config: %w", err)
+	}
+	logApply(log, "config applied", res)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.telemetry.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.admin = &http.Server{
+		Handler:           admin.New(admin.Options{Backend: d.control, Token: d.token, Gatherer: reg, Logger: log.With("component", "admin")}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return d, nil
+}
+
+func logApply(log *slog.Logger, msg string, res control.ApplyResult) {
+	log.Info(msg, "created", res.Created, "updated", res.Updated, "removed", res.Removed, "unchanged", len(res.Unchanged))
+}
+
+// loadOrCreateToken reads the admin token, creating a random one (0600)
+// when the file does not exist.
+func loadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("admin token file %q is empty", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	raw := make([]byte, 24)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("generate admin token: %w", err)
+	}
+	tok := hex.EncodeToString(raw)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", fmt.Errorf("create admin token: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create admin token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	return tok, f.Close()
+}
+
+// Start opens both listeners and serves them in the background.
+func (d *Daemon) Start() error {
+	var err error
+	if d.proxyLn, err = net.Listen("tcp", d.cfg.Listen); err != nil {
+		return fmt.Errorf("listen (data plane) on %s: %w", d.cfg.Listen, err)
+	}
+	if d.adminLn, err = net.Listen("tcp", d.cfg.Admin.Listen); err != nil {
+		d.proxyLn.Close()
+		return fmt.Errorf("listen (admin) on %s: %w", d.cfg.Admin.Listen, err)
+	}
+	d.wg.Add(2)
+	go func() {
+		defer d.wg.Done()
+		if err := d.proxy.Serve(d.proxyLn); err != nil {
+			d.serveErr <- fmt.Errorf("data plane: %w", err)
+		}
+	}()
+	go func() {
+		defer d.wg.Done()
+		if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.serveErr <- fmt.Errorf("admin: %w", err)
+		}
+	}()
+	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "state", d.cfg.State.Path, "token_file", d.tokenPath)
+	return nil
+}
+
+// ProxyAddr is the data plane's listening address.
+func (d *Daemon) ProxyAddr() string { return d.proxyLn.Addr().String() }
+
+// AdminAddr is the admin API's listening address.
+func (d *Daemon) AdminAddr() string { return d.adminLn.Addr().String() }
+
+// Token is the admin bearer token.
+func (d *Daemon) Token() string { return d.token }
+
+// TokenPath is the file holding the admin token.
+func (d *Daemon) TokenPath() string { return d.tokenPath }
+
+// Control is the state service (for in-process callers such as the demo).
+func (d *Daemon) Control() *control.Service { return d.control }
+
+// Reload re-reads the config file and applies its spec. An invalid file
+// changes nothing and the error lists every problem.
+func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	if d.configPath == "" {
+		return control.ApplyResult{}, errors.New("no config file to reload")
+	}
+	f, err := config.Load(d.configPath)
+	if err != nil {
+		return control.ApplyResult{}, err
+	}
+	if f.Listen != d.cfg.Listen || f.Admin.Listen != d.cfg.Admin.Listen || f.State.Path != d.cfg.State.Path {
+		d.log.Warn("listen addresses and state path change only on restart")
+	}
+	return d.control.ApplyFile(ctx, f, false, "reload")
+}
+
+// Run starts the daemon and serves until ctx ends or a listener fails,
+// reloading the config on SIGHUP, then shuts down gracefully.
+func (d *Daemon) Run(ctx context.Context) error {
+	if err := d.Start(); err != nil {
+		d.store.Close()
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	if d.configPath != "" {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-d.serveErr:
+			runErr = err
+			break loop
+		case <-hup:
+			res, err := d.Reload(ctx)
+			if err != nil {
+				d.log.Error("reload refused, nothing changed", "config", d.configPath, "problems", problemList(err))
+				continue
+			}
+			logApply(d.log, "config reloaded", res)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	if err := d.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func problemList(err error) []string {
+	var out []string
+	for _, p := range spec.Problems(err) {
+		pp := p
+		out = append(out, pp.Error())
+	}
+	return out
+}
+
+// Shutdown stops accepting, drains in-flight requests until ctx ends and
+// closes the state.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	var errs []error
+	if d.proxyLn != nil {
+		if err := d.proxy.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain data plane: %w", err))
+		}
+		if err := d.admin.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop admin: %w", err))
+		}
+		d.wg.Wait()
+	}
+	if err := d.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close state: %w", err))
+	}
+	d.log.Info("modelgate stopped")
+	return errors.Join(errs...)
+}
+
+// Serve is `modelgate serve`: load the file (every problem listed when it
+// is invalid, nothing changed), run until ctx ends.
+func Serve(ctx context.Context, configPath string, stdout, stderr io.Writer) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var f *config.File
+	var err error
+	if configPath == "" {
+		f, err = config.Parse(nil)
+	} else {
+		f, err = config.Load(configPath)
+	}
+	if err != nil {
+		return err
+	}
+	d, err := New(ctx, Options{Config: f, ConfigPath: configPath, Logger: log})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
+}
