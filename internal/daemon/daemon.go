@@ -87,7 +87,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.telemetry = telemetry.NewRegistry()
-	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Telemetry: d.telemetry, MaxRequestBytes: int(cfg.MaxRequestBytes)})
+	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Recorders: proxy.RecordersFrom(d.telemetry), MaxRequestBytes: int(cfg.MaxRequestBytes)})
 	d.control = control.New(control.Options{Store: st, Router: d.proxy, Telemetry: d.telemetry, Logger: log.With("component", "control")})
 	if err := d.control.Load(ctx); err != nil {
 		st.Close()

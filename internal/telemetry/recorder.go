@@ -1,0 +1,207 @@
+package telemetry
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// fineSlices 1-second slices keep the last 10 minutes at the resolution
+	// the rollout analysis counts events in.
+	fineSlices = 600
+	// coarseWidth is the length of a coarse slice in seconds; coarseSlices of
+	// them cover the whole hour, so any window up to 1h is a merge.
+	coarseWidth  = 10
+	coarseSlices = 360
+)
+
+// Status classes index the per-class counters: classes[2] counts 2xx.
+// Index 0 is unused, so that the class is simply status/100.
+const numClasses = 6
+
+// promBounds are the Prometheus histogram upper bounds (le), in
+// nanoseconds so that the bucket a request falls in is an exact integer
+// comparison, not derived from the sketch.
+var promBounds = [...]int64{
+	5e6, 10e6, 25e6, 50e6, 100e6, 250e6, 500e6,
+	1e9, 2.5e9, 5e9, 10e9, 30e9, 60e9,
+}
+
+// Observation is one finished live request as the proxy saw it. Shadow
+// copies are never observed here; they belong to the shadow report.
+type Observation struct {
+	Now      int64         // unix nanoseconds when the request finished; picks the slice
+	Status   int           // status code sent to the client; outside 100..599 counts as 5xx
+	Latency  time.Duration // total, until the last body byte
+	TTFB     time.Duration // until response headers / first byte
+	Override bool          // routed by the X-Model-Deployment header, not by the split
+}
+
+// Recorder holds one deployment's measurements: all-time counters for
+// Prometheus and an hour of time slices for windows. Begin and Observe are
+// safe for concurrent use, lock-free in the common case and never allocate;
+// the memory is allocated once, when the Recorder is created.
+type Recorder struct {
+	inFlight atomic.Int64
+
+	// All-time counters, read by the Prometheus collector at scrape time.
+	classes    [numClasses]atomic.Uint64
+	overrides  atomic.Uint64
+	latBuckets [len(promBounds) + 1]atomic.Uint64 // non-cumulative; last is +Inf
+	ttfbBucket [len(promBounds) + 1]atomic.Uint64
+	latSum     atomic.Uint64 // nanoseconds
+	ttfbSum    atomic.Uint64 // nanoseconds
+
+	// late counts observations dropped because their slice had already
+	// been reused for newer data (they finished over 10 minutes "ago").
+	late atomic.Uint64
+
+	fine   [fineSlices]slot   // slice of second s is fine[s%fineSlices]
+	coarse [coarseSlices]slot // slice of 10 s c is coarse[c%coarseSlices]
+}
+
+func newRecorder() *Recorder { return new(Recorder) }
+
+// Begin counts a live request as in flight. Every Begin must be followed by
+// exactly one Observe.
+func (rc *Recorder) Begin() { rc.inFlight.Add(1) }
+
+// Observe ends a request started with Begin and records it: all-time
+// counters and histograms, and the 1-second and 10-second slices of o.Now.
+func (rc *Recorder) Observe(o Observation) {
+	rc.inFlight.Add(-1)
+	class := statusClass(o.Status)
+	lat, ttfb := max(o.Latency, 0), max(o.TTFB, 0)
+	rc.classes[class].Add(1)
+	if o.Override {
+		rc.overrides.Add(1)
+	}
+	rc.latBuckets[promBucket(lat)].Add(1)
+	rc.ttfbBucket[promBucket(ttfb)].Add(1)
+	rc.latSum.Add(uint64(lat))
+	rc.ttfbSum.Add(uint64(ttfb))
+
+	if o.Now < 0 {
+		rc.late.Add(1) // before 1970: no slice can hold it
+		return
+	}
+	sec := o.Now / int64(time.Second)
+	li, ti := bucketOf(lat), bucketOf(ttfb)
+	if !rc.fine[sec%fineSlices].record(uint64(sec), class, o.Override, li, ti) {
+		rc.late.Add(1)
+	}
+	c := sec / coarseWidth
+	rc.coarse[c%coarseSlices].record(uint64(c), class, o.Override, li, ti)
+}
+
+// statusClass maps a status code to its class 1..5. Anything outside
+// 100..599 is a server-side fault of the response, so it counts as 5xx.
+func statusClass(code int) int {
+	if code < 100 || code > 599 {
+		return 5
+	}
+	return code / 100
+}
+
+// promBucket returns the index of the first bound >= d (le is inclusive),
+// or len(promBounds) for +Inf.
+func promBucket(d time.Duration) int {
+	for i, b := range promBounds {
+		if int64(d) <= b {
+			return i
+		}
+	}
+	return len(promBounds)
+}
+
+// A slot is one position of a slice ring. Its state word packs, from the
+// top: the epoch it holds plus one (0: never used), a resetting flag, and
+// the number of writers inside. Writers enter only while the epoch is
+// theirs and nobody resets; a writer of a newer epoch resets the slot only
+// once no writer is inside. So a late writer can never add into the next
+// epoch's counts, and a reset never erases a write in progress: every
+// observation lands exactly once, in its own slice.
+type slot struct {
+	state   atomic.Uint64
+	classes [2][numClasses]atomic.Uint64 // [0] split-routed, [1] override
+	lat     [maxBuckets]atomic.Uint32
+	ttfb    [maxBuckets]atomic.Uint32
+}
+
+const (
+	epochShift = 32
+	resetting  = 1 << 31
+	writerMask = resetting - 1
+)
+
+// record adds one request to the slot for epoch. It returns false, having
+// recorded nothing, when the slot already holds a newer epoch.
+func (s *slot) record(epoch uint64, class int, override bool, li, ti int) bool {
+	if !s.enter(epoch) {
+		return false
+	}
+	o := 0
+	if override {
+		o = 1
+	}
+	s.classes[o][class].Add(1)
+	s.lat[li].Add(1)
+	s.ttfb[ti].Add(1)
+	s.state.Add(^uint64(0)) // leave: writers-1
+	return true
+}
+
+// enter registers a writer for epoch, first resetting the slot if it holds
+// an older epoch. It returns false if the slot holds a newer one.
+func (s *slot) enter(epoch uint64) bool {
+	want := (epoch + 1) << epochShift
+	for {
+		st := s.state.Load()
+		switch cur := st &^ (resetting | writerMask); {
+		case cur == want && st&resetting == 0:
+			// Fast path. Adding first and checking after is what makes it
+			// exact: a resetter needs the writer count at zero.
+			if st = s.state.Add(1); st&^(resetting|writerMask) == want && st&resetting == 0 {
+				return true
+			}
+			s.state.Add(^uint64(0))
+		case cur > want:
+			return false
+		case cur < want && st&(resetting|writerMask) == 0:
+			if s.state.CompareAndSwap(st, want|resetting) {
+				s.clear()
+				s.state.Store(want)
+			}
+			continue
+		}
+		// Someone is resetting, or a late writer of the old epoch is still
+		// inside: it is a handful of atomic adds away from leaving.
+		runtime.Gosched()
+	}
+}
+
+// clear zeroes the counts. Loading before storing skips the untouched
+// buckets, which are most of them.
+func (s *slot) clear() {
+	for i := range s.classes {
+		for j := range s.classes[i] {
+			s.classes[i][j].Store(0)
+		}
+	}
+	for i := range s.lat {
+		if s.lat[i].Load() != 0 {
+			s.lat[i].Store(0)
+		}
+		if s.ttfb[i].Load() != 0 {
+			s.ttfb[i].Store(0)
+		}
+	}
+}
+
+// holds reports whether the slot holds epoch's data right now (and no
+// reset is running).
+func (s *slot) holds(epoch uint64) bool {
+	st := s.state.Load()
+	return st&^(resetting|writerMask) == (epoch+1)<<epochShift && st&resetting == 0
+}

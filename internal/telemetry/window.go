@@ -1,0 +1,236 @@
+package telemetry
+
+import (
+	"time"
+)
+
+// Summary is one deployment's measurements over a window: every live
+// request that finished in it, override-routed ones included.
+type Summary struct {
+	Window           time.Duration      // the window length asked for
+	Requests         uint64             // live requests, override-routed included
+	OverrideRequests uint64             // routed by the X-Model-Deployment header
+	Status           [numClasses]uint64 // by status class: Status[2] counts 2xx; Status[0] is unused
+	Errors           uint64             // 5xx, transport failures included (the proxy maps them to 502/503/504)
+	ClientErrors     uint64             // 4xx
+	SplitErrors      uint64             // 5xx among split-routed requests, which gates judge
+	InFlight         int64              // requests in flight when the summary was taken
+	Latency          Sketch             // until the last body byte
+	TTFB             Sketch             // until the response headers
+}
+
+// SplitRequests returns the requests routed by the split, the ones the
+// measured share and the rollout gates count.
+func (s Summary) SplitRequests() uint64 { return s.Requests - s.OverrideRequests }
+
+// Merge adds o's counts and sketches to s; s keeps its Window unless it has
+// none. It combines summaries of the same window, e.g. of several replicas.
+func (s *Summary) Merge(o Summary) {
+	if s.Window == 0 {
+		s.Window = o.Window
+	}
+	s.Requests += o.Requests
+	s.OverrideRequests += o.OverrideRequests
+	for i := range s.Status {
+		s.Status[i] += o.Status[i]
+	}
+	s.Errors += o.Errors
+	s.ClientErrors += o.ClientErrors
+	s.SplitErrors += o.SplitErrors
+	s.InFlight += o.InFlight
+	s.Latency.Merge(o.Latency)
+	s.TTFB.Merge(o.TTFB)
+}
+
+// Slice is one second of one deployment's measurements.
+type Slice struct {
+	Start             time.Time // the slice covers [Start, Start+1s)
+	Requests          uint64    // live requests, override-routed included
+	SplitRequests     uint64    // routed by the split (not by the override header)
+	Errors            uint64    // 5xx
+	ClientErrors      uint64    // 4xx
+	SplitErrors       uint64    // 5xx among split-routed requests
+	SplitClientErrors uint64    // 4xx among split-routed requests
+	Latency           Sketch    // all live requests of the slice
+	TTFB              Sketch    // all live requests of the slice
+}
+
+// slotCopy is a consistent copy of one slot's counts.
+type slotCopy struct {
+	classes  [2][numClasses]uint64
+	lat      [maxBuckets]uint32
+	ttfb     [maxBuckets]uint32
+	requests uint64
+}
+
+// read copies the slot's counts for epoch into c. It returns false when the
+// slot holds another epoch or no request. If a writer of a newer epoch
+// resets the slot while it is being read, the copy is torn and discarded:
+// the data it held has just aged out.
+func (s *slot) read(epoch uint64, c *slotCopy) bool {
+	if !s.holds(epoch) {
+		return false
+	}
+	c.requests = 0
+	for i := range s.classes {
+		for j := range s.classes[i] {
+			c.classes[i][j] = s.classes[i][j].Load()
+			c.requests += c.classes[i][j]
+		}
+	}
+	if c.requests == 0 {
+		return false
+	}
+	for i := range c.lat {
+		c.lat[i] = s.lat[i].Load()
+		c.ttfb[i] = s.ttfb[i].Load()
+	}
+	return s.holds(epoch)
+}
+
+// windowAccum sums slot copies into a Summary.
+type windowAccum struct {
+	copy    slotCopy
+	classes [2][numClasses]uint64
+	lat     denseSketch
+	ttfb    denseSketch
+}
+
+func (a *windowAccum) add(s *slot, epoch uint64) {
+	if !s.read(epoch, &a.copy) {
+		return
+	}
+	for i := range a.classes {
+		for j := range a.classes[i] {
+			a.classes[i][j] += a.copy.classes[i][j]
+		}
+	}
+	for i := range a.lat {
+		a.lat[i] += uint64(a.copy.lat[i])
+		a.ttfb[i] += uint64(a.copy.ttfb[i])
+	}
+}
+
+// Window summarises the requests that finished in the window ending at now.
+//
+// Edge rule: the window is the merge of the slices whose start lies in
+// (now-window, now]. Slices are 1 s long for the 600 seconds up to now and
+// 10 s long (aligned to multiples of 10 s of unix time) before that, so:
+//   - a window up to 10 min holds exactly the seconds s with
+//     now-window < s <= now, the current, partial second included;
+//   - a longer window takes the 1-s slices from the first 10-s boundary
+//     inside the last 600 s, and 10-s slices before it; its old edge moves
+//     up to the next 10-s boundary, so it can cover up to 9 s less.
+//
+// Window validates nothing; callers keep window within 10s..1h. Data older
+// than an hour is gone, and a slice reused for newer data is never read
+// as older data.
+func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
+	hi := now.UnixNano()
+	first, last := secondsIn(hi-int64(window), hi)
+	a := new(windowAccum)
+	fineFrom := last - fineSlices + 1
+	if first < fineFrom {
+		boundary := ceilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
+		for c := max(ceilDiv(first, coarseWidth), 0); c < boundary; c++ {
+			a.add(&rc.coarse[c%coarseSlices], uint64(c))
+		}
+		first = boundary * coarseWidth
+	}
+	for s := max(first, 0); s <= last; s++ {
+		a.add(&rc.fine[s%fineSlices], uint64(s))
+	}
+	sum := Summary{
+		Window:   window,
+		InFlight: rc.inFlight.Load(),
+		Latency:  a.lat.sketch(),
+		TTFB:     a.ttfb.sketch(),
+	}
+	for o := range a.classes {
+		for c, n := range a.classes[o] {
+			sum.Status[c] += n
+			sum.Requests += n
+		}
+	}
+	sum.OverrideRequests = sum.Requests - sumClasses(&a.classes[0])
+	sum.Errors, sum.ClientErrors = sum.Status[5], sum.Status[4]
+	sum.SplitErrors = a.classes[0][5]
+	return sum
+}
+
+func sumClasses(c *[numClasses]uint64) uint64 {
+	var n uint64
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// Slices returns the 1-second slices whose start lies in (from, to], the
+// same edge rule as Window, oldest first, one per second, empty seconds
+// included, so that Window(now, w) for w <= 10m is exactly the merge of
+// Slices(now-w, now). Seconds more than 600 s before to are no longer kept
+// at 1 s and are left out.
+func (rc *Recorder) Slices(from, to time.Time) []Slice {
+	first, last := secondsIn(from.UnixNano(), to.UnixNano())
+	first = max(first, last-fineSlices+1, 0)
+	if first > last {
+		return nil
+	}
+	out := make([]Slice, 0, last-first+1)
+	c := new(slotCopy)
+	for s := first; s <= last; s++ {
+		sl := Slice{Start: time.Unix(s, 0)}
+		if rc.fine[s%fineSlices].read(uint64(s), c) {
+			split, over := &c.classes[0], &c.classes[1]
+			sl.SplitRequests = sumClasses(split)
+			sl.Requests = sl.SplitRequests + sumClasses(over)
+			sl.Errors = split[5] + over[5]
+			sl.ClientErrors = split[4] + over[4]
+			sl.SplitErrors, sl.SplitClientErrors = split[5], split[4]
+			sl.Latency = compact(c.lat[:])
+			sl.TTFB = compact(c.ttfb[:])
+		}
+		out = append(out, sl)
+	}
+	return out
+}
+
+// secondsIn returns the first and last unix second whose start lies in
+// the nanosecond interval (lo, hi].
+func secondsIn(lo, hi int64) (first, last int64) {
+	const ns = int64(time.Second)
+	return floorDiv(lo, ns) + 1, floorDiv(hi, ns)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// compact turns a dense bucket array into a Sketch of its non-empty range.
+func compact(d []uint32) Sketch {
+	lo, hi := -1, -1
+	for i, c := range d {
+		if c != 0 {
+			if lo < 0 {
+				lo = i
+			}
+			hi = i
+		}
+	}
+	if lo < 0 {
+		return Sketch{}
+	}
+	s := Sketch{offset: lo, counts: make([]uint64, hi-lo+1)}
+	for i := range s.counts {
+		s.counts[i] = uint64(d[lo+i])
+		s.total += s.counts[i]
+	}
+	return s
+}
