@@ -95,3 +95,24 @@ func (p *Percent) UnmarshalJSON(b []byte) error {
 	*p = v
 	return nil
 }
+
+// MarshalYAML writes the percent as a plain YAML number such as 5.5, so
+// that a marshalled endpoint reads back as the same percent (the underlying
+// integer, hundredths, would read back a hundred times too large).
+func (p Percent) MarshalYAML() (any, error) { return p.Float(), nil }
+
+// UnmarshalYAML reads a YAML scalar such as 5, 5.5 or "5.5%" through
+// ParsePercent. It uses the callback form of yaml.v3's interface so that
+// this package keeps importing only the standard library.
+func (p *Percent) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err != nil {
+		return ErrPercentSyntax
+	}
+	v, err := ParsePercent(s)
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}

@@ -1,0 +1,314 @@
+// Package config reads modelgate's YAML configuration file: it decodes it
+// strictly (an unknown key, a duplicate key or a value of the wrong type is
+// a problem with its field path), fills in defaults and validates it into
+// spec types, reporting every problem at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/modelgate/modelgate/internal/spec"
+)
+
+// Defaults applied by Parse to a key left out, null or at its zero value.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultAdminListen     = "127.0.0.1:8081"
+	DefaultStatePath       = "modelgate.db"
+	DefaultMaxRequestBytes = 10 << 20 // 10 MiB
+	// TokenFileName is the admin token's file name beside the state file,
+	// used when admin.token_file is empty.
+	TokenFileName = "admin.token"
+)
+
+// File is a modelgate configuration file. Parse and Load return it with
+// defaults filled in and validated.
+//
+// Endpoints are kept as written: Parse does not apply
+// spec.Endpoint.WithDefaults, so that callers can tell "traffic not given"
+// from "traffic given" and a re-encoded File reads like its source. Use
+// EndpointsWithDefaults for the effective endpoints.
+type File struct {
+	// Listen is the data plane's host:port. Empty: 127.0.0.1:8080.
+	Listen string `yaml:"listen" json:"listen"`
+	// Admin configures the admin API.
+	Admin Admin `yaml:"admin" json:"admin"`
+	// State configures the durable store.
+	State State `yaml:"state" json:"state"`
+	// MaxRequestBytes caps a request body; a larger one is answered 413.
+	// Zero: 10 MiB. Negative is invalid.
+	MaxRequestBytes int64 `yaml:"max_request_bytes" json:"max_request_bytes"`
+	// Endpoints are the endpoints served, in order. Their traffic and
+	// mirror only initialise an endpoint the store does not know yet.
+	Endpoints []spec.Endpoint `yaml:"endpoints" json:"endpoints"`
+}
+
+// Admin configures the admin API (also /metrics and the dashboard).
+type Admin struct {
+	// Listen is the admin API's host:port. Empty: 127.0.0.1:8081.
+	Listen string `yaml:"listen" json:"listen"`
+	// TokenFile is the file holding the admin bearer token, created 0600
+	// on first start. Empty: admin.token beside the state file (see
+	// File.TokenPath).
+	TokenFile string `yaml:"token_file" json:"token_file"`
+}
+
+// State configures the durable store.
+type State struct {
+	// Path is the embedded store's file. Empty: modelgate.db, relative to
+	// the working directory.
+	Path string `yaml:"path" json:"path"`
+}
+
+// Default returns the configuration of an empty file.
+func Default() *File {
+	f := &File{}
+	f.setDefaults()
+	return f
+}
+
+func (f *File) setDefaults() {
+	if f.Listen == "" {
+		f.Listen = DefaultListen
+	}
+	if f.Admin.Listen == "" {
+		f.Admin.Listen = DefaultAdminListen
+	}
+	if f.State.Path == "" {
+		f.State.Path = DefaultStatePath
+	}
+	if f.MaxRequestBytes == 0 {
+		f.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+}
+
+// Load reads the file at path and parses it. A read error names the file;
+// an invalid file gives a *FileError carrying every problem.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	return f, nil
+}
+
+// FileError is an invalid configuration file: its path and the problems
+// Parse found. spec.Problems(err) lists them.
+type FileError struct {
+	// Path is the file as given to Load.
+	Path string
+	// Err joins the problems, as Parse returns them.
+	Err error
+}
+
+// Error lists the problems one a line, each prefixed with the file's path:
+// "modelgate.yaml: endpoints[0].traffic: weights sum to 99, ...".
+func (e *FileError) Error() string {
+	var b strings.Builder
+	for i, p := range spec.Problems(e.Err) {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Path)
+		b.WriteString(": ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the joined problems, so that spec.Problems and errors.As
+// see each of them.
+func (e *FileError) Unwrap() []error { return []error{e.Err} }
+
+// Parse decodes a configuration file (YAML, or JSON), fills in defaults and
+// validates it. It reports every problem at once: a *spec.Problem per
+// problem at its field path, joined with errors.Join, decoding problems
+// first (in document order), then validation problems, whose message also
+// names the line where it can.
+//
+// Empty input is a valid file with defaults and no endpoints. The top level
+// must be a mapping; more than one YAML document is a problem. A
+// validation problem about a value that could not be decoded (or about the
+// object holding it) is left out, as it would only repeat the first.
+func Parse(data []byte) (*File, error) {
+	var f File
+	res := decode(data, reflect.ValueOf(&f).Elem())
+	if res.syntax {
+		return nil, errors.Join(res.problems...)
+	}
+	f.setDefaults()
+	errs := res.problems
+	for _, p := range spec.Problems(f.Validate()) {
+		if shadowed(p.Field, res.failed) {
+			continue
+		}
+		if line := lineOf(p.Field, res.lines); line > 0 && res.withLines {
+			p.Message += fmt.Sprintf(" (line %d)", line)
+		}
+		errs = append(errs, &p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &f, nil
+}
+
+// shadowed reports whether a validation problem at field is about a value
+// that failed to decode: the same field, inside it, or the object holding it.
+func shadowed(field string, failed []string) bool {
+	for _, f := range failed {
+		if within(field, f) || (field != "" && within(f, field)) {
+			return true
+		}
+	}
+	return false
+}
+
+// within reports whether path is parent or a field inside it.
+func within(path, parent string) bool {
+	if parent == "" || path == parent {
+		return true
+	}
+	return strings.HasPrefix(path, parent) && (path[len(parent)] == '.' || path[len(parent)] == '[')
+}
+
+// lineOf returns the line of field, or of the closest enclosing field that
+// was written (a missing key is reported at its object's line); 0 if none.
+func lineOf(field string, lines map[string]int) int {
+	for field != "" {
+		if line, ok := lines[field]; ok {
+			return line
+		}
+		i := strings.LastIndexAny(field, ".[")
+		if i < 0 {
+			return 0
+		}
+		field = field[:i]
+	}
+	return 0
+}
+
+// Validate checks the file as it is (Parse fills in defaults first, so a
+// File built in code should start from Default) and returns every problem
+// with its field path: listen addresses are host:port, max_request_bytes is
+// positive, every endpoint is valid and endpoint names are unique.
+func (f *File) Validate() error {
+	var errs []error
+	errs = append(errs, validateListen("listen", f.Listen))
+	errs = append(errs, validateListen("admin.listen", f.Admin.Listen))
+	if sameListener(f.Listen, f.Admin.Listen) {
+		errs = append(errs, spec.Problemf("admin.listen",
+			"%q collides with listen %q; the admin API needs its own address", f.Admin.Listen, f.Listen))
+	}
+	if f.State.Path == "" {
+		errs = append(errs, spec.Problemf("state.path", "is required"))
+	}
+	if f.MaxRequestBytes <= 0 {
+		errs = append(errs, spec.Problemf("max_request_bytes", "must be greater than 0, got %d", f.MaxRequestBytes))
+	}
+	seen := map[string]int{}
+	for i, e := range f.Endpoints {
+		path := fmt.Sprintf("endpoints[%d]", i)
+		errs = append(errs, spec.Prefix(path, e.Validate()))
+		if j, dup := seen[e.Name]; dup && e.Name != "" {
+			errs = append(errs, spec.Problemf(path+".name", "duplicate endpoint %q (also endpoints[%d])", e.Name, j))
+		} else {
+			seen[e.Name] = i
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateListen checks a listen address: host:port with a numeric port
+// (0 picks a free one) and a host that is empty (every interface), an IP
+// address or a host name.
+func validateListen(field, addr string) error {
+	if addr == "" {
+		return spec.Problemf(field, "is required, e.g. 127.0.0.1:8080")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return spec.Problemf(field, "%q is not host:port, e.g. 127.0.0.1:8080", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" || n > 65535 {
+		return spec.Problemf(field, "%q: port must be a number from 0 to 65535", addr)
+	}
+	if host != "" && !validHost(host) {
+		return spec.Problemf(field, "%q: %q is not an IP address or host name", addr, host)
+	}
+	return nil
+}
+
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	if len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sameListener reports whether two valid listen addresses would bind the
+// same non-zero port on overlapping interfaces.
+func sameListener(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	if n, err := strconv.Atoi(pa); err != nil || n == 0 {
+		return false
+	}
+	return ha == hb || unspecified(ha) || unspecified(hb)
+}
+
+func unspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
+
+// TokenPath returns the admin token file: admin.token_file if set, else
+// admin.token in the state file's directory.
+func (f *File) TokenPath() string {
+	if f.Admin.TokenFile != "" {
+		return f.Admin.TokenFile
+	}
+	return filepath.Join(filepath.Dir(f.State.Path), TokenFileName)
+}
+
+// EndpointsWithDefaults returns deep copies of the endpoints with
+// spec.Endpoint.WithDefaults applied: deployment timeouts filled in, and
+// traffic 100 for the first deployment where the file gives none.
+func (f *File) EndpointsWithDefaults() []spec.Endpoint {
+	out := make([]spec.Endpoint, len(f.Endpoints))
+	for i, e := range f.Endpoints {
+		out[i] = e.WithDefaults()
+	}
+	return out
+}
