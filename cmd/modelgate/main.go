@@ -1,0 +1,22 @@
+// Command modelgate is progressive delivery for machine-learning models in
+// one binary: see "modelgate --help".
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+
+	"github.com/modelgate/modelgate/internal/cli"
+	"github.com/modelgate/modelgate/internal/daemon"
+)
+
+func main() {
+	// The daemon and the demo are wired here so that cli stays a thin
+	// client of the admin API and never imports the composition root.
+	cli.Serve = daemon.Serve
+	cli.Demo = func(ctx context.Context, stdout io.Writer) error {
+		return daemon.Demo(ctx, stdout, daemon.DemoOptions{})
+	}
+	os.Exit(cli.Execute(os.Args[1:], os.Stdout, os.Stderr))
+}
