@@ -1,0 +1,185 @@
+// Package admin serves modelgate's admin HTTP API on net/http: endpoints,
+// traffic, mirror, deployments, apply, metrics and the event log under
+// /api/v1 (bearer token required), plus /metrics, /healthz and /readyz
+// (no token). It owns no state: every call goes to a Backend, which the
+// daemon's control service implements.
+package admin
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// Actor is recorded in events for every change made through the API.
+const Actor = "api"
+
+// MaxBodyBytes caps a request body; a larger one is answered 413.
+const MaxBodyBytes = 1 << 20
+
+// Metrics windows accepted by GET .../metrics?window=.
+const (
+	DefaultWindow = 5 * time.Minute
+	MinWindow     = 10 * time.Second
+	MaxWindow     = time.Hour
+)
+
+// KeepAliveInterval is how often the event stream sends an SSE comment
+// when no event flows, so that proxies and clients keep the connection.
+const KeepAliveInterval = 15 * time.Second
+
+// Backend is what the API reads and changes. Errors carrying
+// *spec.Problem answer 400, errors wrapping store.ErrNotFound 404,
+// store.ErrConflict 409, anything else 500.
+type Backend interface {
+	// Endpoints lists every endpoint with its deployments, traffic and mirror.
+	Endpoints(ctx context.Context) ([]spec.Endpoint, error)
+	// Endpoint returns one endpoint.
+	Endpoint(ctx context.Context, name string) (spec.Endpoint, error)
+	// SetTraffic replaces an endpoint's live split.
+	SetTraffic(ctx context.Context, endpoint string, w spec.Weights, actor string) (spec.Endpoint, error)
+	// SetMirror replaces an endpoint's mirror percents.
+	SetMirror(ctx context.Context, endpoint string, w spec.Weights, actor string) (spec.Endpoint, error)
+	// PutDeployment creates or updates one deployment.
+	PutDeployment(ctx context.Context, endpoint string, d spec.Deployment, actor string) (ep spec.Endpoint, created bool, err error)
+	// DeleteDeployment removes a deployment that has no traffic or mirror.
+	DeleteDeployment(ctx context.Context, endpoint, deployment, actor string) (spec.Endpoint, error)
+	// Apply validates a whole config file (YAML) and applies its spec.
+	Apply(ctx context.Context, file []byte, prune bool, actor string) (control.ApplyResult, error)
+	// Metrics reports an endpoint's deployments over the last window.
+	Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error)
+	// Events lists stored events.
+	Events(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+	// WatchEvents delivers every event with Seq > since, stored ones
+	// first, until ctx ends; it may close the channel early, and the
+	// caller then resumes from the last Seq it saw.
+	WatchEvents(ctx context.Context, since uint64) (<-chan store.Event, error)
+	// Ready returns nil when the daemon serves traffic, else why not.
+	Ready() error
+}
+
+// Options configure the handler built by New.
+type Options struct {
+	// Backend answers every API call. Required.
+	Backend Backend
+	// Token is the bearer token every /api/v1 call must present. Empty
+	// refuses every /api/v1 call: the API is never open by accident.
+	Token string
+	// Gatherer is served at /metrics. Nil: prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Logger receives internal errors (answered 500). Nil: discarded.
+	Logger *slog.Logger
+}
+
+// server holds the handler's dependencies; its methods are the routes.
+type server struct {
+	backend   Backend
+	token     []byte
+	log       *slog.Logger
+	api       *http.ServeMux
+	keepAlive time.Duration
+}
+
+// New returns the admin API handler: /api/v1/... behind the bearer token,
+// and /metrics, /healthz, /readyz open.
+func New(opts Options) http.Handler {
+	s := newServer(opts)
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", s.authenticate(http.HandlerFunc(s.serveAPI)))
+	mux.Handle("/api/v1", s.authenticate(http.HandlerFunc(s.serveAPI)))
+	g := opts.Gatherer
+	if g == nil {
+		g = prometheus.DefaultGatherer
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+func newServer(opts Options) *server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{
+		backend:   opts.Backend,
+		token:     []byte(opts.Token),
+		log:       log,
+		api:       http.NewServeMux(),
+		keepAlive: KeepAliveInterval,
+	}
+	s.api.HandleFunc("GET /api/v1/endpoints", s.listEndpoints)
+	s.api.HandleFunc("GET /api/v1/endpoints/{ep}", s.getEndpoint)
+	s.api.HandleFunc("GET /api/v1/endpoints/{ep}/traffic", s.getTraffic)
+	s.api.HandleFunc("PUT /api/v1/endpoints/{ep}/traffic", s.putTraffic)
+	s.api.HandleFunc("GET /api/v1/endpoints/{ep}/mirror", s.getMirror)
+	s.api.HandleFunc("PUT /api/v1/endpoints/{ep}/mirror", s.putMirror)
+	s.api.HandleFunc("PUT /api/v1/endpoints/{ep}/deployments/{dep}", s.putDeployment)
+	s.api.HandleFunc("DELETE /api/v1/endpoints/{ep}/deployments/{dep}", s.deleteDeployment)
+	s.api.HandleFunc("GET /api/v1/endpoints/{ep}/metrics", s.metrics)
+	s.api.HandleFunc("POST /api/v1/apply", s.apply)
+	s.api.HandleFunc("GET /api/v1/events", s.events)
+	s.api.HandleFunc("GET /api/v1/events/stream", s.stream)
+	return s
+}
+
+// serveAPI dispatches an authenticated /api/v1 request, answering an
+// unknown path 404 and a known path with the wrong method 405 in the
+// API's error JSON rather than the mux's plain text.
+func (s *server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if h, pattern := s.api.Handler(r); pattern == "" {
+		rec := &discardWriter{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			s.writeError(w, r, &statusError{http.StatusMethodNotAllowed, "method " + r.Method + " not allowed on " + r.URL.Path})
+			return
+		}
+		s.writeError(w, r, &statusError{http.StatusNotFound, "no such API path: " + r.URL.Path})
+		return
+	}
+	s.api.ServeHTTP(w, r)
+}
+
+// discardWriter records the status the mux would answer for an
+// unmatched request, so that serveAPI can tell 404 from 405.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+// Header returns the recorded header (the mux sets Allow on a 405).
+func (d *discardWriter) Header() http.Header { return d.header }
+
+// Write discards the mux's plain-text body.
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// WriteHeader records the status.
+func (d *discardWriter) WriteHeader(status int) { d.status = status }
+
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.backend.Ready(); err != nil {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		return
+	}
+	writeText(w, http.StatusOK, "ok")
+}
+
+func writeText(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg + "\n"))
+}

@@ -1,0 +1,216 @@
+// Package cli is the modelgate command line: cobra commands that run the
+// daemon (serve, demo), check a config file locally, and talk to a running
+// daemon through its admin API with a small typed Client.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the modelgate binary.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// Defaults and environment variables for finding the daemon.
+const (
+	DefaultAdmin     = "127.0.0.1:8081"
+	DefaultTokenFile = "admin.token"
+	EnvAdmin         = "MODELGATE_ADMIN"
+	EnvToken         = "MODELGATE_TOKEN"
+)
+
+// Serve runs the daemon from the config file at configPath until ctx is
+// cancelled (SIGINT or SIGTERM). cmd/modelgate sets it, so that this
+// package does not import the daemon.
+var Serve func(ctx context.Context, configPath string, stdout, stderr io.Writer) error
+
+// Demo runs the built-in demo until it ends or ctx is cancelled.
+// cmd/modelgate sets it.
+var Demo func(ctx context.Context, stdout io.Writer) error
+
+// Execute runs the command line args (without the program name), writing
+// to stdout and stderr, and returns the exit code: 0 ok, 1 failure, 2
+// usage error. SIGINT and SIGTERM cancel the running command's context;
+// a second signal kills the process as usual.
+func Execute(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // restore default handling: a second Ctrl-C ends at once
+	}()
+	return run(ctx, args, stdout, stderr, os.Getenv, nil)
+}
+
+// usageError is a command line that cannot run as written: exit 2.
+type usageError struct{ err error }
+
+// Error returns the underlying message.
+func (e *usageError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// app holds what every command shares: output streams, the environment
+// and the global flags.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	httpClient     *http.Client
+	admin          string
+	tokenFile      string
+}
+
+// run is Execute with its environment injected, for tests.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string, hc *http.Client) int {
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, httpClient: hc}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if ue := (*usageError)(nil); errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "Error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		return ExitUsage
+	}
+	fmt.Fprintf(stderr, "Error: %s\n", describe(err))
+	return ExitFailure
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "modelgate",
+		Short: "Progressive delivery for machine-learning models",
+		Long: `modelgate splits live traffic between model versions, measures each one,
+and moves traffic from one to another. Client commands find the daemon with
+--admin (env MODELGATE_ADMIN) and the admin token in MODELGATE_TOKEN or
+--token-file.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Args:          noSubcommand,
+		RunE:          helpOrUnknown,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.admin, "admin", DefaultAdmin, "admin API address, host:port or URL (env "+EnvAdmin+")")
+	pf.StringVar(&a.tokenFile, "token-file", DefaultTokenFile, "file holding the admin token (env "+EnvToken+" holds the token itself and wins)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+
+	root.AddCommand(
+		a.serveCommand(),
+		a.demoCommand(),
+		a.configCommand(),
+		a.applyCommand(),
+		a.endpointsCommand(),
+		a.trafficCommand(),
+		a.mirrorCommand(),
+		a.metricsCommand(),
+		a.eventsCommand(),
+	)
+	return root
+}
+
+// group returns a command that only holds subcommands.
+func group(use, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short, Args: noSubcommand, RunE: helpOrUnknown}
+	c.AddCommand(subs...)
+	return c
+}
+
+// noSubcommand accepts any arguments: helpOrUnknown reports an unknown
+// subcommand as a usage error (cobra's own check is an untyped error).
+func noSubcommand(*cobra.Command, []string) error { return nil }
+
+func helpOrUnknown(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return &usageError{errors.New(msg)}
+}
+
+// exactArgs is cobra.ExactArgs with a usage error and the names of the
+// arguments expected.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return usagef("%s takes %s, got %d argument%s", cmd.CommandPath(), strings.Join(names, " "), len(args), plural(len(args)))
+		}
+		return nil
+	}
+}
+
+// minArgs requires at least len(names) arguments.
+func minArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < len(names) {
+			return usagef("%s takes %s ..., got %d argument%s", cmd.CommandPath(), strings.Join(names, " "), len(args), plural(len(args)))
+		}
+		return nil
+	}
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// client builds the admin API client from the flags and environment:
+// --admin, else MODELGATE_ADMIN, else the default; the token from
+// MODELGATE_TOKEN, else the token file.
+func (a *app) client(cmd *cobra.Command) (*Client, error) {
+	addr := a.admin
+	if !cmd.Flags().Changed("admin") {
+		if env := a.getenv(EnvAdmin); env != "" {
+			addr = env
+		}
+	}
+	token, err := a.token()
+	if err != nil {
+		return nil, err
+	}
+	return NewClient(addr, token, a.httpClient)
+}
+
+func (a *app) token() (string, error) {
+	if t := strings.TrimSpace(a.getenv(EnvToken)); t != "" {
+		return t, nil
+	}
+	data, err := os.ReadFile(a.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("no admin token: set %s or --token-file (%w)", EnvToken, err)
+	}
+	t := strings.TrimSpace(string(data))
+	if t == "" {
+		return "", fmt.Errorf("no admin token: %s is empty", a.tokenFile)
+	}
+	return t, nil
+}

@@ -1,0 +1,381 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// CallTimeout bounds one admin API call (not the event stream).
+const CallTimeout = 30 * time.Second
+
+// Client is a small typed client of the admin API.
+type Client struct {
+	base  *url.URL
+	token string
+	http  *http.Client
+}
+
+// NewClient returns a client of the admin API at addr, either host:port
+// or a URL such as http://10.0.0.5:8081, sending token on every call.
+// A nil hc means http.DefaultClient.
+func NewClient(addr, token string, hc *http.Client) (*Client, error) {
+	raw := addr
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("admin address %q: use host:port or http(s)://host:port", addr)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: u, token: token, http: hc}, nil
+}
+
+// APIError is an error answer of the admin API: its status, summary and,
+// for an invalid request, every problem.
+type APIError struct {
+	Status   int
+	Message  string
+	Problems []spec.Problem
+}
+
+// Error is the summary followed by every problem, one a line. A single
+// problem already spelled out by the summary is not repeated.
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	if len(e.Problems) == 1 && strings.HasSuffix(msg, e.Problems[0].Error()) {
+		return msg
+	}
+	var b strings.Builder
+	b.WriteString(msg)
+	for i := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(e.Problems[i].Error())
+	}
+	return b.String()
+}
+
+// Unwrap gives errors.Is and errors.As the problems and, for 404 and 409,
+// store.ErrNotFound and store.ErrConflict.
+func (e *APIError) Unwrap() []error {
+	var errs []error
+	for i := range e.Problems {
+		p := e.Problems[i]
+		errs = append(errs, &p)
+	}
+	switch e.Status {
+	case http.StatusNotFound:
+		errs = append(errs, store.ErrNotFound)
+	case http.StatusConflict:
+		errs = append(errs, store.ErrConflict)
+	}
+	return errs
+}
+
+// errorBody is the admin API's error JSON.
+type errorBody struct {
+	Error    string         `json:"error"`
+	Problems []spec.Problem `json:"problems"`
+}
+
+// request builds a call to path (already escaped) with query.
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body []byte) (*http.Request, error) {
+	u := c.base.String() + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	return req, nil
+}
+
+// do makes one call and decodes a 2xx JSON answer into out (unless nil);
+// any other answer becomes an *APIError.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, contentType string, out any) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	defer cancel()
+	req, err := c.request(ctx, method, path, query, body)
+	if err != nil {
+		return 0, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, c.unreachable(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, apiError(resp.StatusCode, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// unreachable explains a failed connection, with the cause but without
+// the URL the transport error repeats.
+func (c *Client) unreachable(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("cannot reach the admin API at %s (is modelgate serve running? see --admin or %s): %w", c.base.Host, EnvAdmin, err)
+}
+
+func apiError(status int, data []byte) error {
+	var body errorBody
+	if err := json.Unmarshal(data, &body); err != nil || body.Error == "" {
+		msg := strings.TrimSpace(string(data))
+		if len(msg) > 200 {
+			msg = msg[:200] + "..."
+		}
+		if msg == "" {
+			msg = http.StatusText(status)
+		}
+		return &APIError{Status: status, Message: fmt.Sprintf("admin API answered %d: %s", status, msg)}
+	}
+	return &APIError{Status: status, Message: body.Error, Problems: body.Problems}
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, query url.Values, out any) error {
+	_, err := c.do(ctx, http.MethodGet, path, query, nil, "", out)
+	return err
+}
+
+func (c *Client) putJSON(ctx context.Context, path string, in, out any) (int, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return 0, err
+	}
+	return c.do(ctx, http.MethodPut, path, nil, body, "application/json", out)
+}
+
+func endpointPath(name string, rest ...string) string {
+	p := "/api/v1/endpoints/" + url.PathEscape(name)
+	for _, r := range rest {
+		p += "/" + url.PathEscape(r)
+	}
+	return p
+}
+
+// Endpoints lists every endpoint.
+func (c *Client) Endpoints(ctx context.Context) ([]spec.Endpoint, error) {
+	var out struct {
+		Endpoints []spec.Endpoint `json:"endpoints"`
+	}
+	err := c.getJSON(ctx, "/api/v1/endpoints", nil, &out)
+	return out.Endpoints, err
+}
+
+// Endpoint returns one endpoint.
+func (c *Client) Endpoint(ctx context.Context, name string) (spec.Endpoint, error) {
+	var ep spec.Endpoint
+	err := c.getJSON(ctx, endpointPath(name), nil, &ep)
+	return ep, err
+}
+
+// Traffic returns an endpoint's live split.
+func (c *Client) Traffic(ctx context.Context, endpoint string) (spec.Weights, error) {
+	var w spec.Weights
+	err := c.getJSON(ctx, endpointPath(endpoint, "traffic"), nil, &w)
+	return w, err
+}
+
+// SetTraffic replaces an endpoint's split and returns it as stored.
+func (c *Client) SetTraffic(ctx context.Context, endpoint string, w spec.Weights) (spec.Weights, error) {
+	var out spec.Weights
+	_, err := c.putJSON(ctx, endpointPath(endpoint, "traffic"), w, &out)
+	return out, err
+}
+
+// Mirror returns an endpoint's mirror percents.
+func (c *Client) Mirror(ctx context.Context, endpoint string) (spec.Weights, error) {
+	var w spec.Weights
+	err := c.getJSON(ctx, endpointPath(endpoint, "mirror"), nil, &w)
+	return w, err
+}
+
+// SetMirror replaces an endpoint's mirror percents and returns them as stored.
+func (c *Client) SetMirror(ctx context.Context, endpoint string, w spec.Weights) (spec.Weights, error) {
+	var out spec.Weights
+	_, err := c.putJSON(ctx, endpointPath(endpoint, "mirror"), w, &out)
+	return out, err
+}
+
+// PutDeployment creates or updates a deployment; created reports which.
+func (c *Client) PutDeployment(ctx context.Context, endpoint string, d spec.Deployment) (ep spec.Endpoint, created bool, err error) {
+	status, err := c.putJSON(ctx, endpointPath(endpoint, "deployments", d.Name), d, &ep)
+	return ep, status == http.StatusCreated, err
+}
+
+// DeleteDeployment removes a deployment without traffic or mirror.
+func (c *Client) DeleteDeployment(ctx context.Context, endpoint, deployment string) (spec.Endpoint, error) {
+	var ep spec.Endpoint
+	_, err := c.do(ctx, http.MethodDelete, endpointPath(endpoint, "deployments", deployment), nil, nil, "", &ep)
+	return ep, err
+}
+
+// Apply sends a config file (YAML) to be validated whole and applied.
+func (c *Client) Apply(ctx context.Context, file []byte, prune bool) (control.ApplyResult, error) {
+	var res control.ApplyResult
+	q := url.Values{}
+	if prune {
+		q.Set("prune", "true")
+	}
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/apply", q, file, "application/yaml", &res)
+	return res, err
+}
+
+// Metrics reports an endpoint over window; zero asks for the server's
+// default (5m).
+func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error) {
+	var rep telemetry.Report
+	q := url.Values{}
+	if window != 0 {
+		q.Set("window", window.String())
+	}
+	err := c.getJSON(ctx, endpointPath(endpoint, "metrics"), q, &rep)
+	return rep, err
+}
+
+// Events lists stored events matching f.
+func (c *Client) Events(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+	var out struct {
+		Events []store.Event `json:"events"`
+	}
+	err := c.getJSON(ctx, "/api/v1/events", eventQuery(f), &out)
+	return out.Events, err
+}
+
+func eventQuery(f store.EventFilter) url.Values {
+	q := url.Values{}
+	if f.Endpoint != "" {
+		q.Set("endpoint", f.Endpoint)
+	}
+	if f.Since != 0 {
+		q.Set("since", strconv.FormatUint(f.Since, 10))
+	}
+	if f.Limit != 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
+
+// StreamEvents follows the event log over server-sent events, calling fn
+// for every event with Seq > since (of f.Endpoint's only, when set), until
+// ctx ends (then it returns nil) or fn fails. When the server ends the
+// stream it reconnects with Last-Event-ID, so no event is missed or
+// repeated; a stream that ends again without delivering anything is an
+// error.
+func (c *Client) StreamEvents(ctx context.Context, f store.EventFilter, fn func(store.Event) error) error {
+	last := f.Since
+	for {
+		progressed, err := c.streamOnce(ctx, f.Endpoint, last, func(ev store.Event) error {
+			last = ev.Seq
+			return fn(ev)
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !progressed {
+			return errors.New("event stream: the admin API closed the stream")
+		}
+	}
+}
+
+// streamOnce reads one SSE connection to its end. progressed reports
+// whether any event arrived.
+func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, fn func(store.Event) error) (progressed bool, err error) {
+	q := url.Values{}
+	if endpoint != "" {
+		q.Set("endpoint", endpoint)
+	}
+	req, err := c.request(ctx, http.MethodGet, "/api/v1/events/stream", q, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if since > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(since, 10))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, c.unreachable(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return false, apiError(resp.StatusCode, data)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	var data []string
+	for sc.Scan() {
+		line := sc.Text()
+		if line != "" {
+			field, value, _ := strings.Cut(line, ":")
+			if field == "data" {
+				data = append(data, strings.TrimPrefix(value, " "))
+			}
+			continue // id and event repeat what the data holds; ":" is a comment
+		}
+		if len(data) == 0 {
+			continue
+		}
+		var ev store.Event
+		err := json.Unmarshal([]byte(strings.Join(data, "\n")), &ev)
+		data = data[:0]
+		if err != nil {
+			return progressed, fmt.Errorf("event stream: decode event: %w", err)
+		}
+		progressed = true
+		if err := fn(ev); err != nil {
+			return progressed, err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil {
+		return progressed, fmt.Errorf("event stream: %w", err)
+	}
+	return progressed, nil
+}

@@ -1,0 +1,441 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+)
+
+// Output formats of read commands (-o).
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+// addOutput adds -o/--output to a read command and checks its value
+// before the command runs.
+func addOutput(cmd *cobra.Command) *string {
+	out := new(string)
+	cmd.Flags().StringVarP(out, "output", "o", outputTable, "output format: table or json")
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if *out != outputTable && *out != outputJSON {
+			return usagef("--output %q: use table or json", *out)
+		}
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
+	return out
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run the gateway and its admin API",
+		Long: `serve runs the data plane and the admin API from a config file until it gets
+SIGINT or SIGTERM, then drains in-flight requests and exits. SIGHUP re-applies
+the file. An invalid file is refused with every problem listed. Without
+--config it starts with the defaults and no endpoints (add them with apply).`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if Serve == nil {
+				return errors.New("serve is not available in this build")
+			}
+			return Serve(cmd.Context(), configPath, a.stdout, a.stderr)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "config file (YAML)")
+	return cmd
+}
+
+func (a *app) demoCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "demo",
+		Short: "Run demo models, the gateway and traffic, and shift traffic live",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if Demo == nil {
+				return errors.New("demo is not available in this build")
+			}
+			return Demo(cmd.Context(), a.stdout)
+		},
+	}
+}
+
+func (a *app) configCommand() *cobra.Command {
+	validate := &cobra.Command{
+		Use:   "validate FILE",
+		Short: "Check a config file locally, without a daemon",
+		Args:  exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := args[0]
+			f, err := config.Load(path)
+			if err != nil {
+				return err // a *config.FileError lists every problem (see run)
+			}
+			n := len(f.Endpoints)
+			fmt.Fprintf(a.stdout, "%s is valid: %d endpoint%s\n", path, n, plural(n))
+			return nil
+		},
+	}
+	return group("config", "Work with config files", validate)
+}
+
+// describe is how an error is printed: an invalid config file (from
+// config validate, or serve) as a summary and every problem, one a line;
+// anything else as it says.
+func describe(err error) string {
+	var fe *config.FileError
+	if !errors.As(err, &fe) {
+		return err.Error()
+	}
+	ps := spec.Problems(fe.Err)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s is invalid: %d problem%s", fe.Path, len(ps), plural(len(ps)))
+	for i := range ps {
+		b.WriteString("\n  ")
+		b.WriteString(ps[i].Error())
+	}
+	return b.String()
+}
+
+func (a *app) applyCommand() *cobra.Command {
+	var (
+		file  string
+		prune bool
+	)
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Apply a config file's spec to the running daemon",
+		Long: `apply sends a config file to the daemon, which validates it whole and then
+creates and updates what it declares. It removes nothing the file does not
+list unless --prune is given. Traffic and mirror in the file only initialise
+endpoints the daemon does not know yet. "-f -" reads standard input.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if file == "" {
+				return usagef("apply needs -f FILE")
+			}
+			var data []byte
+			var err error
+			if file == "-" {
+				data, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				data, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return fmt.Errorf("read config: %w", err)
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := c.Apply(cmd.Context(), data, prune)
+			if err != nil {
+				return err
+			}
+			return printApply(a.stdout, res)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "config file (YAML), - for standard input")
+	cmd.Flags().BoolVar(&prune, "prune", false, "also remove endpoints and deployments the file does not list")
+	return cmd
+}
+
+func (a *app) endpointsCommand() *cobra.Command {
+	var output *string
+	cmd := &cobra.Command{
+		Use:   "endpoints",
+		Short: "List endpoints with their deployments, traffic and mirror",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			eps, err := c.Endpoints(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				if eps == nil {
+					eps = []spec.Endpoint{}
+				}
+				return printJSON(a.stdout, map[string]any{"endpoints": eps})
+			}
+			return printEndpoints(a.stdout, eps)
+		},
+	}
+	output = addOutput(cmd)
+	return cmd
+}
+
+func (a *app) trafficCommand() *cobra.Command {
+	var output *string
+	get := &cobra.Command{
+		Use:   "get ENDPOINT",
+		Short: "Show an endpoint's traffic split",
+		Args:  exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.showWeights(cmd, args[0], "traffic", *output)
+		},
+	}
+	output = addOutput(get)
+	set := &cobra.Command{
+		Use:   "set ENDPOINT DEPLOYMENT=PERCENT ...",
+		Short: "Set an endpoint's traffic split",
+		Long: `set replaces an endpoint's live split. Percents have at most two decimals
+and sum to 100. With two deployments, naming one is enough: the other gets
+the rest ("modelgate traffic set fraud green=5" gives blue 95, green 5).
+With more, give every deployment's weight.`,
+		Example: "  modelgate traffic set fraud green=5\n  modelgate traffic set fraud blue=50 green=25 red=25",
+		Args:    minArgs("ENDPOINT", "DEPLOYMENT=PERCENT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			given, err := parseAssignments(args[1:])
+			if err != nil {
+				return err
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			ep, err := c.Endpoint(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w, err := completeTraffic(ep, given)
+			if err != nil {
+				return err
+			}
+			got, err := c.SetTraffic(cmd.Context(), ep.Name, w)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "traffic of %s set to %s\n", ep.Name, formatWeights(ep, got))
+			return nil
+		},
+	}
+	return group("traffic", "Show or set the traffic split of an endpoint", get, set)
+}
+
+// completeTraffic applies the two-deployment rule (one weight given, the
+// other deployment gets the rest) and otherwise insists on a weight for
+// every deployment, so that a deployment is never dropped by accident.
+// The daemon validates the sum.
+func completeTraffic(ep spec.Endpoint, given spec.Weights) (spec.Weights, error) {
+	w := spec.CompleteTraffic(ep, given)
+	var missing []string
+	for _, d := range ep.Deployments {
+		if _, ok := w[d.Name]; !ok {
+			missing = append(missing, d.Name)
+		}
+	}
+	if len(missing) > 0 && len(ep.Deployments) > 2 {
+		return nil, fmt.Errorf("endpoint %s has %d deployments: give a weight for each (missing: %s), e.g. %s",
+			ep.Name, len(ep.Deployments), strings.Join(missing, ", "), exampleAssignment(ep))
+	}
+	return w, nil
+}
+
+func exampleAssignment(ep spec.Endpoint) string {
+	parts := make([]string, len(ep.Deployments))
+	for i, d := range ep.Deployments {
+		p := spec.Percent(0)
+		if i == 0 {
+			p = spec.Full
+		}
+		parts[i] = d.Name + "=" + p.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+func (a *app) mirrorCommand() *cobra.Command {
+	var output *string
+	get := &cobra.Command{
+		Use:   "get ENDPOINT",
+		Short: "Show the percent of an endpoint's traffic mirrored to each deployment",
+		Args:  exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.showWeights(cmd, args[0], "mirror", *output)
+		},
+	}
+	output = addOutput(get)
+	set := &cobra.Command{
+		Use:   "set ENDPOINT DEPLOYMENT=PERCENT ...",
+		Short: "Set the percent of live traffic copied to deployments as shadow traffic",
+		Long: `set changes the mirror percents of the deployments it names; deployments it
+does not name keep theirs. 0 stops mirroring to a deployment.`,
+		Example: "  modelgate mirror set fraud green=10\n  modelgate mirror set fraud green=0",
+		Args:    minArgs("ENDPOINT", "DEPLOYMENT=PERCENT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			given, err := parseAssignments(args[1:])
+			if err != nil {
+				return err
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			ep, err := c.Endpoint(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := ep.Mirror.Clone()
+			if w == nil {
+				w = spec.Weights{}
+			}
+			for name, p := range given {
+				w[name] = p
+			}
+			for name, p := range w {
+				if p == 0 {
+					delete(w, name)
+				}
+			}
+			got, err := c.SetMirror(cmd.Context(), ep.Name, w)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "mirror of %s set to %s\n", ep.Name, formatWeights(ep, got))
+			return nil
+		},
+	}
+	return group("mirror", "Show or set shadow traffic of an endpoint", get, set)
+}
+
+// parseAssignments reads DEPLOYMENT=PERCENT arguments; a malformed one is
+// a usage error listing every problem.
+func parseAssignments(args []string) (spec.Weights, error) {
+	w, err := config.ParseAssignments(args)
+	if err != nil {
+		ps := spec.Problems(err)
+		msgs := make([]string, len(ps))
+		for i, p := range ps {
+			msgs[i] = p.Message
+		}
+		return nil, usagef("%s", strings.Join(msgs, "\n  "))
+	}
+	return w, nil
+}
+
+// showWeights prints an endpoint's traffic or mirror.
+func (a *app) showWeights(cmd *cobra.Command, endpoint, which, output string) error {
+	c, err := a.client(cmd)
+	if err != nil {
+		return err
+	}
+	ep, err := c.Endpoint(cmd.Context(), endpoint)
+	if err != nil {
+		return err
+	}
+	w := ep.Traffic
+	if which == "mirror" {
+		w = ep.Mirror
+	}
+	if output == outputJSON {
+		if w == nil {
+			w = spec.Weights{}
+		}
+		return printJSON(a.stdout, w)
+	}
+	return printWeights(a.stdout, ep, which, w)
+}
+
+func (a *app) metricsCommand() *cobra.Command {
+	var (
+		output *string
+		window time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "metrics ENDPOINT",
+		Short: "Show per-deployment traffic, errors and latency, compared with the baseline",
+		Args:  exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			rep, err := c.Metrics(cmd.Context(), args[0], window)
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				return printJSON(a.stdout, rep)
+			}
+			return printMetrics(a.stdout, rep)
+		},
+	}
+	cmd.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")
+	output = addOutput(cmd)
+	return cmd
+}
+
+func (a *app) eventsCommand() *cobra.Command {
+	var (
+		output *string
+		f      store.EventFilter
+		follow bool
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "List the event log (traffic, mirror and spec changes), or follow it",
+		Long: `events lists stored events oldest first. --since SEQ starts after that
+sequence number; -f keeps following new events until interrupted (with
+-o json, one JSON object a line).`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.Limit < 0 {
+				return usagef("--limit must not be negative")
+			}
+			if follow && f.Limit != 0 {
+				return usagef("--limit cannot be used with --follow")
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			if follow {
+				if *output == outputTable {
+					fmt.Fprintln(a.stdout, eventHeader)
+				}
+				return c.StreamEvents(cmd.Context(), f, func(ev store.Event) error {
+					if *output == outputJSON {
+						return printJSONLine(a.stdout, ev)
+					}
+					_, err := fmt.Fprintln(a.stdout, eventLine(ev))
+					return err
+				})
+			}
+			evs, err := c.Events(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				if evs == nil {
+					evs = []store.Event{}
+				}
+				return printJSON(a.stdout, map[string]any{"events": evs})
+			}
+			return printEvents(a.stdout, evs)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.Endpoint, "endpoint", "", "only this endpoint's events")
+	fl.Uint64Var(&f.Since, "since", 0, "only events after this sequence number")
+	fl.IntVar(&f.Limit, "limit", 0, "at most this many events (0: all); not with -f")
+	fl.BoolVarP(&follow, "follow", "f", false, "keep printing new events as they happen")
+	output = addOutput(cmd)
+	return cmd
+}
