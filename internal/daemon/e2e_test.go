@@ -2,11 +2,14 @@ package daemon_test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -608,5 +612,60 @@ func TestFailingBackendIsSkippedAndRejoins(t *testing.T) {
 	}
 	if revived.Load() == 0 {
 		t.Errorf("the revived backend got no request within 15s of coming back")
+	}
+}
+
+func TestCLIAgainstTheRealDaemon(t *testing.T) {
+	blue, green := newBackend(t, "blue"), newBackend(t, "green")
+	dir := t.TempDir()
+	d := startDaemon(t, twoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	tokenFile := filepath.Join(dir, "admin.token") // written beside the state on first start
+	run := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		full := append([]string{"--admin", d.AdminAddr(), "--token-file", tokenFile}, args...)
+		code := cli.Execute(full, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+
+	if code, out, errOut := run("traffic", "set", "fraud", "green=5"); code != 0 {
+		t.Fatalf("traffic set fraud green=5: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := run("traffic", "get", "fraud", "-o", "json")
+	var w spec.Weights
+	if code != 0 || json.Unmarshal([]byte(out), &w) != nil {
+		t.Fatalf("traffic get -o json: exit %d, %q %s", code, out, errOut)
+	}
+	if diff := cmp.Diff(spec.Weights{"blue": 9500, "green": 500}, w); diff != "" {
+		t.Errorf("traffic after `traffic set fraud green=5` (-want +got):\n%s", diff)
+	}
+	sendConcurrently(t, newClient(t, d), 400, 4, nil)
+	code, out, errOut = run("metrics", "fraud", "--window", "1m", "-o", "json")
+	var rep telemetry.Report
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+		t.Fatalf("metrics -o json: exit %d, %q %s", code, out, errOut)
+	}
+	if got := rep.Deployments["blue"].Requests + rep.Deployments["green"].Requests; got != 400 {
+		t.Errorf("metrics via CLI count %d requests, want 400", got)
+	}
+	if code, out, _ = run("metrics", "fraud"); code != 0 || !strings.Contains(out, "green") || !strings.Contains(out, "blue") {
+		t.Errorf("metrics table: exit %d\n%s", code, out)
+	}
+	// A bad change exits 1, prints the problem, and changes nothing.
+	if code, _, errOut = run("traffic", "set", "fraud", "blue=50", "green=49"); code != 1 || !strings.Contains(errOut, "sum to 100") {
+		t.Errorf("traffic set summing to 99: exit %d, stderr %q; want 1 and the problem", code, errOut)
+	}
+	if code, _, _ = run("traffic", "set"); code != 2 {
+		t.Errorf("traffic set without arguments: exit %d, want 2 (usage)", code)
+	}
+	// apply -f with an invalid file: exit 1, nothing changes.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("endpoints:\n  - name: fraud\n    deployments: []\n"), 0o644)
+	if code, _, errOut = run("apply", "-f", bad); code != 1 || !strings.Contains(errOut, "endpoints[0].deployments") {
+		t.Errorf("apply -f invalid: exit %d, stderr %q", code, errOut)
+	}
+	_, out, _ = run("traffic", "get", "fraud", "-o", "json")
+	json.Unmarshal([]byte(out), &w)
+	if diff := cmp.Diff(spec.Weights{"blue": 9500, "green": 500}, w); diff != "" {
+		t.Errorf("traffic changed by rejected commands (-want +got):\n%s", diff)
 	}
 }
