@@ -179,6 +179,7 @@ func (d *decoder) leave(n *yaml.Node) {
 
 var (
 	percentType      = reflect.TypeFor[spec.Percent]()
+	stageType        = reflect.TypeFor[spec.Stage]()
 	durationType     = reflect.TypeFor[spec.Duration]()
 	unmarshalerType  = reflect.TypeFor[yaml.Unmarshaler]()
 	textUnmarshalerT = reflect.TypeFor[encoding.TextUnmarshaler]()
@@ -219,6 +220,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		v.SetInt(int64(p))
+		return
+	case t == stageType && n.Kind == yaml.ScalarNode:
+		// The stage shorthand: `stages: [5, 25, 50, 100]`.
+		d.decode(n, v.FieldByName("Weight"), path+".weight")
 		return
 	case reflect.PointerTo(t).Implements(unmarshalerType):
 		u := v.Addr().Interface().(yaml.Unmarshaler)

@@ -40,6 +40,14 @@ type Endpoint struct {
 	// StickyHeader, when set, names a request header whose value pins a
 	// client to one deployment. Empty: every request is split on its own.
 	StickyHeader string `yaml:"sticky_header,omitempty" json:"sticky_header,omitempty"`
+	// Compare configures how shadow answers are captured and compared
+	// with the live answers. Nil: every default (see Compare).
+	Compare *Compare `yaml:"compare,omitempty" json:"compare,omitempty"`
+	// Rollout is the endpoint's default rollout plan; a rollout may
+	// override it when it starts. Nil: the built-in plan (see Plan).
+	Rollout *Plan `yaml:"rollout,omitempty" json:"rollout,omitempty"`
+	// Webhooks receive every rollout event of the endpoint as a JSON POST.
+	Webhooks []Webhook `yaml:"webhooks,omitempty" json:"webhooks,omitempty"`
 }
 
 // Deployment is one model version behind an endpoint.
@@ -165,6 +173,7 @@ func (e Endpoint) WithDefaults() Endpoint {
 	e.Deployments = deps
 	e.Traffic = e.Traffic.Clone()
 	e.Mirror = e.Mirror.Clone()
+	e.Compare = e.Compare.Clone()
 	if len(e.Traffic) == 0 && len(deps) > 0 {
 		e.Traffic = Weights{deps[0].Name: Full}
 	}
@@ -188,6 +197,12 @@ func (e Endpoint) Clone() Endpoint {
 	e.Deployments = deps
 	e.Traffic = e.Traffic.Clone()
 	e.Mirror = e.Mirror.Clone()
+	e.Compare = e.Compare.Clone()
+	if e.Rollout != nil {
+		plan := e.Rollout.Clone()
+		e.Rollout = &plan
+	}
+	e.Webhooks = append([]Webhook(nil), e.Webhooks...)
 	return e
 }
 
@@ -239,6 +254,11 @@ func (e Endpoint) Validate() error {
 	errs = append(errs, Prefix("mirror", ValidateMirror(e, e.Mirror)))
 	if e.StickyHeader != "" && !validHeaderName(e.StickyHeader) {
 		errs = append(errs, Problemf("sticky_header", "%q is not a valid HTTP header name", e.StickyHeader))
+	}
+	errs = append(errs, Prefix("compare", e.Compare.Validate()))
+	errs = append(errs, Prefix("rollout", e.Rollout.Validate()))
+	for i, w := range e.Webhooks {
+		errs = append(errs, Prefix(fmt.Sprintf("webhooks[%d]", i), w.Validate()))
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,351 @@
+package spec
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// Defaults of a rollout plan (see Plan).
+const (
+	DefaultBake             = 30 * time.Second
+	DefaultMinRequests      = 100
+	DefaultProgressDeadline = 10 * time.Minute
+	DefaultAlpha            = 0.05
+	DefaultShadowMinCompare = 200
+	DefaultShadowMatchRate  = 0.95
+	DefaultGateQuantile     = 0.99
+	DefaultWebhookTimeout   = 5 * time.Second
+)
+
+// DefaultStages are the canary weights of a plan that names none.
+var DefaultStages = []Percent{500, 2500, 5000, Full}
+
+// DeadlineAction is what a stage does when its progress deadline passes
+// without a decision.
+type DeadlineAction string
+
+// Deadline actions.
+const (
+	// DeadlinePause pauses the rollout for a human (the default).
+	DeadlinePause DeadlineAction = "pause"
+	// DeadlineRollback rolls the canary back.
+	DeadlineRollback DeadlineAction = "rollback"
+)
+
+// GateType names a check evaluated during a stage.
+type GateType string
+
+// Gate types.
+const (
+	// GateSequential is the anytime-valid sequential test of
+	// internal/stats on errors and latency against the stable (the default).
+	GateSequential GateType = "sequential"
+	// GateErrorRate checks the canary's error rate: at most Max (a
+	// fraction), and at most MaxIncrease percentage points over the stable.
+	GateErrorRate GateType = "error_rate"
+	// GateLatency checks a latency quantile: at most Max milliseconds, and
+	// at most MaxIncrease percent over the stable's.
+	GateLatency GateType = "latency"
+	// GateTTFB is GateLatency on the time to first byte.
+	GateTTFB GateType = "ttfb"
+	// GateMatchRate checks the shadow comparison's match rate: at least Min.
+	GateMatchRate GateType = "match_rate"
+)
+
+// GateTypes lists every valid GateType.
+var GateTypes = []GateType{GateSequential, GateErrorRate, GateLatency, GateTTFB, GateMatchRate}
+
+// Plan is how a rollout moves a canary from shadow to 100%. Every field
+// has a default, so the zero Plan is the built-in plan: stages 5, 25, 50,
+// 100 with the sequential gate.
+type Plan struct {
+	// Shadow, when set, runs a shadow phase before any live traffic.
+	// Nil: no shadow phase.
+	Shadow *ShadowPhase `yaml:"shadow,omitempty" json:"shadow,omitempty"`
+	// Stages are the canary weights in order; the last is usually 100.
+	// A stage is a number (the weight) or {weight, bake, min_requests}.
+	// Empty: 5, 25, 50, 100.
+	Stages []Stage `yaml:"stages,omitempty" json:"stages,omitempty"`
+	// Bake is the minimum time a stage runs before it may advance, for
+	// stages that do not set their own. Zero: 30s.
+	Bake Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
+	// MinRequests is the minimum number of canary requests a stage needs
+	// before it may advance, for stages that do not set their own. Zero: 100.
+	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
+	// ProgressDeadline bounds how long one stage may wait for a decision.
+	// Zero: 10m.
+	ProgressDeadline Duration `yaml:"progress_deadline,omitempty" json:"progress_deadline,omitempty"`
+	// OnDeadline is what happens when the deadline passes. Empty: pause.
+	OnDeadline DeadlineAction `yaml:"on_deadline,omitempty" json:"on_deadline,omitempty"`
+	// Alpha bounds the probability of rolling back a canary that is no
+	// worse than the stable, over the whole rollout; it is split across
+	// the metrics tested. Zero: 0.05.
+	Alpha float64 `yaml:"alpha,omitempty" json:"alpha,omitempty"`
+	// Gates are the checks of every live stage. Empty: one sequential gate.
+	Gates []Gate `yaml:"gates,omitempty" json:"gates,omitempty"`
+	// ConfirmPromotion, when set, is called before the last stage; the
+	// rollout holds until it answers 2xx.
+	ConfirmPromotion *Webhook `yaml:"confirm_promotion,omitempty" json:"confirm_promotion,omitempty"`
+}
+
+// ShadowPhase is the part of a rollout where the canary only receives
+// shadow copies and its answers are compared with the stable's.
+type ShadowPhase struct {
+	// Mirror is the percent of live requests copied to the canary.
+	Mirror Percent `yaml:"mirror" json:"mirror"`
+	// MinCompared is how many compared requests the phase needs. Zero: 200.
+	MinCompared int `yaml:"min_compared,omitempty" json:"min_compared,omitempty"`
+	// MinMatchRate is the lowest acceptable match rate (0..1). Zero: 0.95.
+	MinMatchRate float64 `yaml:"min_match_rate,omitempty" json:"min_match_rate,omitempty"`
+	// KeepMirror keeps mirroring to the canary during the live stages, so a
+	// 5% canary is still compared on many more requests. False: the
+	// mirror stops when the first live stage starts.
+	KeepMirror bool `yaml:"keep_mirror,omitempty" json:"keep_mirror,omitempty"`
+}
+
+// Stage is one step with live traffic.
+type Stage struct {
+	// Weight is the canary's share of live traffic.
+	Weight Percent `yaml:"weight" json:"weight"`
+	// Bake overrides Plan.Bake for this stage. Zero: the plan's.
+	Bake Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
+	// MinRequests overrides Plan.MinRequests. Zero: the plan's.
+	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
+}
+
+// UnmarshalJSON accepts the shorthand `5` as well as `{"weight": 5, "bake": "1m"}`.
+func (s *Stage) UnmarshalJSON(b []byte) error {
+	var p Percent
+	if err := p.UnmarshalJSON(b); err == nil {
+		*s = Stage{Weight: p}
+		return nil
+	}
+	type plain Stage
+	var full plain
+	if err := json.Unmarshal(b, &full); err != nil {
+		return err
+	}
+	*s = Stage(full)
+	return nil
+}
+
+// Gate is one check of a live stage. Which fields apply depends on Type.
+type Gate struct {
+	// Type is the check; see the Gate* constants.
+	Type GateType `yaml:"type" json:"type"`
+	// Max: error_rate, the highest error rate (fraction 0..1);
+	// latency/ttfb, the highest quantile in milliseconds. Zero: no bound.
+	Max float64 `yaml:"max,omitempty" json:"max,omitempty"`
+	// MaxIncrease: error_rate, percentage points over the stable;
+	// latency/ttfb, percent over the stable's quantile. Zero: no bound.
+	MaxIncrease float64 `yaml:"max_increase,omitempty" json:"max_increase,omitempty"`
+	// Quantile for latency/ttfb, e.g. 0.99. Zero: 0.99.
+	Quantile float64 `yaml:"quantile,omitempty" json:"quantile,omitempty"`
+	// Min for match_rate: the lowest match rate (0..1).
+	Min float64 `yaml:"min,omitempty" json:"min,omitempty"`
+}
+
+// Webhook is an HTTP receiver of rollout notifications.
+type Webhook struct {
+	// URL receives a JSON POST.
+	URL string `yaml:"url" json:"url"`
+	// Secret signs each body with HMAC-SHA256 (header
+	// X-Modelgate-Signature: sha256=<hex>). Empty: unsigned.
+	Secret string `yaml:"secret,omitempty" json:"secret,omitempty"`
+	// Timeout of one delivery attempt. Zero: 5s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+}
+
+// StageBake is the bake time of stage i after defaults.
+func (p Plan) StageBake(i int) time.Duration {
+	if d := p.Stages[i].Bake; d > 0 {
+		return d.D()
+	}
+	return p.Bake.D()
+}
+
+// StageMinRequests is the minimum canary requests of stage i after defaults.
+func (p Plan) StageMinRequests(i int) int {
+	if n := p.Stages[i].MinRequests; n > 0 {
+		return n
+	}
+	return p.MinRequests
+}
+
+// WithDefaults returns a deep copy of p with every default filled in.
+func (p Plan) WithDefaults() Plan {
+	out := p.Clone()
+	if len(out.Stages) == 0 {
+		for _, w := range DefaultStages {
+			out.Stages = append(out.Stages, Stage{Weight: w})
+		}
+	}
+	if out.Bake == 0 {
+		out.Bake = Duration(DefaultBake)
+	}
+	if out.MinRequests == 0 {
+		out.MinRequests = DefaultMinRequests
+	}
+	if out.ProgressDeadline == 0 {
+		out.ProgressDeadline = Duration(DefaultProgressDeadline)
+	}
+	if out.OnDeadline == "" {
+		out.OnDeadline = DeadlinePause
+	}
+	if out.Alpha == 0 {
+		out.Alpha = DefaultAlpha
+	}
+	if len(out.Gates) == 0 {
+		out.Gates = []Gate{{Type: GateSequential}}
+	}
+	for i := range out.Gates {
+		g := &out.Gates[i]
+		if (g.Type == GateLatency || g.Type == GateTTFB) && g.Quantile == 0 {
+			g.Quantile = DefaultGateQuantile
+		}
+	}
+	if s := out.Shadow; s != nil {
+		if s.MinCompared == 0 {
+			s.MinCompared = DefaultShadowMinCompare
+		}
+		if s.MinMatchRate == 0 {
+			s.MinMatchRate = DefaultShadowMatchRate
+		}
+	}
+	if w := out.ConfirmPromotion; w != nil && w.Timeout == 0 {
+		w.Timeout = Duration(DefaultWebhookTimeout)
+	}
+	return out
+}
+
+// Clone returns a deep copy.
+func (p *Plan) Clone() Plan {
+	if p == nil {
+		return Plan{}
+	}
+	out := *p
+	out.Stages = append([]Stage(nil), p.Stages...)
+	out.Gates = append([]Gate(nil), p.Gates...)
+	if p.Shadow != nil {
+		s := *p.Shadow
+		out.Shadow = &s
+	}
+	if p.ConfirmPromotion != nil {
+		w := *p.ConfirmPromotion
+		out.ConfirmPromotion = &w
+	}
+	return out
+}
+
+// Validate checks a plan (before or after defaults) and returns every
+// problem with its field path.
+func (p *Plan) Validate() error {
+	if p == nil {
+		return nil
+	}
+	var errs []error
+	var prev Percent
+	for i, s := range p.Stages {
+		f := fmt.Sprintf("stages[%d]", i)
+		if s.Weight <= 0 || s.Weight > Full {
+			errs = append(errs, Problemf(f+".weight", "must be more than 0 and at most 100"))
+		} else if s.Weight <= prev {
+			errs = append(errs, Problemf(f+".weight", "%s is not above the previous stage's %s: stages must increase", s.Weight, prev))
+		}
+		prev = s.Weight
+		if s.Bake < 0 {
+			errs = append(errs, Problemf(f+".bake", "must not be negative"))
+		}
+		if s.MinRequests < 0 {
+			errs = append(errs, Problemf(f+".min_requests", "must not be negative"))
+		}
+	}
+	if p.Bake < 0 {
+		errs = append(errs, Problemf("bake", "must not be negative"))
+	}
+	if p.MinRequests < 0 {
+		errs = append(errs, Problemf("min_requests", "must not be negative"))
+	}
+	if p.ProgressDeadline < 0 {
+		errs = append(errs, Problemf("progress_deadline", "must not be negative"))
+	}
+	switch p.OnDeadline {
+	case "", DeadlinePause, DeadlineRollback:
+	default:
+		errs = append(errs, Problemf("on_deadline", "%q is not one of pause, rollback", p.OnDeadline))
+	}
+	if p.Alpha < 0 || p.Alpha >= 1 {
+		errs = append(errs, Problemf("alpha", "must be between 0 and 1 (e.g. 0.05)"))
+	}
+	for i, g := range p.Gates {
+		errs = append(errs, Prefix(fmt.Sprintf("gates[%d]", i), g.Validate()))
+	}
+	if s := p.Shadow; s != nil {
+		if s.Mirror <= 0 || s.Mirror > Full {
+			errs = append(errs, Problemf("shadow.mirror", "must be more than 0 and at most 100"))
+		}
+		if s.MinCompared < 0 {
+			errs = append(errs, Problemf("shadow.min_compared", "must not be negative"))
+		}
+		if s.MinMatchRate < 0 || s.MinMatchRate > 1 {
+			errs = append(errs, Problemf("shadow.min_match_rate", "must be a fraction from 0 to 1"))
+		}
+	}
+	if w := p.ConfirmPromotion; w != nil {
+		errs = append(errs, Prefix("confirm_promotion", w.Validate()))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one gate.
+func (g Gate) Validate() error {
+	var errs []error
+	switch g.Type {
+	case GateSequential:
+	case GateErrorRate:
+		if g.Max == 0 && g.MaxIncrease == 0 {
+			errs = append(errs, Problemf("", "error_rate needs max (a fraction) or max_increase (percentage points)"))
+		}
+		if g.Max < 0 || g.Max > 1 {
+			errs = append(errs, Problemf("max", "must be a fraction from 0 to 1"))
+		}
+	case GateLatency, GateTTFB:
+		if g.Max == 0 && g.MaxIncrease == 0 {
+			errs = append(errs, Problemf("", "%s needs max (milliseconds) or max_increase (percent)", g.Type))
+		}
+		if g.Max < 0 {
+			errs = append(errs, Problemf("max", "must not be negative"))
+		}
+		if g.Quantile < 0 || g.Quantile >= 1 {
+			errs = append(errs, Problemf("quantile", "must be between 0 and 1, e.g. 0.99"))
+		}
+	case GateMatchRate:
+		if g.Min <= 0 || g.Min > 1 {
+			errs = append(errs, Problemf("min", "must be a fraction above 0 and at most 1"))
+		}
+	case "":
+		errs = append(errs, Problemf("type", "is required: one of sequential, error_rate, latency, ttfb, match_rate"))
+	default:
+		errs = append(errs, Problemf("type", "%q is not one of sequential, error_rate, latency, ttfb, match_rate", g.Type))
+	}
+	if g.MaxIncrease < 0 {
+		errs = append(errs, Problemf("max_increase", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one webhook.
+func (w Webhook) Validate() error {
+	var errs []error
+	u, err := url.Parse(w.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, Problemf("url", "%q is not an http or https URL", w.URL))
+	}
+	if w.Timeout < 0 {
+		errs = append(errs, Problemf("timeout", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
