@@ -76,6 +76,7 @@ type app struct {
 	httpClient     *http.Client
 	admin          string
 	tokenFile      string
+	tokenFileSet   bool // --token-file given explicitly: it wins over the env
 }
 
 // run is Execute with its environment injected, for tests.
@@ -113,7 +114,7 @@ and moves traffic from one to another. Client commands find the daemon with
 	root.CompletionOptions.DisableDefaultCmd = true
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.admin, "admin", DefaultAdmin, "admin API address, host:port or URL (env "+EnvAdmin+")")
-	pf.StringVar(&a.tokenFile, "token-file", DefaultTokenFile, "file holding the admin token (env "+EnvToken+" holds the token itself and wins)")
+	pf.StringVar(&a.tokenFile, "token-file", DefaultTokenFile, "file holding the admin token (default source unless env "+EnvToken+" holds the token itself; an explicit flag wins)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 
 	root.AddCommand(
@@ -159,6 +160,9 @@ func helpOrUnknown(cmd *cobra.Command, args []string) error {
 // arguments expected.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != len(names) && len(names) == 0 {
+			return usagef("%s takes no arguments, got %d", cmd.CommandPath(), len(args))
+		}
 		if len(args) != len(names) {
 			return usagef("%s takes %s, got %d argument%s", cmd.CommandPath(), strings.Join(names, " "), len(args), plural(len(args)))
 		}
@@ -188,6 +192,7 @@ func plural(n int) string {
 // MODELGATE_TOKEN, else the token file.
 func (a *app) client(cmd *cobra.Command) (*Client, error) {
 	addr := a.admin
+	a.tokenFileSet = cmd.Flags().Changed("token-file")
 	if !cmd.Flags().Changed("admin") {
 		if env := a.getenv(EnvAdmin); env != "" {
 			addr = env
@@ -201,7 +206,7 @@ func (a *app) client(cmd *cobra.Command) (*Client, error) {
 }
 
 func (a *app) token() (string, error) {
-	if t := strings.TrimSpace(a.getenv(EnvToken)); t != "" {
+	if t := strings.TrimSpace(a.getenv(EnvToken)); t != "" && !a.tokenFileSet {
 		return t, nil
 	}
 	data, err := os.ReadFile(a.tokenFile)

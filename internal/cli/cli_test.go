@@ -183,7 +183,7 @@ func TestTrafficSet(t *testing.T) {
 		},
 		{
 			name: "three deployments, one missing", endpoint: threeDeployments(),
-			args: []string{"fraud", "green=5", "red=5"}, wantCode: 1,
+			args: []string{"fraud", "green=5", "red=5"}, wantCode: 2,
 			wantErr: []string{"endpoint fraud has 3 deployments: give a weight for each (missing: blue)"},
 		},
 		{
@@ -341,7 +341,8 @@ func TestTokenAndAddress(t *testing.T) {
 	}{
 		{"env token", nil, nil, 0, ""},
 		{"token file", map[string]string{EnvToken: ""}, []string{"--token-file", good}, 0, ""},
-		{"env token wins over file", nil, []string{"--token-file", bad}, 0, ""},
+		{"explicit --token-file wins over env", nil, []string{"--token-file", bad}, 1, "Error: invalid bearer token\n"},
+		{"env token used without --token-file", nil, nil, 0, ""},
 		{"wrong token file", map[string]string{EnvToken: ""}, []string{"--token-file", bad}, 1, "Error: invalid bearer token\n"},
 		{"wrong env token", map[string]string{EnvToken: "nope"}, nil, 1, "Error: invalid bearer token\n"},
 		{"empty token file", map[string]string{EnvToken: ""}, []string{"--token-file", empty}, 1, "is empty"},
@@ -441,7 +442,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	code, _, errOut = e.run("metrics", "fraud", "--window", "2h")
-	if code != 1 || !strings.Contains(errOut, "window: \"2h0m0s\" is not a window from 10s to 1h") {
+	if code != 1 || !strings.Contains(errOut, "window: \"2h\" is not a window from 10s to 1h") {
 		t.Errorf("metrics --window 2h = %d %q, want 1 and the window problem", code, errOut)
 	}
 }

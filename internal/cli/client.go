@@ -270,7 +270,7 @@ func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Durat
 	var rep telemetry.Report
 	q := url.Values{}
 	if window != 0 {
-		q.Set("window", window.String())
+		q.Set("window", telemetry.FormatWindow(window))
 	}
 	err := c.getJSON(ctx, endpointPath(endpoint, "metrics"), q, &rep)
 	return rep, err

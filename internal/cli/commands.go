@@ -243,7 +243,7 @@ func completeTraffic(ep spec.Endpoint, given spec.Weights) (spec.Weights, error)
 		}
 	}
 	if len(missing) > 0 && len(ep.Deployments) > 2 {
-		return nil, fmt.Errorf("endpoint %s has %d deployments: give a weight for each (missing: %s), e.g. %s",
+		return nil, usagef("endpoint %s has %d deployments: give a weight for each (missing: %s), e.g. %s",
 			ep.Name, len(ep.Deployments), strings.Join(missing, ", "), exampleAssignment(ep))
 	}
 	return w, nil

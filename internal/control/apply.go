@@ -33,6 +33,9 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 			ev := event(want.Name, EventEndpointCreated, actor, fmt.Sprintf("endpoint %s created with traffic %s", want.Name, FormatWeights(want, want.Traffic)), want)
 			changes = append(changes, change{name: want.Name, endpoint: &want, events: []store.Event{ev}})
 			res.Created = append(res.Created, want.Name)
+			for _, d := range want.Deployments {
+				res.Created = append(res.Created, want.Name+"/"+d.Name)
+			}
 			continue
 		}
 		next, events, err := s.merge(r.endpoint, want, prune, actor, &res)
@@ -45,7 +48,6 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 			continue
 		}
 		if len(events) == 0 {
-			res.Unchanged = append(res.Unchanged, want.Name)
 			continue
 		}
 		changes = append(changes, change{name: want.Name, endpoint: &next, events: events})

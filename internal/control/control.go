@@ -36,8 +36,10 @@ const (
 
 const endpointPrefix = "endpoints/"
 
-// ApplyResult says what applying a config file changed. Names are
-// "endpoint" for endpoints and "endpoint/deployment" for deployments.
+// ApplyResult says what applying a config file changed. Every deployment
+// the file lists appears once as "endpoint/deployment"; an endpoint appears
+// by name only when it was created, removed (prune) or had its own
+// settings (sticky header) updated.
 type ApplyResult struct {
 	Created   []string `json:"created"`
 	Updated   []string `json:"updated"`
@@ -215,8 +217,11 @@ func (s *Service) commit(ctx context.Context, changes []change) error {
 }
 
 func event(endpoint, typ, actor, message string, data any) store.Event {
-	raw, _ := json.Marshal(data)
-	return store.Event{Endpoint: endpoint, Type: typ, Actor: actor, Message: message, Data: raw}
+	e := store.Event{Endpoint: endpoint, Type: typ, Actor: actor, Message: message}
+	if data != nil {
+		e.Data, _ = json.Marshal(data)
+	}
+	return e
 }
 
 // FormatWeights renders weights in deployment order, e.g. "blue=95 green=5".
@@ -252,18 +257,21 @@ func (s *Service) setWeights(ctx context.Context, name string, w spec.Weights, a
 	}
 	cur := r.endpoint
 	next := cur.Clone()
-	w = dropZeros(w)
+	// Validate before zero weights are dropped: a typo with weight 0 is
+	// still an unknown deployment.
 	field, typ, old := "mirror", EventMirrorChanged, cur.Mirror
+	validate := spec.ValidateMirror
 	if traffic {
 		field, typ, old = "traffic", EventTrafficChanged, cur.Traffic
-		if err := spec.Prefix(field, spec.ValidateTraffic(cur, w)); err != nil {
-			return spec.Endpoint{}, err
-		}
+		validate = spec.ValidateTraffic
+	}
+	if err := spec.Prefix(field, validate(cur, w)); err != nil {
+		return spec.Endpoint{}, err
+	}
+	w = dropZeros(w)
+	if traffic {
 		next.Traffic = w
 	} else {
-		if err := spec.Prefix(field, spec.ValidateMirror(cur, w)); err != nil {
-			return spec.Endpoint{}, err
-		}
 		next.Mirror = w
 	}
 	if old.Equal(w) {

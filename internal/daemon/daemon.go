@@ -213,11 +213,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.store.Close()
 		return err
 	}
+	// SIGHUP is always caught: without a config file it is logged, not fatal.
 	hup := make(chan os.Signal, 1)
-	if d.configPath != "" {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var runErr error
 loop:
 	for {
