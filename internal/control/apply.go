@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -86,6 +87,18 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	return res, nil
 }
 
+// endpointSettings renders the endpoint's own spec (everything but its
+// deployments and its traffic and mirror state) for comparison.
+func endpointSettings(e spec.Endpoint) string {
+	b, _ := json.Marshal(struct {
+		StickyHeader string         `json:"sticky_header,omitempty"`
+		Compare      *spec.Compare  `json:"compare,omitempty"`
+		Rollout      *spec.Plan     `json:"rollout,omitempty"`
+		Webhooks     []spec.Webhook `json:"webhooks,omitempty"`
+	}{e.StickyHeader, e.Compare, e.Rollout, e.Webhooks})
+	return string(b)
+}
+
 func cutPath(s string) (string, string, bool) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '/' {
@@ -135,9 +148,12 @@ func (s *Service) merge(cur, want spec.Endpoint, prune bool, actor string, res *
 			return spec.Endpoint{}, nil, err
 		}
 	}
-	if next.StickyHeader != want.StickyHeader {
+	if settings := endpointSettings(want); settings != endpointSettings(next) {
 		next.StickyHeader = want.StickyHeader
-		events = append(events, event(name, EventEndpointUpdated, actor, fmt.Sprintf("endpoint %s sticky header set to %q", name, want.StickyHeader), map[string]string{"sticky_header": want.StickyHeader}))
+		next.Compare = want.Compare.Clone()
+		next.Rollout = want.Clone().Rollout
+		next.Webhooks = want.Clone().Webhooks
+		events = append(events, event(name, EventEndpointUpdated, actor, fmt.Sprintf("endpoint %s settings updated (sticky header, compare, rollout plan or webhooks)", name), json.RawMessage(settings)))
 		res.Updated = append(res.Updated, name)
 	}
 	if err := next.Validate(); err != nil {

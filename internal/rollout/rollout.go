@@ -1,0 +1,484 @@
+// Package rollout moves a canary from shadow to 100% of traffic, stage by
+// stage, on the verdicts of internal/analysis, and rolls it back on its own
+// when a gate fails.
+//
+// The state machine is the pure function Next: it takes a rollout, what
+// was observed (verdicts, counts, a manual action) and the time, and
+// returns the new rollout and the effects to apply (traffic, mirror,
+// events). It reads no clock and does no I/O. The Controller is the thin
+// loop around it: it gathers inputs from telemetry, calls Next, commits the
+// new state together with its traffic change and events in one store
+// transaction, and looks again a second later.
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/spec"
+)
+
+// Phase is where a rollout is.
+type Phase string
+
+// Phases. The last four are terminal.
+const (
+	// PhaseShadow: the canary only receives shadow copies.
+	PhaseShadow Phase = "shadow"
+	// PhaseProgressing: the canary serves its stage's weight of live traffic.
+	PhaseProgressing Phase = "progressing"
+	// PhasePaused: waiting for a human (resume, promote, abort).
+	PhasePaused Phase = "paused"
+	// PhaseSucceeded: the canary holds 100% and is the new stable.
+	PhaseSucceeded Phase = "succeeded"
+	// PhaseRolledBack: a gate failed (or the deadline passed) and traffic
+	// went back to the stable.
+	PhaseRolledBack Phase = "rolled_back"
+	// PhaseAborted: a human aborted it; traffic went back to the stable.
+	PhaseAborted Phase = "aborted"
+	// PhaseUndone: it had succeeded, and undo gave the old stable all
+	// traffic back.
+	PhaseUndone Phase = "undone"
+)
+
+// Terminal reports whether the rollout has ended.
+func (p Phase) Terminal() bool {
+	switch p {
+	case PhaseSucceeded, PhaseRolledBack, PhaseAborted, PhaseUndone:
+		return true
+	}
+	return false
+}
+
+// Action is a manual command.
+type Action string
+
+// Actions a human can take (API and CLI).
+const (
+	ActionPause       Action = "pause"
+	ActionResume      Action = "resume"
+	ActionPromote     Action = "promote"
+	ActionPromoteFull Action = "promote-full"
+	ActionAbort       Action = "abort"
+	ActionRetry       Action = "retry"
+	ActionUndo        Action = "undo"
+)
+
+// Actions lists every Action.
+var Actions = []Action{ActionPause, ActionResume, ActionPromote, ActionPromoteFull, ActionAbort, ActionRetry, ActionUndo}
+
+// ShadowStage is the Stage index of the shadow phase.
+const ShadowStage = -1
+
+// MaxTickGap is the longest gap between two looks that still counts as
+// bake time; a longer one (the daemon was down, or stalled) does not.
+const MaxTickGap = 5 * time.Second
+
+// Rollout is one run that moves traffic from Stable to Canary. It is
+// persisted whole after every transition and every few seconds.
+type Rollout struct {
+	ID       string    `json:"id"`
+	Endpoint string    `json:"endpoint"`
+	Stable   string    `json:"stable"`
+	Canary   string    `json:"canary"`
+	Plan     spec.Plan `json:"plan"`
+	Phase    Phase     `json:"phase"`
+	// PausedFrom is the phase a paused rollout resumes to.
+	PausedFrom Phase `json:"paused_from,omitempty"`
+	// Stage is the index in Plan.Stages, or ShadowStage.
+	Stage int `json:"stage"`
+	// Weight is the canary's live weight the rollout last set.
+	Weight spec.Percent `json:"weight"`
+	// StageStarted is when the current stage (or shadow phase) began.
+	StageStarted time.Time `json:"stage_started"`
+	// Baked is the time served in the current stage while progressing;
+	// downtime and pauses do not count.
+	Baked time.Duration `json:"baked"`
+	// LastLook is when the controller last looked (for Baked).
+	LastLook time.Time `json:"last_look"`
+	// AwaitingConfirmation is set while the final step waits for the
+	// confirm-promotion webhook.
+	AwaitingConfirmation bool `json:"awaiting_confirmation,omitempty"`
+	// Reason says, in words, why the rollout is where it is.
+	Reason string `json:"reason"`
+	// Gates are the latest verdicts of the current stage.
+	Gates []analysis.GateResult `json:"gates"`
+	// Analysis is the state of the sequential tests.
+	Analysis *analysis.State `json:"analysis,omitempty"`
+	// MirrorBefore is the canary's mirror percent before the rollout, put
+	// back when the rollout ends.
+	MirrorBefore spec.Percent `json:"mirror_before"`
+	StartedAt    time.Time    `json:"started_at"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
+}
+
+// StageWeight is the canary weight of stage i (100 after the last).
+func (r *Rollout) StageWeight(i int) spec.Percent {
+	if i < 0 {
+		return 0
+	}
+	if i >= len(r.Plan.Stages) {
+		return spec.Full
+	}
+	return r.Plan.Stages[i].Weight
+}
+
+// Traffic is the split the rollout wants: canary at w, stable the rest.
+func (r *Rollout) Traffic(w spec.Percent) spec.Weights {
+	t := spec.Weights{}
+	if w < spec.Full {
+		t[r.Stable] = spec.Full - w
+	}
+	if w > 0 {
+		t[r.Canary] = w
+	}
+	return t
+}
+
+// Input is what the controller observed at one look.
+type Input struct {
+	Now time.Time
+	// Action is a manual command, or empty.
+	Action Action
+	// Result holds the live stage's verdicts (ignored in the shadow phase).
+	Result analysis.Result
+	// ShadowGate is the shadow phase's verdict (shadow phase only).
+	ShadowGate *analysis.GateResult
+	// CanaryRequests is the canary's split-routed requests in this stage.
+	CanaryRequests uint64
+	// TrafficChanged is set when the endpoint's traffic is not what the
+	// rollout last set: someone changed it by hand.
+	TrafficChanged string
+	// Confirmed reports the confirm-promotion webhook's answer when the
+	// rollout awaits it: nil not asked or failed, true confirmed.
+	Confirmed bool
+}
+
+// Effect is what the controller must apply, atomically with the new state.
+type Effect struct {
+	// Traffic, when set, is the new split.
+	Traffic spec.Weights
+	// Mirror, when set, is the canary's new mirror percent.
+	Mirror *spec.Percent
+	// Events to record, with their evidence.
+	Events []Event
+	// StartStage asks the controller to fix the analysis' thresholds for
+	// the stage now starting (at Weight).
+	StartStage bool
+	// AskConfirmation asks the controller to call the confirm-promotion
+	// webhook.
+	AskConfirmation bool
+}
+
+// Event is a rollout event before it is stored.
+type Event struct {
+	Type    string
+	Message string
+	Data    any
+}
+
+// Event types of rollouts.
+const (
+	EventStarted    = "rollout.started"
+	EventStage      = "rollout.stage"
+	EventGate       = "rollout.gate"
+	EventPaused     = "rollout.paused"
+	EventResumed    = "rollout.resumed"
+	EventSucceeded  = "rollout.succeeded"
+	EventRolledBack = "rollout.rolled_back"
+	EventAborted    = "rollout.aborted"
+	EventUndone     = "rollout.undone"
+)
+
+// ErrAction is returned (wrapped) for an action the rollout's phase does
+// not allow; the API answers 409.
+type ErrAction struct {
+	Action Action
+	Phase  Phase
+	Why    string
+}
+
+func (e *ErrAction) Error() string {
+	return fmt.Sprintf("cannot %s a rollout that is %s: %s", e.Action, e.Phase, e.Why)
+}
+
+// Next is the state machine: from r and what was observed at in.Now, the
+// new rollout and what to apply. It is pure.
+func Next(r Rollout, in Input) (Rollout, Effect, error) {
+	var eff Effect
+	r.Gates = append([]analysis.GateResult(nil), r.Gates...)
+	now := in.Now
+	// Bake time counts only while progressing and looked at regularly.
+	if gap := now.Sub(r.LastLook); r.Phase == PhaseProgressing && !r.LastLook.IsZero() && gap > 0 && gap <= MaxTickGap && !r.AwaitingConfirmation {
+		r.Baked += gap
+	}
+	r.LastLook = now
+	r.UpdatedAt = now
+
+	if in.Action != "" {
+		return act(r, in, eff)
+	}
+	switch r.Phase {
+	case PhaseShadow:
+		return stepShadow(r, in, eff)
+	case PhaseProgressing:
+		return stepLive(r, in, eff)
+	}
+	return r, eff, nil
+}
+
+func stepShadow(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	if in.ShadowGate == nil {
+		return deadline(r, eff, in.Now)
+	}
+	g := *in.ShadowGate
+	recordGates(&r, &eff, []analysis.GateResult{g})
+	switch g.Verdict {
+	case analysis.Fail:
+		return rollbackWith(r, eff, "shadow comparison failed before any live traffic: "+g.Reason)
+	case analysis.Pass:
+		return startLive(r, eff, in.Now, "shadow phase passed: "+g.Reason)
+	}
+	return deadline(r, eff, in.Now)
+}
+
+// startLive leaves the shadow phase for the first live stage.
+func startLive(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect, error) {
+	r = enterStage(r, 0, now, why)
+	eff.Traffic = r.Traffic(r.Weight)
+	eff.StartStage = true
+	if r.Plan.Shadow != nil && !r.Plan.Shadow.KeepMirror {
+		eff.Mirror = &r.MirrorBefore
+	}
+	eff.Events = append(eff.Events, Event{Type: EventStage,
+		Message: fmt.Sprintf("%s: %s now at %s%% (stage 1 of %d)", why, r.Canary, r.Weight, len(r.Plan.Stages)),
+		Data:    map[string]any{"stage": 0, "weight": r.Weight}})
+	return r, eff, nil
+}
+
+func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	if r.AwaitingConfirmation {
+		if in.Confirmed {
+			r.AwaitingConfirmation = false
+			return promoteFull(r, eff, in.Now, "promotion confirmed by the confirm-promotion webhook")
+		}
+		eff.AskConfirmation = true
+		return deadline(r, eff, in.Now)
+	}
+	if in.TrafficChanged != "" {
+		return pause(r, eff, "traffic changed by hand ("+in.TrafficChanged+"); resume to continue from this stage, or abort")
+	}
+	recordGates(&r, &eff, in.Result.Gates)
+	if in.Result.Failed {
+		return rollbackWith(r, eff, "gate failed: "+failedReasons(in.Result))
+	}
+	if in.Result.SampleRatioMismatch {
+		return pause(r, eff, "sample ratio mismatch, the canary's measured share does not match its weight, so its numbers cannot be trusted: "+in.Result.SampleRatio.Reason)
+	}
+	bake := r.Plan.StageBake(r.Stage)
+	minReq := r.Plan.StageMinRequests(r.Stage)
+	if in.Result.Passed && r.Baked >= bake && in.CanaryRequests >= uint64(minReq) {
+		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %d canary requests", r.Stage+1, r.Weight, r.Baked.Round(time.Second), in.CanaryRequests))
+	}
+	return deadline(r, eff, in.Now)
+}
+
+// deadline applies the plan's deadline action when the stage has waited
+// too long without a decision.
+func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
+	limit := r.Plan.ProgressDeadline.D()
+	if limit <= 0 || now.Sub(r.StageStarted) < limit {
+		return r, eff, nil
+	}
+	why := fmt.Sprintf("no decision within the progress deadline of %s (%s)", limit, stageName(r))
+	if r.Plan.OnDeadline == spec.DeadlineRollback {
+		return rollbackWith(r, eff, why)
+	}
+	return pause(r, eff, why)
+}
+
+func stageName(r Rollout) string {
+	if r.Stage == ShadowStage {
+		return "shadow phase"
+	}
+	return fmt.Sprintf("stage %d of %d at %s%%", r.Stage+1, len(r.Plan.Stages), r.Weight)
+}
+
+func failedReasons(res analysis.Result) string {
+	var s string
+	for _, g := range res.Gates {
+		if g.Verdict == analysis.Fail {
+			if s != "" {
+				s += "; "
+			}
+			s += g.Gate + ": " + g.Reason
+		}
+	}
+	return s
+}
+
+// recordGates keeps the latest verdicts and emits an event for every gate
+// whose verdict changed.
+func recordGates(r *Rollout, eff *Effect, gates []analysis.GateResult) {
+	prev := map[string]analysis.Verdict{}
+	for _, g := range r.Gates {
+		prev[g.Gate] = g.Verdict
+	}
+	for _, g := range gates {
+		if old, ok := prev[g.Gate]; !ok || old != g.Verdict {
+			eff.Events = append(eff.Events, Event{Type: EventGate,
+				Message: fmt.Sprintf("gate %s: %s (%s): %s", g.Gate, g.Verdict, stageName(*r), g.Reason),
+				Data:    map[string]any{"stage": r.Stage, "weight": r.Weight, "gate": g}})
+		}
+	}
+	r.Gates = append([]analysis.GateResult(nil), gates...)
+}
+
+func enterStage(r Rollout, i int, now time.Time, why string) Rollout {
+	r.Stage = i
+	r.Phase = PhaseProgressing
+	r.Weight = r.StageWeight(i)
+	r.StageStarted = now
+	r.Baked = 0
+	r.Reason = why
+	r.Gates = nil
+	return r
+}
+
+// advance moves to the next stage, or to the promotion after the last one.
+func advance(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect, error) {
+	next := r.Stage + 1
+	if next >= len(r.Plan.Stages) || r.StageWeight(next) >= spec.Full {
+		if r.Plan.ConfirmPromotion != nil {
+			r.AwaitingConfirmation = true
+			r.Reason = why + "; waiting for the confirm-promotion webhook before going to 100%"
+			eff.AskConfirmation = true
+			eff.Events = append(eff.Events, Event{Type: EventStage, Message: r.Reason, Data: map[string]any{"stage": r.Stage, "weight": r.Weight, "awaiting_confirmation": true}})
+			return r, eff, nil
+		}
+		return promoteFull(r, eff, now, why)
+	}
+	r = enterStage(r, next, now, why)
+	eff.Traffic = r.Traffic(r.Weight)
+	eff.StartStage = true
+	eff.Events = append(eff.Events, Event{Type: EventStage,
+		Message: fmt.Sprintf("%s: %s now at %s%% (stage %d of %d)", why, r.Canary, r.Weight, next+1, len(r.Plan.Stages)),
+		Data:    map[string]any{"stage": next, "weight": r.Weight}})
+	return r, eff, nil
+}
+
+// promoteFull gives the canary 100%: it becomes the stable. The old
+// stable stays registered, so undo is instant.
+func promoteFull(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect, error) {
+	r.Phase = PhaseSucceeded
+	r.Weight = spec.Full
+	r.Stage = len(r.Plan.Stages) - 1
+	r.Reason = why
+	r.AwaitingConfirmation = false
+	r.FinishedAt = &now
+	eff.Traffic = r.Traffic(spec.Full)
+	eff.Mirror = &r.MirrorBefore
+	eff.Events = append(eff.Events, Event{Type: EventSucceeded,
+		Message: fmt.Sprintf("%s promoted to 100%% of %s: %s; %s stays registered for undo", r.Canary, r.Endpoint, why, r.Stable),
+		Data:    map[string]any{"stable": r.Stable, "canary": r.Canary}})
+	return r, eff, nil
+}
+
+// rollbackWith puts all traffic back on the stable in one routing change.
+func rollbackWith(r Rollout, eff Effect, why string) (Rollout, Effect, error) {
+	return end(r, eff, PhaseRolledBack, EventRolledBack, why, fmt.Sprintf("rolled back %s on %s: %s", r.Canary, r.Endpoint, why))
+}
+
+func end(r Rollout, eff Effect, phase Phase, typ, why, msg string) (Rollout, Effect, error) {
+	now := r.UpdatedAt
+	r.Phase = phase
+	r.Weight = 0
+	r.Reason = why
+	r.AwaitingConfirmation = false
+	r.FinishedAt = &now
+	eff.Traffic = r.Traffic(0)
+	eff.Mirror = &r.MirrorBefore
+	eff.Events = append(eff.Events, Event{Type: typ, Message: msg, Data: map[string]any{"stage": r.Stage, "gates": r.Gates}})
+	return r, eff, nil
+}
+
+func pause(r Rollout, eff Effect, why string) (Rollout, Effect, error) {
+	r.PausedFrom = r.Phase
+	r.Phase = PhasePaused
+	r.Reason = why
+	eff.Events = append(eff.Events, Event{Type: EventPaused, Message: fmt.Sprintf("rollout of %s on %s paused (%s): %s", r.Canary, r.Endpoint, stageName(r), why)})
+	return r, eff, nil
+}
+
+// act applies a manual action.
+func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	refuse := func(why string) (Rollout, Effect, error) {
+		return r, Effect{}, &ErrAction{Action: in.Action, Phase: r.Phase, Why: why}
+	}
+	switch in.Action {
+	case ActionPause:
+		if r.Phase != PhaseShadow && r.Phase != PhaseProgressing {
+			return refuse("only a running rollout can be paused")
+		}
+		return pause(r, eff, "paused by hand")
+	case ActionResume:
+		if r.Phase != PhasePaused {
+			return refuse("only a paused rollout can be resumed")
+		}
+		r.Phase = r.PausedFrom
+		r.PausedFrom = ""
+		// The deadline starts again from the resume, so that a human who
+		// resumes a stage that ran out of time gives it another period.
+		r.StageStarted = in.Now
+		r.Reason = "resumed by hand"
+		if in.TrafficChanged != "" {
+			// Resume re-asserts the rollout's split over a hand change.
+			eff.Traffic = r.Traffic(r.Weight)
+		}
+		eff.Events = append(eff.Events, Event{Type: EventResumed, Message: fmt.Sprintf("rollout of %s on %s resumed (%s)", r.Canary, r.Endpoint, stageName(r))})
+		return r, eff, nil
+	case ActionPromote:
+		if r.Phase.Terminal() {
+			return refuse("the rollout has ended")
+		}
+		if r.Phase == PhasePaused {
+			r.Phase = r.PausedFrom
+			r.PausedFrom = ""
+		}
+		if r.Phase == PhaseShadow {
+			return startLive(r, eff, in.Now, "promoted by hand out of the shadow phase")
+		}
+		r.AwaitingConfirmation = false
+		if r.Stage+1 >= len(r.Plan.Stages) || r.StageWeight(r.Stage+1) >= spec.Full {
+			return promoteFull(r, eff, in.Now, "promoted by hand past the last stage")
+		}
+		return advance(r, eff, in.Now, "promoted by hand")
+	case ActionPromoteFull:
+		if r.Phase.Terminal() {
+			return refuse("the rollout has ended")
+		}
+		return promoteFull(r, eff, in.Now, "promoted to 100% by hand")
+	case ActionAbort:
+		if r.Phase.Terminal() {
+			return refuse("the rollout has ended; use undo after a success")
+		}
+		return end(r, eff, PhaseAborted, EventAborted, "aborted by hand", fmt.Sprintf("aborted %s on %s by hand: all traffic back on %s", r.Canary, r.Endpoint, r.Stable))
+	case ActionUndo:
+		if r.Phase != PhaseSucceeded {
+			return refuse("only a succeeded rollout can be undone")
+		}
+		now := in.Now
+		r.Phase = PhaseUndone
+		r.Weight = 0
+		r.Reason = "undone by hand"
+		r.FinishedAt = &now
+		eff.Traffic = r.Traffic(0)
+		eff.Events = append(eff.Events, Event{Type: EventUndone, Message: fmt.Sprintf("undid the rollout of %s on %s: all traffic back on %s", r.Canary, r.Endpoint, r.Stable)})
+		return r, eff, nil
+	case ActionRetry:
+		return refuse("retry starts a new rollout; the controller handles it")
+	}
+	return refuse(fmt.Sprintf("unknown action %q", in.Action))
+}
