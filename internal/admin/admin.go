@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -67,10 +68,24 @@ type Backend interface {
 	Ready() error
 }
 
+// Rollouts runs rollouts. Errors map to statuses as Backend's do.
+type Rollouts interface {
+	// Start begins a rollout on endpoint.
+	Start(ctx context.Context, endpoint string, req rollout.StartRequest) (rollout.Rollout, error)
+	// Act applies a manual action (pause, resume, promote, ...).
+	Act(ctx context.Context, endpoint string, a rollout.Action) (rollout.Rollout, error)
+	// Current returns the running rollout, or the last one.
+	Current(ctx context.Context, endpoint string) (rollout.Rollout, error)
+	// History lists the endpoint's rollouts, newest first.
+	History(ctx context.Context, endpoint string) ([]rollout.Rollout, error)
+}
+
 // Options configure the handler built by New.
 type Options struct {
 	// Backend answers every API call. Required.
 	Backend Backend
+	// Rollouts answers the rollout routes. Nil: they answer 404.
+	Rollouts Rollouts
 	// Token is the bearer token every /api/v1 call must present. Empty
 	// refuses every /api/v1 call: the API is never open by accident.
 	Token string
@@ -83,6 +98,7 @@ type Options struct {
 // server holds the handler's dependencies; its methods are the routes.
 type server struct {
 	backend   Backend
+	rollouts  Rollouts
 	token     []byte
 	log       *slog.Logger
 	api       *http.ServeMux
@@ -115,6 +131,7 @@ func newServer(opts Options) *server {
 	}
 	s := &server{
 		backend:   opts.Backend,
+		rollouts:  opts.Rollouts,
 		token:     []byte(opts.Token),
 		log:       log,
 		api:       http.NewServeMux(),
@@ -132,6 +149,12 @@ func newServer(opts Options) *server {
 	s.api.HandleFunc("POST /api/v1/apply", s.apply)
 	s.api.HandleFunc("GET /api/v1/events", s.events)
 	s.api.HandleFunc("GET /api/v1/events/stream", s.stream)
+	if s.rollouts != nil {
+		s.api.HandleFunc("POST /api/v1/endpoints/{ep}/rollouts", s.startRollout)
+		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/rollouts", s.rolloutHistory)
+		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/rollout", s.currentRollout)
+		s.api.HandleFunc("POST /api/v1/endpoints/{ep}/rollout/{action}", s.rolloutAction)
+	}
 	return s
 }
 

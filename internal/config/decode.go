@@ -365,7 +365,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			}
 			continue
 		}
-		d.decode(e.v, v.Field(i), p)
+		d.decode(e.v, v.FieldByIndex(i), p)
 	}
 }
 
@@ -600,9 +600,10 @@ func describe(n *yaml.Node) string {
 	return "nothing"
 }
 
-// fieldSet is the decodable fields of a struct type by key.
+// fieldSet is the decodable fields of a struct type by key. Fields of a
+// struct tagged `yaml:",inline"` are keys of the outer mapping.
 type fieldSet struct {
-	index map[string]int
+	index map[string][]int
 	names []string
 }
 
@@ -612,24 +613,33 @@ func structFields(t reflect.Type) *fieldSet {
 	if fs, ok := fieldCache.Load(t); ok {
 		return fs.(*fieldSet)
 	}
-	fs := &fieldSet{index: map[string]int{}}
+	fs := &fieldSet{index: map[string][]int{}}
+	addFields(fs, t, nil)
+	fieldCache.Store(t, fs)
+	return fs
+}
+
+func addFields(fs *fieldSet, t reflect.Type, parent []int) {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		idx := append(append([]int(nil), parent...), i)
+		if name == "" && opts == "inline" && f.Type.Kind() == reflect.Struct {
+			addFields(fs, f.Type, idx)
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		fs.index[name] = i
+		fs.index[name] = idx
 		fs.names = append(fs.names, name)
 	}
-	fieldCache.Store(t, fs)
-	return fs
 }
 
 // suggest returns the known key closest to key, if it is close enough to

@@ -175,6 +175,8 @@ type change struct {
 	name     string
 	endpoint *spec.Endpoint // nil: delete
 	events   []store.Event
+	// extra keys written in the same transaction (a rollout's state).
+	extra []store.Op
 }
 
 // commit writes changes in one store transaction guarded by the revisions
@@ -195,6 +197,7 @@ func (s *Service) commit(ctx context.Context, changes []change) error {
 			txn.Ops = append(txn.Ops, store.Op{Key: key, Value: value})
 		}
 		txn.Events = append(txn.Events, c.events...)
+		txn.Ops = append(txn.Ops, c.extra...)
 	}
 	if len(txn.Ops) == 0 {
 		return nil
@@ -280,6 +283,72 @@ func (s *Service) setWeights(ctx context.Context, name string, w spec.Weights, a
 	msg := fmt.Sprintf("%s of %s set to %s (was %s)", field, name, FormatWeights(cur, w), FormatWeights(cur, old))
 	ev := event(name, typ, actor, msg, map[string]spec.Weights{"from": old, "to": w})
 	if err := s.commit(ctx, []change{{name: name, endpoint: &next, events: []store.Event{ev}}}); err != nil {
+		return spec.Endpoint{}, err
+	}
+	return next.Clone(), nil
+}
+
+// RolloutChange is what the rollout controller commits for one endpoint:
+// an optional new split, an optional mirror percent for one deployment,
+// the rollout's own record and its events, all in one transaction.
+type RolloutChange struct {
+	Endpoint string
+	// Traffic, when not nil, replaces the split.
+	Traffic spec.Weights
+	// MirrorDeployment and Mirror, when Mirror is not nil, set that
+	// deployment's mirror percent (0 removes it).
+	MirrorDeployment string
+	Mirror           *spec.Percent
+	// Ops are written in the same transaction (the rollout record).
+	Ops []store.Op
+	// Events are the rollout's events; traffic and mirror events are added.
+	Events []store.Event
+}
+
+// CommitRollout validates and commits a rollout's change atomically with
+// the routing change it implies. Traffic and mirror events carry actor
+// "rollout".
+func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endpoint, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.current.Load().endpoints[c.Endpoint]
+	if !ok {
+		return spec.Endpoint{}, notFound(c.Endpoint)
+	}
+	cur := r.endpoint
+	next := cur.Clone()
+	events := append([]store.Event(nil), c.Events...)
+	const actor = "rollout"
+	if c.Traffic != nil {
+		if err := spec.Prefix("traffic", spec.ValidateTraffic(cur, c.Traffic)); err != nil {
+			return spec.Endpoint{}, err
+		}
+		next.Traffic = dropZeros(c.Traffic)
+		if !cur.Traffic.Equal(next.Traffic) {
+			msg := fmt.Sprintf("traffic of %s set to %s (was %s)", c.Endpoint, FormatWeights(cur, next.Traffic), FormatWeights(cur, cur.Traffic))
+			events = append(events, event(c.Endpoint, EventTrafficChanged, actor, msg, map[string]spec.Weights{"from": cur.Traffic, "to": next.Traffic}))
+		}
+	}
+	if c.Mirror != nil {
+		m := next.Mirror.Clone()
+		if m == nil {
+			m = spec.Weights{}
+		}
+		m[c.MirrorDeployment] = *c.Mirror
+		if err := spec.Prefix("mirror", spec.ValidateMirror(cur, m)); err != nil {
+			return spec.Endpoint{}, err
+		}
+		next.Mirror = dropZeros(m)
+		if !cur.Mirror.Equal(next.Mirror) {
+			msg := fmt.Sprintf("mirror of %s set to %s (was %s)", c.Endpoint, FormatWeights(cur, next.Mirror), FormatWeights(cur, cur.Mirror))
+			events = append(events, event(c.Endpoint, EventMirrorChanged, actor, msg, map[string]spec.Weights{"from": cur.Mirror, "to": next.Mirror}))
+		}
+	}
+	ch := change{name: c.Endpoint, endpoint: &next, events: events, extra: c.Ops}
+	if c.Traffic == nil && c.Mirror == nil {
+		ch.endpoint = &cur // unchanged, but still guarded by its revision
+	}
+	if err := s.commit(ctx, []change{ch}); err != nil {
 		return spec.Endpoint{}, err
 	}
 	return next.Clone(), nil

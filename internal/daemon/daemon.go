@@ -29,9 +29,11 @@ import (
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/proxy"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store/bolt"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/webhook"
 )
 
 // ShutdownTimeout bounds how long a graceful shutdown waits for in-flight
@@ -46,6 +48,8 @@ type Options struct {
 	ConfigPath string
 	// Logger receives the daemon's logs; nil discards them.
 	Logger *slog.Logger
+	// RolloutInterval is how often rollouts are looked at. Zero: 1s.
+	RolloutInterval time.Duration
 }
 
 // Daemon is a running modelgate.
@@ -58,11 +62,15 @@ type Daemon struct {
 	telemetry *telemetry.Registry
 	proxy     *proxy.Server
 	control   *control.Service
+	rollouts  *rollout.Controller
+	webhooks  *webhook.Sender
 	token     string
 	tokenPath string
 	admin     *http.Server
 
 	proxyLn, adminLn net.Listener
+	// background runs the rollout controller and webhook deliveries.
+	background       context.CancelFunc
 	wg               sync.WaitGroup
 	serveErr         chan error
 	reloadMu         sync.Mutex
@@ -100,10 +108,19 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 	logApply(log, "config applied", res)
 
+	d.webhooks = webhook.New(webhook.Options{Logger: log.With("component", "webhook")})
+	d.rollouts = rollout.New(rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry,
+		Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval})
+	if err := d.rollouts.Load(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(d.telemetry.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.admin = &http.Server{
-		Handler:           admin.New(admin.Options{Backend: d.control, Token: d.token, Gatherer: reg, Logger: log.With("component", "admin")}),
+		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Token: d.token, Gatherer: reg,
+			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	return d, nil
@@ -156,7 +173,17 @@ func (d *Daemon) Start() error {
 		d.proxyLn.Close()
 		return fmt.Errorf("listen (admin) on %s: %w", d.cfg.Admin.Listen, err)
 	}
-	d.wg.Add(2)
+	bg, cancel := context.WithCancel(context.Background())
+	d.background = cancel
+	d.wg.Add(4)
+	go func() {
+		defer d.wg.Done()
+		d.webhooks.Run(bg)
+	}()
+	go func() {
+		defer d.wg.Done()
+		d.rollouts.Run(bg)
+	}()
 	go func() {
 		defer d.wg.Done()
 		if err := d.proxy.Serve(d.proxyLn); err != nil {
@@ -184,6 +211,9 @@ func (d *Daemon) Token() string { return d.token }
 
 // TokenPath is the file holding the admin token.
 func (d *Daemon) TokenPath() string { return d.tokenPath }
+
+// Rollouts is the rollout controller (for in-process callers such as the demo).
+func (d *Daemon) Rollouts() *rollout.Controller { return d.rollouts }
 
 // Control is the state service (for in-process callers such as the demo).
 func (d *Daemon) Control() *control.Service { return d.control }
@@ -263,6 +293,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		if err := d.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop admin: %w", err))
 		}
+		d.background()
 		d.wg.Wait()
 	}
 	if err := d.store.Close(); err != nil {

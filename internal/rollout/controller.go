@@ -1,0 +1,652 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// PersistEvery bounds how much gate evidence a crash can lose: the
+// rollout, with its analysis state, is written at least this often.
+const PersistEvery = 5 * time.Second
+
+// EndpointState is what the controller needs from the control service.
+type EndpointState interface {
+	Endpoint(ctx context.Context, name string) (spec.Endpoint, error)
+	CommitRollout(ctx context.Context, c control.RolloutChange) (spec.Endpoint, error)
+}
+
+// ShadowSource reports shadow comparison counts of a deployment since a
+// time (the shadow report's windows). Nil in Options: no shadow data.
+type ShadowSource interface {
+	Counts(endpoint, deployment string, since, now time.Time) analysis.ShadowCounts
+}
+
+// Notifier delivers rollout events to webhooks and asks the
+// confirm-promotion webhook.
+type Notifier interface {
+	Send(hooks []spec.Webhook, e store.Event) bool
+	Confirm(ctx context.Context, hook spec.Webhook, payload any) error
+}
+
+// Options configures a Controller.
+type Options struct {
+	Store     store.Store
+	Endpoints EndpointState
+	Telemetry *telemetry.Registry
+	Shadow    ShadowSource
+	Notifier  Notifier
+	Logger    *slog.Logger
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+	// Interval between looks. Zero: 1s.
+	Interval time.Duration
+}
+
+// Controller runs every endpoint's rollout: it looks once per Interval,
+// and at once on a manual action.
+type Controller struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu   sync.Mutex
+	runs map[string]*run // endpoint → its active rollout
+}
+
+// run is an active rollout with what lives beside its record.
+type run struct {
+	r           Rollout
+	key         string
+	analyzer    *analysis.Analyzer
+	lastPersist time.Time
+	confirm     *confirmation
+}
+
+// confirmation is the state of an asynchronous confirm-promotion call.
+type confirmation struct {
+	mu       sync.Mutex
+	asked    time.Time
+	inFlight bool
+	ok       bool
+	lastErr  string
+}
+
+// StartRequest starts a rollout: the canary, optionally the stable, and
+// overrides of the endpoint's plan.
+type StartRequest struct {
+	Canary string `yaml:"canary" json:"canary"`
+	// Stable: empty means the deployment holding all live traffic.
+	Stable string `yaml:"stable,omitempty" json:"stable,omitempty"`
+	// Plan fields given here replace the endpoint's plan's.
+	spec.Plan `yaml:",inline"`
+}
+
+// New builds a Controller; Run loads the active rollouts and drives them.
+func New(opts Options) *Controller {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Interval == 0 {
+		opts.Interval = time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}}
+}
+
+const keyPrefix = "rollouts/"
+
+func rolloutKey(endpoint string, n int) string {
+	return fmt.Sprintf("%s%s/%010d", keyPrefix, endpoint, n)
+}
+
+// Load reads the active rollouts from the store; a restart resumes them.
+func (c *Controller) Load(ctx context.Context) error {
+	kvs, err := c.opts.Store.List(ctx, keyPrefix)
+	if err != nil {
+		return fmt.Errorf("load rollouts: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, kv := range kvs {
+		var r Rollout
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
+			return fmt.Errorf("load rollout %q: %w", kv.Key, err)
+		}
+		if r.Phase.Terminal() {
+			delete(c.runs, r.Endpoint) // a later record ended it
+			continue
+		}
+		ru := &run{r: r, key: kv.Key, confirm: &confirmation{}}
+		if ru.analyzer, err = c.restoreAnalyzer(r); err != nil {
+			return err
+		}
+		c.runs[r.Endpoint] = ru
+		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
+	}
+	return nil
+}
+
+func (c *Controller) restoreAnalyzer(r Rollout) (*analysis.Analyzer, error) {
+	if r.Analysis == nil {
+		return analysis.New(r.Plan)
+	}
+	a, err := analysis.Restore(r.Plan, *r.Analysis)
+	if err != nil {
+		return nil, fmt.Errorf("restore analysis of rollout %s: %w", r.ID, err)
+	}
+	return a, nil
+}
+
+// Run looks at every active rollout each Interval until ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	t := time.NewTicker(c.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.lookAll(ctx)
+		}
+	}
+}
+
+func (c *Controller) lookAll(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.runs))
+	for name := range c.runs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if _, err := c.step(ctx, c.runs[name], ""); err != nil {
+			c.log.Error("rollout step", "endpoint", name, "err", err)
+		}
+	}
+}
+
+// Start begins a rollout on endpoint.
+func (c *Controller) Start(ctx context.Context, endpoint string, req StartRequest) (Rollout, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ru, busy := c.runs[endpoint]; busy {
+		return Rollout{}, fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
+	}
+	ep, err := c.opts.Endpoints.Endpoint(ctx, endpoint)
+	if err != nil {
+		return Rollout{}, err
+	}
+	r, err := c.newRollout(ctx, ep, req)
+	if err != nil {
+		return Rollout{}, err
+	}
+	return c.begin(ctx, ep, r)
+}
+
+func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req StartRequest) (Rollout, error) {
+	var errs []error
+	if req.Canary == "" {
+		errs = append(errs, spec.Problemf("canary", "is required: the deployment to roll out"))
+	} else if _, _, ok := ep.Deployment(req.Canary); !ok {
+		errs = append(errs, spec.Problemf("canary", "unknown deployment %q in endpoint %q", req.Canary, ep.Name))
+	}
+	plan := mergePlan(ep.Rollout, req.Plan)
+	if err := plan.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Rollout{}, err
+	}
+	stable := req.Stable
+	if stable == "" {
+		for name, w := range ep.Traffic {
+			if w == spec.Full {
+				stable = name
+			}
+		}
+		if stable == "" {
+			return Rollout{}, fmt.Errorf("no deployment of %q holds all live traffic (traffic is %s): name the stable with \"stable\", or set traffic to 100%% on one deployment first: %w",
+				ep.Name, control.FormatWeights(ep, ep.Traffic), store.ErrConflict)
+		}
+	} else if _, _, ok := ep.Deployment(stable); !ok {
+		return Rollout{}, spec.Problemf("stable", "unknown deployment %q in endpoint %q", stable, ep.Name)
+	}
+	if stable == req.Canary {
+		return Rollout{}, fmt.Errorf("%q already holds all traffic of %q: nothing to roll out: %w", stable, ep.Name, store.ErrConflict)
+	}
+	for name, w := range ep.Traffic {
+		if name != stable && name != req.Canary && w > 0 {
+			return Rollout{}, fmt.Errorf("deployment %q also has %s%% of traffic; a rollout moves traffic between two deployments only: %w", name, w, store.ErrConflict)
+		}
+	}
+	n, err := c.nextNumber(ctx, ep.Name)
+	if err != nil {
+		return Rollout{}, err
+	}
+	plan = plan.WithDefaults()
+	now := c.now()
+	r := Rollout{
+		ID: fmt.Sprintf("%s-%d", ep.Name, n), Endpoint: ep.Name, Stable: stable, Canary: req.Canary, Plan: plan,
+		Stage: ShadowStage, StageStarted: now, LastLook: now, StartedAt: now, UpdatedAt: now,
+		MirrorBefore: ep.Mirror[req.Canary],
+	}
+	return r, nil
+}
+
+// mergePlan lays the request's plan fields over the endpoint's plan.
+func mergePlan(base *spec.Plan, over spec.Plan) spec.Plan {
+	p := base.Clone()
+	if over.Shadow != nil {
+		p.Shadow = over.Clone().Shadow
+	}
+	if len(over.Stages) > 0 {
+		p.Stages = append([]spec.Stage(nil), over.Stages...)
+	}
+	if over.Bake != 0 {
+		p.Bake = over.Bake
+	}
+	if over.MinRequests != 0 {
+		p.MinRequests = over.MinRequests
+	}
+	if over.ProgressDeadline != 0 {
+		p.ProgressDeadline = over.ProgressDeadline
+	}
+	if over.OnDeadline != "" {
+		p.OnDeadline = over.OnDeadline
+	}
+	if over.Alpha != 0 {
+		p.Alpha = over.Alpha
+	}
+	if len(over.Gates) > 0 {
+		p.Gates = append([]spec.Gate(nil), over.Gates...)
+	}
+	if over.ConfirmPromotion != nil {
+		p.ConfirmPromotion = over.Clone().ConfirmPromotion
+	}
+	return p
+}
+
+func (c *Controller) nextNumber(ctx context.Context, endpoint string) (int, error) {
+	kvs, err := c.opts.Store.List(ctx, keyPrefix+endpoint+"/")
+	if err != nil {
+		return 0, fmt.Errorf("list rollouts: %w", err)
+	}
+	if len(kvs) == 0 {
+		return 1, nil
+	}
+	last := kvs[len(kvs)-1].Key
+	n, err := strconv.Atoi(last[strings.LastIndexByte(last, '/')+1:])
+	if err != nil {
+		return 0, fmt.Errorf("rollout key %q: %w", last, err)
+	}
+	return n + 1, nil
+}
+
+// begin persists a new rollout with its first routing change.
+func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Rollout, error) {
+	a, err := analysis.New(r.Plan)
+	if err != nil {
+		return Rollout{}, err
+	}
+	n, _ := strconv.Atoi(r.ID[strings.LastIndexByte(r.ID, '-')+1:])
+	ru := &run{r: r, key: rolloutKey(ep.Name, n), analyzer: a, confirm: &confirmation{}}
+	eff := Effect{Events: []Event{{Type: EventStarted,
+		Message: fmt.Sprintf("rollout %s started: %s → %s on %s, stages %s", r.ID, r.Stable, r.Canary, r.Endpoint, stagesText(r.Plan)),
+		Data:    map[string]any{"stable": r.Stable, "canary": r.Canary, "plan": r.Plan}}}}
+	if sh := r.Plan.Shadow; sh != nil {
+		ru.r.Phase = PhaseShadow
+		ru.r.Reason = fmt.Sprintf("shadow phase: %s%% of requests copied to %s and compared with %s", sh.Mirror, r.Canary, r.Stable)
+		m := sh.Mirror
+		eff.Mirror = &m
+	} else {
+		var live Effect
+		ru.r, live, _ = startLive(ru.r, Effect{}, r.StartedAt, "rollout started")
+		eff.Traffic = live.Traffic
+		eff2 := live
+		eff.StartStage = true
+		eff.Events = append(eff.Events, eff2.Events...)
+	}
+	if eff.StartStage {
+		stableRecent := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(r.StartedAt, time.Minute)
+		ru.analyzer.StartStage(r.StartedAt, ru.r.Weight, stableRecent)
+	}
+	if err := c.apply(ctx, ru, eff, store.MustNotExist); err != nil {
+		return Rollout{}, err
+	}
+	c.runs[ep.Name] = ru
+	return ru.r, nil
+}
+
+func stagesText(p spec.Plan) string {
+	var parts []string
+	if p.Shadow != nil {
+		parts = append(parts, "shadow "+p.Shadow.Mirror.String()+"%")
+	}
+	for _, s := range p.Stages {
+		parts = append(parts, s.Weight.String()+"%")
+	}
+	return strings.Join(parts, " → ")
+}
+
+// Act applies a manual action to the endpoint's rollout.
+func (c *Controller) Act(ctx context.Context, endpoint string, a Action) (Rollout, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a == ActionRetry || a == ActionUndo {
+		last, err := c.last(ctx, endpoint)
+		if err != nil {
+			return Rollout{}, err
+		}
+		if a == ActionRetry {
+			if last.Phase != PhaseAborted && last.Phase != PhaseRolledBack {
+				return Rollout{}, fmt.Errorf("%w", storeConflict(&ErrAction{Action: a, Phase: last.Phase, Why: "retry starts again after an abort or a rollback"}))
+			}
+			ep, err := c.opts.Endpoints.Endpoint(ctx, endpoint)
+			if err != nil {
+				return Rollout{}, err
+			}
+			r, err := c.newRollout(ctx, ep, StartRequest{Canary: last.Canary, Stable: last.Stable, Plan: last.Plan})
+			if err != nil {
+				return Rollout{}, err
+			}
+			return c.begin(ctx, ep, r)
+		}
+		if _, active := c.runs[endpoint]; active {
+			return Rollout{}, storeConflict(&ErrAction{Action: a, Phase: c.runs[endpoint].r.Phase, Why: "a rollout is running; abort it instead"})
+		}
+		ru := &run{r: last, key: c.keyOf(last), confirm: &confirmation{}}
+		next, eff, err := Next(last, Input{Now: c.now(), Action: a})
+		if err != nil {
+			return Rollout{}, storeConflict(err)
+		}
+		ru.r = next
+		if err := c.apply(ctx, ru, eff, store.MustExist); err != nil {
+			return Rollout{}, err
+		}
+		return ru.r, nil
+	}
+	ru, ok := c.runs[endpoint]
+	if !ok {
+		last, err := c.last(ctx, endpoint)
+		if err != nil {
+			return Rollout{}, err
+		}
+		return Rollout{}, storeConflict(&ErrAction{Action: a, Phase: last.Phase, Why: "the rollout has ended"})
+	}
+	return c.step(ctx, ru, a)
+}
+
+func storeConflict(err error) error { return fmt.Errorf("%w: %w", err, store.ErrConflict) }
+
+func (c *Controller) keyOf(r Rollout) string {
+	n, _ := strconv.Atoi(r.ID[strings.LastIndexByte(r.ID, '-')+1:])
+	return rolloutKey(r.Endpoint, n)
+}
+
+// last returns the endpoint's newest rollout record.
+func (c *Controller) last(ctx context.Context, endpoint string) (Rollout, error) {
+	kvs, err := c.opts.Store.List(ctx, keyPrefix+endpoint+"/")
+	if err != nil {
+		return Rollout{}, err
+	}
+	if len(kvs) == 0 {
+		return Rollout{}, fmt.Errorf("endpoint %q has no rollout: %w", endpoint, store.ErrNotFound)
+	}
+	var r Rollout
+	if err := json.Unmarshal(kvs[len(kvs)-1].Value, &r); err != nil {
+		return Rollout{}, err
+	}
+	return r, nil
+}
+
+// Current returns the endpoint's running rollout, or its last one.
+func (c *Controller) Current(ctx context.Context, endpoint string) (Rollout, error) {
+	c.mu.Lock()
+	ru, ok := c.runs[endpoint]
+	var r Rollout
+	if ok {
+		r = ru.r
+	}
+	c.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	if _, err := c.opts.Endpoints.Endpoint(ctx, endpoint); err != nil {
+		return Rollout{}, err
+	}
+	return c.last(ctx, endpoint)
+}
+
+// History lists the endpoint's rollouts, newest first.
+func (c *Controller) History(ctx context.Context, endpoint string) ([]Rollout, error) {
+	if _, err := c.opts.Endpoints.Endpoint(ctx, endpoint); err != nil {
+		return nil, err
+	}
+	kvs, err := c.opts.Store.List(ctx, keyPrefix+endpoint+"/")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Rollout, 0, len(kvs))
+	for i := len(kvs) - 1; i >= 0; i-- {
+		var r Rollout
+		if err := json.Unmarshal(kvs[i].Value, &r); err != nil {
+			return nil, err
+		}
+		r.Analysis = nil
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// step looks at one rollout: gather inputs, Next, apply. Caller holds mu.
+func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, error) {
+	now := c.now()
+	r := ru.r
+	ep, err := c.opts.Endpoints.Endpoint(ctx, r.Endpoint)
+	if err != nil {
+		return r, err
+	}
+	in := Input{Now: now, Action: a}
+	if want := r.Traffic(r.Weight); (r.Phase == PhaseProgressing || r.Phase == PhaseShadow || r.Phase == PhasePaused) && !ep.Traffic.Equal(want) {
+		in.TrafficChanged = control.FormatWeights(ep, ep.Traffic)
+	}
+	switch {
+	case r.Phase == PhaseShadow && a == "":
+		counts := analysis.ShadowCounts{}
+		if c.opts.Shadow != nil {
+			counts = c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
+		}
+		g := analysis.EvaluateShadow(*r.Plan.Shadow, counts)
+		in.ShadowGate = &g
+	case r.Phase == PhaseProgressing:
+		if err := ru.analyzer.Observe(c.pairs(r, ru.analyzer, now)); err != nil {
+			c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
+		}
+		w := c.window(r, now)
+		in.Result = ru.analyzer.Evaluate(r.Plan.Stages[min(r.Stage, len(r.Plan.Stages)-1)], w)
+		in.CanaryRequests = w.Canary.SplitRequests()
+		if r.AwaitingConfirmation {
+			in.Confirmed = c.confirmed(ctx, ru)
+		}
+	}
+	next, eff, err := Next(r, in)
+	if err != nil {
+		return r, storeConflict(err)
+	}
+	if eff.StartStage {
+		stableRecent := c.opts.Telemetry.Recorder(next.Endpoint, next.Stable).Window(now, time.Minute)
+		ru.analyzer.StartStage(now, next.Weight, stableRecent)
+	}
+	if a == ActionResume && in.TrafficChanged == "" {
+		ru.analyzer.ResetSampleRatio()
+	}
+	if eff.AskConfirmation {
+		c.askConfirmation(ru, next)
+	}
+	changed := len(eff.Events) > 0 || eff.Traffic != nil || eff.Mirror != nil || next.Phase != r.Phase || next.Stage != r.Stage
+	ru.r = next
+	if !changed && now.Sub(ru.lastPersist) < PersistEvery {
+		return ru.r, nil
+	}
+	if err := c.apply(ctx, ru, eff, store.NoGuard); err != nil {
+		ru.r = r // nothing was written: the next look tries again
+		return r, err
+	}
+	if ru.r.Phase.Terminal() {
+		delete(c.runs, r.Endpoint)
+	}
+	return ru.r, nil
+}
+
+// pairs reads the complete 1-second slices of both deployments since the
+// analyzer's last one.
+func (c *Controller) pairs(r Rollout, a *analysis.Analyzer, now time.Time) []analysis.SlicePair {
+	to := now.Truncate(time.Second).Add(-time.Second) // the last complete slice starts here
+	// Evidence starts with the slice in which the rollout started (the
+	// tests use each slice's realised share, so a slice holding two
+	// weights is still fair); telemetry keeps 1-s slices for 10 minutes.
+	from := r.StartedAt.Truncate(time.Second).Add(-time.Second)
+	from = later(from, to.Add(-10*time.Minute))
+	if st := a.State(); st.LastSlice != nil {
+		from = later(from, *st.LastSlice)
+	}
+	if !to.After(from) {
+		return nil
+	}
+	stable := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Slices(from, to)
+	canary := c.opts.Telemetry.Recorder(r.Endpoint, r.Canary).Slices(from, to)
+	byStart := make(map[int64]telemetry.Slice, len(canary))
+	for _, s := range canary {
+		byStart[s.Start.UnixNano()] = s
+	}
+	out := make([]analysis.SlicePair, 0, len(stable))
+	for _, s := range stable {
+		out = append(out, analysis.SlicePair{Start: s.Start, Stable: s, Canary: byStart[s.Start.UnixNano()]})
+	}
+	return out
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// window is the stage-to-date telemetry of both deployments.
+func (c *Controller) window(r Rollout, now time.Time) analysis.Window {
+	d := now.Sub(r.StageStarted)
+	d = max(d, time.Second)
+	d = min(d, time.Hour)
+	w := analysis.Window{
+		Stable: c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(now, d),
+		Canary: c.opts.Telemetry.Recorder(r.Endpoint, r.Canary).Window(now, d),
+	}
+	if c.opts.Shadow != nil && (r.Plan.Shadow != nil && r.Plan.Shadow.KeepMirror || hasMatchGate(r.Plan)) {
+		counts := c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
+		w.Shadow = &counts
+	}
+	return w
+}
+
+func hasMatchGate(p spec.Plan) bool {
+	for _, g := range p.Gates {
+		if g.Type == spec.GateMatchRate {
+			return true
+		}
+	}
+	return false
+}
+
+// askConfirmation calls the confirm-promotion webhook in the background,
+// at most once per PersistEvery.
+func (c *Controller) askConfirmation(ru *run, r Rollout) {
+	hook := r.Plan.ConfirmPromotion
+	if hook == nil || c.opts.Notifier == nil {
+		return
+	}
+	cf := ru.confirm
+	cf.mu.Lock()
+	defer cf.mu.Unlock()
+	now := c.now()
+	if cf.inFlight || cf.ok || now.Sub(cf.asked) < PersistEvery {
+		return
+	}
+	cf.inFlight, cf.asked = true, now
+	payload := map[string]any{"rollout": r.ID, "endpoint": r.Endpoint, "stable": r.Stable, "canary": r.Canary, "stage": r.Stage, "weight": r.Weight, "gates": r.Gates}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), hook.Timeout.D()+time.Second)
+		defer cancel()
+		err := c.opts.Notifier.Confirm(ctx, *hook, payload)
+		cf.mu.Lock()
+		defer cf.mu.Unlock()
+		cf.inFlight = false
+		cf.ok = err == nil
+		if err != nil {
+			cf.lastErr = err.Error()
+		}
+	}()
+}
+
+func (c *Controller) confirmed(ctx context.Context, ru *run) bool {
+	ru.confirm.mu.Lock()
+	defer ru.confirm.mu.Unlock()
+	return ru.confirm.ok
+}
+
+// apply persists the rollout with its routing change and events in one
+// transaction, then notifies webhooks.
+func (c *Controller) apply(ctx context.Context, ru *run, eff Effect, guard store.Guard) error {
+	st := ru.analyzer.State()
+	ru.r.Analysis = &st
+	value, err := json.Marshal(ru.r)
+	if err != nil {
+		return fmt.Errorf("encode rollout: %w", err)
+	}
+	events := make([]store.Event, 0, len(eff.Events))
+	for _, e := range eff.Events {
+		data := map[string]any{"rollout": ru.r.ID, "phase": ru.r.Phase, "stage": ru.r.Stage, "weight": ru.r.Weight}
+		if e.Data != nil {
+			data["evidence"] = e.Data
+		}
+		raw, _ := json.Marshal(data)
+		events = append(events, store.Event{Endpoint: ru.r.Endpoint, Type: e.Type, Actor: "rollout", Message: e.Message, Data: raw})
+	}
+	change := control.RolloutChange{
+		Endpoint: ru.r.Endpoint, Traffic: eff.Traffic,
+		Ops:    []store.Op{{Key: ru.key, Value: value, Guard: guard}},
+		Events: events,
+	}
+	if eff.Mirror != nil {
+		change.MirrorDeployment, change.Mirror = ru.r.Canary, eff.Mirror
+	}
+	ep, err := c.opts.Endpoints.CommitRollout(ctx, change)
+	if err != nil {
+		return fmt.Errorf("commit rollout %s: %w", ru.r.ID, err)
+	}
+	ru.lastPersist = c.now()
+	if c.opts.Notifier != nil && len(ep.Webhooks) > 0 {
+		for _, e := range events {
+			c.opts.Notifier.Send(ep.Webhooks, e)
+		}
+	}
+	return nil
+}
