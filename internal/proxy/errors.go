@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+
+	"github.com/valyala/fasthttp"
+)
+
+// StatusClientClosed is the status recorded (never sent) when the client
+// went away before the response was complete, as nginx logs it.
+const StatusClientClosed = 499
+
+// Errors produced by the proxy itself, before or instead of a backend answer.
+var (
+	// ErrUnknownEndpoint: the first path segment names no endpoint.
+	ErrUnknownEndpoint = errors.New("unknown endpoint")
+	// ErrUnknownDeployment: the X-Model-Deployment header names no
+	// deployment of the endpoint.
+	ErrUnknownDeployment = errors.New("unknown deployment in X-Model-Deployment")
+	// ErrNoHealthyBackend: every backend of the chosen deployment is out
+	// (passive or active health).
+	ErrNoHealthyBackend = errors.New("no healthy backend")
+	// ErrClientGone: the client closed the connection while the response
+	// was being written.
+	ErrClientGone = errors.New("client closed the connection")
+)
+
+// statusOf maps an error met while proxying to the status sent to the
+// client (or recorded, for 499). It is the one place that decides it:
+//
+//	unknown endpoint                          404
+//	unknown X-Model-Deployment                400
+//	request body over MaxRequestBytes         413
+//	client gone                               499 (logged and recorded)
+//	no healthy backend, connection limit      503
+//	timeout (connect, headers, idle stream)   504
+//	refused, reset, any other transport error 502
+func statusOf(err error) int {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrUnknownEndpoint):
+		return http.StatusNotFound
+	case errors.Is(err, ErrUnknownDeployment):
+		return http.StatusBadRequest
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrClientGone):
+		return StatusClientClosed
+	case errors.Is(err, ErrNoHealthyBackend), errors.Is(err, fasthttp.ErrNoFreeConns):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusBadGateway
+	}
+}
+
+// messageOf is the client-facing summary of an error. Backend addresses
+// and low-level details stay in the log.
+func messageOf(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "unknown endpoint"
+	case http.StatusBadRequest:
+		return "unknown deployment in X-Model-Deployment"
+	case http.StatusRequestEntityTooLarge:
+		return "request body too large"
+	case http.StatusServiceUnavailable:
+		return "no healthy backend"
+	case http.StatusGatewayTimeout:
+		return "backend timed out"
+	default:
+		return "bad gateway: backend unreachable or failed"
+	}
+}
+
+// writeError writes the JSON error body {"error": "..."}. The caller has
+// set X-Request-Id and X-Model-Deployment.
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	ctx.Response.ResetBody()
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.SetBody(append(body, '\n'))
+}

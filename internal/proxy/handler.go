@@ -1,0 +1,392 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// Header names, as byte slices so that setting them does not convert.
+var (
+	hdrDeployment     = []byte("X-Model-Deployment")
+	hdrRequestID      = []byte("X-Request-Id")
+	hdrForwardedFor   = []byte("X-Forwarded-For")
+	hdrForwardedProto = []byte("X-Forwarded-Proto")
+	hdrForwardedHost  = []byte("X-Forwarded-Host")
+	hdrConnection     = []byte("Connection")
+	hdrExpect         = []byte("Expect")
+	strHTTP           = []byte("http")
+	strHTTPS          = []byte("https")
+	strEventStream    = []byte("text/event-stream")
+
+	// hopHeaders are meaningful for one connection only and are never
+	// forwarded (RFC 9110 7.6.1), in either direction. Connection goes
+	// last: the headers it lists are removed first.
+	hopHeaders = [][]byte{
+		[]byte("Keep-Alive"),
+		[]byte("Proxy-Authenticate"),
+		[]byte("Proxy-Authorization"),
+		[]byte("Proxy-Connection"),
+		[]byte("Te"),
+		[]byte("Trailer"),
+		[]byte("Transfer-Encoding"),
+		[]byte("Upgrade"),
+	}
+)
+
+// exchange is the per-request state, pooled. When the response has a body
+// it is also the body stream handed to fasthttp: the server reads the
+// backend's body through it while writing to the client, and closes it at
+// the end, which is when the request is recorded and the exchange
+// recycled.
+type exchange struct {
+	s *Server
+
+	rid     []byte // X-Request-Id
+	rest    []byte // request URI after the endpoint segment
+	scratch []byte
+
+	// Set once a backend answered and the body is being streamed.
+	dep      *deployment
+	b        *backend
+	up       *fasthttp.Response
+	body     io.Reader
+	start    time.Time
+	ttfb     time.Duration
+	status   int
+	override bool
+	readErr  error
+}
+
+func (s *Server) getExchange() *exchange {
+	return s.exchanges.Get().(*exchange)
+}
+
+func (s *Server) putExchange(x *exchange) {
+	x.dep, x.b, x.up, x.body, x.readErr = nil, nil, nil, nil, nil
+	s.exchanges.Put(x)
+}
+
+// handle is the request path. It allocates nothing of its own in the
+// common case: the routing snapshot is precompiled, header names are
+// preallocated, and per-request buffers live in the pooled exchange.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	x := s.getExchange()
+	x.start = start
+	s.requestID(ctx, x)
+
+	ep, ok := s.routes.Load().endpoints[string(splitEndpoint(ctx.Request.Header.RequestURI(), x))]
+	if !ok {
+		s.reject(ctx, x, ErrUnknownEndpoint, "", "")
+		return
+	}
+	var i int
+	override := false
+	if name := ctx.Request.Header.PeekBytes(hdrDeployment); len(name) > 0 {
+		if i, ok = ep.table.Index(name); !ok {
+			s.reject(ctx, x, ErrUnknownDeployment, ep.name, string(name))
+			return
+		}
+		override = true
+	} else if key := stickyKey(ctx, ep); len(key) > 0 {
+		i = ep.table.PickKey(key)
+	} else {
+		i = ep.table.Pick()
+	}
+	dep := ep.deps[i]
+	dep.rec.Begin()
+
+	prepareRequest(ctx, x)
+	up := fasthttp.AcquireResponse()
+	deadline := start.Add(dep.timeout)
+	now := start.UnixNano()
+	var b *backend // the backend tried last
+	var err error
+	for attempt := 0; ; attempt++ {
+		next := dep.pool.pick(now, b)
+		if next == nil {
+			if err == nil {
+				err = ErrNoHealthyBackend
+			}
+			break
+		}
+		b = next
+		setTarget(&ctx.Request, b, x)
+		err = b.hc.DoDeadline(&ctx.Request, up, deadline)
+		if err == nil {
+			dep.pool.succeeded(b)
+			break
+		}
+		now = time.Now().UnixNano()
+		dep.pool.failed(b, now, err)
+		var de *dialError
+		// Only a failed connect is retried elsewhere: nothing was sent, so
+		// the request cannot have been processed twice.
+		if attempt > 0 || !errors.As(err, &de) {
+			break
+		}
+	}
+	if err != nil {
+		fasthttp.ReleaseResponse(up)
+		s.failUpstream(ctx, x, ep, dep, b, err, override)
+		return
+	}
+	s.respond(ctx, x, ep, dep, b, up, override)
+}
+
+// respond copies the backend's answer to the client. The body is not read
+// here: it is handed to fasthttp as a stream (see exchange.Read).
+func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, b *backend, up *fasthttp.Response, override bool) {
+	ttfb := time.Since(x.start)
+	streamIdle(up, dep.idle)
+	resp := &ctx.Response
+	up.Header.CopyTo(&resp.Header)
+	stripHopHeaders(&resp.Header, x)
+	resp.Header.SetBytesKV(hdrRequestID, x.rid)
+	resp.Header.SetBytesKV(hdrDeployment, dep.header)
+	status := up.StatusCode()
+
+	body := up.BodyStream()
+	if body == nil {
+		// No body to wait for (HEAD, 204, 304): the request ends here.
+		fasthttp.ReleaseResponse(up)
+		observe(dep, status, ttfb, ttfb, override)
+		s.putExchange(x)
+		return
+	}
+	x.dep, x.b, x.up, x.body = dep, b, up, body
+	x.ttfb, x.status, x.override = ttfb, status, override
+	n := up.Header.ContentLength()
+	if n < 0 || bytes.HasPrefix(up.Header.ContentType(), strEventStream) {
+		// Unknown length (chunked or until close) or server-sent events:
+		// fasthttp writes a body stream of unknown size chunked and flushes
+		// after every read, so each piece the backend sends reaches the
+		// client at once. Headers go out before the first piece.
+		resp.ImmediateHeaderFlush = true
+		resp.SetBodyStream(x, -1)
+		return
+	}
+	resp.ImmediateHeaderFlush = false
+	resp.SetBodyStream(x, n)
+}
+
+// Read passes the backend's body through to fasthttp, remembering a read
+// error so that Close can tell a failed backend from a departed client.
+func (x *exchange) Read(p []byte) (int, error) {
+	n, err := x.body.Read(p)
+	if err != nil && err != io.EOF {
+		x.readErr = err
+	}
+	return n, err
+}
+
+// CloseWithError is called by fasthttp once the body was written (werr
+// nil) or writing it failed (werr set: client gone, or our Read failed).
+// fasthttp then closes the client connection, so a failed body is cut off,
+// never presented as complete.
+func (x *exchange) CloseWithError(werr error) error {
+	s, dep := x.s, x.dep
+	status := x.status
+	switch {
+	case x.readErr != nil:
+		// The backend failed or stalled past the idle timeout mid-body. The
+		// client saw the status line, but the request failed: record it as
+		// a gateway error so that gates see it.
+		status = statusOf(x.readErr)
+		dep.pool.failed(x.b, time.Now().UnixNano(), x.readErr)
+		s.log.LogAttrs(context.Background(), slog.LevelWarn, "backend body failed, connection aborted",
+			slog.String("endpoint", dep.endpoint), slog.String("deployment", dep.name), slog.String("backend", x.b.url),
+			slog.String("request_id", string(x.rid)), slog.Int("status", status),
+			slog.String("error", x.readErr.Error()))
+	case werr != nil:
+		status = StatusClientClosed
+		s.log.LogAttrs(context.Background(), slog.LevelInfo, "client closed the connection",
+			slog.String("endpoint", dep.endpoint), slog.String("deployment", dep.name), slog.String("request_id", string(x.rid)),
+			slog.Int("status", status), slog.String("error", werr.Error()))
+	}
+	// A body read to its end lets fasthttp pool the backend connection; a
+	// partial one makes it close the connection.
+	_ = x.up.CloseBodyStream()
+	fasthttp.ReleaseResponse(x.up)
+	observe(dep, status, time.Since(x.start), x.ttfb, x.override)
+	s.putExchange(x)
+	return nil
+}
+
+func observe(dep *deployment, status int, latency, ttfb time.Duration, override bool) {
+	dep.rec.Observe(telemetry.Observation{
+		Now:      time.Now().UnixNano(),
+		Status:   status,
+		Latency:  latency,
+		TTFB:     ttfb,
+		Override: override,
+	})
+}
+
+// reject answers a request the proxy refuses before picking a deployment.
+func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, name string) {
+	status := statusOf(err)
+	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
+	var msg string
+	if errors.Is(err, ErrUnknownDeployment) {
+		msg = fmt.Sprintf("unknown deployment %q in X-Model-Deployment for endpoint %q", name, ep)
+	} else {
+		msg = fmt.Sprintf("unknown endpoint %q", splitEndpoint(ctx.Request.Header.RequestURI(), x))
+	}
+	writeError(ctx, status, msg)
+	s.putExchange(x)
+}
+
+// failUpstream answers a request whose deployment could not produce
+// response headers, records it and logs it.
+func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, b *backend, err error, override bool) {
+	status := statusOf(err)
+	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
+	ctx.Response.Header.SetBytesKV(hdrDeployment, dep.header)
+	writeError(ctx, status, messageOf(status))
+	latency := time.Since(x.start)
+	observe(dep, status, latency, latency, override)
+	attrs := []slog.Attr{
+		slog.String("endpoint", ep.name), slog.String("deployment", dep.name),
+		slog.String("request_id", string(x.rid)), slog.Int("status", status),
+		slog.String("error", err.Error()),
+	}
+	if b != nil {
+		attrs = append(attrs, slog.String("backend", b.url))
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelWarn, "proxy error", attrs...)
+	s.putExchange(x)
+}
+
+// handleParseError answers requests fasthttp could not read, above all a
+// body over MaxRequestBytes (413), with the same JSON errors and headers.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	status := statusOf(err)
+	msg := messageOf(status)
+	if status == fasthttp.StatusBadGateway {
+		// Anything else fasthttp rejects is a malformed request.
+		status, msg = fasthttp.StatusBadRequest, "malformed request"
+		var ne interface{ Timeout() bool }
+		if errors.As(err, &ne) && ne.Timeout() {
+			status, msg = fasthttp.StatusRequestTimeout, "request timeout"
+		}
+	}
+	x := s.getExchange()
+	s.requestID(ctx, x)
+	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
+	writeError(ctx, status, msg)
+	s.putExchange(x)
+}
+
+// requestID keeps the client's X-Request-Id or makes one (a per-process
+// random prefix and a counter: unique, and cheaper than a UUID), and sends
+// it upstream too.
+func (s *Server) requestID(ctx *fasthttp.RequestCtx, x *exchange) {
+	if id := ctx.Request.Header.PeekBytes(hdrRequestID); len(id) > 0 {
+		// Copy: the header's storage moves when headers are changed.
+		x.rid = append(x.rid[:0], id...)
+		return
+	}
+	x.rid = append(x.rid[:0], s.ridPrefix[:]...)
+	x.rid = strconv.AppendUint(x.rid, s.ridSeq.Add(1), 16)
+	ctx.Request.Header.SetBytesKV(hdrRequestID, x.rid)
+}
+
+// splitEndpoint returns the endpoint segment of a request URI
+// ("/fraud/v1/m?x" → "fraud") and keeps the rest ("/v1/m?x") in x.rest,
+// copied because the URI is rewritten before the request is forwarded.
+func splitEndpoint(uri []byte, x *exchange) []byte {
+	if len(uri) == 0 || uri[0] != '/' {
+		x.rest = x.rest[:0]
+		return nil
+	}
+	end := 1
+	for end < len(uri) && uri[end] != '/' && uri[end] != '?' {
+		end++
+	}
+	x.rest = append(x.rest[:0], uri[end:]...)
+	return uri[1:end]
+}
+
+func stickyKey(ctx *fasthttp.RequestCtx, ep *endpoint) []byte {
+	if ep.sticky == nil {
+		return nil
+	}
+	return ctx.Request.Header.PeekBytes(ep.sticky)
+}
+
+// prepareRequest turns the client's request into the upstream one, in
+// place: hop-by-hop headers out, X-Forwarded-* in.
+func prepareRequest(ctx *fasthttp.RequestCtx, x *exchange) {
+	h := &ctx.Request.Header
+	stripHopHeaders(h, x)
+	// The client's Connection: close concerns the client connection, which
+	// fasthttp already noted; upstream connections are kept alive.
+	h.ResetConnectionClose()
+	// fasthttp has already answered any 100-continue and read the body;
+	// passing Expect on would make the backend send an interim response.
+	h.DelBytes(hdrExpect)
+
+	x.scratch = append(x.scratch[:0], h.PeekBytes(hdrForwardedFor)...)
+	if len(x.scratch) > 0 {
+		x.scratch = append(x.scratch, ", "...)
+	}
+	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		x.scratch = ip.Unmap().AppendTo(x.scratch)
+	}
+	h.SetBytesKV(hdrForwardedFor, x.scratch)
+	if ctx.IsTLS() {
+		h.SetBytesKV(hdrForwardedProto, strHTTPS)
+	} else {
+		h.SetBytesKV(hdrForwardedProto, strHTTP)
+	}
+	h.SetBytesKV(hdrForwardedHost, h.Host())
+}
+
+// setTarget points the request at backend b: its Host, its path prefix
+// followed by what came after the endpoint segment, the query kept.
+func setTarget(req *fasthttp.Request, b *backend, x *exchange) {
+	x.scratch = append(x.scratch[:0], b.prefix...)
+	if len(x.rest) == 0 || x.rest[0] != '/' {
+		x.scratch = append(x.scratch, '/')
+	}
+	x.scratch = append(x.scratch, x.rest...)
+	req.SetRequestURIBytes(x.scratch)
+	req.Header.SetHostBytes(b.host)
+	req.URI().SetSchemeBytes(b.scheme)
+}
+
+// headerSet is what stripHopHeaders needs of a request or response header.
+type headerSet interface {
+	PeekBytes(key []byte) []byte
+	DelBytes(key []byte)
+}
+
+// stripHopHeaders removes the hop-by-hop headers and those the Connection
+// header lists.
+func stripHopHeaders(h headerSet, x *exchange) {
+	if v := h.PeekBytes(hdrConnection); len(v) > 0 {
+		// Copy: deleting headers reshuffles the storage v points into.
+		x.scratch = append(x.scratch[:0], v...)
+		for tok := range bytes.SplitSeq(x.scratch, []byte{','}) {
+			if tok = bytes.TrimSpace(tok); len(tok) > 0 {
+				h.DelBytes(tok)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		h.DelBytes(k)
+	}
+	h.DelBytes(hdrConnection)
+}

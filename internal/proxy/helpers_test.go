@@ -1,0 +1,228 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// recorders collects telemetry per "endpoint/deployment".
+type recorders struct {
+	mu     sync.Mutex
+	begins map[string]int
+	obs    map[string][]telemetry.Observation
+}
+
+func newRecorders() *recorders {
+	return &recorders{begins: map[string]int{}, obs: map[string][]telemetry.Observation{}}
+}
+
+func (r *recorders) get(ep, dep string) Recorder { return &fakeRecorder{r: r, key: ep + "/" + dep} }
+
+func (r *recorders) observations(key string) []telemetry.Observation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]telemetry.Observation(nil), r.obs[key]...)
+}
+
+func (r *recorders) inFlight(key string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.begins[key] - len(r.obs[key])
+}
+
+type observation = telemetry.Observation
+
+type fakeRecorder struct {
+	r   *recorders
+	key string
+}
+
+func (f *fakeRecorder) Begin() {
+	f.r.mu.Lock()
+	f.r.begins[f.key]++
+	f.r.mu.Unlock()
+}
+
+func (f *fakeRecorder) Observe(o telemetry.Observation) {
+	f.r.mu.Lock()
+	f.r.obs[f.key] = append(f.r.obs[f.key], o)
+	f.r.mu.Unlock()
+}
+
+// testLogger sends the proxy's logs to the test log until the test ends;
+// handlers cut by a forced shutdown may still log after that, which
+// testing forbids.
+func testLogger(t testing.TB) *slog.Logger {
+	w := &tWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSpace(string(p)))
+	}
+	return len(p), nil
+}
+
+// gateway is a proxy serving on a real TCP listener.
+type gateway struct {
+	*Server
+	url  string
+	recs *recorders
+}
+
+func startGateway(t *testing.T, opts Options, eps ...spec.Endpoint) *gateway {
+	t.Helper()
+	recs := newRecorders()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	opts.Recorders = recs.get
+	s := New(opts)
+	if err := s.SetRoutes(eps); err != nil {
+		t.Fatalf("SetRoutes: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &gateway{Server: s, url: "http://" + ln.Addr().String(), recs: recs}
+}
+
+// named starts a backend that answers with its name and echoes what it
+// received in headers, so tests can check what was forwarded.
+func named(t *testing.T, name string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", name)
+		w.Header().Set("X-Got-Uri", r.RequestURI)
+		w.Header().Set("X-Got-Request-Id", r.Header.Get("X-Request-Id"))
+		_, _ = io.WriteString(w, name)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func dep(name string, backends ...string) spec.Deployment {
+	return spec.Deployment{Name: name, Backends: backends}
+}
+
+// mkEndpoint builds a defaulted, validated endpoint.
+func mkEndpoint(t testing.TB, name string, traffic spec.Weights, deps ...spec.Deployment) spec.Endpoint {
+	t.Helper()
+	ep := spec.Endpoint{Name: name, Deployments: deps, Traffic: traffic}.WithDefaults()
+	if err := ep.Validate(); err != nil {
+		t.Fatalf("endpoint %s: %v", name, err)
+	}
+	return ep
+}
+
+type answer struct {
+	status     int
+	body       string
+	header     http.Header
+	deployment string
+}
+
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func do(t testing.TB, req *http.Request) answer {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
+	}
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header, deployment: resp.Header.Get("X-Model-Deployment")}
+}
+
+func get(t testing.TB, url string, headers ...string) answer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return do(t, req)
+}
+
+// jsonError decodes {"error": "..."} or fails the test.
+func jsonError(t testing.TB, a answer) string {
+	t.Helper()
+	if ct := a.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("error Content-Type = %q, want application/json", ct)
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(a.body), &e); err != nil || e.Error == "" {
+		t.Errorf("error body %q is not {\"error\": ...}: %v", a.body, err)
+	}
+	return e.Error
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not a guess
+	}
+}
+
+// closedURL returns the URL of a port that refuses connections.
+func closedURL(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}

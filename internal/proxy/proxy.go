@@ -1,0 +1,352 @@
+// Package proxy is modelgate's data plane: a fasthttp server that routes
+// each request of an endpoint to one of its deployments (split, sticky key
+// or override header), forwards it to a healthy backend of that deployment,
+// streams the answer back and records it in telemetry.
+//
+// The routing state is an immutable snapshot behind an atomic pointer:
+// SetRoutes builds a complete new one and swaps it in, so the request path
+// takes no lock.
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/modelgate/modelgate/internal/router"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// Recorder receives the telemetry of one deployment. *telemetry.Recorder
+// implements it. Begin is called when a deployment is picked, Observe once
+// when the request ends; both must not allocate.
+type Recorder interface {
+	Begin()
+	Observe(telemetry.Observation)
+}
+
+// RecordersFrom adapts a telemetry registry to Options.Recorders.
+func RecordersFrom(reg *telemetry.Registry) func(endpoint, deployment string) Recorder {
+	return func(endpoint, deployment string) Recorder { return reg.Recorder(endpoint, deployment) }
+}
+
+// Options configure a Server.
+type Options struct {
+	// Logger receives proxy errors (5xx, 499) and health changes. Nil:
+	// slog.Default().
+	Logger *slog.Logger
+	// Recorders returns the telemetry recorder of a deployment. SetRoutes
+	// calls it once per deployment, never per request. Nil: nothing is
+	// recorded. With a registry: RecordersFrom(reg).
+	Recorders func(endpoint, deployment string) Recorder
+	// MaxRequestBytes is the largest request body accepted; a larger one is
+	// answered 413. Zero: 4 MiB (fasthttp's default).
+	MaxRequestBytes int
+}
+
+// BackendHealth is the health of one backend as the proxy sees it.
+type BackendHealth struct {
+	URL string `json:"url"`
+	// Healthy is false while passive health has taken the backend out or
+	// the last active check failed.
+	Healthy bool `json:"healthy"`
+	// LastError is the last transport or health check error, if any; it
+	// is kept after the backend recovered, for diagnosis.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Server is the data plane. Create it with New, give it routes with
+// SetRoutes, serve listeners with Serve and stop it with Shutdown.
+type Server struct {
+	log       *slog.Logger
+	recorders func(endpoint, deployment string) Recorder
+	srv       *fasthttp.Server
+	routes    atomic.Pointer[routes]
+
+	// mu serialises SetRoutes and Shutdown; the request path never takes it.
+	mu     sync.Mutex
+	pools  map[string]*pool
+	lns    map[net.Listener]struct{}
+	closed bool
+
+	// clientConns and upstreamConns let Shutdown cut the connections
+	// still open when its context ends: cutting only the client side would
+	// leave a handler blocked on a silent backend until the idle timeout.
+	clientConns, upstreamConns connSet
+
+	ridPrefix [17]byte // 16 random hex digits and '-': unique per process
+	ridSeq    atomic.Uint64
+
+	exchanges sync.Pool
+
+	// dial opens backend connections; tests and benchmarks replace it
+	// (before the first SetRoutes) to use in-memory listeners.
+	dial dialFunc
+}
+
+// routes is one immutable routing snapshot.
+type routes struct {
+	endpoints map[string]*endpoint
+}
+
+type endpoint struct {
+	name   string
+	table  *router.Table
+	sticky []byte // sticky header name; nil when unset
+	deps   []*deployment
+}
+
+type deployment struct {
+	endpoint string
+	name     string
+	header   []byte // name, as sent in X-Model-Deployment
+	pool     *pool
+	rec      Recorder
+	timeout  time.Duration
+	idle     time.Duration
+}
+
+// New returns a Server with no routes: every request is answered 404
+// until SetRoutes is called.
+func New(opts Options) *Server {
+	s := &Server{
+		log:       opts.Logger,
+		recorders: opts.Recorders,
+		pools:     map[string]*pool{},
+		lns:       map[net.Listener]struct{}{},
+		dial:      tcpDial,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	hex.Encode(s.ridPrefix[:16], seed[:])
+	s.ridPrefix[16] = '-'
+	s.exchanges.New = func() any { return &exchange{s: s} }
+	s.routes.Store(&routes{endpoints: map[string]*endpoint{}})
+	s.srv = &fasthttp.Server{
+		Handler:                       s.handle,
+		ErrorHandler:                  s.handleParseError,
+		MaxRequestBodySize:            opts.MaxRequestBytes,
+		ReadBufferSize:                bufferSize,
+		WriteBufferSize:               bufferSize,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		CloseOnShutdown:               true,
+		IdleTimeout:                   2 * time.Minute,
+		ConnState:                     s.connState,
+		Logger:                        fasthttpLogger{s.log},
+		SecureErrorLogMessage:         true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	return s
+}
+
+// SetRoutes replaces the routing table. The endpoints must already be
+// defaulted (spec.Endpoint.WithDefaults) and validated. The whole new table
+// is built first (routers, backend pools, recorders) and then swapped in
+// atomically: a request uses either the old or the new table, never a mix,
+// and none is dropped. Pools of deployments whose backends and health
+// settings did not change are kept with their connections, health state
+// and checkers; backends keep their connections and health while their URL
+// stays in the deployment. Health checkers of removed pools are stopped.
+// On error nothing changes.
+func (s *Server) SetRoutes(eps []spec.Endpoint) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("set routes: proxy is shut down")
+	}
+	old := s.routes.Load()
+	next := &routes{endpoints: make(map[string]*endpoint, len(eps))}
+	pools := make(map[string]*pool)
+	var created []*pool
+	fail := func(err error) error {
+		for _, p := range created {
+			p.close()
+		}
+		return err
+	}
+	for _, ep := range eps {
+		if _, dup := next.endpoints[ep.Name]; dup {
+			return fail(fmt.Errorf("set routes: duplicate endpoint %q", ep.Name))
+		}
+		var (
+			table *router.Table
+			err   error
+		)
+		if prev := old.endpoints[ep.Name]; prev != nil {
+			table, err = prev.table.Recompile(ep)
+		} else {
+			table, err = router.Compile(ep)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("set routes: %w", err))
+		}
+		e := &endpoint{name: ep.Name, table: table}
+		if ep.StickyHeader != "" {
+			e.sticky = []byte(ep.StickyHeader)
+		}
+		for _, d := range ep.Deployments {
+			key := ep.Name + "/" + d.Name
+			p := s.pools[key]
+			if p == nil || !p.sameSettings(d) {
+				reuse := map[string]*backend{}
+				if p != nil {
+					for _, b := range p.backends {
+						reuse[b.url] = b
+					}
+				}
+				if p, err = newPool(key, d, reuse, s.dial, &s.upstreamConns); err != nil {
+					return fail(fmt.Errorf("set routes: endpoint %q deployment %q: %w", ep.Name, d.Name, err))
+				}
+				created = append(created, p)
+			}
+			pools[key] = p
+			var rec Recorder = nopRecorder{}
+			if s.recorders != nil {
+				rec = s.recorders(ep.Name, d.Name)
+			}
+			e.deps = append(e.deps, &deployment{
+				endpoint: ep.Name,
+				name:     d.Name,
+				header:   []byte(d.Name),
+				pool:     p,
+				rec:      rec,
+				timeout:  d.Timeout.D(),
+				idle:     d.StreamIdleTimeout.D(),
+			})
+		}
+		next.endpoints[ep.Name] = e
+	}
+	for _, p := range created {
+		p.startChecks()
+	}
+	s.routes.Store(next)
+	// Retire what the new table no longer uses. Requests still in flight on
+	// a retired pool finish normally: only the health checker stops, and
+	// only idle connections of backends that left are closed.
+	kept := map[*backend]bool{}
+	for _, p := range pools {
+		for _, b := range p.backends {
+			kept[b] = true
+		}
+	}
+	for key, p := range s.pools {
+		if pools[key] == p {
+			continue
+		}
+		p.close()
+		for _, b := range p.backends {
+			if !kept[b] {
+				b.hc.CloseIdleConnections()
+				b.probe.CloseIdleConnections()
+			}
+		}
+	}
+	s.pools = pools
+	return nil
+}
+
+// Serve accepts connections on ln and serves them until Shutdown. It may
+// be called for several listeners. It returns nil after Shutdown, also
+// when Shutdown came first (ln is then closed at once).
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	// Remembered so that Shutdown closes it even if fasthttp has not
+	// registered it yet: fasthttp's Shutdown only knows listeners whose
+	// Serve got that far, and a Serve starting after it would run forever.
+	s.lns[ln] = struct{}{}
+	s.mu.Unlock()
+	return s.srv.Serve(ln)
+}
+
+// Shutdown stops accepting connections, lets requests in flight (streams
+// included) finish, and closes idle connections. When ctx ends first, the
+// connections still open are cut and ctx's error is returned. Health
+// checks stop in either case, and SetRoutes is refused afterwards.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	lns := s.lns
+	s.lns = map[net.Listener]struct{}{}
+	s.mu.Unlock()
+	err := s.srv.ShutdownWithContext(ctx)
+	for ln := range lns {
+		_ = ln.Close() // usually closed already by fasthttp
+	}
+	if err != nil {
+		s.clientConns.closeAll()
+		s.upstreamConns.closeAll()
+	}
+	s.mu.Lock()
+	pools := s.pools
+	s.pools = map[string]*pool{}
+	s.mu.Unlock()
+	for _, p := range pools {
+		p.close()
+		for _, b := range p.backends {
+			b.hc.CloseIdleConnections()
+			b.probe.CloseIdleConnections()
+		}
+	}
+	return err
+}
+
+// Health returns endpoint → deployment → backend health, for the admin API.
+func (s *Server) Health() map[string]map[string][]BackendHealth {
+	now := time.Now().UnixNano()
+	rt := s.routes.Load()
+	out := make(map[string]map[string][]BackendHealth, len(rt.endpoints))
+	for name, e := range rt.endpoints {
+		deps := make(map[string][]BackendHealth, len(e.deps))
+		for _, d := range e.deps {
+			hs := make([]BackendHealth, 0, len(d.pool.backends))
+			for _, b := range d.pool.backends {
+				hs = append(hs, BackendHealth{URL: b.url, Healthy: b.healthy(now), LastError: b.lastError()})
+			}
+			deps[d.name] = hs
+		}
+		out[name] = deps
+	}
+	return out
+}
+
+func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
+	switch st {
+	case fasthttp.StateNew:
+		s.clientConns.add(c)
+	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		s.clientConns.remove(c)
+	}
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Begin()                        {}
+func (nopRecorder) Observe(telemetry.Observation) {}
+
+// fasthttpLogger sends fasthttp's own messages (mostly connection-level
+// errors) to slog at debug level.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
