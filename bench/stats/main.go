@@ -9,6 +9,13 @@
 //
 //	go run ./bench/stats                  # 1,000 runs per scenario, markdown tables
 //	go run ./bench/stats -runs 200 -only E1,A1
+//	go run ./bench/stats -matched=false   # only the default-configuration tables
+//
+// After the default-configuration tables it prints the comparison at matched false
+// rollback rate: for each baseline, modelgate runs with its rollout alpha set to the
+// baseline's lowest measured A/A false rollback rate (capped at 0.5) on the same
+// seeds, and the tables show both false rollback rates per A/A scenario and both
+// median canary requests to roll back per regression scenario (see matched.go).
 //
 // `go test ./bench/stats` runs a reduced version.
 package main
@@ -217,6 +224,7 @@ func main() {
 	runs := flag.Int("runs", 1000, "runs per scenario")
 	seed := flag.Uint64("seed", 1, "base seed")
 	only := flag.String("only", "", "comma-separated scenario id prefixes (e.g. E1,A1); empty: all")
+	withMatched := flag.Bool("matched", true, "also compare with each baseline at matched false rollback rate")
 	flag.Parse()
 	var scs []scenario
 	for _, s := range scenarios() {
@@ -230,7 +238,13 @@ func main() {
 			}
 		}
 	}
-	report(os.Stdout, simulate(scs, methodSpecs(), *runs, *seed, runtime.NumCPU()), *runs)
+	results := simulate(scs, methodSpecs(), *runs, *seed, runtime.NumCPU())
+	report(os.Stdout, results, *runs)
+	if *withMatched {
+		fmt.Println()
+		rows, mg := matched(results, scs, *runs, *seed, runtime.NumCPU())
+		reportMatched(os.Stdout, results, rows, mg)
+	}
 }
 
 // clopperPearson returns the exact 95% interval for k successes in n trials.

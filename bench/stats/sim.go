@@ -113,6 +113,11 @@ type config struct {
 	errors     bool
 	latency    bool
 	promoteMin int64 // minimum canary requests before promotion (0: none)
+	// rollbackOnly runs only the rollback tests (no promotion evidence, no
+	// sample-ratio check). Neither of those changes when modelgate rolls back (runs
+	// continue after promotion, and an SRM halt is only recorded), so the rollback
+	// outcomes are exactly those of the full configuration, at a fraction of the cost.
+	rollbackOnly bool
 }
 
 // modelgate is the method under test: one RegressionTest per metric for the whole
@@ -154,14 +159,21 @@ func newModelgate(cfg config) *modelgate {
 	}
 	if cfg.errors {
 		m.errT = must(stats.NewRegressionTest(stats.RegressionConfig{Alpha: alphas[i]}))
-		m.niErr = mustNI(stats.NewNonInferiority(stats.NonInferiorityConfig{Alpha: alphas[i]}))
+		if !cfg.rollbackOnly {
+			m.niErr = mustNI(stats.NewNonInferiority(stats.NonInferiorityConfig{Alpha: alphas[i]}))
+		}
 		i++
 	}
 	if cfg.latency {
 		m.latT = must(stats.NewRegressionTest(stats.RegressionConfig{Alpha: alphas[i]}))
-		// Promotion evidence for latency: exceedances of stable's p90, within 1.5x
-		// (+2 points): see docs/analysis.md.
-		m.niLat = mustNI(stats.NewNonInferiority(stats.NonInferiorityConfig{Alpha: alphas[i], AbsoluteMargin: 0.02}))
+		if !cfg.rollbackOnly {
+			// Promotion evidence for latency: exceedances of stable's p90, within 1.5x
+			// (+2 points): see docs/analysis.md.
+			m.niLat = mustNI(stats.NewNonInferiority(stats.NonInferiorityConfig{Alpha: alphas[i], AbsoluteMargin: 0.02}))
+		}
+	}
+	if cfg.rollbackOnly {
+		return m
 	}
 	var err2 error
 	if m.srm, err2 = stats.NewSampleRatioTest(0); err2 != nil {
@@ -173,6 +185,18 @@ func newModelgate(cfg config) *modelgate {
 func (m *modelgate) name() string { return "modelgate" }
 
 func (m *modelgate) second(sl slices) bool {
+	if m.cfg.rollbackOnly {
+		rb := false
+		if m.errT != nil {
+			e, _ := m.errT.Observe(sl.errors)
+			rb = e.Decision == stats.Reject
+		}
+		if m.latT != nil {
+			e, _ := m.latT.Observe(sl.slow99)
+			rb = rb || e.Decision == stats.Reject
+		}
+		return rb
+	}
 	if e, _ := m.srm.Observe(sl.errors); e.Decision == stats.Reject {
 		m.haltedBySRM = true
 	}

@@ -70,10 +70,10 @@ type Daemon struct {
 
 	proxyLn, adminLn net.Listener
 	// background runs the rollout controller and webhook deliveries.
-	background       context.CancelFunc
-	wg               sync.WaitGroup
-	serveErr         chan error
-	reloadMu         sync.Mutex
+	background context.CancelFunc
+	wg         sync.WaitGroup
+	serveErr   chan error
+	reloadMu   sync.Mutex
 }
 
 // New opens the state, loads it, applies the config file's spec and

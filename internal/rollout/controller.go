@@ -615,8 +615,10 @@ func (c *Controller) confirmed(ctx context.Context, ru *run) bool {
 // apply persists the rollout with its routing change and events in one
 // transaction, then notifies webhooks.
 func (c *Controller) apply(ctx context.Context, ru *run, eff Effect, guard store.Guard) error {
-	st := ru.analyzer.State()
-	ru.r.Analysis = &st
+	if ru.analyzer != nil { // nil for actions on an ended rollout (undo)
+		st := ru.analyzer.State()
+		ru.r.Analysis = &st
+	}
 	value, err := json.Marshal(ru.r)
 	if err != nil {
 		return fmt.Errorf("encode rollout: %w", err)

@@ -1,0 +1,520 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/stats"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// shadowAlpha is the level of the match rate's confidence sequence: the
+// probability that a shadow whose match rate is at least the minimum is
+// ever failed, however often it is looked at.
+const shadowAlpha = 0.05
+
+// Verdict is a gate's outcome.
+type Verdict string
+
+// Verdicts.
+const (
+	Pass         Verdict = "pass"
+	Fail         Verdict = "fail"
+	Inconclusive Verdict = "inconclusive"
+)
+
+// GateResult is one gate's verdict, the reason in words with the numbers,
+// and the evidence as data (sample sizes, rates, statistic, threshold,
+// alpha, p-value...). Evidence always encodes as JSON.
+type GateResult struct {
+	Gate     string         `json:"gate"`
+	Verdict  Verdict        `json:"verdict"`
+	Reason   string         `json:"reason"`
+	Evidence map[string]any `json:"evidence"`
+}
+
+// Window is what the threshold gates judge: stage-to-date summaries.
+type Window struct {
+	Stable, Canary telemetry.Summary
+	// Shadow is the shadow comparison of the stage; nil when none runs.
+	Shadow *ShadowCounts
+}
+
+// ShadowCounts are the counts of a shadow comparison.
+type ShadowCounts struct {
+	// Compared counts the shadow copies whose answers were compared with the
+	// live ones (an error answer compared with a success is a mismatch).
+	Compared uint64 `json:"compared"`
+	// Matched counts the compared copies whose answers agreed; ≤ Compared.
+	Matched uint64 `json:"matched"`
+	// Errors counts the shadow copies that failed without an answer to
+	// compare (timeout, transport error); they count as mismatches.
+	Errors uint64 `json:"errors"`
+}
+
+// Result is the verdict of a stage's gates at one look.
+type Result struct {
+	Gates       []GateResult `json:"gates"`
+	SampleRatio GateResult   `json:"sample_ratio"`
+	// Failed: some gate failed, roll back now. Passed: every gate passed.
+	// Neither is set on a sample-ratio mismatch: routing is broken, so the
+	// canary is not judged; the controller pauses.
+	Failed bool `json:"failed"`
+	Passed bool `json:"passed"`
+	// SampleRatioMismatch: the canary's share of split requests is
+	// inconsistent with its weight (evidence in SampleRatio).
+	SampleRatioMismatch bool `json:"sample_ratio_mismatch"`
+}
+
+// Evaluate judges the current stage: every gate of the plan in order, and
+// the sample-ratio check. stage is the plan's stage being run (its
+// MinRequests, else the plan's, is the threshold gates' minimum sample); w
+// holds the stage-to-date summaries. Evaluate changes nothing.
+func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
+	minReq := stage.MinRequests
+	if minReq <= 0 {
+		minReq = a.plan.MinRequests
+	}
+	var r Result
+	pass := true
+	for _, g := range a.plan.Gates {
+		var gr GateResult
+		switch g.Type {
+		case spec.GateSequential:
+			gr = a.sequentialGate()
+		case spec.GateErrorRate:
+			gr = errorRateGate(g, w, minReq)
+		case spec.GateLatency:
+			gr = quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, minReq)
+		case spec.GateTTFB:
+			gr = quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, minReq)
+		case spec.GateMatchRate:
+			gr = a.matchRateGate(g, w.Shadow)
+		default:
+			gr = GateResult{Gate: string(g.Type), Verdict: Inconclusive, Reason: fmt.Sprintf("unknown gate type %q", g.Type), Evidence: map[string]any{}}
+		}
+		r.Gates = append(r.Gates, gr)
+		r.Failed = r.Failed || gr.Verdict == Fail
+		pass = pass && gr.Verdict == Pass
+	}
+	r.SampleRatio = a.sampleRatioGate()
+	if r.SampleRatio.Verdict == Fail {
+		r.SampleRatioMismatch = true
+		r.Failed, pass = false, false
+	}
+	r.Passed = pass && len(r.Gates) > 0
+	return r
+}
+
+// sequentialGate is the verdict of the rollout-wide regression tests and the
+// stage's promotion evidence.
+func (a *Analyzer) sequentialGate() GateResult {
+	gr := GateResult{Gate: string(spec.GateSequential), Evidence: map[string]any{}}
+	st := a.stage
+	errEv := a.errT.Evidence()
+	latEv := a.latT.Evidence()
+	errM := seqEvidence(errEv, a.errT.State().MaxLogStatistic)
+	latM := seqEvidence(latEv, a.latT.State().MaxLogStatistic)
+	gr.Evidence["errors"], gr.Evidence["latency"] = errM, latM
+	if st != nil {
+		gr.Evidence["weight_percent"] = st.weight.Float()
+		if st.rollback > 0 {
+			latM["threshold_ms"] = ms(st.rollback)
+			latM["promotion_threshold_ms"] = ms(st.promotion)
+			latM["threshold_source"] = st.thresholdSource
+		} else {
+			latM["threshold_pending_stable_requests"] = st.pending.Count()
+		}
+	}
+	var fails []string
+	if errEv.Decision == stats.Reject {
+		fails = append(fails, fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests: %s",
+			pct(rate(errEv.Counts.CanaryBad, errEv.Counts.CanaryRequests)), pct(rate(errEv.Counts.StableBad, errEv.Counts.StableRequests)),
+			num(errEv.Counts.CanaryRequests), num(errEv.Counts.StableRequests), rejectText(errEv, a.errT.State().MaxLogStatistic)))
+	}
+	if latEv.Decision == stats.Reject {
+		fails = append(fails, fmt.Sprintf("requests slower than the stable's p99%s: canary %s vs stable %s over %s vs %s requests: %s",
+			thresholdText(st), pct(rate(latEv.Counts.CanaryBad, latEv.Counts.CanaryRequests)), pct(rate(latEv.Counts.StableBad, latEv.Counts.StableRequests)),
+			num(latEv.Counts.CanaryRequests), num(latEv.Counts.StableRequests), rejectText(latEv, a.latT.State().MaxLogStatistic)))
+	}
+	if len(fails) > 0 {
+		gr.Verdict, gr.Reason = Fail, strings.Join(fails, "; ")
+		return gr
+	}
+	noRegression := fmt.Sprintf("no regression (error statistic %s, latency statistic %s < threshold %s)",
+		stat(errEv.Statistic), stat(latEv.Statistic), stat(errEv.Threshold))
+	if st == nil {
+		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; no live stage started"
+		return gr
+	}
+	var missing []string
+	ne := st.niErr.Evidence()
+	errM["stage"] = niEvidence(ne)
+	if ne.Verdict != stats.Promote {
+		missing = append(missing, fmt.Sprintf("canary error rate upper bound %s ≥ allowed %s over %s canary requests",
+			pct(ne.CanaryUpper), pct(ne.Allowed), num(ne.Counts.CanaryRequests)))
+	}
+	var latText string
+	if st.niLat == nil {
+		missing = append(missing, fmt.Sprintf("latency thresholds not fixed yet (%s of %d stable requests this stage)",
+			num(int64(st.pending.Count())), minThresholdSample))
+	} else {
+		nl := st.niLat.Evidence()
+		latM["stage"] = niEvidence(nl)
+		latText = fmt.Sprintf("share slower than the stable's p90 (%s) ≤ %s < allowed %s", fmtDur(st.promotion), pct(nl.CanaryUpper), pct(nl.Allowed))
+		if nl.Verdict != stats.Promote {
+			missing = append(missing, fmt.Sprintf("canary share slower than the stable's p90 (%s) upper bound %s ≥ allowed %s over %s canary requests",
+				fmtDur(st.promotion), pct(nl.CanaryUpper), pct(nl.Allowed), num(nl.Counts.CanaryRequests)))
+		}
+	}
+	if len(missing) > 0 {
+		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; promotion not shown yet: "+strings.Join(missing, "; ")
+		return gr
+	}
+	gr.Verdict = Pass
+	gr.Reason = fmt.Sprintf("canary shown at most a margin worse over %s canary requests this stage: error rate ≤ %s < allowed %s; %s; %s",
+		num(ne.Counts.CanaryRequests), pct(ne.CanaryUpper), pct(ne.Allowed), latText, noRegression)
+	return gr
+}
+
+func rejectText(e stats.Evidence, maxLog float64) string {
+	return fmt.Sprintf("sequential test statistic %s ≥ threshold %s (alpha %s)", stat(math.Exp(maxLog)), stat(e.Threshold), flt(e.Alpha))
+}
+
+func thresholdText(st *stage) string {
+	if st == nil || st.rollback == 0 {
+		return ""
+	}
+	return " (" + fmtDur(st.rollback) + ")"
+}
+
+func seqEvidence(e stats.Evidence, maxLog float64) map[string]any {
+	c := e.Counts
+	return map[string]any{
+		"canary_requests": c.CanaryRequests,
+		"canary_bad":      c.CanaryBad,
+		"stable_requests": c.StableRequests,
+		"stable_bad":      c.StableBad,
+		"canary_rate":     rate(c.CanaryBad, c.CanaryRequests),
+		"stable_rate":     rate(c.StableBad, c.StableRequests),
+		"slices":          e.Slices,
+		"statistic":       finite(e.Statistic),
+		"log_statistic":   e.LogStatistic,
+		"max_statistic":   finite(math.Exp(maxLog)),
+		"threshold":       e.Threshold,
+		"alpha":           e.Alpha,
+		"p_value":         e.PValue,
+		"decision":        e.Decision.String(),
+	}
+}
+
+func niEvidence(e stats.NonInferiorityEvidence) map[string]any {
+	c := e.Counts
+	return map[string]any{
+		"canary_requests": c.CanaryRequests,
+		"canary_bad":      c.CanaryBad,
+		"stable_requests": c.StableRequests,
+		"stable_bad":      c.StableBad,
+		"canary_upper":    e.CanaryUpper,
+		"stable_lower":    e.StableLower,
+		"allowed":         e.Allowed,
+		"relative_margin": e.RelativeMargin,
+		"absolute_margin": e.AbsoluteMargin,
+		"alpha":           e.Alpha,
+		"verdict":         e.Verdict.String(),
+	}
+}
+
+// sampleRatioGate reports the stage's sample-ratio test.
+func (a *Analyzer) sampleRatioGate() GateResult {
+	gr := GateResult{Gate: "sample_ratio", Evidence: map[string]any{}}
+	st := a.stage
+	if st == nil {
+		gr.Verdict, gr.Reason = Inconclusive, "no live stage started"
+		return gr
+	}
+	gr.Evidence["weight_percent"] = st.weight.Float()
+	if st.weight <= 0 || st.weight >= spec.Full {
+		gr.Verdict, gr.Reason = Inconclusive, fmt.Sprintf("not checked at a weight of %s%%", st.weight)
+		return gr
+	}
+	e := st.srm.Evidence()
+	c := e.Counts
+	n := c.CanaryRequests + c.StableRequests
+	measured := rate(c.CanaryRequests, n)
+	gr.Evidence["canary_requests"] = c.CanaryRequests
+	gr.Evidence["stable_requests"] = c.StableRequests
+	gr.Evidence["measured_share"] = measured
+	gr.Evidence["configured_share"] = st.weight.Fraction()
+	gr.Evidence["statistic"] = finite(e.Statistic)
+	gr.Evidence["log_statistic"] = e.LogStatistic
+	gr.Evidence["threshold"] = e.Threshold
+	gr.Evidence["alpha"] = e.Alpha
+	gr.Evidence["p_value"] = e.PValue
+	gr.Evidence["decision"] = e.Decision.String()
+	share := fmt.Sprintf("canary served %s of %s split requests this stage, configured %s%%", pct(measured), num(n), st.weight)
+	switch {
+	case e.Decision == stats.Reject:
+		gr.Verdict = Fail
+		gr.Reason = "sample-ratio mismatch: " + share + ": " + rejectText(e, st.srm.State().MaxLogStatistic) + "; routing is broken, the canary is not judged"
+	case n == 0:
+		gr.Verdict, gr.Reason = Inconclusive, "no split requests this stage yet"
+	default:
+		gr.Verdict = Pass
+		gr.Reason = fmt.Sprintf("no sample-ratio mismatch: %s (statistic %s < threshold %s)", share, stat(e.Statistic), stat(e.Threshold))
+	}
+	return gr
+}
+
+// errorRateGate checks the canary's split error rate against Max and
+// MaxIncrease.
+func errorRateGate(g spec.Gate, w Window, minReq int) GateResult {
+	gr := GateResult{Gate: string(spec.GateErrorRate), Evidence: map[string]any{}}
+	cn, ce := w.Canary.SplitRequests(), w.Canary.SplitErrors
+	sn, se := w.Stable.SplitRequests(), w.Stable.SplitErrors
+	cr, sr := rate(int64(ce), int64(cn)), rate(int64(se), int64(sn))
+	ev := gr.Evidence
+	ev["canary_requests"], ev["canary_errors"], ev["canary_rate"] = cn, ce, cr
+	ev["stable_requests"], ev["stable_errors"], ev["stable_rate"] = sn, se, sr
+	ev["min_requests"] = minReq
+	if g.Max > 0 {
+		ev["max"] = g.Max
+	}
+	if g.MaxIncrease > 0 {
+		ev["max_increase_pp"] = g.MaxIncrease
+	}
+	if cn < uint64(minReq) {
+		gr.Verdict = Inconclusive
+		gr.Reason = fmt.Sprintf("canary has %s of the %s split requests needed (error rate %s so far)", num(int64(cn)), num(int64(minReq)), pct(cr))
+		return gr
+	}
+	head := fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests", pct(cr), pct(sr), num(int64(cn)), num(int64(sn)))
+	var fails, oks, waits []string
+	if g.Max > 0 {
+		if cr > g.Max {
+			fails = append(fails, fmt.Sprintf("above the maximum %s", pct(g.Max)))
+		} else {
+			oks = append(oks, fmt.Sprintf("at most the maximum %s", pct(g.Max)))
+		}
+	}
+	if g.MaxIncrease > 0 {
+		if sn == 0 {
+			waits = append(waits, "no stable requests to compare with")
+		} else {
+			inc := (cr - sr) * 100
+			ev["increase_pp"] = inc
+			if inc > g.MaxIncrease {
+				fails = append(fails, fmt.Sprintf("%s points above the stable, more than the allowed %s", flt(inc), flt(g.MaxIncrease)))
+			} else {
+				oks = append(oks, fmt.Sprintf("%s points above the stable, at most the allowed %s", flt(inc), flt(g.MaxIncrease)))
+			}
+		}
+	}
+	return threshVerdict(gr, head, fails, oks, waits)
+}
+
+func threshVerdict(gr GateResult, head string, fails, oks, waits []string) GateResult {
+	switch {
+	case len(fails) > 0:
+		gr.Verdict, gr.Reason = Fail, head+": "+strings.Join(fails, "; ")
+	case len(waits) > 0:
+		gr.Verdict, gr.Reason = Inconclusive, head+": "+strings.Join(waits, "; ")
+	default:
+		gr.Verdict, gr.Reason = Pass, head+": "+strings.Join(oks, "; ")
+	}
+	return gr
+}
+
+// quantileGate checks a latency or TTFB quantile against Max (ms) and
+// MaxIncrease (percent over the stable's).
+func quantileGate(g spec.Gate, what string, canary, stable telemetry.Sketch, w Window, minReq int) GateResult {
+	q := g.Quantile
+	if q == 0 {
+		q = spec.DefaultGateQuantile
+	}
+	name := what + " " + quantileName(q)
+	gr := GateResult{Gate: name, Evidence: map[string]any{}}
+	cn := w.Canary.SplitRequests()
+	ev := gr.Evidence
+	ev["quantile"] = q
+	ev["canary_requests"], ev["stable_requests"] = cn, w.Stable.SplitRequests()
+	ev["min_requests"] = minReq
+	if g.Max > 0 {
+		ev["max_ms"] = g.Max
+	}
+	if g.MaxIncrease > 0 {
+		ev["max_increase_pct"] = g.MaxIncrease
+	}
+	if cn < uint64(minReq) || canary.Count() == 0 {
+		gr.Verdict = Inconclusive
+		gr.Reason = fmt.Sprintf("canary has %s of the %s split requests needed", num(int64(cn)), num(int64(minReq)))
+		return gr
+	}
+	cq := ms(canary.Quantile(q))
+	ev["canary_ms"] = cq
+	head := fmt.Sprintf("canary %s %s", name, fmtMS(cq))
+	if stable.Count() > 0 {
+		sq := ms(stable.Quantile(q))
+		ev["stable_ms"] = sq
+		head += fmt.Sprintf(" vs stable %s", fmtMS(sq))
+	}
+	head += fmt.Sprintf(" over %s vs %s requests", num(int64(cn)), num(int64(w.Stable.SplitRequests())))
+	var fails, oks, waits []string
+	if g.Max > 0 {
+		if cq > g.Max {
+			fails = append(fails, fmt.Sprintf("above the maximum %s", fmtMS(g.Max)))
+		} else {
+			oks = append(oks, fmt.Sprintf("at most the maximum %s", fmtMS(g.Max)))
+		}
+	}
+	if g.MaxIncrease > 0 {
+		sq, ok := ev["stable_ms"].(float64)
+		switch {
+		case !ok || sq == 0:
+			waits = append(waits, "no stable latency to compare with")
+		default:
+			inc := (cq/sq - 1) * 100
+			ev["increase_pct"] = inc
+			if inc > g.MaxIncrease {
+				fails = append(fails, fmt.Sprintf("%s%% above the stable, more than the allowed %s%%", flt(inc), flt(g.MaxIncrease)))
+			} else {
+				oks = append(oks, fmt.Sprintf("%s%% above the stable, at most the allowed %s%%", flt(inc), flt(g.MaxIncrease)))
+			}
+		}
+	}
+	return threshVerdict(gr, head, fails, oks, waits)
+}
+
+// matchRateGate is the match_rate gate of a live stage.
+func (a *Analyzer) matchRateGate(g spec.Gate, c *ShadowCounts) GateResult {
+	minCompared := spec.DefaultShadowMinCompare
+	if s := a.plan.Shadow; s != nil && s.MinCompared > 0 {
+		minCompared = s.MinCompared
+	}
+	if c == nil {
+		return GateResult{Gate: string(spec.GateMatchRate), Verdict: Inconclusive, Evidence: map[string]any{"min": g.Min},
+			Reason: "no shadow comparison runs during this stage (set the plan's shadow.keep_mirror)"}
+	}
+	return matchRate(string(spec.GateMatchRate), *c, g.Min, minCompared)
+}
+
+// EvaluateShadow judges a shadow phase from its comparison counts: fail when
+// the match rate is clearly below MinMatchRate (the upper bound of its
+// anytime-valid 95% confidence sequence is below it), pass when at least
+// MinCompared copies were compared and the observed match rate is at least
+// MinMatchRate, inconclusive otherwise. Zero fields of phase mean their
+// defaults.
+func EvaluateShadow(phase spec.ShadowPhase, c ShadowCounts) GateResult {
+	minRate, minCompared := phase.MinMatchRate, phase.MinCompared
+	if minRate == 0 {
+		minRate = spec.DefaultShadowMatchRate
+	}
+	if minCompared <= 0 {
+		minCompared = spec.DefaultShadowMinCompare
+	}
+	return matchRate("shadow", c, minRate, minCompared)
+}
+
+func matchRate(name string, c ShadowCounts, minRate float64, minCompared int) GateResult {
+	gr := GateResult{Gate: name, Evidence: map[string]any{
+		"compared": c.Compared, "matched": c.Matched, "errors": c.Errors,
+		"min_match_rate": minRate, "min_compared": minCompared, "alpha": shadowAlpha,
+	}}
+	if c.Matched > c.Compared {
+		gr.Verdict, gr.Reason = Inconclusive, fmt.Sprintf("inconsistent counts: %d matched of %d compared", c.Matched, c.Compared)
+		return gr
+	}
+	n := c.Compared + c.Errors
+	if n == 0 {
+		gr.Verdict, gr.Reason = Inconclusive, "no shadow copies compared yet"
+		return gr
+	}
+	r := float64(c.Matched) / float64(n)
+	// The confidence sequence of the mismatch rate: its prior favours small
+	// rates, which is where a healthy shadow's mismatches are.
+	misLo, misHi := stats.BinomialConfidenceSequence(int64(n-c.Matched), int64(n), shadowAlpha, stats.DefaultPriorA, stats.DefaultPriorB)
+	lo, hi := 1-misHi, 1-misLo
+	gr.Evidence["match_rate"], gr.Evidence["lower"], gr.Evidence["upper"] = r, lo, hi
+	head := fmt.Sprintf("match rate %s over %s compared copies (%s matched, %s errors; 95%% anytime interval %s–%s)",
+		pct(r), num(int64(n)), num(int64(c.Matched)), num(int64(c.Errors)), pct(lo), pct(hi))
+	switch {
+	case hi < minRate:
+		gr.Verdict, gr.Reason = Fail, head+": clearly below the minimum "+pct(minRate)
+	case n >= uint64(minCompared) && r >= minRate:
+		gr.Verdict, gr.Reason = Pass, head+": at least the minimum "+pct(minRate)
+	case n < uint64(minCompared):
+		gr.Verdict, gr.Reason = Inconclusive, fmt.Sprintf("%s: %s of the %s compared copies needed", head, num(int64(n)), num(int64(minCompared)))
+	default:
+		gr.Verdict, gr.Reason = Inconclusive, head+": below the minimum "+pct(minRate)+" but not clearly"
+	}
+	return gr
+}
+
+func rate(bad, n int64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	return float64(bad) / float64(n)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// quantileName is "p99" for 0.99, "p99.9" for 0.999, "p50" for 0.5.
+func quantileName(q float64) string {
+	return "p" + strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.4f", q*100), "0"), ".")
+}
+
+// pct formats a fraction as a percent: "9.8%", "0.25%".
+func pct(x float64) string {
+	p := x * 100
+	switch {
+	case p == 0:
+		return "0%"
+	case math.Abs(p) >= 0.95:
+		return fmt.Sprintf("%.1f%%", p)
+	default:
+		return fmt.Sprintf("%.2g%%", p)
+	}
+}
+
+// flt formats a number with up to 3 significant digits.
+func flt(x float64) string { return fmt.Sprintf("%.3g", x) }
+
+// stat formats a test statistic: "41.2", "3.1e+12".
+func stat(x float64) string {
+	if math.IsInf(x, 1) {
+		return "> 1.8e+308"
+	}
+	switch {
+	case x >= 1e6:
+		return fmt.Sprintf("%.2g", x)
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.3g", x)
+}
+
+func fmtMS(v float64) string { return fmt.Sprintf("%.3g ms", v) }
+
+func fmtDur(d time.Duration) string { return fmtMS(ms(d)) }
+
+// num formats an integer with thousands separators: 4,030.
+func num(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
