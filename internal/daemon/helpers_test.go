@@ -63,12 +63,18 @@ endpoints:
 // startDaemon runs the real daemon in-process on :0 ports.
 func startDaemon(t *testing.T, yaml string) *daemon.Daemon {
 	t.Helper()
+	return startDaemonWith(t, yaml, 0)
+}
+
+// startDaemonWith also sets how often rollouts are looked at.
+func startDaemonWith(t *testing.T, yaml string, rolloutInterval time.Duration) *daemon.Daemon {
+	t.Helper()
 	f, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config.Parse: %v", err)
 	}
 	ctx := context.Background()
-	d, err := daemon.New(ctx, daemon.Options{Config: f})
+	d, err := daemon.New(ctx, daemon.Options{Config: f, RolloutInterval: rolloutInterval})
 	if err != nil {
 		t.Fatalf("daemon.New: %v", err)
 	}
