@@ -127,6 +127,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.mirrorCommand(),
 		a.metricsCommand(),
 		a.eventsCommand(),
+		a.rolloutCommand(),
 	)
 	return root
 }

@@ -199,6 +199,13 @@ func TestCollector(t *testing.T) {
 	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
 		t.Errorf("succeeded (-want +got):\n%s", diff)
 	}
+	if _, err := c.Act(ctx, "fraud", ActionUndo); err != nil {
+		t.Fatalf("undo: %v", err)
+	}
+	want = rolloutSeries(r2.ID, PhaseUndone, 1, 0, 0)
+	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
+		t.Errorf("undone (-want +got):\n%s", diff)
+	}
 }
 
 // TestCollectorConcurrent scrapes while actions change the rollout, for
@@ -220,7 +227,7 @@ func TestCollectorConcurrent(t *testing.T) {
 			}
 		}
 	})
-	for _, a := range []Action{ActionPause, ActionResume, ActionPromote, ActionPause, ActionAbort, ActionRetry, ActionPromoteFull} {
+	for _, a := range []Action{ActionPause, ActionResume, ActionPromote, ActionPause, ActionAbort, ActionRetry, ActionPromoteFull, ActionUndo} {
 		if _, err := c.Act(ctx, "fraud", a); err != nil {
 			t.Fatalf("%s: %v", a, err)
 		}

@@ -1,0 +1,394 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/rollout"
+	"github.com/modelgate/modelgate/internal/spec"
+)
+
+// watchInterval is how often rollout watch asks for the rollout and
+// redraws; tests shorten it.
+var watchInterval = time.Second
+
+// isTerminal reports whether w is a terminal, where watch redraws its view
+// in place; elsewhere it prints a block per change. Tests replace it.
+var isTerminal = func(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// ANSI: cursor to the top left, clear the screen.
+const clearScreen = "\x1b[H\x1b[2J"
+
+func (a *app) rolloutCommand() *cobra.Command {
+	subs := []*cobra.Command{a.rolloutStartCommand(), a.rolloutStatusCommand(), a.rolloutWatchCommand()}
+	for _, act := range []struct {
+		action rollout.Action
+		short  string
+	}{
+		{rollout.ActionPause, "Pause the rollout where it is (traffic stays as it is)"},
+		{rollout.ActionResume, "Resume a paused rollout from its stage"},
+		{rollout.ActionPromote, "Skip to the next stage now (gates are still recorded)"},
+		{rollout.ActionPromoteFull, "Give the canary 100% now: it becomes the stable"},
+		{rollout.ActionAbort, "Stop the rollout: all traffic back to the stable at once"},
+		{rollout.ActionRetry, "Start the last aborted or rolled back rollout again"},
+		{rollout.ActionUndo, "After a success, give the old stable all traffic back"},
+	} {
+		subs = append(subs, a.rolloutActionCommand(act.action, act.short))
+	}
+	subs = append(subs, a.rolloutHistoryCommand())
+	return group("rollout", "Roll a canary out stage by stage, watch it, steer it", subs...)
+}
+
+// startFlags are the flags of rollout start; each one given replaces the
+// plan file's field (and the endpoint's plan's, on the daemon).
+type startFlags struct {
+	file           string
+	canary, stable string
+	stages         string
+	bake, deadline time.Duration
+	minRequests    int
+	onDeadline     string
+	shadow         string
+	keepMirror     bool
+}
+
+func (a *app) rolloutStartCommand() *cobra.Command {
+	var f startFlags
+	cmd := &cobra.Command{
+		Use:   "start ENDPOINT --canary DEPLOYMENT [flags]",
+		Short: "Start rolling a canary out",
+		Long: `start begins a rollout of the canary on the endpoint. The stable is the
+deployment that holds all live traffic, unless --stable names it. The plan is
+the endpoint's (its rollout: in the config file), else the built-in one
+(stages 5, 25, 50, 100 with the sequential gate); a plan file (-f, the keys of
+a rollout: block, plus canary and stable) and the flags replace its fields,
+the flags last. See docs/rollouts.md.`,
+		Example: `  modelgate rollout start fraud --canary green
+  modelgate rollout start fraud --canary green --shadow 10 --stages 5,25,50,100 --bake 1m
+  modelgate rollout start fraud -f plan.yaml --deadline 20m --on-deadline rollback`,
+		Args: exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req, err := f.request(cmd)
+			if err != nil {
+				return err
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := c.StartRollout(cmd.Context(), args[0], req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "rollout %s started on %s: %s → %s, plan %s\n", r.ID, r.Endpoint, r.Stable, r.Canary, planText(r))
+			fmt.Fprintln(a.stdout, outcome(r))
+			fmt.Fprintf(a.stdout, "follow it with: modelgate rollout watch %s\n", r.Endpoint)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.file, "file", "f", "", "plan file (YAML): canary, stable and any rollout plan key; - for standard input")
+	fl.StringVar(&f.canary, "canary", "", "the deployment to roll out (required, here or in the plan file)")
+	fl.StringVar(&f.stable, "stable", "", "the deployment to replace (default: the one holding all live traffic)")
+	fl.StringVar(&f.stages, "stages", "", "canary weights of the stages, comma separated, e.g. 5,25,50,100")
+	fl.DurationVar(&f.bake, "bake", 0, "minimum time per stage (plan default 30s)")
+	fl.IntVar(&f.minRequests, "min-requests", 0, "minimum canary requests per stage (plan default 100)")
+	fl.DurationVar(&f.deadline, "deadline", 0, "progress deadline of a stage without a decision (plan default 10m)")
+	fl.StringVar(&f.onDeadline, "on-deadline", "", "what the deadline does: pause or rollback (plan default pause)")
+	fl.StringVar(&f.shadow, "shadow", "", "run a shadow phase first, copying this percent of live requests to the canary")
+	fl.BoolVar(&f.keepMirror, "keep-mirror", false, "keep mirroring to the canary during the live stages (needs a shadow phase)")
+	return cmd
+}
+
+// request builds the StartRequest: the plan file's, then the flags given.
+func (f *startFlags) request(cmd *cobra.Command) (rollout.StartRequest, error) {
+	var req rollout.StartRequest
+	if f.file != "" {
+		var data []byte
+		var err error
+		if f.file == "-" {
+			data, err = io.ReadAll(cmd.InOrStdin())
+		} else {
+			data, err = os.ReadFile(f.file)
+		}
+		if err != nil {
+			return req, fmt.Errorf("read plan: %w", err)
+		}
+		if err := config.Decode(data, &req); err != nil {
+			return req, &config.FileError{Path: f.file, Err: err}
+		}
+	}
+	set := cmd.Flags().Changed
+	if set("canary") {
+		req.Canary = f.canary
+	}
+	if set("stable") {
+		req.Stable = f.stable
+	}
+	if set("stages") {
+		var stages []spec.Stage
+		var bad []string
+		for _, s := range strings.Split(f.stages, ",") {
+			p, err := spec.ParsePercent(s)
+			if err != nil || p == 0 {
+				bad = append(bad, fmt.Sprintf("%q", strings.TrimSpace(s)))
+				continue
+			}
+			stages = append(stages, spec.Stage{Weight: p})
+		}
+		if len(bad) > 0 {
+			return req, usagef("--stages %s: %s not a percent above 0 with at most 2 decimals; write e.g. 5,25,50,100", f.stages, strings.Join(bad, ", "))
+		}
+		req.Stages = stages
+	}
+	if set("bake") {
+		req.Bake = spec.Duration(f.bake)
+	}
+	if set("min-requests") {
+		req.MinRequests = f.minRequests
+	}
+	if set("deadline") {
+		req.ProgressDeadline = spec.Duration(f.deadline)
+	}
+	if set("on-deadline") {
+		switch a := spec.DeadlineAction(f.onDeadline); a {
+		case spec.DeadlinePause, spec.DeadlineRollback:
+			req.OnDeadline = a
+		default:
+			return req, usagef("--on-deadline %q: use pause or rollback", f.onDeadline)
+		}
+	}
+	if set("shadow") {
+		p, err := spec.ParsePercent(f.shadow)
+		if err != nil || p == 0 {
+			return req, usagef("--shadow %q: give the percent of live requests to copy, above 0 with at most 2 decimals, e.g. 10", f.shadow)
+		}
+		if req.Shadow == nil {
+			req.Shadow = &spec.ShadowPhase{}
+		}
+		req.Shadow.Mirror = p
+	}
+	if set("keep-mirror") {
+		if req.Shadow == nil {
+			// The plan's shadow block is replaced whole, so there is no
+			// mirror percent to keep without one here.
+			return req, usagef("--keep-mirror needs a shadow phase: add --shadow PERCENT (or shadow: in the plan file)")
+		}
+		req.Shadow.KeepMirror = f.keepMirror
+	}
+	if req.Canary == "" {
+		return req, usagef("rollout start needs the canary: --canary DEPLOYMENT (or canary: in the plan file)")
+	}
+	return req, nil
+}
+
+func (a *app) rolloutStatusCommand() *cobra.Command {
+	var output *string
+	cmd := &cobra.Command{
+		Use:   "status ENDPOINT",
+		Short: "Show the endpoint's current (or last) rollout with its gates' verdicts",
+		Args:  exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := c.Rollout(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				return printJSON(a.stdout, r)
+			}
+			return printRollout(a.stdout, r)
+		},
+	}
+	output = addOutput(cmd)
+	return cmd
+}
+
+func (a *app) rolloutHistoryCommand() *cobra.Command {
+	var output *string
+	cmd := &cobra.Command{
+		Use:   "history ENDPOINT",
+		Short: "List the endpoint's rollouts, newest first",
+		Args:  exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			rs, err := c.Rollouts(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if *output == outputJSON {
+				if rs == nil {
+					rs = []rollout.Rollout{}
+				}
+				return printJSON(a.stdout, map[string]any{"rollouts": rs})
+			}
+			return printRollouts(a.stdout, rs)
+		},
+	}
+	output = addOutput(cmd)
+	return cmd
+}
+
+func (a *app) rolloutActionCommand(action rollout.Action, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   string(action) + " ENDPOINT",
+		Short: short,
+		Args:  exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			r, err := c.RolloutAction(cmd.Context(), args[0], action)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(a.stdout, outcome(r))
+			return err
+		},
+	}
+}
+
+func (a *app) rolloutWatchCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch ENDPOINT",
+		Short: "Follow the endpoint's rollout live until it ends",
+		Long: `watch shows the endpoint's rollout until it ends: the stage with a progress
+bar, the traffic, each gate's verdict and evidence, the bake time and the
+deadline left. On a terminal it redraws every second; otherwise it prints a
+block whenever the phase, the stage, the reason or a verdict changes.
+
+It exits 0 when the canary is promoted (succeeded) and 1 when the rollout
+rolled back, was aborted or undone, printing why. Ctrl-C stops watching
+(exit 0) and leaves the rollout running. If the daemon cannot be reached for
+a while (a restart), watch says so and keeps trying.`,
+		Args: exactArgs("ENDPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			return a.watch(cmd.Context(), c, args[0])
+		},
+	}
+}
+
+// watch follows one rollout (the endpoint's current one when it starts)
+// until it ends or ctx does.
+func (a *app) watch(ctx context.Context, c *Client, endpoint string) error {
+	r, err := c.Rollout(ctx, endpoint)
+	if err != nil {
+		return err
+	}
+	tty := isTerminal(a.stdout)
+	tick := time.NewTicker(watchInterval)
+	defer tick.Stop()
+	var (
+		shown string // plain mode: the state last printed
+		note  string // a problem reaching the daemon
+	)
+	for {
+		switch {
+		case tty:
+			fmt.Fprint(a.stdout, clearScreen+renderWatch(r, note))
+		case watchKey(r) != shown:
+			if shown != "" {
+				fmt.Fprintln(a.stdout)
+			}
+			fmt.Fprint(a.stdout, renderWatch(r, ""))
+			shown = watchKey(r)
+		}
+		if r.Phase.Terminal() {
+			return watchEnd(a.stdout, r)
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(a.stdout, "stopped watching; rollout %s keeps running (%s)\n", r.ID, r.Phase)
+			return nil
+		case <-tick.C:
+		}
+		next, err := c.Rollout(ctx, endpoint)
+		if ctx.Err() != nil {
+			continue // the select above says goodbye
+		}
+		var apiErr *APIError
+		switch {
+		case errors.As(err, &apiErr):
+			return err
+		case err != nil:
+			// The daemon may be restarting; the rollout resumes with it.
+			msg := fmt.Sprintf("daemon unreachable, still trying: %v", err)
+			if !tty && note == "" {
+				fmt.Fprintln(a.stdout, msg)
+			}
+			note = msg
+			continue
+		}
+		if note != "" && !tty {
+			fmt.Fprintln(a.stdout, "daemon reachable again")
+		}
+		note = ""
+		if next.ID != r.ID {
+			// Ours ended and another started (a retry) between two looks:
+			// report how ours ended.
+			if next, err = rolloutByID(ctx, c, endpoint, r.ID); err != nil {
+				return err
+			}
+		}
+		r = next
+	}
+}
+
+// watchKey is what a plain-mode block is printed for: a change of phase,
+// stage, weight, reason or any gate's verdict.
+func watchKey(r rollout.Rollout) string {
+	k := fmt.Sprintf("%s|%d|%s|%t|%s", r.Phase, r.Stage, r.Weight, r.AwaitingConfirmation, r.Reason)
+	for _, g := range r.Gates {
+		k += "|" + g.Gate + "=" + string(g.Verdict)
+	}
+	return k
+}
+
+// watchEnd reports a terminal rollout: nil for a promotion, an error (exit
+// 1) with the reason otherwise.
+func watchEnd(w io.Writer, r rollout.Rollout) error {
+	if r.Phase == rollout.PhaseSucceeded {
+		_, err := fmt.Fprintf(w, "rollout %s succeeded: %s holds 100%% of %s: %s\n", r.ID, r.Canary, r.Endpoint, r.Reason)
+		return err
+	}
+	return fmt.Errorf("rollout %s %s, %s holds all traffic of %s: %s", r.ID, strings.ReplaceAll(string(r.Phase), "_", " "), r.Stable, r.Endpoint, r.Reason)
+}
+
+func rolloutByID(ctx context.Context, c *Client, endpoint, id string) (rollout.Rollout, error) {
+	rs, err := c.Rollouts(ctx, endpoint)
+	if err != nil {
+		return rollout.Rollout{}, err
+	}
+	for _, r := range rs {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return rollout.Rollout{}, fmt.Errorf("rollout %s is no longer in the history of %s", id, endpoint)
+}
