@@ -98,7 +98,8 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 		}
 		r.Gates = append(r.Gates, gr)
 		r.Failed = r.Failed || gr.Verdict == Fail
-		pass = pass && gr.Verdict == Pass
+		// A rollback-only gate can roll the canary back but never holds a stage.
+		pass = pass && (gr.Verdict == Pass || g.RollbackOnly && gr.Verdict != Fail)
 	}
 	r.SampleRatio = a.sampleRatioGate()
 	if r.SampleRatio.Verdict == Fail {

@@ -80,8 +80,8 @@ func bakeText(r rollout.Rollout) string {
 		return ""
 	}
 	bake := r.Plan.StageBake(r.Stage)
-	s := humanDuration(r.Baked) + " of " + humanDuration(bake)
-	if left := bake - r.Baked; left > 0 {
+	s := humanDuration(r.Baked.D()) + " of " + humanDuration(bake)
+	if left := bake - r.Baked.D(); left > 0 {
 		s += " (" + humanDuration(left) + " left)"
 	}
 	if n := r.Plan.StageMinRequests(r.Stage); n > 0 {

@@ -90,7 +90,7 @@ func testRollout() rollout.Rollout {
 		ID: "fraud-3", Endpoint: "fraud", Stable: "blue", Canary: "green",
 		Plan:  spec.Plan{Stages: []spec.Stage{{Weight: 500}, {Weight: 2500}, {Weight: 5000}, {Weight: spec.Full}}}.WithDefaults(),
 		Phase: rollout.PhaseProgressing, Stage: 1, Weight: 2500,
-		StageStarted: t0, Baked: 12 * time.Second, LastLook: t0.Add(12 * time.Second),
+		StageStarted: t0, Baked: spec.Duration(12 * time.Second), LastLook: t0.Add(12 * time.Second),
 		Reason: "stage 1 (5%) passed every gate after 30s and 1,203 canary requests",
 		Gates: []analysis.GateResult{
 			{Gate: "sequential", Verdict: analysis.Inconclusive, Reason: "no regression; promotion not shown yet",
@@ -434,7 +434,7 @@ func TestRolloutWatch(t *testing.T) {
 	next.Stage, next.Weight, next.Baked, next.Reason = 2, 5000, 0, "stage 2 (25%) passed every gate after 30s and 4,100 canary requests"
 	next.StageStarted = next.UpdatedAt
 	same := testRollout()
-	same.Baked, same.UpdatedAt = 13*time.Second, same.UpdatedAt.Add(time.Second) // only the clock moved: no new block
+	same.Baked, same.UpdatedAt = spec.Duration(13*time.Second), same.UpdatedAt.Add(time.Second) // only the clock moved: no new block
 
 	tests := []struct {
 		name      string
@@ -574,7 +574,7 @@ func TestRolloutWatchTerminal(t *testing.T) {
 	isTerminal = func(io.Writer) bool { return true }
 	t.Cleanup(func() { isTerminal = old })
 	same := testRollout()
-	same.Baked = 13 * time.Second
+	same.Baked = spec.Duration(13 * time.Second)
 	f := &fakeRollouts{current: []rollout.Rollout{testRollout(), same, succeeded()}}
 	e := newRolloutEnv(t, f, nil)
 	code, out, _ := e.run("rollout", "watch", "fraud")

@@ -182,6 +182,13 @@ type change struct {
 // commit writes changes in one store transaction guarded by the revisions
 // the snapshot holds, then reloads routes. Caller holds mu.
 func (s *Service) commit(ctx context.Context, changes []change) error {
+	_, err := s.commitEvents(ctx, changes)
+	return err
+}
+
+// commitEvents is commit that also returns the events as stored (with
+// their Seq). Caller holds mu.
+func (s *Service) commitEvents(ctx context.Context, changes []change) ([]store.Event, error) {
 	snap := s.current.Load()
 	txn := store.Txn{ExpectRevisions: map[string]uint64{}}
 	for _, c := range changes {
@@ -192,7 +199,7 @@ func (s *Service) commit(ctx context.Context, changes []change) error {
 		} else {
 			value, err := json.Marshal(c.endpoint)
 			if err != nil {
-				return fmt.Errorf("encode endpoint %q: %w", c.name, err)
+				return nil, fmt.Errorf("encode endpoint %q: %w", c.name, err)
 			}
 			txn.Ops = append(txn.Ops, store.Op{Key: key, Value: value})
 		}
@@ -200,23 +207,24 @@ func (s *Service) commit(ctx context.Context, changes []change) error {
 		txn.Ops = append(txn.Ops, c.extra...)
 	}
 	if len(txn.Ops) == 0 {
-		return nil
+		return nil, nil
 	}
 	now := s.now().UTC()
 	for i := range txn.Events {
 		txn.Events[i].Time = now
 	}
-	if _, _, err := s.store.Commit(ctx, txn); err != nil {
+	_, stored, err := s.store.Commit(ctx, txn)
+	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// Someone else wrote: take their state so the next try sees it.
 			if rerr := s.reload(ctx); rerr != nil {
 				s.log.Error("reload after conflict", "err", rerr)
 			}
-			return fmt.Errorf("state changed concurrently, try again: %w", err)
+			return nil, fmt.Errorf("state changed concurrently, try again: %w", err)
 		}
-		return fmt.Errorf("commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return s.reload(ctx)
+	return stored, s.reload(ctx)
 }
 
 func event(endpoint, typ, actor, message string, data any) store.Event {
@@ -308,12 +316,12 @@ type RolloutChange struct {
 // CommitRollout validates and commits a rollout's change atomically with
 // the routing change it implies. Traffic and mirror events carry actor
 // "rollout".
-func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endpoint, error) {
+func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endpoint, []store.Event, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.current.Load().endpoints[c.Endpoint]
 	if !ok {
-		return spec.Endpoint{}, notFound(c.Endpoint)
+		return spec.Endpoint{}, nil, notFound(c.Endpoint)
 	}
 	cur := r.endpoint
 	next := cur.Clone()
@@ -321,7 +329,7 @@ func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endp
 	const actor = "rollout"
 	if c.Traffic != nil {
 		if err := spec.Prefix("traffic", spec.ValidateTraffic(cur, c.Traffic)); err != nil {
-			return spec.Endpoint{}, err
+			return spec.Endpoint{}, nil, err
 		}
 		next.Traffic = dropZeros(c.Traffic)
 		if !cur.Traffic.Equal(next.Traffic) {
@@ -336,7 +344,7 @@ func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endp
 		}
 		m[c.MirrorDeployment] = *c.Mirror
 		if err := spec.Prefix("mirror", spec.ValidateMirror(cur, m)); err != nil {
-			return spec.Endpoint{}, err
+			return spec.Endpoint{}, nil, err
 		}
 		next.Mirror = dropZeros(m)
 		if !cur.Mirror.Equal(next.Mirror) {
@@ -348,10 +356,11 @@ func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endp
 	if c.Traffic == nil && c.Mirror == nil {
 		ch.endpoint = &cur // unchanged, but still guarded by its revision
 	}
-	if err := s.commit(ctx, []change{ch}); err != nil {
-		return spec.Endpoint{}, err
+	stored, err := s.commitEvents(ctx, []change{ch})
+	if err != nil {
+		return spec.Endpoint{}, nil, err
 	}
-	return next.Clone(), nil
+	return next.Clone(), stored, nil
 }
 
 // dropZeros removes zero weights so that stored weights compare cleanly.

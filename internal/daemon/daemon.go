@@ -117,7 +117,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(d.telemetry.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Token: d.token, Gatherer: reg,
 			Logger: log.With("component", "admin")}),

@@ -26,7 +26,7 @@ const PersistEvery = 5 * time.Second
 // EndpointState is what the controller needs from the control service.
 type EndpointState interface {
 	Endpoint(ctx context.Context, name string) (spec.Endpoint, error)
-	CommitRollout(ctx context.Context, c control.RolloutChange) (spec.Endpoint, error)
+	CommitRollout(ctx context.Context, c control.RolloutChange) (spec.Endpoint, []store.Event, error)
 }
 
 // ShadowSource reports shadow comparison counts of a deployment since a
@@ -640,13 +640,13 @@ func (c *Controller) apply(ctx context.Context, ru *run, eff Effect, guard store
 	if eff.Mirror != nil {
 		change.MirrorDeployment, change.Mirror = ru.r.Canary, eff.Mirror
 	}
-	ep, err := c.opts.Endpoints.CommitRollout(ctx, change)
+	ep, stored, err := c.opts.Endpoints.CommitRollout(ctx, change)
 	if err != nil {
 		return fmt.Errorf("commit rollout %s: %w", ru.r.ID, err)
 	}
 	ru.lastPersist = c.now()
 	if c.opts.Notifier != nil && len(ep.Webhooks) > 0 {
-		for _, e := range events {
+		for _, e := range stored {
 			c.opts.Notifier.Send(ep.Webhooks, e)
 		}
 	}

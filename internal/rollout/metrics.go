@@ -79,7 +79,7 @@ type gateVerdict struct {
 }
 
 func viewOf(r Rollout) metricsView {
-	v := metricsView{endpoint: r.Endpoint, id: r.ID, phase: r.Phase, stage: r.Stage, weight: r.Weight.Float(), baked: r.Baked,
+	v := metricsView{endpoint: r.Endpoint, id: r.ID, phase: r.Phase, stage: r.Stage, weight: r.Weight.Float(), baked: r.Baked.D(),
 		gates: make([]gateVerdict, len(r.Gates))}
 	for i, g := range r.Gates {
 		v.gates[i] = gateVerdict{gate: g.Gate, verdict: g.Verdict}

@@ -138,7 +138,7 @@ func TestCollector(t *testing.T) {
 	// gates with one name get distinct series.
 	c.mu.Lock()
 	ru := c.runs["fraud"]
-	ru.r.Baked = 12500 * time.Millisecond
+	ru.r.Baked = spec.Duration(12500 * time.Millisecond)
 	ru.r.Gates = []analysis.GateResult{
 		{Gate: "sequential", Verdict: analysis.Inconclusive},
 		{Gate: "latency p99", Verdict: analysis.Pass},

@@ -94,7 +94,7 @@ type Rollout struct {
 	StageStarted time.Time `json:"stage_started"`
 	// Baked is the time served in the current stage while progressing;
 	// downtime and pauses do not count.
-	Baked time.Duration `json:"baked"`
+	Baked spec.Duration `json:"baked"`
 	// LastLook is when the controller last looked (for Baked).
 	LastLook time.Time `json:"last_look"`
 	// AwaitingConfirmation is set while the final step waits for the
@@ -212,7 +212,7 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 	now := in.Now
 	// Bake time counts only while progressing and looked at regularly.
 	if gap := now.Sub(r.LastLook); r.Phase == PhaseProgressing && !r.LastLook.IsZero() && gap > 0 && gap <= MaxTickGap && !r.AwaitingConfirmation {
-		r.Baked += gap
+		r.Baked += spec.Duration(gap)
 	}
 	r.LastLook = now
 	r.UpdatedAt = now
@@ -229,7 +229,14 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 	return r, eff, nil
 }
 
+func handChange(in Input) string {
+	return "traffic changed by hand (" + in.TrafficChanged + "); resume to continue from this stage, or abort"
+}
+
 func stepShadow(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	if in.TrafficChanged != "" {
+		return pause(r, eff, handChange(in))
+	}
 	if in.ShadowGate == nil {
 		return deadline(r, eff, in.Now)
 	}
@@ -259,6 +266,14 @@ func startLive(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effec
 }
 
 func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	if in.TrafficChanged != "" {
+		return pause(r, eff, handChange(in))
+	}
+	recordGates(&r, &eff, in.Result.Gates)
+	if in.Result.Failed {
+		return rollbackWith(r, eff, "gate failed: "+failedReasons(in.Result))
+	}
+	// The gates keep watching while the final step waits for confirmation.
 	if r.AwaitingConfirmation {
 		if in.Confirmed {
 			r.AwaitingConfirmation = false
@@ -267,20 +282,13 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 		eff.AskConfirmation = true
 		return deadline(r, eff, in.Now)
 	}
-	if in.TrafficChanged != "" {
-		return pause(r, eff, "traffic changed by hand ("+in.TrafficChanged+"); resume to continue from this stage, or abort")
-	}
-	recordGates(&r, &eff, in.Result.Gates)
-	if in.Result.Failed {
-		return rollbackWith(r, eff, "gate failed: "+failedReasons(in.Result))
-	}
 	if in.Result.SampleRatioMismatch {
 		return pause(r, eff, "sample ratio mismatch, the canary's measured share does not match its weight, so its numbers cannot be trusted: "+in.Result.SampleRatio.Reason)
 	}
 	bake := r.Plan.StageBake(r.Stage)
 	minReq := r.Plan.StageMinRequests(r.Stage)
-	if in.Result.Passed && r.Baked >= bake && in.CanaryRequests >= uint64(minReq) {
-		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %d canary requests", r.Stage+1, r.Weight, r.Baked.Round(time.Second), in.CanaryRequests))
+	if in.Result.Passed && r.Baked.D() >= bake && in.CanaryRequests >= uint64(minReq) {
+		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %d canary requests", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), in.CanaryRequests))
 	}
 	return deadline(r, eff, in.Now)
 }

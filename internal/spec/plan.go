@@ -146,6 +146,11 @@ type Gate struct {
 	Quantile float64 `yaml:"quantile,omitempty" json:"quantile,omitempty"`
 	// Min for match_rate: the lowest match rate (0..1).
 	Min float64 `yaml:"min,omitempty" json:"min,omitempty"`
+	// RollbackOnly makes the gate able to roll the canary back, but never
+	// hold a stage: its pass or inconclusive does not count for advancing.
+	// Use it to keep the sequential test's fast rollback while threshold
+	// gates decide when to move on. False: the gate must pass to advance.
+	RollbackOnly bool `yaml:"rollback_only,omitempty" json:"rollback_only,omitempty"`
 }
 
 // Webhook is an HTTP receiver of rollout notifications.
