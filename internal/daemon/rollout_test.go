@@ -19,6 +19,7 @@ import (
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/webhook"
 )
 
 // modelBackend answers like a model server: every failEvery-th request
@@ -384,7 +385,7 @@ func TestRolloutSurvivesSIGKILLMidStage(t *testing.T) {
 	if r.Phase != rollout.PhaseProgressing || r.Stage != 1 {
 		t.Fatalf("after restart: %s at stage %d, want progressing at stage 1", r.Phase, r.Stage)
 	}
-	if r.Baked <= 0 || r.Baked >= 4*time.Second {
+	if r.Baked <= 0 || r.Baked.D() >= 4*time.Second {
 		t.Errorf("baked time kept across the crash = %s, want part of the stage's 4s", r.Baked)
 	}
 	startLoad(t, c, 4, nil)
@@ -404,4 +405,81 @@ func TestRolloutSurvivesSIGKILLMidStage(t *testing.T) {
 		t.Errorf("rollout transitions in the event log (-want +got):\n%s", diff)
 	}
 	p.stop(t, syscall.SIGTERM)
+}
+
+func TestRolloutWebhooksAreSignedRetriedAndConfirmThePromotion(t *testing.T) {
+	const secret = "s3cret"
+	var mu sync.Mutex
+	var delivered []store.Event
+	attempts := map[string]int{} // delivery id → attempts
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if !webhook.Verify(secret, body, r.Header.Get("X-Modelgate-Signature")) {
+			t.Errorf("webhook %s: signature %q does not verify", r.Header.Get("X-Modelgate-Event"), r.Header.Get("X-Modelgate-Signature"))
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		id := r.Header.Get("X-Modelgate-Delivery")
+		attempts[id]++
+		if attempts[id] <= 2 { // fail twice: the sender must retry
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var e store.Event
+		json.Unmarshal(body, &e)
+		delivered = append(delivered, e)
+	}))
+	defer hook.Close()
+	var confirmAsked atomic.Int64
+	var confirmOK atomic.Bool
+	confirm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		confirmAsked.Add(1)
+		if !confirmOK.Load() {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer confirm.Close()
+
+	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
+	extra := fmt.Sprintf("    webhooks:\n      - url: %s\n        secret: %s\n", hook.URL, secret)
+	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, extra)
+	startLoad(t, c, 4, nil)
+	c.startRollout(fmt.Sprintf(`{"canary": "green", "stages": [20, 100], %s, "confirm_promotion": {"url": %q}}`, thresholdPlan, confirm.URL))
+
+	waitFor(t, 30*time.Second, "the confirm-promotion call", func() bool { return confirmAsked.Load() > 0 })
+	if r := c.rollout(); r.Phase != rollout.PhaseProgressing || !r.AwaitingConfirmation || r.Weight != 2000 {
+		t.Errorf("while the confirmation is refused: %s awaiting=%v weight %s, want progressing at 20%% awaiting", r.Phase, r.AwaitingConfirmation, r.Weight)
+	}
+	confirmOK.Store(true)
+	r := c.waitPhase(30*time.Second, rollout.PhaseSucceeded)
+	if !strings.Contains(r.Reason, "confirm") {
+		t.Errorf("promotion reason %q does not mention the confirmation", r.Reason)
+	}
+	waitFor(t, 30*time.Second, "the succeeded event at the webhook", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(delivered) > 0 && delivered[len(delivered)-1].Type == rollout.EventSucceeded
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var prev uint64
+	for _, e := range delivered {
+		if e.Seq <= prev {
+			t.Errorf("webhook events out of order or without seq: %d after %d", e.Seq, prev)
+		}
+		prev = e.Seq
+	}
+	for id, n := range attempts {
+		if n > 3 {
+			t.Errorf("delivery %s took %d attempts, want it delivered at the third and not sent again", id, n)
+		}
+	}
+	if len(delivered) < 4 { // started, stage, gate verdicts, succeeded...
+		t.Errorf("only %d events delivered", len(delivered))
+	}
+	if delivered[0].Type != rollout.EventStarted {
+		t.Errorf("first webhook event = %s, want %s", delivered[0].Type, rollout.EventStarted)
+	}
 }
