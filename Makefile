@@ -1,8 +1,9 @@
 # modelgate: the two commands are `make demo` and `make test`.
 GO ?= go
 # Debian packages the tests need (installed by `make test` when missing):
-# scipy checks internal/stats against the reference implementation.
-APT_PACKAGES := python3-scipy python3-numpy
+# scipy checks internal/stats against the reference implementation; scikit-learn
+# serves the real models of examples/sklearn; Chromium runs the dashboard tests.
+APT_PACKAGES := python3-scipy python3-numpy python3-sklearn chromium
 BIN := bin/modelgate
 
 .PHONY: build demo test deps fuzz clean
