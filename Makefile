@@ -11,7 +11,7 @@ BIN := bin/modelgate
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
 
-## demo: built-in model servers, the gateway and live traffic shifting 5% -> 100%.
+## demo: built-in models and traffic; a good canary is shadowed, ramped and promoted, a bad one rolled back.
 demo: build
 	./$(BIN) demo
 

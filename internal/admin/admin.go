@@ -1,8 +1,9 @@
 // Package admin serves modelgate's admin HTTP API on net/http: endpoints,
 // traffic, mirror, deployments, apply, metrics and the event log under
 // /api/v1 (bearer token required), plus /metrics, /healthz and /readyz
-// (no token). It owns no state: every call goes to a Backend, which the
-// daemon's control service implements.
+// (no token), and the web dashboard at / (static files; every call it
+// makes needs the token). It owns no state: every call goes to a Backend,
+// which the daemon's control service implements.
 package admin
 
 import (
@@ -16,6 +17,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/rollout"
+	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -80,12 +82,22 @@ type Rollouts interface {
 	History(ctx context.Context, endpoint string) ([]rollout.Rollout, error)
 }
 
+// Shadows reports shadow comparisons.
+type Shadows interface {
+	// Report is the shadow report of endpoint over the last window.
+	Report(ctx context.Context, endpoint string, window time.Duration) (shadow.Report, error)
+}
+
 // Options configure the handler built by New.
 type Options struct {
 	// Backend answers every API call. Required.
 	Backend Backend
 	// Rollouts answers the rollout routes. Nil: they answer 404.
 	Rollouts Rollouts
+	// Shadows answers the shadow report route. Nil: it answers 404.
+	Shadows Shadows
+	// Series answers GET .../series (the dashboard's charts). Nil: 404.
+	Series Series
 	// Token is the bearer token every /api/v1 call must present. Empty
 	// refuses every /api/v1 call: the API is never open by accident.
 	Token string
@@ -99,6 +111,8 @@ type Options struct {
 type server struct {
 	backend   Backend
 	rollouts  Rollouts
+	shadows   Shadows
+	series    Series
 	token     []byte
 	log       *slog.Logger
 	api       *http.ServeMux
@@ -121,6 +135,7 @@ func New(opts Options) http.Handler {
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mountDashboard(mux)
 	return mux
 }
 
@@ -132,6 +147,8 @@ func newServer(opts Options) *server {
 	s := &server{
 		backend:   opts.Backend,
 		rollouts:  opts.Rollouts,
+		shadows:   opts.Shadows,
+		series:    opts.Series,
 		token:     []byte(opts.Token),
 		log:       log,
 		api:       http.NewServeMux(),
@@ -149,11 +166,17 @@ func newServer(opts Options) *server {
 	s.api.HandleFunc("POST /api/v1/apply", s.apply)
 	s.api.HandleFunc("GET /api/v1/events", s.events)
 	s.api.HandleFunc("GET /api/v1/events/stream", s.stream)
+	if s.shadows != nil {
+		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/shadow", s.shadowReport)
+	}
 	if s.rollouts != nil {
 		s.api.HandleFunc("POST /api/v1/endpoints/{ep}/rollouts", s.startRollout)
 		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/rollouts", s.rolloutHistory)
 		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/rollout", s.currentRollout)
 		s.api.HandleFunc("POST /api/v1/endpoints/{ep}/rollout/{action}", s.rolloutAction)
+	}
+	if s.series != nil {
+		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/series", s.getSeries)
 	}
 	return s
 }

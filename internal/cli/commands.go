@@ -63,7 +63,7 @@ the file. An invalid file is refused with every problem listed. Without
 func (a *app) demoCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "demo",
-		Short: "Run demo models, the gateway and traffic, and shift traffic live",
+		Short: "Run demo models behind the gateway: roll out a good canary (promoted) and a bad one (rolled back)",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if Demo == nil {

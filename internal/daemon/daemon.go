@@ -26,10 +26,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/proxy"
 	"github.com/modelgate/modelgate/internal/rollout"
+	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store/bolt"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -63,6 +65,7 @@ type Daemon struct {
 	proxy     *proxy.Server
 	control   *control.Service
 	rollouts  *rollout.Controller
+	shadows   *shadow.Manager
 	webhooks  *webhook.Sender
 	token     string
 	tokenPath string
@@ -95,8 +98,10 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.telemetry = telemetry.NewRegistry()
-	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Recorders: proxy.RecordersFrom(d.telemetry), MaxRequestBytes: int(cfg.MaxRequestBytes)})
-	d.control = control.New(control.Options{Store: st, Router: d.proxy, Telemetry: d.telemetry, Logger: log.With("component", "control")})
+	d.shadows = shadow.NewManager(shadow.Options{Logger: log.With("component", "shadow")})
+	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Recorders: proxy.RecordersFrom(d.telemetry),
+		MaxRequestBytes: int(cfg.MaxRequestBytes), Mirror: d.shadows})
+	d.control = control.New(control.Options{Store: st, Router: routes{d.shadows, d.proxy}, Telemetry: d.telemetry, Logger: log.With("component", "control")})
 	if err := d.control.Load(ctx); err != nil {
 		st.Close()
 		return nil, err
@@ -109,7 +114,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	logApply(log, "config applied", res)
 
 	d.webhooks = webhook.New(webhook.Options{Logger: log.With("component", "webhook")})
-	d.rollouts = rollout.New(rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry,
+	d.rollouts = rollout.New(rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
 		Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval})
 	if err := d.rollouts.Load(ctx); err != nil {
 		st.Close()
@@ -117,9 +122,10 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.admin = &http.Server{
-		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Token: d.token, Gatherer: reg,
+		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows},
+			Token: d.token, Gatherer: reg,
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -296,6 +302,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		d.background()
 		d.wg.Wait()
 	}
+	d.shadows.Close()
 	if err := d.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close state: %w", err))
 	}
@@ -322,4 +329,40 @@ func Serve(ctx context.Context, configPath string, stdout, stderr io.Writer) err
 		return err
 	}
 	return d.Run(ctx)
+}
+
+// routes hands every committed set of endpoints to the shadow workers and
+// then to the data plane. The shadows go first so that a copy never finds
+// its shadow deployment unknown; a copy for a shadow already removed is
+// dropped and counted.
+type routes struct {
+	shadows *shadow.Manager
+	proxy   *proxy.Server
+}
+
+func (r routes) SetRoutes(eps []spec.Endpoint) error {
+	if err := r.shadows.SetShadows(eps); err != nil {
+		return fmt.Errorf("configure shadows: %w", err)
+	}
+	return r.proxy.SetRoutes(eps)
+}
+
+// shadowCounts adapts the shadow manager to the rollout controller.
+type shadowCounts struct{ m *shadow.Manager }
+
+func (s shadowCounts) Counts(endpoint, deployment string, since, now time.Time) analysis.ShadowCounts {
+	return s.m.Counts(endpoint, deployment, since)
+}
+
+// shadowReports answers the shadow report route; an unknown endpoint is 404.
+type shadowReports struct {
+	control *control.Service
+	shadows *shadow.Manager
+}
+
+func (s shadowReports) Report(ctx context.Context, endpoint string, window time.Duration) (shadow.Report, error) {
+	if _, err := s.control.Endpoint(ctx, endpoint); err != nil {
+		return shadow.Report{}, err
+	}
+	return s.shadows.Report(endpoint, window)
 }

@@ -11,20 +11,89 @@ import (
 
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/demo"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // DemoOptions tunes `modelgate demo`; the zero value is the demo as shipped.
+// The plan fields change the built-in config's rollout plan, so a faster
+// demo (in tests) is the same demo with other numbers.
 type DemoOptions struct {
-	// Run is passed to demo.Run (stage length, rate, stages).
+	// Bake is every stage's bake time. Zero: 15s.
+	Bake time.Duration
+	// MinRequests is every stage's minimum of canary requests. Zero: 100.
+	MinRequests int
+	// ProgressDeadline bounds each stage and the shadow phase; past it the
+	// rollout rolls back. Zero: 1m.
+	ProgressDeadline time.Duration
+	// Run is passed to demo.Run (rate, refresh, plain output).
 	Run demo.RunOptions
 }
 
-// Demo is `modelgate demo`: two built-in model versions, the real gateway
-// with its state in a fresh temporary folder, generated traffic and a live
-// table while traffic shifts 5% → 25% → 50% → 100%. It needs no config and
-// no other service, and removes its folder when it ends.
+// The demo's rollout plan, as shipped.
+const (
+	demoBake             = 15 * time.Second
+	demoMinRequests      = 100
+	demoProgressDeadline = time.Minute
+)
+
+// demoConfig is the built-in config: the endpoint fraud with the three
+// demo models, blue holding all traffic, and the rollout plan both
+// rollouts follow.
+//
+// The plan: a shadow phase copies half of the requests to the canary and
+// compares its answers with the stable's. Green agrees with blue on about
+// 98% of instances, red with green on about 99%, and a request that fails
+// on either side is a mismatch too (red fails 8%), so the minimum match
+// rate of 85% passes both with room: the shadow phase is about answers,
+// the live stages judge errors and latency. Then stages 5, 25, 50 and 100%:
+// the threshold gates on error rate and p90 latency decide when a stage
+// advances, and the sequential test only rolls back (it needs more data to
+// show that a canary is good than to show that it is bad). Its alpha of 1%
+// bounds the chance of rolling the good canary back. The latency gate
+// reads p90, not p99: over a stage's 100 canary requests the p99 is the
+// slowest one or two, so one scheduling hiccup would fail the good canary;
+// the sequential test watches the tail (requests slower than the stable's
+// p99) with the statistics to do it.
+const demoConfig = `listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+state:
+  path: %[1]s
+endpoints:
+  - name: fraud
+    deployments:
+      - name: blue
+        backends: [%[2]s]
+        timeout: 2s
+      - name: green
+        backends: [%[3]s]
+        timeout: 2s
+      - name: red
+        backends: [%[4]s]
+        timeout: 2s
+    traffic: {blue: 100}
+    rollout:
+      shadow: {mirror: 50, min_compared: 200, min_match_rate: 0.85}
+      stages: [5, 25, 50, 100]
+      bake: %[5]s
+      min_requests: %[6]d
+      progress_deadline: %[7]s
+      on_deadline: rollback
+      alpha: 0.01
+      gates:
+        - {type: sequential, rollback_only: true}
+        - {type: error_rate, max_increase: 3}
+        - {type: latency, quantile: 0.9, max_increase: 50}
+`
+
+// Demo is `modelgate demo`: three built-in model versions, the real
+// gateway with its state in a fresh temporary folder, generated traffic,
+// and two real rollouts by the rollout controller with a live view: green,
+// a good canary, is shadowed, ramped and promoted; then red, a bad one, is
+// rolled back. It needs no config and no other service, and removes its
+// folder when it ends.
 func Demo(ctx context.Context, stdout io.Writer, opts DemoOptions) error {
 	dir, err := os.MkdirTemp("", "modelgate-demo-")
 	if err != nil {
@@ -32,29 +101,26 @@ func Demo(ctx context.Context, stdout io.Writer, opts DemoOptions) error {
 	}
 	defer os.RemoveAll(dir)
 
-	blue, green, err := demo.StartModels(ctx)
+	blue, green, red, err := demo.StartModels(ctx)
 	if err != nil {
 		return fmt.Errorf("demo: start model servers: %w", err)
 	}
 	defer blue.Close()
 	defer green.Close()
+	defer red.Close()
 
-	f, err := config.Parse([]byte(fmt.Sprintf(`listen: 127.0.0.1:0
-admin:
-  listen: 127.0.0.1:0
-state:
-  path: %s
-endpoints:
-  - name: fraud
-    deployments:
-      - name: blue
-        backends: [%s]
-        timeout: 2s
-      - name: green
-        backends: [%s]
-        timeout: 2s
-    traffic: {blue: 100}
-`, filepath.Join(dir, "modelgate.db"), blue.URL(), green.URL())))
+	bake, minReq, deadline := demoBake, demoMinRequests, demoProgressDeadline
+	if opts.Bake > 0 {
+		bake = opts.Bake
+	}
+	if opts.MinRequests > 0 {
+		minReq = opts.MinRequests
+	}
+	if opts.ProgressDeadline > 0 {
+		deadline = opts.ProgressDeadline
+	}
+	f, err := config.Parse(fmt.Appendf(nil, demoConfig, filepath.Join(dir, "modelgate.db"),
+		blue.URL(), green.URL(), red.URL(), bake, minReq, deadline))
 	if err != nil {
 		return fmt.Errorf("demo: built-in config: %w", err)
 	}
@@ -77,26 +143,47 @@ endpoints:
 		d.Shutdown(sctx)
 	}()
 
+	admin := "http://" + d.AdminAddr()
 	fmt.Fprintf(stdout, "modelgate demo\n")
 	fmt.Fprintf(stdout, "  data plane  http://%s/fraud/v1/models/fraud:predict\n", d.ProxyAddr())
-	fmt.Fprintf(stdout, "  admin API   http://%s  (token %s)\n", d.AdminAddr(), d.Token())
-	fmt.Fprintf(stdout, "  try         modelgate metrics fraud --admin %s  (MODELGATE_TOKEN=%s)\n", d.AdminAddr(), d.Token())
-	fmt.Fprintf(stdout, "  models      blue %s (v1), green %s (v2: a little slower, a few more errors)\n", blue.URL(), green.URL())
+	fmt.Fprintf(stdout, "  admin       %s\n", admin)
+	fmt.Fprintf(stdout, "  token       %s\n", d.Token())
+	fmt.Fprintf(stdout, "  watch       MODELGATE_TOKEN=%s modelgate rollout watch fraud --admin %s\n", d.Token(), admin)
+	fmt.Fprintf(stdout, "  models      blue %s (v1, stable), green %s (v2, good), red %s (v3: 8%% errors, twice as slow)\n",
+		blue.URL(), green.URL(), red.URL())
 	fmt.Fprintf(stdout, "  Ctrl-C stops the demo at any time\n\n")
 
 	return demo.Run(ctx, stdout, demoGateway{d}, opts.Run)
 }
 
-// demoGateway lets the scripted demo drive the daemon in process.
+// demoGateway lets the demo drive the daemon in process.
 type demoGateway struct{ d *Daemon }
 
-func (g demoGateway) SetTraffic(ctx context.Context, endpoint string, w spec.Weights) error {
-	_, err := g.d.control.SetTraffic(ctx, endpoint, w, "demo")
-	return err
+func (g demoGateway) StartRollout(ctx context.Context, endpoint string, req rollout.StartRequest) (rollout.Rollout, error) {
+	return g.d.Rollouts().Start(ctx, endpoint, req)
+}
+
+func (g demoGateway) Rollout(ctx context.Context, endpoint string) (rollout.Rollout, error) {
+	return g.d.Rollouts().Current(ctx, endpoint)
+}
+
+func (g demoGateway) AbortRollout(ctx context.Context, endpoint string) (rollout.Rollout, error) {
+	return g.d.Rollouts().Act(ctx, endpoint, rollout.ActionAbort)
+}
+
+func (g demoGateway) Traffic(ctx context.Context, endpoint string) (spec.Weights, error) {
+	ep, err := g.d.control.Endpoint(ctx, endpoint)
+	return ep.Traffic, err
 }
 
 func (g demoGateway) Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error) {
 	return g.d.control.Metrics(ctx, endpoint, window)
+}
+
+func (g demoGateway) Served(endpoint, deployment string, from, to time.Time) uint64 {
+	// A second more covers the slice the rollout started in; the canary
+	// served no split requests before.
+	return g.d.telemetry.Recorder(endpoint, deployment).Window(to, to.Sub(from)+time.Second).SplitRequests()
 }
 
 func (g demoGateway) ProxyURL() string { return "http://" + g.d.ProxyAddr() }

@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,22 +12,58 @@ import (
 	"github.com/modelgate/modelgate/internal/demo"
 )
 
-func TestDemoShiftsTrafficThroughTheRealGateway(t *testing.T) {
+// fastDemo is the demo with a shorter plan: the same config, other numbers.
+var fastDemo = daemon.DemoOptions{
+	Bake:             time.Second,
+	MinRequests:      60,
+	ProgressDeadline: 30 * time.Second,
+	Run:              demo.RunOptions{Refresh: 500 * time.Millisecond, Plain: true},
+}
+
+func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 	var out bytes.Buffer
-	opts := daemon.DemoOptions{Run: demo.RunOptions{StageDuration: 700 * time.Millisecond, Refresh: 350 * time.Millisecond, RPS: 300, Plain: true}}
-	if err := daemon.Demo(context.Background(), &out, opts); err != nil {
+	start := time.Now()
+	if err := daemon.Demo(context.Background(), &out, fastDemo); err != nil {
 		t.Fatalf("Demo: %v\n%s", err, out.String())
 	}
 	text := out.String()
-	for _, want := range []string{"data plane  http://127.0.0.1:", "token ", "stage 1/4: green 5%", "stage 4/4: green 100%", "summary", "generator: "} {
+	t.Logf("demo took %s; output:\n%s", time.Since(start).Round(time.Second), text)
+	if strings.Contains(text, "progress deadline of 30s (shadow phase)") {
+		t.Fatal("the shadow phase reached its deadline: the rollout controller got no shadow comparison counts (is the daemon's rollout.Options.Shadow wired?)")
+	}
+	for _, want := range []string{
+		"data plane  http://127.0.0.1:",
+		"admin       http://127.0.0.1:",
+		"modelgate rollout watch fraud --admin http://127.0.0.1:",
+		"rollout 1 of 2 (fraud-1): green replaces blue",
+		"rollout 2 of 2 (fraud-2): red replaces green",
+		"fraud-1: green replaces blue, shadow",
+		"stage 1/4  green    5%",
+		"PROMOTED green to 100% of fraud after ",
+		"ROLLED BACK red after ",
+		"\nsummary\n",
+		"generator: ",
+	} {
 		if !strings.Contains(text, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, text)
+			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	// The summary's last stage must show green holding all traffic.
-	summary := text[strings.LastIndex(text, "summary"):]
-	if !strings.Contains(summary, "green 100%") {
-		t.Errorf("summary lacks the 100%% stage:\n%s", summary)
+	if m := regexp.MustCompile(`token       ([0-9a-f]{48})\n`).FindStringSubmatch(text); m == nil || !strings.Contains(text, "MODELGATE_TOKEN="+m[1]) {
+		t.Error("demo output lacks the admin token, or the watch hint does not use it")
+	}
+	// The rollback says why, with its numbers.
+	if m := regexp.MustCompile(`ROLLED BACK red after \S+, all traffic back on green: gate failed: .*\d.*\n`).FindString(text); m == "" {
+		t.Error("the rollback of red does not give a failed gate with its numbers")
+	}
+	summary := text[strings.LastIndex(text, "\nsummary\n"):]
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`\n  fraud-1 +green +blue +promoted +\d+s +[1-9][\d,]*\n`),
+		regexp.MustCompile(`\n  fraud-2 +red +green +rolled back +\d+s +[1-9][\d,]*\n`),
+		regexp.MustCompile(`\n  fraud-2: gate failed: `),
+	} {
+		if !want.MatchString(summary) {
+			t.Errorf("summary does not match %s:\n%s", want, summary)
+		}
 	}
 }
 
@@ -34,8 +71,8 @@ func TestDemoStopsCleanlyWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- daemon.Demo(ctx, &out, daemon.DemoOptions{Run: demo.RunOptions{Plain: true}}) }()
-	waitFor(t, 20*time.Second, "the first stage on screen", func() bool { return strings.Contains(out.String(), "stage 1/4") })
+	go func() { done <- daemon.Demo(ctx, &out, fastDemo) }()
+	waitFor(t, 20*time.Second, "the first rollout on screen", func() bool { return strings.Contains(out.String(), "fraud-1: green replaces blue") })
 	cancel()
 	select {
 	case err := <-done:
@@ -45,7 +82,10 @@ func TestDemoStopsCleanlyWhenCancelled(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Demo did not return within 10s of cancel")
 	}
-	if !strings.Contains(out.String(), "interrupted after") {
-		t.Errorf("cancelled demo output lacks the interruption note:\n%s", out.String())
+	text := out.String()
+	for _, want := range []string{"\nstopped while fraud-1 was ", "interrupted after 0 of 2 rollouts", "\nsummary\n", "interrupted"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("cancelled demo output lacks %q:\n%s", want, text)
+		}
 	}
 }

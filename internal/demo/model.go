@@ -1,7 +1,8 @@
-// Package demo is what `modelgate demo` runs: two small model servers that
-// speak KServe v1, a traffic generator, a live per-deployment table and the
-// scripted traffic shift that moves an endpoint from one model version to
-// the other while the table shows what each version served.
+// Package demo is what `modelgate demo` runs: three small model servers
+// that speak KServe v1 (blue, the stable; green, a good canary; red, a bad
+// one), a traffic generator, and the run that rolls each canary out
+// through the gateway's rollout controller while a live view shows the
+// rollout's stage and gates and what each deployment served.
 package demo
 
 import (
@@ -31,9 +32,9 @@ type ModelOptions struct {
 	// Name is the model name in the KServe paths, /v1/models/{Name}.
 	// Empty: "fraud".
 	Name string
-	// Version selects the model's weights: "v1" or "v2". v2 is v1 with
-	// slightly moved weights, so the two agree on most instances but not
-	// all. Empty: "v1".
+	// Version selects the model's weights: "v1", "v2" or "v3". Each is
+	// its predecessor with slightly moved weights, so neighbours agree on
+	// most instances but not all. Empty: "v1".
 	Version string
 	// Latency is the least time a prediction takes. Zero: answer at once.
 	Latency time.Duration
@@ -53,10 +54,17 @@ func Blue() ModelOptions {
 	return ModelOptions{Name: "fraud", Version: "v1", Latency: 7 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.005, Seed: 1}
 }
 
-// Green is the candidate demo model: v2, a little slower (about 11 ms) and
-// a little more error-prone (1.5% errors).
+// Green is the good candidate: v2, as fast and as reliable as Blue (about
+// 8 ms, 0.5% errors); its answers agree with v1's on about 98% of instances.
 func Green() ModelOptions {
-	return ModelOptions{Name: "fraud", Version: "v2", Latency: 10 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.015, Seed: 2}
+	return ModelOptions{Name: "fraud", Version: "v2", Latency: 7 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.005, Seed: 2}
+}
+
+// Red is the bad candidate: v3, whose answers agree with v2's on about 99%
+// of instances, but which is slow (about 17 ms, twice Blue's) and fails 8%
+// of requests.
+func Red() ModelOptions {
+	return ModelOptions{Name: "fraud", Version: "v3", Latency: 15 * time.Millisecond, Jitter: 4 * time.Millisecond, ErrorRate: 0.08, Seed: 3}
 }
 
 // logistic is a fixed logistic regression: P(class 1) = sigmoid(w·x + b).
@@ -65,11 +73,13 @@ type logistic struct {
 	b float64
 }
 
-// versions are the demo model's weights. v2 moves each weight a little, so
-// the two disagree only near the decision boundary.
+// versions are the demo model's weights. Each version moves the previous
+// one's weights a little, so they disagree only near the decision boundary:
+// on standard normal instances v1 and v2 agree on 97.7%, v2 and v3 on 98.9%.
 var versions = map[string]logistic{
 	"v1": {w: [Features]float64{1.2, -0.8, 0.5, 2.0}, b: -0.3},
 	"v2": {w: [Features]float64{1.1, -0.9, 0.6, 2.1}, b: -0.25},
+	"v3": {w: [Features]float64{1.15, -0.9, 0.55, 2.1}, b: -0.2},
 }
 
 // predict returns the class (0 or 1) of one instance.
@@ -136,7 +146,7 @@ func StartModel(ctx context.Context, opts ModelOptions) (*Model, error) {
 	case !validName.MatchString(opts.Name):
 		return nil, fmt.Errorf("start model: invalid name %q", opts.Name)
 	case !ok:
-		return nil, fmt.Errorf("start model %q: unknown version %q (want v1 or v2)", opts.Name, opts.Version)
+		return nil, fmt.Errorf("start model %q: unknown version %q (want v1, v2 or v3)", opts.Name, opts.Version)
 	case opts.ErrorRate < 0 || opts.ErrorRate > 1 || math.IsNaN(opts.ErrorRate):
 		return nil, fmt.Errorf("start model %q: error rate %v is not within 0..1", opts.Name, opts.ErrorRate)
 	case opts.Latency < 0 || opts.Jitter < 0:

@@ -8,42 +8,57 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-// Gateway is what the scripted run needs from a running gateway. The
-// daemon satisfies it through a small adapter.
+// Gateway is what the demo needs from a running gateway. The daemon
+// satisfies it in process through a small adapter.
 type Gateway interface {
-	// SetTraffic replaces the endpoint's live split.
-	SetTraffic(ctx context.Context, endpoint string, w spec.Weights) error
-	// Metrics reports the endpoint over the last window. Run asks for the
-	// time since the current stage began, not rounded, so the window may
-	// be shorter than a second or than the admin API's 10s minimum; a
-	// gateway with coarser time slices rounds it up.
+	// StartRollout starts a rollout with the endpoint's configured plan.
+	StartRollout(ctx context.Context, endpoint string, req rollout.StartRequest) (rollout.Rollout, error)
+	// Rollout returns the endpoint's running rollout, or its last one.
+	Rollout(ctx context.Context, endpoint string) (rollout.Rollout, error)
+	// AbortRollout rolls the endpoint's running rollout back by hand.
+	AbortRollout(ctx context.Context, endpoint string) (rollout.Rollout, error)
+	// Traffic is the endpoint's live split.
+	Traffic(ctx context.Context, endpoint string) (spec.Weights, error)
+	// Metrics reports the endpoint over the last window.
 	Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error)
+	// Served is how many split-routed requests a deployment answered
+	// between from and to (to whole telemetry slices).
+	Served(endpoint, deployment string, from, to time.Time) uint64
 	// ProxyURL is the data plane's base URL, e.g. http://127.0.0.1:40123.
 	ProxyURL() string
 }
 
-// RunOptions configures the scripted run. The zero value is the demo.
+// Step is one rollout of the demo.
+type Step struct {
+	// Canary is the deployment rolled out.
+	Canary string
+	// Stable is the deployment it replaces. Empty: the one holding all
+	// traffic.
+	Stable string
+	// Note says what to expect, e.g. "the good canary".
+	Note string
+}
+
+// RunOptions configures the demo run. The zero value is the demo.
 type RunOptions struct {
-	// Endpoint is the gateway endpoint to shift. Empty: "fraud".
+	// Endpoint is the gateway endpoint. Empty: "fraud".
 	Endpoint string
 	// Model is the model name in the predict path
 	// /{Endpoint}/v1/models/{Model}:predict. Empty: "fraud".
 	Model string
-	// Stable and Canary are the deployments traffic moves from and to.
-	// Empty: "blue" and "green".
-	Stable, Canary string
-	// Stages are the canary's weights, one stage each, in order. Empty:
-	// 5%, 25%, 50%, 100%.
-	Stages []spec.Percent
-	// StageDuration is how long each stage lasts. Zero: 8s.
-	StageDuration time.Duration
-	// Refresh is how often the live table is redrawn. Zero: 1s.
+	// Steps are the rollouts, run one after the other. Empty: green (the
+	// good canary) replaces blue, then red (the bad one) tries to replace
+	// green.
+	Steps []Step
+	// Refresh is how often the live view is drawn. Zero: every second when
+	// it redraws in place on a terminal, every 2 seconds otherwise.
 	Refresh time.Duration
-	// RPS and Workers configure the traffic generator. Zero: 200 and 16.
+	// RPS and Workers configure the traffic generator. Zero: 400 and 16.
 	RPS, Workers int
 	// Users, when positive, makes the generator send X-User-Id with that
 	// many distinct users, for an endpoint with a sticky header. Zero: none.
@@ -55,8 +70,11 @@ type RunOptions struct {
 	Plain bool
 }
 
-// defaultStages are the canary weights of the demo: 5%, 25%, 50%, 100%.
-var defaultStages = []spec.Percent{500, 2500, 5000, spec.Full}
+// DefaultSteps are the demo's two rollouts.
+var DefaultSteps = []Step{
+	{Canary: "green", Stable: "blue", Note: "the good canary: as fast and as reliable as blue"},
+	{Canary: "red", Stable: "green", Note: "the bad canary: 8% errors and twice as slow"},
+}
 
 func (o RunOptions) withDefaults() RunOptions {
 	if o.Endpoint == "" {
@@ -65,23 +83,11 @@ func (o RunOptions) withDefaults() RunOptions {
 	if o.Model == "" {
 		o.Model = "fraud"
 	}
-	if o.Stable == "" {
-		o.Stable = "blue"
-	}
-	if o.Canary == "" {
-		o.Canary = "green"
-	}
-	if len(o.Stages) == 0 {
-		o.Stages = defaultStages
-	}
-	if o.StageDuration == 0 {
-		o.StageDuration = 8 * time.Second
-	}
-	if o.Refresh == 0 {
-		o.Refresh = time.Second
+	if len(o.Steps) == 0 {
+		o.Steps = DefaultSteps
 	}
 	if o.RPS == 0 {
-		o.RPS = 200
+		o.RPS = 400
 	}
 	if o.Workers == 0 {
 		o.Workers = 16
@@ -91,160 +97,280 @@ func (o RunOptions) withDefaults() RunOptions {
 
 func (o RunOptions) check() error {
 	var errs []error
-	if o.Stable == o.Canary {
-		errs = append(errs, fmt.Errorf("stable and canary are both %q", o.Stable))
-	}
-	for i, p := range o.Stages {
-		if p < 0 || p > spec.Full {
-			errs = append(errs, fmt.Errorf("stages[%d]: %s%% is not within 0..100", i, p))
+	for i, s := range o.Steps {
+		if s.Canary == "" || s.Canary == s.Stable {
+			errs = append(errs, fmt.Errorf("steps[%d]: canary %q must be named and differ from the stable", i, s.Canary))
 		}
 	}
-	if o.StageDuration < 0 || o.Refresh < 0 {
-		errs = append(errs, errors.New("stage duration and refresh must not be negative"))
+	if o.Refresh < 0 {
+		errs = append(errs, errors.New("refresh must not be negative"))
 	}
 	return errors.Join(errs...)
 }
 
-// StartModels starts the two demo model servers, Blue and Green. The caller
-// closes both; they also stop when ctx is done.
-func StartModels(ctx context.Context) (blue, green *Model, err error) {
-	blue, err = StartModel(ctx, Blue())
-	if err != nil {
-		return nil, nil, err
+// StartModels starts the three demo model servers: Blue, Green and Red.
+// The caller closes them; they also stop when ctx is done.
+func StartModels(ctx context.Context) (blue, green, red *Model, err error) {
+	var ms []*Model
+	for _, o := range []ModelOptions{Blue(), Green(), Red()} {
+		m, err := StartModel(ctx, o)
+		if err != nil {
+			for _, m := range ms {
+				_ = m.Close()
+			}
+			return nil, nil, nil, err
+		}
+		ms = append(ms, m)
 	}
-	green, err = StartModel(ctx, Green())
-	if err != nil {
-		_ = blue.Close()
-		return nil, nil, err
-	}
-	return blue, green, nil
+	return ms[0], ms[1], ms[2], nil
 }
 
-// Run is the scripted traffic shift of `modelgate demo`. The gateway must
-// already serve opts.Endpoint with the deployments opts.Stable and
-// opts.Canary (by default "fraud", "blue" and "green", backed by the
-// servers of StartModels). Run sends traffic to the endpoint, moves the
-// canary through opts.Stages, redraws the live table every opts.Refresh
-// with a window covering the current stage, prints a summary of every
-// stage and returns.
+// Outcome is how one rollout of the demo ended.
+type Outcome struct {
+	Rollout rollout.Rollout
+	// CanaryRequests is what the canary served by the split during it.
+	CanaryRequests uint64
+	// Interrupted: the demo stopped before the rollout ended.
+	Interrupted bool
+}
+
+// Run is `modelgate demo` once the gateway runs: it sends traffic to the
+// endpoint, runs each step's rollout through the gateway's rollout
+// controller until it ends, drawing a live view of the rollout (phase,
+// stage, gates) and of every deployment (weight, measured share, rpm,
+// errors, p99), prints how each ended and why, then a summary.
 //
-// When ctx is done, Run stops the traffic, prints the summary of the
-// stages completed so far and returns nil: an interrupted demo is not a
-// failure. Traffic stays where the last stage put it.
+// The rollouts move by the endpoint's plan alone: how long they take is
+// configuration. A rollout that pauses (say on a sample-ratio mismatch) is
+// aborted, with its reason printed, so that the demo always ends.
+//
+// When ctx is done, Run stops the traffic, prints the summary so far and
+// returns nil: an interrupted demo is not a failure. A running rollout is
+// left as it is.
 func Run(ctx context.Context, out io.Writer, gw Gateway, opts RunOptions) error {
 	opts = opts.withDefaults()
 	if err := opts.check(); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	target := strings.TrimRight(gw.ProxyURL(), "/") + "/" + opts.Endpoint + "/v1/models/" + opts.Model + ":predict"
-	stages := make([]string, len(opts.Stages))
-	for i, p := range opts.Stages {
-		stages[i] = p.String() + "%"
+	view := NewTable(out)
+	if opts.Plain {
+		view.Redraw = false
 	}
-	fmt.Fprintf(out, "sending %d requests/s to %s\n", opts.RPS, target)
-	fmt.Fprintf(out, "shifting traffic from %s to %s: %s, %s per stage\n\n",
-		opts.Stable, opts.Canary, strings.Join(stages, " → "), opts.StageDuration)
-
+	if opts.Refresh == 0 {
+		opts.Refresh = 2 * time.Second
+		if view.Redraw {
+			opts.Refresh = time.Second
+		}
+	}
+	target := strings.TrimRight(gw.ProxyURL(), "/") + "/" + opts.Endpoint + "/v1/models/" + opts.Model + ":predict"
+	fmt.Fprintf(out, "sending %d requests/s to %s\n\n", opts.RPS, target)
 	gen, err := Generate(ctx, GenOptions{URL: target, RPS: opts.RPS, Workers: opts.Workers, Users: opts.Users, Seed: opts.Seed})
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer gen.Stop()
 
-	table := NewTable(out)
-	if opts.Plain {
-		table.Redraw = false
-	}
-	var results []StageResult
-	interrupted := false
-	for i, p := range opts.Stages {
-		s := stage{
-			number:  i + 1,
-			of:      len(opts.Stages),
-			title:   fmt.Sprintf("%s %s%%", opts.Canary, p),
-			weights: spec.Weights{opts.Stable: spec.Full - p, opts.Canary: p},
+	var outcomes []Outcome
+	var runErr error
+	for i, s := range opts.Steps {
+		o, err := runStep(ctx, out, view, gw, opts, i, s)
+		if o != nil {
+			outcomes = append(outcomes, *o)
 		}
-		res, err := runStage(ctx, gw, table, s, opts)
 		if err != nil {
-			if ctx.Err() != nil {
-				interrupted = true
-				break
+			if ctx.Err() == nil {
+				runErr = fmt.Errorf("demo rollout %d (%s): %w", i+1, s.Canary, err)
 			}
-			return fmt.Errorf("demo stage %d (%s): %w", s.number, s.title, err)
+			break
 		}
-		results = append(results, res)
 	}
 	stats := gen.Stop()
-	gap := "" // a plain table already ends every block with a blank line
-	if table.Redraw {
-		gap = "\n"
+	if runErr != nil {
+		return runErr
 	}
-	if interrupted {
-		fmt.Fprintf(out, "%sinterrupted after %d of %d stages\n", gap, len(results), len(opts.Stages))
-		gap = "\n"
+	if ctx.Err() != nil {
+		fmt.Fprintf(out, "interrupted after %d of %d rollouts\n\n", finished(outcomes), len(opts.Steps))
 	}
-	fmt.Fprint(out, gap)
-	return WriteSummary(out, results, stats)
+	return WriteSummary(out, outcomes, stats)
 }
 
-type stage struct {
-	number, of int
-	title      string
-	weights    spec.Weights
-}
-
-// runStage sets the stage's traffic, redraws the table until the stage is
-// over and returns the stage's final report.
-func runStage(ctx context.Context, gw Gateway, table *Table, s stage, opts RunOptions) (StageResult, error) {
-	if err := gw.SetTraffic(ctx, opts.Endpoint, s.weights); err != nil {
-		return StageResult{}, fmt.Errorf("set traffic: %w", err)
-	}
-	start := time.Now()
-	refresh := time.NewTicker(opts.Refresh)
-	defer refresh.Stop()
-	end := time.NewTimer(opts.StageDuration)
-	defer end.Stop()
-
-	show := func(final bool) (telemetry.Report, time.Duration, error) {
-		elapsed := time.Since(start)
-		if final {
-			elapsed = min(elapsed, opts.StageDuration) // the timer may fire late; the stage was this long
+func finished(os []Outcome) int {
+	n := 0
+	for _, o := range os {
+		if !o.Interrupted {
+			n++
 		}
-		r, err := gw.Metrics(ctx, opts.Endpoint, elapsed)
+	}
+	return n
+}
+
+// runStep runs one rollout to its end. The outcome is nil when the rollout
+// could not start.
+func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts RunOptions, i int, s Step) (*Outcome, error) {
+	if s.Stable != "" {
+		// The step follows from the one before (red replaces green only
+		// once green is promoted): say so rather than fail to start.
+		w, err := gw.Traffic(ctx, opts.Endpoint)
 		if err != nil {
-			return r, elapsed, fmt.Errorf("metrics: %w", err)
+			return nil, fmt.Errorf("traffic: %w", err)
 		}
-		title := fmt.Sprintf("stage %d/%d: %s (%s of %s)", s.number, s.of, s.title,
-			roundLike(elapsed, opts.StageDuration), opts.StageDuration)
-		return r, elapsed, table.Render(title, s.weights, r)
+		if w[s.Stable] != spec.Full {
+			fmt.Fprintf(out, "rollout %d of %d skipped: %s would replace %s, but %s does not hold all traffic\n\n",
+				i+1, len(opts.Steps), s.Canary, s.Stable, s.Stable)
+			return nil, nil
+		}
 	}
+	r, err := gw.StartRollout(ctx, opts.Endpoint, rollout.StartRequest{Canary: s.Canary, Stable: s.Stable})
+	if err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	fmt.Fprintf(out, "rollout %d of %d (%s): %s replaces %s, %s\n", i+1, len(opts.Steps), r.ID, r.Canary, r.Stable, s.Note)
+	fmt.Fprintf(out, "  plan: %s\n\n", PlanText(r.Plan))
+
+	tick := time.NewTicker(opts.Refresh)
+	defer tick.Stop()
+	aborted := false
 	for {
+		if r.Phase.Terminal() {
+			break
+		}
+		if r.Phase == rollout.PhasePaused && !aborted {
+			// The demo has nobody to resume it: say why and end it.
+			fmt.Fprintf(out, "%s paused: %s\nthe demo aborts it\n\n", r.ID, r.Reason)
+			view.Keep()
+			aborted = true
+			if r, err = gw.AbortRollout(ctx, opts.Endpoint); err != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("abort: %w", err)
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
-			return StageResult{}, ctx.Err()
-		case <-refresh.C:
-			if time.Since(start) >= opts.StageDuration {
-				continue // the end timer is due and draws the stage's last table
-			}
-			if _, _, err := show(false); err != nil {
-				return StageResult{}, err
-			}
-		case <-end.C:
-			r, elapsed, err := show(true)
-			if err != nil {
-				return StageResult{}, err
-			}
-			table.Keep()
-			return StageResult{Title: s.title, Weights: s.weights, Duration: elapsed, Report: r}, nil
+			view.Keep()
+			fmt.Fprintf(out, "\nstopped while %s was %s\n", r.ID, where(r))
+			return &Outcome{Rollout: r, CanaryRequests: gw.Served(r.Endpoint, r.Canary, r.StartedAt, time.Now()), Interrupted: true}, ctx.Err()
+		case <-tick.C:
 		}
+		if r, err = gw.Rollout(ctx, opts.Endpoint); err != nil {
+			if ctx.Err() != nil {
+				continue // the select above reports it
+			}
+			return nil, err
+		}
+		if err := show(ctx, view, gw, r); err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			return nil, err
+		}
+	}
+	view.Keep()
+	end := r.UpdatedAt
+	if r.FinishedAt != nil {
+		end = *r.FinishedAt
+	}
+	o := &Outcome{Rollout: r, CanaryRequests: gw.Served(r.Endpoint, r.Canary, r.StartedAt, end)}
+	took := end.Sub(r.StartedAt).Round(time.Second)
+	switch r.Phase {
+	case rollout.PhaseSucceeded:
+		fmt.Fprintf(out, "PROMOTED %s to 100%% of %s after %s: %s\n\n", r.Canary, r.Endpoint, took, r.Reason)
+	case rollout.PhaseRolledBack:
+		fmt.Fprintf(out, "ROLLED BACK %s after %s, all traffic back on %s: %s\n\n", r.Canary, took, r.Stable, r.Reason)
+	default:
+		fmt.Fprintf(out, "%s %s after %s: %s\n\n", strings.ToUpper(result(r)), r.Canary, took, r.Reason)
+	}
+	return o, nil
+}
+
+// show draws the live view of r.
+func show(ctx context.Context, view *Table, gw Gateway, r rollout.Rollout) error {
+	w, err := gw.Traffic(ctx, r.Endpoint)
+	if err != nil {
+		return fmt.Errorf("traffic: %w", err)
+	}
+	// The table covers the current stage, so that shares match its weights.
+	window := min(max(time.Since(r.StageStarted).Truncate(time.Second), time.Second), time.Minute)
+	rep, err := gw.Metrics(ctx, r.Endpoint, window)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return view.Render(formatRollout(r, time.Now()) + formatDeployments(w, rep, window))
+}
+
+// where says where a rollout is, e.g. "in stage 2/4 at 25%".
+func where(r rollout.Rollout) string {
+	switch {
+	case r.Phase.Terminal():
+		return result(r)
+	case r.Stage == rollout.ShadowStage:
+		return "in its shadow phase"
+	default:
+		return fmt.Sprintf("in stage %d/%d at %s%%", r.Stage+1, len(r.Plan.Stages), r.Weight)
 	}
 }
 
-// roundLike rounds d to the precision the stage duration is written in:
-// whole seconds for a demo, milliseconds for a test's short stages.
-func roundLike(d, stage time.Duration) time.Duration {
-	if stage >= 2*time.Second {
-		return d.Round(time.Second)
+// result names a rollout's phase for people.
+func result(r rollout.Rollout) string {
+	switch r.Phase {
+	case rollout.PhaseSucceeded:
+		return "promoted"
+	case rollout.PhaseRolledBack:
+		return "rolled back"
 	}
-	return d.Round(time.Millisecond)
+	return strings.ReplaceAll(string(r.Phase), "_", " ")
+}
+
+// PlanText describes a plan in one line, e.g. "shadow 50% (200 compared,
+// match ≥ 85%) → 5% → 25% → 50% → 100%, bake 8s, ≥ 100 canary requests per
+// stage, deadline 1m0s then rollback; gates: ...".
+func PlanText(p spec.Plan) string {
+	var b strings.Builder
+	if sh := p.Shadow; sh != nil {
+		fmt.Fprintf(&b, "shadow %s%% (%d compared, match ≥ %s) → ", sh.Mirror, sh.MinCompared, pct(sh.MinMatchRate, 0))
+	}
+	for i, s := range p.Stages {
+		if i > 0 {
+			b.WriteString(" → ")
+		}
+		b.WriteString(s.Weight.String() + "%")
+	}
+	fmt.Fprintf(&b, ", bake %s, ≥ %d canary requests a stage, deadline %s then %s; gates:",
+		p.Bake.D(), p.MinRequests, p.ProgressDeadline.D(), p.OnDeadline)
+	for i, g := range p.Gates {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(" " + gateText(g))
+	}
+	return b.String()
+}
+
+func gateText(g spec.Gate) string {
+	var parts []string
+	switch g.Type {
+	case spec.GateErrorRate:
+		if g.Max > 0 {
+			parts = append(parts, "≤ "+pct(g.Max, 1))
+		}
+		if g.MaxIncrease > 0 {
+			parts = append(parts, fmt.Sprintf("≤ +%g pp", g.MaxIncrease))
+		}
+	case spec.GateLatency, spec.GateTTFB:
+		parts = append(parts, fmt.Sprintf("p%g", g.Quantile*100))
+		if g.Max > 0 {
+			parts = append(parts, fmt.Sprintf("≤ %g ms", g.Max))
+		}
+		if g.MaxIncrease > 0 {
+			parts = append(parts, fmt.Sprintf("≤ +%g%%", g.MaxIncrease))
+		}
+	case spec.GateMatchRate:
+		parts = append(parts, "≥ "+pct(g.Min, 0))
+	}
+	if g.RollbackOnly {
+		parts = append(parts, "rollback only")
+	}
+	if len(parts) == 0 {
+		return string(g.Type)
+	}
+	return string(g.Type) + " (" + strings.Join(parts, " ") + ")"
 }

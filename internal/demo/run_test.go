@@ -3,247 +3,189 @@ package demo
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"math/rand/v2"
+	"errors"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-// fakeGateway is a small but real gateway for one endpoint: a reverse
-// proxy that strips /{endpoint}, splits requests by weight between
-// deployments, and measures what each served.
-type fakeGateway struct {
-	endpoint string
-	srv      *httptest.Server
-	proxies  map[string]*httputil.ReverseProxy
-	order    []string
-	weights  atomic.Pointer[spec.Weights]
+// scriptGateway plays rollouts from a script: each canary's rollout goes
+// through its list of states, one per look, the last one repeating. Its
+// data plane answers every request with a prediction.
+type scriptGateway struct {
+	srv *httptest.Server
 
-	mu   sync.Mutex
-	rng  *rand.Rand
-	log  []served
-	sets []spec.Weights
-
-	// onSetTraffic, when set, runs after every SetTraffic with its number (1, 2, ...).
-	onSetTraffic func(n int)
+	mu       sync.Mutex
+	scripts  map[string][]rollout.Rollout
+	current  string // canary of the rollout running
+	looks    int    // looks at the current rollout
+	starts   []rollout.StartRequest
+	aborts   int
+	startErr error
+	// onLook, when set, runs at every look with its number (1, 2, ...).
+	onLook func(n int)
 }
 
-type served struct {
-	at         time.Time
-	deployment string
-	status     int
-	latency    time.Duration
-}
-
-func newFakeGateway(t *testing.T, endpoint string, backends map[string]string) *fakeGateway {
+func newScriptGateway(t *testing.T, scripts map[string][]rollout.Rollout) *scriptGateway {
 	t.Helper()
-	g := &fakeGateway{
-		endpoint: endpoint,
-		proxies:  map[string]*httputil.ReverseProxy{},
-		rng:      rand.New(rand.NewPCG(3, 3)),
-	}
-	for name, backend := range backends {
-		u, err := url.Parse(backend)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := httputil.NewSingleHostReverseProxy(u)
-		p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-			w.WriteHeader(http.StatusBadGateway) // a cancelled request at the end of a run; not logged
-		}
-		g.proxies[name] = p
-		g.order = append(g.order, name)
-	}
-	slices.Sort(g.order)
-	w := spec.Weights{g.order[0]: spec.Full}
-	g.weights.Store(&w)
-	g.srv = httptest.NewServer(g)
+	g := &scriptGateway{scripts: scripts}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"predictions":[1]}`))
+	}))
 	t.Cleanup(g.srv.Close)
 	return g
 }
 
-func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rest, ok := strings.CutPrefix(r.URL.Path, "/"+g.endpoint+"/")
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	r.URL.Path = "/" + rest
-	dep := g.pick()
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	start := time.Now()
-	g.proxies[dep].ServeHTTP(rec, r)
-	end := time.Now()
-	if r.Context().Err() != nil {
-		return // the client left: nobody saw an answer
-	}
+func (g *scriptGateway) state() rollout.Rollout {
+	s := g.scripts[g.current]
+	return s[min(g.looks, len(s)-1)]
+}
+
+func (g *scriptGateway) StartRollout(ctx context.Context, endpoint string, req rollout.StartRequest) (rollout.Rollout, error) {
 	g.mu.Lock()
-	g.log = append(g.log, served{at: end, deployment: dep, status: rec.status, latency: end.Sub(start)})
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	g.starts = append(g.starts, req)
+	if g.startErr != nil {
+		return rollout.Rollout{}, g.startErr
+	}
+	if _, ok := g.scripts[req.Canary]; !ok {
+		return rollout.Rollout{}, errors.New("no script for " + req.Canary)
+	}
+	g.current, g.looks = req.Canary, 0
+	return g.state(), nil
 }
 
-// pick draws a deployment by the current weights.
-func (g *fakeGateway) pick() string {
-	w := *g.weights.Load()
+func (g *scriptGateway) Rollout(ctx context.Context, endpoint string) (rollout.Rollout, error) {
 	g.mu.Lock()
-	x := spec.Percent(g.rng.IntN(int(spec.Full)))
+	g.looks++
+	n, r, hook := g.looks, g.state(), g.onLook
 	g.mu.Unlock()
-	for _, name := range g.order {
-		if x < w[name] {
-			return name
-		}
-		x -= w[name]
+	if hook != nil {
+		hook(n)
 	}
-	panic(fmt.Sprintf("weights %v do not sum to 100", w))
+	return r, nil
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (g *fakeGateway) SetTraffic(ctx context.Context, endpoint string, w spec.Weights) error {
-	if endpoint != g.endpoint {
-		return fmt.Errorf("unknown endpoint %q", endpoint)
-	}
-	if w.Sum() != spec.Full {
-		return fmt.Errorf("traffic sums to %s, want 100", w.Sum())
-	}
-	for name := range w {
-		if g.proxies[name] == nil {
-			return fmt.Errorf("traffic.%s: unknown deployment", name)
-		}
-	}
-	w = w.Clone()
-	g.weights.Store(&w)
+func (g *scriptGateway) AbortRollout(ctx context.Context, endpoint string) (rollout.Rollout, error) {
 	g.mu.Lock()
-	g.sets = append(g.sets, w)
-	n := len(g.sets)
-	g.mu.Unlock()
-	if g.onSetTraffic != nil {
-		g.onSetTraffic(n)
-	}
-	return ctx.Err()
+	defer g.mu.Unlock()
+	g.aborts++
+	r := g.state()
+	now := r.UpdatedAt
+	r.Phase, r.Weight, r.Reason, r.FinishedAt = rollout.PhaseAborted, 0, "aborted by hand", &now
+	g.scripts[g.current] = []rollout.Rollout{r}
+	return r, nil
 }
 
-// Metrics measures the requests completed within the window, as the
-// daemon's telemetry does (nearest-rank p99, error = 5xx).
-func (g *fakeGateway) Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error) {
-	if endpoint != g.endpoint {
-		return telemetry.Report{}, fmt.Errorf("unknown endpoint %q", endpoint)
-	}
-	since := time.Now().Add(-window)
+func (g *scriptGateway) Traffic(ctx context.Context, endpoint string) (spec.Weights, error) {
 	g.mu.Lock()
-	var recent []served
-	for _, s := range g.log {
-		if s.at.After(since) {
-			recent = append(recent, s)
-		}
+	defer g.mu.Unlock()
+	if g.current == "" {
+		return spec.Weights{"blue": spec.Full}, nil // before the first rollout
 	}
-	g.mu.Unlock()
-	r := telemetry.Report{Endpoint: endpoint, Window: window.String(), Deployments: map[string]telemetry.DeploymentReport{}}
-	for _, name := range g.order {
-		var d telemetry.DeploymentReport
-		var lat []time.Duration
-		for _, s := range recent {
-			if s.deployment != name {
-				continue
-			}
-			d.Requests++
-			if s.status >= 500 {
-				d.Errors++
-			}
-			lat = append(lat, s.latency)
-		}
-		if d.Requests > 0 {
-			d.ErrorRate = float64(d.Errors) / float64(d.Requests)
-			d.Share = float64(d.Requests) / float64(len(recent))
-			d.RPM = float64(d.Requests) / window.Minutes()
-			slices.Sort(lat)
-			rank := (99*len(lat) + 99) / 100 // nearest rank: ceil(0.99 n)
-			d.LatencyMS.P99 = float64(lat[rank-1]) / float64(time.Millisecond)
-		}
-		r.Deployments[name] = d
-	}
-	return r, ctx.Err()
+	r := g.state()
+	return r.Traffic(r.Weight), nil
 }
 
-func (g *fakeGateway) ProxyURL() string { return g.srv.URL }
-
-// startDemo starts the demo models and a fake gateway in front of them.
-func startDemo(t *testing.T) *fakeGateway {
-	t.Helper()
-	blue, green, err := StartModels(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { blue.Close(); green.Close() })
-	return newFakeGateway(t, "fraud", map[string]string{"blue": blue.URL(), "green": green.URL()})
+func (g *scriptGateway) Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error) {
+	return sampleReport, nil
 }
 
-func TestRun(t *testing.T) {
-	gw := startDemo(t)
+func (g *scriptGateway) Served(endpoint, deployment string, from, to time.Time) uint64 { return 321 }
+
+func (g *scriptGateway) ProxyURL() string { return g.srv.URL }
+
+// script builds a rollout's states from a start; each step changes a copy
+// of the previous state.
+func script(base rollout.Rollout, steps ...func(*rollout.Rollout)) []rollout.Rollout {
+	out := []rollout.Rollout{base}
+	for _, f := range steps {
+		r := out[len(out)-1]
+		r.Gates = append([]analysis.GateResult(nil), r.Gates...)
+		f(&r)
+		out = append(out, r)
+	}
+	return out
+}
+
+var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func stage(i int, w spec.Percent) func(*rollout.Rollout) {
+	return func(r *rollout.Rollout) {
+		r.Phase, r.Stage, r.Weight = rollout.PhaseProgressing, i, w
+		r.Gates = []analysis.GateResult{
+			{Gate: "sequential", Verdict: analysis.Inconclusive, Reason: "no regression"},
+			{Gate: "error_rate", Verdict: analysis.Pass, Reason: "canary error rate 0.4% vs stable 0.5%"},
+			{Gate: "latency p99", Verdict: analysis.Pass, Reason: "canary p99 9 ms vs stable 9 ms"},
+		}
+	}
+}
+
+func ended(phase rollout.Phase, w spec.Percent, after time.Duration, why string) func(*rollout.Rollout) {
+	return func(r *rollout.Rollout) {
+		end := r.StartedAt.Add(after)
+		r.Phase, r.Weight, r.Reason, r.FinishedAt, r.UpdatedAt = phase, w, why, &end, end
+	}
+}
+
+func demoScripts() map[string][]rollout.Rollout {
+	green := rollout.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: demoPlan(),
+		Phase: rollout.PhaseShadow, Stage: rollout.ShadowStage, StartedAt: t0, StageStarted: t0}
+	red := green
+	red.ID, red.Stable, red.Canary, red.StartedAt = "fraud-2", "green", "red", t0.Add(time.Minute)
+	return map[string][]rollout.Rollout{
+		"green": script(green,
+			func(r *rollout.Rollout) {
+				r.Gates = []analysis.GateResult{{Gate: "shadow", Verdict: analysis.Pass, Reason: "match rate 96.8% over 212 compared copies"}}
+			},
+			stage(0, 500), stage(1, 2500), stage(2, 5000),
+			ended(rollout.PhaseSucceeded, spec.Full, 41*time.Second, "stage 3 (50%) passed every gate after 8s and 2,123 canary requests")),
+		"red": script(red, stage(0, 500),
+			ended(rollout.PhaseRolledBack, 0, 11*time.Second, "gate failed: sequential: canary error rate 8.1% vs stable 0.4% over 300 vs 5,700 requests")),
+	}
+}
+
+func TestRunPromotesThenRollsBack(t *testing.T) {
+	gw := newScriptGateway(t, demoScripts())
 	var out bytes.Buffer
-	opts := RunOptions{StageDuration: 500 * time.Millisecond, Refresh: 100 * time.Millisecond, RPS: 400, Seed: 1}
-	if err := Run(t.Context(), &out, gw, opts); err != nil {
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true}); err != nil {
 		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
 	}
-	t.Logf("output:\n%s", out.String())
-	got := squeeze(out.String())
-
-	wantSets := []spec.Weights{
-		{"blue": 9500, "green": 500},
-		{"blue": 7500, "green": 2500},
-		{"blue": 5000, "green": 5000},
-		{"blue": 0, "green": spec.Full},
+	got := out.String()
+	t.Logf("output:\n%s", got)
+	if want := []rollout.StartRequest{{Canary: "green", Stable: "blue"}, {Canary: "red", Stable: "green"}}; len(gw.starts) != 2 ||
+		gw.starts[0].Canary != want[0].Canary || gw.starts[0].Stable != want[0].Stable ||
+		gw.starts[1].Canary != want[1].Canary || gw.starts[1].Stable != want[1].Stable {
+		t.Errorf("rollouts started: %+v, want %+v", gw.starts, want)
 	}
-	gw.mu.Lock()
-	sets := slices.Clone(gw.sets)
-	log := slices.Clone(gw.log)
-	gw.mu.Unlock()
-	if len(sets) != len(wantSets) {
-		t.Fatalf("SetTraffic called with %v, want %v", sets, wantSets)
-	}
-	for i := range sets {
-		if !sets[i].Equal(wantSets[i]) {
-			t.Errorf("SetTraffic #%d = %v, want %v", i+1, sets[i], wantSets[i])
-		}
-	}
-
 	for _, want := range []string{
-		"sending 400 requests/s to " + gw.ProxyURL() + "/fraud/v1/models/fraud:predict\n",
-		"shifting traffic from blue to green: 5% → 25% → 50% → 100%, 500ms per stage\n",
-		"stage 1/4: green 5% (",
-		"stage 2/4: green 25% (",
-		"stage 3/4: green 50% (",
-		"stage 4/4: green 100% (",
-		"(500ms of 500ms)\n DEPLOYMENT WEIGHT SHARE RPM ERRORS P99 MS\n",
-		"\n\nsummary\n STAGE DEPLOYMENT WEIGHT REQUESTS ERRORS P99 MS\n",
-		"\n  green 5%    blue            95%",
-		"\n              green            5%",
-		"\n  green 25%   blue            75%",
-		"\n  green 50%   blue            50%",
-		"\n  green 100%  blue             0%",
-		"\n              green          100%",
+		"sending 100 requests/s to " + gw.srv.URL + "/fraud/v1/models/fraud:predict\n\n",
+		"rollout 1 of 2 (fraud-1): green replaces blue, the good canary",
+		"  plan: shadow 50% (200 compared, match ≥ 85%) → 5% → 25% → 50% → 100%, bake 8s",
+		"  shadow     green 50% mirrored, 0% live",
+		"  gates     shadow  pass          match rate 96.8% over 212 compared copies\n",
+		"  stage 1/4  green    5%  [#-------------------]  baked 0s of 8s\n",
+		"  stage 3/4  green   50%  [##########----------]",
+		"            latency p99  pass ",
+		"  DEPLOYMENT         WEIGHT    SHARE       RPM   ERRORS   P99 MS   (last ",
+		"PROMOTED green to 100% of fraud after 41s: stage 3 (50%) passed every gate after 8s and 2,123 canary requests\n\n",
+		"rollout 2 of 2 (fraud-2): red replaces green, the bad canary",
+		"ROLLED BACK red after 11s, all traffic back on green: gate failed: sequential: canary error rate 8.1% vs stable 0.4% over 300 vs 5,700 requests\n\n",
+		"summary\n",
+		"  fraud-1    green    blue     promoted           41s              321\n",
+		"  fraud-2    red      green    rolled back        11s              321\n",
+		"  fraud-2: gate failed: sequential: canary error rate 8.1%",
 		"\ngenerator: ",
 	} {
-		if !strings.Contains(got, squeeze(want)) {
+		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
@@ -253,71 +195,100 @@ func TestRun(t *testing.T) {
 	if strings.Contains(got, "\x1b[") {
 		t.Error("output to a buffer has ANSI escapes, want plain blocks")
 	}
-	if strings.Contains(got, "interrupted") {
-		t.Error("output says interrupted; the run completed")
-	}
-
-	// Whatever the gateway served, the demo's models answered as they
-	// should: mostly 200, the odd injected 500, nothing else.
-	status := map[int]int{}
-	for _, s := range log {
-		status[s.status]++
-	}
-	if status[200] < 100 || status[200]+status[500] != len(log) {
-		t.Errorf("gateway served statuses %v, want many 200s and otherwise only 500s", status)
-	}
-	if rate := float64(status[500]) / float64(len(log)); rate > 0.05 {
-		t.Errorf("error rate through the gateway = %.3f, want about 1%%", rate)
+	if strings.Contains(got, "interrupted") || gw.aborts != 0 {
+		t.Errorf("output says interrupted, or the run aborted something (%d aborts)", gw.aborts)
 	}
 }
 
-// TestRunStopsOnCancel cancels the run when the second stage sets its
-// traffic: Run must return nil promptly, with a summary of the first.
+func TestRunAbortsAPausedRollout(t *testing.T) {
+	scripts := demoScripts()
+	scripts["green"] = script(scripts["green"][0], stage(0, 500), func(r *rollout.Rollout) {
+		r.Phase, r.PausedFrom, r.Reason = rollout.PhasePaused, rollout.PhaseProgressing, "sample ratio mismatch: canary served 1% of 2,000 split requests"
+	})
+	gw := newScriptGateway(t, scripts)
+	var out bytes.Buffer
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true, Steps: DefaultSteps[:1]}); err != nil {
+		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"fraud-1 paused: sample ratio mismatch: canary served 1% of 2,000 split requests\nthe demo aborts it\n",
+		"ABORTED green after ",
+		"  fraud-1    green    blue     aborted ",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q\noutput:\n%s", want, got)
+		}
+	}
+	if gw.aborts != 1 {
+		t.Errorf("aborted %d times, want once", gw.aborts)
+	}
+}
+
+// TestRunStopsOnCancel cancels the run at the third look at the first
+// rollout: Run must return nil promptly, with a summary.
 func TestRunStopsOnCancel(t *testing.T) {
-	gw := startDemo(t)
+	gw := newScriptGateway(t, demoScripts())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	gw.onSetTraffic = func(n int) {
-		if n == 2 {
+	gw.onLook = func(n int) {
+		if n == 3 {
 			cancel()
 		}
 	}
 	var out bytes.Buffer
-	// A long refresh: only the stage's end renders, so the output is fixed.
-	opts := RunOptions{StageDuration: 200 * time.Millisecond, Refresh: time.Hour, RPS: 200}
-	if err := Run(ctx, &out, gw, opts); err != nil {
+	if err := Run(ctx, &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true}); err != nil {
 		t.Fatalf("Run() after cancel = %v, want nil", err)
 	}
-	got := squeeze(out.String())
+	got := out.String()
 	for _, want := range []string{
-		"stage 1/4: green 5% (200ms of 200ms)",
-		"\ninterrupted after 1 of 4 stages\n",
-		"\n  green 5%    blue            95%",
+		"\nstopped while fraud-1 was in stage ",
+		"\ninterrupted after 0 of 2 rollouts\n",
+		"  fraud-1    green    blue     interrupted ",
+		"  fraud-1: stopped in stage ",
 	} {
-		if !strings.Contains(got, squeeze(want)) {
-			t.Errorf("output lacks %q\noutput:\n%s", want, out.String())
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q\noutput:\n%s", want, got)
 		}
 	}
-	if strings.Contains(got, "stage 2/4") || strings.Contains(got, "green 25% ") {
-		t.Errorf("output shows stage 2, which was cancelled before it measured anything:\n%s", got)
+	if strings.Contains(got, "fraud-2") {
+		t.Errorf("output shows the second rollout, which never started:\n%s", got)
 	}
 }
 
-func TestRunFailsOnGatewayError(t *testing.T) {
-	gw := startDemo(t)
+func TestRunSkipsAStepWhoseStableWasNotPromoted(t *testing.T) {
+	scripts := demoScripts()
+	scripts["green"] = script(scripts["green"][0], stage(0, 500),
+		ended(rollout.PhaseRolledBack, 0, 20*time.Second, "no decision within the progress deadline of 1m0s (shadow phase)"))
+	gw := newScriptGateway(t, scripts)
 	var out bytes.Buffer
-	// The fake gateway has no deployment "red".
-	err := Run(t.Context(), &out, gw, RunOptions{Canary: "red", StageDuration: time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "traffic.red: unknown deployment") {
-		t.Errorf("Run() with an unknown canary = %v, want the gateway's error", err)
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true}); err != nil {
+		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
 	}
-	if err := Run(t.Context(), &out, gw, RunOptions{Canary: "blue"}); err == nil {
+	got := out.String()
+	for _, want := range []string{
+		"ROLLED BACK green after 20s, all traffic back on blue: no decision within the progress deadline",
+		"rollout 2 of 2 skipped: red would replace green, but green does not hold all traffic\n",
+		"  fraud-1    green    blue     rolled back ",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q\noutput:\n%s", want, got)
+		}
+	}
+	if len(gw.starts) != 1 {
+		t.Errorf("started %d rollouts, want only the first", len(gw.starts))
+	}
+}
+
+func TestRunFailsWhenARolloutCannotStart(t *testing.T) {
+	gw := newScriptGateway(t, demoScripts())
+	gw.startErr = errors.New("endpoint \"fraud\" already has rollout fraud-1")
+	var out bytes.Buffer
+	err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true})
+	if err == nil || !strings.Contains(err.Error(), "demo rollout 1 (green): start: endpoint \"fraud\" already has rollout fraud-1") {
+		t.Errorf("Run() = %v, want the start error", err)
+	}
+	if err := Run(t.Context(), &out, gw, RunOptions{Steps: []Step{{Canary: "blue", Stable: "blue"}}}); err == nil {
 		t.Error("Run() with stable = canary succeeded, want an error")
 	}
-}
-
-// squeeze collapses runs of spaces, so that checks on the output do not
-// depend on column widths.
-func squeeze(s string) string {
-	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == ' ' }), " ")
 }

@@ -9,13 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-// Table renders the live per-deployment table. On a terminal each Render
-// redraws the previous block in place; elsewhere (a pipe, a file, CI logs)
-// each Render prints a new block, so the output reads top to bottom.
+// Table renders the demo's live view. On a terminal each Render redraws
+// the previous block in place; elsewhere (a pipe, a file, CI logs) each
+// Render prints a new block, so the output reads top to bottom.
 type Table struct {
 	out io.Writer
 	// Redraw, when true, overwrites the previous block with ANSI cursor
@@ -39,12 +40,9 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// Render prints one block: the title line, then a row per deployment with
-// its configured weight, measured share, requests per minute, error rate
-// and p99 latency. Rows are the deployments of weights and of the report,
-// sorted by name; a value without data shows as "-".
-func (t *Table) Render(title string, weights spec.Weights, r telemetry.Report) error {
-	block := formatBlock(title, weights, r)
+// Render prints one block. On a terminal it replaces the block of the
+// previous Render; elsewhere it follows it after a blank line.
+func (t *Table) Render(block string) error {
 	var b strings.Builder
 	if t.Redraw && t.lines > 0 {
 		// Back to the first line of the previous block, clear to the end
@@ -64,16 +62,89 @@ func (t *Table) Render(title string, weights spec.Weights, r telemetry.Report) e
 // block below it instead of redrawing this one.
 func (t *Table) Keep() { t.lines = 0 }
 
-func formatBlock(title string, weights spec.Weights, r telemetry.Report) string {
+// reasonWidth bounds a gate's reason in the live view, so that a line
+// fits a terminal and redrawing in place counts lines right; the outcome
+// line prints the full reason.
+const reasonWidth = 96
+
+// barWidth is the number of cells of the weight's progress bar.
+const barWidth = 20
+
+// formatRollout is the rollout part of the live view: which rollout, its
+// phase and stage with a bar of the canary's weight, the time served, and
+// each gate's latest verdict with its reason.
+func formatRollout(r rollout.Rollout, now time.Time) string {
+	var b strings.Builder
+	if r.FinishedAt != nil {
+		now = *r.FinishedAt
+	}
+	fmt.Fprintf(&b, "%s: %s replaces %s, %s, %s\n", r.ID, r.Canary, r.Stable, strings.ReplaceAll(string(r.Phase), "_", " "), now.Sub(r.StartedAt).Round(time.Second))
+	switch {
+	case r.Stage == rollout.ShadowStage:
+		mirror := spec.Percent(0)
+		if r.Plan.Shadow != nil {
+			mirror = r.Plan.Shadow.Mirror
+		}
+		fmt.Fprintf(&b, "  shadow     %s %s%% mirrored, 0%% live    %s of deadline %s\n", r.Canary, mirror,
+			now.Sub(r.StageStarted).Round(time.Second), r.Plan.ProgressDeadline.D())
+	default:
+		n := len(r.Plan.Stages)
+		fmt.Fprintf(&b, "  stage %d/%d  %s %4s%%  %s", min(r.Stage+1, n), n, r.Canary, r.Weight, bar(r.Weight))
+		if !r.Phase.Terminal() && r.Stage < n {
+			fmt.Fprintf(&b, "  baked %s of %s", time.Duration(r.Baked).Round(time.Second), r.Plan.StageBake(r.Stage))
+		}
+		b.WriteByte('\n')
+	}
+	if len(r.Gates) == 0 {
+		b.WriteString("  gates      waiting for the first look\n")
+		return b.String()
+	}
+	width := 0
+	for _, g := range r.Gates {
+		width = max(width, len(g.Gate))
+	}
+	live := r.Stage != rollout.ShadowStage && len(r.Gates) == len(r.Plan.Gates)
+	for i, g := range r.Gates {
+		label := "  gates     "
+		if i > 0 {
+			label = "            "
+		}
+		reason := g.Reason
+		if live && r.Plan.Gates[i].RollbackOnly {
+			reason = "rollback only: " + reason
+		}
+		fmt.Fprintf(&b, "%s%-*s  %-12s  %s\n", label, width, g.Gate, g.Verdict, clip(reason, reasonWidth))
+	}
+	return b.String()
+}
+
+// bar draws a weight as [#####---------------].
+func bar(w spec.Percent) string {
+	n := int(int64(w) * barWidth / int64(spec.Full))
+	return "[" + strings.Repeat("#", n) + strings.Repeat("-", barWidth-n) + "]"
+}
+
+// clip shortens s to at most n runes, ending with "…" when cut.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// formatDeployments is a row per deployment with its configured weight,
+// measured share, requests per minute, error rate and p99 latency over the
+// window. Rows are the deployments of weights and of the report, sorted by
+// name; a value without data shows as "-".
+func formatDeployments(weights spec.Weights, r telemetry.Report, window time.Duration) string {
 	names := rowNames(weights, r)
 	width := len("DEPLOYMENT")
 	for _, n := range names {
 		width = max(width, len(n))
 	}
 	var b strings.Builder
-	b.WriteString(title)
-	b.WriteByte('\n')
-	fmt.Fprintf(&b, "  %-*s %8s %8s %9s %8s %8s\n", width, "DEPLOYMENT", "WEIGHT", "SHARE", "RPM", "ERRORS", "P99 MS")
+	fmt.Fprintf(&b, "  %-*s %8s %8s %9s %8s %8s   (last %s)\n", width, "DEPLOYMENT", "WEIGHT", "SHARE", "RPM", "ERRORS", "P99 MS", window)
 	for _, n := range names {
 		d, ok := r.Deployments[n]
 		has := ok && d.Requests > 0
@@ -87,46 +158,32 @@ func formatBlock(title string, weights spec.Weights, r telemetry.Report) string 
 	return b.String()
 }
 
-// StageResult is what one stage of the scripted run measured.
-type StageResult struct {
-	// Title names the stage, e.g. "green 25%".
-	Title string
-	// Weights is the traffic configured during the stage.
-	Weights spec.Weights
-	// Duration is how long the stage ran.
-	Duration time.Duration
-	// Report covers the stage, its window being Duration.
-	Report telemetry.Report
-}
-
-// WriteSummary prints, per stage, every deployment's configured weight,
-// requests, error rate and p99 latency, then the generator's counts.
-func WriteSummary(out io.Writer, stages []StageResult, gen GenStats) error {
-	width := len("DEPLOYMENT")
-	stageWidth := len("STAGE")
-	for _, s := range stages {
-		stageWidth = max(stageWidth, len(s.Title))
-		for _, n := range rowNames(s.Weights, s.Report) {
-			width = max(width, len(n))
-		}
-	}
+// WriteSummary prints, per rollout, its canary and stable, how it ended,
+// how long it took and how many requests the canary served, then each
+// one's reason in full and the generator's counts.
+func WriteSummary(out io.Writer, outcomes []Outcome, gen GenStats) error {
 	var b strings.Builder
 	b.WriteString("summary\n")
-	fmt.Fprintf(&b, "  %-*s  %-*s %8s %9s %8s %8s\n", stageWidth, "STAGE", width, "DEPLOYMENT", "WEIGHT", "REQUESTS", "ERRORS", "P99 MS")
-	for _, s := range stages {
-		for i, n := range rowNames(s.Weights, s.Report) {
-			label := ""
-			if i == 0 {
-				label = s.Title
-			}
-			d, ok := s.Report.Deployments[n]
-			has := ok && d.Requests > 0
-			fmt.Fprintf(&b, "  %-*s  %-*s %8s %9s %8s %8s\n", stageWidth, label, width, n,
-				weight(s.Weights, n),
-				thousands(d.Requests),
-				orDash(has, pct(d.ErrorRate, 2)),
-				orDash(has, strconv.FormatFloat(d.LatencyMS.P99, 'f', 1, 64)))
+	fmt.Fprintf(&b, "  %-10s %-8s %-8s %-12s %9s %16s\n", "ROLLOUT", "CANARY", "STABLE", "RESULT", "DURATION", "CANARY REQUESTS")
+	for _, o := range outcomes {
+		r := o.Rollout
+		res, end := result(r), r.UpdatedAt
+		if o.Interrupted {
+			res = "interrupted"
+			end = time.Now()
 		}
+		if r.FinishedAt != nil {
+			end = *r.FinishedAt
+		}
+		fmt.Fprintf(&b, "  %-10s %-8s %-8s %-12s %9s %16s\n", r.ID, r.Canary, r.Stable, res,
+			end.Sub(r.StartedAt).Round(time.Second), thousands(o.CanaryRequests))
+	}
+	for _, o := range outcomes {
+		if o.Interrupted {
+			fmt.Fprintf(&b, "  %s: stopped %s\n", o.Rollout.ID, where(o.Rollout))
+			continue
+		}
+		fmt.Fprintf(&b, "  %s: %s\n", o.Rollout.ID, o.Rollout.Reason)
 	}
 	failRate := "-"
 	if done := gen.OK + gen.Failed; done > 0 {
@@ -158,12 +215,10 @@ func rowNames(weights spec.Weights, r telemetry.Report) []string {
 	return names
 }
 
+// weight is a deployment's configured weight; one missing from the split
+// has none.
 func weight(w spec.Weights, name string) string {
-	p, ok := w[name]
-	if !ok {
-		return "-"
-	}
-	return p.String() + "%"
+	return w[name].String() + "%"
 }
 
 // pct formats a fraction as a percent with the given decimals: 0.0525 → "5.25%".

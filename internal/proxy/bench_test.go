@@ -25,13 +25,14 @@ type benchRig struct {
 	stop   func()
 }
 
-func newBenchRig(b *testing.B, handler fasthttp.RequestHandler, ep spec.Endpoint, recs func(string, string) Recorder) *benchRig {
+func newBenchRig(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep spec.Endpoint) *benchRig {
 	b.Helper()
 	backendLn := fasthttputil.NewInmemoryListener()
 	backend := &fasthttp.Server{Handler: handler}
 	go func() { _ = backend.Serve(backendLn) }()
 
-	s := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Recorders: recs})
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := New(opts)
 	s.dial = func(string, time.Duration) (net.Conn, error) { return backendLn.Dial() }
 	if err := s.SetRoutes([]spec.Endpoint{ep}); err != nil {
 		b.Fatal(err)
@@ -54,7 +55,11 @@ func newBenchRig(b *testing.B, handler fasthttp.RequestHandler, ep spec.Endpoint
 var predictBody = []byte(`{"instances": [[0.1, 0.2, 0.3, 0.4]]}`)
 
 func benchProxy(b *testing.B, handler fasthttp.RequestHandler, ep spec.Endpoint, recs func(string, string) Recorder, check func(*fasthttp.Response) bool) {
-	rig := newBenchRig(b, handler, ep, recs)
+	benchProxyWith(b, Options{Recorders: recs}, handler, ep, check)
+}
+
+func benchProxyWith(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep spec.Endpoint, check func(*fasthttp.Response) bool) {
+	rig := newBenchRig(b, opts, handler, ep)
 	defer rig.stop()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -66,6 +66,9 @@ type exchange struct {
 	status   int
 	override bool
 	readErr  error
+
+	// mc is the capture of a mirrored request; mc.ep is nil otherwise.
+	mc capture
 }
 
 func (s *Server) getExchange() *exchange {
@@ -74,6 +77,7 @@ func (s *Server) getExchange() *exchange {
 
 func (s *Server) putExchange(x *exchange) {
 	x.dep, x.b, x.up, x.body, x.readErr = nil, nil, nil, nil, nil
+	x.mc.set, x.mc.ep, x.mc.live, x.mc.conn, x.mc.reading = 0, nil, nil, nil, false
 	s.exchanges.Put(x)
 }
 
@@ -92,6 +96,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	var i int
+	var mirrors uint64
 	override := false
 	if name := ctx.Request.Header.PeekBytes(hdrDeployment); len(name) > 0 {
 		if i, ok = ep.table.Index(name); !ok {
@@ -101,13 +106,24 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		override = true
 	} else if key := stickyKey(ctx, ep); len(key) > 0 {
 		i = ep.table.PickKey(key)
+		if ep.mirrors {
+			mirrors = ep.table.Mirrors(key)
+		}
 	} else {
 		i = ep.table.Pick()
+		if ep.mirrors {
+			mirrors = ep.table.Mirrors(nil)
+		}
 	}
+	// The deployment serving the request live is not also its shadow.
+	mirrors &^= 1 << i
 	dep := ep.deps[i]
 	dep.rec.Begin()
 
 	prepareRequest(ctx, x)
+	if mirrors != 0 {
+		x.mc.start(ctx, x, ep, dep, mirrors)
+	}
 	up := fasthttp.AcquireResponse()
 	deadline := start.Add(dep.timeout)
 	now := start.UnixNano()
@@ -158,10 +174,18 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 	status := up.StatusCode()
 
 	body := up.BodyStream()
+	if x.mc.ep != nil {
+		x.mc.answered(up, ttfb, body != nil)
+	}
 	if body == nil {
 		// No body to wait for (HEAD, 204, 304): the request ends here.
 		fasthttp.ReleaseResponse(up)
 		observe(dep, status, ttfb, ttfb, override)
+		if x.mc.ep != nil {
+			x.mc.latency = ttfb
+			s.park(x)
+			return
+		}
 		s.putExchange(x)
 		return
 	}
@@ -182,9 +206,13 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 }
 
 // Read passes the backend's body through to fasthttp, remembering a read
-// error so that Close can tell a failed backend from a departed client.
+// error so that Close can tell a failed backend from a departed client. A
+// mirrored request's body is captured here as it streams past.
 func (x *exchange) Read(p []byte) (int, error) {
 	n, err := x.body.Read(p)
+	if x.mc.reading && n > 0 {
+		x.mc.tee(p[:n])
+	}
 	if err != nil && err != io.EOF {
 		x.readErr = err
 	}
@@ -219,7 +247,15 @@ func (x *exchange) CloseWithError(werr error) error {
 	// partial one makes it close the connection.
 	_ = x.up.CloseBodyStream()
 	fasthttp.ReleaseResponse(x.up)
-	observe(dep, status, time.Since(x.start), x.ttfb, x.override)
+	latency := time.Since(x.start)
+	observe(dep, status, latency, x.ttfb, x.override)
+	if x.mc.ep != nil && x.readErr == nil && werr == nil {
+		// The live answer is complete; fasthttp has yet to flush its end
+		// to the client, so the copies wait for that (see park).
+		x.mc.latency = latency
+		s.park(x)
+		return nil
+	}
 	s.putExchange(x)
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package proxy is modelgate's data plane: a fasthttp server that routes
 // each request of an endpoint to one of its deployments (split, sticky key
 // or override header), forwards it to a healthy backend of that deployment,
-// streams the answer back and records it in telemetry.
+// streams the answer back and records it in telemetry. A share of
+// split-routed requests is copied to shadow deployments (see Options.Mirror).
 //
 // The routing state is an immutable snapshot behind an atomic pointer:
 // SetRoutes builds a complete new one and swaps it in, so the request path
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,32 @@ type Options struct {
 	// MaxRequestBytes is the largest request body accepted; a larger one is
 	// answered 413. Zero: 4 MiB (fasthttp's default).
 	MaxRequestBytes int
+	// Mirror receives the shadow copies of live requests, as the
+	// endpoints' mirror percents select them (router.Table.Mirrors). Nil:
+	// nothing is mirrored, whatever the mirror percents.
+	//
+	// Only split-routed requests are mirrored, never those sent with the
+	// X-Model-Deployment override, and a request is never mirrored to the
+	// deployment that served it live. A copy holds the request as the live
+	// backend got it (method, URI after the endpoint prefix with the
+	// query, end-to-end headers except Host, Content-Length,
+	// Accept-Encoding, X-Forwarded-*, X-Request-Id and X-Model-*, and the
+	// body up to the endpoint's compare.max_body_bytes) and the live
+	// answer (status, Content-Type, body up to the same cap, captured as it
+	// streams past without holding back any chunk; latency and time to
+	// first byte).
+	// Several shadows of one request share one capture, copied into each
+	// Copy at the end.
+	//
+	// A copy is submitted only after the live answer has been written
+	// whole to the client (flushed), from the client connection's
+	// goroutine, and only when the live answer is complete: a request that
+	// failed in the gateway (502, 503, 504 before or during the body) or
+	// whose client left (499) is not mirrored, because the shadow would be
+	// compared with an answer the live model never gave, and the failure
+	// is already in live telemetry. A live 5xx returned by the backend is
+	// the model's answer and is mirrored.
+	Mirror Mirror
 }
 
 // BackendHealth is the health of one backend as the proxy sees it.
@@ -89,6 +117,13 @@ type Server struct {
 
 	exchanges sync.Pool
 
+	mirror Mirror
+	// parked holds, per client connection, the mirrored exchange whose
+	// copies are handed off once the connection went idle (see park);
+	// nparked counts them so that the common case checks one atomic.
+	parked  sync.Map // net.Conn → *exchange
+	nparked atomic.Int64
+
 	// dial opens backend connections; tests and benchmarks replace it
 	// (before the first SetRoutes) to use in-memory listeners.
 	dial dialFunc
@@ -104,6 +139,10 @@ type endpoint struct {
 	table  *router.Table
 	sticky []byte // sticky header name; nil when unset
 	deps   []*deployment
+	// mirrors is set when the endpoint has a mirror percent above zero and
+	// the server a Mirror; capture is then the body capture cap in bytes.
+	mirrors bool
+	capture int
 }
 
 type deployment struct {
@@ -122,6 +161,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		log:       opts.Logger,
 		recorders: opts.Recorders,
+		mirror:    opts.Mirror,
 		pools:     map[string]*pool{},
 		lns:       map[net.Listener]struct{}{},
 		dial:      tcpDial,
@@ -196,6 +236,10 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 			return fail(fmt.Errorf("set routes: %w", err))
 		}
 		e := &endpoint{name: ep.Name, table: table}
+		if s.mirror != nil && table.HasMirrors() {
+			e.mirrors = true
+			e.capture = int(min(ep.Compare.WithDefaults().MaxBodyBytes, math.MaxInt32))
+		}
 		if ep.StickyHeader != "" {
 			e.sticky = []byte(ep.StickyHeader)
 		}
@@ -333,7 +377,11 @@ func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
 	switch st {
 	case fasthttp.StateNew:
 		s.clientConns.add(c)
+	case fasthttp.StateIdle:
+		// The last response on c has been flushed.
+		s.connDone(c)
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
+		s.connDone(c)
 		s.clientConns.remove(c)
 	}
 }

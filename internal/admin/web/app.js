@@ -1,0 +1,740 @@
+// app.js: the modelgate dashboard. Plain JavaScript, no dependencies.
+//
+// The admin token is kept in sessionStorage (this tab only) and sent as
+// "Authorization: Bearer" on every call; the event stream is read with
+// fetch() so that it carries the header too. The token never goes into a
+// URL. Every piece of data is put on the page as text (textContent), never
+// as HTML.
+
+import { lineChart, clock } from "./chart.js";
+
+const TOKEN_KEY = "modelgate.token";
+// Deployment colours, in config order: distinguishable for the common
+// colour-vision deficiencies and readable on light and dark backgrounds.
+const PALETTE = ["#2f6fd0", "#d55e00", "#009e73", "#b05fa6", "#c49a00", "#56a0d3"];
+const REFRESH_MS = 4000;
+const ENDED = new Set(["succeeded", "rolled_back", "aborted", "undone"]);
+
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "",
+  gen: 0, // bumped whenever the page changes: stale work checks it and stops
+  timers: [],
+  aborts: [],
+  redraw: null,
+};
+
+// ---------- small DOM helpers ----------
+
+// h builds an element: h("td", {class: "num"}, "12", child, ...). Strings
+// become text nodes; null and false are skipped.
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const pct = (x, digits = 1) => (x === null || x === undefined ? "–" : (x * 100).toFixed(digits) + "%");
+const ms = (x) => (x === null || x === undefined ? "–" : x < 10 ? x.toFixed(2) + " ms" : x < 100 ? x.toFixed(1) + " ms" : Math.round(x) + " ms");
+const num = (x) => (x === null || x === undefined ? "–" : Math.abs(x) >= 100 ? Math.round(x).toLocaleString("en") : (+x.toFixed(2)).toString());
+const time = (s) => (s ? clock(Date.parse(s), true) : "–");
+
+function weightsText(weights, order) {
+  const names = order.filter((n) => weights && weights[n]);
+  return names.length ? names.map((n) => `${n} ${weights[n]}%`).join(" · ") : "none";
+}
+
+function colours(ep) {
+  const c = {};
+  (ep.deployments || []).forEach((d, i) => { c[d.name] = PALETTE[i % PALETTE.length]; });
+  return c;
+}
+
+function swatch(colour) {
+  const s = h("span", { class: "swatch" });
+  s.style.background = colour;
+  return s;
+}
+
+// shareBar draws a horizontal bar split by fractions 0..1 per deployment.
+function shareBar(parts, colour, label) {
+  const bar = h("div", { class: "sharebar", role: "img", "aria-label": label });
+  for (const [name, frac] of parts) {
+    if (!(frac > 0)) continue;
+    const seg = h("span", { title: `${name} ${pct(frac)}` });
+    seg.style.width = (frac * 100).toFixed(2) + "%";
+    seg.style.background = colour[name] || "#888";
+    bar.append(seg);
+  }
+  return bar;
+}
+
+function badge(text, kind) {
+  return h("span", { class: "badge " + (kind || text) }, text.replace("_", " "));
+}
+
+// ---------- API ----------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `HTTP ${status}`);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function call(method, path, body, token) {
+  const headers = { Authorization: "Bearer " + (token || state.token) };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, {
+    method, headers, cache: "no-store", credentials: "omit",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { error: text.trim() }; }
+  if (res.status === 401 && !token) {
+    signOut("The daemon refused the token (" + ((data && data.error) || "401") + "). Sign in again.");
+  }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+// get calls GET; endpoints come back with traffic and mirror always set.
+const get = async (path) => {
+  const data = await call("GET", path);
+  const fix = (ep) => { if (ep && ep.deployments) { ep.traffic = ep.traffic || {}; ep.mirror = ep.mirror || {}; } };
+  fix(data);
+  (data && data.endpoints || []).forEach(fix);
+  return data;
+};
+const enc = encodeURIComponent;
+
+// ---------- sign in and out ----------
+
+function showLogin(message) {
+  $("#login").hidden = false;
+  $("#nav").hidden = true;
+  $("#logout").hidden = true;
+  $("#live").hidden = true;
+  $("#app").replaceChildren();
+  const err = $("#login-error");
+  err.hidden = !message;
+  err.textContent = message || "";
+  $("#token").focus();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = "";
+  stopPage();
+  showLogin(message);
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  const input = $("#token");
+  const token = input.value.trim();
+  const err = $("#login-error");
+  err.hidden = true;
+  try {
+    await call("GET", "/api/v1/endpoints", undefined, token);
+  } catch (e) {
+    err.textContent = e instanceof ApiError && e.status === 401
+      ? "That token was refused: " + e.message + "."
+      : "Could not reach the daemon: " + e.message;
+    err.hidden = false;
+    input.select();
+    return;
+  }
+  input.value = "";
+  state.token = token;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  route();
+}
+
+// ---------- page lifecycle ----------
+
+function stopPage() {
+  state.gen++;
+  state.timers.forEach(clearInterval);
+  state.timers = [];
+  state.aborts.forEach((a) => a.abort());
+  state.aborts = [];
+  state.redraw = null;
+  $("#live").hidden = true;
+}
+
+function every(gen, fn, ms) {
+  const t = setInterval(() => { if (gen === state.gen) fn(); }, ms);
+  state.timers.push(t);
+}
+
+function route() {
+  stopPage();
+  if (!state.token) { showLogin(""); return; }
+  $("#login").hidden = true;
+  $("#nav").hidden = false;
+  $("#logout").hidden = false;
+  const app = $("#app");
+  app.replaceChildren();
+  const parts = (location.hash.replace(/^#\/?/, "") || "").split("/").filter(Boolean).map(decodeURIComponent);
+  const gen = state.gen;
+  const navEp = $("#nav-endpoint");
+  navEp.replaceChildren();
+  if (parts[0] === "endpoints" && parts[1]) {
+    const ep = parts[1], sub = parts[2] || "";
+    const link = (href, text, cur) => h("a", { href, class: cur ? "current" : null }, text);
+    navEp.append(
+      link(`#/endpoints/${enc(ep)}`, ep, sub === ""), " ",
+      link(`#/endpoints/${enc(ep)}/rollout`, "Rollout", sub === "rollout"), " ",
+      link(`#/endpoints/${enc(ep)}/shadow`, "Shadow", sub === "shadow"));
+    if (sub === "rollout") return rolloutPage(gen, app, ep);
+    if (sub === "shadow") return shadowPage(gen, app, ep);
+    return endpointPage(gen, app, ep);
+  }
+  return overviewPage(gen, app);
+}
+
+// guard runs a page's refresh, showing an error in place of the data when
+// it fails (a 401 has already signed out).
+async function guard(gen, box, fn) {
+  try {
+    await fn();
+    box.querySelector(":scope > .load-error")?.remove();
+  } catch (e) {
+    if (gen !== state.gen || (e instanceof ApiError && e.status === 401)) return;
+    let err = box.querySelector(":scope > .load-error");
+    if (!err) { err = h("p", { class: "error load-error", role: "alert" }); box.prepend(err); }
+    err.textContent = "Could not load: " + e.message;
+  }
+}
+
+// ---------- overview ----------
+
+function overviewPage(gen, app) {
+  const list = h("div", { id: "endpoints" });
+  app.append(h("h1", {}, "Endpoints"), h("p", { class: "muted small" }, "Last minute, from the requests the gateway served. Refreshes every few seconds."), list);
+  const refresh = () => guard(gen, app, async () => {
+    const { endpoints } = await get("/api/v1/endpoints");
+    const details = await Promise.all(endpoints.map(async (ep) => {
+      const [metrics, ro] = await Promise.all([
+        get(`/api/v1/endpoints/${enc(ep.name)}/metrics?window=1m`),
+        get(`/api/v1/endpoints/${enc(ep.name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
+      ]);
+      return { ep, metrics, ro };
+    }));
+    if (gen !== state.gen) return;
+    if (!endpoints.length) {
+      list.replaceChildren(h("p", { class: "notice" }, "No endpoints yet: declare some in the config file and apply it."));
+      return;
+    }
+    list.replaceChildren(...details.map(endpointCard));
+  });
+  state.redraw = refresh;
+  refresh();
+  every(gen, refresh, REFRESH_MS);
+}
+
+function endpointCard({ ep, metrics, ro }) {
+  const col = colours(ep);
+  const order = ep.deployments.map((d) => d.name);
+  const base = `#/endpoints/${enc(ep.name)}`;
+  const running = ro && !ENDED.has(ro.phase);
+  const rows = order.map((name) => {
+    const m = metrics.deployments[name] || {};
+    const conf = (ep.traffic[name] || 0) / 100;
+    return h("tr", { dataset: { deployment: name } },
+      h("td", {}, swatch(col[name]), name, ro && name === ro.canary ? h("span", { class: "muted small" }, " canary") : null),
+      h("td", { class: "num", dataset: { field: "configured" } }, pct(conf)),
+      h("td", { class: "num", dataset: { field: "measured" } }, m.requests ? pct(m.share) : "–"),
+      h("td", { class: "num" }, num(m.rpm)),
+      h("td", { class: "num" }, m.requests ? pct(m.error_rate, 2) : "–"),
+      h("td", { class: "num" }, m.requests ? ms(m.latency_ms.p99) : "–"));
+  });
+  const confParts = order.map((n) => [n, (ep.traffic[n] || 0) / 100]);
+  const measParts = order.map((n) => [n, (metrics.deployments[n] || {}).share || 0]);
+  const mirror = Object.entries(ep.mirror || {});
+  return h("section", { class: "panel", dataset: { endpoint: ep.name } },
+    h("div", { class: "panel-head" },
+      h("h2", {}, h("a", { href: base }, ep.name)),
+      ro ? h("a", { href: base + "/rollout" }, badge(ro.phase), " ", ro.id) : null,
+      h("span", { class: "links" },
+        h("a", { href: base }, "Charts"), h("a", { href: base + "/rollout" }, "Rollout"), h("a", { href: base + "/shadow" }, "Shadow"))),
+    h("div", { class: "table-wrap" },
+      h("table", {},
+        h("thead", {}, h("tr", {},
+          h("th", {}, "Deployment"), h("th", { class: "num" }, "Configured"), h("th", { class: "num" }, "Measured"),
+          h("th", { class: "num" }, "Req/min"), h("th", { class: "num" }, "Errors"), h("th", { class: "num" }, "p99"))),
+        h("tbody", {}, rows))),
+    h("div", { style: null, class: "small" },
+      h("div", { class: "sharelabel" }, "configured"), shareBar(confParts, col, "configured traffic share"),
+      h("div", { class: "sharelabel" }, "measured"), shareBar(measParts, col, "measured traffic share")),
+    mirror.length ? h("p", { class: "small muted" }, "Mirror: ", mirror.map(([n, p]) => `${n} ${p}%`).join(", ")) : null,
+    running ? h("p", { class: "small" }, "Rollout ", ro.id, ": ", ro.reason) : null);
+}
+
+// ---------- one endpoint: charts ----------
+
+const RANGES = {
+  "1h": { window: "1h", step: "30s", label: "Last hour" },
+  "10m": { window: "10m", step: "5s", label: "Last 10 minutes" },
+  "2m": { window: "2m", step: "1s", label: "Last 2 minutes" },
+};
+
+function endpointPage(gen, app, name) {
+  let range = sessionStorage.getItem("modelgate.range") || "1h";
+  if (!RANGES[range]) range = "1h";
+  const head = h("div");
+  const seg = h("div", { class: "seg", role: "group", "aria-label": "time range" });
+  const charts = h("div", { id: "charts" });
+  const setRange = (r) => { range = r; sessionStorage.setItem("modelgate.range", r); drawSeg(); refresh(); };
+  const drawSeg = () => seg.replaceChildren(...Object.entries(RANGES).map(([k, v]) =>
+    h("button", { type: "button", "aria-pressed": String(k === range), dataset: { range: k }, onclick: () => setRange(k) }, v.label)));
+  drawSeg();
+  app.append(head, h("div", { class: "toolbar" }, seg, h("span", { class: "muted small" }, "live: refreshes every few seconds")), charts);
+
+  const refresh = () => guard(gen, app, async () => {
+    const r = RANGES[range];
+    const [ep, series, ro] = await Promise.all([
+      get(`/api/v1/endpoints/${enc(name)}`),
+      get(`/api/v1/endpoints/${enc(name)}/series?window=${r.window}&step=${r.step}`),
+      get(`/api/v1/endpoints/${enc(name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
+    ]);
+    if (gen !== state.gen) return;
+    const col = colours(ep);
+    const order = series.order;
+    head.replaceChildren(
+      h("div", { class: "panel-head" }, h("h1", {}, name),
+        ro ? h("a", { href: `#/endpoints/${enc(name)}/rollout` }, badge(ro.phase), " ", ro.id) : null),
+      h("p", { id: "traffic-now" }, h("strong", {}, "Traffic: "), weightsText(ep.traffic, order),
+        Object.keys(ep.mirror || {}).length ? h("span", { class: "muted" }, " · mirror ", weightsText(ep.mirror, order)) : null),
+      shareBar(order.map((n) => [n, (ep.traffic[n] || 0) / 100]), col, "configured traffic share"));
+
+    const xs = series.times.map((t) => Date.parse(t) + series.step_seconds * 500); // middle of each step
+    const xMin = Date.parse(series.start), xMax = Date.parse(series.end);
+    const perMin = 60 / series.step_seconds;
+    const width = (el) => Math.max(260, (el.clientWidth || app.clientWidth || 600) - 2);
+    const wide = width(charts);
+    const cell = order.length ? Math.min(wide, wide >= 900 ? (wide - 32) / 3 : wide >= 600 ? (wide - 16) / 2 : wide) : wide;
+
+    const share = h("section", { class: "panel" }, h("h2", {}, "Traffic share"),
+      lineChart({
+        title: "configured (dashed) and measured (solid), percent of split requests", width: wide - 32, height: 170, xMin, xMax,
+        yFixed: 100, yFormat: (v) => v + "%", legend: true,
+        series: order.flatMap((n) => {
+          const d = series.deployments[n];
+          return [
+            { name: n + " configured", color: col[n], dash: true, step: true, points: xs.map((x, i) => [x, d.configured_share[i] * 100]) },
+            { name: n + " measured", color: col[n], points: xs.map((x, i) => [x, d.measured_share[i] === null ? null : d.measured_share[i] * 100]) },
+          ];
+        }),
+      }));
+    const panels = order.map((n) => {
+      const d = series.deployments[n];
+      const total = d.requests.reduce((a, b) => a + b, 0), errs = d.errors.reduce((a, b) => a + b, 0);
+      return h("section", { class: "panel", dataset: { deployment: n } },
+        h("div", { class: "panel-head" }, h("h3", {}, swatch(col[n]), n),
+          h("span", { class: "muted small" }, `${total.toLocaleString("en")} requests, ${errs.toLocaleString("en")} errors in the ${r.label.toLowerCase()}`)),
+        h("div", { class: "grid-3" },
+          lineChart({ title: "requests per minute", width: cell, height: 150, xMin, xMax,
+            series: [{ name: n, color: col[n], points: xs.map((x, i) => [x, d.requests[i] * perMin]) }], yFormat: num }),
+          lineChart({ title: "errors per minute (5xx)", width: cell, height: 150, xMin, xMax,
+            series: [{ name: "errors", color: "#c0392b", points: xs.map((x, i) => [x, d.errors[i] * perMin]) }], yFormat: num }),
+          lineChart({ title: "latency p50 and p99 (ms)", width: cell, height: 150, xMin, xMax, legend: true,
+            series: [
+              { name: "p50", color: col[n], points: xs.map((x, i) => [x, d.latency_p50_ms[i]]) },
+              { name: "p99", color: col[n], dash: true, points: xs.map((x, i) => [x, d.latency_p99_ms[i]]) },
+            ], yFormat: num })));
+    });
+    charts.replaceChildren(share, ...panels);
+    charts.dataset.window = series.window;
+  });
+  state.redraw = refresh;
+  refresh();
+  every(gen, refresh, REFRESH_MS);
+}
+
+// ---------- shadow report ----------
+
+function shadowPage(gen, app, name) {
+  let win = "5m";
+  const seg = h("div", { class: "seg", role: "group", "aria-label": "window" });
+  const body = h("div", { id: "shadow" });
+  const drawSeg = () => seg.replaceChildren(...["5m", "1h"].map((w) =>
+    h("button", { type: "button", "aria-pressed": String(w === win), onclick: () => { win = w; drawSeg(); refresh(); } }, "Last " + w)));
+  drawSeg();
+  app.append(h("h1", {}, name, ": shadow report"), h("div", { class: "toolbar" }, seg), body);
+
+  const refresh = () => guard(gen, app, async () => {
+    let rep;
+    try {
+      rep = await get(`/api/v1/endpoints/${enc(name)}/shadow?window=${win}`);
+    } catch (e) {
+      if (e.status !== 404) throw e;
+      rep = null;
+    }
+    if (gen !== state.gen) return;
+    const shadows = rep ? Object.entries(rep.shadows || {}) : [];
+    if (!shadows.length) {
+      body.replaceChildren(h("p", { class: "notice", id: "no-shadow" }, "No shadow data",
+        rep ? ` in the last ${win}: no deployment of ${name} receives mirrored copies.` : ": this daemon has no shadow report for this endpoint."));
+      return;
+    }
+    body.replaceChildren(...shadows.map(([dep, s]) => shadowCard(dep, s)));
+  });
+  state.redraw = refresh;
+  refresh();
+  every(gen, refresh, REFRESH_MS);
+}
+
+function shadowCard(dep, s) {
+  const ci = s.match_rate_ci95;
+  const ciBar = h("div", { class: "ci", role: "img", "aria-label": ci ? `95% interval ${pct(ci[0])} to ${pct(ci[1])}` : "no interval yet" });
+  if (ci) {
+    const span = h("span");
+    span.style.left = (ci[0] * 100).toFixed(2) + "%";
+    span.style.width = ((ci[1] - ci[0]) * 100).toFixed(2) + "%";
+    const mark = h("b");
+    mark.style.left = "calc(" + (s.match_rate * 100).toFixed(2) + "% - 1px)";
+    ciBar.append(span, mark);
+  }
+  const counts = ["mirrored", "sent", "compared", "matched", "mismatched", "not_compared", "errors", "timeouts", "dropped", "skipped"];
+  const q = ["p50", "p90", "p95", "p99"];
+  const lat = s.latency_ms || { shadow: {}, live: {} };
+  return h("section", { class: "panel", dataset: { shadow: dep } },
+    h("div", { class: "panel-head" }, h("h2", {}, dep), badge(s.active ? "active" : "inactive", s.active ? "pass" : "inconclusive"),
+      s.protocol ? h("span", { class: "muted small" }, "compared as ", s.protocol) : null),
+    h("div", { class: "grid-2" },
+      h("div", {},
+        h("h3", {}, "Match rate"),
+        h("div", { class: "big", id: "match-rate" }, pct(s.match_rate, 2)),
+        ciBar,
+        h("p", { class: "small muted" }, ci ? `95% interval ${pct(ci[0], 2)} – ${pct(ci[1], 2)} over ${num(s.compared + s.errors + s.timeouts)} copies` : "no compared copies yet"),
+        h("dl", { class: "kv small" }, counts.flatMap((k) => [h("dt", {}, k.replace("_", " ")), h("dd", {}, num(s[k] || 0))]))),
+      h("div", {},
+        h("h3", {}, "Latency on the same requests"),
+        h("div", { class: "table-wrap" }, h("table", {},
+          h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { class: "num" }, "shadow"), h("th", { class: "num" }, "live"), h("th", { class: "num" }, "difference"))),
+          h("tbody", {}, q.map((k) => {
+            const a = (lat.shadow || {})[k], b = (lat.live || {})[k];
+            return h("tr", {}, h("th", {}, k), h("td", { class: "num" }, ms(a)), h("td", { class: "num" }, ms(b)),
+              h("td", { class: "num" }, b ? (a >= b ? "+" : "") + ((a - b) / b * 100).toFixed(1) + "%" : "–"));
+          })))))),
+    h("h3", { class: "spaced" }, `Mismatches (${(s.mismatches || []).length} latest)`),
+    mismatchList(s.mismatches || []),
+    s.last_error ? h("p", { class: "small error" }, "Last failed copy ", time(s.last_error.time), ": ", s.last_error.error) : null);
+}
+
+// mismatchList shows the newest mismatches with the live and shadow values
+// side by side: five, and the rest behind "more".
+function mismatchList(list) {
+  if (!list.length) return h("p", { class: "muted small" }, "None in this window.");
+  const item = (m) => h("div", { class: "mismatch" },
+    h("div", { class: "small" }, h("span", { class: "mono" }, time(m.time)), " · ", h("span", { class: "mono" }, m.request_id || "no request id"),
+      m.path ? [" · at ", h("code", {}, m.path)] : null),
+    h("div", {}, m.reason),
+    h("div", { class: "side" },
+      h("div", {}, h("div", { class: "sharelabel" }, "live"), h("pre", {}, m.live)),
+      h("div", {}, h("div", { class: "sharelabel" }, "shadow"), h("pre", {}, m.shadow))));
+  const first = list.slice(0, 5).map(item);
+  if (list.length <= 5) return first;
+  return [...first, h("details", { class: "evidence" }, h("summary", {}, `${list.length - 5} more`), list.slice(5).map(item))];
+}
+
+// ---------- rollout ----------
+
+const ACTIONS = [
+  { name: "pause", when: (p) => p === "shadow" || p === "progressing" },
+  { name: "resume", when: (p) => p === "paused" },
+  { name: "promote", when: (p) => !ENDED.has(p) },
+  { name: "promote-full", when: (p) => !ENDED.has(p), confirm: "Give the canary 100% of the traffic now, skipping the remaining stages and their gates?" },
+  { name: "abort", when: (p) => !ENDED.has(p), confirm: "Abort the rollout and send all traffic back to the stable now?", danger: true },
+  { name: "retry", when: (p) => p === "aborted" || p === "rolled_back" },
+  { name: "undo", when: (p) => p === "succeeded", confirm: "Give the old stable all traffic back at once?", danger: true },
+];
+
+function confirmDialog(title, text) {
+  const dlg = $("#confirm");
+  $("#confirm-title").textContent = title;
+  $("#confirm-text").textContent = text;
+  return new Promise((resolve) => {
+    dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes"), { once: true });
+    dlg.returnValue = "";
+    dlg.showModal();
+    $("#confirm-no").focus();
+  });
+}
+
+function rolloutPage(gen, app, name) {
+  const status = h("div", { id: "rollout" });
+  const weights = h("section", { class: "panel" }, h("h2", {}, "Weights over time"));
+  const gates = h("section", { class: "panel" }, h("h2", {}, "Gates"));
+  const logList = h("ol", { class: "events", id: "event-log", reversed: true });
+  const log = h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Event log"),
+    h("span", { class: "muted small", id: "stream-state" }, "connecting…")), logList);
+  const result = h("p", { id: "action-result", role: "status", hidden: true });
+  app.append(h("h1", {}, name, ": rollout"), status, result, weights, gates, log);
+
+  let events = [];       // this endpoint's events, oldest first
+  let ep = null, ro = null;
+  const openGates = new Set();
+
+  const drawWeights = () => {
+    const chart = weightsChart(ro, ep, events, weights.clientWidth - 32);
+    weights.replaceChildren(h("h2", {}, "Weights over time"), chart);
+  };
+
+  const refresh = () => guard(gen, app, async () => {
+    const [e, r] = await Promise.all([
+      get(`/api/v1/endpoints/${enc(name)}`),
+      get(`/api/v1/endpoints/${enc(name)}/rollout`).catch((err) => { if (err.status === 404) return null; throw err; }),
+    ]);
+    if (gen !== state.gen) return;
+    ep = e; ro = r;
+    if (!ro) {
+      status.replaceChildren(h("p", { class: "notice", id: "no-rollout" }, `No rollout has run on ${name} yet. Start one with `,
+        h("code", {}, `modelgate rollout start ${name} --canary DEPLOYMENT`), "."));
+      weights.hidden = gates.hidden = true;
+      return;
+    }
+    weights.hidden = gates.hidden = false;
+    status.replaceChildren(rolloutStatus(ro, ep, events, act));
+    gates.replaceChildren(h("h2", {}, "Gates"), gatesTable(ro, openGates));
+    drawWeights();
+  });
+
+  let pending = null;
+  const soon = () => { clearTimeout(pending); pending = setTimeout(refresh, 150); };
+
+  async function act(action) {
+    const a = ACTIONS.find((x) => x.name === action);
+    if (a.confirm && !(await confirmDialog(action + "?", a.confirm))) return;
+    result.hidden = false;
+    result.className = "muted";
+    result.textContent = action + "…";
+    try {
+      const after = await call("POST", `/api/v1/endpoints/${enc(name)}/rollout/${action}`);
+      if (gen !== state.gen) return;
+      result.className = "notice";
+      result.textContent = `${action}: rollout ${after.id} is ${after.phase.replace("_", " ")}: ${after.reason}`;
+    } catch (e) {
+      if (gen !== state.gen) return;
+      result.className = "error";
+      result.textContent = `${action} refused: ${e.message}`;
+    }
+    refresh();
+  }
+
+  const addEvent = (e, fresh) => {
+    if (events.length && e.seq <= events[events.length - 1].seq) return;
+    events.push(e);
+    const li = h("li", { class: fresh ? "new" : null, dataset: { seq: e.seq, type: e.type } },
+      h("span", { class: "mono" }, time(e.time)), h("span", { class: "type" }, e.type), h("span", { class: "msg" }, e.message));
+    logList.prepend(li);
+    while (logList.children.length > 200) logList.lastChild.remove();
+    if (fresh && (e.type.startsWith("rollout.") || e.type === "traffic.changed")) soon();
+  };
+
+  (async () => {
+    await guard(gen, app, async () => {
+      const { events: past } = await get(`/api/v1/events?endpoint=${enc(name)}`);
+      if (gen !== state.gen) return;
+      past.forEach((e) => addEvent(e, false));
+    });
+    await refresh();
+    const since = events.length ? events[events.length - 1].seq : 0;
+    streamEvents(gen, name, since, (e) => addEvent(e, true), (up) => {
+      $("#live").hidden = !up;
+      const s = document.getElementById("stream-state");
+      if (s) s.textContent = up ? "live" : "reconnecting…";
+    });
+  })();
+  state.redraw = refresh;
+  every(gen, refresh, REFRESH_MS);
+}
+
+function rolloutStatus(ro, ep, events, act) {
+  const col = colours(ep);
+  const order = ep.deployments.map((d) => d.name);
+  const stages = ro.plan.stages || [];
+  const ended = ENDED.has(ro.phase);
+  const stageStart = {};
+  for (const e of events) {
+    if (e.type === "rollout.stage" && e.data && e.data.rollout === ro.id) stageStart[e.data.stage] = e.time;
+  }
+  const items = [];
+  if (ro.plan.shadow) {
+    const cls = ro.stage === -1 && !ended ? "current" : ro.stage >= 0 ? "done" : ro.phase === "rolled_back" ? "failed" : "";
+    items.push(h("li", { class: cls, dataset: { stage: -1 } }, h("div", { class: "w" }, "shadow"),
+      h("div", { class: "small muted" }, `${ro.plan.shadow.mirror}% mirrored`)));
+  }
+  stages.forEach((s, i) => {
+    let cls = "";
+    if (ro.phase === "succeeded" || i < ro.stage) cls = "done";
+    else if (i === ro.stage) cls = ended ? (ro.phase === "rolled_back" || ro.phase === "aborted" ? "failed" : "done") : "current";
+    const bake = parseDur(s.bake || ro.plan.bake);
+    const li = h("li", { class: cls, dataset: { stage: i } }, h("div", { class: "w" }, `${s.weight}%`),
+      h("div", { class: "small muted" }, `stage ${i + 1}/${stages.length}`),
+      stageStart[i] ? h("div", { class: "small muted" }, "from ", time(stageStart[i])) : null);
+    if (cls === "current" && bake > 0) {
+      const done = Math.min(1, parseDur(ro.baked) / bake);
+      const bar = h("span");
+      bar.style.width = (done * 100).toFixed(1) + "%";
+      li.append(h("div", { class: "progress", title: `baked ${ro.baked} of ${s.bake || ro.plan.bake}` }, bar));
+    }
+    items.push(li);
+  });
+  const stageText = ro.stage < 0 ? "shadow phase" : `stage ${ro.stage + 1}/${stages.length} at ${stages[ro.stage] ? stages[ro.stage].weight : 100}%`;
+  return h("section", { class: "panel", dataset: { phase: ro.phase } },
+    h("div", { class: "panel-head" }, h("h2", {}, ro.id), h("span", { id: "rollout-phase", dataset: { phase: ro.phase } }, badge(ro.phase)),
+      h("span", {}, swatch(col[ro.stable]), ro.stable, " → ", swatch(col[ro.canary]), ro.canary)),
+    h("p", { id: "rollout-reason" }, ro.reason),
+    h("ol", { class: "timeline", "aria-label": "stages" }, items),
+    h("dl", { class: "kv" },
+      h("dt", {}, "stage"), h("dd", { id: "rollout-stage" }, ended ? "ended at " + stageText : stageText),
+      h("dt", {}, "traffic now"), h("dd", { id: "traffic-now" }, weightsText(ep.traffic, order)),
+      !ended ? [h("dt", {}, "baked"), h("dd", { id: "rollout-baked" }, `${secs(parseDur(ro.baked))} of ${secs(parseDur((stages[ro.stage] && stages[ro.stage].bake) || ro.plan.bake))}`)] : null,
+      h("dt", {}, "started"), h("dd", {}, new Date(ro.started_at).toLocaleString()),
+      ro.finished_at ? [h("dt", {}, "finished"), h("dd", {}, new Date(ro.finished_at).toLocaleString())] : null),
+    shareBar(order.map((n) => [n, (ep.traffic[n] || 0) / 100]), col, "traffic now"),
+    h("div", { class: "actions", style: null },
+      ACTIONS.map((a) => h("button", {
+        type: "button", class: a.danger ? "danger" : a.confirm ? "" : "quiet", dataset: { action: a.name },
+        disabled: !a.when(ro.phase), onclick: () => act(a.name),
+      }, a.name))));
+}
+
+// secs writes seconds as 0.7s, 12s, 2m05s or 1h02m.
+function secs(x) {
+  if (x < 10) return x.toFixed(1).replace(/\.0$/, "") + "s";
+  if (x < 60) return Math.round(x) + "s";
+  const m = Math.floor(x / 60), r = Math.round(x % 60);
+  if (m < 60) return m + "m" + String(r).padStart(2, "0") + "s";
+  return Math.floor(m / 60) + "h" + String(m % 60).padStart(2, "0") + "m";
+}
+
+// parseDur reads a Go duration ("1m30s", "699.5ms") in seconds.
+function parseDur(s) {
+  if (!s) return 0;
+  let total = 0;
+  const re = /([\d.]+)(ns|us|µs|ms|s|m|h)/g;
+  const unit = { ns: 1e-9, us: 1e-6, "µs": 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+  let m;
+  while ((m = re.exec(s))) total += parseFloat(m[1]) * unit[m[2]];
+  return total;
+}
+
+// weightsChart draws the stable's and canary's configured weight since the
+// rollout started, from the traffic.changed events of the log.
+function weightsChart(ro, ep, events, width) {
+  const col = colours(ep);
+  const start = Date.parse(ro.started_at);
+  const end = ro.finished_at ? Date.parse(ro.finished_at) + 5000 : Date.now();
+  const changes = events.filter((e) => e.type === "traffic.changed" && Date.parse(e.time) >= start - 2000 && e.data);
+  const before = changes.length ? changes[0].data.from || {} : ep.traffic;
+  const pts = (dep) => {
+    const p = [[start - 2000, +(before[dep] || 0)]];
+    for (const e of changes) p.push([Date.parse(e.time), +((e.data.to || {})[dep] || 0)]);
+    return p;
+  };
+  return lineChart({
+    title: "configured traffic, percent", width, height: 170, xMin: start - 2000, xMax: Math.max(end, start + 10000),
+    yFixed: 100, yFormat: (v) => v + "%", legend: true,
+    series: [
+      { name: ro.stable + " (stable)", color: col[ro.stable], step: true, points: pts(ro.stable) },
+      { name: ro.canary + " (canary)", color: col[ro.canary], step: true, points: pts(ro.canary) },
+    ],
+  });
+}
+
+function gatesTable(ro, open) {
+  const gates = ro.gates || [];
+  if (!gates.length) return h("p", { class: "muted" }, "No verdicts in this stage yet.");
+  return h("div", { class: "table-wrap" }, h("table", { id: "gates" },
+    h("thead", {}, h("tr", {}, h("th", {}, "Gate"), h("th", {}, "Verdict"), h("th", {}, "Reason and evidence"))),
+    h("tbody", {}, gates.map((g, i) => {
+      const key = g.gate + "#" + i;
+      const det = h("details", { class: "evidence", open: open.has(key) },
+        h("summary", {}, "evidence"), h("dl", { class: "kv" }, flatten(g.evidence || {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+      det.addEventListener("toggle", () => { det.open ? open.add(key) : open.delete(key); });
+      return h("tr", { dataset: { gate: g.gate, verdict: g.verdict } },
+        h("td", {}, g.gate), h("td", {}, badge(g.verdict)), h("td", {}, h("div", {}, g.reason), det));
+    }))));
+}
+
+function flatten(obj, prefix = "") {
+  const out = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix ? prefix + "." + k : k;
+    if (v && typeof v === "object" && !Array.isArray(v)) out.push(...flatten(v, key));
+    else out.push([key, typeof v === "number" ? String(+v.toPrecision(6)) : Array.isArray(v) ? JSON.stringify(v) : String(v)]);
+  }
+  return out;
+}
+
+// ---------- the event stream, read with fetch() ----------
+
+// streamEvents follows /api/v1/events/stream for one endpoint with the
+// bearer header (EventSource cannot send it), resuming after the last seq
+// seen with Last-Event-ID whenever the connection drops.
+async function streamEvents(gen, endpoint, since, onEvent, onState) {
+  let last = since;
+  while (gen === state.gen) {
+    const ctrl = new AbortController();
+    state.aborts.push(ctrl);
+    try {
+      const res = await fetch(`/api/v1/events/stream?endpoint=${enc(endpoint)}`, {
+        headers: { Authorization: "Bearer " + state.token, "Last-Event-ID": String(last), Accept: "text/event-stream" },
+        signal: ctrl.signal, cache: "no-store", credentials: "omit",
+      });
+      if (res.status === 401) { signOut("The daemon refused the token. Sign in again."); return; }
+      if (!res.ok || !res.body) throw new Error("HTTP " + res.status);
+      onState(true);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value.replace(/\r\n?/g, "\n");
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
+          if (!data) continue; // a comment: ": keep-alive"
+          const ev = JSON.parse(data);
+          if (ev.seq > last) last = ev.seq;
+          if (gen === state.gen) onEvent(ev);
+        }
+      }
+    } catch (e) {
+      // aborted (page left) or dropped: fall through and maybe retry
+    }
+    if (gen !== state.gen) return;
+    onState(false);
+    await new Promise((r) => setTimeout(r, 1500));
+  }
+}
+
+// ---------- start ----------
+
+$("#login-form").addEventListener("submit", signIn);
+$("#logout").addEventListener("click", () => signOut(""));
+window.addEventListener("hashchange", route);
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => { if (state.redraw) state.redraw(); }, 200);
+});
+route();

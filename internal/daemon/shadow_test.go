@@ -1,0 +1,141 @@
+package daemon_test
+
+import (
+	"encoding/json"
+	"io"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/shadow"
+)
+
+// predictionBackend answers KServe v1 predictions; disagreeEvery > 0 makes
+// every n-th answer differ from the stable's.
+func predictionBackend(t *testing.T, disagreeEvery int64, delay time.Duration) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i := n.Add(1)
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if disagreeEvery > 0 && i%disagreeEvery == 0 {
+			w.Write([]byte(`{"predictions":[0.9, 0.1]}`))
+			return
+		}
+		w.Write([]byte(`{"predictions":[0.1, 0.9]}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}
+
+func (c *client) shadowReport() shadow.Report {
+	c.t.Helper()
+	status, body := c.api("GET", "/api/v1/endpoints/fraud/shadow?window=5m", nil)
+	if status != 200 {
+		c.t.Fatalf("GET shadow = %d %s", status, body)
+	}
+	var rep shadow.Report
+	if err := json.Unmarshal(body, &rep); err != nil {
+		c.t.Fatal(err)
+	}
+	return rep
+}
+
+func TestShadowAgreeingAndDisagreeingShadowsAreCounted(t *testing.T) {
+	blue, _ := predictionBackend(t, 0, 0)
+	same, _ := predictionBackend(t, 0, 0)
+	quarter, _ := predictionBackend(t, 4, 0) // every 4th answer differs
+	cfg := twoDeploymentConfig(t.TempDir(), blue.URL, same.URL, "")
+	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf("      - name: red\n        backends: [%s]\n    traffic: {blue: 100}\n    mirror: {green: 100, red: 100}", quarter.URL), 1)
+	d := startDaemon(t, cfg)
+	c := newClient(t, d)
+
+	const n = 2000
+	counts := sendConcurrently(t, c, n, 8, nil)
+	if counts["blue"] != n {
+		t.Fatalf("live answers %v, want all %d from blue", counts, n)
+	}
+	var rep shadow.Report
+	waitFor(t, 20*time.Second, "every copy compared", func() bool {
+		rep = c.shadowReport()
+		return rep.Shadows["green"].Matched+rep.Shadows["green"].Mismatched == n && rep.Shadows["red"].Matched+rep.Shadows["red"].Mismatched == n
+	})
+	g, r := rep.Shadows["green"], rep.Shadows["red"]
+	if g.MatchRate == nil || *g.MatchRate != 1 {
+		t.Errorf("agreeing shadow match rate = %v, want 1", g.MatchRate)
+	}
+	if r.MatchRate == nil || r.MatchRateCI95 == nil || 0.75 < r.MatchRateCI95[0] || 0.75 > r.MatchRateCI95[1] {
+		t.Errorf("shadow disagreeing on 1 in 4: match rate %v, interval %v; want 0.75 inside the interval", r.MatchRate, r.MatchRateCI95)
+	}
+	if len(r.Mismatches) == 0 || r.Mismatches[0].RequestID == "" {
+		t.Errorf("no mismatch sample with a request id: %+v", r.Mismatches)
+	}
+	// Shadow copies are never in live telemetry.
+	_, body := c.api("GET", "/api/v1/endpoints/fraud/metrics", nil)
+	var m struct {
+		Deployments map[string]struct{ Requests uint64 }
+	}
+	json.Unmarshal(body, &m)
+	if m.Deployments["green"].Requests != 0 || m.Deployments["red"].Requests != 0 || m.Deployments["blue"].Requests != n {
+		t.Errorf("live metrics %+v, want only blue's %d requests", m.Deployments, n)
+	}
+}
+
+func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
+	blue, _ := predictionBackend(t, 0, 0)
+	slow, _ := predictionBackend(t, 0, 50*time.Millisecond)
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // net/http notices the client leaving only once the body is read
+		<-r.Context().Done()
+	}))
+	defer hang.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close()
+
+	cfg := twoDeploymentConfig(t.TempDir(), blue.URL, slow.URL, "")
+	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf(`      - name: hang
+        backends: [%s]
+      - name: down
+        backends: [%s]
+    traffic: {blue: 100}
+    mirror: {green: 100, hang: 100, down: 100}
+    compare: {shadow_timeout: 300ms, queue: 50, workers: 2}`, hang.URL, downURL), 1)
+	d := startDaemon(t, cfg)
+	c := newClient(t, d)
+
+	const n = 600
+	start := time.Now()
+	counts := sendConcurrently(t, c, n, 8, nil) // fails the test on any non-200
+	elapsed := time.Since(start)
+	if counts["blue"] != n {
+		t.Fatalf("live answers %v, want all %d from blue", counts, n)
+	}
+	var rep shadow.Report
+	waitFor(t, 20*time.Second, "the slow shadow's comparisons", func() bool {
+		rep = c.shadowReport()
+		return rep.Shadows["green"].Matched > 0
+	})
+	h, dn := rep.Shadows["hang"], rep.Shadows["down"]
+	if h.Timeouts == 0 || h.Dropped == 0 {
+		t.Errorf("hanging shadow: timeouts %d dropped %d; want both counted (queue 50 fills)", h.Timeouts, h.Dropped)
+	}
+	if dn.Errors == 0 {
+		t.Errorf("down shadow: errors %d, want counted", dn.Errors)
+	}
+	if h.Mirrored != n || dn.Mirrored != n {
+		t.Errorf("mirrored hang=%d down=%d, want %d each", h.Mirrored, dn.Mirrored, n)
+	}
+	t.Logf("%d live requests in %s with a hanging, a down and a 50 ms slower shadow", n, elapsed)
+}
