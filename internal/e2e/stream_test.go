@@ -141,7 +141,10 @@ func TestStreamTimeToFirstByteIsRecordedPerDeployment(t *testing.T) {
 	// Both answer in about the same total time; only the first token's
 	// wait differs.
 	fast := newLLM(t, llmtest.Options{Answer: answer, TokenDelay: 25 * time.Millisecond})
-	slow := newLLM(t, llmtest.Options{Answer: answer, FirstTokenDelay: slowFirst, TokenDelay: 5 * time.Millisecond})
+	// The slow one sends its headers at once, as servers that start the
+	// response before generating do: time to first byte is the first
+	// token, not the headers.
+	slow := newLLM(t, llmtest.Options{Answer: answer, FirstTokenDelay: slowFirst, TokenDelay: 5 * time.Millisecond, EarlyHeaders: true})
 	c := startDaemon(t, chatConfig(t.TempDir(), [][2]string{{"fast", fast.URL()}, {"slow", slow.URL()}}, "    traffic: {fast: 50, slow: 50}\n"))
 
 	var wg sync.WaitGroup

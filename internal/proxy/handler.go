@@ -57,15 +57,19 @@ type exchange struct {
 	scratch []byte
 
 	// Set once a backend answered and the body is being streamed.
-	dep      *deployment
-	b        *backend
-	up       *fasthttp.Response
-	body     io.Reader
-	start    time.Time
-	ttfb     time.Duration
-	status   int
-	override bool
-	readErr  error
+	dep   *deployment
+	b     *backend
+	up    *fasthttp.Response
+	body  io.Reader
+	start time.Time
+	ttfb  time.Duration
+	// awaitFirst: ttfb is still the header time and becomes the time of
+	// the first body byte. A streaming server may send its headers long
+	// before its first token; time to first byte is the token users feel.
+	awaitFirst bool
+	status     int
+	override   bool
+	readErr    error
 
 	// mc is the capture of a mirrored request; mc.ep is nil otherwise.
 	mc capture
@@ -76,7 +80,7 @@ func (s *Server) getExchange() *exchange {
 }
 
 func (s *Server) putExchange(x *exchange) {
-	x.dep, x.b, x.up, x.body, x.readErr = nil, nil, nil, nil, nil
+	x.dep, x.b, x.up, x.body, x.readErr, x.awaitFirst = nil, nil, nil, nil, nil, false
 	x.mc.set, x.mc.ep, x.mc.live, x.mc.conn, x.mc.reading = 0, nil, nil, nil, false
 	s.exchanges.Put(x)
 }
@@ -190,7 +194,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 		return
 	}
 	x.dep, x.b, x.up, x.body = dep, b, up, body
-	x.ttfb, x.status, x.override = ttfb, status, override
+	x.ttfb, x.status, x.override, x.awaitFirst = ttfb, status, override, true
 	n := up.Header.ContentLength()
 	if n < 0 || bytes.HasPrefix(up.Header.ContentType(), strEventStream) {
 		// Unknown length (chunked or until close) or server-sent events:
@@ -210,6 +214,9 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 // mirrored request's body is captured here as it streams past.
 func (x *exchange) Read(p []byte) (int, error) {
 	n, err := x.body.Read(p)
+	if x.awaitFirst && n > 0 {
+		x.ttfb, x.awaitFirst = time.Since(x.start), false
+	}
 	if x.mc.reading && n > 0 {
 		x.mc.tee(p[:n])
 	}
