@@ -126,6 +126,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.trafficCommand(),
 		a.mirrorCommand(),
 		a.metricsCommand(),
+		a.shadowCommand(),
 		a.eventsCommand(),
 		a.rolloutCommand(),
 	)

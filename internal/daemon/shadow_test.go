@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/shadow"
 )
 
@@ -80,6 +82,12 @@ func TestShadowAgreeingAndDisagreeingShadowsAreCounted(t *testing.T) {
 	}
 	if len(r.Mismatches) == 0 || r.Mismatches[0].RequestID == "" {
 		t.Errorf("no mismatch sample with a request id: %+v", r.Mismatches)
+	}
+	// The CLI shows the same report.
+	var stdout, stderr bytes.Buffer
+	code := cli.Execute([]string{"--admin", d.AdminAddr(), "--token-file", d.TokenPath(), "shadow", "report", "fraud"}, &stdout, &stderr)
+	if code != 0 || !strings.Contains(stdout.String(), "100.00%") || !strings.Contains(stdout.String(), "red") {
+		t.Errorf("modelgate shadow report fraud: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	// Shadow copies are never in live telemetry.
 	_, body := c.api("GET", "/api/v1/endpoints/fraud/metrics", nil)
