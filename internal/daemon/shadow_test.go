@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/cli"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/shadow"
 )
 
@@ -146,4 +147,55 @@ func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
 		t.Errorf("mirrored hang=%d down=%d, want %d each", h.Mirrored, dn.Mirrored, n)
 	}
 	t.Logf("%d live requests in %s with a hanging, a down and a 50 ms slower shadow", n, elapsed)
+}
+
+func TestRolloutShadowPhase(t *testing.T) {
+	blue, _ := predictionBackend(t, 0, 0)
+	agrees, agreesServed := predictionBackend(t, 0, 0)
+	disagrees, disagreesServed := predictionBackend(t, 2, 0) // every 2nd answer differs
+	cfg := twoDeploymentConfig(t.TempDir(), blue.URL, agrees.URL, "")
+	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf("      - name: red\n        backends: [%s]\n    traffic: {blue: 100}", disagrees.URL), 1)
+	d := startDaemonWith(t, cfg, 100*time.Millisecond)
+	c := newClient(t, d)
+	ld := startLoad(t, c, 8, nil)
+	plan := `"shadow": {"mirror": 50, "min_compared": 100, "min_match_rate": 0.9}, "stages": [10, 100], ` + thresholdPlan
+
+	// A shadow that disagrees on half the requests stops the rollout
+	// before it serves a single live request.
+	c.startRollout(`{"canary": "red", ` + plan + `}`)
+	r := c.waitPhase(60*time.Second, rollout.PhaseRolledBack, rollout.PhaseProgressing, rollout.PhaseSucceeded, rollout.PhasePaused)
+	if r.Phase != rollout.PhaseRolledBack || r.Stage != rollout.ShadowStage || !strings.Contains(r.Reason, "shadow") {
+		t.Fatalf("disagreeing shadow: %s at stage %d (%s), want rolled back in the shadow phase", r.Phase, r.Stage, r.Reason)
+	}
+	_, body := c.api("GET", "/api/v1/endpoints/fraud/metrics", nil)
+	var m struct {
+		Deployments map[string]struct{ Requests uint64 }
+	}
+	json.Unmarshal(body, &m)
+	if live := m.Deployments["red"].Requests; live != 0 || disagreesServed.Load() == 0 {
+		t.Errorf("red served %d live requests (and %d shadow copies); want shadow copies only", live, disagreesServed.Load())
+	}
+	if _, body := c.api("GET", "/api/v1/endpoints/fraud/mirror", nil); strings.Contains(string(body), "red") {
+		t.Errorf("mirror after the rollback = %s, want red's mirror removed", body)
+	}
+
+	// A shadow that agrees passes the shadow phase, then goes live.
+	c.startRollout(`{"canary": "green", ` + plan + `}`)
+	r = c.waitPhase(60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
+	if r.Phase != rollout.PhaseSucceeded {
+		t.Fatalf("agreeing shadow: rollout ended %s (%s)", r.Phase, r.Reason)
+	}
+	ld.Stop()
+	var types []string
+	for _, e := range c.events() {
+		if strings.HasPrefix(e.Type, "rollout.") && e.Type != rollout.EventGate && strings.Contains(string(e.Data), `"fraud-2"`) {
+			types = append(types, e.Type)
+		}
+	}
+	if len(types) < 3 || types[0] != rollout.EventStarted || !strings.Contains(strings.Join(types, " "), rollout.EventStage) {
+		t.Errorf("second rollout's transitions = %v", types)
+	}
+	if agreesServed.Load() == 0 {
+		t.Errorf("green never served")
+	}
 }
