@@ -1,0 +1,403 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// Limits of a series (GET /api/v1/endpoints/{ep}/series).
+const (
+	MinSeriesWindow = 10 * time.Second
+	MaxSeriesWindow = time.Hour
+	MinSeriesStep   = time.Second
+	MaxSeriesPoints = 720
+)
+
+// SeriesReport is an endpoint's numbers per deployment and step, for
+// charts. Step k covers the whole seconds [Times[k], Times[k]+Step); the
+// last step ends with the last complete second before the report was made.
+// Every array of a deployment has one entry per step.
+type SeriesReport struct {
+	Endpoint string `json:"endpoint"`
+	Window   string `json:"window"`
+	Step     string `json:"step"`
+	// StepSeconds is Step in seconds, for clients that do arithmetic.
+	StepSeconds int `json:"step_seconds"`
+	// Start is the start of the first step, End the end of the last one.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Times is the start of each step.
+	Times []time.Time `json:"times"`
+	// Order lists the deployments in config order.
+	Order       []string                    `json:"order"`
+	Deployments map[string]DeploymentSeries `json:"deployments"`
+}
+
+// DeploymentSeries is one deployment's numbers per step. Counts include
+// override-routed requests, as in the metrics JSON; the shares count only
+// split-routed ones. A value that has no data (a quantile or measured share
+// of a step without requests) is null, never a misleading 0.
+type DeploymentSeries struct {
+	// Requests counts the live requests that finished in the step.
+	Requests []uint64 `json:"requests"`
+	// Errors counts 5xx answers and transport failures among them.
+	Errors []uint64 `json:"errors"`
+	// LatencyP50MS and LatencyP99MS are nearest-rank quantiles of the time
+	// to the last body byte, in milliseconds.
+	LatencyP50MS []*float64 `json:"latency_p50_ms"`
+	LatencyP99MS []*float64 `json:"latency_p99_ms"`
+	// ConfiguredShare is the deployment's traffic weight as a fraction
+	// 0..1, averaged over the step's time (read from the event log, so a
+	// change in the middle of a step shows as a value in between).
+	ConfiguredShare []float64 `json:"configured_share"`
+	// MeasuredShare is the deployment's part of the endpoint's split-routed
+	// requests in the step, 0..1.
+	MeasuredShare []*float64 `json:"measured_share"`
+}
+
+// ValidateSeries checks a series' window and step, returning every problem
+// (as *spec.Problem errors joined).
+func ValidateSeries(window, step time.Duration) error {
+	var errs []error
+	windowOK := window >= MinSeriesWindow && window <= MaxSeriesWindow && window%time.Second == 0
+	if !windowOK {
+		errs = append(errs, spec.Problemf("window", "%s is not a window from 10s to 1h in whole seconds", telemetry.FormatWindow(window)))
+	}
+	switch {
+	case step < MinSeriesStep || step%time.Second != 0:
+		errs = append(errs, spec.Problemf("step", "%s is not a step of whole seconds, at least 1s", telemetry.FormatWindow(step)))
+	case windowOK && step > window:
+		errs = append(errs, spec.Problemf("step", "step %s is longer than the window %s", telemetry.FormatWindow(step), telemetry.FormatWindow(window)))
+	case windowOK && window/step > MaxSeriesPoints:
+		errs = append(errs, spec.Problemf("step", "window %s in steps of %s is %d points, at most %d: use a step of at least %s",
+			telemetry.FormatWindow(window), telemetry.FormatWindow(step), window/step, MaxSeriesPoints, telemetry.FormatWindow(ceilSeconds(window/MaxSeriesPoints))))
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultSeriesStep is the step of a series asked for without one: the
+// shortest whole number of seconds that gives at most 360 points.
+func DefaultSeriesStep(window time.Duration) time.Duration {
+	return max(MinSeriesStep, ceilSeconds(window/360))
+}
+
+func ceilSeconds(d time.Duration) time.Duration {
+	return (d + time.Second - 1) / time.Second * time.Second
+}
+
+// Series reports an endpoint's deployments per step over the last window.
+//
+// The last 10 minutes come from the 1-second slices, exact to the second.
+// Older steps are built from the 10-second slices: a 10-s slice counts in
+// the step its start lies in, so there a step shorter than 10 s may be
+// empty and its neighbour hold two slices' worth.
+func (s *Service) Series(ctx context.Context, name string, window, step time.Duration) (SeriesReport, error) {
+	if err := ValidateSeries(window, step); err != nil {
+		return SeriesReport{}, err
+	}
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return SeriesReport{}, notFound(name)
+	}
+	e := r.endpoint
+	evs, err := s.store.Events(ctx, store.EventFilter{Endpoint: name})
+	if err != nil {
+		return SeriesReport{}, fmt.Errorf("series of %q: read events: %w", name, err)
+	}
+
+	g := newSeriesGrid(s.now(), window, step)
+	rep := SeriesReport{
+		Endpoint:    name,
+		Window:      telemetry.FormatWindow(window),
+		Step:        telemetry.FormatWindow(step),
+		StepSeconds: int(g.step),
+		Start:       time.Unix(g.first, 0).UTC(),
+		End:         time.Unix(g.last+1, 0).UTC(),
+		Times:       make([]time.Time, g.n),
+		Order:       make([]string, 0, len(e.Deployments)),
+		Deployments: make(map[string]DeploymentSeries, len(e.Deployments)),
+	}
+	for k := range g.n {
+		rep.Times[k] = time.Unix(g.start(k), 0).UTC()
+	}
+
+	history := trafficHistory(e.Traffic, evs)
+	points := make(map[string][]point, len(e.Deployments))
+	for _, d := range e.Deployments {
+		rep.Order = append(rep.Order, d.Name)
+		points[d.Name] = g.points(s.telemetry.Recorder(name, d.Name))
+	}
+	for _, d := range e.Deployments {
+		ds := DeploymentSeries{
+			Requests:        make([]uint64, g.n),
+			Errors:          make([]uint64, g.n),
+			LatencyP50MS:    make([]*float64, g.n),
+			LatencyP99MS:    make([]*float64, g.n),
+			ConfiguredShare: make([]float64, g.n),
+			MeasuredShare:   make([]*float64, g.n),
+		}
+		for k := range g.n {
+			p := points[d.Name][k]
+			ds.Requests[k], ds.Errors[k] = p.requests, p.errors
+			if p.latency.Count() > 0 {
+				ds.LatencyP50MS[k] = msPtr(p.latency.Quantile(0.50))
+				ds.LatencyP99MS[k] = msPtr(p.latency.Quantile(0.99))
+			}
+			var split uint64
+			for _, other := range points {
+				split += other[k].split
+			}
+			if split > 0 {
+				ds.MeasuredShare[k] = ptr(float64(p.split) / float64(split))
+			}
+			ds.ConfiguredShare[k] = history.share(d.Name, g.start(k), g.start(k)+g.step)
+		}
+		rep.Deployments[d.Name] = ds
+	}
+	return rep, nil
+}
+
+func msPtr(d time.Duration) *float64 { return ptr(float64(d) / float64(time.Millisecond)) }
+
+func ptr(x float64) *float64 { return &x }
+
+// seriesGrid places n steps of step seconds so that the last one ends with
+// second last, the last complete second: the current second is still
+// filling up and would show as a dip at the end of every chart.
+type seriesGrid struct {
+	n           int
+	step        int64 // seconds
+	first, last int64 // unix seconds of the first and last second covered
+}
+
+func newSeriesGrid(now time.Time, window, step time.Duration) seriesGrid {
+	st := int64(step / time.Second)
+	n := int(window / step)
+	last := floorSec(now) - 1
+	return seriesGrid{n: n, step: st, first: last - int64(n)*st + 1, last: last}
+}
+
+// start is the first second of step k.
+func (g seriesGrid) start(k int) int64 { return g.first + int64(k)*g.step }
+
+// point is one deployment's numbers in one step.
+type point struct {
+	requests, split, errors uint64
+	latency                 telemetry.Sketch
+}
+
+// Ring geometry of telemetry.Recorder: 1-s slices for the last 600
+// seconds, 10-s slices (aligned to multiples of 10 s) for the hour.
+const (
+	fineSeconds = 600
+	coarseWidth = 10
+)
+
+// points reads rc's steps: 1-second slices for the part of the grid they
+// still cover (from a 10-s boundary on), 10-second slices before that.
+func (g seriesGrid) points(rc *telemetry.Recorder) []point {
+	out := make([]point, g.n)
+	// fineFrom is the first second read from 1-s slices: Slices keeps the
+	// 600 seconds up to last; start at the first 10-s boundary in them so
+	// that no 10-s slice is split between the two.
+	fineFrom := max(ceilDiv(g.last-fineSeconds+1, coarseWidth)*coarseWidth, g.first)
+	if fineFrom <= g.last {
+		slices := rc.Slices(time.Unix(fineFrom-1, 0), time.Unix(g.last, 0))
+		for _, sl := range slices {
+			k := int((sl.Start.Unix() - g.first) / g.step)
+			p := &out[k]
+			p.requests += sl.Requests
+			p.split += sl.SplitRequests
+			p.errors += sl.Errors
+			p.latency.Merge(sl.Latency)
+		}
+	}
+	if g.first >= fineFrom {
+		return out
+	}
+	// The 10-s slices c (covering seconds [10c, 10c+10)) with
+	// first <= 10c < fineFrom, grouped by the step their start lies in.
+	cb := fineFrom / coarseWidth
+	cp := coarsePrefix{rc: rc, at: g.last + 1, memo: map[int64]telemetry.Summary{}}
+	for k := range g.n {
+		lo := max(ceilDiv(g.start(k), coarseWidth), ceilDiv(g.first, coarseWidth))
+		hi := min(floorDiv(g.start(k)+g.step-1, coarseWidth), cb-1) // inclusive
+		if lo > hi {
+			continue
+		}
+		cp.add(&out[k], lo, hi+1)
+	}
+	return out
+}
+
+// coarsePrefix reads sums of 10-second slices through
+// telemetry.Recorder.Window, which reads 10-s slices only for the part of
+// a window older than the 600 s before its end, and 1-s slices for those
+// 600 s. Two ways isolate the 10-s slices [lo, hi):
+//
+//   - recent ones: a window that ends more than 600 s after now has its
+//     1-s part wholly in the future, holding nothing, so it sums exactly
+//     the 10-s slices from its start up to now; [lo, hi) is the difference
+//     of two such sums. Requests finishing between the two reads land in
+//     the newest slice of both, so the difference can be short by those
+//     few (clamped at zero).
+//   - older ones (more than about 20 minutes): a window ending at
+//     10*hi+599 s reads the 10-s slices from its start up to hi, plus the
+//     1-s slices of [10*hi, 10*hi+600); the same window starting at 10*hi
+//     reads only those 1-s slices, and the difference is exactly
+//     [lo, hi). Those 1-s slices are all older than 10 minutes, so they
+//     are gone or hold old data that no longer changes, except the one a
+//     request finishing right now reclaims: the reads are repeated when
+//     the 1-s part changed meanwhile. This costs two short reads per step
+//     instead of one ever longer sum, so an hour stays cheap.
+type coarsePrefix struct {
+	rc   *telemetry.Recorder
+	at   int64 // now, in unix seconds: nothing is recorded after it yet
+	memo map[int64]telemetry.Summary
+}
+
+// from sums every 10-s slice c' >= c up to now.
+func (cp *coarsePrefix) from(c int64) telemetry.Summary {
+	if s, ok := cp.memo[c]; ok {
+		return s
+	}
+	// end's 1-s part starts at a 10-s boundary past at+10: clear of any
+	// request finishing while this runs.
+	end := cp.at + fineSeconds + 2*coarseWidth
+	s := cp.rc.Window(time.Unix(end, 0), time.Duration(end-coarseWidth*c+1)*time.Second)
+	cp.memo[c] = s
+	return s
+}
+
+// add adds the 10-s slices [lo, hi) to p.
+func (cp *coarsePrefix) add(p *point, lo, hi int64) {
+	var a, b telemetry.Summary
+	if end := coarseWidth*hi + fineSeconds - 1; end < cp.at-fineSeconds-coarseWidth {
+		at := time.Unix(end, 0)
+		span := func(c int64) time.Duration { return time.Duration(end-coarseWidth*c+1) * time.Second }
+		for range 3 {
+			b = cp.rc.Window(at, span(hi))
+			a = cp.rc.Window(at, span(lo))
+			if again := cp.rc.Window(at, span(hi)); again.Requests == b.Requests {
+				break
+			}
+		}
+	} else {
+		a, b = cp.from(lo), cp.from(hi)
+	}
+	p.requests += sub(a.Requests, b.Requests)
+	p.split += sub(a.SplitRequests(), b.SplitRequests())
+	p.errors += sub(a.Errors, b.Errors)
+	p.latency.Merge(sketchDiff(a.Latency, b.Latency))
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// sketchDiff is a minus b, bucket by bucket, clamped at zero. Both walk
+// their buckets in ascending order of value, and share one layout.
+func sketchDiff(a, b telemetry.Sketch) telemetry.Sketch {
+	type bucket struct {
+		v time.Duration
+		n uint64
+	}
+	var bs []bucket
+	for v, n := range b.Buckets() {
+		bs = append(bs, bucket{v, n})
+	}
+	var out telemetry.Sketch
+	j := 0
+	for v, n := range a.Buckets() {
+		for j < len(bs) && bs[j].v < v {
+			j++
+		}
+		if j < len(bs) && bs[j].v == v {
+			n = sub(n, bs[j].n)
+		}
+		out.Add(v, n)
+	}
+	return out
+}
+
+func floorSec(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(time.Second)) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && a < 0 {
+		q--
+	}
+	return q
+}
+
+func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+
+// weightHistory is an endpoint's split over time: weights[i] held from
+// times[i] (unix seconds, fractional) until times[i+1]; weights[0] holds
+// from the beginning of time.
+type weightHistory struct {
+	times   []float64
+	weights []spec.Weights
+}
+
+// trafficHistory rebuilds the split over time from the endpoint's current
+// split and its traffic.changed events: walking back from now, each event
+// says what the split was before it.
+func trafficHistory(current spec.Weights, evs []store.Event) weightHistory {
+	type change struct {
+		at       float64
+		from, to spec.Weights
+	}
+	var changes []change
+	for _, ev := range evs {
+		if ev.Type != EventTrafficChanged {
+			continue
+		}
+		var d struct{ From, To spec.Weights }
+		if err := json.Unmarshal(ev.Data, &d); err != nil {
+			continue
+		}
+		changes = append(changes, change{float64(ev.Time.UnixNano()) / 1e9, d.From, d.To})
+	}
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].at < changes[j].at })
+	h := weightHistory{times: []float64{0}, weights: []spec.Weights{current}}
+	if len(changes) > 0 {
+		h.weights[0] = changes[0].from
+		for _, c := range changes {
+			h.times = append(h.times, c.at)
+			h.weights = append(h.weights, c.to)
+		}
+		// The store is the truth for now, whatever the log says.
+		h.weights[len(h.weights)-1] = current
+	}
+	return h
+}
+
+// share is dep's weight as a fraction, averaged over [from, to) seconds.
+func (h weightHistory) share(dep string, from, to int64) float64 {
+	lo, hi := float64(from), float64(to)
+	var sum float64
+	for i, w := range h.weights {
+		start := h.times[i]
+		end := hi
+		if i+1 < len(h.times) {
+			end = h.times[i+1]
+		}
+		a, b := max(start, lo), min(end, hi)
+		if b > a {
+			sum += w[dep].Fraction() * (b - a)
+		}
+	}
+	return sum / (hi - lo)
+}
