@@ -6,7 +6,7 @@ GO ?= go
 APT_PACKAGES := python3-scipy python3-numpy python3-sklearn chromium
 BIN := bin/modelgate
 
-.PHONY: build demo test deps fuzz clean
+.PHONY: build demo test deps fuzz clean screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
@@ -37,6 +37,10 @@ fuzz:
 			$(GO) test -run XXX -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+## screenshots: regenerate the dashboard screenshots in docs/img with headless Chromium.
+screenshots: deps
+	$(GO) test ./internal/dashboardtest/ -run TestDashboard -count=1 -update-screenshots
 
 clean:
 	rm -rf bin

@@ -477,14 +477,22 @@ function confirmDialog(title, text) {
 }
 
 function rolloutPage(gen, app, name) {
-  const status = h("div", { id: "rollout" });
+  const statusBody = h("div");
+  // The buttons stay the same elements across refreshes (only enabled or
+  // not), so that one is never replaced under a finger or a pointer.
+  const buttons = ACTIONS.map((a) => h("button", {
+    type: "button", class: a.danger ? "danger" : a.confirm ? "" : "quiet", dataset: { action: a.name },
+    disabled: true, onclick: () => act(a.name),
+  }, a.name));
+  const status = h("section", { class: "panel", id: "rollout", hidden: true }, statusBody, h("div", { class: "actions" }, buttons));
+  const none = h("div");
   const weights = h("section", { class: "panel" }, h("h2", {}, "Weights over time"));
   const gates = h("section", { class: "panel" }, h("h2", {}, "Gates"));
   const logList = h("ol", { class: "events", id: "event-log", reversed: true });
   const log = h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Event log"),
     h("span", { class: "muted small", id: "stream-state" }, "connecting…")), logList);
   const result = h("p", { id: "action-result", role: "status", hidden: true });
-  app.append(h("h1", {}, name, ": rollout"), status, result, weights, gates, log);
+  app.append(h("h1", {}, name, ": rollout"), none, status, result, weights, gates, log);
 
   let events = [];       // this endpoint's events, oldest first
   let ep = null, ro = null;
@@ -503,13 +511,16 @@ function rolloutPage(gen, app, name) {
     if (gen !== state.gen) return;
     ep = e; ro = r;
     if (!ro) {
-      status.replaceChildren(h("p", { class: "notice", id: "no-rollout" }, `No rollout has run on ${name} yet. Start one with `,
+      none.replaceChildren(h("p", { class: "notice", id: "no-rollout" }, `No rollout has run on ${name} yet. Start one with `,
         h("code", {}, `modelgate rollout start ${name} --canary DEPLOYMENT`), "."));
-      weights.hidden = gates.hidden = true;
+      status.hidden = weights.hidden = gates.hidden = true;
       return;
     }
-    weights.hidden = gates.hidden = false;
-    status.replaceChildren(rolloutStatus(ro, ep, events, act));
+    none.replaceChildren();
+    status.hidden = weights.hidden = gates.hidden = false;
+    status.dataset.phase = ro.phase;
+    statusBody.replaceChildren(...rolloutStatus(ro, ep, events));
+    ACTIONS.forEach((a, i) => { buttons[i].disabled = !a.when(ro.phase); });
     gates.replaceChildren(h("h2", {}, "Gates"), gatesTable(ro, openGates));
     drawWeights();
   });
@@ -564,7 +575,9 @@ function rolloutPage(gen, app, name) {
   every(gen, refresh, REFRESH_MS);
 }
 
-function rolloutStatus(ro, ep, events, act) {
+// rolloutStatus builds the status panel's content (its buttons are kept
+// by the page).
+function rolloutStatus(ro, ep, events) {
   const col = colours(ep);
   const order = ep.deployments.map((d) => d.name);
   const stages = ro.plan.stages || [];
@@ -596,7 +609,7 @@ function rolloutStatus(ro, ep, events, act) {
     items.push(li);
   });
   const stageText = ro.stage < 0 ? "shadow phase" : `stage ${ro.stage + 1}/${stages.length} at ${stages[ro.stage] ? stages[ro.stage].weight : 100}%`;
-  return h("section", { class: "panel", dataset: { phase: ro.phase } },
+  return [
     h("div", { class: "panel-head" }, h("h2", {}, ro.id), h("span", { id: "rollout-phase", dataset: { phase: ro.phase } }, badge(ro.phase)),
       h("span", {}, swatch(col[ro.stable]), ro.stable, " → ", swatch(col[ro.canary]), ro.canary)),
     h("p", { id: "rollout-reason" }, ro.reason),
@@ -608,11 +621,7 @@ function rolloutStatus(ro, ep, events, act) {
       h("dt", {}, "started"), h("dd", {}, new Date(ro.started_at).toLocaleString()),
       ro.finished_at ? [h("dt", {}, "finished"), h("dd", {}, new Date(ro.finished_at).toLocaleString())] : null),
     shareBar(order.map((n) => [n, (ep.traffic[n] || 0) / 100]), col, "traffic now"),
-    h("div", { class: "actions", style: null },
-      ACTIONS.map((a) => h("button", {
-        type: "button", class: a.danger ? "danger" : a.confirm ? "" : "quiet", dataset: { action: a.name },
-        disabled: !a.when(ro.phase), onclick: () => act(a.name),
-      }, a.name))));
+  ];
 }
 
 // secs writes seconds as 0.7s, 12s, 2m05s or 1h02m.
