@@ -146,7 +146,7 @@ func Demo(ctx context.Context, stdout io.Writer, opts DemoOptions) error {
 	admin := "http://" + d.AdminAddr()
 	fmt.Fprintf(stdout, "modelgate demo\n")
 	fmt.Fprintf(stdout, "  data plane  http://%s/fraud/v1/models/fraud:predict\n", d.ProxyAddr())
-	fmt.Fprintf(stdout, "  admin       %s\n", admin)
+	fmt.Fprintf(stdout, "  dashboard   %s/  (log in with the token below; the admin API is there too)\n", admin)
 	fmt.Fprintf(stdout, "  token       %s\n", d.Token())
 	fmt.Fprintf(stdout, "  watch       MODELGATE_TOKEN=%s modelgate rollout watch fraud --admin %s\n", d.Token(), admin)
 	fmt.Fprintf(stdout, "  models      blue %s (v1, stable), green %s (v2, good), red %s (v3: 8%% errors, twice as slow)\n",

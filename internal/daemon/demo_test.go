@@ -33,7 +33,7 @@ func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 	}
 	for _, want := range []string{
 		"data plane  http://127.0.0.1:",
-		"admin       http://127.0.0.1:",
+		"dashboard   http://127.0.0.1:",
 		"modelgate rollout watch fraud --admin http://127.0.0.1:",
 		"rollout 1 of 2 (fraud-1): green replaces blue",
 		"rollout 2 of 2 (fraud-2): red replaces green",
