@@ -54,8 +54,10 @@ const (
 // bounds the chance of rolling the good canary back. The latency gate
 // reads p90, not p99: over a stage's 100 canary requests the p99 is the
 // slowest one or two, so one scheduling hiccup would fail the good canary;
-// the sequential test watches the tail (requests slower than the stable's
-// p99) with the statistics to do it.
+// and it allows +100%, because on a busy two-core machine two identical
+// models' p90 over a hundred requests differed by 55%: a fixed threshold on
+// a small sample is noise (the point of the sequential test, which watches
+// the tail, requests slower than the stable's p99, with the statistics).
 const demoConfig = `listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
@@ -85,7 +87,7 @@ endpoints:
       gates:
         - {type: sequential, rollback_only: true}
         - {type: error_rate, max_increase: 3}
-        - {type: latency, quantile: 0.9, max_increase: 50}
+        - {type: latency, quantile: 0.9, max_increase: 100}
 `
 
 // Demo is `modelgate demo`: three built-in model versions, the real
