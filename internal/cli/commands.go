@@ -13,6 +13,7 @@ import (
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // Output formats of read commands (-o).
@@ -37,6 +38,39 @@ func addOutput(cmd *cobra.Command) *string {
 		return nil
 	}
 	return out
+}
+
+// show runs a read command: it fetches with the command's admin client,
+// then prints what it got as JSON with -o json (shaped by asJSON; nil
+// prints it as it is), else with table.
+func show[T any](a *app, cmd *cobra.Command, output string, fetch func(*Client) (T, error),
+	asJSON func(T) any, table func(io.Writer, T) error) error {
+	c, err := a.client(cmd)
+	if err != nil {
+		return err
+	}
+	v, err := fetch(c)
+	if err != nil {
+		return err
+	}
+	if output == outputJSON {
+		if asJSON == nil {
+			return printJSON(a.stdout, v)
+		}
+		return printJSON(a.stdout, asJSON(v))
+	}
+	return table(a.stdout, v)
+}
+
+// listJSON is the -o json shape of a list: {"key": [...]}, with an empty
+// list rather than null.
+func listJSON[E any](key string) func([]E) any {
+	return func(list []E) any {
+		if list == nil {
+			list = []E{}
+		}
+		return map[string]any{key: list}
+	}
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -161,21 +195,9 @@ func (a *app) endpointsCommand() *cobra.Command {
 		Short: "List endpoints with their deployments, traffic and mirror",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			eps, err := c.Endpoints(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if *output == outputJSON {
-				if eps == nil {
-					eps = []spec.Endpoint{}
-				}
-				return printJSON(a.stdout, map[string]any{"endpoints": eps})
-			}
-			return printEndpoints(a.stdout, eps)
+			return show(a, cmd, *output, func(c *Client) ([]spec.Endpoint, error) {
+				return c.Endpoints(cmd.Context())
+			}, listJSON[spec.Endpoint]("endpoints"), printEndpoints)
 		},
 	}
 	output = addOutput(cmd)
@@ -363,18 +385,9 @@ func (a *app) metricsCommand() *cobra.Command {
 		Short: "Show per-deployment traffic, errors and latency, compared with the baseline",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rep, err := c.Metrics(cmd.Context(), args[0], window)
-			if err != nil {
-				return err
-			}
-			if *output == outputJSON {
-				return printJSON(a.stdout, rep)
-			}
-			return printMetrics(a.stdout, rep)
+			return show(a, cmd, *output, func(c *Client) (telemetry.Report, error) {
+				return c.Metrics(cmd.Context(), args[0], window)
+			}, nil, printMetrics)
 		},
 	}
 	cmd.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")
@@ -402,11 +415,11 @@ sequence number; -f keeps following new events until interrupted (with
 			if follow && f.Limit != 0 {
 				return usagef("--limit cannot be used with --follow")
 			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
 			if follow {
+				c, err := a.client(cmd)
+				if err != nil {
+					return err
+				}
 				if *output == outputTable {
 					fmt.Fprintln(a.stdout, eventHeader)
 				}
@@ -418,17 +431,9 @@ sequence number; -f keeps following new events until interrupted (with
 					return err
 				})
 			}
-			evs, err := c.Events(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			if *output == outputJSON {
-				if evs == nil {
-					evs = []store.Event{}
-				}
-				return printJSON(a.stdout, map[string]any{"events": evs})
-			}
-			return printEvents(a.stdout, evs)
+			return show(a, cmd, *output, func(c *Client) ([]store.Event, error) {
+				return c.Events(cmd.Context(), f)
+			}, listJSON[store.Event]("events"), printEvents)
 		},
 	}
 	fl := cmd.Flags()

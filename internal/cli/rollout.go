@@ -204,18 +204,9 @@ func (a *app) rolloutStatusCommand() *cobra.Command {
 		Short: "Show the endpoint's current (or last) rollout with its gates' verdicts",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			r, err := c.Rollout(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if *output == outputJSON {
-				return printJSON(a.stdout, r)
-			}
-			return printRollout(a.stdout, r)
+			return show(a, cmd, *output, func(c *Client) (rollout.Rollout, error) {
+				return c.Rollout(cmd.Context(), args[0])
+			}, nil, printRollout)
 		},
 	}
 	output = addOutput(cmd)
@@ -229,21 +220,9 @@ func (a *app) rolloutHistoryCommand() *cobra.Command {
 		Short: "List the endpoint's rollouts, newest first",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rs, err := c.Rollouts(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if *output == outputJSON {
-				if rs == nil {
-					rs = []rollout.Rollout{}
-				}
-				return printJSON(a.stdout, map[string]any{"rollouts": rs})
-			}
-			return printRollouts(a.stdout, rs)
+			return show(a, cmd, *output, func(c *Client) ([]rollout.Rollout, error) {
+				return c.Rollouts(cmd.Context(), args[0])
+			}, listJSON[rollout.Rollout]("rollouts"), printRollouts)
 		},
 	}
 	output = addOutput(cmd)

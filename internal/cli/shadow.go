@@ -43,18 +43,9 @@ func (a *app) shadowCommand() *cobra.Command {
 		Short: "Match rate with its 95% interval, drops, errors, latency shadow vs live, and mismatch samples",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rep, err := c.ShadowReport(cmd.Context(), args[0], window)
-			if err != nil {
-				return err
-			}
-			if *output == outputJSON {
-				return printJSON(a.stdout, rep)
-			}
-			return printShadowReport(a.stdout, rep)
+			return show(a, cmd, *output, func(c *Client) (shadow.Report, error) {
+				return c.ShadowReport(cmd.Context(), args[0], window)
+			}, nil, printShadowReport)
 		},
 	}
 	report.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")

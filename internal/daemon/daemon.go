@@ -245,14 +245,16 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 // Run starts the daemon and serves until ctx ends or a listener fails,
 // reloading the config on SIGHUP, then shuts down gracefully.
 func (d *Daemon) Run(ctx context.Context) error {
+	// SIGHUP is always caught, and before the daemon says it serves (a
+	// reload sent right after that must not kill it); without a config file
+	// it is logged, not fatal.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := d.Start(); err != nil {
 		d.store.Close()
 		return err
 	}
-	// SIGHUP is always caught: without a config file it is logged, not fatal.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var runErr error
 loop:
 	for {

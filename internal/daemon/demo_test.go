@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/demo"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // fastDemo is the demo with a shorter plan: the same config, other numbers.
@@ -69,10 +70,10 @@ func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 
 func TestDemoStopsCleanlyWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- daemon.Demo(ctx, &out, fastDemo) }()
-	waitFor(t, 20*time.Second, "the first rollout on screen", func() bool { return strings.Contains(out.String(), "fraud-1: green replaces blue") })
+	testenv.WaitFor(t, 20*time.Second, "the first rollout on screen", func() bool { return strings.Contains(out.String(), "fraud-1: green replaces blue") })
 	cancel()
 	select {
 	case err := <-done:

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,11 +26,12 @@ import (
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // sendConcurrently sends n requests from workers goroutines and returns
 // how many each deployment answered; any non-200 fails the test.
-func sendConcurrently(t *testing.T, c *client, n, workers int, header func(i int) map[string]string) map[string]int {
+func sendConcurrently(t *testing.T, c *testenv.Client, n, workers int, header func(i int) map[string]string) map[string]int {
 	t.Helper()
 	var mu sync.Mutex
 	counts := map[string]int{}
@@ -50,7 +52,7 @@ func sendConcurrently(t *testing.T, c *client, n, workers int, header func(i int
 				if header != nil {
 					h = header(i)
 				}
-				status, dep, err := c.predict("/fraud/v1/models/fraud:predict", h)
+				status, dep, err := c.Predict("/fraud/v1/models/fraud:predict", h)
 				if err != nil || status != http.StatusOK {
 					if failed.Add(1) < 5 {
 						t.Errorf("request %d: status %d, err %v", i, status, err)
@@ -74,11 +76,11 @@ func sendConcurrently(t *testing.T, c *client, n, workers int, header func(i int
 }
 
 func TestSplitAtFivePercentAndMetricsCountExactly(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
 
-	if status, body := c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 95, "green": 5}); status != 200 {
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 95, "green": 5}); status != 200 {
 		t.Fatalf("PUT traffic = %d %s, want 200", status, body)
 	}
 	const n = 20000
@@ -90,13 +92,13 @@ func TestSplitAtFivePercentAndMetricsCountExactly(t *testing.T) {
 	if got := counts["blue"] + counts["green"]; got != n {
 		t.Errorf("answered by blue+green = %d, want %d", got, n)
 	}
-	if int(blue.served.Load()) != counts["blue"] || int(green.served.Load()) != counts["green"] {
+	if int(blue.Served()) != counts["blue"] || int(green.Served()) != counts["green"] {
 		t.Errorf("backends served blue=%d green=%d, responses named blue=%d green=%d",
-			blue.served.Load(), green.served.Load(), counts["blue"], counts["green"])
+			blue.Served(), green.Served(), counts["blue"], counts["green"])
 	}
 
 	// /metrics, parsed, counts exactly what was sent to each deployment.
-	resp, err := http.Get(c.admin + "/metrics")
+	resp, err := http.Get(c.Admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +136,7 @@ func TestSplitAtFivePercentAndMetricsCountExactly(t *testing.T) {
 	}
 
 	// The metrics JSON agrees.
-	status, body := c.api("GET", "/api/v1/endpoints/fraud/metrics?window=5m", nil)
+	status, body := c.API("GET", "/api/v1/endpoints/fraud/metrics?window=5m", nil)
 	if status != 200 {
 		t.Fatalf("GET metrics = %d %s", status, body)
 	}
@@ -168,19 +170,19 @@ func label(m *dto.Metric, name string) string {
 }
 
 func TestOverrideHeaderBypassesTheSplit(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
 
 	counts := sendConcurrently(t, c, 200, 4, func(int) map[string]string { return map[string]string{"X-Model-Deployment": "green"} })
 	if diff := cmp.Diff(map[string]int{"green": 200}, counts); diff != "" {
 		t.Errorf("override to green with traffic blue=100 (-want +got):\n%s", diff)
 	}
-	status, dep, err := c.predict("/fraud/x", map[string]string{"X-Model-Deployment": "purple"})
+	status, dep, err := c.Predict("/fraud/x", map[string]string{"X-Model-Deployment": "purple"})
 	if err != nil || status != http.StatusBadRequest {
 		t.Errorf("override to unknown deployment: status %d (deployment %q), err %v; want 400", status, dep, err)
 	}
-	_, body := c.api("GET", "/api/v1/endpoints/fraud/metrics", nil)
+	_, body := c.API("GET", "/api/v1/endpoints/fraud/metrics", nil)
 	var rep telemetry.Report
 	json.Unmarshal(body, &rep)
 	if g := rep.Deployments["green"]; g.Requests != 200 || g.OverrideRequests != 200 || g.Share != 0 {
@@ -190,13 +192,13 @@ func TestOverrideHeaderBypassesTheSplit(t *testing.T) {
 }
 
 func TestRequestPathQueryAndHeaders(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
 
-	req, _ := http.NewRequest("POST", c.proxy+"/fraud/v1/models/m:predict?explain=1", strings.NewReader(`{"instances":[[1]]}`))
+	req, _ := http.NewRequest("POST", c.Proxy+"/fraud/v1/models/m:predict?explain=1", strings.NewReader(`{"instances":[[1]]}`))
 	req.Header.Set("X-Request-Id", "req-42")
-	resp, err := c.http.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +220,7 @@ func TestRequestPathQueryAndHeaders(t *testing.T) {
 		t.Errorf("X-Request-Id = %q, want the client's req-42", h)
 	}
 	// Without one, a request id is generated and sent both ways.
-	resp2, err := c.http.Post(c.proxy+"/fraud/", "application/json", strings.NewReader("{}"))
+	resp2, err := c.HTTP.Post(c.Proxy+"/fraud/", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,16 +229,16 @@ func TestRequestPathQueryAndHeaders(t *testing.T) {
 	if id := resp2.Header.Get("X-Request-Id"); id == "" || id != raw["request_id"] {
 		t.Errorf("generated X-Request-Id = %q, backend saw %v; want the same non-empty id", id, raw["request_id"])
 	}
-	status, _, _ := c.predict("/nope/x", nil)
+	status, _, _ := c.Predict("/nope/x", nil)
 	if status != http.StatusNotFound {
 		t.Errorf("unknown endpoint status = %d, want 404", status)
 	}
 }
 
 func TestStickyKeysStayAndRampMonotonically(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), "    sticky_header: X-User-Id\n"))
-	c := newClient(t, d)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), "    sticky_header: X-User-Id\n"))
+	c := testenv.Connect(t, d)
 	const users = 2000
 	placement := func() map[string]string {
 		out := make(map[string]string, users)
@@ -249,7 +251,7 @@ func TestStickyKeysStayAndRampMonotonically(t *testing.T) {
 					defer wg.Done()
 					for u := w; u < users; u += 8 {
 						key := fmt.Sprintf("user-%d", u)
-						status, dep, err := c.predict("/fraud/p", map[string]string{"X-User-Id": key})
+						status, dep, err := c.Predict("/fraud/p", map[string]string{"X-User-Id": key})
 						if err != nil || status != 200 {
 							t.Errorf("user %s: %d %v", key, status, err)
 							return
@@ -278,7 +280,7 @@ func TestStickyKeysStayAndRampMonotonically(t *testing.T) {
 	}
 	var prev map[string]string
 	for _, pct := range []float64{5, 25, 50, 100} {
-		if status, body := c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100 - pct, "green": pct}); status != 200 {
+		if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100 - pct, "green": pct}); status != 200 {
 			t.Fatalf("PUT traffic green=%v: %d %s", pct, status, body)
 		}
 		p := placement()
@@ -296,10 +298,10 @@ func TestStickyKeysStayAndRampMonotonically(t *testing.T) {
 }
 
 func TestBadTrafficChangesAreRejectedAndChangeNothing(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
-	_, before := c.api("GET", "/api/v1/events", nil)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
+	_, before := c.API("GET", "/api/v1/events", nil)
 
 	cases := []struct {
 		name       string
@@ -308,15 +310,15 @@ func TestBadTrafficChangesAreRejectedAndChangeNothing(t *testing.T) {
 		wantStatus int
 		wantField  string
 	}{
-		{"sum 99", c.token, map[string]float64{"blue": 94, "green": 5}, 400, "traffic"},
-		{"unknown deployment", c.token, map[string]float64{"blue": 95, "grean": 5}, 400, "traffic.grean"},
-		{"three decimals", c.token, `{"blue": 94.995, "green": 5.005}`, 400, ""},
+		{"sum 99", c.Token, map[string]float64{"blue": 94, "green": 5}, 400, "traffic"},
+		{"unknown deployment", c.Token, map[string]float64{"blue": 95, "grean": 5}, 400, "traffic.grean"},
+		{"three decimals", c.Token, `{"blue": 94.995, "green": 5.005}`, 400, ""},
 		{"no token", "", map[string]float64{"blue": 95, "green": 5}, 401, ""},
 		{"wrong token", "not-the-token", map[string]float64{"blue": 95, "green": 5}, 401, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			status, body := c.apiToken(tc.token, "PUT", "/api/v1/endpoints/fraud/traffic", tc.body)
+			status, body := c.APIToken(tc.token, "PUT", "/api/v1/endpoints/fraud/traffic", tc.body)
 			if status != tc.wantStatus {
 				t.Fatalf("PUT traffic = %d %s, want %d", status, body, tc.wantStatus)
 			}
@@ -338,7 +340,7 @@ func TestBadTrafficChangesAreRejectedAndChangeNothing(t *testing.T) {
 			}
 		})
 	}
-	_, traffic := c.api("GET", "/api/v1/endpoints/fraud/traffic", nil)
+	_, traffic := c.API("GET", "/api/v1/endpoints/fraud/traffic", nil)
 	if strings.ReplaceAll(string(traffic), " ", "") != "{\"blue\":100}\n" && strings.TrimSpace(string(traffic)) != `{"blue":100}` {
 		t.Errorf("traffic after rejected changes = %s, want {\"blue\":100}", traffic)
 	}
@@ -346,21 +348,21 @@ func TestBadTrafficChangesAreRejectedAndChangeNothing(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"blue": 300}, counts); diff != "" {
 		t.Errorf("routing after rejected changes (-want +got):\n%s", diff)
 	}
-	if _, after := c.api("GET", "/api/v1/events", nil); string(after) != string(before) {
+	if _, after := c.API("GET", "/api/v1/events", nil); string(after) != string(before) {
 		t.Errorf("rejected changes wrote events:\nbefore %s\nafter  %s", before, after)
 	}
 }
 
 func TestApplyInvalidFileChangesNothing(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	dir := t.TempDir()
-	d := startDaemon(t, twoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
-	_, epBefore := c.api("GET", "/api/v1/endpoints/fraud", nil)
-	_, evBefore := c.api("GET", "/api/v1/events", nil)
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
+	_, epBefore := c.API("GET", "/api/v1/endpoints/fraud", nil)
+	_, evBefore := c.API("GET", "/api/v1/events", nil)
 
-	bad := strings.Replace(twoDeploymentConfig(dir, blue.URL(), "not a url", ""), "traffic: {blue: 100}", "traffic: {blue: 100}\n    colour: red", 1)
-	status, body := c.api("POST", "/api/v1/apply", bad)
+	bad := strings.Replace(testenv.TwoDeploymentConfig(dir, blue.URL(), "not a url", ""), "traffic: {blue: 100}", "traffic: {blue: 100}\n    colour: red", 1)
+	status, body := c.API("POST", "/api/v1/apply", bad)
 	if status != 400 {
 		t.Fatalf("apply invalid file = %d %s, want 400", status, body)
 	}
@@ -377,41 +379,41 @@ func TestApplyInvalidFileChangesNothing(t *testing.T) {
 			t.Errorf("problems %+v do not name %s", e.Problems, want)
 		}
 	}
-	_, epAfter := c.api("GET", "/api/v1/endpoints/fraud", nil)
-	_, evAfter := c.api("GET", "/api/v1/events", nil)
+	_, epAfter := c.API("GET", "/api/v1/endpoints/fraud", nil)
+	_, evAfter := c.API("GET", "/api/v1/events", nil)
 	if string(epBefore) != string(epAfter) || string(evBefore) != string(evAfter) {
 		t.Errorf("invalid apply changed state:\nendpoint before %s\nafter %s\nevents before %s\nafter %s", epBefore, epAfter, evBefore, evAfter)
 	}
 
 	// A valid file adds a deployment and keeps the stored traffic.
-	third := newBackend(t, "purple")
-	good := twoDeploymentConfig(dir, blue.URL(), green.URL(), "") + ""
+	third := testenv.NewEcho(t, "purple")
+	good := testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), "") + ""
 	good = strings.Replace(good, "    traffic: {blue: 100}", fmt.Sprintf("      - name: purple\n        backends: [%s]\n    traffic: {green: 100}", third.URL()), 1)
-	status, body = c.api("POST", "/api/v1/apply", good)
+	status, body = c.API("POST", "/api/v1/apply", good)
 	if status != 200 {
 		t.Fatalf("apply valid file = %d %s", status, body)
 	}
-	_, traffic := c.api("GET", "/api/v1/endpoints/fraud/traffic", nil)
+	_, traffic := c.API("GET", "/api/v1/endpoints/fraud/traffic", nil)
 	if strings.TrimSpace(string(traffic)) != `{"blue":100}` {
 		t.Errorf("traffic after apply = %s; the file's traffic only initialises new endpoints", traffic)
 	}
-	status, dep, _ := c.predict("/fraud/x", map[string]string{"X-Model-Deployment": "purple"})
+	status, dep, _ := c.Predict("/fraud/x", map[string]string{"X-Model-Deployment": "purple"})
 	if status != 200 || dep != "purple" {
 		t.Errorf("request to applied deployment purple: %d %q", status, dep)
 	}
 }
 
 func TestEventLogListsEveryChangeOnceInOrder(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
 
 	// Subscribe before the changes; the stream must deliver them live.
 	streamed := make(chan store.Event, 16)
-	req, _ := http.NewRequest("GET", c.admin+"/api/v1/events/stream", nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	req, _ := http.NewRequest("GET", c.Admin+"/api/v1/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+c.Token)
 	req.Header.Set("Last-Event-ID", "1") // skip the endpoint creation
-	resp, err := c.http.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,12 +432,12 @@ func TestEventLogListsEveryChangeOnceInOrder(t *testing.T) {
 		{"DELETE", "/api/v1/endpoints/fraud/deployments/purple", nil},
 	}
 	for _, s := range steps {
-		if status, body := c.api(s.method, s.path, s.body); status >= 300 {
+		if status, body := c.API(s.method, s.path, s.body); status >= 300 {
 			t.Fatalf("%s %s = %d %s", s.method, s.path, status, body)
 		}
 	}
 	wantTypes := []string{"endpoint.created", "traffic.changed", "mirror.changed", "traffic.changed", "deployment.created", "deployment.removed"}
-	_, body := c.api("GET", "/api/v1/events?endpoint=fraud", nil)
+	_, body := c.API("GET", "/api/v1/events?endpoint=fraud", nil)
 	var list struct{ Events []store.Event }
 	if err := json.Unmarshal(body, &list); err != nil {
 		t.Fatal(err)
@@ -450,7 +452,7 @@ func TestEventLogListsEveryChangeOnceInOrder(t *testing.T) {
 	if diff := cmp.Diff(wantTypes, types); diff != "" {
 		t.Errorf("event types (-want +got):\n%s", diff)
 	}
-	_, body = c.api("GET", fmt.Sprintf("/api/v1/events?since=%d", list.Events[2].Seq), nil)
+	_, body = c.API("GET", fmt.Sprintf("/api/v1/events?since=%d", list.Events[2].Seq), nil)
 	var tail struct{ Events []store.Event }
 	json.Unmarshal(body, &tail)
 	if len(tail.Events) != 3 || tail.Events[0].Seq != list.Events[3].Seq {
@@ -483,54 +485,39 @@ func readSSE(r io.Reader, out chan<- store.Event) {
 }
 
 func TestChangingSplitUnderLoadLosesNoRequest(t *testing.T) {
-	blue, green, purple := newBackend(t, "blue"), newBackend(t, "green"), newBackend(t, "purple")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
-	c := newClient(t, d)
+	blue, green, purple := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green"), testenv.NewEcho(t, "purple")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""))
+	c := testenv.Connect(t, d)
 
-	stop := make(chan struct{})
-	var sent, bad atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				status, dep, err := c.predict("/fraud/p", nil)
-				sent.Add(1)
-				if err != nil || status != 200 || dep == "" {
-					if bad.Add(1) < 5 {
-						t.Errorf("request under changing split: status %d deployment %q err %v", status, dep, err)
-					}
-				}
+	var bad atomic.Int64
+	ld := testenv.StartLoad(t, 16, 0, func() {
+		status, dep, err := c.Predict("/fraud/p", nil)
+		if err != nil || status != 200 || dep == "" {
+			if bad.Add(1) < 5 {
+				t.Errorf("request under changing split: status %d deployment %q err %v", status, dep, err)
 			}
-		}()
-	}
+		}
+	})
 	for i := 0; i < 30; i++ {
 		pct := float64((i * 37) % 101)
-		if status, body := c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100 - pct, "green": pct}); status != 200 {
+		if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100 - pct, "green": pct}); status != 200 {
 			t.Fatalf("PUT traffic: %d %s", status, body)
 		}
 		if i%10 == 5 { // add a third deployment, give it traffic, take it away, remove it
-			c.api("PUT", "/api/v1/endpoints/fraud/deployments/purple", map[string]any{"backends": []string{purple.URL()}})
-			c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "purple": 50})
-			c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100})
-			if status, body := c.api("DELETE", "/api/v1/endpoints/fraud/deployments/purple", nil); status != 200 && status != 204 {
+			c.API("PUT", "/api/v1/endpoints/fraud/deployments/purple", map[string]any{"backends": []string{purple.URL()}})
+			c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "purple": 50})
+			c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100})
+			if status, body := c.API("DELETE", "/api/v1/endpoints/fraud/deployments/purple", nil); status != 200 && status != 204 {
 				t.Fatalf("DELETE purple: %d %s", status, body)
 			}
 		}
 		time.Sleep(10 * time.Millisecond) // let load run between changes; not a correctness wait
 	}
-	close(stop)
-	wg.Wait()
-	if bad.Load() > 0 || sent.Load() < 100 {
-		t.Fatalf("%d of %d requests failed while the split changed", bad.Load(), sent.Load())
+	ld.Stop()
+	if bad.Load() > 0 || ld.Sent() < 100 {
+		t.Fatalf("%d of %d requests failed while the split changed", bad.Load(), ld.Sent())
 	}
-	if purple.served.Load() == 0 {
+	if purple.Served() == 0 {
 		t.Errorf("purple never served: the test did not exercise adding a deployment")
 	}
 }
@@ -545,15 +532,15 @@ func TestStreamedChunkReachesClientBeforeBackendFinishes(t *testing.T) {
 		<-release
 		fmt.Fprint(w, "data: second\n\n")
 	})
-	streamer := newBackend(t, "green")
-	streamer.srv.Config.Handler = sse
-	blue := newBackend(t, "blue")
-	d := startDaemon(t, twoDeploymentConfig(t.TempDir(), blue.URL(), streamer.URL(), ""))
-	c := newClient(t, d)
+	streamer := httptest.NewServer(sse)
+	t.Cleanup(streamer.Close)
+	blue := testenv.NewEcho(t, "blue")
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), streamer.URL, ""))
+	c := testenv.Connect(t, d)
 
-	req, _ := http.NewRequest("POST", c.proxy+"/fraud/v1/chat/completions", strings.NewReader(`{"stream":true}`))
+	req, _ := http.NewRequest("POST", c.Proxy+"/fraud/v1/chat/completions", strings.NewReader(`{"stream":true}`))
 	req.Header.Set("X-Model-Deployment", "green")
-	resp, err := c.http.Do(req)
+	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		close(release)
 		t.Fatal(err)
@@ -573,7 +560,7 @@ func TestStreamedChunkReachesClientBeforeBackendFinishes(t *testing.T) {
 }
 
 func TestFailingBackendIsSkippedAndRejoins(t *testing.T) {
-	good := newBackend(t, "blue")
+	good := testenv.NewEcho(t, "blue")
 	// Reserve an address, then close it so that it refuses connections.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -581,12 +568,12 @@ func TestFailingBackendIsSkippedAndRejoins(t *testing.T) {
 	}
 	deadAddr := ln.Addr().String()
 	ln.Close()
-	green := newBackend(t, "green")
-	cfg := twoDeploymentConfig(t.TempDir(), good.URL()+", http://"+deadAddr, green.URL(), "")
+	green := testenv.NewEcho(t, "green")
+	cfg := testenv.TwoDeploymentConfig(t.TempDir(), good.URL()+", http://"+deadAddr, green.URL(), "")
 	cfg = strings.Replace(cfg, "        backends: ["+good.URL()+", http://"+deadAddr+"]",
 		"        backends: ["+good.URL()+", http://"+deadAddr+"]\n        fail_timeout: 200ms", 1)
-	d := startDaemon(t, cfg)
-	c := newClient(t, d)
+	d := testenv.StartDaemon(t, cfg)
+	c := testenv.Connect(t, d)
 
 	counts := sendConcurrently(t, c, 200, 4, nil)
 	if counts["blue"] != 200 {
@@ -606,7 +593,7 @@ func TestFailingBackendIsSkippedAndRejoins(t *testing.T) {
 	defer srv.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for revived.Load() == 0 && time.Now().Before(deadline) {
-		if status, _, err := c.predict("/fraud/p", nil); err != nil || status != 200 {
+		if status, _, err := c.Predict("/fraud/p", nil); err != nil || status != 200 {
 			t.Fatalf("request while backend rejoins: %d %v", status, err)
 		}
 	}
@@ -616,9 +603,9 @@ func TestFailingBackendIsSkippedAndRejoins(t *testing.T) {
 }
 
 func TestCLIAgainstTheRealDaemon(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	dir := t.TempDir()
-	d := startDaemon(t, twoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
 	tokenFile := filepath.Join(dir, "admin.token") // written beside the state on first start
 	run := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
@@ -638,7 +625,7 @@ func TestCLIAgainstTheRealDaemon(t *testing.T) {
 	if diff := cmp.Diff(spec.Weights{"blue": 9500, "green": 500}, w); diff != "" {
 		t.Errorf("traffic after `traffic set fraud green=5` (-want +got):\n%s", diff)
 	}
-	sendConcurrently(t, newClient(t, d), 400, 4, nil)
+	sendConcurrently(t, testenv.Connect(t, d), 400, 4, nil)
 	code, out, errOut = run("metrics", "fraud", "--window", "1m", "-o", "json")
 	var rep telemetry.Report
 	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {

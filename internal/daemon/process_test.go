@@ -2,9 +2,7 @@ package daemon_test
 
 import (
 	"bufio"
-	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // binary is the modelgate binary built once for the tests that need a real
@@ -103,12 +103,12 @@ func (p *process) stop(t *testing.T, sig syscall.Signal) {
 	}
 }
 
-func (p *process) client(t *testing.T, dir string) *client {
+func (p *process) client(t *testing.T, dir string) *testenv.Client {
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatalf("token file beside the state: %v", err)
 	}
-	return &client{t: t, proxy: p.proxy, admin: p.admin, token: strings.TrimSpace(string(tok)), http: &http.Client{Timeout: 10 * time.Second}}
+	return testenv.NewClient(t, p.proxy, p.admin, strings.TrimSpace(string(tok)))
 }
 
 func writeConfig(t *testing.T, path, content string) {
@@ -119,23 +119,23 @@ func writeConfig(t *testing.T, path, content string) {
 }
 
 func TestTrafficSurvivesRestartAndSIGKILL(t *testing.T) {
-	blue, green := newBackend(t, "blue"), newBackend(t, "green")
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "modelgate.yaml")
-	writeConfig(t, cfgPath, twoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
 
 	p := startProcess(t, cfgPath)
 	if fi, err := os.Stat(filepath.Join(dir, "admin.token")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin.token beside the state: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 	c := p.client(t, dir)
-	if status, body := c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 70, "green": 30}); status != 200 {
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 70, "green": 30}); status != 200 {
 		t.Fatalf("PUT traffic: %d %s", status, body)
 	}
-	if status, body := c.api("PUT", "/api/v1/endpoints/fraud/mirror", map[string]float64{"green": 10}); status != 200 {
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/mirror", map[string]float64{"green": 10}); status != 200 {
 		t.Fatalf("PUT mirror: %d %s", status, body)
 	}
-	if status, body := c.api("PUT", "/api/v1/endpoints/fraud/deployments/canary", map[string]any{"backends": []string{green.URL()}}); status != 201 {
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/deployments/canary", map[string]any{"backends": []string{green.URL()}}); status != 201 {
 		t.Fatalf("PUT deployment: %d %s", status, body)
 	}
 	p.stop(t, syscall.SIGKILL)
@@ -144,12 +144,12 @@ func TestTrafficSurvivesRestartAndSIGKILL(t *testing.T) {
 	c = p.client(t, dir)
 	check := func(stage string) {
 		t.Helper()
-		_, traffic := c.api("GET", "/api/v1/endpoints/fraud/traffic", nil)
-		_, mirror := c.api("GET", "/api/v1/endpoints/fraud/mirror", nil)
+		_, traffic := c.API("GET", "/api/v1/endpoints/fraud/traffic", nil)
+		_, mirror := c.API("GET", "/api/v1/endpoints/fraud/mirror", nil)
 		if strings.TrimSpace(string(traffic)) != `{"blue":70,"green":30}` || strings.TrimSpace(string(mirror)) != `{"green":10}` {
 			t.Errorf("%s: traffic %s mirror %s; want blue 70 green 30, mirror green 10", stage, traffic, mirror)
 		}
-		status, dep, err := c.predict("/fraud/p", map[string]string{"X-Model-Deployment": "canary"})
+		status, dep, err := c.Predict("/fraud/p", map[string]string{"X-Model-Deployment": "canary"})
 		if err != nil || status != 200 || dep != "canary" {
 			t.Errorf("%s: API-made deployment canary: %d %q %v", stage, status, dep, err)
 		}
@@ -165,19 +165,19 @@ func TestTrafficSurvivesRestartAndSIGKILL(t *testing.T) {
 }
 
 func TestSIGHUPAppliesAValidFileAndRefusesAnInvalidOne(t *testing.T) {
-	blue, green, purple := newBackend(t, "blue"), newBackend(t, "green"), newBackend(t, "purple")
+	blue, green, purple := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green"), testenv.NewEcho(t, "purple")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "modelgate.yaml")
-	base := twoDeploymentConfig(dir, blue.URL(), green.URL(), "")
+	base := testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), "")
 	writeConfig(t, cfgPath, base)
 	p := startProcess(t, cfgPath)
 	c := p.client(t, dir)
-	_, before := c.api("GET", "/api/v1/endpoints/fraud", nil)
+	_, before := c.API("GET", "/api/v1/endpoints/fraud", nil)
 
 	writeConfig(t, cfgPath, strings.Replace(base, "traffic: {blue: 100}", "traffic: {blue: 99}\n    timeout: soon", 1))
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reload refusal in the log", func() bool { return strings.Contains(p.log(), "reload refused") })
-	if _, after := c.api("GET", "/api/v1/endpoints/fraud", nil); string(after) != string(before) {
+	testenv.WaitFor(t, 10*time.Second, "the reload refusal in the log", func() bool { return strings.Contains(p.log(), "reload refused") })
+	if _, after := c.API("GET", "/api/v1/endpoints/fraud", nil); string(after) != string(before) {
 		t.Errorf("invalid file on SIGHUP changed the endpoint:\nbefore %s\nafter  %s", before, after)
 	}
 	if !strings.Contains(p.log(), "endpoints[0].timeout") {
@@ -187,25 +187,9 @@ func TestSIGHUPAppliesAValidFileAndRefusesAnInvalidOne(t *testing.T) {
 	writeConfig(t, cfgPath, strings.Replace(base, "    traffic: {blue: 100}",
 		fmt.Sprintf("      - name: purple\n        backends: [%s]\n    traffic: {blue: 100}", purple.URL()), 1))
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "purple to be served after SIGHUP", func() bool {
-		status, dep, _ := c.predict("/fraud/p", map[string]string{"X-Model-Deployment": "purple"})
+	testenv.WaitFor(t, 10*time.Second, "purple to be served after SIGHUP", func() bool {
+		status, dep, _ := c.Predict("/fraud/p", map[string]string{"X-Model-Deployment": "purple"})
 		return status == 200 && dep == "purple"
 	})
 	p.stop(t, syscall.SIGTERM)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }

@@ -19,168 +19,38 @@ import (
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/testenv"
 	"github.com/modelgate/modelgate/internal/webhook"
 )
 
-// modelBackend answers like a model server: every failEvery-th request
-// is a 500 (0: never), after delay plus up to jitter (deterministic).
-type modelBackend struct {
-	srv    *httptest.Server
-	served atomic.Int64
-}
-
-func newModelBackend(t *testing.T, failEvery int64, delay, jitter time.Duration) *modelBackend {
-	t.Helper()
-	b := &modelBackend{}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := b.served.Add(1)
-		io.Copy(io.Discard, r.Body)
-		if d := delay + time.Duration(n*7919%101)*jitter/100; d > 0 {
-			select { // the model's own latency
-			case <-time.After(d):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		if failEvery > 0 && n%failEvery == 0 {
-			w.WriteHeader(http.StatusInternalServerError)
-			w.Write([]byte(`{"error":"model failed"}`))
-			return
-		}
-		w.Write([]byte(`{"predictions":[1]}`))
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
-}
-
-// load sends requests from workers until stopped.
-type load struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
-	sent atomic.Int64
-}
-
-func startLoad(t *testing.T, c *client, workers int, header map[string]string) *load {
-	l := &load{stop: make(chan struct{})}
-	for w := 0; w < workers; w++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				c.predict("/fraud/p", header)
-				l.sent.Add(1)
-			}
-		}()
-	}
-	t.Cleanup(l.Stop)
-	return l
-}
-
-func (l *load) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
-}
-
-func startRolloutDaemon(t *testing.T, blue, green string, extra string) (*client, string) {
+// startRolloutDaemon starts the daemon with fraud's blue and green at the
+// given backends, looking at rollouts every 100ms, and returns a client and
+// the state dir.
+func startRolloutDaemon(t *testing.T, blue, green string, extra string) (*testenv.Client, string) {
 	t.Helper()
 	dir := t.TempDir()
-	d := startDaemonWith(t, twoDeploymentConfig(dir, blue, green, extra), 100*time.Millisecond)
-	return newClient(t, d), dir
-}
-
-func (c *client) rollout() rollout.Rollout {
-	c.t.Helper()
-	status, body := c.api("GET", "/api/v1/endpoints/fraud/rollout", nil)
-	if status != 200 {
-		c.t.Fatalf("GET rollout = %d %s", status, body)
-	}
-	var r rollout.Rollout
-	if err := json.Unmarshal(body, &r); err != nil {
-		c.t.Fatal(err)
-	}
-	return r
-}
-
-func (c *client) startRollout(body string) rollout.Rollout {
-	c.t.Helper()
-	status, resp := c.api("POST", "/api/v1/endpoints/fraud/rollouts", body)
-	if status != 201 {
-		c.t.Fatalf("POST rollouts %s = %d %s", body, status, resp)
-	}
-	var r rollout.Rollout
-	json.Unmarshal(resp, &r)
-	return r
-}
-
-func (c *client) waitPhase(timeout time.Duration, phases ...rollout.Phase) rollout.Rollout {
-	c.t.Helper()
-	var r rollout.Rollout
-	c.t.Cleanup(func() {
-		if c.t.Failed() {
-			raw, _ := json.MarshalIndent(struct {
-				Phase  rollout.Phase
-				Stage  int
-				Reason string
-				Gates  any
-			}{r.Phase, r.Stage, r.Reason, r.Gates}, "", " ")
-			c.t.Logf("last rollout seen: %s", raw)
-		}
-	})
-	waitFor(c.t, timeout, fmt.Sprintf("rollout phase %v", phases), func() bool {
-		r = c.rollout()
-		for _, p := range phases {
-			if r.Phase == p {
-				return true
-			}
-		}
-		return false
-	})
-	return r
-}
-
-func (c *client) events() []store.Event {
-	c.t.Helper()
-	_, body := c.api("GET", "/api/v1/events?endpoint=fraud", nil)
-	var list struct{ Events []store.Event }
-	json.Unmarshal(body, &list)
-	return list.Events
-}
-
-func (c *client) traffic() spec.Weights {
-	c.t.Helper()
-	_, body := c.api("GET", "/api/v1/endpoints/fraud/traffic", nil)
-	var w spec.Weights
-	json.Unmarshal(body, &w)
-	return w
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(dir, blue, green, extra), testenv.RolloutInterval(100*time.Millisecond))
+	return testenv.Connect(t, d), dir
 }
 
 // thresholdPlan advances as soon as a stage has its minimum sample.
 const thresholdPlan = `"bake": "500ms", "min_requests": 40, "gates": [{"type": "error_rate", "max": 0.05}, {"type": "latency", "max": 2000}]`
 
 func TestRolloutPromotesAGoodCanaryThroughEveryStage(t *testing.T) {
-	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, "")
-	startLoad(t, c, 8, nil)
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	c.StartLoad(8, "/fraud/p", nil)
 
-	c.startRollout(`{"canary": "green", "stages": [5, 25, 50, 100], ` + thresholdPlan + `}`)
-	r := c.waitPhase(60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
+	c.StartRollout("fraud", `{"canary": "green", "stages": [5, 25, 50, 100], `+thresholdPlan+`}`)
+	r := c.WaitPhase("fraud", 60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
 	if r.Phase != rollout.PhaseSucceeded {
 		t.Fatalf("rollout ended %s: %s", r.Phase, r.Reason)
 	}
-	if diff := cmp.Diff(spec.Weights{"green": spec.Full}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"green": spec.Full}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after promotion (-want +got):\n%s", diff)
 	}
 	var weights []string
-	for _, e := range c.events() {
+	for _, e := range c.Events("fraud") {
 		if e.Type == control_trafficChanged && e.Actor == "rollout" {
 			var d struct{ To spec.Weights }
 			json.Unmarshal(e.Data, &d)
@@ -191,11 +61,11 @@ func TestRolloutPromotesAGoodCanaryThroughEveryStage(t *testing.T) {
 		t.Errorf("green's weight over the rollout's traffic changes (-want +got):\n%s", diff)
 	}
 	// The old stable stays registered: undo brings it back at once.
-	status, body := c.api("POST", "/api/v1/endpoints/fraud/rollout/undo", nil)
+	status, body := c.API("POST", "/api/v1/endpoints/fraud/rollout/undo", nil)
 	if status != 200 {
 		t.Fatalf("undo = %d %s", status, body)
 	}
-	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after undo (-want +got):\n%s", diff)
 	}
 }
@@ -204,14 +74,14 @@ const control_trafficChanged = "traffic.changed"
 
 func TestRolloutRollsBackAnErrorRegressionWithin300CanaryRequests(t *testing.T) {
 	// Stable fails 1% of requests, the canary 10%, deterministically.
-	blue, green := newModelBackend(t, 100, 0, 0), newModelBackend(t, 10, 0, 0)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, "")
-	startLoad(t, c, 8, nil)
-	waitFor(t, 10*time.Second, "stable traffic before the rollout", func() bool { return blue.served.Load() > 500 })
+	blue, green := testenv.NewModel(t, testenv.Model{FailEvery: 100}), testenv.NewModel(t, testenv.Model{FailEvery: 10})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	c.StartLoad(8, "/fraud/p", nil)
+	testenv.WaitFor(t, 10*time.Second, "stable traffic before the rollout", func() bool { return blue.Served() > 500 })
 
-	c.startRollout(`{"canary": "green"}`) // the default plan: sequential gate, 5% first
-	r := c.waitPhase(60*time.Second, rollout.PhaseRolledBack, rollout.PhaseSucceeded, rollout.PhasePaused)
-	canaryRequests := green.served.Load()
+	c.StartRollout("fraud", `{"canary": "green"}`) // the default plan: sequential gate, 5% first
+	r := c.WaitPhase("fraud", 60*time.Second, rollout.PhaseRolledBack, rollout.PhaseSucceeded, rollout.PhasePaused)
+	canaryRequests := green.Served()
 	if r.Phase != rollout.PhaseRolledBack {
 		t.Fatalf("rollout ended %s (%s), want rolled_back", r.Phase, r.Reason)
 	}
@@ -221,7 +91,7 @@ func TestRolloutRollsBackAnErrorRegressionWithin300CanaryRequests(t *testing.T) 
 	if !strings.Contains(r.Reason, "sequential") || !strings.Contains(r.Reason, "error rate") {
 		t.Errorf("rollback reason %q does not say which gate and why", r.Reason)
 	}
-	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after rollback (-want +got):\n%s", diff)
 	}
 	t.Logf("rolled back after %d canary requests: %s", canaryRequests, r.Reason)
@@ -231,14 +101,14 @@ func TestRolloutRollsBackALatencyRegressionWithin1000CanaryRequests(t *testing.T
 	// The canary is twice as slow, across its whole distribution. Model
 	// latencies are large next to the gateway's own (under -race) so that
 	// the client sees the +100%.
-	blue, green := newModelBackend(t, 0, 20*time.Millisecond, 20*time.Millisecond), newModelBackend(t, 0, 40*time.Millisecond, 40*time.Millisecond)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, "")
-	startLoad(t, c, 8, nil)
-	waitFor(t, 20*time.Second, "stable traffic before the rollout", func() bool { return blue.served.Load() > 300 })
+	blue, green := testenv.NewModel(t, testenv.Model{Delay: 20 * time.Millisecond, Jitter: 20 * time.Millisecond}), testenv.NewModel(t, testenv.Model{Delay: 40 * time.Millisecond, Jitter: 40 * time.Millisecond})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	c.StartLoad(8, "/fraud/p", nil)
+	testenv.WaitFor(t, 20*time.Second, "stable traffic before the rollout", func() bool { return blue.Served() > 300 })
 
-	c.startRollout(`{"canary": "green", "bake": "1h"}`) // bake time does not delay a rollback
-	r := c.waitPhase(90*time.Second, rollout.PhaseRolledBack, rollout.PhaseSucceeded, rollout.PhasePaused)
-	canaryRequests := green.served.Load()
+	c.StartRollout("fraud", `{"canary": "green", "bake": "1h"}`) // bake time does not delay a rollback
+	r := c.WaitPhase("fraud", 90*time.Second, rollout.PhaseRolledBack, rollout.PhaseSucceeded, rollout.PhasePaused)
+	canaryRequests := green.Served()
 	if r.Phase != rollout.PhaseRolledBack {
 		t.Fatalf("rollout ended %s (%s), want rolled_back", r.Phase, r.Reason)
 	}
@@ -249,50 +119,50 @@ func TestRolloutRollsBackALatencyRegressionWithin1000CanaryRequests(t *testing.T
 }
 
 func TestRolloutWithTooLittleTrafficIsInconclusiveThenTakesTheDeadlineAction(t *testing.T) {
-	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, "")
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
 
-	c.startRollout(`{"canary": "green", "progress_deadline": "2s"}`) // default on_deadline: pause
-	waitFor(t, 10*time.Second, "an inconclusive verdict", func() bool {
-		r := c.rollout()
+	c.StartRollout("fraud", `{"canary": "green", "progress_deadline": "2s"}`) // default on_deadline: pause
+	testenv.WaitFor(t, 10*time.Second, "an inconclusive verdict", func() bool {
+		r := c.Rollout("fraud")
 		return len(r.Gates) > 0 && r.Gates[0].Verdict == "inconclusive"
 	})
-	r := c.waitPhase(15*time.Second, rollout.PhasePaused, rollout.PhaseRolledBack)
+	r := c.WaitPhase("fraud", 15*time.Second, rollout.PhasePaused, rollout.PhaseRolledBack)
 	if r.Phase != rollout.PhasePaused || !strings.Contains(r.Reason, "progress deadline") {
 		t.Errorf("after the deadline: %s (%s), want paused for the progress deadline", r.Phase, r.Reason)
 	}
-	if diff := cmp.Diff(spec.Weights{"blue": 9500, "green": 500}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"blue": 9500, "green": 500}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("a paused rollout keeps its stage's traffic (-want +got):\n%s", diff)
 	}
 
 	// With on_deadline: rollback, the same wait rolls back.
-	c.api("POST", "/api/v1/endpoints/fraud/rollout/abort", nil)
-	c.startRollout(`{"canary": "green", "progress_deadline": "2s", "on_deadline": "rollback"}`)
-	r = c.waitPhase(15*time.Second, rollout.PhaseRolledBack, rollout.PhasePaused)
+	c.API("POST", "/api/v1/endpoints/fraud/rollout/abort", nil)
+	c.StartRollout("fraud", `{"canary": "green", "progress_deadline": "2s", "on_deadline": "rollback"}`)
+	r = c.WaitPhase("fraud", 15*time.Second, rollout.PhaseRolledBack, rollout.PhasePaused)
 	if r.Phase != rollout.PhaseRolledBack || !strings.Contains(r.Reason, "progress deadline") {
 		t.Errorf("with on_deadline rollback: %s (%s)", r.Phase, r.Reason)
 	}
 }
 
 func TestRolloutPausesOnSampleRatioMismatch(t *testing.T) {
-	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, "    sticky_header: X-User-Id\n")
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "    sticky_header: X-User-Id\n")
 	// One heavy user pins to one deployment: the canary's measured share
 	// cannot match its 25% weight.
-	startLoad(t, c, 8, map[string]string{"X-User-Id": "the-only-user"})
-	c.startRollout(`{"canary": "green", "stages": [25, 100], "bake": "1h"}`)
-	r := c.waitPhase(60*time.Second, rollout.PhasePaused, rollout.PhaseRolledBack, rollout.PhaseSucceeded)
+	c.StartLoad(8, "/fraud/p", map[string]string{"X-User-Id": "the-only-user"})
+	c.StartRollout("fraud", `{"canary": "green", "stages": [25, 100], "bake": "1h"}`)
+	r := c.WaitPhase("fraud", 60*time.Second, rollout.PhasePaused, rollout.PhaseRolledBack, rollout.PhaseSucceeded)
 	if r.Phase != rollout.PhasePaused || !strings.Contains(r.Reason, "sample ratio") {
 		t.Errorf("rollout %s (%s), want paused for a sample ratio mismatch", r.Phase, r.Reason)
 	}
 }
 
 func TestRolloutActions(t *testing.T) {
-	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, "")
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
 	act := func(action string, wantStatus int) rollout.Rollout {
 		t.Helper()
-		status, body := c.api("POST", "/api/v1/endpoints/fraud/rollout/"+action, nil)
+		status, body := c.API("POST", "/api/v1/endpoints/fraud/rollout/"+action, nil)
 		if status != wantStatus {
 			t.Fatalf("%s = %d %s, want %d", action, status, body, wantStatus)
 		}
@@ -301,8 +171,8 @@ func TestRolloutActions(t *testing.T) {
 		return r
 	}
 	slow := `{"canary": "green", "stages": [5, 25, 50], "bake": "1h"}`
-	c.startRollout(slow)
-	if status, body := c.api("POST", "/api/v1/endpoints/fraud/rollouts", slow); status != 409 {
+	c.StartRollout("fraud", slow)
+	if status, body := c.API("POST", "/api/v1/endpoints/fraud/rollouts", slow); status != 409 {
 		t.Errorf("a second rollout on the same endpoint = %d %s, want 409", status, body)
 	}
 	if r := act("pause", 200); r.Phase != rollout.PhasePaused {
@@ -315,13 +185,13 @@ func TestRolloutActions(t *testing.T) {
 	if r := act("promote", 200); r.Stage != 1 || r.Weight != 2500 {
 		t.Errorf("promote: stage %d weight %s, want stage 1 at 25", r.Stage, r.Weight)
 	}
-	if diff := cmp.Diff(spec.Weights{"blue": 7500, "green": 2500}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"blue": 7500, "green": 2500}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after promote (-want +got):\n%s", diff)
 	}
 	if r := act("abort", 200); r.Phase != rollout.PhaseAborted {
 		t.Errorf("abort: phase %s", r.Phase)
 	}
-	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after abort (-want +got):\n%s", diff)
 	}
 	act("abort", 409)
@@ -332,16 +202,16 @@ func TestRolloutActions(t *testing.T) {
 	if r := act("promote-full", 200); r.Phase != rollout.PhaseSucceeded {
 		t.Errorf("promote-full: phase %s", r.Phase)
 	}
-	if diff := cmp.Diff(spec.Weights{"green": spec.Full}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"green": spec.Full}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after promote-full (-want +got):\n%s", diff)
 	}
 	if r := act("undo", 200); r.Phase != rollout.PhaseUndone {
 		t.Errorf("undo: phase %s", r.Phase)
 	}
-	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.traffic()); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.Traffic("fraud")); diff != "" {
 		t.Errorf("traffic after undo (-want +got):\n%s", diff)
 	}
-	_, body := c.api("GET", "/api/v1/endpoints/fraud/rollouts", nil)
+	_, body := c.API("GET", "/api/v1/endpoints/fraud/rollouts", nil)
 	var hist struct{ Rollouts []rollout.Rollout }
 	json.Unmarshal(body, &hist)
 	if len(hist.Rollouts) != 2 || hist.Rollouts[0].Phase != rollout.PhaseUndone || hist.Rollouts[1].Phase != rollout.PhaseAborted {
@@ -349,18 +219,18 @@ func TestRolloutActions(t *testing.T) {
 	}
 
 	// A traffic change by hand during a rollout pauses it, and says so.
-	c.startRollout(slow)
-	if status, body := c.api("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 80, "green": 20}); status != 200 {
+	c.StartRollout("fraud", slow)
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 80, "green": 20}); status != 200 {
 		t.Fatalf("PUT traffic: %d %s", status, body)
 	}
-	r := c.waitPhase(10*time.Second, rollout.PhasePaused)
+	r := c.WaitPhase("fraud", 10*time.Second, rollout.PhasePaused)
 	if !strings.Contains(r.Reason, "traffic changed by hand") {
 		t.Errorf("pause reason %q does not say traffic was changed by hand", r.Reason)
 	}
 }
 
 func TestRolloutSurvivesSIGKILLMidStage(t *testing.T) {
-	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "modelgate.yaml")
 	plan := `    rollout:
@@ -369,33 +239,33 @@ func TestRolloutSurvivesSIGKILLMidStage(t *testing.T) {
       min_requests: 20
       gates: [{type: error_rate, max: 0.05}]
 `
-	writeConfig(t, cfgPath, twoDeploymentConfig(dir, blue.srv.URL, green.srv.URL, plan))
+	writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), plan))
 	p := startProcess(t, cfgPath)
 	c := p.client(t, dir)
-	ld := startLoad(t, c, 4, nil)
-	c.startRollout(`{"canary": "green"}`)
-	waitFor(t, 30*time.Second, "stage 2", func() bool { return c.rollout().Stage == 1 })
+	ld := c.StartLoad(4, "/fraud/p", nil)
+	c.StartRollout("fraud", `{"canary": "green"}`)
+	testenv.WaitFor(t, 30*time.Second, "stage 2", func() bool { return c.Rollout("fraud").Stage == 1 })
 	time.Sleep(1500 * time.Millisecond) // serve part of stage 2's bake before the crash
 	ld.Stop()
 	p.stop(t, syscall.SIGKILL)
 
 	p = startProcess(t, cfgPath)
 	c = p.client(t, dir)
-	r := c.rollout()
+	r := c.Rollout("fraud")
 	if r.Phase != rollout.PhaseProgressing || r.Stage != 1 {
 		t.Fatalf("after restart: %s at stage %d, want progressing at stage 1", r.Phase, r.Stage)
 	}
 	if r.Baked <= 0 || r.Baked.D() >= 4*time.Second {
 		t.Errorf("baked time kept across the crash = %s, want part of the stage's 4s", r.Baked)
 	}
-	startLoad(t, c, 4, nil)
-	r = c.waitPhase(60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
+	c.StartLoad(4, "/fraud/p", nil)
+	r = c.WaitPhase("fraud", 60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
 	if r.Phase != rollout.PhaseSucceeded {
 		t.Fatalf("after restart the rollout ended %s: %s", r.Phase, r.Reason)
 	}
 	// Every transition is in the log exactly once, in order.
 	var got []string
-	for _, e := range c.events() {
+	for _, e := range c.Events("fraud") {
 		if strings.HasPrefix(e.Type, "rollout.") && e.Type != rollout.EventGate {
 			got = append(got, e.Type)
 		}
@@ -442,22 +312,22 @@ func TestRolloutWebhooksAreSignedRetriedAndConfirmThePromotion(t *testing.T) {
 	}))
 	defer confirm.Close()
 
-	blue, green := newModelBackend(t, 0, 0, 0), newModelBackend(t, 0, 0, 0)
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
 	extra := fmt.Sprintf("    webhooks:\n      - url: %s\n        secret: %s\n", hook.URL, secret)
-	c, _ := startRolloutDaemon(t, blue.srv.URL, green.srv.URL, extra)
-	startLoad(t, c, 4, nil)
-	c.startRollout(fmt.Sprintf(`{"canary": "green", "stages": [20, 100], %s, "confirm_promotion": {"url": %q}}`, thresholdPlan, confirm.URL))
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), extra)
+	c.StartLoad(4, "/fraud/p", nil)
+	c.StartRollout("fraud", fmt.Sprintf(`{"canary": "green", "stages": [20, 100], %s, "confirm_promotion": {"url": %q}}`, thresholdPlan, confirm.URL))
 
-	waitFor(t, 30*time.Second, "the confirm-promotion call", func() bool { return confirmAsked.Load() > 0 })
-	if r := c.rollout(); r.Phase != rollout.PhaseProgressing || !r.AwaitingConfirmation || r.Weight != 2000 {
+	testenv.WaitFor(t, 30*time.Second, "the confirm-promotion call", func() bool { return confirmAsked.Load() > 0 })
+	if r := c.Rollout("fraud"); r.Phase != rollout.PhaseProgressing || !r.AwaitingConfirmation || r.Weight != 2000 {
 		t.Errorf("while the confirmation is refused: %s awaiting=%v weight %s, want progressing at 20%% awaiting", r.Phase, r.AwaitingConfirmation, r.Weight)
 	}
 	confirmOK.Store(true)
-	r := c.waitPhase(30*time.Second, rollout.PhaseSucceeded)
+	r := c.WaitPhase("fraud", 30*time.Second, rollout.PhaseSucceeded)
 	if !strings.Contains(r.Reason, "confirm") {
 		t.Errorf("promotion reason %q does not mention the confirmation", r.Reason)
 	}
-	waitFor(t, 30*time.Second, "the succeeded event at the webhook", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the succeeded event at the webhook", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(delivered) > 0 && delivered[len(delivered)-1].Type == rollout.EventSucceeded

@@ -3,66 +3,36 @@ package daemon_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/shadow"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // predictionBackend answers KServe v1 predictions; disagreeEvery > 0 makes
 // every n-th answer differ from the stable's.
-func predictionBackend(t *testing.T, disagreeEvery int64, delay time.Duration) (*httptest.Server, *atomic.Int64) {
+func predictionBackend(t *testing.T, disagreeEvery int64, delay time.Duration) *testenv.Backend {
 	t.Helper()
-	var n atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		i := n.Add(1)
-		if delay > 0 {
-			select {
-			case <-time.After(delay):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if disagreeEvery > 0 && i%disagreeEvery == 0 {
-			w.Write([]byte(`{"predictions":[0.9, 0.1]}`))
-			return
-		}
-		w.Write([]byte(`{"predictions":[0.1, 0.9]}`))
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
-}
-
-func (c *client) shadowReport() shadow.Report {
-	c.t.Helper()
-	status, body := c.api("GET", "/api/v1/endpoints/fraud/shadow?window=5m", nil)
-	if status != 200 {
-		c.t.Fatalf("GET shadow = %d %s", status, body)
-	}
-	var rep shadow.Report
-	if err := json.Unmarshal(body, &rep); err != nil {
-		c.t.Fatal(err)
-	}
-	return rep
+	return testenv.NewModel(t, testenv.Model{Answer: `{"predictions":[0.1, 0.9]}`,
+		DisagreeEvery: disagreeEvery, Disagree: `{"predictions":[0.9, 0.1]}`, Delay: delay})
 }
 
 func TestShadowAgreeingAndDisagreeingShadowsAreCounted(t *testing.T) {
-	blue, _ := predictionBackend(t, 0, 0)
-	same, _ := predictionBackend(t, 0, 0)
-	quarter, _ := predictionBackend(t, 4, 0) // every 4th answer differs
-	cfg := twoDeploymentConfig(t.TempDir(), blue.URL, same.URL, "")
-	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf("      - name: red\n        backends: [%s]\n    traffic: {blue: 100}\n    mirror: {green: 100, red: 100}", quarter.URL), 1)
-	d := startDaemon(t, cfg)
-	c := newClient(t, d)
+	blue := predictionBackend(t, 0, 0)
+	same := predictionBackend(t, 0, 0)
+	quarter := predictionBackend(t, 4, 0) // every 4th answer differs
+	cfg := testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), same.URL(), "")
+	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf("      - name: red\n        backends: [%s]\n    traffic: {blue: 100}\n    mirror: {green: 100, red: 100}", quarter.URL()), 1)
+	d := testenv.StartDaemon(t, cfg)
+	c := testenv.Connect(t, d)
 
 	const n = 2000
 	counts := sendConcurrently(t, c, n, 8, nil)
@@ -70,8 +40,8 @@ func TestShadowAgreeingAndDisagreeingShadowsAreCounted(t *testing.T) {
 		t.Fatalf("live answers %v, want all %d from blue", counts, n)
 	}
 	var rep shadow.Report
-	waitFor(t, 20*time.Second, "every copy compared", func() bool {
-		rep = c.shadowReport()
+	testenv.WaitFor(t, 20*time.Second, "every copy compared", func() bool {
+		rep = c.ShadowReport("fraud", "5m")
 		return rep.Shadows["green"].Matched+rep.Shadows["green"].Mismatched == n && rep.Shadows["red"].Matched+rep.Shadows["red"].Mismatched == n
 	})
 	g, r := rep.Shadows["green"], rep.Shadows["red"]
@@ -91,7 +61,7 @@ func TestShadowAgreeingAndDisagreeingShadowsAreCounted(t *testing.T) {
 		t.Errorf("modelgate shadow report fraud: exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	// Shadow copies are never in live telemetry.
-	_, body := c.api("GET", "/api/v1/endpoints/fraud/metrics", nil)
+	_, body := c.API("GET", "/api/v1/endpoints/fraud/metrics", nil)
 	var m struct {
 		Deployments map[string]struct{ Requests uint64 }
 	}
@@ -102,8 +72,8 @@ func TestShadowAgreeingAndDisagreeingShadowsAreCounted(t *testing.T) {
 }
 
 func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
-	blue, _ := predictionBackend(t, 0, 0)
-	slow, _ := predictionBackend(t, 0, 50*time.Millisecond)
+	blue := predictionBackend(t, 0, 0)
+	slow := predictionBackend(t, 0, 50*time.Millisecond)
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) // net/http notices the client leaving only once the body is read
 		<-r.Context().Done()
@@ -113,7 +83,7 @@ func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
 	downURL := down.URL
 	down.Close()
 
-	cfg := twoDeploymentConfig(t.TempDir(), blue.URL, slow.URL, "")
+	cfg := testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), slow.URL(), "")
 	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf(`      - name: hang
         backends: [%s]
       - name: down
@@ -121,8 +91,8 @@ func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
     traffic: {blue: 100}
     mirror: {green: 100, hang: 100, down: 100}
     compare: {shadow_timeout: 300ms, queue: 50, workers: 2}`, hang.URL, downURL), 1)
-	d := startDaemon(t, cfg)
-	c := newClient(t, d)
+	d := testenv.StartDaemon(t, cfg)
+	c := testenv.Connect(t, d)
 
 	const n = 600
 	start := time.Now()
@@ -132,8 +102,8 @@ func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
 		t.Fatalf("live answers %v, want all %d from blue", counts, n)
 	}
 	var rep shadow.Report
-	waitFor(t, 20*time.Second, "the slow shadow's comparisons", func() bool {
-		rep = c.shadowReport()
+	testenv.WaitFor(t, 20*time.Second, "the slow shadow's comparisons", func() bool {
+		rep = c.ShadowReport("fraud", "5m")
 		return rep.Shadows["green"].Matched > 0
 	})
 	h, dn := rep.Shadows["hang"], rep.Shadows["down"]
@@ -150,44 +120,44 @@ func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
 }
 
 func TestRolloutShadowPhase(t *testing.T) {
-	blue, _ := predictionBackend(t, 0, 0)
-	agrees, agreesServed := predictionBackend(t, 0, 0)
-	disagrees, disagreesServed := predictionBackend(t, 2, 0) // every 2nd answer differs
-	cfg := twoDeploymentConfig(t.TempDir(), blue.URL, agrees.URL, "")
-	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf("      - name: red\n        backends: [%s]\n    traffic: {blue: 100}", disagrees.URL), 1)
-	d := startDaemonWith(t, cfg, 100*time.Millisecond)
-	c := newClient(t, d)
-	ld := startLoad(t, c, 8, nil)
+	blue := predictionBackend(t, 0, 0)
+	agrees := predictionBackend(t, 0, 0)
+	disagrees := predictionBackend(t, 2, 0) // every 2nd answer differs
+	cfg := testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), agrees.URL(), "")
+	cfg = strings.Replace(cfg, "    traffic: {blue: 100}", fmt.Sprintf("      - name: red\n        backends: [%s]\n    traffic: {blue: 100}", disagrees.URL()), 1)
+	d := testenv.StartDaemon(t, cfg, testenv.RolloutInterval(100*time.Millisecond))
+	c := testenv.Connect(t, d)
+	ld := c.StartLoad(8, "/fraud/p", nil)
 	plan := `"shadow": {"mirror": 50, "min_compared": 100, "min_match_rate": 0.9}, "stages": [10, 100], ` + thresholdPlan
 
 	// A shadow that disagrees on half the requests stops the rollout
 	// before it serves a single live request.
-	c.startRollout(`{"canary": "red", ` + plan + `}`)
-	r := c.waitPhase(60*time.Second, rollout.PhaseRolledBack, rollout.PhaseProgressing, rollout.PhaseSucceeded, rollout.PhasePaused)
+	c.StartRollout("fraud", `{"canary": "red", `+plan+`}`)
+	r := c.WaitPhase("fraud", 60*time.Second, rollout.PhaseRolledBack, rollout.PhaseProgressing, rollout.PhaseSucceeded, rollout.PhasePaused)
 	if r.Phase != rollout.PhaseRolledBack || r.Stage != rollout.ShadowStage || !strings.Contains(r.Reason, "shadow") {
 		t.Fatalf("disagreeing shadow: %s at stage %d (%s), want rolled back in the shadow phase", r.Phase, r.Stage, r.Reason)
 	}
-	_, body := c.api("GET", "/api/v1/endpoints/fraud/metrics", nil)
+	_, body := c.API("GET", "/api/v1/endpoints/fraud/metrics", nil)
 	var m struct {
 		Deployments map[string]struct{ Requests uint64 }
 	}
 	json.Unmarshal(body, &m)
-	if live := m.Deployments["red"].Requests; live != 0 || disagreesServed.Load() == 0 {
-		t.Errorf("red served %d live requests (and %d shadow copies); want shadow copies only", live, disagreesServed.Load())
+	if live := m.Deployments["red"].Requests; live != 0 || disagrees.Served() == 0 {
+		t.Errorf("red served %d live requests (and %d shadow copies); want shadow copies only", live, disagrees.Served())
 	}
-	if _, body := c.api("GET", "/api/v1/endpoints/fraud/mirror", nil); strings.Contains(string(body), "red") {
+	if _, body := c.API("GET", "/api/v1/endpoints/fraud/mirror", nil); strings.Contains(string(body), "red") {
 		t.Errorf("mirror after the rollback = %s, want red's mirror removed", body)
 	}
 
 	// A shadow that agrees passes the shadow phase, then goes live.
-	c.startRollout(`{"canary": "green", ` + plan + `}`)
-	r = c.waitPhase(60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
+	c.StartRollout("fraud", `{"canary": "green", `+plan+`}`)
+	r = c.WaitPhase("fraud", 60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
 	if r.Phase != rollout.PhaseSucceeded {
 		t.Fatalf("agreeing shadow: rollout ended %s (%s)", r.Phase, r.Reason)
 	}
 	ld.Stop()
 	var types []string
-	for _, e := range c.events() {
+	for _, e := range c.Events("fraud") {
 		if strings.HasPrefix(e.Type, "rollout.") && e.Type != rollout.EventGate && strings.Contains(string(e.Data), `"fraud-2"`) {
 			types = append(types, e.Type)
 		}
@@ -195,7 +165,7 @@ func TestRolloutShadowPhase(t *testing.T) {
 	if len(types) < 3 || types[0] != rollout.EventStarted || !strings.Contains(strings.Join(types, " "), rollout.EventStage) {
 		t.Errorf("second rollout's transitions = %v", types)
 	}
-	if agreesServed.Load() == 0 {
+	if agrees.Served() == 0 {
 		t.Errorf("green never served")
 	}
 }

@@ -22,17 +22,17 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 	e.load(3)
 	b := newBrowser(t)
 
-	b.login(e.admin, e.token)
+	b.login(e.Admin, e.Token)
 	b.wait("the overview with measured traffic",
 		`(document.querySelector('[data-endpoint="fraud"] [data-deployment="blue"] [data-field="measured"]') || {}).textContent === "100.0%"`, 30*time.Second)
-	if got := js[string](b, `sessionStorage.getItem("modelgate.token")`); got != e.token {
+	if got := js[string](b, `sessionStorage.getItem("modelgate.token")`); got != e.Token {
 		t.Errorf("sessionStorage token = %q, want the admin token", got)
 	}
 	b.screenshot("overview")
 
 	var plan any
 	json.Unmarshal([]byte(rolloutPlan), &plan)
-	if status, body := e.api("POST", "/api/v1/endpoints/fraud/rollouts", plan); status != 201 {
+	if status, body := e.API("POST", "/api/v1/endpoints/fraud/rollouts", plan); status != 201 {
 		t.Fatalf("start rollout = %d %s", status, body)
 	}
 
@@ -60,7 +60,7 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 	b.screenshot("rollout-confirm")
 	b.do("cancel", chromedp.Click(chromedp.CSS("#confirm-no")))
 	b.wait("the confirmation closed", `!document.getElementById("confirm").open`, 5*time.Second)
-	if status, body := e.api("GET", "/api/v1/endpoints/fraud/rollout", nil); status != 200 || !strings.Contains(string(body), `"phase":"progressing"`) {
+	if status, body := e.API("GET", "/api/v1/endpoints/fraud/rollout", nil); status != 200 || !strings.Contains(string(body), `"phase":"progressing"`) {
 		t.Fatalf("after cancel: rollout = %d %s, want still progressing", status, body)
 	}
 	b.do("press abort again", chromedp.Click(chromedp.CSS(`button[data-action="abort"]`)))
@@ -73,10 +73,10 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 	if !js[bool](b, `window.__sameDocument === true`) {
 		t.Fatal("the page was reloaded")
 	}
-	if status, body := e.api("GET", "/api/v1/endpoints/fraud/traffic", nil); status != 200 || strings.TrimSpace(string(body)) != `{"blue":100}` {
+	if status, body := e.API("GET", "/api/v1/endpoints/fraud/traffic", nil); status != 200 || strings.TrimSpace(string(body)) != `{"blue":100}` {
 		t.Errorf("GET traffic after abort = %d %s, want {\"blue\":100}", status, body)
 	}
-	if status, body := e.api("GET", "/api/v1/endpoints/fraud/rollout", nil); status != 200 || !strings.Contains(string(body), `"phase":"aborted"`) {
+	if status, body := e.API("GET", "/api/v1/endpoints/fraud/rollout", nil); status != 200 || !strings.Contains(string(body), `"phase":"aborted"`) {
 		t.Errorf("GET rollout after abort = %d %s, want aborted", status, body)
 	}
 	for i := range 30 {
@@ -132,14 +132,14 @@ func checkRequests(t *testing.T, b *browser, e *env) {
 		if strings.HasPrefix(r.URL, "data:") {
 			continue
 		}
-		if !strings.HasPrefix(r.URL, e.admin+"/") {
-			t.Errorf("request to %s, outside the admin origin %s", r.URL, e.admin)
+		if !strings.HasPrefix(r.URL, e.Admin+"/") {
+			t.Errorf("request to %s, outside the admin origin %s", r.URL, e.Admin)
 		}
-		if strings.Contains(r.URL, e.token) {
+		if strings.Contains(r.URL, e.Token) {
 			t.Errorf("token in the URL %s", r.URL)
 		}
 		if strings.Contains(r.URL, "/api/v1/") {
-			if got, _ := r.Headers["Authorization"].(string); got != "Bearer "+e.token {
+			if got, _ := r.Headers["Authorization"].(string); got != "Bearer "+e.Token {
 				t.Errorf("%s %s sent Authorization %q, want the bearer token", r.Method, r.URL, got)
 			}
 		}
@@ -159,10 +159,10 @@ func TestDashboardWrongTokenShowsNoData(t *testing.T) {
 	e := startEnv(t)
 	b := newBrowser(t)
 
-	b.do("open the dashboard", chromedp.Navigate(e.admin+"/"))
+	b.do("open the dashboard", chromedp.Navigate(e.Admin+"/"))
 	b.do("login form", chromedp.WaitVisible(chromedp.CSS("#token")))
 	b.screenshot("login")
-	b.login(e.admin, "not-the-token")
+	b.login(e.Admin, "not-the-token")
 	b.wait("the error", `!document.getElementById("login-error").hidden`, 10*time.Second)
 	if msg := js[string](b, `document.getElementById("login-error").textContent`); !strings.Contains(msg, "refused") || !strings.Contains(msg, "invalid bearer token") {
 		t.Errorf("error shown = %q, want it to say the token was refused", msg)
@@ -189,7 +189,7 @@ func TestDashboardWrongTokenShowsNoData(t *testing.T) {
 	}
 
 	// The right token signs in; logging out forgets it and clears the page.
-	b.login(e.admin, e.token)
+	b.login(e.Admin, e.Token)
 	b.wait("data after signing in", `document.querySelector('[data-endpoint="fraud"]') !== null`, 20*time.Second)
 	b.do("log out", chromedp.Click(chromedp.CSS("#logout")))
 	b.wait("the login form again", `!document.getElementById("login").hidden`, 5*time.Second)
@@ -198,7 +198,7 @@ func TestDashboardWrongTokenShowsNoData(t *testing.T) {
 	}
 
 	b.viewport(390, 844, true)
-	b.login(e.admin, "still-wrong")
+	b.login(e.Admin, "still-wrong")
 	b.wait("the error at phone width", `!document.getElementById("login-error").hidden`, 10*time.Second)
 	b.screenshot("login-error-phone")
 }
@@ -209,16 +209,16 @@ func TestDashboardWrongTokenShowsNoData(t *testing.T) {
 // "No shadow data" instead.
 func TestDashboardShadowReport(t *testing.T) {
 	e := startEnv(t)
-	if status, body := e.api("PUT", "/api/v1/endpoints/fraud/mirror", map[string]int{"green": 50}); status != 200 {
+	if status, body := e.API("PUT", "/api/v1/endpoints/fraud/mirror", map[string]int{"green": 50}); status != 200 {
 		t.Fatalf("PUT mirror = %d %s", status, body)
 	}
 	e.load(2)
 	b := newBrowser(t)
-	b.login(e.admin, e.token)
+	b.login(e.Admin, e.Token)
 	b.wait("the overview", `document.querySelector('[data-endpoint="fraud"]') !== null`, 20*time.Second)
 	b.goTo("#/endpoints/fraud/shadow")
 
-	if status, _ := e.api("GET", "/api/v1/endpoints/fraud/shadow", nil); status == 404 {
+	if status, _ := e.API("GET", "/api/v1/endpoints/fraud/shadow", nil); status == 404 {
 		b.wait("no shadow data", `(document.querySelector("#no-shadow") || {textContent: ""}).textContent.startsWith("No shadow data")`, 10*time.Second)
 		b.screenshot("shadow-none")
 		return

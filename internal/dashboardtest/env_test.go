@@ -1,12 +1,10 @@
 package dashboardtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelgate/modelgate/internal/admin"
-	"github.com/modelgate/modelgate/internal/config"
-	"github.com/modelgate/modelgate/internal/daemon"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "also write the screenshots to docs/img/ (the README shows them)")
@@ -33,15 +29,11 @@ var updateScreenshots = flag.Bool("update-screenshots", false, "also write the s
 // docsImg is where -update-screenshots writes, relative to this package.
 const docsImg = "../../docs/img"
 
-// env is a running daemon with two real backends and its admin URL.
+// env is a running daemon with two real backends, and a client for it
+// whose Admin serves the dashboard and the API.
 type env struct {
-	t        *testing.T
-	d        *daemon.Daemon
-	admin    string // http://127.0.0.1:port, serving the dashboard and the API
-	proxy    string
-	token    string
-	http     *http.Client
-	backends map[string]*httptest.Server
+	*testenv.Client
+	t *testing.T
 }
 
 // startEnv starts blue and green model servers and the real daemon on :0
@@ -49,63 +41,15 @@ type env struct {
 // 100 ms.
 func startEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, backends: map[string]*httptest.Server{}}
-	for _, name := range []string{"blue", "green"} {
-		delay := 2 * time.Millisecond
-		if name == "green" {
-			delay = 4 * time.Millisecond
-		}
-		var n atomic.Int64
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.Copy(io.Discard, r.Body)
-			time.Sleep(delay) // a model takes a little time; the charts show it
-			p := 0.12
-			if name == "green" && n.Add(1)%8 == 0 {
-				p = 0.57 // green disagrees with blue now and then: shadow mismatches
-			}
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"predictions":[%g]}`, p)
-		}))
-		t.Cleanup(srv.Close)
-		e.backends[name] = srv
-	}
-	dir := t.TempDir()
-	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
-admin:
-  listen: 127.0.0.1:0
-state:
-  path: %s
-endpoints:
-  - name: fraud
-    deployments:
-      - name: blue
-        backends: [%s]
-      - name: green
-        backends: [%s]
-    traffic: {blue: 100}
-`, filepath.Join(dir, "state.db"), e.backends["blue"].URL, e.backends["green"].URL)
-	f, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("config.Parse: %v", err)
-	}
-	d, err := daemon.New(context.Background(), daemon.Options{Config: f, RolloutInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("daemon.New: %v", err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
-	tr := &http.Transport{MaxIdleConnsPerHost: 32}
-	t.Cleanup(tr.CloseIdleConnections)
-	e.d, e.token, e.proxy = d, d.Token(), "http://"+d.ProxyAddr()
-	e.http = &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	e.admin = "http://" + d.AdminAddr()
-	if status, _ := e.api("GET", "/api/v1/endpoints/fraud/series?window=10s&step=1s", nil); status == http.StatusNotFound {
+	// A model takes a little time, which the charts show; green disagrees
+	// with blue now and then: shadow mismatches.
+	blue := testenv.NewModel(t, testenv.Model{Answer: `{"predictions":[0.12]}`, Delay: 2 * time.Millisecond})
+	green := testenv.NewModel(t, testenv.Model{Answer: `{"predictions":[0.12]}`, Delay: 4 * time.Millisecond,
+		DisagreeEvery: 8, Disagree: `{"predictions":[0.57]}`})
+	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""),
+		testenv.RolloutInterval(100*time.Millisecond))
+	e := &env{Client: testenv.Connect(t, d), t: t}
+	if status, _ := e.API("GET", "/api/v1/endpoints/fraud/series?window=10s&step=1s", nil); status == http.StatusNotFound {
 		// The daemon does not pass its control service as admin.Options.Series
 		// yet: serve the same admin API, over the same control service and
 		// rollout controller, with the series route; the shadow report,
@@ -116,79 +60,23 @@ endpoints:
 		mux.Handle("GET /api/v1/endpoints/{ep}/shadow", httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: d.AdminAddr()}))
 		srv := httptest.NewServer(mux)
 		t.Cleanup(srv.Close)
-		e.admin = srv.URL
+		e.Admin = srv.URL
 	}
 	return e
-}
-
-// api calls the admin API with the token.
-func (e *env) api(method, path string, body any) (int, []byte) {
-	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, e.admin+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := e.http.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
 }
 
 // predict sends one request through the data plane and returns the
 // deployment that answered.
 func (e *env) predict() string {
-	resp, err := e.http.Post(e.proxy+"/fraud/predict", "application/json", strings.NewReader(`{"instances":[[1,2,3]]}`))
-	if err != nil {
-		return ""
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.Header.Get("X-Model-Deployment")
+	_, dep, _ := e.Predict("/fraud/predict", nil)
+	return dep
 }
 
 // load sends requests through the data plane from a few workers, about
 // 100 a second each at most, until the test ends (bounded in time too).
 func (e *env) load(workers int) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-					e.predict()
-				}
-			}
-		}()
-	}
-	e.t.Cleanup(func() { cancel(); wg.Wait() })
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	l := testenv.StartLoad(e.t, workers, 10*time.Millisecond, func() { e.predict() })
+	time.AfterFunc(3*time.Minute, l.Stop)
 }
 
 // browser is one headless Chromium tab.

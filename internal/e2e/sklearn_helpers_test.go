@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // python is the interpreter the example is written for: Debian's, where
@@ -53,7 +55,7 @@ func startSklearn(t *testing.T, args ...string) *sklearnServer {
 func launchSklearn(t *testing.T, args ...string) (*sklearnServer, func()) {
 	t.Helper()
 	s := &sklearnServer{cmd: exec.Command(python(), append([]string{serverScript, "--port", "0"}, args...)...)}
-	var stderr syncBuffer
+	var stderr testenv.SyncBuffer
 	s.cmd.Stderr = &stderr
 	stdout, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -145,8 +147,8 @@ func v1Body(x []float64) []byte {
 
 // predictV1 sends x through modelgate's endpoint ep and returns the status,
 // the answering deployment and the predicted class (-1 without one).
-func (c *client) predictV1(ep string, x []float64, hdr map[string]string) (int, string, int, error) {
-	resp, err := c.post("/"+ep+"/v1/models/cancer:predict", v1Body(x), hdr)
+func predictV1(c *testenv.Client, ep string, x []float64, hdr map[string]string) (int, string, int, error) {
+	resp, err := c.Post("/"+ep+"/v1/models/cancer:predict", v1Body(x), hdr)
 	if err != nil {
 		return 0, "", -1, err
 	}
@@ -161,22 +163,4 @@ func (c *client) predictV1(ep string, x []float64, hdr map[string]string) (int, 
 		class = doc.Predictions[0]
 	}
 	return resp.StatusCode, resp.Header.Get("X-Model-Deployment"), class, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

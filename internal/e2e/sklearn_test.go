@@ -15,12 +15,13 @@ import (
 
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 // sendAll sends inputs[i] through ep for every i from workers goroutines
 // and returns the class each got and the deployment that answered it;
 // anything but 200 fails the test.
-func sendAll(t *testing.T, c *client, ep string, inputs [][]float64, workers int) ([]int, []string) {
+func sendAll(t *testing.T, c *testenv.Client, ep string, inputs [][]float64, workers int) ([]int, []string) {
 	t.Helper()
 	classes := make([]int, len(inputs))
 	deps := make([]string, len(inputs))
@@ -35,7 +36,7 @@ func sendAll(t *testing.T, c *client, ep string, inputs [][]float64, workers int
 				if i >= len(inputs) {
 					return
 				}
-				status, dep, class, err := c.predictV1(ep, inputs[i], nil)
+				status, dep, class, err := predictV1(c, ep, inputs[i], nil)
 				if err != nil || status != http.StatusOK {
 					if failed.Add(1) <= 5 {
 						t.Errorf("input %d: status %d, %v", i, status, err)
@@ -65,7 +66,7 @@ func TestSklearnShadowMatchRateIsScikitLearnsOwnAgreement(t *testing.T) {
 
 	// Every request is mirrored to rf; the queue holds them all, so that
 	// none is dropped and the report compares exactly the inputs sent.
-	c := startDaemon(t, header(t.TempDir())+fmt.Sprintf(`  - name: cancer
+	c := startDaemon(t, testenv.ConfigHeader(t.TempDir())+fmt.Sprintf(`  - name: cancer
     deployments:
       - name: lr
         backends: [%s]
@@ -88,9 +89,9 @@ func TestSklearnShadowMatchRateIsScikitLearnsOwnAgreement(t *testing.T) {
 		}
 	}
 
-	var rep = c.shadowReport("cancer", "5m").Shadows["rf"]
-	waitFor(t, 60*time.Second, "every copy to rf compared or accounted for", func() bool {
-		rep = c.shadowReport("cancer", "5m").Shadows["rf"]
+	var rep = c.ShadowReport("cancer", "5m").Shadows["rf"]
+	testenv.WaitFor(t, 60*time.Second, "every copy to rf compared or accounted for", func() bool {
+		rep = c.ShadowReport("cancer", "5m").Shadows["rf"]
 		return rep.Compared+rep.NotCompared+rep.Errors+rep.Timeouts+rep.Dropped+rep.Skipped >= uint64(a.N)
 	})
 	t.Logf("every copy accounted for %s after the first request", time.Since(start).Round(time.Millisecond))
@@ -129,47 +130,25 @@ func TestSklearnShadowMatchRateIsScikitLearnsOwnAgreement(t *testing.T) {
 // predictLoad sends the agreement inputs through an endpoint from workers
 // until stopped, counting answers by deployment and status.
 type predictLoad struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	*testenv.Load
 	mu   sync.Mutex
 	seen map[string]int // "deployment status"
 }
 
-func startPredictLoad(t *testing.T, c *client, ep string, inputs [][]float64, workers int) *predictLoad {
-	l := &predictLoad{stop: make(chan struct{}), seen: map[string]int{}}
+func startPredictLoad(t *testing.T, c *testenv.Client, ep string, inputs [][]float64, workers int) *predictLoad {
+	l := &predictLoad{seen: map[string]int{}}
 	var next atomic.Int64
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				i := int(next.Add(1)) % len(inputs)
-				status, dep, _, err := c.predictV1(ep, inputs[i], nil)
-				if err != nil {
-					continue // the daemon is shutting down at the test's end
-				}
-				l.mu.Lock()
-				l.seen[fmt.Sprintf("%s %d", dep, status)]++
-				l.mu.Unlock()
-			}
-		}()
-	}
-	t.Cleanup(l.Stop)
+	l.Load = testenv.StartLoad(t, workers, 0, func() {
+		i := int(next.Add(1)) % len(inputs)
+		status, dep, _, err := predictV1(c, ep, inputs[i], nil)
+		if err != nil {
+			return // the daemon is shutting down at the test's end
+		}
+		l.mu.Lock()
+		l.seen[fmt.Sprintf("%s %d", dep, status)]++
+		l.mu.Unlock()
+	})
 	return l
-}
-
-func (l *predictLoad) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
 }
 
 // gatedPlan is a quick plan with threshold gates, the sequential gate
@@ -192,7 +171,7 @@ func TestSklearnRolloutPromotesTheHealthyModelAndRollsBackTheDegradedOne(t *test
 	v1Ready()
 	v2Ready()
 	v3Ready()
-	c := startDaemon(t, header(t.TempDir())+fmt.Sprintf(`  - name: cancer
+	c := startDaemon(t, testenv.ConfigHeader(t.TempDir())+fmt.Sprintf(`  - name: cancer
     deployments:
       - name: v1
         backends: [%s]
@@ -212,24 +191,24 @@ func TestSklearnRolloutPromotesTheHealthyModelAndRollsBackTheDegradedOne(t *test
 		dep  string
 		want []int
 	}{{"v1", a.RF[:50]}, {"v2", a.LR[:50]}} {
-		if got := c.inferV2(t, "cancer", tc.dep, a.Inputs[:50]); !cmp.Equal(tc.want, got) {
+		if got := inferV2(t, c, "cancer", tc.dep, a.Inputs[:50]); !cmp.Equal(tc.want, got) {
 			t.Errorf("OIP v2 infer of 50 rows on %s = %v, want %v", tc.dep, got, tc.want)
 		}
 	}
 
 	ld := startPredictLoad(t, c, "cancer", a.Inputs, 4)
-	c.startRollout("cancer", `{"canary": "v2", `+gatedPlan+`}`)
-	r := c.waitEnded("cancer", 45*time.Second)
+	c.StartRollout("cancer", `{"canary": "v2", `+gatedPlan+`}`)
+	r := c.WaitEnded("cancer", 45*time.Second)
 	if r.Phase != rollout.PhaseSucceeded {
 		t.Fatalf("rollout of the healthy lr ended %s: %s", r.Phase, r.Reason)
 	}
-	if diff := cmp.Diff(spec.Weights{"v2": spec.Full}, c.traffic("cancer")); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"v2": spec.Full}, c.Traffic("cancer")); diff != "" {
 		t.Errorf("traffic after promoting v2 (-want +got):\n%s", diff)
 	}
 	t.Logf("v1 → v2 (healthy lr): %s: %s", r.Phase, r.Reason)
 
-	c.startRollout("cancer", `{"canary": "v3", `+gatedPlan+`}`)
-	r = c.waitEnded("cancer", 45*time.Second)
+	c.StartRollout("cancer", `{"canary": "v3", `+gatedPlan+`}`)
+	r = c.WaitEnded("cancer", 45*time.Second)
 	ld.Stop()
 	if r.Phase != rollout.PhaseRolledBack {
 		t.Fatalf("rollout of lr failing 20%% of requests ended %s: %s", r.Phase, r.Reason)
@@ -237,11 +216,11 @@ func TestSklearnRolloutPromotesTheHealthyModelAndRollsBackTheDegradedOne(t *test
 	if !strings.Contains(r.Reason, "error") {
 		t.Errorf("rollback reason %q does not say the errors were the cause", r.Reason)
 	}
-	if diff := cmp.Diff(spec.Weights{"v2": spec.Full}, c.traffic("cancer")); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"v2": spec.Full}, c.Traffic("cancer")); diff != "" {
 		t.Errorf("traffic after rolling v3 back (-want +got):\n%s", diff)
 	}
 	t.Logf("v2 → v3 (lr failing 20%%): %s: %s", r.Phase, r.Reason)
-	m := c.metrics("cancer", "1m")
+	m := c.Metrics("cancer", "1m")
 	t.Logf("last minute: v1 %d requests, v2 %d (error rate %.3f), v3 %d (error rate %.3f); answers seen %v",
 		m.Deployments["v1"].Requests, m.Deployments["v2"].Requests, m.Deployments["v2"].ErrorRate,
 		m.Deployments["v3"].Requests, m.Deployments["v3"].ErrorRate, ld.seen)
@@ -252,7 +231,7 @@ func TestSklearnRolloutPromotesTheHealthyModelAndRollsBackTheDegradedOne(t *test
 
 // inferV2 sends rows as one OIP v2 FP32 request pinned to dep and returns
 // the predicted classes.
-func (c *client) inferV2(t *testing.T, ep, dep string, rows [][]float64) []int {
+func inferV2(t *testing.T, c *testenv.Client, ep, dep string, rows [][]float64) []int {
 	t.Helper()
 	var flat []float64
 	for _, r := range rows {
@@ -260,7 +239,7 @@ func (c *client) inferV2(t *testing.T, ep, dep string, rows [][]float64) []int {
 	}
 	body, _ := json.Marshal(map[string]any{"id": "e2e", "inputs": []any{map[string]any{
 		"name": "input-0", "datatype": "FP32", "shape": []int{len(rows), len(rows[0])}, "data": flat}}})
-	resp, err := c.post("/"+ep+"/v2/models/cancer/infer", body, map[string]string{"X-Model-Deployment": dep})
+	resp, err := c.Post("/"+ep+"/v2/models/cancer/infer", body, map[string]string{"X-Model-Deployment": dep})
 	if err != nil {
 		t.Fatal(err)
 	}

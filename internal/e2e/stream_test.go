@@ -17,6 +17,7 @@ import (
 	"github.com/modelgate/modelgate/internal/llmtest"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 const (
@@ -36,7 +37,7 @@ func newLLM(t *testing.T, opts llmtest.Options) *llmtest.Server {
 // and extra lines for the endpoint.
 func chatConfig(dir string, deps [][2]string, extra string) string {
 	var b strings.Builder
-	b.WriteString(header(dir) + "  - name: chat\n    deployments:\n")
+	b.WriteString(testenv.ConfigHeader(dir) + "  - name: chat\n    deployments:\n")
 	for _, d := range deps {
 		fmt.Fprintf(&b, "      - name: %s\n        backends: [%s]\n", d[0], d[1])
 	}
@@ -46,8 +47,8 @@ func chatConfig(dir string, deps [][2]string, extra string) string {
 
 // chat sends one streamed chat request through modelgate, reads the
 // stream to its end and returns the deployment and the assembled text.
-func (c *client) chat(hdr map[string]string) (string, string, error) {
-	resp, err := c.post(chatPath, []byte(chatStream), hdr)
+func chat(c *testenv.Client, hdr map[string]string) (string, string, error) {
+	resp, err := c.Post(chatPath, []byte(chatStream), hdr)
 	if err != nil {
 		return "", "", err
 	}
@@ -60,44 +61,21 @@ func (c *client) chat(hdr map[string]string) (string, string, error) {
 	return resp.Header.Get("X-Model-Deployment"), text, err
 }
 
-// chatLoad sends streamed chat requests from workers until stopped.
+// chatLoad sends streamed chat requests from workers until stopped,
+// counting the answers that failed or came back garbled.
 type chatLoad struct {
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	*testenv.Load
 	failed atomic.Int64
-	sent   atomic.Int64
 }
 
-func startChatLoad(t *testing.T, c *client, workers int) *chatLoad {
-	l := &chatLoad{stop: make(chan struct{})}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				if _, text, err := c.chat(nil); err != nil || text != answer {
-					l.failed.Add(1)
-				}
-				l.sent.Add(1)
-			}
-		}()
-	}
-	t.Cleanup(l.Stop)
+func startChatLoad(t *testing.T, c *testenv.Client, workers int) *chatLoad {
+	l := &chatLoad{}
+	l.Load = testenv.StartLoad(t, workers, 0, func() {
+		if _, text, err := chat(c, nil); err != nil || text != answer {
+			l.failed.Add(1)
+		}
+	})
 	return l
-}
-
-func (l *chatLoad) Stop() {
-	select {
-	case <-l.stop:
-	default:
-		close(l.stop)
-	}
-	l.wg.Wait()
 }
 
 func TestStreamFirstTokenReachesTheClientBeforeTheBackendFinishes(t *testing.T) {
@@ -109,7 +87,7 @@ func TestStreamFirstTokenReachesTheClientBeforeTheBackendFinishes(t *testing.T) 
 	llm := newLLM(t, llmtest.Options{Answer: answer, Hold: hold})
 	c := startDaemon(t, chatConfig(t.TempDir(), [][2]string{{"llm", llm.URL()}}, ""))
 
-	resp, err := c.post(chatPath, []byte(chatStream), nil)
+	resp, err := c.Post(chatPath, []byte(chatStream), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +110,7 @@ func TestStreamFirstTokenReachesTheClientBeforeTheBackendFinishes(t *testing.T) 
 	if want := strings.TrimPrefix(answer, "The "); err != nil || rest != want {
 		t.Errorf("rest of the stream = %q, %v; want %q", rest, err, want)
 	}
-	waitFor(t, 10*time.Second, "the backend to count its answer finished", func() bool { return llm.Finished() == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the backend to count its answer finished", func() bool { return llm.Finished() == 1 })
 }
 
 func TestStreamTimeToFirstByteIsRecordedPerDeployment(t *testing.T) {
@@ -153,7 +131,7 @@ func TestStreamTimeToFirstByteIsRecordedPerDeployment(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range 10 {
-				if _, text, err := c.chat(nil); err != nil || text != answer {
+				if _, text, err := chat(c, nil); err != nil || text != answer {
 					t.Errorf("chat: %q, %v", text, err)
 				}
 			}
@@ -162,9 +140,9 @@ func TestStreamTimeToFirstByteIsRecordedPerDeployment(t *testing.T) {
 	wg.Wait()
 	// A stream is recorded once modelgate has closed it, just after the
 	// client read its end.
-	var m = c.metrics("chat", "1m")
-	waitFor(t, 10*time.Second, "all 40 streams recorded", func() bool {
-		m = c.metrics("chat", "1m")
+	var m = c.Metrics("chat", "1m")
+	testenv.WaitFor(t, 10*time.Second, "all 40 streams recorded", func() bool {
+		m = c.Metrics("chat", "1m")
 		return m.Deployments["fast"].Requests+m.Deployments["slow"].Requests >= 40
 	})
 	f, s := m.Deployments["fast"], m.Deployments["slow"]
@@ -200,9 +178,9 @@ func TestStreamTTFBGateRollsBackTheCanaryWithASlowerFirstToken(t *testing.T) {
 	c := startDaemon(t, chatConfig(t.TempDir(), [][2]string{{"stable", stable.URL()}, {"canary", canary.URL()}}, ""))
 	ld := startChatLoad(t, c, 12)
 
-	c.startRollout("chat", `{"canary": "canary", "stages": [50, 100], "bake": "1s", "min_requests": 30,
+	c.StartRollout("chat", `{"canary": "canary", "stages": [50, 100], "bake": "1s", "min_requests": 30,
 		"gates": [{"type": "ttfb", "quantile": 0.9, "max_increase": 50}, {"type": "sequential", "rollback_only": true}]}`)
-	r := c.waitEnded("chat", 45*time.Second)
+	r := c.WaitEnded("chat", 45*time.Second)
 	ld.Stop()
 	if r.Phase != rollout.PhaseRolledBack {
 		raw, _ := json.MarshalIndent(r.Gates, "", " ")
@@ -211,13 +189,13 @@ func TestStreamTTFBGateRollsBackTheCanaryWithASlowerFirstToken(t *testing.T) {
 	if !strings.Contains(r.Reason, "ttfb") {
 		t.Errorf("rollback reason %q does not name the ttfb gate", r.Reason)
 	}
-	if diff := cmp.Diff(spec.Weights{"stable": spec.Full}, c.traffic("chat")); diff != "" {
+	if diff := cmp.Diff(spec.Weights{"stable": spec.Full}, c.Traffic("chat")); diff != "" {
 		t.Errorf("traffic after the rollback (-want +got):\n%s", diff)
 	}
 	if n := ld.failed.Load(); n > 0 {
-		t.Errorf("%d of %d streamed requests failed or came back garbled during the rollout", n, ld.sent.Load())
+		t.Errorf("%d of %d streamed requests failed or came back garbled during the rollout", n, ld.Sent())
 	}
-	m := c.metrics("chat", "1m")
+	m := c.Metrics("chat", "1m")
 	t.Logf("rolled back: %s; ttfb p50 stable %.1fms canary %.1fms, latency p50 stable %.1fms canary %.1fms", r.Reason,
 		m.Deployments["stable"].TTFBMS.P50, m.Deployments["canary"].TTFBMS.P50, m.Deployments["stable"].LatencyMS.P50, m.Deployments["canary"].LatencyMS.P50)
 }
@@ -235,14 +213,14 @@ func TestStreamShadowComparesTheAssembledText(t *testing.T) {
 
 	const n = 20
 	for i := range n {
-		dep, text, err := c.chat(nil)
+		dep, text, err := chat(c, nil)
 		if err != nil || dep != "live" || text != answer {
 			t.Fatalf("request %d: %s answered %q, %v", i, dep, text, err)
 		}
 	}
-	var same1, other1 = c.shadowReport("chat", "1m").Shadows["same"], c.shadowReport("chat", "1m").Shadows["other"]
-	waitFor(t, 30*time.Second, "both shadows to have compared every copy", func() bool {
-		rep := c.shadowReport("chat", "1m")
+	var same1, other1 = c.ShadowReport("chat", "1m").Shadows["same"], c.ShadowReport("chat", "1m").Shadows["other"]
+	testenv.WaitFor(t, 30*time.Second, "both shadows to have compared every copy", func() bool {
+		rep := c.ShadowReport("chat", "1m")
 		same1, other1 = rep.Shadows["same"], rep.Shadows["other"]
 		done := func(s uint64) bool { return s >= n }
 		return done(same1.Compared+same1.NotCompared+same1.Errors+same1.Timeouts+same1.Dropped) &&
