@@ -23,9 +23,6 @@ func TestMain(m *testing.M) {
 // it ran and that mirroring happened. Timings are never asserted: the full
 // benchmark is `go run ./bench/shadow`.
 func TestRunEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs modelgate")
-	}
 	o := defaultOptions()
 	o.rate, o.duration, o.warmup, o.rounds = 200, 2*time.Second, 500*time.Millisecond, 1
 	o.workers, o.queue, o.conns = 16, 200, 32

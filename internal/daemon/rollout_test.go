@@ -245,7 +245,8 @@ func TestRolloutSurvivesSIGKILLMidStage(t *testing.T) {
 	ld := c.StartLoad(4, "/fraud/p", nil)
 	c.StartRollout("fraud", `{"canary": "green"}`)
 	testenv.WaitFor(t, 30*time.Second, "stage 2", func() bool { return c.Rollout("fraud").Stage == 1 })
-	time.Sleep(1500 * time.Millisecond) // serve part of stage 2's bake before the crash
+	// Serve part of stage 2's bake before the crash.
+	testenv.WaitFor(t, 30*time.Second, "1.5s of stage 2's bake", func() bool { return c.Rollout("fraud").Baked.D() >= 1500*time.Millisecond })
 	ld.Stop()
 	p.stop(t, syscall.SIGKILL)
 
