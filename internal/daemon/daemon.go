@@ -74,7 +74,8 @@ type Daemon struct {
 	proxyLn, adminLn net.Listener
 	// background runs the rollout controller and webhook deliveries.
 	background context.CancelFunc
-	wg         sync.WaitGroup
+	bgWG       sync.WaitGroup // the background goroutines
+	wg         sync.WaitGroup // the listeners' serve loops
 	serveErr   chan error
 	reloadMu   sync.Mutex
 }
@@ -103,12 +104,12 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		MaxRequestBytes: int(cfg.MaxRequestBytes), Mirror: d.shadows})
 	d.control = control.New(control.Options{Store: st, Router: routes{d.shadows, d.proxy}, Telemetry: d.telemetry, Logger: log.With("component", "control")})
 	if err := d.control.Load(ctx); err != nil {
-		st.Close()
+		d.abandon()
 		return nil, err
 	}
 	res, err := d.control.ApplyFile(ctx, cfg, false, "config")
 	if err != nil {
-		st.Close()
+		d.abandon()
 		return nil, fmt.Errorf("apply config: %w", err)
 	}
 	logApply(log, "config applied", res)
@@ -117,7 +118,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	d.rollouts = rollout.New(rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
 		Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval})
 	if err := d.rollouts.Load(ctx); err != nil {
-		st.Close()
+		d.abandon()
 		return nil, err
 	}
 
@@ -129,7 +130,22 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	// Long-lived requests (the event stream) end when the admin server
+	// shuts down: http.Server.Shutdown does not cancel request contexts.
+	adminCtx, adminCancel := context.WithCancel(context.Background())
+	d.admin.BaseContext = func(net.Listener) context.Context { return adminCtx }
+	d.admin.RegisterOnShutdown(adminCancel)
 	return d, nil
+}
+
+// abandon releases what a failed New had started: the shadow workers and
+// health checkers of the routes loaded so far, and the state.
+func (d *Daemon) abandon() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	d.proxy.Shutdown(ctx)
+	d.shadows.Close()
+	d.store.Close()
 }
 
 func logApply(log *slog.Logger, msg string, res control.ApplyResult) {
@@ -181,15 +197,16 @@ func (d *Daemon) Start() error {
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	d.background = cancel
-	d.wg.Add(4)
+	d.bgWG.Add(2)
 	go func() {
-		defer d.wg.Done()
+		defer d.bgWG.Done()
 		d.webhooks.Run(bg)
 	}()
 	go func() {
-		defer d.wg.Done()
+		defer d.bgWG.Done()
 		d.rollouts.Run(bg)
 	}()
+	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
 		if err := d.proxy.Serve(d.proxyLn); err != nil {
@@ -252,7 +269,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	if err := d.Start(); err != nil {
-		d.store.Close()
+		d.abandon()
 		return err
 	}
 	var runErr error
@@ -295,13 +312,16 @@ func problemList(err error) []string {
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	var errs []error
 	if d.proxyLn != nil {
-		if err := d.proxy.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("drain data plane: %w", err))
-		}
+		// Writers of state stop first (rollout controller, webhooks, admin
+		// API), so that nothing commits while the data plane drains.
+		d.background()
+		d.bgWG.Wait()
 		if err := d.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop admin: %w", err))
 		}
-		d.background()
+		if err := d.proxy.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain data plane: %w", err))
+		}
 		d.wg.Wait()
 	}
 	d.shadows.Close()

@@ -227,6 +227,20 @@ func TestRolloutActions(t *testing.T) {
 	if !strings.Contains(r.Reason, "traffic changed by hand") {
 		t.Errorf("pause reason %q does not say traffic was changed by hand", r.Reason)
 	}
+	// Resume continues from the same stage with the rollout's own split,
+	// and stays running.
+	if r := act("resume", 200); r.Phase != rollout.PhaseProgressing || r.Stage != 0 {
+		t.Errorf("resume after a hand change: %s at stage %d", r.Phase, r.Stage)
+	}
+	if diff := cmp.Diff(spec.Weights{"blue": 9500, "green": 500}, c.Traffic("fraud")); diff != "" {
+		t.Errorf("traffic after resume (-want +got):\n%s", diff)
+	}
+	ld := c.StartLoad(4, "/fraud/p", nil)
+	testenv.WaitFor(t, 10*time.Second, "a few looks after resume", func() bool { return c.Rollout("fraud").Baked.D() >= time.Second })
+	ld.Stop()
+	if r := c.Rollout("fraud"); r.Phase != rollout.PhaseProgressing {
+		t.Errorf("after resume the rollout is %s (%s), want still progressing", r.Phase, r.Reason)
+	}
 }
 
 func TestRolloutSurvivesSIGKILLMidStage(t *testing.T) {

@@ -316,6 +316,9 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 		ru.r.Reason = fmt.Sprintf("shadow phase: %s%% of requests copied to %s and compared with %s", sh.Mirror, r.Canary, r.Stable)
 		m := sh.Mirror
 		eff.Mirror = &m
+		// The shadow phase gives the canary no live traffic, whatever it
+		// had when a stable was named.
+		eff.Traffic = ru.r.Traffic(0)
 	} else {
 		var live Effect
 		ru.r, live, _ = startLive(ru.r, Effect{}, r.StartedAt, "rollout started")
@@ -495,7 +498,15 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		stableRecent := c.opts.Telemetry.Recorder(next.Endpoint, next.Stable).Window(now, time.Minute)
 		ru.analyzer.StartStage(now, next.Weight, stableRecent)
 	}
-	if a == ActionResume && in.TrafficChanged == "" {
+	if a == ActionResume {
+		// Nothing was observed while paused: take that backlog now (the
+		// rollout-wide tests use each slice's realised share, so a paused
+		// or hand-set split is still fair to them), then restart the
+		// sample-ratio check, which judged the stage's weight, not the
+		// split of the pause.
+		if err := ru.analyzer.Observe(c.pairs(next, ru.analyzer, now)); err != nil {
+			c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
+		}
 		ru.analyzer.ResetSampleRatio()
 	}
 	if eff.AskConfirmation {
