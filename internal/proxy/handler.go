@@ -172,7 +172,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 	streamIdle(up, dep.idle)
 	resp := &ctx.Response
 	up.Header.CopyTo(&resp.Header)
-	stripHopHeaders(&resp.Header, x)
+	stripResponseHopHeaders(&resp.Header, x)
 	resp.Header.SetBytesKV(hdrRequestID, x.rid)
 	resp.Header.SetBytesKV(hdrDeployment, dep.header)
 	status := up.StatusCode()
@@ -254,8 +254,10 @@ func (x *exchange) CloseWithError(werr error) error {
 	// partial one makes it close the connection.
 	_ = x.up.CloseBodyStream()
 	fasthttp.ReleaseResponse(x.up)
-	latency := time.Since(x.start)
-	observe(dep, status, latency, x.ttfb, x.override)
+	// One clock read for the latency and the observation's timestamp.
+	end := time.Now()
+	latency := end.Sub(x.start)
+	observeAt(dep, end.UnixNano(), status, latency, x.ttfb, x.override)
 	if x.mc.ep != nil && x.readErr == nil && werr == nil {
 		// The live answer is complete; fasthttp has yet to flush its end
 		// to the client, so the copies wait for that (see park).
@@ -268,8 +270,13 @@ func (x *exchange) CloseWithError(werr error) error {
 }
 
 func observe(dep *deployment, status int, latency, ttfb time.Duration, override bool) {
+	observeAt(dep, time.Now().UnixNano(), status, latency, ttfb, override)
+}
+
+// observeAt is observe with the clock already read (unix ns).
+func observeAt(dep *deployment, now int64, status int, latency, ttfb time.Duration, override bool) {
 	dep.rec.Observe(telemetry.Observation{
-		Now:      time.Now().UnixNano(),
+		Now:      now,
 		Status:   status,
 		Latency:  latency,
 		TTFB:     ttfb,
@@ -373,13 +380,13 @@ func stickyKey(ctx *fasthttp.RequestCtx, ep *endpoint) []byte {
 // place: hop-by-hop headers out, X-Forwarded-* in.
 func prepareRequest(ctx *fasthttp.RequestCtx, x *exchange) {
 	h := &ctx.Request.Header
-	stripHopHeaders(h, x)
+	// fasthttp has already answered any 100-continue and read the body;
+	// passing Expect on would make the backend send an interim response,
+	// so it goes too.
+	stripRequestHopHeaders(h, x)
 	// The client's Connection: close concerns the client connection, which
 	// fasthttp already noted; upstream connections are kept alive.
 	h.ResetConnectionClose()
-	// fasthttp has already answered any 100-continue and read the body;
-	// passing Expect on would make the backend send an interim response.
-	h.DelBytes(hdrExpect)
 
 	x.scratch = append(x.scratch[:0], h.PeekBytes(hdrForwardedFor)...)
 	if len(x.scratch) > 0 {
@@ -416,9 +423,119 @@ type headerSet interface {
 	DelBytes(key []byte)
 }
 
+// Bits of the hop-by-hop headers a header holds: bit i for hopHeaders[i],
+// then Connection and (requests only) Expect.
+const (
+	hopTrailer    = 1 << 5 // hopHeaders[5]
+	hopConnection = 1 << 8 // len(hopHeaders)
+	hopExpect     = hopConnection << 1
+)
+
+// hopBit returns the bit of a header name as fasthttp stores it (normalised
+// unless normalising is off, in which case DelBytes compares the name as
+// given too), 0 for the headers that are forwarded. DelBytes deletes
+// exactly the stored names equal to these, so a header without any of them
+// has nothing to delete.
+func hopBit(k []byte) uint {
+	switch string(k) {
+	case "Keep-Alive":
+		return 1 << 0
+	case "Proxy-Authenticate":
+		return 1 << 1
+	case "Proxy-Authorization":
+		return 1 << 2
+	case "Proxy-Connection":
+		return 1 << 3
+	case "Te":
+		return 1 << 4
+	case "Trailer":
+		return hopTrailer
+	case "Transfer-Encoding":
+		return 1 << 6
+	case "Upgrade":
+		return 1 << 7
+	case "Connection":
+		return hopConnection
+	case "Expect":
+		return hopExpect
+	}
+	return 0
+}
+
+// stripRequestHopHeaders is stripHopHeaders followed by deleting Expect,
+// on a request header. One pass over the headers finds which of them are
+// there, and only those are deleted, instead of scanning the headers once
+// per name.
+func stripRequestHopHeaders(h *fasthttp.RequestHeader, x *exchange) {
+	// Iterating a request header parses its Cookie headers into fasthttp's
+	// cookie list, which would change how they are forwarded; the (rare)
+	// requests with cookies take the scan per name.
+	if len(h.PeekAll(fasthttp.HeaderCookie)) > 0 {
+		stripHopHeaders(h, x)
+		h.DelBytes(hdrExpect)
+		return
+	}
+	var found uint
+	for k := range h.All() {
+		found |= hopBit(k)
+	}
+	stripFound(h, found, x)
+}
+
+// stripResponseHopHeaders is stripHopHeaders on a response header, in one
+// pass over the headers (see stripRequestHopHeaders).
+func stripResponseHopHeaders(h *fasthttp.ResponseHeader, x *exchange) {
+	var found uint
+	for k := range h.All() {
+		found |= hopBit(k)
+	}
+	// Expect is a request header; a response's is forwarded as before.
+	stripFound(h, found&^hopExpect, x)
+}
+
+// stripFound deletes the hop-by-hop headers found in h. A Trailer header
+// means fasthttp may also hold values in its trailer section, which the
+// iteration does not show: then every name is deleted as stripHopHeaders
+// does.
+func stripFound(h headerSet, found uint, x *exchange) {
+	if found == 0 {
+		return
+	}
+	if found&hopTrailer != 0 {
+		stripHopHeaders(h, x)
+		if found&hopExpect != 0 {
+			h.DelBytes(hdrExpect)
+		}
+		return
+	}
+	if found&hopConnection != 0 {
+		stripConnectionListed(h, x)
+	}
+	for i, k := range hopHeaders {
+		if found&(1<<i) != 0 {
+			h.DelBytes(k)
+		}
+	}
+	if found&hopConnection != 0 {
+		h.DelBytes(hdrConnection)
+	}
+	if found&hopExpect != 0 {
+		h.DelBytes(hdrExpect)
+	}
+}
+
 // stripHopHeaders removes the hop-by-hop headers and those the Connection
 // header lists.
 func stripHopHeaders(h headerSet, x *exchange) {
+	stripConnectionListed(h, x)
+	for _, k := range hopHeaders {
+		h.DelBytes(k)
+	}
+	h.DelBytes(hdrConnection)
+}
+
+// stripConnectionListed removes the headers the Connection header lists.
+func stripConnectionListed(h headerSet, x *exchange) {
 	if v := h.PeekBytes(hdrConnection); len(v) > 0 {
 		// Copy: deleting headers reshuffles the storage v points into.
 		x.scratch = append(x.scratch[:0], v...)
@@ -428,8 +545,4 @@ func stripHopHeaders(h headerSet, x *exchange) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		h.DelBytes(k)
-	}
-	h.DelBytes(hdrConnection)
 }
