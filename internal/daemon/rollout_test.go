@@ -368,3 +368,26 @@ func TestRolloutWebhooksAreSignedRetriedAndConfirmThePromotion(t *testing.T) {
 		t.Errorf("first webhook event = %s, want %s", delivered[0].Type, rollout.EventStarted)
 	}
 }
+
+func TestRolloutOfAPrunedEndpointEnds(t *testing.T) {
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	c, dir := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	c.StartRollout("fraud", `{"canary": "green", "bake": "1h"}`)
+	// Apply a file that no longer lists fraud, with --prune: the rollout
+	// must end (recorded as aborted) rather than be looked at forever.
+	other := strings.Replace(testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""), "name: fraud", "name: churn", 1)
+	if status, body := c.API("POST", "/api/v1/apply?prune=true", other); status != 200 {
+		t.Fatalf("apply --prune: %d %s", status, body)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the rollout's abort event", func() bool {
+		_, body := c.API("GET", "/api/v1/events?endpoint=fraud", nil)
+		return strings.Contains(string(body), `"rollout.aborted"`) && strings.Contains(string(body), "was removed")
+	})
+	// A new endpoint with that name can run a rollout again.
+	if status, body := c.API("POST", "/api/v1/apply", testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), "")); status != 200 {
+		t.Fatalf("apply: %d %s", status, body)
+	}
+	if r := c.StartRollout("fraud", `{"canary": "green", "bake": "1h"}`); r.Phase != rollout.PhaseProgressing {
+		t.Errorf("new rollout after the endpoint came back: %s", r.Phase)
+	}
+}

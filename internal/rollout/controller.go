@@ -464,6 +464,9 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	now := c.now()
 	r := ru.r
 	ep, err := c.opts.Endpoints.Endpoint(ctx, r.Endpoint)
+	if errors.Is(err, store.ErrNotFound) {
+		return c.endpointGone(ctx, ru, now)
+	}
 	if err != nil {
 		return r, err
 	}
@@ -525,6 +528,26 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		delete(c.runs, r.Endpoint)
 	}
 	return ru.r, nil
+}
+
+// endpointGone ends a rollout whose endpoint was removed (apply --prune):
+// there is no traffic left to move, so it is recorded as aborted, with an
+// event, instead of being looked at forever.
+func (c *Controller) endpointGone(ctx context.Context, ru *run, now time.Time) (Rollout, error) {
+	r := ru.r
+	r.Phase, r.Weight, r.Reason, r.FinishedAt, r.UpdatedAt = PhaseAborted, 0, "the endpoint was removed", &now, now
+	value, err := json.Marshal(r)
+	if err != nil {
+		return ru.r, fmt.Errorf("encode rollout: %w", err)
+	}
+	ev := store.Event{Endpoint: r.Endpoint, Type: EventAborted, Actor: "rollout",
+		Message: fmt.Sprintf("rollout %s aborted: endpoint %s was removed", r.ID, r.Endpoint)}
+	if _, _, err := c.opts.Store.Commit(ctx, store.Txn{Ops: []store.Op{{Key: ru.key, Value: value}}, Events: []store.Event{ev}}); err != nil {
+		return ru.r, fmt.Errorf("end rollout %s of a removed endpoint: %w", r.ID, err)
+	}
+	delete(c.runs, r.Endpoint)
+	ru.r = r
+	return r, nil
 }
 
 // pairs reads the complete 1-second slices of both deployments since the
