@@ -65,6 +65,13 @@ type Controller struct {
 
 	mu   sync.Mutex
 	runs map[string]*run // endpoint → its active rollout
+
+	// calls are the confirm-promotion calls in flight; Run waits for them.
+	// stopped (under mu) refuses new ones once Run is ending.
+	calls       sync.WaitGroup
+	callsCtx    context.Context
+	cancelCalls context.CancelFunc
+	stopped     bool
 }
 
 // run is an active rollout with what lives beside its record.
@@ -107,7 +114,9 @@ func New(opts Options) *Controller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}}
+	c := &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}}
+	c.callsCtx, c.cancelCalls = context.WithCancel(context.Background())
+	return c
 }
 
 const keyPrefix = "rollouts/"
@@ -154,13 +163,19 @@ func (c *Controller) restoreAnalyzer(r Rollout) (*analysis.Analyzer, error) {
 	return a, nil
 }
 
-// Run looks at every active rollout each Interval until ctx ends.
+// Run looks at every active rollout each Interval until ctx ends, then
+// waits for the confirm-promotion calls it started.
 func (c *Controller) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			c.mu.Lock()
+			c.stopped = true
+			c.mu.Unlock()
+			c.cancelCalls()
+			c.calls.Wait()
 			return
 		case <-t.C:
 			c.lookAll(ctx)
@@ -611,7 +626,7 @@ func hasMatchGate(p spec.Plan) bool {
 }
 
 // askConfirmation calls the confirm-promotion webhook in the background,
-// at most once per PersistEvery.
+// at most once per PersistEvery. Caller holds c.mu.
 func (c *Controller) askConfirmation(ru *run, r Rollout) {
 	hook := r.Plan.ConfirmPromotion
 	if hook == nil || c.opts.Notifier == nil {
@@ -621,13 +636,15 @@ func (c *Controller) askConfirmation(ru *run, r Rollout) {
 	cf.mu.Lock()
 	defer cf.mu.Unlock()
 	now := c.now()
-	if cf.inFlight || cf.ok || now.Sub(cf.asked) < PersistEvery {
+	if c.stopped || cf.inFlight || cf.ok || now.Sub(cf.asked) < PersistEvery {
 		return
 	}
 	cf.inFlight, cf.asked = true, now
 	payload := map[string]any{"rollout": r.ID, "endpoint": r.Endpoint, "stable": r.Stable, "canary": r.Canary, "stage": r.Stage, "weight": r.Weight, "gates": r.Gates}
+	c.calls.Add(1) // under c.mu, before Run's Wait (it sets stopped under c.mu first)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), hook.Timeout.D()+time.Second)
+		defer c.calls.Done()
+		ctx, cancel := context.WithTimeout(c.callsCtx, hook.Timeout.D()+time.Second)
 		defer cancel()
 		err := c.opts.Notifier.Confirm(ctx, *hook, payload)
 		cf.mu.Lock()
