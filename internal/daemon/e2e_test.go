@@ -506,12 +506,16 @@ func TestChangingSplitUnderLoadLosesNoRequest(t *testing.T) {
 		if i%10 == 5 { // add a third deployment, give it traffic, take it away, remove it
 			c.API("PUT", "/api/v1/endpoints/fraud/deployments/purple", map[string]any{"backends": []string{purple.URL()}})
 			c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "purple": 50})
+			before := purple.Served()
+			testenv.WaitFor(t, 10*time.Second, "purple to serve", func() bool { return purple.Served() > before })
 			c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100})
 			if status, body := c.API("DELETE", "/api/v1/endpoints/fraud/deployments/purple", nil); status != 200 && status != 204 {
 				t.Fatalf("DELETE purple: %d %s", status, body)
 			}
 		}
-		time.Sleep(10 * time.Millisecond) // let load run between changes; not a correctness wait
+		// Let the load run between changes.
+		sent := ld.Sent()
+		testenv.WaitFor(t, 10*time.Second, "requests between changes", func() bool { return ld.Sent() >= sent+20 })
 	}
 	ld.Stop()
 	if bad.Load() > 0 || ld.Sent() < 100 {

@@ -207,12 +207,15 @@ func jsonError(t testing.TB, a answer) string {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatalf("timed out waiting until %s", what)
+		case <-tick.C:
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not a guess
 	}
 }
 

@@ -88,9 +88,7 @@ func TestRoutingChangeUnderLoad(t *testing.T) {
 	for i := 1; i <= 60; i++ {
 		// Let some requests through on each table before changing it.
 		target := requests.Load() + 20
-		for requests.Load() < target && len(errs) == 0 {
-			time.Sleep(time.Millisecond) // polling, not a guess
-		}
+		eventually(t, "20 requests on this table", func() bool { return requests.Load() >= target || len(errs) > 0 })
 		if err := gw.SetRoutes(tables[i%len(tables)]); err != nil {
 			t.Fatal(err)
 		}

@@ -121,7 +121,11 @@ func TestDisagreeingShadowShowsItsShare(t *testing.T) {
 func TestFailingShadows(t *testing.T) {
 	slow := server(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		time.Sleep(50 * time.Millisecond) // the shadow under test is a slow model server
+		select { // the shadow under test is a slow model server
+		case <-time.After(50 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
 		io.WriteString(w, liveAnswer)
 	})
 	hanging := hangingServer(t)
