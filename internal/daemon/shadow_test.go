@@ -102,9 +102,13 @@ func TestShadowFailuresNeverTouchTheLiveAnswer(t *testing.T) {
 		t.Fatalf("live answers %v, want all %d from blue", counts, n)
 	}
 	var rep shadow.Report
-	testenv.WaitFor(t, 20*time.Second, "the slow shadow's comparisons", func() bool {
+	// The hanging shadow's copies time out 300 ms after they were sent, so
+	// wait for every outcome to be counted rather than for the first one.
+	testenv.WaitFor(t, 20*time.Second, "every shadow's outcome counted", func() bool {
 		rep = c.ShadowReport("fraud", "5m")
-		return rep.Shadows["green"].Matched > 0
+		h, dn := rep.Shadows["hang"], rep.Shadows["down"]
+		return rep.Shadows["green"].Matched > 0 && h.Timeouts > 0 && h.Dropped > 0 && dn.Errors > 0 &&
+			h.Mirrored == n && dn.Mirrored == n
 	})
 	h, dn := rep.Shadows["hang"], rep.Shadows["down"]
 	if h.Timeouts == 0 || h.Dropped == 0 {
