@@ -44,10 +44,10 @@ var (
 	}
 )
 
-// exchange is the per-request state, pooled. When the response has a body
-// it is also the body stream handed to fasthttp: the server reads the
-// backend's body through it while writing to the client, and closes it at
-// the end, which is when the request is recorded and the exchange
+// exchange is the per-request state, pooled. When the response body is
+// streamed it is also the body stream handed to fasthttp: the server reads
+// the backend's body through it while writing to the client, and closes it
+// at the end, which is when the request is recorded and the exchange
 // recycled.
 type exchange struct {
 	s *Server
@@ -59,8 +59,7 @@ type exchange struct {
 	// Set once a backend answered and the body is being streamed.
 	dep   *deployment
 	b     *backend
-	up    *fasthttp.Response
-	body  io.Reader
+	c     *upConn
 	start time.Time
 	ttfb  time.Duration
 	// awaitFirst: ttfb is still the header time and becomes the time of
@@ -80,7 +79,7 @@ func (s *Server) getExchange() *exchange {
 }
 
 func (s *Server) putExchange(x *exchange) {
-	x.dep, x.b, x.up, x.body, x.readErr, x.awaitFirst = nil, nil, nil, nil, nil, false
+	x.dep, x.b, x.c, x.readErr, x.awaitFirst = nil, nil, nil, nil, false
 	x.mc.set, x.mc.ep, x.mc.live, x.mc.conn, x.mc.reading = 0, nil, nil, nil, false
 	s.exchanges.Put(x)
 }
@@ -128,11 +127,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if mirrors != 0 {
 		x.mc.start(ctx, x, ep, dep, mirrors)
 	}
-	up := fasthttp.AcquireResponse()
 	deadline := start.Add(dep.timeout)
+	slack := deadlineSlack(dep.timeout)
 	now := start.UnixNano()
-	var b *backend // the backend tried last
-	var err error
+	var (
+		b   *backend // the backend tried last
+		c   *upConn
+		err error
+	)
 	for attempt := 0; ; attempt++ {
 		next := dep.pool.pick(now, b)
 		if next == nil {
@@ -143,7 +145,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		b = next
 		setTarget(&ctx.Request, b, x)
-		err = b.hc.DoDeadline(&ctx.Request, up, deadline)
+		c, err = b.conns.roundTrip(&ctx.Request, &ctx.Response.Header, deadline, slack)
 		if err == nil {
 			dep.pool.succeeded(b)
 			break
@@ -158,32 +160,40 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if err != nil {
-		fasthttp.ReleaseResponse(up)
 		s.failUpstream(ctx, x, ep, dep, b, err, override)
 		return
 	}
-	s.respond(ctx, x, ep, dep, b, up, override)
+	s.respond(ctx, x, dep, b, c, override)
 }
 
-// respond copies the backend's answer to the client. The body is not read
-// here: it is handed to fasthttp as a stream (see exchange.Read).
-func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, b *backend, up *fasthttp.Response, override bool) {
+// respond sends the backend's answer, whose headers were read into the
+// client's response, on to the client. A body that came whole with the
+// headers is copied into the response and the connection goes back to its
+// pool at once; any other body is handed to fasthttp as a stream (see
+// exchange.Read), so that it reaches the client as it arrives.
+func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment, b *backend, c *upConn, override bool) {
 	ttfb := time.Since(x.start)
-	streamIdle(up, dep.idle)
 	resp := &ctx.Response
-	up.Header.CopyTo(&resp.Header)
+	status := resp.StatusCode()
 	stripResponseHopHeaders(&resp.Header, x)
 	resp.Header.SetBytesKV(hdrRequestID, x.rid)
 	resp.Header.SetBytesKV(hdrDeployment, dep.header)
-	status := up.StatusCode()
 
-	body := up.BodyStream()
+	body := &c.body
+	whole, ok := body.buffered()
 	if x.mc.ep != nil {
-		x.mc.answered(up, ttfb, body != nil)
+		x.mc.answered(&resp.Header, status, ttfb, !ok && body.mode != bodyNone)
 	}
-	if body == nil {
-		// No body to wait for (HEAD, 204, 304): the request ends here.
-		fasthttp.ReleaseResponse(up)
+	if ok || body.mode == bodyNone {
+		// No body (HEAD, 204, 304) or all of it here: the request ends now.
+		if ok {
+			resp.SetBody(whole)
+			if x.mc.ep != nil {
+				x.mc.tee(whole)
+			}
+			body.consumeBuffered()
+		}
+		c.finish(true)
 		observe(dep, status, ttfb, ttfb, override)
 		if x.mc.ep != nil {
 			x.mc.latency = ttfb
@@ -193,10 +203,10 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 		s.putExchange(x)
 		return
 	}
-	x.dep, x.b, x.up, x.body = dep, b, up, body
+	body.streamIdle(dep.idle)
+	x.dep, x.b, x.c = dep, b, c
 	x.ttfb, x.status, x.override, x.awaitFirst = ttfb, status, override, true
-	n := up.Header.ContentLength()
-	if n < 0 || bytes.HasPrefix(up.Header.ContentType(), strEventStream) {
+	if body.mode != bodyFixed || bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
 		// Unknown length (chunked or until close) or server-sent events:
 		// fasthttp writes a body stream of unknown size chunked and flushes
 		// after every read, so each piece the backend sends reaches the
@@ -206,14 +216,14 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, de
 		return
 	}
 	resp.ImmediateHeaderFlush = false
-	resp.SetBodyStream(x, n)
+	resp.SetBodyStream(x, int(body.left))
 }
 
 // Read passes the backend's body through to fasthttp, remembering a read
 // error so that Close can tell a failed backend from a departed client. A
 // mirrored request's body is captured here as it streams past.
 func (x *exchange) Read(p []byte) (int, error) {
-	n, err := x.body.Read(p)
+	n, err := x.c.body.Read(p)
 	if x.awaitFirst && n > 0 {
 		x.ttfb, x.awaitFirst = time.Since(x.start), false
 	}
@@ -250,10 +260,9 @@ func (x *exchange) CloseWithError(werr error) error {
 			slog.String("endpoint", dep.endpoint), slog.String("deployment", dep.name), slog.String("request_id", string(x.rid)),
 			slog.Int("status", status), slog.String("error", werr.Error()))
 	}
-	// A body read to its end lets fasthttp pool the backend connection; a
-	// partial one makes it close the connection.
-	_ = x.up.CloseBodyStream()
-	fasthttp.ReleaseResponse(x.up)
+	// A body read to its end lets the backend connection be reused; a
+	// partial one closes it.
+	x.c.finish(x.readErr == nil && werr == nil)
 	// One clock read for the latency and the observation's timestamp.
 	end := time.Now()
 	latency := end.Sub(x.start)
@@ -302,6 +311,8 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, na
 // response headers, records it and logs it.
 func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, b *backend, err error, override bool) {
 	status := statusOf(err)
+	// Drop whatever the backend's headers left before it failed.
+	ctx.Response.Header.Reset()
 	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
 	ctx.Response.Header.SetBytesKV(hdrDeployment, dep.header)
 	writeError(ctx, status, messageOf(status))
@@ -414,7 +425,9 @@ func setTarget(req *fasthttp.Request, b *backend, x *exchange) {
 	x.scratch = append(x.scratch, x.rest...)
 	req.SetRequestURIBytes(x.scratch)
 	req.Header.SetHostBytes(b.host)
-	req.URI().SetSchemeBytes(b.scheme)
+	u := req.URI()
+	u.DisablePathNormalizing = true // forward the path exactly as the client wrote it
+	u.SetSchemeBytes(b.scheme)
 }
 
 // headerSet is what stripHopHeaders needs of a request or response header.

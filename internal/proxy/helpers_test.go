@@ -98,12 +98,22 @@ type gateway struct {
 
 func startGateway(t *testing.T, opts Options, eps ...spec.Endpoint) *gateway {
 	t.Helper()
+	return startGatewayWith(t, opts, nil, eps...)
+}
+
+// startGatewayWith is startGateway with prepare run on the Server before
+// its first SetRoutes.
+func startGatewayWith(t *testing.T, opts Options, prepare func(*Server), eps ...spec.Endpoint) *gateway {
+	t.Helper()
 	recs := newRecorders()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
 	opts.Recorders = recs.get
 	s := New(opts)
+	if prepare != nil {
+		prepare(s)
+	}
 	if err := s.SetRoutes(eps); err != nil {
 		t.Fatalf("SetRoutes: %v", err)
 	}

@@ -109,13 +109,13 @@ func mirroredHeader(name []byte) bool {
 }
 
 // answered records the live status and Content-Type once the live backend
-// answered; with a body, reading then tees it (see exchange.Read).
-func (c *capture) answered(up *fasthttp.Response, ttfb time.Duration, body bool) {
-	c.liveStatus, c.ttfb, c.reading = up.StatusCode(), ttfb, body
+// answered; with a streamed body, reading then tees it (see
+// exchange.Read).
+func (c *capture) answered(h *fasthttp.ResponseHeader, status int, ttfb time.Duration, streamed bool) {
+	c.liveStatus, c.ttfb, c.reading = status, ttfb, streamed
 	// The Content-Type the backend sent, not fasthttp's default for none
-	// (the client's copy of the headers is already made).
-	up.Header.SetNoDefaultContentType(true)
-	c.piece(up.Header.ContentType())
+	// (the server is configured without one).
+	c.piece(h.ContentType())
 }
 
 // tee appends a piece of the live body as it streams past, up to the cap.

@@ -12,6 +12,7 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -127,6 +128,13 @@ type Server struct {
 	// dial opens backend connections; tests and benchmarks replace it
 	// (before the first SetRoutes) to use in-memory listeners.
 	dial dialFunc
+	// upstreamRoots verifies https backends; nil: the system's roots.
+	// Tests set it (before the first SetRoutes) to trust their own CA.
+	upstreamRoots *x509.CertPool
+
+	// stopPrune ends the goroutine that closes long-idle backend
+	// connections; pruneDone is closed when it has.
+	stopPrune, pruneDone chan struct{}
 }
 
 // routes is one immutable routing snapshot.
@@ -165,6 +173,8 @@ func New(opts Options) *Server {
 		pools:     map[string]*pool{},
 		lns:       map[net.Listener]struct{}{},
 		dial:      tcpDial,
+		stopPrune: make(chan struct{}),
+		pruneDone: make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -175,6 +185,7 @@ func New(opts Options) *Server {
 	s.ridPrefix[16] = '-'
 	s.exchanges.New = func() any { return &exchange{s: s} }
 	s.routes.Store(&routes{endpoints: map[string]*endpoint{}})
+	go s.pruneLoop()
 	s.srv = &fasthttp.Server{
 		Handler:                       s.handle,
 		ErrorHandler:                  s.handleParseError,
@@ -253,7 +264,7 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 						reuse[b.url] = b
 					}
 				}
-				if p, err = newPool(key, d, reuse, s.dial, &s.upstreamConns); err != nil {
+				if p, err = newPool(key, d, reuse, s.dial, &s.upstreamConns, s.upstreamRoots); err != nil {
 					return fail(fmt.Errorf("set routes: endpoint %q deployment %q: %w", ep.Name, d.Name, err))
 				}
 				created = append(created, p)
@@ -295,7 +306,7 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 		p.close()
 		for _, b := range p.backends {
 			if !kept[b] {
-				b.hc.CloseIdleConnections()
+				b.conns.retire()
 				b.probe.CloseIdleConnections()
 			}
 		}
@@ -328,6 +339,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // checks stop in either case, and SetRoutes is refused afterwards.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stopPrune)
+	}
 	s.closed = true
 	lns := s.lns
 	s.lns = map[net.Listener]struct{}{}
@@ -347,11 +361,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, p := range pools {
 		p.close()
 		for _, b := range p.backends {
-			b.hc.CloseIdleConnections()
+			b.conns.retire()
 			b.probe.CloseIdleConnections()
 		}
 	}
+	<-s.pruneDone
 	return err
+}
+
+// pruneLoop closes backend connections idle for longer than maxIdleConn,
+// twice per that period, until Shutdown.
+func (s *Server) pruneLoop() {
+	defer close(s.pruneDone)
+	t := time.NewTicker(maxIdleConn / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopPrune:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		s.mu.Lock()
+		for _, p := range s.pools {
+			for _, b := range p.backends {
+				b.conns.pruneIdle(now)
+			}
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Health returns endpoint → deployment → backend health, for the admin API.

@@ -1,7 +1,8 @@
 package proxy
 
 import (
-	"errors"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -9,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -36,7 +36,7 @@ type backend struct {
 	scheme []byte // "http" or "https"
 	host   []byte // Host header sent upstream, host[:port] as configured
 	prefix []byte // URL path without its trailing slash, put before the forwarded path
-	hc     *fasthttp.HostClient
+	conns  *connPool
 	probe  *fasthttp.HostClient // active health checks, apart from live connections
 
 	// fails counts consecutive transport failures (passive health).
@@ -56,7 +56,7 @@ func tcpDial(addr string, timeout time.Duration) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, timeout)
 }
 
-func newBackend(raw string, dial dialFunc, set *connSet) (*backend, error) {
+func newBackend(raw string, dial dialFunc, set *connSet, roots *x509.CertPool) (*backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", raw, err)
@@ -64,11 +64,11 @@ func newBackend(raw string, dial dialFunc, set *connSet) (*backend, error) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("backend %q: want an http or https URL with a host", raw)
 	}
-	tls := u.Scheme == "https"
+	useTLS := u.Scheme == "https"
 	addr := u.Host
 	if u.Port() == "" {
 		port := "80"
-		if tls {
+		if useTLS {
 			port = "443"
 		}
 		addr = net.JoinHostPort(u.Hostname(), port)
@@ -83,31 +83,20 @@ func newBackend(raw string, dial dialFunc, set *connSet) (*backend, error) {
 		host:   []byte(u.Host),
 		prefix: []byte(prefix),
 	}
-	b.hc = &fasthttp.HostClient{
-		Addr:        addr,
-		IsTLS:       tls,
-		DialTimeout: upstreamDialer(dial, set),
-		// The whole response is never buffered: the body is handed to the
-		// client as it arrives, which is what lets SSE and chunked
-		// responses stream, and keeps large bodies out of memory.
-		StreamResponseBody: true,
-		// Forward the path exactly as the client wrote it.
-		DisablePathNormalizing:   true,
-		NoDefaultUserAgentHeader: true,
-		MaxConns:                 maxConnsPerBackend,
-		// Bounded by each request's own deadline (the smaller wins).
-		MaxConnWaitTimeout: time.Minute,
-		ReadBufferSize:     bufferSize,
-		WriteBufferSize:    bufferSize,
-		// ReadTimeout stays zero: it would bound streamed bodies too. The
-		// deployment timeout is applied per request, the idle timeout per
-		// read (see upstreamConn).
-		MaxIdemponentCallAttempts: 2,
-		RetryIfErr:                retryStale,
+	var tlsConfig *tls.Config
+	if useTLS {
+		tlsConfig = &tls.Config{
+			ServerName:         u.Hostname(),
+			RootCAs:            roots,
+			MinVersion:         tls.VersionTLS12,
+			ClientSessionCache: tls.NewLRUClientSessionCache(0),
+		}
 	}
+	b.conns = newConnPool(addr, tlsConfig, dial, set)
 	b.probe = &fasthttp.HostClient{
 		Addr:                      addr,
-		IsTLS:                     tls,
+		IsTLS:                     useTLS,
+		TLSConfig:                 tlsConfig,
 		NoDefaultUserAgentHeader:  true,
 		Name:                      "modelgate-health-check",
 		MaxResponseBodySize:       64 << 10,
@@ -115,19 +104,6 @@ func newBackend(raw string, dial dialFunc, set *connSet) (*backend, error) {
 		DialTimeout:               fasthttp.DialFuncWithTimeout(dial),
 	}
 	return b, nil
-}
-
-// retryStale retries once when the backend closed the connection before
-// sending a byte of the response: the signature of a pooled keep-alive
-// connection the backend had already closed (uvicorn closes idle ones after
-// 5 s, gunicorn after 2 s). Without it, such a race would surface as a 502.
-// Timeouts are never retried.
-func retryStale(_ *fasthttp.Request, attempts int, err error) (resetTimeout, retry bool) {
-	if attempts > 1 {
-		return false, false
-	}
-	return false, errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // healthy reports whether the backend may take a request at now (unix ns).
@@ -161,7 +137,7 @@ type pool struct {
 	done     sync.WaitGroup
 }
 
-func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dialFunc, set *connSet) (*pool, error) {
+func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dialFunc, set *connSet, roots *x509.CertPool) (*pool, error) {
 	p := &pool{
 		key:         key,
 		dep:         d,
@@ -173,7 +149,7 @@ func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dial
 		b := reuse[raw]
 		if b == nil {
 			var err error
-			if b, err = newBackend(raw, dial, set); err != nil {
+			if b, err = newBackend(raw, dial, set, roots); err != nil {
 				return nil, err
 			}
 		}
@@ -298,25 +274,6 @@ type dialError struct{ err error }
 func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
-// upstreamDialer connects to a backend with dial and wraps the connection
-// so that the proxy can switch it to the idle timeout once response
-// headers arrived.
-func upstreamDialer(dial dialFunc, set *connSet) fasthttp.DialFuncWithTimeout {
-	return func(addr string, timeout time.Duration) (net.Conn, error) {
-		if timeout <= 0 || timeout > maxDialTimeout {
-			timeout = maxDialTimeout
-		}
-		c, err := dial(addr, timeout)
-		if err != nil {
-			return nil, &dialError{err}
-		}
-		uc := &upstreamConn{Conn: c, set: set}
-		uc.laddr = connAddr{Addr: c.LocalAddr(), conn: uc}
-		set.add(uc)
-		return uc, nil
-	}
-}
-
 // connSet tracks open connections (to clients or backends) so that a
 // shutdown whose drain deadline passed can cut them all. It is touched
 // when a connection opens or closes, never per request.
@@ -350,64 +307,5 @@ func (s *connSet) closeAll() {
 	s.mu.Unlock()
 	for _, c := range conns {
 		_ = c.Close()
-	}
-}
-
-// upstreamConn gives the proxy two different read timeouts on one
-// connection. fasthttp's HostClient applies a request's timeout as a read
-// deadline that also stays in force while a streamed body is read, and
-// offers no per-read (idle) deadline. So: the deployment timeout is passed
-// to DoDeadline and bounds connecting, writing and reading the response
-// headers; once Do returns, the proxy calls streamIdle and from then on
-// every network read pushes the deadline idle ahead, which bounds the gap
-// between two chunks instead of the whole body. fasthttp sets a new read
-// deadline before the next request on this connection, which ends idle
-// mode.
-type upstreamConn struct {
-	net.Conn
-	laddr connAddr
-	idle  atomic.Int64 // ns; > 0 while a body is being read
-	set   *connSet
-}
-
-func (c *upstreamConn) Close() error {
-	c.set.remove(c)
-	return c.Conn.Close()
-}
-
-// connAddr is the connection's local address, carrying a pointer back to
-// the connection. fasthttp copies conn.LocalAddr() into the Response it
-// fills (Response.LocalAddr), which is the only way to reach the
-// connection that served a response from the caller of Do.
-type connAddr struct {
-	net.Addr
-	conn *upstreamConn
-}
-
-func (c *upstreamConn) LocalAddr() net.Addr { return &c.laddr }
-
-func (c *upstreamConn) Read(p []byte) (int, error) {
-	if d := c.idle.Load(); d > 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d))); err != nil {
-			return 0, err
-		}
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *upstreamConn) SetReadDeadline(t time.Time) error {
-	c.idle.Store(0)
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *upstreamConn) SetDeadline(t time.Time) error {
-	c.idle.Store(0)
-	return c.Conn.SetDeadline(t)
-}
-
-// streamIdle switches the connection that served resp to the idle timeout.
-func streamIdle(resp *fasthttp.Response, idle time.Duration) {
-	if a, ok := resp.LocalAddr().(*connAddr); ok && idle > 0 {
-		a.conn.idle.Store(int64(idle))
 	}
 }

@@ -1,0 +1,371 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The upstream side of the proxy is its own small HTTP/1.1 client rather
+// than fasthttp's HostClient, because the proxy needs what HostClient
+// gives only at a cost on every request: the backend's response headers
+// read straight into the client's response, a body copied at once when it
+// arrived whole with the headers and streamed, with an idle timeout per
+// read, when it did not, and connection deadlines that are not reset (a
+// runtime timer update) for every request.
+
+const (
+	// maxIdleConn is how long a connection may sit unused in the pool
+	// before it is closed rather than reused.
+	maxIdleConn = 10 * time.Second
+	// maxDeadlineSlack bounds how late a deadline may fire (see
+	// upConn.setDeadline).
+	maxDeadlineSlack = 20 * time.Millisecond
+)
+
+// connPool is one backend's keep-alive connections.
+type connPool struct {
+	addr string
+	tls  *tls.Config // nil: plain HTTP
+	dial dialFunc
+	set  *connSet
+	max  int // connections at most, busy or idle
+
+	mu      sync.Mutex
+	retired bool      // the backend left the routes: no more pooling
+	idle    []*upConn // least recently used first
+	open    int       // idle and busy connections, and dials under way
+	waiters []chan *upConn
+}
+
+func newConnPool(addr string, tlsConfig *tls.Config, dial dialFunc, set *connSet) *connPool {
+	return &connPool{addr: addr, tls: tlsConfig, dial: dial, set: set, max: maxConnsPerBackend}
+}
+
+// upConn is one connection to a backend with its buffers and the framing
+// of the response body being read on it.
+type upConn struct {
+	net.Conn
+	pool *connPool
+	br   *bufio.Reader
+	bw   *bufio.Writer
+
+	lastUsed int64 // unix ns, when it last went back to the pool
+	deadline int64 // unix ns, the deadline set on Conn; 0: none
+	reused   bool  // it served a request before this one
+
+	body bodyReader
+}
+
+// Close closes the connection and forgets it for Shutdown's cut.
+func (c *upConn) Close() error {
+	c.pool.set.remove(c)
+	return c.Conn.Close()
+}
+
+// setDeadline makes the connection's read and write deadline fall in
+// [want, want+slack] (unix ns). Moving a deadline updates a runtime timer;
+// a deadline already in that range is left alone, so that a busy keep-alive
+// connection resets it about once per slack instead of once per request,
+// at the price of timing out up to slack late.
+func (c *upConn) setDeadline(want, slack int64) error {
+	if c.deadline >= want && c.deadline <= want+slack {
+		return nil
+	}
+	c.deadline = want + slack
+	return c.Conn.SetDeadline(time.Unix(0, c.deadline))
+}
+
+// deadlineSlack is the slack allowed on a timeout of d: a thirty-second of
+// it, at most maxDeadlineSlack.
+func deadlineSlack(d time.Duration) int64 {
+	return int64(min(d/32, maxDeadlineSlack))
+}
+
+// acquire returns a connection for one request: the most recently used
+// idle one, else a new one (fresh forces that), else, at the limit, the
+// first one released before deadline. A dial
+// failure is a *dialError: nothing was sent.
+func (p *connPool) acquire(deadline time.Time, fresh bool) (*upConn, error) {
+	p.mu.Lock()
+	if !fresh {
+		if c := p.popIdleLocked(time.Now().UnixNano()); c != nil {
+			p.mu.Unlock()
+			return c, nil
+		}
+	}
+	if p.open < p.max {
+		p.open++
+		p.mu.Unlock()
+		return p.dialSlot(deadline)
+	}
+	// Every connection is busy. Wait for one, within the request's time.
+	ch := make(chan *upConn, 1)
+	p.waiters = append(p.waiters, ch)
+	p.mu.Unlock()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case c := <-ch:
+		if c == nil { // a slot: a connection was closed
+			return p.dialSlot(deadline)
+		}
+		return c, nil
+	case <-timer.C:
+	}
+	p.mu.Lock()
+	for i, w := range p.waiters {
+		if w == ch {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			return nil, fasthttp.ErrNoFreeConns
+		}
+	}
+	p.mu.Unlock()
+	// Handed something just as the wait ended: pass it on.
+	if c := <-ch; c != nil {
+		p.release(c)
+	} else {
+		p.freeSlot()
+	}
+	return nil, fasthttp.ErrNoFreeConns
+}
+
+// popIdleLocked takes the most recently used idle connection that has not
+// been idle too long; it closes those that have (the older ones with them).
+func (p *connPool) popIdleLocked(now int64) *upConn {
+	n := len(p.idle)
+	if n == 0 {
+		return nil
+	}
+	c := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	if now-c.lastUsed <= int64(maxIdleConn) {
+		return c
+	}
+	// c is the newest: every idle connection is stale.
+	stale := append(p.idle, c)
+	p.idle = nil
+	p.open -= len(stale)
+	go closeAll(stale)
+	return nil
+}
+
+func closeAll(conns []*upConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// dialSlot connects, in a slot already counted in open.
+func (p *connPool) dialSlot(deadline time.Time) (*upConn, error) {
+	c, err := p.connect(deadline)
+	if err != nil {
+		p.freeSlot()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (p *connPool) connect(deadline time.Time) (*upConn, error) {
+	timeout := min(time.Until(deadline), maxDialTimeout)
+	if timeout <= 0 {
+		return nil, &dialError{fasthttp.ErrDialTimeout}
+	}
+	raw, err := p.dial(p.addr, timeout)
+	if err != nil {
+		return nil, &dialError{err}
+	}
+	if p.tls != nil {
+		tc := tls.Client(raw, p.tls)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = raw.Close()
+			return nil, &dialError{fmt.Errorf("tls handshake: %w", err)}
+		}
+		raw = tc
+	}
+	c := &upConn{
+		Conn: raw,
+		pool: p,
+		br:   bufio.NewReaderSize(raw, bufferSize),
+		bw:   bufio.NewWriterSize(raw, bufferSize),
+	}
+	p.set.add(c)
+	return c, nil
+}
+
+// release puts a connection whose exchange ended cleanly back in the pool,
+// or hands it to a request waiting for one.
+func (p *connPool) release(c *upConn) {
+	c.lastUsed = time.Now().UnixNano()
+	c.reused = true
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		w <- c
+		return
+	}
+	if p.retired {
+		p.open--
+		p.mu.Unlock()
+		_ = c.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// discard closes a connection that cannot be reused and frees its slot.
+func (p *connPool) discard(c *upConn) {
+	_ = c.Close()
+	p.freeSlot()
+}
+
+func (p *connPool) freeSlot() {
+	p.mu.Lock()
+	if len(p.waiters) > 0 {
+		w := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		p.mu.Unlock()
+		w <- nil // the waiter dials in this slot
+		return
+	}
+	p.open--
+	p.mu.Unlock()
+}
+
+// retire closes the idle connections; busy ones finish their exchange and
+// are closed then.
+func (p *connPool) retire() {
+	p.mu.Lock()
+	p.retired = true
+	idle := p.idle
+	p.idle = nil
+	p.open -= len(idle)
+	p.mu.Unlock()
+	closeAll(idle)
+}
+
+// pruneIdle closes the connections idle for longer than maxIdleConn, so
+// that an unused backend does not keep sockets its server has closed.
+func (p *connPool) pruneIdle(now int64) {
+	p.mu.Lock()
+	var stale []*upConn
+	kept := p.idle[:0]
+	for _, c := range p.idle {
+		if now-c.lastUsed > int64(maxIdleConn) {
+			stale = append(stale, c)
+		} else {
+			kept = append(kept, c)
+		}
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+	p.open -= len(stale)
+	p.mu.Unlock()
+	closeAll(stale)
+}
+
+// errStale marks a failure of a reused connection before any byte of the
+// response: the backend had closed it while it sat in the pool (uvicorn
+// closes idle connections after 5 s, gunicorn after 2 s).
+type errStale struct{ err error }
+
+func (e *errStale) Error() string { return "stale keep-alive connection: " + e.err.Error() }
+func (e *errStale) Unwrap() error { return e.err }
+
+func isStale(err error) bool {
+	var stale *errStale
+	return errors.As(err, &stale)
+}
+
+// roundTrip sends req on a connection from p and reads the response
+// headers into resp before deadline (unix ns; slack as in setDeadline). On
+// success the connection is returned with the body framing set up
+// (c.body); the caller reads the body and then calls finish. A reused
+// connection that the backend had closed is retried once on a new one.
+func (p *connPool) roundTrip(req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline time.Time, slack int64) (*upConn, error) {
+	c, err := p.acquire(deadline, false)
+	if err != nil {
+		return nil, err
+	}
+	if err = c.exchange(req, resp, deadline.UnixNano(), slack); err == nil {
+		return c, nil
+	}
+	p.discard(c)
+	if !isStale(err) {
+		return nil, err
+	}
+	if c, err = p.acquire(deadline, true); err != nil {
+		return nil, err
+	}
+	if err = c.exchange(req, resp, deadline.UnixNano(), slack); err != nil {
+		p.discard(c)
+		return nil, err
+	}
+	return c, nil
+}
+
+// exchange writes the request and reads the response headers, skipping
+// interim (1xx) responses other than 101.
+func (c *upConn) exchange(req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline, slack int64) error {
+	if err := c.setDeadline(deadline, slack); err != nil {
+		return err
+	}
+	err := req.Write(c.bw)
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		c.bw.Reset(c.Conn)
+		return c.classify(err)
+	}
+	for {
+		if err := resp.Read(c.br); err != nil {
+			return c.classify(err)
+		}
+		if st := resp.StatusCode(); st >= 200 || st == fasthttp.StatusSwitchingProtocols {
+			break
+		}
+	}
+	c.body.reset(c, req, resp)
+	return nil
+}
+
+// classify marks a broken reused connection's error as stale; fasthttp
+// reports a connection closed before the first response byte as io.EOF.
+func (c *upConn) classify(err error) error {
+	if c.reused && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		return &errStale{err}
+	}
+	if errors.Is(err, io.EOF) {
+		return fmt.Errorf("backend closed the connection before answering: %w", io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// finish ends an exchange once its body was read to the end (or not at
+// all, clean false): the connection goes back to the pool when the body
+// ended cleanly and neither side asked to close it.
+func (c *upConn) finish(clean bool) {
+	if clean && c.body.done && !c.body.closeAfter {
+		c.pool.release(c)
+		return
+	}
+	c.pool.discard(c)
+}
