@@ -330,7 +330,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	// Serve got that far, and a Serve starting after it would run forever.
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
-	return s.srv.Serve(ln)
+	return s.srv.Serve(clientListener{ln})
 }
 
 // Shutdown stops accepting connections, lets requests in flight (streams
@@ -435,4 +435,48 @@ type fasthttpLogger struct{ log *slog.Logger }
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
+
+// idleSlack is how late a client connection's idle timeout may fire (see
+// clientConn).
+const idleSlack = time.Second
+
+// clientListener hands fasthttp client connections whose read deadline is
+// moved only when it must.
+type clientListener struct{ net.Listener }
+
+func (l clientListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &clientConn{Conn: c}, nil
+}
+
+// clientConn keeps a read deadline set by fasthttp when the new one falls
+// within idleSlack after it. fasthttp sets the idle timeout as a read
+// deadline before every request on a keep-alive connection, and each move
+// updates a runtime timer; with the slack, a busy connection moves it about
+// once a second, and an idle connection is closed up to a second late.
+type clientConn struct {
+	net.Conn
+	readDeadline int64 // unix ns as last set on Conn; 0: none
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.readDeadline = 0
+		return c.Conn.SetReadDeadline(t)
+	}
+	want := t.UnixNano()
+	if c.readDeadline >= want && c.readDeadline <= want+int64(idleSlack) {
+		return nil
+	}
+	c.readDeadline = want + int64(idleSlack)
+	return c.Conn.SetReadDeadline(time.Unix(0, c.readDeadline))
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	c.readDeadline = 0 // unknown from now on: the next SetReadDeadline applies
+	return c.Conn.SetDeadline(t)
 }
