@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -26,10 +25,6 @@ type Options struct {
 	// windows. Latencies are always measured on the monotonic clock. Nil:
 	// time.Now.
 	Now func() time.Time
-	// Client sends every shadow request of every shadow. Nil: each shadow
-	// gets its own keep-alive transport, sized to its workers, that
-	// ignores proxy environment variables and does not follow redirects.
-	Client *http.Client
 }
 
 // Manager owns the shadow deployments: per (endpoint, deployment) with a
@@ -40,7 +35,6 @@ type Options struct {
 type Manager struct {
 	log    *slog.Logger
 	now    func() time.Time
-	client *http.Client
 	copies sync.Pool
 
 	// table is the snapshot Submit and the readers use; it is replaced,
@@ -77,7 +71,7 @@ const maxPooledBody = 2 << 20
 // NewManager returns a Manager with no shadows; configure them with
 // SetShadows.
 func NewManager(opts Options) *Manager {
-	m := &Manager{log: opts.Logger, now: opts.Now, client: opts.Client}
+	m := &Manager{log: opts.Logger, now: opts.Now}
 	if m.log == nil {
 		m.log = slog.Default()
 	}

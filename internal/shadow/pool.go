@@ -1,17 +1,18 @@
 package shadow
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/modelgate/modelgate/internal/shadow/compare"
 )
@@ -31,17 +32,19 @@ type config struct {
 // pool is one shadow's bounded queue and its workers. Submitters never
 // block on it: a full queue, or a stopped pool, refuses the copy.
 type pool struct {
-	m      *Manager
-	st     *stats
-	queue  chan *Copy
-	cfg    atomic.Pointer[config]
-	rr     atomic.Uint64
-	client *http.Client
-	// transport is the pool's own keep-alive transport, nil when the
-	// Manager was given a client.
-	transport *http.Transport
+	m     *Manager
+	st    *stats
+	queue chan *Copy
+	cfg   atomic.Pointer[config]
+	rr    atomic.Uint64
+	// client sends the copies: fasthttp, like the live path, because a
+	// copy costs the gateway CPU that the live requests share.
+	client *fasthttp.Client
+	// conns are the client's open connections, closed by stop to abort
+	// the requests in flight (fasthttp requests take no context).
+	conns connSet
 
-	ctx    context.Context // cancelled by stop: aborts shadow requests in flight
+	ctx    context.Context // cancelled by stop
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -53,27 +56,25 @@ type pool struct {
 
 // startPool starts cfg.workers workers on a queue of cfg.queue copies.
 func (m *Manager) startPool(st *stats, cfg *config) *pool {
-	p := &pool{m: m, st: st, queue: make(chan *Copy, cfg.queue), client: m.client}
+	p := &pool{m: m, st: st, queue: make(chan *Copy, cfg.queue)}
 	p.cfg.Store(cfg)
-	if p.client == nil {
-		p.transport = &http.Transport{
-			Proxy: nil, // shadow backends are addressed directly, never through an environment proxy
-			DialContext: (&net.Dialer{
-				Timeout:   min(cfg.timeout, 5*time.Second),
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
-			MaxIdleConns:        4 * cfg.workers,
-			MaxIdleConnsPerHost: cfg.workers, // one kept-alive connection per worker and backend
-			IdleConnTimeout:     90 * time.Second,
-			// Forward exactly the client's Accept-Encoding, like the live
-			// request, instead of asking for gzip and decoding it here.
-			DisableCompression: true,
-		}
-		p.client = &http.Client{
-			Transport: p.transport,
-			// A shadow answer is compared as it is, redirect included.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+	p.client = &fasthttp.Client{
+		// One kept-alive connection per worker and backend.
+		MaxConnsPerHost:          cfg.workers,
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
+		// Read the body as it comes, up to the capture cap, instead of
+		// refusing a longer one: the comparison reports it truncated.
+		StreamResponseBody: true,
+		// A copy that failed is not retried: it is counted.
+		MaxIdemponentCallAttempts: 1,
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			c, err := fasthttp.DialTimeout(addr, min(timeout, 5*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			return p.conns.add(c), nil
+		},
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(cfg.workers)
@@ -104,6 +105,7 @@ func (p *pool) offer(c *Copy) bool {
 // counted as dropped too: neither the shadow nor the live side failed.
 func (p *pool) stop() {
 	p.cancel()
+	p.conns.closeAll()
 	p.wg.Wait()
 	p.stopped.Store(true)
 	for p.submitters.Load() != 0 {
@@ -115,9 +117,8 @@ func (p *pool) stop() {
 			p.st.count(p.m.now(), kindDropped)
 			p.m.Put(c)
 		default:
-			if p.transport != nil {
-				p.transport.CloseIdleConnections()
-			}
+			p.client.CloseIdleConnections()
+			p.conns.closeAll() // dialled by a request that was ending
 			return
 		}
 	}
@@ -148,34 +149,38 @@ func (p *pool) handle(c *Copy, buf []byte) []byte {
 		return buf
 	}
 	base := cfg.backends[(p.rr.Add(1)-1)%uint64(len(cfg.backends))]
-	ctx, cancel := context.WithTimeout(p.ctx, cfg.timeout)
-	defer cancel()
-	req, err := newRequest(ctx, base, c)
-	if err != nil {
-		p.fail(c, kindError, err)
-		return buf
-	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	fillRequest(req, base, c)
+	resp.Header.SetNoDefaultContentType(true) // none sent means none, as for the live answer
 	p.st.count(p.m.now(), kindSent)
 	// Latency is measured on the monotonic clock; the injected clock only
 	// places counts in slices.
 	start := time.Now()
-	resp, err := p.client.Do(req)
-	if err != nil {
-		p.fail(c, p.classify(ctx, err), err)
-		return buf
-	}
+	// The deadline bounds the whole request, body included: fasthttp keeps
+	// it as the connection's read deadline while the body streams.
+	err := p.client.DoDeadline(req, resp, start.Add(cfg.timeout))
 	var truncated bool
-	buf, truncated, err = readCapped(resp.Body, cfg.maxBody, buf)
-	resp.Body.Close()
+	if err == nil {
+		buf, truncated, err = readCapped(resp.BodyStream(), cfg.maxBody, buf)
+		if cerr := resp.CloseBodyStream(); err == nil && cerr != nil && !truncated {
+			err = cerr
+		}
+	}
 	lat := time.Since(start)
 	if err != nil {
-		p.fail(c, p.classify(ctx, err), err)
+		k := p.classify(err)
+		if k == kindTimeout {
+			err = fmt.Errorf("no answer within the shadow timeout of %s: %w", cfg.timeout, err)
+		}
+		p.fail(c, k, err)
 		return buf
 	}
 	p.st.observeDuration(lat)
 	res := cfg.cmp.Compare(c.Live, compare.Response{
-		Status:      resp.StatusCode,
-		ContentType: resp.Header.Get("Content-Type"),
+		Status:      resp.StatusCode(),
+		ContentType: string(resp.Header.ContentType()),
 		Body:        buf,
 		Truncated:   truncated,
 	})
@@ -196,12 +201,12 @@ func (p *pool) handle(c *Copy, buf []byte) []byte {
 
 // classify tells a timeout from a transport error; a request aborted
 // because the pool stopped is a drop.
-func (p *pool) classify(ctx context.Context, err error) kind {
+func (p *pool) classify(err error) kind {
 	var ne net.Error
 	switch {
 	case p.ctx.Err() != nil:
 		return kindDropped
-	case errors.Is(ctx.Err(), context.DeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.As(err, &ne) && ne.Timeout():
 		return kindTimeout
 	}
@@ -217,28 +222,21 @@ func (p *pool) fail(c *Copy, k kind, err error) {
 	}
 }
 
-// newRequest builds the shadow request of c to the backend at base.
-func newRequest(ctx context.Context, base string, c *Copy) (*http.Request, error) {
+// fillRequest makes req the shadow request of c to the backend at base.
+func fillRequest(req *fasthttp.Request, base string, c *Copy) {
 	uri := c.URI
 	if !strings.HasPrefix(uri, "/") {
 		uri = "/" + uri
 	}
-	method := c.Method
-	if method == "" {
-		method = http.MethodGet
-	}
-	var body io.Reader = http.NoBody
-	if len(c.Body) > 0 {
-		body = bytes.NewReader(c.Body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+uri, body)
-	if err != nil {
-		return nil, err
+	req.SetRequestURI(base + uri)
+	if c.Method != "" {
+		req.Header.SetMethod(c.Method)
 	}
 	for i := 0; i+1 < len(c.Headers); i += 2 {
 		name, value := c.Headers[i], c.Headers[i+1]
 		if strings.EqualFold(name, "Host") {
-			req.Host = value
+			req.Header.SetHost(value)
+			req.UseHostHeader = true
 			continue
 		}
 		req.Header.Add(name, value)
@@ -247,13 +245,17 @@ func newRequest(ctx context.Context, base string, c *Copy) (*http.Request, error
 		req.Header.Set("X-Request-Id", c.RequestID)
 	}
 	req.Header.Set("X-Model-Shadow", "true")
-	return req, nil
+	// c outlives the request: no copy of the body is needed.
+	req.SetBodyRaw(c.Body)
 }
 
 // readCapped reads r into buf[:0] up to limit bytes. truncated reports
 // that r held more; buf then holds the first limit bytes.
 func readCapped(r io.Reader, limit int64, buf []byte) (_ []byte, truncated bool, _ error) {
 	buf = buf[:0]
+	if r == nil {
+		return buf, false, nil
+	}
 	for {
 		if len(buf) == cap(buf) {
 			// Grow, but never past limit+1: one byte over tells truncation.
@@ -276,5 +278,47 @@ func readCapped(r io.Reader, limit int64, buf []byte) (_ []byte, truncated bool,
 		if err != nil {
 			return buf, false, err
 		}
+	}
+}
+
+// connSet tracks a client's open connections so that stop can close them
+// all, aborting the requests in flight.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+}
+
+type trackedConn struct {
+	net.Conn
+	set *connSet
+}
+
+func (c *trackedConn) Close() error {
+	c.set.mu.Lock()
+	delete(c.set.conns, c)
+	c.set.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func (s *connSet) add(c net.Conn) net.Conn {
+	tc := &trackedConn{Conn: c, set: s}
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = map[*trackedConn]struct{}{}
+	}
+	s.conns[tc] = struct{}{}
+	s.mu.Unlock()
+	return tc
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
 	}
 }

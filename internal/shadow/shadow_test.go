@@ -151,8 +151,8 @@ func TestFailingShadows(t *testing.T) {
 			if r.Timeouts != n || r.Errors+r.Compared != 0 {
 				t.Errorf("timeouts, errors, compared = %d, %d, %d, want %d, 0, 0", r.Timeouts, r.Errors, r.Compared, n)
 			}
-			if r.LastError == nil || !strings.Contains(r.LastError.Error, "deadline") {
-				t.Errorf("last error = %+v, want a deadline", r.LastError)
+			if r.LastError == nil || !strings.Contains(r.LastError.Error, "within the shadow timeout of 50ms") {
+				t.Errorf("last error = %+v, want the shadow timeout named", r.LastError)
 			}
 		}},
 		{"down", down.URL, 5 * time.Second, func(t *testing.T, r ShadowReport) {
