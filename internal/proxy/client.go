@@ -95,10 +95,10 @@ func deadlineSlack(d time.Duration) int64 {
 // idle one, else a new one (fresh forces that), else, at the limit, the
 // first one released before deadline. A dial
 // failure is a *dialError: nothing was sent.
-func (p *connPool) acquire(deadline time.Time, fresh bool) (*upConn, error) {
+func (p *connPool) acquire(now int64, deadline time.Time, fresh bool) (*upConn, error) {
 	p.mu.Lock()
 	if !fresh {
-		if c := p.popIdleLocked(time.Now().UnixNano()); c != nil {
+		if c := p.popIdleLocked(now); c != nil {
 			p.mu.Unlock()
 			return c, nil
 		}
@@ -133,7 +133,7 @@ func (p *connPool) acquire(deadline time.Time, fresh bool) (*upConn, error) {
 	p.mu.Unlock()
 	// Handed something just as the wait ended: pass it on.
 	if c := <-ch; c != nil {
-		p.release(c)
+		p.release(c, time.Now().UnixNano())
 	} else {
 		p.freeSlot()
 	}
@@ -207,10 +207,10 @@ func (p *connPool) connect(deadline time.Time) (*upConn, error) {
 	return c, nil
 }
 
-// release puts a connection whose exchange ended cleanly back in the pool,
-// or hands it to a request waiting for one.
-func (p *connPool) release(c *upConn) {
-	c.lastUsed = time.Now().UnixNano()
+// release puts a connection whose exchange ended cleanly at now (unix ns)
+// back in the pool, or hands it to a request waiting for one.
+func (p *connPool) release(c *upConn, now int64) {
+	c.lastUsed = now
 	c.reused = true
 	p.mu.Lock()
 	if len(p.waiters) > 0 {
@@ -295,12 +295,13 @@ func isStale(err error) bool {
 }
 
 // roundTrip sends req on a connection from p and reads the response
-// headers into resp before deadline (unix ns; slack as in setDeadline). On
+// headers into resp before deadline (slack as in setDeadline); now is the
+// request's start (unix ns). On
 // success the connection is returned with the body framing set up
 // (c.body); the caller reads the body and then calls finish. A reused
 // connection that the backend had closed is retried once on a new one.
-func (p *connPool) roundTrip(req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline time.Time, slack int64) (*upConn, error) {
-	c, err := p.acquire(deadline, false)
+func (p *connPool) roundTrip(now int64, req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline time.Time, slack int64) (*upConn, error) {
+	c, err := p.acquire(now, deadline, false)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +312,7 @@ func (p *connPool) roundTrip(req *fasthttp.Request, resp *fasthttp.ResponseHeade
 	if !isStale(err) {
 		return nil, err
 	}
-	if c, err = p.acquire(deadline, true); err != nil {
+	if c, err = p.acquire(now, deadline, true); err != nil {
 		return nil, err
 	}
 	if err = c.exchange(req, resp, deadline.UnixNano(), slack); err != nil {
@@ -359,12 +360,12 @@ func (c *upConn) classify(err error) error {
 	return err
 }
 
-// finish ends an exchange once its body was read to the end (or not at
-// all, clean false): the connection goes back to the pool when the body
-// ended cleanly and neither side asked to close it.
-func (c *upConn) finish(clean bool) {
+// finish ends an exchange at now (unix ns) once its body was read to the
+// end (or not at all, clean false): the connection goes back to the pool
+// when the body ended cleanly and neither side asked to close it.
+func (c *upConn) finish(now int64, clean bool) {
 	if clean && c.body.done && !c.body.closeAfter {
-		c.pool.release(c)
+		c.pool.release(c, now)
 		return
 	}
 	c.pool.discard(c)

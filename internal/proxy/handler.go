@@ -145,7 +145,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		b = next
 		setTarget(&ctx.Request, b, x)
-		c, err = b.conns.roundTrip(&ctx.Request, &ctx.Response.Header, deadline, slack)
+		c, err = b.conns.roundTrip(now, &ctx.Request, &ctx.Response.Header, deadline, slack)
 		if err == nil {
 			dep.pool.succeeded(b)
 			break
@@ -172,7 +172,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // pool at once; any other body is handed to fasthttp as a stream (see
 // exchange.Read), so that it reaches the client as it arrives.
 func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment, b *backend, c *upConn, override bool) {
-	ttfb := time.Since(x.start)
+	// One clock read for the header time, and for the end of a request
+	// whose body came with its headers.
+	now := time.Now()
+	ttfb := now.Sub(x.start)
 	resp := &ctx.Response
 	status := resp.StatusCode()
 	stripResponseHopHeaders(&resp.Header, x)
@@ -193,8 +196,8 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment,
 			}
 			body.consumeBuffered()
 		}
-		c.finish(true)
-		observe(dep, status, ttfb, ttfb, override)
+		c.finish(now.UnixNano(), true)
+		observeAt(dep, now.UnixNano(), status, ttfb, ttfb, override)
 		if x.mc.ep != nil {
 			x.mc.latency = ttfb
 			s.park(x)
@@ -260,11 +263,12 @@ func (x *exchange) CloseWithError(werr error) error {
 			slog.String("endpoint", dep.endpoint), slog.String("deployment", dep.name), slog.String("request_id", string(x.rid)),
 			slog.Int("status", status), slog.String("error", werr.Error()))
 	}
+	// One clock read for the latency, the observation's timestamp and the
+	// connection's return to its pool.
+	end := time.Now()
 	// A body read to its end lets the backend connection be reused; a
 	// partial one closes it.
-	x.c.finish(x.readErr == nil && werr == nil)
-	// One clock read for the latency and the observation's timestamp.
-	end := time.Now()
+	x.c.finish(end.UnixNano(), x.readErr == nil && werr == nil)
 	latency := end.Sub(x.start)
 	observeAt(dep, end.UnixNano(), status, latency, x.ttfb, x.override)
 	if x.mc.ep != nil && x.readErr == nil && werr == nil {
