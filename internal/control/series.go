@@ -296,7 +296,7 @@ func (cp *coarsePrefix) add(p *point, lo, hi int64) {
 	p.requests += sub(a.Requests, b.Requests)
 	p.split += sub(a.SplitRequests(), b.SplitRequests())
 	p.errors += sub(a.Errors, b.Errors)
-	p.latency.Merge(sketchDiff(a.Latency, b.Latency))
+	p.latency.Merge(a.Latency.Minus(b.Latency))
 }
 
 func sub(a, b uint64) uint64 {
@@ -304,31 +304,6 @@ func sub(a, b uint64) uint64 {
 		return 0
 	}
 	return a - b
-}
-
-// sketchDiff is a minus b, bucket by bucket, clamped at zero. Both walk
-// their buckets in ascending order of value, and share one layout.
-func sketchDiff(a, b telemetry.Sketch) telemetry.Sketch {
-	type bucket struct {
-		v time.Duration
-		n uint64
-	}
-	var bs []bucket
-	for v, n := range b.Buckets() {
-		bs = append(bs, bucket{v, n})
-	}
-	var out telemetry.Sketch
-	j := 0
-	for v, n := range a.Buckets() {
-		for j < len(bs) && bs[j].v < v {
-			j++
-		}
-		if j < len(bs) && bs[j].v == v {
-			n = sub(n, bs[j].n)
-		}
-		out.Add(v, n)
-	}
-	return out
 }
 
 func floorSec(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(time.Second)) }

@@ -178,3 +178,42 @@ func TestSketchMergeEqualsWhole(t *testing.T) {
 		}
 	}
 }
+
+func TestSketchMinus(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	// later holds earlier's values and more: later minus earlier is exactly
+	// what was added in between, bucket by bucket.
+	var earlier, added denseSketch
+	for range 3000 {
+		earlier[bucketOf(time.Duration(math.Exp(math.Log(2e6)+rng.NormFloat64())))]++
+		added[bucketOf(time.Duration(math.Exp(math.Log(4e7)+2*rng.NormFloat64())))]++
+	}
+	later := earlier.sketch()
+	later.Merge(added.sketch())
+	got := later.Minus(earlier.sketch())
+	want := added.sketch()
+	if got.Count() != want.Count() || got.offset != want.offset || !slices.Equal(got.counts, want.counts) {
+		t.Fatalf("later.Minus(earlier) = offset %d count %d, want offset %d count %d", got.offset, got.Count(), want.offset, want.Count())
+	}
+
+	// Clamped at zero, trimmed at both ends, inputs unchanged.
+	var a, b Sketch
+	a.Add(10*time.Millisecond, 3)
+	a.Add(time.Second, 2)
+	b.Add(10*time.Millisecond, 5)
+	b.Add(time.Minute, 1)
+	d := a.Minus(b)
+	var buckets []uint64
+	for _, n := range d.Buckets() {
+		buckets = append(buckets, n)
+	}
+	if d.Count() != 2 || !slices.Equal(buckets, []uint64{2}) || d.Quantile(0) < 990*time.Millisecond {
+		t.Errorf("a.Minus(b) = count %d buckets %v min %v, want the 2 values of 1s", d.Count(), buckets, d.Quantile(0))
+	}
+	if a.Count() != 5 || b.Count() != 6 {
+		t.Errorf("inputs changed: %d, %d", a.Count(), b.Count())
+	}
+	if e := b.Minus(b); e.Count() != 0 || len(e.counts) != 0 {
+		t.Errorf("b.Minus(b) = %+v, want empty", e)
+	}
+}
