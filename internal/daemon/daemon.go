@@ -241,6 +241,12 @@ func (d *Daemon) Rollouts() *rollout.Controller { return d.rollouts }
 // Control is the state service (for in-process callers such as the demo).
 func (d *Daemon) Control() *control.Service { return d.control }
 
+// Telemetry is the registry holding every deployment's Recorder, the same
+// one the data plane records into. It is for in-process measurement tools
+// (bench/memory fills the recorders' hour of slices with past observations
+// to measure the memory of a full ring); the product itself never needs it.
+func (d *Daemon) Telemetry() *telemetry.Registry { return d.telemetry }
+
 // Reload re-reads the config file and applies its spec. An invalid file
 // changes nothing and the error lists every problem.
 func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
