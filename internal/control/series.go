@@ -202,108 +202,36 @@ const (
 )
 
 // points reads rc's steps: 1-second slices for the part of the grid they
-// still cover (from a 10-s boundary on), 10-second slices before that.
+// still cover (from a 10-s boundary on), 10-second slices before that,
+// each counted in the step its start lies in.
 func (g seriesGrid) points(rc *telemetry.Recorder) []point {
 	out := make([]point, g.n)
-	// fineFrom is the first second read from 1-s slices: Slices keeps the
-	// 600 seconds up to last; start at the first 10-s boundary in them so
-	// that no 10-s slice is split between the two.
+	// fineFrom is the first second read from 1-s slices: the recorder keeps
+	// the 600 seconds up to last; start at the first 10-s boundary in them
+	// so that no 10-s slice is split between the two.
 	fineFrom := max(ceilDiv(g.last-fineSeconds+1, coarseWidth)*coarseWidth, g.first)
-	if fineFrom <= g.last {
-		slices := rc.Slices(time.Unix(fineFrom-1, 0), time.Unix(g.last, 0))
-		for _, sl := range slices {
-			k := int((sl.Start.Unix() - g.first) / g.step)
-			p := &out[k]
-			p.requests += sl.Requests
-			p.split += sl.SplitRequests
-			p.errors += sl.Errors
-			p.latency.Merge(sl.Latency)
+	for k := range out {
+		lo, hi := g.start(k), g.start(k)+g.step-1 // seconds, inclusive
+		if lo < fineFrom {
+			// 10-s slices starting in [lo, min(hi, fineFrom-1)].
+			g.add(&out[k], rc.SumSlices(time.Unix(lo-1, 0), time.Unix(min(hi, fineFrom-1), 0), true))
 		}
-	}
-	if g.first >= fineFrom {
-		return out
-	}
-	// The 10-s slices c (covering seconds [10c, 10c+10)) with
-	// first <= 10c < fineFrom, grouped by the step their start lies in.
-	cb := fineFrom / coarseWidth
-	cp := coarsePrefix{rc: rc, at: g.last + 1, memo: map[int64]telemetry.Summary{}}
-	for k := range g.n {
-		lo := max(ceilDiv(g.start(k), coarseWidth), ceilDiv(g.first, coarseWidth))
-		hi := min(floorDiv(g.start(k)+g.step-1, coarseWidth), cb-1) // inclusive
-		if lo > hi {
-			continue
+		if hi >= fineFrom {
+			g.add(&out[k], rc.SumSlices(time.Unix(max(lo, fineFrom)-1, 0), time.Unix(hi, 0), false))
 		}
-		cp.add(&out[k], lo, hi+1)
 	}
 	return out
 }
 
-// coarsePrefix reads sums of 10-second slices through
-// telemetry.Recorder.Window, which reads 10-s slices only for the part of
-// a window older than the 600 s before its end, and 1-s slices for those
-// 600 s. Two ways isolate the 10-s slices [lo, hi):
-//
-//   - recent ones: a window that ends more than 600 s after now has its
-//     1-s part wholly in the future, holding nothing, so it sums exactly
-//     the 10-s slices from its start up to now; [lo, hi) is the difference
-//     of two such sums. Requests finishing between the two reads land in
-//     the newest slice of both, so the difference can be short by those
-//     few (clamped at zero).
-//   - older ones (more than about 20 minutes): a window ending at
-//     10*hi+599 s reads the 10-s slices from its start up to hi, plus the
-//     1-s slices of [10*hi, 10*hi+600); the same window starting at 10*hi
-//     reads only those 1-s slices, and the difference is exactly
-//     [lo, hi). Those 1-s slices are all older than 10 minutes, so they
-//     are gone or hold old data that no longer changes, except the one a
-//     request finishing right now reclaims: the reads are repeated when
-//     the 1-s part changed meanwhile. This costs two short reads per step
-//     instead of one ever longer sum, so an hour stays cheap.
-type coarsePrefix struct {
-	rc   *telemetry.Recorder
-	at   int64 // now, in unix seconds: nothing is recorded after it yet
-	memo map[int64]telemetry.Summary
-}
-
-// from sums every 10-s slice c' >= c up to now.
-func (cp *coarsePrefix) from(c int64) telemetry.Summary {
-	if s, ok := cp.memo[c]; ok {
-		return s
+// add adds the sum of some slices to p.
+func (g seriesGrid) add(p *point, s telemetry.Summary) {
+	if s.Requests == 0 {
+		return
 	}
-	// end's 1-s part starts at a 10-s boundary past at+10: clear of any
-	// request finishing while this runs.
-	end := cp.at + fineSeconds + 2*coarseWidth
-	s := cp.rc.Window(time.Unix(end, 0), time.Duration(end-coarseWidth*c+1)*time.Second)
-	cp.memo[c] = s
-	return s
-}
-
-// add adds the 10-s slices [lo, hi) to p.
-func (cp *coarsePrefix) add(p *point, lo, hi int64) {
-	var a, b telemetry.Summary
-	if end := coarseWidth*hi + fineSeconds - 1; end < cp.at-fineSeconds-coarseWidth {
-		at := time.Unix(end, 0)
-		span := func(c int64) time.Duration { return time.Duration(end-coarseWidth*c+1) * time.Second }
-		for range 3 {
-			b = cp.rc.Window(at, span(hi))
-			a = cp.rc.Window(at, span(lo))
-			if again := cp.rc.Window(at, span(hi)); again.Requests == b.Requests {
-				break
-			}
-		}
-	} else {
-		a, b = cp.from(lo), cp.from(hi)
-	}
-	p.requests += sub(a.Requests, b.Requests)
-	p.split += sub(a.SplitRequests(), b.SplitRequests())
-	p.errors += sub(a.Errors, b.Errors)
-	p.latency.Merge(a.Latency.Minus(b.Latency))
-}
-
-func sub(a, b uint64) uint64 {
-	if a < b {
-		return 0
-	}
-	return a - b
+	p.requests += s.Requests
+	p.split += s.SplitRequests()
+	p.errors += s.Errors
+	p.latency.Merge(s.Latency)
 }
 
 func floorSec(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(time.Second)) }

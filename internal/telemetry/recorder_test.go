@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
 	"testing"
@@ -385,5 +386,55 @@ func TestConcurrentReuse(t *testing.T) {
 	}
 	if late := rc.late.Load(); late > goroutines*perG-newer {
 		t.Errorf("late = %d, more than the %d older observations", late, goroutines*perG-newer)
+	}
+}
+
+func TestSumSlicesCoarseAndFine(t *testing.T) {
+	// base is a multiple of 10: 10-s slice c covers [10c, 10c+10).
+	rc := newRecorder()
+	for s := base - 3700; s <= base; s++ {
+		for i := range int(s % 5) {
+			record(rc, obs(s, 200+300*(i%2), time.Duration(s%89+1)*time.Millisecond, i == 3))
+		}
+	}
+	// expect counts what was recorded in seconds [lo, hi], independently.
+	expect := func(lo, hi int64) (requests, split, errs uint64) {
+		for s := max(lo, base-3700); s <= min(hi, base); s++ {
+			for i := range uint64(s % 5) {
+				requests++
+				if i != 3 {
+					split++
+				}
+				if i%2 == 1 {
+					errs++
+				}
+			}
+		}
+		return
+	}
+	check := func(what string, sum Summary, lo, hi int64) {
+		t.Helper()
+		r, sp, e := expect(lo, hi)
+		if sum.Requests != r || sum.SplitRequests() != sp || sum.Errors != e || sum.Latency.Count() != r {
+			t.Errorf("%s: requests %d split %d errors %d latencies %d, want %d %d %d %d",
+				what, sum.Requests, sum.SplitRequests(), sum.Errors, sum.Latency.Count(), r, sp, e, r)
+		}
+	}
+	// Each 10-s slice of the last hour, and runs of them.
+	for c := base/10 - coarseSlices + 1; c <= base/10; c += 7 {
+		check(fmt.Sprintf("coarse slice at %d", 10*c), rc.SumSlices(at(10*c-1, 0), at(10*c, 0), true), 10*c, 10*c+9)
+		check(fmt.Sprintf("coarse slices from %d", 10*c), rc.SumSlices(at(10*c-1, 0), at(base, 0), true), 10*c, base+9)
+	}
+	// Fine: the same as merging Slices, and the same as Window.
+	now := at(base, 0)
+	check("fine 5 min", rc.SumSlices(now.Add(-5*time.Minute), now, false), base-299, base)
+	if a, b := rc.SumSlices(now.Add(-5*time.Minute), now, false), rc.Window(now, 5*time.Minute); a.Latency.Quantile(0.99) != b.Latency.Quantile(0.99) {
+		t.Errorf("fine sum p99 %v, window p99 %v", a.Latency.Quantile(0.99), b.Latency.Quantile(0.99))
+	}
+	// Fine seconds older than 600 s are no longer kept.
+	check("fine beyond 10 min", rc.SumSlices(at(base-2000, 0), now, false), base-599, base)
+	// Slots reused for newer data read as nothing, never as the newer data.
+	if s := rc.SumSlices(at(base-7200, 0), at(base-3700, 0), true); s.Requests != 0 {
+		t.Errorf("coarse slices more than an hour before the last record hold %d requests", s.Requests)
 	}
 }

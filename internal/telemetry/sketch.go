@@ -176,36 +176,6 @@ func (s *Sketch) Add(d time.Duration, n uint64) {
 	s.Merge(Sketch{offset: bucketOf(d), counts: []uint64{n}, total: n})
 }
 
-// Minus returns s without o's values, bucket by bucket, clamped at zero
-// (a bucket of o larger than s's leaves s's empty). It builds new storage
-// once, whatever the number of buckets.
-func (s Sketch) Minus(o Sketch) Sketch {
-	if s.total == 0 || o.total == 0 {
-		return s
-	}
-	counts := make([]uint64, len(s.counts))
-	var total uint64
-	for i, c := range s.counts {
-		if j := s.offset + i - o.offset; j >= 0 && j < len(o.counts) {
-			c -= min(c, o.counts[j])
-		}
-		counts[i] = c
-		total += c
-	}
-	// Keep the invariant: no zero buckets at either end.
-	lo, hi := 0, len(counts)
-	for lo < hi && counts[lo] == 0 {
-		lo++
-	}
-	for hi > lo && counts[hi-1] == 0 {
-		hi--
-	}
-	if lo == hi {
-		return Sketch{}
-	}
-	return Sketch{offset: s.offset + lo, counts: counts[lo:hi], total: total}
-}
-
 // Merge adds o's values to s. It builds new storage, so copies of s that
 // share the old storage are unchanged.
 func (s *Sketch) Merge(o Sketch) {

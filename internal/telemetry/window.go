@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"sync"
 	"time"
 )
 
@@ -128,7 +129,8 @@ func (a *windowAccum) add(s *slot, epoch uint64) {
 func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
 	hi := now.UnixNano()
 	first, last := secondsIn(hi-int64(window), hi)
-	a := new(windowAccum)
+	a := getAccum()
+	defer accums.Put(a)
 	fineFrom := last - fineSlices + 1
 	if first < fineFrom {
 		boundary := ceilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
@@ -140,9 +142,49 @@ func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
 	for s := max(first, 0); s <= last; s++ {
 		a.add(&rc.fine[s%fineSlices], uint64(s))
 	}
+	return a.summary(window, rc.inFlight.Load())
+}
+
+// SumSlices sums the 1-second slices (coarse: the 10-second ones) whose
+// start lies in (from, to] into one Summary whose Window is to-from and
+// InFlight zero. Fine, it is the merge of Slices(from, to) without
+// building each slice: charts sum many slices per point. Coarse slices are
+// aligned to multiples of 10 s of unix time, and those that started more
+// than an hour before to are gone (as fine ones 600 s before to).
+func (rc *Recorder) SumSlices(from, to time.Time, coarse bool) Summary {
+	first, last := secondsIn(from.UnixNano(), to.UnixNano())
+	a := getAccum()
+	defer accums.Put(a)
+	if coarse {
+		cFirst, cLast := ceilDiv(first, coarseWidth), floorDiv(last, coarseWidth)
+		for c := max(cFirst, cLast-coarseSlices+1, 0); c <= cLast; c++ {
+			a.add(&rc.coarse[c%coarseSlices], uint64(c))
+		}
+	} else {
+		for s := max(first, last-fineSlices+1, 0); s <= last; s++ {
+			a.add(&rc.fine[s%fineSlices], uint64(s))
+		}
+	}
+	return a.summary(to.Sub(from), 0)
+}
+
+// accums recycles accumulators: one is about 27 KiB, and dashboards and
+// gates sum slices every second.
+var accums = sync.Pool{New: func() any { return new(windowAccum) }}
+
+func getAccum() *windowAccum {
+	a := accums.Get().(*windowAccum)
+	a.classes = [2][numClasses]uint64{}
+	clear(a.lat[:])
+	clear(a.ttfb[:])
+	return a
+}
+
+// summary turns the sums into a Summary.
+func (a *windowAccum) summary(window time.Duration, inFlight int64) Summary {
 	sum := Summary{
 		Window:   window,
-		InFlight: rc.inFlight.Load(),
+		InFlight: inFlight,
 		Latency:  a.lat.sketch(),
 		TTFB:     a.ttfb.sketch(),
 	}
@@ -180,20 +222,27 @@ func (rc *Recorder) Slices(from, to time.Time) []Slice {
 	out := make([]Slice, 0, last-first+1)
 	c := new(slotCopy)
 	for s := first; s <= last; s++ {
-		sl := Slice{Start: time.Unix(s, 0)}
-		if rc.fine[s%fineSlices].read(uint64(s), c) {
-			split, over := &c.classes[0], &c.classes[1]
-			sl.SplitRequests = sumClasses(split)
-			sl.Requests = sl.SplitRequests + sumClasses(over)
-			sl.Errors = split[5] + over[5]
-			sl.ClientErrors = split[4] + over[4]
-			sl.SplitErrors, sl.SplitClientErrors = split[5], split[4]
-			sl.Latency = compact(c.lat[:])
-			sl.TTFB = compact(c.ttfb[:])
-		}
-		out = append(out, sl)
+		out = append(out, c.slice(&rc.fine[s%fineSlices], s, s))
 	}
 	return out
+}
+
+// slice reads slot s for epoch into a Slice starting at unix second start;
+// the slice is empty when the slot holds no request of that epoch.
+func (c *slotCopy) slice(s *slot, epoch, start int64) Slice {
+	sl := Slice{Start: time.Unix(start, 0)}
+	if !s.read(uint64(epoch), c) {
+		return sl
+	}
+	split, over := &c.classes[0], &c.classes[1]
+	sl.SplitRequests = sumClasses(split)
+	sl.Requests = sl.SplitRequests + sumClasses(over)
+	sl.Errors = split[5] + over[5]
+	sl.ClientErrors = split[4] + over[4]
+	sl.SplitErrors, sl.SplitClientErrors = split[5], split[4]
+	sl.Latency = compact(c.lat[:])
+	sl.TTFB = compact(c.ttfb[:])
+	return sl
 }
 
 // secondsIn returns the first and last unix second whose start lies in
