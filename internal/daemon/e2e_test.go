@@ -583,11 +583,15 @@ func TestFailingBackendIsSkippedAndRejoins(t *testing.T) {
 	if counts["blue"] != 200 {
 		t.Errorf("with one dead backend, blue answered %d of 200", counts["blue"])
 	}
-	// Bring the dead backend back; it must receive requests again.
-	ln2, err := net.Listen("tcp", deadAddr)
-	if err != nil {
-		t.Fatalf("re-listen on %s: %v", deadAddr, err)
-	}
+	// Bring the dead backend back; it must receive requests again. The
+	// port can be held for a moment by another socket (an outgoing
+	// connection given it as its ephemeral port): retry until it is free.
+	var ln2 net.Listener
+	testenv.WaitFor(t, 10*time.Second, "the dead backend's address "+deadAddr+" to be free again", func() bool {
+		var err error
+		ln2, err = net.Listen("tcp", deadAddr)
+		return err == nil
+	})
 	var revived atomic.Int64
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		revived.Add(1)

@@ -596,7 +596,10 @@ func TestConfirm(t *testing.T) {
 				<-r.Context().Done()
 				return http.StatusOK
 			},
-			timeout: 50 * time.Millisecond,
+			// Long enough for the request to reach the receiver on a
+			// loaded machine; the receiver never answers, so only the
+			// hook's timeout ends the call.
+			timeout: 500 * time.Millisecond,
 			timeOut: true,
 		},
 	}
@@ -618,6 +621,14 @@ func TestConfirm(t *testing.T) {
 				}
 			case err != nil:
 				t.Errorf("Confirm = %v, want nil", err)
+			}
+			// A timed-out call returns without waiting for the receiver's
+			// handler, which records the request on its own goroutine:
+			// wait until the handler is done with it.
+			select {
+			case <-rc.got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the receiver did not finish handling a confirm call within 10s")
 			}
 			reqs := rc.requests()
 			if len(reqs) != 1 {
