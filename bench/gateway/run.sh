@@ -520,6 +520,7 @@ report() {
 } >"$TMP/report.md"
 cat "$TMP/report.md"
 if [ -n "$OUT" ]; then
+	mkdir -p "$(dirname "$OUT")"
 	cp "$TMP/report.md" "$OUT"
 	cp "$RAW" "${OUT%.md}.tsv"
 	log "wrote $OUT and ${OUT%.md}.tsv"

@@ -427,11 +427,11 @@ func setTarget(req *fasthttp.Request, b *backend, x *exchange) {
 		x.scratch = append(x.scratch, '/')
 	}
 	x.scratch = append(x.scratch, x.rest...)
+	// Only the header's request URI and Host are set, never the parsed
+	// URI: fasthttp then writes the request line as it is, the path exactly
+	// as the client wrote it, without parsing it again.
 	req.SetRequestURIBytes(x.scratch)
 	req.Header.SetHostBytes(b.host)
-	u := req.URI()
-	u.DisablePathNormalizing = true // forward the path exactly as the client wrote it
-	u.SetSchemeBytes(b.scheme)
 }
 
 // headerSet is what stripHopHeaders needs of a request or response header.
