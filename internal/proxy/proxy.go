@@ -196,7 +196,11 @@ func New(opts Options) *Server {
 		NoDefaultContentType:          true,
 		DisablePreParseMultipartForm:  true,
 		CloseOnShutdown:               true,
-		IdleTimeout:                   2 * time.Minute,
+		// A client has clientTimeout to send a request, headers and body,
+		// and may keep a connection idle that long between requests. One
+		// value for both lets clientConn keep the deadline in place.
+		ReadTimeout:                   clientTimeout,
+		IdleTimeout:                   clientTimeout,
 		ConnState:                     s.connState,
 		Logger:                        fasthttpLogger{s.log},
 		SecureErrorLogMessage:         true,
@@ -437,9 +441,14 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
 }
 
-// idleSlack is how late a client connection's idle timeout may fire (see
-// clientConn).
-const idleSlack = time.Second
+const (
+	// clientTimeout bounds reading a request and the wait for the next one
+	// on a keep-alive connection.
+	clientTimeout = 2 * time.Minute
+	// idleSlack is how late a client connection's read deadline may fire
+	// (see clientConn).
+	idleSlack = time.Second
+)
 
 // clientListener hands fasthttp client connections whose read deadline is
 // moved only when it must.
@@ -454,10 +463,11 @@ func (l clientListener) Accept() (net.Conn, error) {
 }
 
 // clientConn keeps a read deadline set by fasthttp when the new one falls
-// within idleSlack after it. fasthttp sets the idle timeout as a read
-// deadline before every request on a keep-alive connection, and each move
-// updates a runtime timer; with the slack, a busy connection moves it about
-// once a second, and an idle connection is closed up to a second late.
+// within idleSlack after it. fasthttp sets a read deadline twice per
+// request on a keep-alive connection (the idle timeout before it, the read
+// timeout once its first byte came), and each move updates a runtime timer;
+// with both timeouts equal and the slack, a busy connection moves it about
+// once a second, and a deadline fires up to a second late.
 type clientConn struct {
 	net.Conn
 	readDeadline int64 // unix ns as last set on Conn; 0: none
