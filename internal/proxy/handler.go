@@ -16,7 +16,9 @@ import (
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-// Header names, as byte slices so that setting them does not convert.
+// Header names, as byte slices so that setting them does not convert, and
+// in canonical form (as fasthttp normalises names), so that they are set
+// with SetCanonical, which skips normalising them again.
 var (
 	hdrDeployment     = []byte("X-Model-Deployment")
 	hdrRequestID      = []byte("X-Request-Id")
@@ -179,8 +181,8 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment,
 	resp := &ctx.Response
 	status := resp.StatusCode()
 	stripResponseHopHeaders(&resp.Header, x)
-	resp.Header.SetBytesKV(hdrRequestID, x.rid)
-	resp.Header.SetBytesKV(hdrDeployment, dep.header)
+	resp.Header.SetCanonical(hdrRequestID, x.rid)
+	resp.Header.SetCanonical(hdrDeployment, dep.header)
 
 	body := &c.body
 	whole, ok := body.buffered()
@@ -300,7 +302,7 @@ func observeAt(dep *deployment, now int64, status int, latency, ttfb time.Durati
 // reject answers a request the proxy refuses before picking a deployment.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, name string) {
 	status := statusOf(err)
-	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
+	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	var msg string
 	if errors.Is(err, ErrUnknownDeployment) {
 		msg = fmt.Sprintf("unknown deployment %q in X-Model-Deployment for endpoint %q", name, ep)
@@ -317,8 +319,8 @@ func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoin
 	status := statusOf(err)
 	// Drop whatever the backend's headers left before it failed.
 	ctx.Response.Header.Reset()
-	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
-	ctx.Response.Header.SetBytesKV(hdrDeployment, dep.header)
+	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
+	ctx.Response.Header.SetCanonical(hdrDeployment, dep.header)
 	writeError(ctx, status, messageOf(status))
 	latency := time.Since(x.start)
 	observe(dep, status, latency, latency, override)
@@ -349,7 +351,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	x := s.getExchange()
 	s.requestID(ctx, x)
-	ctx.Response.Header.SetBytesKV(hdrRequestID, x.rid)
+	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	writeError(ctx, status, msg)
 	s.putExchange(x)
 }
@@ -365,7 +367,7 @@ func (s *Server) requestID(ctx *fasthttp.RequestCtx, x *exchange) {
 	}
 	x.rid = append(x.rid[:0], s.ridPrefix[:]...)
 	x.rid = strconv.AppendUint(x.rid, s.ridSeq.Add(1), 16)
-	ctx.Request.Header.SetBytesKV(hdrRequestID, x.rid)
+	ctx.Request.Header.SetCanonical(hdrRequestID, x.rid)
 }
 
 // splitEndpoint returns the endpoint segment of a request URI
@@ -410,13 +412,13 @@ func prepareRequest(ctx *fasthttp.RequestCtx, x *exchange) {
 	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
 		x.scratch = ip.Unmap().AppendTo(x.scratch)
 	}
-	h.SetBytesKV(hdrForwardedFor, x.scratch)
+	h.SetCanonical(hdrForwardedFor, x.scratch)
 	if ctx.IsTLS() {
-		h.SetBytesKV(hdrForwardedProto, strHTTPS)
+		h.SetCanonical(hdrForwardedProto, strHTTPS)
 	} else {
-		h.SetBytesKV(hdrForwardedProto, strHTTP)
+		h.SetCanonical(hdrForwardedProto, strHTTP)
 	}
-	h.SetBytesKV(hdrForwardedHost, h.Host())
+	h.SetCanonical(hdrForwardedHost, h.Host())
 }
 
 // setTarget points the request at backend b: its Host, its path prefix

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -153,4 +154,13 @@ func BenchmarkStripHopHeaders(b *testing.B) {
 			stripResponseHopHeaders(&sh, x)
 		}
 	})
+}
+
+func TestHeaderNamesAreCanonical(t *testing.T) {
+	// They are set with SetCanonical, which trusts the name's form.
+	for _, name := range [][]byte{hdrDeployment, hdrRequestID, hdrForwardedFor, hdrForwardedProto, hdrForwardedHost} {
+		if c := http.CanonicalHeaderKey(string(name)); c != string(name) {
+			t.Errorf("header name %q is not canonical (%q)", name, c)
+		}
+	}
 }
