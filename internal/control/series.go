@@ -11,6 +11,7 @@ import (
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/timeslot"
 )
 
 // Limits of a series (GET /api/v1/endpoints/{ep}/series).
@@ -209,7 +210,7 @@ func (g seriesGrid) points(rc *telemetry.Recorder) []point {
 	// fineFrom is the first second read from 1-s slices: the recorder keeps
 	// the 600 seconds up to last; start at the first 10-s boundary in them
 	// so that no 10-s slice is split between the two.
-	fineFrom := max(ceilDiv(g.last-fineSeconds+1, coarseWidth)*coarseWidth, g.first)
+	fineFrom := max(timeslot.CeilDiv(g.last-fineSeconds+1, coarseWidth)*coarseWidth, g.first)
 	for k := range out {
 		lo, hi := g.start(k), g.start(k)+g.step-1 // seconds, inclusive
 		if lo < fineFrom {
@@ -234,17 +235,7 @@ func (g seriesGrid) add(p *point, s telemetry.Summary) {
 	p.latency.Merge(s.Latency)
 }
 
-func floorSec(t time.Time) int64 { return floorDiv(t.UnixNano(), int64(time.Second)) }
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && a < 0 {
-		q--
-	}
-	return q
-}
-
-func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
+func floorSec(t time.Time) int64 { return timeslot.FloorDiv(t.UnixNano(), int64(time.Second)) }
 
 // weightHistory is an endpoint's split over time: weights[i] held from
 // times[i] (unix seconds, fractional) until times[i+1]; weights[0] holds

@@ -187,15 +187,15 @@ func New(opts Options) *Server {
 	s.routes.Store(&routes{endpoints: map[string]*endpoint{}})
 	go s.pruneLoop()
 	s.srv = &fasthttp.Server{
-		Handler:                       s.handle,
-		ErrorHandler:                  s.handleParseError,
-		MaxRequestBodySize:            opts.MaxRequestBytes,
-		ReadBufferSize:                bufferSize,
-		WriteBufferSize:               bufferSize,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		DisablePreParseMultipartForm:  true,
-		CloseOnShutdown:               true,
+		Handler:                      s.handle,
+		ErrorHandler:                 s.handleParseError,
+		MaxRequestBodySize:           opts.MaxRequestBytes,
+		ReadBufferSize:               bufferSize,
+		WriteBufferSize:              bufferSize,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
 		// A client has clientTimeout to send a request, headers and body,
 		// and may keep a connection idle that long between requests. One
 		// value for both lets clientConn keep the deadline in place.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/timeslot"
 )
 
 // DefaultReportWindow is the window of a report asked for without one.
@@ -178,7 +179,7 @@ func (s *stats) report(now time.Time, window time.Duration) ShadowReport {
 	}
 	// A sample belongs to the window when it was taken in a second the
 	// window covers, the counters' rule.
-	first, _ := secondsIn(lo, hi)
+	first, _ := timeslot.SecondsIn(lo, hi)
 	in := func(at time.Time) bool { return at.Unix() >= first && !at.After(now) }
 	s.mu.Lock()
 	defer s.mu.Unlock()

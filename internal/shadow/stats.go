@@ -1,12 +1,12 @@
 package shadow
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/timeslot"
 )
 
 // The slice layout follows telemetry's: 1-second slices for the last 10
@@ -179,13 +179,13 @@ type totals struct {
 // is set.
 func (s *stats) window(lo, hi int64, latency bool) totals {
 	var t totals
-	first, last := secondsIn(lo, hi)
+	first, last := timeslot.SecondsIn(lo, hi)
 	var fine, coarse [2]int64 // inclusive ranges of slice numbers; empty when [0] > [1]
 	fine = [2]int64{first, last}
 	coarse = [2]int64{1, 0}
 	if fineFrom := last - fineSlices + 1; first < fineFrom {
-		boundary := ceilDiv(fineFrom, coarseWidth)
-		coarse = [2]int64{ceilDiv(first, coarseWidth), boundary - 1}
+		boundary := timeslot.CeilDiv(fineFrom, coarseWidth)
+		coarse = [2]int64{timeslot.CeilDiv(first, coarseWidth), boundary - 1}
 		fine[0] = boundary * coarseWidth
 	}
 	fine[0], coarse[0] = max(fine[0], 0), max(coarse[0], 0)
@@ -229,81 +229,30 @@ func (t *totals) addLatency(l *latSlot, epoch int64) {
 	}
 }
 
-// secondsIn returns the first and last unix second whose start lies in
-// the nanosecond interval (lo, hi].
-func secondsIn(lo, hi int64) (first, last int64) {
-	const ns = int64(time.Second)
-	return floorDiv(lo, ns) + 1, floorDiv(hi, ns)
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && a < 0 {
-		q--
-	}
-	return q
-}
-
-func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
-
-// A slot is one position of a ring of per-second (or per-10-s) counters.
-// Its state word packs, from the top: the epoch it holds plus one (0:
-// never used), a resetting flag, and the number of writers inside; the
-// protocol is telemetry's. Writers enter only while the epoch is theirs
-// and nobody resets; a writer of a newer epoch resets the slot only once
-// no writer is inside, so every count lands exactly once, in its own
-// slice, and a slice reused for newer data is never read as older data.
+// A slot is one position of a ring of per-second (or per-10-s) counters;
+// its guard makes every count land exactly once, in its own slice, and
+// keeps a slice reused for newer data from being read as older data (see
+// timeslot.Guard).
 type slot struct {
-	state atomic.Uint64
+	guard timeslot.Guard
 	n     [numKinds]atomic.Uint64
 }
-
-const (
-	epochShift = 32
-	resetting  = 1 << 31
-	writerMask = resetting - 1
-)
 
 // add counts kinds in the slot for epoch; it does nothing if the slot
 // already holds a newer epoch.
 func (s *slot) add(epoch uint64, kinds []kind) {
-	if !s.enter(epoch) {
+	if !s.guard.Enter(epoch, s.clear) {
 		return
 	}
 	for _, k := range kinds {
 		s.n[k].Add(1)
 	}
-	s.state.Add(^uint64(0)) // leave: writers-1
+	s.guard.Leave()
 }
 
-// enter registers a writer for epoch, first resetting the slot if it holds
-// an older epoch. It returns false if the slot holds a newer one.
-func (s *slot) enter(epoch uint64) bool {
-	want := (epoch + 1) << epochShift
-	for {
-		st := s.state.Load()
-		switch cur := st &^ (resetting | writerMask); {
-		case cur == want && st&resetting == 0:
-			// Adding first and checking after is what makes it exact: a
-			// resetter needs the writer count at zero.
-			if st = s.state.Add(1); st&^(resetting|writerMask) == want && st&resetting == 0 {
-				return true
-			}
-			s.state.Add(^uint64(0))
-		case cur > want:
-			return false
-		case cur < want && st&(resetting|writerMask) == 0:
-			if s.state.CompareAndSwap(st, want|resetting) {
-				for i := range s.n {
-					s.n[i].Store(0)
-				}
-				s.state.Store(want)
-			}
-			continue
-		}
-		// Someone is resetting, or a writer of the old epoch is still
-		// inside: it is a few atomic adds away from leaving.
-		runtime.Gosched()
+func (s *slot) clear() {
+	for i := range s.n {
+		s.n[i].Store(0)
 	}
 }
 
@@ -311,16 +260,11 @@ func (s *slot) enter(epoch uint64) bool {
 // the slot holds another epoch, or was reset for a newer one while being
 // read (the copy is torn and discarded: its data has just aged out).
 func (s *slot) read(epoch uint64, c *[numKinds]uint64) bool {
-	want := (epoch + 1) << epochShift
-	holds := func() bool {
-		st := s.state.Load()
-		return st&^(resetting|writerMask) == want && st&resetting == 0
-	}
-	if !holds() {
+	if !s.guard.Holds(epoch) {
 		return false
 	}
 	for i := range s.n {
 		c[i] = s.n[i].Load()
 	}
-	return holds()
+	return s.guard.Holds(epoch)
 }

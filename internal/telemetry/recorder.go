@@ -1,9 +1,10 @@
 package telemetry
 
 import (
-	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/timeslot"
 )
 
 const (
@@ -115,30 +116,19 @@ func promBucket(d time.Duration) int {
 	return len(promBounds)
 }
 
-// A slot is one position of a slice ring. Its state word packs, from the
-// top: the epoch it holds plus one (0: never used), a resetting flag, and
-// the number of writers inside. Writers enter only while the epoch is
-// theirs and nobody resets; a writer of a newer epoch resets the slot only
-// once no writer is inside. So a late writer can never add into the next
-// epoch's counts, and a reset never erases a write in progress: every
-// observation lands exactly once, in its own slice.
+// A slot is one position of a slice ring; its guard makes every
+// observation land exactly once, in its own slice (see timeslot.Guard).
 type slot struct {
-	state   atomic.Uint64
+	guard   timeslot.Guard
 	classes [2][numClasses]atomic.Uint64 // [0] split-routed, [1] override
 	lat     [maxBuckets]atomic.Uint32
 	ttfb    [maxBuckets]atomic.Uint32
 }
 
-const (
-	epochShift = 32
-	resetting  = 1 << 31
-	writerMask = resetting - 1
-)
-
 // record adds one request to the slot for epoch. It returns false, having
 // recorded nothing, when the slot already holds a newer epoch.
 func (s *slot) record(epoch uint64, class int, override bool, li, ti int) bool {
-	if !s.enter(epoch) {
+	if !s.guard.Enter(epoch, s.clear) {
 		return false
 	}
 	o := 0
@@ -148,37 +138,8 @@ func (s *slot) record(epoch uint64, class int, override bool, li, ti int) bool {
 	s.classes[o][class].Add(1)
 	s.lat[li].Add(1)
 	s.ttfb[ti].Add(1)
-	s.state.Add(^uint64(0)) // leave: writers-1
+	s.guard.Leave()
 	return true
-}
-
-// enter registers a writer for epoch, first resetting the slot if it holds
-// an older epoch. It returns false if the slot holds a newer one.
-func (s *slot) enter(epoch uint64) bool {
-	want := (epoch + 1) << epochShift
-	for {
-		st := s.state.Load()
-		switch cur := st &^ (resetting | writerMask); {
-		case cur == want && st&resetting == 0:
-			// Fast path. Adding first and checking after is what makes it
-			// exact: a resetter needs the writer count at zero.
-			if st = s.state.Add(1); st&^(resetting|writerMask) == want && st&resetting == 0 {
-				return true
-			}
-			s.state.Add(^uint64(0))
-		case cur > want:
-			return false
-		case cur < want && st&(resetting|writerMask) == 0:
-			if s.state.CompareAndSwap(st, want|resetting) {
-				s.clear()
-				s.state.Store(want)
-			}
-			continue
-		}
-		// Someone is resetting, or a late writer of the old epoch is still
-		// inside: it is a handful of atomic adds away from leaving.
-		runtime.Gosched()
-	}
 }
 
 // clear zeroes the counts. Loading before storing skips the untouched
@@ -197,11 +158,4 @@ func (s *slot) clear() {
 			s.ttfb[i].Store(0)
 		}
 	}
-}
-
-// holds reports whether the slot holds epoch's data right now (and no
-// reset is running).
-func (s *slot) holds(epoch uint64) bool {
-	st := s.state.Load()
-	return st&^(resetting|writerMask) == (epoch+1)<<epochShift && st&resetting == 0
 }

@@ -3,6 +3,8 @@ package telemetry
 import (
 	"sync"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/timeslot"
 )
 
 // Summary is one deployment's measurements over a window: every live
@@ -69,7 +71,7 @@ type slotCopy struct {
 // resets the slot while it is being read, the copy is torn and discarded:
 // the data it held has just aged out.
 func (s *slot) read(epoch uint64, c *slotCopy) bool {
-	if !s.holds(epoch) {
+	if !s.guard.Holds(epoch) {
 		return false
 	}
 	c.requests = 0
@@ -86,7 +88,7 @@ func (s *slot) read(epoch uint64, c *slotCopy) bool {
 		c.lat[i] = s.lat[i].Load()
 		c.ttfb[i] = s.ttfb[i].Load()
 	}
-	return s.holds(epoch)
+	return s.guard.Holds(epoch)
 }
 
 // windowAccum sums slot copies into a Summary.
@@ -128,13 +130,13 @@ func (a *windowAccum) add(s *slot, epoch uint64) {
 // as older data.
 func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
 	hi := now.UnixNano()
-	first, last := secondsIn(hi-int64(window), hi)
+	first, last := timeslot.SecondsIn(hi-int64(window), hi)
 	a := getAccum()
 	defer accums.Put(a)
 	fineFrom := last - fineSlices + 1
 	if first < fineFrom {
-		boundary := ceilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
-		for c := max(ceilDiv(first, coarseWidth), 0); c < boundary; c++ {
+		boundary := timeslot.CeilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
+		for c := max(timeslot.CeilDiv(first, coarseWidth), 0); c < boundary; c++ {
 			a.add(&rc.coarse[c%coarseSlices], uint64(c))
 		}
 		first = boundary * coarseWidth
@@ -152,11 +154,11 @@ func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
 // aligned to multiples of 10 s of unix time, and those that started more
 // than an hour before to are gone (as fine ones 600 s before to).
 func (rc *Recorder) SumSlices(from, to time.Time, coarse bool) Summary {
-	first, last := secondsIn(from.UnixNano(), to.UnixNano())
+	first, last := timeslot.SecondsIn(from.UnixNano(), to.UnixNano())
 	a := getAccum()
 	defer accums.Put(a)
 	if coarse {
-		cFirst, cLast := ceilDiv(first, coarseWidth), floorDiv(last, coarseWidth)
+		cFirst, cLast := timeslot.CeilDiv(first, coarseWidth), timeslot.FloorDiv(last, coarseWidth)
 		for c := max(cFirst, cLast-coarseSlices+1, 0); c <= cLast; c++ {
 			a.add(&rc.coarse[c%coarseSlices], uint64(c))
 		}
@@ -214,7 +216,7 @@ func sumClasses(c *[numClasses]uint64) uint64 {
 // Slices(now-w, now). Seconds more than 600 s before to are no longer kept
 // at 1 s and are left out.
 func (rc *Recorder) Slices(from, to time.Time) []Slice {
-	first, last := secondsIn(from.UnixNano(), to.UnixNano())
+	first, last := timeslot.SecondsIn(from.UnixNano(), to.UnixNano())
 	first = max(first, last-fineSlices+1, 0)
 	if first > last {
 		return nil
@@ -244,23 +246,6 @@ func (c *slotCopy) slice(s *slot, epoch, start int64) Slice {
 	sl.TTFB = compact(c.ttfb[:])
 	return sl
 }
-
-// secondsIn returns the first and last unix second whose start lies in
-// the nanosecond interval (lo, hi].
-func secondsIn(lo, hi int64) (first, last int64) {
-	const ns = int64(time.Second)
-	return floorDiv(lo, ns) + 1, floorDiv(hi, ns)
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if a%b != 0 && a < 0 {
-		q--
-	}
-	return q
-}
-
-func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 
 // compact turns a dense bucket array into a Sketch of its non-empty range.
 func compact(d []uint32) Sketch {

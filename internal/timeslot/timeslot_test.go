@@ -1,0 +1,78 @@
+package timeslot
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestGuardCountsEachWriteInItsOwnEpoch(t *testing.T) {
+	// Writers of consecutive epochs race on one slot: every write of the
+	// newest epoch must be in the slot, none of an older one, and a reset
+	// never erases a write in progress.
+	var g Guard
+	var n atomic.Int64
+	resets := 0
+	reset := func() { n.Store(0); resets++ }
+	const epochs, writers, perWriter = 50, 4, 200
+	var accepted [epochs]atomic.Int64
+	for e := range uint64(epochs) {
+		var wg sync.WaitGroup
+		for range writers {
+			wg.Go(func() {
+				for range perWriter {
+					// Half the writes come late, for the previous epoch.
+					for _, ep := range []uint64{e, max(e, 1) - 1} {
+						if g.Enter(ep, reset) {
+							n.Add(1)
+							accepted[ep].Add(1)
+							g.Leave()
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if !g.Holds(e) || (e > 0 && g.Holds(e-1)) {
+			t.Fatalf("after epoch %d: Holds(e) %v, Holds(e-1) %v", e, g.Holds(e), e > 0 && g.Holds(e-1))
+		}
+		if got, want := n.Load(), accepted[e].Load(); got != want {
+			t.Fatalf("epoch %d: slot counts %d, want exactly the %d writes Enter let in", e, got, want)
+		}
+		if accepted[e].Load() < writers*perWriter {
+			t.Fatalf("epoch %d: only %d of its own %d writes were let in", e, accepted[e].Load(), writers*perWriter)
+		}
+	}
+	if resets != epochs {
+		t.Errorf("%d resets for %d epochs", resets, epochs)
+	}
+	var fresh Guard
+	if fresh.Holds(0) {
+		t.Error("a zero Guard holds epoch 0")
+	}
+}
+
+func TestSliceArithmetic(t *testing.T) {
+	s := int64(time.Second)
+	for _, c := range []struct{ lo, hi, first, last int64 }{
+		{0, s, 1, 1},                 // (0, 1s]: the slice starting at 1 s
+		{-s / 2, s / 2, 0, 0},        // straddling zero
+		{-3 * s, -s, -2, -1},         // before 1970
+		{10*s + 1, 10*s + 1, 11, 10}, // empty
+	} {
+		if f, l := SecondsIn(c.lo, c.hi); f != c.first || l != c.last {
+			t.Errorf("SecondsIn(%d, %d) = %d, %d, want %d, %d", c.lo, c.hi, f, l, c.first, c.last)
+		}
+	}
+	for _, c := range []struct{ a, b, floor, ceil int64 }{
+		{7, 10, 0, 1}, {10, 10, 1, 1}, {-7, 10, -1, 0}, {-10, 10, -1, -1}, {0, 10, 0, 0},
+	} {
+		if got := FloorDiv(c.a, c.b); got != c.floor {
+			t.Errorf("FloorDiv(%d, %d) = %d, want %d", c.a, c.b, got, c.floor)
+		}
+		if got := CeilDiv(c.a, c.b); got != c.ceil {
+			t.Errorf("CeilDiv(%d, %d) = %d, want %d", c.a, c.b, got, c.ceil)
+		}
+	}
+}
