@@ -49,7 +49,12 @@ func (g *Guard) Enter(epoch uint64, reset func()) bool {
 		case cur < want && st&(resetting|writerMask) == 0:
 			if g.state.CompareAndSwap(st, want|resetting) {
 				reset()
-				g.state.Store(want)
+				// Clear only the flag: a writer that loaded the state
+				// before the swap may have added itself meanwhile and
+				// will take itself off again (it sees the flag, or the
+				// new epoch). Storing want would erase its add, and its
+				// leaving would then borrow from the epoch.
+				g.state.Add(^uint64(resetting - 1))
 			}
 			continue
 		}

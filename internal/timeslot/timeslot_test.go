@@ -76,3 +76,29 @@ func TestSliceArithmetic(t *testing.T) {
 		}
 	}
 }
+
+func TestGuardResetKeepsABackingOutWritersAdd(t *testing.T) {
+	// A writer of the old epoch loads the state, a writer of the new epoch
+	// swaps it to resetting, the old writer adds itself (the fast path adds
+	// before it checks), the reset ends, and only then does the old writer,
+	// having seen the mismatch, take itself off again. Ending the reset must
+	// keep that add, or taking it off borrows from the epoch bits: the slot
+	// would claim the old epoch with a reset running and 2^31-1 writers
+	// inside, and every later Enter would spin forever.
+	var g Guard
+	if !g.Enter(0, func() {}) {
+		t.Fatal("Enter(0) on a zero Guard refused")
+	}
+	g.Leave()
+	if !g.Enter(1, func() { g.state.Add(1) }) { // the old writer's add, mid-reset
+		t.Fatal("Enter(1) refused")
+	}
+	g.state.Add(^uint64(0)) // the old writer backs out
+	g.Leave()
+	if !g.Holds(1) || g.Holds(0) {
+		t.Fatalf("after the reset: state %#x, want epoch 1 held, no writer inside", g.state.Load())
+	}
+	if st := g.state.Load(); st&writerMask != 0 {
+		t.Fatalf("after the reset: %d writers inside, want 0", st&writerMask)
+	}
+}
