@@ -69,11 +69,21 @@ func (m *Manager) startPool(st *stats, cfg *config) *pool {
 		// A copy that failed is not retried: it is counted.
 		MaxIdemponentCallAttempts: 1,
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			if err := p.ctx.Err(); err != nil {
+				return nil, err // stopping: no new connections
+			}
 			c, err := fasthttp.DialTimeout(addr, min(timeout, 5*time.Second))
 			if err != nil {
 				return nil, err
 			}
-			return p.conns.add(c), nil
+			tc := p.conns.add(c)
+			if err := p.ctx.Err(); err != nil {
+				// stop closed the connections while this one was dialled:
+				// close it too, or its request would run to its timeout.
+				_ = tc.Close()
+				return nil, err
+			}
+			return tc, nil
 		},
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
