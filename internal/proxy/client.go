@@ -127,7 +127,7 @@ func (p *connPool) acquire(now int64, deadline time.Time, fresh bool) (*upConn, 
 		if w == ch {
 			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
 			p.mu.Unlock()
-			return nil, fasthttp.ErrNoFreeConns
+			return nil, ErrBackendBusy
 		}
 	}
 	p.mu.Unlock()
@@ -137,7 +137,7 @@ func (p *connPool) acquire(now int64, deadline time.Time, fresh bool) (*upConn, 
 	} else {
 		p.freeSlot()
 	}
-	return nil, fasthttp.ErrNoFreeConns
+	return nil, ErrBackendBusy
 }
 
 // popIdleLocked takes the most recently used idle connection that has not

@@ -15,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/spec"
 )
 
 // rawBackend is a TCP server that answers each request read on a
@@ -294,4 +297,60 @@ func FuzzChunkedBody(f *testing.F) {
 			t.Fatalf("re-encoded body decoded to %q, %v; want %q", again, err, got)
 		}
 	})
+}
+
+func TestUpstreamConnectionLimitShedsAfterTheTimeout(t *testing.T) {
+	// The only connection is held by a streamed answer (its headers came, so
+	// the deployment timeout no longer applies to it). A second request
+	// waits for a connection for the deployment timeout, then gets 503 with
+	// a message that says why, and is recorded.
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			_, _ = io.WriteString(w, "data: first\n\n")
+			w.(http.Flusher).Flush()
+			<-release
+			_, _ = io.WriteString(w, "data: last\n\n")
+			return
+		}
+		_, _ = io.WriteString(w, "fast")
+	}))
+	t.Cleanup(backend.Close)
+	d := dep("blue", backend.URL)
+	d.Timeout = spec.Duration(200 * time.Millisecond)
+	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, d))
+	pool := gw.pools["fraud/blue"].backends[0].conns
+	pool.max = 1
+
+	resp, err := client.Get(gw.url + "/fraud/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, len("data: first\n\n"))
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatalf("first event: %v", err)
+	}
+
+	a := get(t, gw.url+"/fraud/fast")
+	if a.status != http.StatusServiceUnavailable || jsonError(t, a) != "backend connection limit reached" {
+		t.Errorf("while the only connection streams: %d %q, want 503 backend connection limit reached", a.status, a.body)
+	}
+	close(release)
+	if rest, err := io.ReadAll(resp.Body); err != nil || string(rest) != "data: last\n\n" {
+		t.Errorf("the streamed answer after the shed request: %q, %v", rest, err)
+	}
+	// Once the stream ended its connection serves again.
+	if a := get(t, gw.url+"/fraud/fast"); a.status != 200 || a.body != "fast" {
+		t.Errorf("after the stream: %d %q", a.status, a.body)
+	}
+	eventually(t, "all three requests recorded", func() bool { return len(gw.recs.observations("fraud/blue")) == 3 })
+	statuses := map[int]int{}
+	for _, o := range gw.recs.observations("fraud/blue") {
+		statuses[o.Status]++
+	}
+	if statuses[200] != 2 || statuses[503] != 1 {
+		t.Errorf("recorded statuses %v, want two 200 and one 503", statuses)
+	}
 }

@@ -23,6 +23,9 @@ var (
 	// ErrNoHealthyBackend: every backend of the chosen deployment is out
 	// (passive or active health).
 	ErrNoHealthyBackend = errors.New("no healthy backend")
+	// ErrBackendBusy: every connection the backend may have is busy and
+	// none came free within the deployment's timeout.
+	ErrBackendBusy = errors.New("backend connection limit reached")
 	// ErrClientGone: the client closed the connection while the response
 	// was being written.
 	ErrClientGone = errors.New("client closed the connection")
@@ -49,7 +52,7 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrClientGone):
 		return StatusClientClosed
-	case errors.Is(err, ErrNoHealthyBackend), errors.Is(err, fasthttp.ErrNoFreeConns):
+	case errors.Is(err, ErrNoHealthyBackend), errors.Is(err, ErrBackendBusy):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout
@@ -60,7 +63,15 @@ func statusOf(err error) int {
 
 // messageOf is the client-facing summary of an error. Backend addresses
 // and low-level details stay in the log.
-func messageOf(status int) string {
+func messageOf(err error) string {
+	if errors.Is(err, ErrBackendBusy) {
+		return "backend connection limit reached"
+	}
+	return messageOfStatus(statusOf(err))
+}
+
+// messageOfStatus is the client-facing summary of an error status.
+func messageOfStatus(status int) string {
 	switch status {
 	case http.StatusNotFound:
 		return "unknown endpoint"

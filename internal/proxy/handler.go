@@ -321,7 +321,7 @@ func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoin
 	ctx.Response.Header.Reset()
 	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	ctx.Response.Header.SetCanonical(hdrDeployment, dep.header)
-	writeError(ctx, status, messageOf(status))
+	writeError(ctx, status, messageOf(err))
 	latency := time.Since(x.start)
 	observe(dep, status, latency, latency, override)
 	attrs := []slog.Attr{
@@ -340,7 +340,7 @@ func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoin
 // body over MaxRequestBytes (413), with the same JSON errors and headers.
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	status := statusOf(err)
-	msg := messageOf(status)
+	msg := messageOfStatus(status)
 	if status == fasthttp.StatusBadGateway {
 		// Anything else fasthttp rejects is a malformed request.
 		status, msg = fasthttp.StatusBadRequest, "malformed request"
