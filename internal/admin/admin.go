@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,8 +120,8 @@ type server struct {
 	keepAlive time.Duration
 }
 
-// New returns the admin API handler: /api/v1/... behind the bearer token,
-// and /metrics, /healthz, /readyz open.
+// New returns the admin API handler: /api/v1/... and /debug/pprof/ behind
+// the bearer token, and /metrics, /healthz, /readyz open.
 func New(opts Options) http.Handler {
 	s := newServer(opts)
 	mux := http.NewServeMux()
@@ -135,6 +136,14 @@ func New(opts Options) http.Handler {
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	// Go's profiler, for operators measuring the gateway under their own
+	// load (go tool pprof -H "Authorization: Bearer ..."); behind the
+	// token, since profiles show the process's internals.
+	mux.Handle("/debug/pprof/", s.authenticate(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", s.authenticate(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", s.authenticate(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", s.authenticate(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", s.authenticate(http.HandlerFunc(pprof.Trace)))
 	mountDashboard(mux)
 	return mux
 }

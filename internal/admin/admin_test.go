@@ -501,3 +501,19 @@ func TestInternalErrorIsLoggedNotLeaked(t *testing.T) {
 		t.Errorf("logs = %q, want the cause", logs.String())
 	}
 }
+
+func TestProfilerBehindTheToken(t *testing.T) {
+	h := New(Options{Backend: newFake(), Token: testToken})
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+		if rec := do(t, h, "", call{"GET", path, ""}); rec.Code != http.StatusUnauthorized {
+			t.Errorf("GET %s without a token = %d, want 401", path, rec.Code)
+		}
+		rec := do(t, h, testToken, call{"GET", path, ""})
+		if rec.Code != http.StatusOK || rec.Body.Len() == 0 {
+			t.Errorf("GET %s with the token = %d, %d bytes; want 200 and a profile", path, rec.Code, rec.Body.Len())
+		}
+	}
+	if rec := do(t, h, testToken, call{"GET", "/debug/pprof/goroutine?debug=1", ""}); !strings.Contains(rec.Body.String(), "goroutine profile") {
+		t.Errorf("goroutine profile: %.200q", rec.Body.String())
+	}
+}
