@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/shadow"
 )
 
 // repoRoot walks up from the working directory to modelgate's go.mod.
@@ -216,41 +218,16 @@ func (g *gateway) setMirror(pct float64) error {
 	return err
 }
 
-// shadowReport is the part of GET /api/v1/endpoints/{ep}/shadow this
-// benchmark reads (see docs/api.md).
-type shadowReport struct {
-	Endpoint string                     `json:"endpoint"`
-	Window   string                     `json:"window"`
-	Shadows  map[string]shadowDepReport `json:"shadows"`
-}
-
-type shadowDepReport struct {
-	Active      bool     `json:"active"`
-	Mirrored    uint64   `json:"mirrored"`
-	Dropped     uint64   `json:"dropped"`
-	Skipped     uint64   `json:"skipped"`
-	Sent        uint64   `json:"sent"`
-	Compared    uint64   `json:"compared"`
-	Matched     uint64   `json:"matched"`
-	Mismatched  uint64   `json:"mismatched"`
-	NotCompared uint64   `json:"not_compared"`
-	Errors      uint64   `json:"errors"`
-	Timeouts    uint64   `json:"timeouts"`
-	MatchRate   *float64 `json:"match_rate"`
-	LatencyMS   struct {
-		Shadow map[string]any `json:"shadow"`
-		Live   map[string]any `json:"live"`
-	} `json:"latency_ms"`
-}
-
-func (g *gateway) shadowReport(window time.Duration) (shadowDepReport, error) {
+// shadowReport reads GET /api/v1/endpoints/{ep}/shadow and returns the
+// shadow deployment's part of it.
+func (g *gateway) shadowReport(window time.Duration) (shadow.ShadowReport, error) {
 	b, err := g.api("GET", fmt.Sprintf("/api/v1/endpoints/%s/shadow?window=%ds", g.endpoint, int(window/time.Second)), "")
 	if err != nil {
-		return shadowDepReport{}, err
+		return shadow.ShadowReport{}, err
 	}
-	var rep shadowReport
+	var rep shadow.Report
 	if err := json.Unmarshal(b, &rep); err != nil {
-		return shadowDepReport{}, fmt.Errorf("shadow report: %w: %s", err, b)
+		return shadow.ShadowReport{}, fmt.Errorf("shadow report: %w: %s", err, b)
 	}
 	return rep.Shadows[g.shadowDep], nil
 }

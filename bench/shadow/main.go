@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/shadow"
 )
 
 type options struct {
@@ -108,7 +110,7 @@ type round struct {
 	n      int    // 1-based per mode
 	mode   string // "A" or "B"
 	load   loadResult
-	rep    shadowDepReport // B: the shadow report over the round (warm-up included)
+	rep    shadow.ShadowReport // B: the shadow report over the round (warm-up included)
 	repErr error
 	// metrics deltas over the round (warm-up and drain included)
 	metMirrored, metCompared, metDropped float64
