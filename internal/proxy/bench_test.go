@@ -54,6 +54,16 @@ func newBenchRig(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep
 
 var predictBody = []byte(`{"instances": [[0.1, 0.2, 0.3, 0.4]]}`)
 
+// predictRequest makes req the benchmarks' prediction request to uri.
+func predictRequest(req *fasthttp.Request, uri string) {
+	req.Reset()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.SetRequestURI(uri)
+	req.Header.SetContentType("application/json")
+	req.Header.Set("X-Request-Id", "bench")
+	req.SetBodyRaw(predictBody)
+}
+
 func benchProxy(b *testing.B, handler fasthttp.RequestHandler, ep spec.Endpoint, recs func(string, string) Recorder, check func(*fasthttp.Response) bool) {
 	benchProxyWith(b, Options{Recorders: recs}, handler, ep, check)
 }
@@ -68,12 +78,7 @@ func benchProxyWith(b *testing.B, opts Options, handler fasthttp.RequestHandler,
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		for pb.Next() {
-			req.Reset()
-			req.Header.SetMethod(fasthttp.MethodPost)
-			req.SetRequestURI("http://modelgate/fraud/v1/models/m:predict")
-			req.Header.SetContentType("application/json")
-			req.Header.Set("X-Request-Id", "bench")
-			req.SetBodyRaw(predictBody)
+			predictRequest(req, "http://modelgate/fraud/v1/models/m:predict")
 			if err := rig.client.Do(req, resp); err != nil {
 				b.Fatal(err)
 			}
@@ -133,10 +138,7 @@ func BenchmarkBackendDirect(b *testing.B) {
 		defer fasthttp.ReleaseRequest(req)
 		defer fasthttp.ReleaseResponse(resp)
 		for pb.Next() {
-			req.Reset()
-			req.Header.SetMethod(fasthttp.MethodPost)
-			req.SetRequestURI("http://backend/v1/models/m:predict")
-			req.SetBodyRaw(predictBody)
+			predictRequest(req, "http://backend/v1/models/m:predict")
 			if err := client.Do(req, resp); err != nil {
 				b.Fatal(err)
 			}
