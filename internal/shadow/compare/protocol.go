@@ -32,15 +32,7 @@ func (w *walker) oip() bool {
 			if lOut < 0 {
 				return w.skip("not in the live answer")
 			}
-			sOut := findOutput(w.s, so, name)
-			ok := false
-			if sOut < 0 {
-				ok = w.fail("missing in shadow", "", "")
-			} else {
-				ok = w.output(lOut, sOut)
-			}
-			w.pop()
-			if !ok {
+			if !w.namedOutput(lOut, so, name) {
 				return false
 			}
 		}
@@ -54,15 +46,7 @@ func (w *walker) oip() bool {
 		}
 		name := outputName(w.l, lOut)
 		w.push(seg{kind: segLit, lit: "outputs[" + strconv.Quote(string(name)) + "]"})
-		sOut := findOutput(w.s, so, name)
-		ok := false
-		if sOut < 0 {
-			ok = w.fail("missing in shadow", "", "")
-		} else {
-			ok = w.output(lOut, sOut)
-		}
-		w.pop()
-		if !ok {
+		if !w.namedOutput(lOut, so, name) {
 			return false
 		}
 	}
@@ -100,6 +84,21 @@ func findOutput(d *doc, outs int, name []byte) int {
 		}
 	}
 	return -1
+}
+
+// namedOutput compares the live output lOut with the shadow output of the
+// same name in the array so, failing when the shadow has none, and pops
+// the path segment the caller pushed for it.
+func (w *walker) namedOutput(lOut, so int, name []byte) bool {
+	sOut := findOutput(w.s, so, name)
+	ok := false
+	if sOut < 0 {
+		ok = w.fail("missing in shadow", "", "")
+	} else {
+		ok = w.output(lOut, sOut)
+	}
+	w.pop()
+	return ok
 }
 
 // output compares one OIP output. Data may be nested or flat: both are
