@@ -469,7 +469,15 @@ function confirmDialog(title, text) {
   $("#confirm-title").textContent = title;
   $("#confirm-text").textContent = text;
   return new Promise((resolve) => {
-    dlg.addEventListener("close", () => resolve(dlg.returnValue === "yes"), { once: true });
+    // The close event is queued, not fired at once: the close of an earlier
+    // confirmation can arrive after this one opened. It is ignored while
+    // this dialog is still open, or it would answer "no" for it.
+    const onClose = () => {
+      if (dlg.open) return;
+      dlg.removeEventListener("close", onClose);
+      resolve(dlg.returnValue === "yes");
+    };
+    dlg.addEventListener("close", onClose);
     dlg.returnValue = "";
     dlg.showModal();
     $("#confirm-no").focus();
