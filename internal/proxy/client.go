@@ -230,6 +230,26 @@ func (p *connPool) release(c *upConn, now int64) {
 	p.mu.Unlock()
 }
 
+// reserve counts a connection the event loops open and keep themselves
+// (see loop.go) against the limit; false at the limit or once the backend
+// left the routes. freeSlot gives the slot back.
+func (p *connPool) reserve() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retired || p.open >= p.max {
+		return false
+	}
+	p.open++
+	return true
+}
+
+// isRetired reports whether the backend left the routes.
+func (p *connPool) isRetired() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.retired
+}
+
 // discard closes a connection that cannot be reused and frees its slot.
 func (p *connPool) discard(c *upConn) {
 	_ = c.Close()

@@ -201,7 +201,9 @@ func TestUpstreamConnectionLimitQueues(t *testing.T) {
 	t.Cleanup(backend.Close)
 	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 	pool := gw.pools["fraud/blue"].backends[0].conns
+	pool.mu.Lock() // the event loops read it on their own threads
 	pool.max = 1
+	pool.mu.Unlock()
 
 	answers := make(chan answer, 2)
 	go func() { answers <- get(t, gw.url+"/fraud/slow") }()
@@ -321,7 +323,9 @@ func TestUpstreamConnectionLimitShedsAfterTheTimeout(t *testing.T) {
 	d.Timeout = spec.Duration(200 * time.Millisecond)
 	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, d))
 	pool := gw.pools["fraud/blue"].backends[0].conns
+	pool.mu.Lock() // the event loops read it on their own threads
 	pool.max = 1
+	pool.mu.Unlock()
 
 	resp, err := client.Get(gw.url + "/fraud/stream")
 	if err != nil {

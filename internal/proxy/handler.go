@@ -93,42 +93,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	x := s.getExchange()
 	x.start = start
-	s.requestID(ctx, x)
-
-	ep, ok := s.routes.Load().endpoints[string(splitEndpoint(ctx.Request.Header.RequestURI(), x))]
+	ep, i, mirrors, override, ok := s.route(ctx, x)
 	if !ok {
-		s.reject(ctx, x, ErrUnknownEndpoint, "", "")
 		return
 	}
-	var i int
-	var mirrors uint64
-	override := false
-	if name := ctx.Request.Header.PeekBytes(hdrDeployment); len(name) > 0 {
-		if i, ok = ep.table.Index(name); !ok {
-			s.reject(ctx, x, ErrUnknownDeployment, ep.name, string(name))
-			return
-		}
-		override = true
-	} else if key := stickyKey(ctx, ep); len(key) > 0 {
-		i = ep.table.PickKey(key)
-		if ep.mirrors {
-			mirrors = ep.table.Mirrors(key)
-		}
-	} else {
-		i = ep.table.Pick()
-		if ep.mirrors {
-			mirrors = ep.table.Mirrors(nil)
-		}
-	}
-	// The deployment serving the request live is not also its shadow.
-	mirrors &^= 1 << i
 	dep := ep.deps[i]
-	dep.rec.Begin()
-
-	prepareRequest(ctx, x)
-	if mirrors != 0 {
-		x.mc.start(ctx, x, ep, dep, mirrors)
-	}
+	s.begin(ctx, x, ep, dep, mirrors)
 	deadline := start.Add(dep.timeout)
 	slack := deadlineSlack(dep.timeout)
 	now := start.UnixNano()
@@ -166,6 +136,51 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.respond(ctx, x, dep, b, c, override)
+}
+
+// route picks the deployment of a request: the override header, else the
+// sticky key, else the split; and the shadow deployments it is copied to.
+// It changes nothing but the request's X-Request-Id (and the router's
+// split position), so a request can still be served elsewhere after it.
+// A request it cannot route is answered in ctx and x recycled: ok false.
+func (s *Server) route(ctx *fasthttp.RequestCtx, x *exchange) (ep *endpoint, i int, mirrors uint64, override, ok bool) {
+	s.requestID(ctx, x)
+	ep, ok = s.routes.Load().endpoints[string(splitEndpoint(ctx.Request.Header.RequestURI(), x))]
+	if !ok {
+		s.reject(ctx, x, ErrUnknownEndpoint, "", "")
+		return nil, 0, 0, false, false
+	}
+	if name := ctx.Request.Header.PeekBytes(hdrDeployment); len(name) > 0 {
+		if i, ok = ep.table.Index(name); !ok {
+			s.reject(ctx, x, ErrUnknownDeployment, ep.name, string(name))
+			return nil, 0, 0, false, false
+		}
+		return ep, i, 0, true, true
+	}
+	if key := stickyKey(ctx, ep); len(key) > 0 {
+		i = ep.table.PickKey(key)
+		if ep.mirrors {
+			mirrors = ep.table.Mirrors(key)
+		}
+	} else {
+		i = ep.table.Pick()
+		if ep.mirrors {
+			mirrors = ep.table.Mirrors(nil)
+		}
+	}
+	// The deployment serving the request live is not also its shadow.
+	return ep, i, mirrors &^ (1 << i), false, true
+}
+
+// begin starts serving a routed request on dep: telemetry counts it in
+// flight, the request becomes the upstream one, and a mirrored request's
+// capture starts.
+func (s *Server) begin(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, mirrors uint64) {
+	dep.rec.Begin()
+	prepareRequest(ctx, x)
+	if mirrors != 0 {
+		x.mc.start(ctx, x, ep, dep, mirrors)
+	}
 }
 
 // respond sends the backend's answer, whose headers were read into the

@@ -10,12 +10,15 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -81,6 +84,9 @@ type Options struct {
 	// is already in live telemetry. A live 5xx returned by the backend is
 	// the model's answer and is mirrored.
 	Mirror Mirror
+	// GoroutinesOnly turns the event loops off: every connection is served
+	// by a goroutine of its own (see loop.go). For comparison and tests.
+	GoroutinesOnly bool
 }
 
 // BackendHealth is the health of one backend as the proxy sees it.
@@ -131,6 +137,9 @@ type Server struct {
 	// upstreamRoots verifies https backends; nil: the system's roots.
 	// Tests set it (before the first SetRoutes) to trust their own CA.
 	upstreamRoots *x509.CertPool
+
+	// loops serve plain TCP client connections (loop.go); nil: off.
+	loops *evloops
 
 	// stopPrune ends the goroutine that closes long-idle backend
 	// connections; pruneDone is closed when it has.
@@ -205,6 +214,13 @@ func New(opts Options) *Server {
 		Logger:                        fasthttpLogger{s.log},
 		SecureErrorLogMessage:         true,
 		DisableHeaderNamesNormalizing: false,
+	}
+	if !opts.GoroutinesOnly {
+		loops, err := newEvloops(s)
+		if err != nil {
+			s.log.Warn("serving every connection on goroutines", "error", err.Error())
+		}
+		s.loops = loops
 	}
 	return s
 }
@@ -334,7 +350,93 @@ func (s *Server) Serve(ln net.Listener) error {
 	// Serve got that far, and a Serve starting after it would run forever.
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
-	return s.srv.Serve(clientListener{ln})
+	return s.srv.Serve(clientListener{Listener: ln, s: s})
+}
+
+// serveConn serves a connection the event loops handed over, pre being
+// what they had read of it, on the goroutine path.
+func (s *Server) serveConn(c net.Conn, pre []byte) {
+	if len(pre) > 0 {
+		c = &prefixConn{Conn: c, pre: pre}
+	}
+	cc := &clientConn{Conn: c}
+	s.clientConns.add(cc)
+	_ = s.srv.ServeConn(cc) // its ConnState StateClosed removes it
+}
+
+// prefixConn reads pre before the connection.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// streamHandoff is an exchange an event loop handed over once the backend
+// answered with a stream (see evloops.handoffStream).
+type streamHandoff struct {
+	ctx        *fasthttp.RequestCtx
+	x          *exchange
+	dep        *deployment
+	b          *backend
+	override   bool
+	closeAfter bool
+	deadline   int64 // unix ns, slack included
+	back       net.Conn
+	backPre    []byte // what the loop had read of the body
+	client     net.Conn
+	clientPre  []byte // what the loop had read of the next request
+}
+
+// streamHandedOff streams the answer as the goroutine path does (respond),
+// then serves the client connection on the goroutine path.
+func (s *Server) streamHandedOff(h streamHandoff) {
+	p := h.b.conns
+	uc := &upConn{
+		Conn:     h.back,
+		pool:     p,
+		br:       bufio.NewReaderSize(io.MultiReader(bytes.NewReader(h.backPre), h.back), bufferSize),
+		bw:       bufio.NewWriterSize(h.back, bufferSize),
+		reused:   true,
+		deadline: h.deadline,
+	}
+	p.set.add(uc)
+	_ = uc.Conn.SetDeadline(time.Unix(0, h.deadline))
+	uc.body.reset(uc, &h.ctx.Request, &h.ctx.Response.Header)
+	client := h.client
+	if len(h.clientPre) > 0 {
+		client = &prefixConn{Conn: client, pre: h.clientPre}
+	}
+	cc := &clientConn{Conn: client}
+	s.clientConns.add(cc)
+	if h.x.mc.ep != nil {
+		h.x.mc.conn = cc
+	}
+	s.respond(h.ctx, h.x, h.dep, h.b, uc, h.override)
+	resp := &h.ctx.Response
+	if h.closeAfter {
+		resp.SetConnectionClose()
+	}
+	bw := bufio.NewWriterSize(cc, bufferSize)
+	err := resp.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	// The answer is flushed: a mirrored exchange's copies go now.
+	s.connDone(cc)
+	if err != nil || h.closeAfter || resp.ConnectionClose() {
+		s.clientConns.remove(cc)
+		_ = cc.Close()
+		return
+	}
+	_ = s.srv.ServeConn(cc)
 }
 
 // Shutdown stops accepting connections, lets requests in flight (streams
@@ -350,7 +452,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	lns := s.lns
 	s.lns = map[net.Listener]struct{}{}
 	s.mu.Unlock()
+	if s.loops != nil {
+		s.loops.drain()
+	}
 	err := s.srv.ShutdownWithContext(ctx)
+	if s.loops != nil {
+		if werr := s.loops.wait(ctx); err == nil {
+			err = werr
+		}
+		s.loops.close()
+	}
 	for ln := range lns {
 		_ = ln.Close() // usually closed already by fasthttp
 	}
@@ -450,16 +561,26 @@ const (
 	idleSlack = time.Second
 )
 
-// clientListener hands fasthttp client connections whose read deadline is
-// moved only when it must.
-type clientListener struct{ net.Listener }
+// clientListener gives plain TCP connections to the event loops and hands
+// fasthttp the others, as clientConns, whose read deadline is moved only
+// when it must.
+type clientListener struct {
+	net.Listener
+	s *Server
+}
 
 func (l clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok && l.s.loops != nil && !l.s.loops.draining.Load() {
+			l.s.loops.enroll(tc)
+			continue
+		}
+		return &clientConn{Conn: c}, nil
 	}
-	return &clientConn{Conn: c}, nil
 }
 
 // clientConn keeps a read deadline set by fasthttp when the new one falls

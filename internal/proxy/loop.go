@@ -1,0 +1,979 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"github.com/valyala/fasthttp"
+)
+
+// The event loops serve the common request the way nginx does: a few
+// threads, each waiting on epoll for every connection it owns, client and
+// backend alike, and reading a socket only when it is readable. Go's model
+// (a goroutine per connection, parked in the netpoller) costs a failed
+// read, a park and a wake-up on another thread per request and side; on a
+// loaded machine those context switches, not the HTTP work, bound the
+// requests per second (docs/benchmarks.md).
+//
+// A loop serves a request whose headers and body it holds whole, on a
+// plain TCP connection, forwarded to a plain-HTTP backend, and whose
+// answer comes whole within loopMaxBody. Anything else leaves the loop
+// for the goroutine path, which handles every case:
+//   - before the request is routed or sent (chunked or oversized bodies,
+//     Expect, HEAD, HTTP/1.0, https backends, a backend at its connection
+//     limit, a malformed request): the client connection, with the bytes
+//     not yet consumed, goes to fasthttp's ServeConn for the rest of its
+//     life;
+//   - once the backend answered with a stream (chunked, server-sent
+//     events, until close, or larger than loopMaxBody): both connections
+//     leave the loop, a goroutine streams the answer as the goroutine path
+//     does (respond) and the client connection then goes to ServeConn.
+//
+// Everything a loop does is non-blocking: connecting to a backend happens
+// on a goroutine that enrolls the connection in the loop when it is open,
+// and timeouts are checked by a ticker that runs a scan on every loop.
+
+const (
+	// loopMaxBody is the largest request or response body a loop holds;
+	// larger ones are streamed by the goroutine path.
+	loopMaxBody = 256 << 10
+	// loopTick is how often in-flight exchanges are checked for their
+	// deadlines (and how late a timeout may fire); idle connections are
+	// checked every loopIdleScan ticks.
+	loopTick     = 10 * time.Millisecond
+	loopIdleScan = 100
+)
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// evloops is the Server's set of event loops.
+type evloops struct {
+	gnet.BuiltinEventEngine
+	s   *Server
+	cli *gnet.Client
+
+	mu     sync.Mutex
+	states map[gnet.EventLoop]*loopState
+
+	draining  atomic.Bool
+	fronts    atomic.Int64 // client connections the loops hold
+	stop      chan struct{}
+	done      chan struct{}
+	ctxs      sync.Pool
+	closeOnce sync.Once
+
+	// served counts the exchanges a loop answered itself (tests check that
+	// the loops, not the goroutine path, served what they should).
+	served atomic.Uint64
+}
+
+// loopState is one loop's own: only that loop's goroutine touches it.
+type loopState struct {
+	el     gnet.EventLoop
+	fronts map[*frontConn]struct{}
+	backs  map[*backConn]struct{}
+	idle   map[*backend][]*backConn
+	rd     bytes.Reader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	out    appendWriter
+	ticks  int
+
+	// cur is the connection whose callback is running; closing it is left
+	// to that callback's return (closeCur), since gnet still uses it after.
+	cur      gnet.Conn
+	closeCur bool
+}
+
+// close closes a connection of this loop: at once, or, for the one whose
+// callback is running, when it returns.
+func (ls *loopState) close(c gnet.Conn) {
+	if c == ls.cur {
+		ls.closeCur = true
+		return
+	}
+	_ = ls.el.Close(c)
+}
+
+// appendWriter collects what a bufio.Writer flushes, so that a message is
+// written to a connection in one call.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// serialize returns what write puts through ls.bw, valid until the next
+// serialize.
+func (ls *loopState) serialize(write func(*bufio.Writer) error) ([]byte, error) {
+	ls.out.b = ls.out.b[:0]
+	ls.bw.Reset(&ls.out)
+	err := write(ls.bw)
+	if err == nil {
+		err = ls.bw.Flush()
+	}
+	return ls.out.b, err
+}
+
+// frontConn is a client connection in a loop, with the exchange it is
+// serving, if any.
+type frontConn struct {
+	gc     gnet.Conn
+	ls     *loopState
+	remote net.Addr
+	ctx    *fasthttp.RequestCtx
+
+	x          *exchange // the exchange in flight; nil when idle
+	ep         *endpoint
+	dep        *deployment
+	b          *backend
+	bc         *backConn
+	override   bool
+	closeAfter bool
+	attempt    int
+	fresh      bool  // the exchange was retried on a new connection (stale keep-alive)
+	deadline   int64 // unix ns: response headers (then body) due
+	lastActive int64 // unix ns: last request or answer, for the idle timeout
+	partial    int64 // unix ns: when an incomplete request started; 0: none
+	gone       bool  // closed or handed off
+}
+
+// backConn is a backend connection owned by a loop.
+type backConn struct {
+	gc       gnet.Conn // nil while connecting
+	ls       *loopState
+	b        *backend
+	fc       *frontConn // the exchange it carries; nil when idle
+	reused   bool
+	lastUsed int64
+	hdrLen   int // > 0 once the response headers were read
+	mode     bodyMode
+	left     int
+	close    bool // cannot carry another exchange
+	gone     bool // closed, abandoned or handed off
+}
+
+func newEvloops(s *Server) (*evloops, error) {
+	l := &evloops{s: s, states: map[gnet.EventLoop]*loopState{}, stop: make(chan struct{}), done: make(chan struct{})}
+	l.ctxs.New = func() any { return new(fasthttp.RequestCtx) }
+	cli, err := gnet.NewClient(l,
+		gnet.WithMulticore(true),
+		gnet.WithLockOSThread(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{s.log}),
+		gnet.WithLogLevel(logging.ErrorLevel),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("event loops: %w", err)
+	}
+	if err := cli.Start(); err != nil {
+		return nil, fmt.Errorf("event loops: %w", err)
+	}
+	l.cli = cli
+	go l.tick()
+	return l, nil
+}
+
+// enroll hands an accepted client connection to a loop. It closes c (the
+// loop holds a duplicate of its socket).
+func (l *evloops) enroll(c *net.TCPConn) {
+	fc := &frontConn{remote: c.RemoteAddr()}
+	if _, err := l.cli.EnrollContext(c, fc); err != nil {
+		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop refused a connection", slog.String("error", err.Error()))
+	}
+}
+
+func (l *evloops) state(el gnet.EventLoop) *loopState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls := l.states[el]
+	if ls == nil {
+		ls = &loopState{
+			el:     el,
+			fronts: map[*frontConn]struct{}{},
+			backs:  map[*backConn]struct{}{},
+			idle:   map[*backend][]*backConn{},
+			br:     bufio.NewReaderSize(nil, bufferSize),
+			bw:     bufio.NewWriterSize(nil, bufferSize),
+		}
+		l.states[el] = ls
+	}
+	return ls
+}
+
+// OnOpen: a client connection was enrolled, or a backend connection opened.
+func (l *evloops) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	switch v := c.Context().(type) {
+	case *frontConn:
+		v.gc = c
+		v.ls = l.state(c.EventLoop())
+		v.ls.fronts[v] = struct{}{}
+		v.lastActive = time.Now().UnixNano()
+		v.ctx = l.ctxs.Get().(*fasthttp.RequestCtx)
+		v.ctx.Init2(addrConn{remote: v.remote}, nil, false)
+		l.fronts.Add(1)
+		if l.draining.Load() {
+			v.gone = true
+			return nil, gnet.Close
+		}
+	case *backConn:
+		v.gc = c
+		if v.gone {
+			// Its exchange ended (timeout, client gone) while it connected.
+			v.b.conns.freeSlot()
+			v.gc = nil
+			return nil, gnet.Close
+		}
+		v.ls.backs[v] = struct{}{}
+		if fc := v.fc; fc != nil {
+			l.send(fc, v)
+		}
+	}
+	return nil, gnet.None
+}
+
+// OnClose: a connection closed, by its peer, an error or the loop.
+func (l *evloops) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch v := c.Context().(type) {
+	case *frontConn:
+		l.frontClosed(v, err)
+	case *backConn:
+		if v.gc == nil { // closed before it was registered (see OnOpen)
+			return gnet.None
+		}
+		delete(v.ls.backs, v)
+		if v.gone {
+			return gnet.None
+		}
+		v.gone = true
+		v.b.conns.freeSlot()
+		if fc := v.fc; fc != nil {
+			v.fc = nil
+			if err == nil {
+				err = errors.New("EOF")
+			}
+			l.backendFailed(fc, v, err)
+		} else {
+			l.dropIdle(v)
+		}
+	}
+	return gnet.None
+}
+
+func (l *evloops) OnTraffic(c gnet.Conn) gnet.Action {
+	var ls *loopState
+	switch v := c.Context().(type) {
+	case *frontConn:
+		if v.gone {
+			return gnet.Close
+		}
+		if v.x != nil {
+			// Pipelined: the next request waits in the buffer.
+			return gnet.None
+		}
+		ls = v.ls
+		ls.cur = c
+		l.next(v)
+	case *backConn:
+		if v.gone {
+			return gnet.Close
+		}
+		ls = v.ls
+		if v.fc == nil {
+			// Bytes on an idle connection: it cannot be trusted anymore.
+			l.dropIdle(v)
+			ls.closeBack(v)
+			return gnet.Close
+		}
+		ls.cur = c
+		l.answer(v)
+	default:
+		return gnet.None
+	}
+	ls.cur = nil
+	if ls.closeCur {
+		ls.closeCur = false
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// next reads and serves the request at the head of fc's buffer, if it is
+// whole.
+func (l *evloops) next(fc *frontConn) {
+	buf, _ := fc.gc.Peek(-1)
+	if len(buf) == 0 {
+		fc.partial = 0
+		return
+	}
+	end := bytes.Index(buf, crlfcrlf)
+	if end < 0 {
+		if len(buf) >= bufferSize || bytes.Contains(buf, []byte("\n\n")) {
+			// fasthttp answers it (431, 400) or reads bare LFs.
+			l.handoffFront(fc)
+			return
+		}
+		if fc.partial == 0 {
+			fc.partial = time.Now().UnixNano()
+		}
+		return
+	}
+	ctx := fc.ctx
+	ctx.Request.Reset()
+	ctx.Response.Reset()
+	ctx.Response.Header.SetNoDefaultContentType(true)
+	ls := fc.ls
+	ls.rd.Reset(buf[:end+4])
+	ls.br.Reset(&ls.rd)
+	h := &ctx.Request.Header
+	if err := h.Read(ls.br); err != nil {
+		l.handoffFront(fc)
+		return
+	}
+	n := h.ContentLength()
+	if n < 0 || n > loopMaxBody || n > l.s.srv.MaxRequestBodySize && l.s.srv.MaxRequestBodySize > 0 ||
+		!h.IsHTTP11() || h.IsHead() || h.IsConnect() || len(h.PeekBytes(hdrExpect)) > 0 {
+		l.handoffFront(fc)
+		return
+	}
+	total := end + 4 + n
+	if len(buf) < total {
+		if fc.partial == 0 {
+			fc.partial = time.Now().UnixNano()
+		}
+		return
+	}
+	fc.partial = 0
+	ctx.Request.SetBody(buf[end+4 : total])
+	fc.closeAfter = h.ConnectionClose() || l.draining.Load()
+
+	s := l.s
+	start := time.Now()
+	now := start.UnixNano()
+	x := s.getExchange()
+	x.start = start
+	ep, i, mirrors, override, ok := s.route(ctx, x)
+	if !ok {
+		_, _ = fc.gc.Discard(total)
+		l.reply(fc)
+		return
+	}
+	dep := ep.deps[i]
+	b := dep.pool.pick(now, nil)
+	var bc *backConn
+	if b != nil {
+		if b.conns.tls != nil {
+			s.putExchange(x)
+			l.handoffFront(fc)
+			return
+		}
+		if bc = ls.takeIdle(b, now); bc == nil {
+			if !b.conns.reserve() {
+				// At the limit: the goroutine path queues for a connection.
+				s.putExchange(x)
+				l.handoffFront(fc)
+				return
+			}
+			bc = &backConn{ls: ls, b: b}
+		}
+	}
+	_, _ = fc.gc.Discard(total)
+	s.begin(ctx, x, ep, dep, mirrors)
+	if b == nil {
+		s.failUpstream(ctx, x, ep, dep, nil, ErrNoHealthyBackend, override)
+		l.reply(fc)
+		return
+	}
+	fc.x, fc.ep, fc.dep, fc.override, fc.attempt, fc.fresh = x, ep, dep, override, 0, false
+	fc.deadline = now + int64(dep.timeout) + deadlineSlack(dep.timeout)
+	fc.lastActive = now
+	l.dispatch(fc, b, bc)
+}
+
+// dispatch sends fc's request to b on bc, connecting bc first if it is new.
+func (l *evloops) dispatch(fc *frontConn, b *backend, bc *backConn) {
+	fc.b, fc.bc = b, bc
+	bc.fc = fc
+	bc.hdrLen = 0
+	setTarget(&fc.ctx.Request, b, fc.x)
+	if bc.gc != nil {
+		l.send(fc, bc)
+		return
+	}
+	l.connect(bc, fc.deadline)
+}
+
+// connect opens bc on a goroutine and enrolls it in bc's loop; OnOpen then
+// sends the request waiting on it. A failure comes back to the loop.
+func (l *evloops) connect(bc *backConn, deadline int64) {
+	p := bc.b.conns
+	el := bc.ls.el
+	go func() {
+		timeout := min(time.Until(time.Unix(0, deadline)), maxDialTimeout)
+		var (
+			c   net.Conn
+			err error
+		)
+		if timeout <= 0 {
+			err = fasthttp.ErrDialTimeout
+		} else {
+			c, err = p.dial(p.addr, timeout)
+		}
+		if err == nil {
+			if _, tcp := c.(*net.TCPConn); !tcp {
+				_ = c.Close()
+				err = errors.New("event loop: backend connection is not TCP")
+			}
+		}
+		if err == nil {
+			var ch <-chan gnet.RegisteredResult
+			if ch, err = el.Enroll(gnet.NewContext(context.Background(), bc), c); err == nil {
+				if res := <-ch; res.Err != nil {
+					err = res.Err
+				}
+			}
+		}
+		if err == nil {
+			return
+		}
+		derr := &dialError{err}
+		if e := el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			l.dialFailed(bc, derr)
+			return nil
+		})); e != nil {
+			// The loops are stopping: nothing waits for this anymore.
+			p.freeSlot()
+		}
+	}()
+}
+
+// send writes fc's request on bc. A write error closes bc (gnet does, and
+// OnClose fails or retries the exchange).
+func (l *evloops) send(fc *frontConn, bc *backConn) {
+	out, err := bc.ls.serialize(fc.ctx.Request.Write)
+	if err == nil {
+		_, _ = bc.gc.Write(out)
+		return
+	}
+	bc.fc = nil
+	bc.ls.closeBack(bc)
+	l.fail(fc, err)
+}
+
+// dialFailed: bc could not connect. Like the goroutine path, the first
+// failed connect is retried on another backend: nothing was sent.
+func (l *evloops) dialFailed(bc *backConn, err error) {
+	p := bc.b.conns
+	p.freeSlot()
+	fc := bc.fc
+	if bc.gone || fc == nil {
+		return
+	}
+	bc.gone = true
+	bc.fc = nil
+	now := time.Now().UnixNano()
+	fc.dep.pool.failed(bc.b, now, err)
+	if fc.attempt == 0 && !fc.fresh {
+		if next := fc.dep.pool.pick(now, bc.b); next != nil && next.conns.tls == nil {
+			nbc := fc.ls.takeIdle(next, now)
+			if nbc == nil && next.conns.reserve() {
+				nbc = &backConn{ls: fc.ls, b: next}
+			}
+			if nbc != nil {
+				fc.attempt++
+				l.dispatch(fc, next, nbc)
+				return
+			}
+			err = ErrBackendBusy
+			fc.b = next
+		}
+	}
+	l.fail(fc, err)
+}
+
+// backendFailed: bc broke while carrying fc's exchange. A reused
+// connection that broke before any byte of the answer had been closed by
+// the backend while idle: the request is sent once more, on a new
+// connection, as the goroutine path does.
+func (l *evloops) backendFailed(fc *frontConn, bc *backConn, err error) {
+	if fc.gone || fc.x == nil {
+		return
+	}
+	if bc.reused && bc.hdrLen == 0 && !fc.fresh {
+		fc.fresh = true
+		if bc.b.conns.reserve() {
+			l.dispatch(fc, bc.b, &backConn{ls: fc.ls, b: bc.b})
+			return
+		}
+		err = ErrBackendBusy
+	} else {
+		err = fmt.Errorf("backend closed the connection before answering: %w", err)
+		fc.dep.pool.failed(bc.b, time.Now().UnixNano(), err)
+	}
+	l.fail(fc, err)
+}
+
+// fail answers fc's exchange with the error, as the goroutine path does.
+func (l *evloops) fail(fc *frontConn, err error) {
+	x, ep, dep, b := fc.x, fc.ep, fc.dep, fc.b
+	fc.x, fc.bc = nil, nil
+	fc.ctx.Response.Reset()
+	fc.ctx.Response.Header.SetNoDefaultContentType(true)
+	l.s.failUpstream(fc.ctx, x, ep, dep, b, err, fc.override)
+	l.reply(fc)
+}
+
+// answer reads the backend's answer to fc's request on bc; once it is
+// whole it goes to the client.
+func (l *evloops) answer(bc *backConn) {
+	fc := bc.fc
+	buf, _ := bc.gc.Peek(-1)
+	resp := &fc.ctx.Response
+	if bc.hdrLen == 0 {
+		for {
+			end := bytes.Index(buf, crlfcrlf)
+			if end < 0 {
+				if len(buf) > bufferSize {
+					l.badAnswer(bc, errors.New("response headers too large"))
+					return
+				}
+				return
+			}
+			ls := bc.ls
+			ls.rd.Reset(buf[:end+4])
+			ls.br.Reset(&ls.rd)
+			if err := resp.Header.Read(ls.br); err != nil {
+				l.badAnswer(bc, err)
+				return
+			}
+			if st := resp.StatusCode(); st < 200 && st != fasthttp.StatusSwitchingProtocols {
+				_, _ = bc.gc.Discard(end + 4)
+				buf = buf[end+4:]
+				continue
+			}
+			bc.hdrLen = end + 4
+			break
+		}
+		var framing bodyReader
+		framing.reset(nil, &fc.ctx.Request, &resp.Header)
+		bc.mode, bc.left, bc.close = framing.mode, int(framing.left), framing.closeAfter
+		fc.dep.pool.succeeded(fc.b)
+		if bc.mode != bodyNone && (bc.mode != bodyFixed || bc.left > loopMaxBody ||
+			bytes.HasPrefix(resp.Header.ContentType(), strEventStream)) {
+			l.handoffStream(fc, bc)
+			return
+		}
+		if d := fc.dep.idle; d > 0 && bc.mode == bodyFixed {
+			fc.deadline = time.Now().UnixNano() + int64(d) + deadlineSlack(d)
+		}
+	}
+	if len(buf) < bc.hdrLen+bc.left {
+		if d := fc.dep.idle; d > 0 {
+			fc.deadline = time.Now().UnixNano() + int64(d) + deadlineSlack(d)
+		}
+		return
+	}
+	if len(buf) > bc.hdrLen+bc.left {
+		bc.close = true // more than the answer: the connection is out of step
+	}
+	l.complete(fc, bc, buf[bc.hdrLen:bc.hdrLen+bc.left])
+	_, _ = bc.gc.Discard(bc.hdrLen + bc.left)
+	bc.fc = nil
+	if bc.close {
+		bc.ls.closeBack(bc)
+		return
+	}
+	bc.reused = true
+	bc.lastUsed = time.Now().UnixNano()
+	bc.ls.putIdle(bc)
+}
+
+// complete sends the whole answer (headers parsed in fc's response) to
+// the client and ends the exchange, as respond does for a body that came
+// with its headers.
+func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) {
+	s := l.s
+	x, dep := fc.x, fc.dep
+	now := time.Now()
+	ttfb := now.Sub(x.start)
+	resp := &fc.ctx.Response
+	status := resp.StatusCode()
+	stripResponseHopHeaders(&resp.Header, x)
+	resp.Header.SetCanonical(hdrRequestID, x.rid)
+	resp.Header.SetCanonical(hdrDeployment, dep.header)
+	if x.mc.ep != nil {
+		x.mc.answered(&resp.Header, status, ttfb, false)
+		x.mc.tee(body)
+	}
+	if bc.mode != bodyNone {
+		resp.SetBodyRaw(body)
+	}
+	observeAt(dep, now.UnixNano(), status, ttfb, ttfb, fc.override)
+	l.served.Add(1)
+	fc.x, fc.bc = nil, nil
+	l.reply(fc)
+	if x.mc.ep != nil {
+		// The answer is in the client's socket (or gnet's buffer for it).
+		x.mc.latency = ttfb
+		s.handOff(x)
+		return
+	}
+	s.putExchange(x)
+}
+
+// badAnswer: the backend's headers could not be read.
+func (l *evloops) badAnswer(bc *backConn, err error) {
+	fc := bc.fc
+	bc.fc = nil
+	bc.ls.closeBack(bc)
+	fc.dep.pool.failed(bc.b, time.Now().UnixNano(), err)
+	l.fail(fc, err)
+}
+
+// reply writes fc's response (in fc.ctx) to the client, then serves the
+// next request if one is buffered.
+func (l *evloops) reply(fc *frontConn) {
+	if fc.gone {
+		return
+	}
+	resp := &fc.ctx.Response
+	if fc.closeAfter {
+		resp.SetConnectionClose()
+	}
+	out, err := fc.ls.serialize(resp.Write)
+	resp.SetBodyRaw(nil)
+	if err == nil {
+		_, err = fc.gc.Write(out)
+	}
+	fc.lastActive = time.Now().UnixNano()
+	if err != nil || fc.closeAfter {
+		if !fc.gone {
+			fc.gone = true
+			fc.ls.close(fc.gc)
+		}
+		return
+	}
+	if fc.gc.InboundBuffered() > 0 {
+		l.next(fc)
+	}
+}
+
+// frontClosed: the client connection closed. An exchange in flight ends
+// as 499, and its backend connection is closed (its answer would come on
+// a connection nobody reads).
+func (l *evloops) frontClosed(fc *frontConn, err error) {
+	if fc.ls == nil {
+		return
+	}
+	delete(fc.ls.fronts, fc)
+	l.fronts.Add(-1)
+	fc.gone = true
+	if x := fc.x; x != nil {
+		fc.x = nil
+		if bc := fc.bc; bc != nil {
+			bc.fc = nil
+			abandon(bc)
+		}
+		latency := time.Since(x.start)
+		observe(fc.dep, StatusClientClosed, latency, latency, fc.override)
+		msg := "client closed the connection"
+		if err != nil {
+			msg = err.Error()
+		}
+		l.s.log.LogAttrs(context.Background(), slog.LevelInfo, "client closed the connection",
+			slog.String("endpoint", fc.dep.endpoint), slog.String("deployment", fc.dep.name),
+			slog.String("request_id", string(x.rid)), slog.Int("status", StatusClientClosed), slog.String("error", msg))
+		l.s.putExchange(x)
+	}
+	if fc.ctx != nil {
+		fc.ctx.Request.Reset()
+		fc.ctx.Response.Reset()
+		l.ctxs.Put(fc.ctx)
+		fc.ctx = nil
+	}
+}
+
+// handoffFront moves the client connection, with the bytes the loop holds
+// of it, to the goroutine path (fasthttp's ServeConn) before anything of
+// its request was consumed.
+func (l *evloops) handoffFront(fc *frontConn) {
+	buf, _ := fc.gc.Peek(-1)
+	pre := bytes.Clone(buf)
+	nc, err := detach(fc.gc)
+	fc.gone = true
+	fc.ls.close(fc.gc)
+	if err != nil {
+		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop could not hand a connection over", slog.String("error", err.Error()))
+		return
+	}
+	go l.s.serveConn(nc, pre)
+}
+
+// handoffStream moves an exchange whose answer is a stream, and both its
+// connections, to a goroutine that streams it as the goroutine path does.
+func (l *evloops) handoffStream(fc *frontConn, bc *backConn) {
+	buf, _ := bc.gc.Peek(-1)
+	backPre := bytes.Clone(buf[bc.hdrLen:])
+	front, _ := fc.gc.Peek(-1)
+	frontPre := bytes.Clone(front)
+	back, err := detach(bc.gc)
+	var client net.Conn
+	if err == nil {
+		client, err = detach(fc.gc)
+		if err != nil {
+			_ = back.Close()
+		}
+	}
+	// Neither connection is the loop's anymore; the backend's slot goes
+	// with it to the goroutine path's pool.
+	x, ctx, dep, b, override, closeAfter, deadline := fc.x, fc.ctx, fc.dep, fc.b, fc.override, fc.closeAfter, fc.deadline
+	fc.x, fc.bc, fc.ctx, fc.gone = nil, nil, nil, true
+	bc.fc, bc.gone = nil, true
+	delete(bc.ls.backs, bc)
+	fc.ls.close(fc.gc)
+	bc.ls.close(bc.gc)
+	if err != nil {
+		bc.b.conns.freeSlot()
+		latency := time.Since(x.start)
+		observe(dep, fasthttp.StatusBadGateway, latency, latency, override)
+		l.s.putExchange(x)
+		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop could not hand a stream over", slog.String("error", err.Error()))
+		return
+	}
+	go l.s.streamHandedOff(streamHandoff{
+		ctx: ctx, x: x, dep: dep, b: b, override: override, closeAfter: closeAfter, deadline: deadline,
+		back: back, backPre: backPre, client: client, clientPre: frontPre,
+	})
+}
+
+// detach returns a net.Conn on a duplicate of c's socket; c is closed by
+// the caller, the socket stays open through the duplicate.
+func detach(c gnet.Conn) (net.Conn, error) {
+	fd, err := c.Dup()
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(f)
+	_ = f.Close()
+	return nc, err
+}
+
+func (ls *loopState) takeIdle(b *backend, now int64) *backConn {
+	idle := ls.idle[b]
+	for n := len(idle); n > 0; n = len(idle) {
+		bc := idle[n-1]
+		idle[n-1] = nil
+		idle = idle[:n-1]
+		ls.idle[b] = idle
+		if now-bc.lastUsed <= int64(maxIdleConn) && !bc.gone {
+			return bc
+		}
+		ls.closeBack(bc)
+	}
+	return nil
+}
+
+func (ls *loopState) putIdle(bc *backConn) {
+	if bc.b.conns.isRetired() {
+		ls.closeBack(bc)
+		return
+	}
+	ls.idle[bc.b] = append(ls.idle[bc.b], bc)
+}
+
+// closeBack closes a backend connection the loop is done with and frees
+// its slot.
+func (ls *loopState) closeBack(bc *backConn) {
+	if bc.gone {
+		return
+	}
+	bc.gone = true
+	bc.b.conns.freeSlot()
+	delete(ls.backs, bc)
+	ls.close(bc.gc)
+}
+
+func (l *evloops) dropIdle(bc *backConn) {
+	idle := bc.ls.idle[bc.b]
+	for i, c := range idle {
+		if c == bc {
+			bc.ls.idle[bc.b] = append(idle[:i], idle[i+1:]...)
+			return
+		}
+	}
+}
+
+// tick runs the deadline scan on every loop, until the loops stop.
+func (l *evloops) tick() {
+	defer close(l.done)
+	t := time.NewTicker(loopTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		for _, ls := range l.states {
+			_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				l.scan(ls)
+				return nil
+			}))
+		}
+		l.mu.Unlock()
+	}
+}
+
+// scan fails the exchanges past their deadline (504) and, every
+// loopIdleScan ticks, closes idle connections past their timeouts.
+func (l *evloops) scan(ls *loopState) {
+	now := time.Now().UnixNano()
+	ls.ticks++
+	idleScan := ls.ticks%loopIdleScan == 0
+	for fc := range ls.fronts {
+		switch {
+		case fc.x != nil:
+			if now > fc.deadline {
+				l.timeout(fc, now)
+			}
+		case !idleScan || fc.gone:
+		case fc.partial != 0 && now-fc.partial > int64(clientTimeout):
+			fc.ctx.Response.Reset()
+			fc.ctx.Response.Header.SetNoDefaultContentType(true)
+			x := l.s.getExchange()
+			l.s.requestID(fc.ctx, x)
+			fc.ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
+			writeError(fc.ctx, fasthttp.StatusRequestTimeout, "request timeout")
+			l.s.putExchange(x)
+			fc.closeAfter = true
+			l.reply(fc)
+		case fc.partial == 0 && (now-fc.lastActive > int64(clientTimeout+idleSlack) || l.draining.Load()):
+			fc.gone = true
+			ls.close(fc.gc)
+		}
+	}
+	if idleScan {
+		for b, idle := range ls.idle {
+			kept := idle[:0]
+			for _, bc := range idle {
+				if now-bc.lastUsed > int64(maxIdleConn) || bc.b.conns.isRetired() {
+					ls.closeBack(bc)
+				} else {
+					kept = append(kept, bc)
+				}
+			}
+			clear(idle[len(kept):])
+			if len(kept) == 0 {
+				delete(ls.idle, b)
+			} else {
+				ls.idle[b] = kept
+			}
+		}
+	}
+}
+
+// timeout fails fc's exchange with a timeout (504) and closes its backend
+// connection, which may still answer.
+func (l *evloops) timeout(fc *frontConn, now int64) {
+	if bc := fc.bc; bc != nil {
+		bc.fc = nil
+		abandon(bc)
+	}
+	err := fmt.Errorf("backend %s: %w", fc.b.url, os.ErrDeadlineExceeded)
+	fc.dep.pool.failed(fc.b, now, err)
+	l.fail(fc, err)
+}
+
+// abandon closes the backend connection of an exchange that ended without
+// its answer; one still connecting is closed when it opens (OnOpen).
+func abandon(bc *backConn) {
+	if bc.gc == nil {
+		bc.gone = true
+		return
+	}
+	bc.ls.closeBack(bc)
+}
+
+// drain makes the loops close idle client connections and every other one
+// after its answer; wait reports when none is left or ctx ends.
+func (l *evloops) drain() {
+	l.draining.Store(true)
+	l.mu.Lock()
+	for _, ls := range l.states {
+		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for fc := range ls.fronts {
+				if fc.x == nil && fc.partial == 0 && !fc.gone {
+					fc.gone = true
+					_ = ls.el.Close(fc.gc)
+				}
+			}
+			return nil
+		}))
+	}
+	l.mu.Unlock()
+}
+
+func (l *evloops) wait(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for l.fronts.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// close stops the loops, cutting whatever they still hold.
+func (l *evloops) close() {
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		<-l.done
+		_ = l.cli.Stop()
+	})
+}
+
+// gnetWriter lets a bufio.Writer write to a loop's connection.
+type gnetWriter struct{ c gnet.Conn }
+
+func (w gnetWriter) Write(p []byte) (int, error) { return w.c.Write(p) }
+
+// addrConn is the net.Conn a loop's RequestCtx sees: its addresses only.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+func (c addrConn) LocalAddr() net.Addr  { return c.remote }
+
+// gnetLogger sends gnet's messages to slog.
+type gnetLogger struct{ log *slog.Logger }
+
+func (g gnetLogger) Debugf(format string, args ...any) {}
+func (g gnetLogger) Infof(format string, args ...any)  {}
+func (g gnetLogger) Warnf(format string, args ...any) {
+	g.log.Warn(fmt.Sprintf(format, args...), "component", "gnet")
+}
+func (g gnetLogger) Errorf(format string, args ...any) {
+	g.log.Error(fmt.Sprintf(format, args...), "component", "gnet")
+}
+func (g gnetLogger) Fatalf(format string, args ...any) {
+	g.log.Error(fmt.Sprintf(format, args...), "component", "gnet")
+}
