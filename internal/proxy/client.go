@@ -197,14 +197,18 @@ func (p *connPool) connect(deadline time.Time) (*upConn, error) {
 		}
 		raw = tc
 	}
-	c := &upConn{
-		Conn: raw,
-		pool: p,
-		br:   bufio.NewReaderSize(raw, bufferSize),
-		bw:   bufio.NewWriterSize(raw, bufferSize),
-	}
+	c := newUpConn(raw, p)
 	p.set.add(c)
 	return c, nil
+}
+
+func newUpConn(c net.Conn, p *connPool) *upConn {
+	return &upConn{
+		Conn: c,
+		pool: p,
+		br:   bufio.NewReaderSize(c, bufferSize),
+		bw:   bufio.NewWriterSize(c, bufferSize),
+	}
 }
 
 // release puts a connection whose exchange ended cleanly at now (unix ns)
@@ -248,6 +252,14 @@ func (p *connPool) isRetired() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.retired
+}
+
+// isRetiredOrAwaited reports whether the backend left the routes or a
+// request waits for a connection slot.
+func (p *connPool) isRetiredOrAwaited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.retired || len(p.waiters) > 0
 }
 
 // discard closes a connection that cannot be reused and frees its slot.

@@ -99,6 +99,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	dep := ep.deps[i]
 	s.begin(ctx, x, ep, dep, mirrors)
+	if s.closing.Load() {
+		// A connection the event loops handed over during Shutdown is not
+		// kept alive past its request.
+		ctx.SetConnectionClose()
+	}
 	deadline := start.Add(dep.timeout)
 	slack := deadlineSlack(dep.timeout)
 	now := start.UnixNano()

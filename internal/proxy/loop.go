@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 // The event loops serve the common request the way nginx does: a few
@@ -165,11 +167,15 @@ type backConn struct {
 	gone     bool // closed, abandoned or handed off
 }
 
-func newEvloops(s *Server) (*evloops, error) {
+func newEvloops(s *Server, n int) (*evloops, error) {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
 	l := &evloops{s: s, states: map[gnet.EventLoop]*loopState{}, stop: make(chan struct{}), done: make(chan struct{})}
 	l.ctxs.New = func() any { return new(fasthttp.RequestCtx) }
 	cli, err := gnet.NewClient(l,
 		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(n),
 		gnet.WithLockOSThread(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.log}),
@@ -343,6 +349,9 @@ func (l *evloops) next(fc *frontConn) {
 		return
 	}
 	n := h.ContentLength()
+	if n == -2 {
+		n = 0 // neither Content-Length nor Transfer-Encoding: a request without a body
+	}
 	if n < 0 || n > loopMaxBody || n > l.s.srv.MaxRequestBodySize && l.s.srv.MaxRequestBodySize > 0 ||
 		!h.IsHTTP11() || h.IsHead() || h.IsConnect() || len(h.PeekBytes(hdrExpect)) > 0 {
 		l.handoffFront(fc)
@@ -570,20 +579,13 @@ func (l *evloops) answer(bc *backConn) {
 		framing.reset(nil, &fc.ctx.Request, &resp.Header)
 		bc.mode, bc.left, bc.close = framing.mode, int(framing.left), framing.closeAfter
 		fc.dep.pool.succeeded(fc.b)
-		if bc.mode != bodyNone && (bc.mode != bodyFixed || bc.left > loopMaxBody ||
+		// As on the goroutine path, only a body that came whole with the
+		// headers is answered at once; any other is streamed as it comes.
+		if bc.mode != bodyNone && (bc.mode != bodyFixed || len(buf)-bc.hdrLen < bc.left ||
 			bytes.HasPrefix(resp.Header.ContentType(), strEventStream)) {
 			l.handoffStream(fc, bc)
 			return
 		}
-		if d := fc.dep.idle; d > 0 && bc.mode == bodyFixed {
-			fc.deadline = time.Now().UnixNano() + int64(d) + deadlineSlack(d)
-		}
-	}
-	if len(buf) < bc.hdrLen+bc.left {
-		if d := fc.dep.idle; d > 0 {
-			fc.deadline = time.Now().UnixNano() + int64(d) + deadlineSlack(d)
-		}
-		return
 	}
 	if len(buf) > bc.hdrLen+bc.left {
 		bc.close = true // more than the answer: the connection is out of step
@@ -654,11 +656,13 @@ func (l *evloops) reply(fc *frontConn) {
 	}
 	out, err := fc.ls.serialize(resp.Write)
 	resp.SetBodyRaw(nil)
-	if err == nil {
-		_, err = fc.gc.Write(out)
-	}
 	fc.lastActive = time.Now().UnixNano()
-	if err != nil || fc.closeAfter {
+	if err != nil {
+		fc.gone = true
+		fc.ls.close(fc.gc)
+		return
+	}
+	if !l.writeFront(fc, out) || fc.closeAfter {
 		if !fc.gone {
 			fc.gone = true
 			fc.ls.close(fc.gc)
@@ -668,6 +672,44 @@ func (l *evloops) reply(fc *frontConn) {
 	if fc.gc.InboundBuffered() > 0 {
 		l.next(fc)
 	}
+}
+
+// writeFront writes out to the client, on the socket itself rather than
+// through gnet, so that gnet never holds bytes for a client: a connection
+// can then be closed or handed over at any time without losing any. A
+// client that does not take all of out at once (a slow reader) leaves the
+// loop: a goroutine writes the rest and serves the connection on. false:
+// the connection is no longer the loop's.
+func (l *evloops) writeFront(fc *frontConn, out []byte) bool {
+	fd := fc.gc.Fd()
+	for len(out) > 0 {
+		n, err := unix.Write(fd, out)
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			return false // the client is gone; closing records an exchange in flight
+		}
+		out = out[n:]
+	}
+	if len(out) == 0 {
+		return true
+	}
+	rest := bytes.Clone(out)
+	in, _ := fc.gc.Peek(-1)
+	pre := bytes.Clone(in)
+	nc, err := detach(fc.gc)
+	if err != nil {
+		return false
+	}
+	fc.gone = true
+	fc.ls.close(fc.gc)
+	closeAfter := fc.closeAfter
+	l.s.handover(func() { l.s.finishWrite(nc, rest, pre, closeAfter) })
+	return false
 }
 
 // frontClosed: the client connection closed. An exchange in flight ends
@@ -718,7 +760,7 @@ func (l *evloops) handoffFront(fc *frontConn) {
 		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop could not hand a connection over", slog.String("error", err.Error()))
 		return
 	}
-	go l.s.serveConn(nc, pre)
+	l.s.handover(func() { l.s.serveConn(nc, pre) })
 }
 
 // handoffStream moves an exchange whose answer is a stream, and both its
@@ -752,10 +794,14 @@ func (l *evloops) handoffStream(fc *frontConn, bc *backConn) {
 		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop could not hand a stream over", slog.String("error", err.Error()))
 		return
 	}
-	go l.s.streamHandedOff(streamHandoff{
+	h := streamHandoff{
 		ctx: ctx, x: x, dep: dep, b: b, override: override, closeAfter: closeAfter, deadline: deadline,
 		back: back, backPre: backPre, client: client, clientPre: frontPre,
-	})
+		// The backend may have answered before it read the whole request:
+		// what gnet still holds of it is lost, so the connection is not reused.
+		backUnsent: bc.gc.OutboundBuffered() > 0,
+	}
+	l.s.handover(func() { l.s.streamHandedOff(h) })
 }
 
 // detach returns a net.Conn on a duplicate of c's socket; c is closed by
@@ -787,7 +833,21 @@ func (ls *loopState) takeIdle(b *backend, now int64) *backConn {
 }
 
 func (ls *loopState) putIdle(bc *backConn) {
-	if bc.b.conns.isRetired() {
+	p := bc.b.conns
+	if p.isRetiredOrAwaited() {
+		// A request of the goroutine path waiting for a connection at the
+		// limit gets this one, and its slot with it.
+		if !p.isRetired() {
+			if nc, err := detach(bc.gc); err == nil {
+				bc.gone = true
+				delete(ls.backs, bc)
+				ls.close(bc.gc)
+				uc := newUpConn(nc, p)
+				p.set.add(uc)
+				p.release(uc, bc.lastUsed)
+				return
+			}
+		}
 		ls.closeBack(bc)
 		return
 	}
@@ -870,7 +930,7 @@ func (l *evloops) scan(ls *loopState) {
 		for b, idle := range ls.idle {
 			kept := idle[:0]
 			for _, bc := range idle {
-				if now-bc.lastUsed > int64(maxIdleConn) || bc.b.conns.isRetired() {
+				if now-bc.lastUsed > int64(maxIdleConn) || bc.b.conns.isRetiredOrAwaited() {
 					ls.closeBack(bc)
 				} else {
 					kept = append(kept, bc)

@@ -87,6 +87,11 @@ type Options struct {
 	// GoroutinesOnly turns the event loops off: every connection is served
 	// by a goroutine of its own (see loop.go). For comparison and tests.
 	GoroutinesOnly bool
+	// EventLoops is the number of event loops. Zero: GOMAXPROCS at New.
+	// Each loop keeps a P (runtime.GOMAXPROCS) busy while it runs or
+	// waits in epoll_wait; the daemon gives the process as many Ps again
+	// for everything else.
+	EventLoops int
 }
 
 // BackendHealth is the health of one backend as the proxy sees it.
@@ -140,6 +145,12 @@ type Server struct {
 
 	// loops serve plain TCP client connections (loop.go); nil: off.
 	loops *evloops
+	// handovers counts the goroutines serving connections the loops
+	// handed over; Shutdown waits for them too.
+	handovers sync.WaitGroup
+	// closing is set when Shutdown starts: requests answered from then on
+	// close their connection.
+	closing atomic.Bool
 
 	// stopPrune ends the goroutine that closes long-idle backend
 	// connections; pruneDone is closed when it has.
@@ -216,7 +227,7 @@ func New(opts Options) *Server {
 		DisableHeaderNamesNormalizing: false,
 	}
 	if !opts.GoroutinesOnly {
-		loops, err := newEvloops(s)
+		loops, err := newEvloops(s, opts.EventLoops)
 		if err != nil {
 			s.log.Warn("serving every connection on goroutines", "error", err.Error())
 		}
@@ -353,6 +364,29 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.srv.Serve(clientListener{Listener: ln, s: s})
 }
 
+// handover runs f, the goroutine-path side of a connection the event loops
+// handed over, on a goroutine that Shutdown waits for.
+func (s *Server) handover(f func()) {
+	s.handovers.Add(1)
+	go func() {
+		defer s.handovers.Done()
+		f()
+	}()
+}
+
+// finishWrite writes the rest of an answer a slow client did not take at
+// once, then serves the connection on (pre: what the loop had read of the
+// next request), unless it was to close.
+func (s *Server) finishWrite(c net.Conn, rest, pre []byte, closeAfter bool) {
+	_ = c.SetWriteDeadline(time.Now().Add(clientTimeout))
+	if _, err := c.Write(rest); err != nil || closeAfter || (s.closing.Load() && len(pre) == 0) {
+		_ = c.Close()
+		return
+	}
+	_ = c.SetWriteDeadline(time.Time{})
+	s.serveConn(c, pre)
+}
+
 // serveConn serves a connection the event loops handed over, pre being
 // what they had read of it, on the goroutine path.
 func (s *Server) serveConn(c net.Conn, pre []byte) {
@@ -393,6 +427,7 @@ type streamHandoff struct {
 	backPre    []byte // what the loop had read of the body
 	client     net.Conn
 	clientPre  []byte // what the loop had read of the next request
+	backUnsent bool   // part of the request was never sent: do not reuse back
 }
 
 // streamHandedOff streams the answer as the goroutine path does (respond),
@@ -410,6 +445,9 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 	p.set.add(uc)
 	_ = uc.Conn.SetDeadline(time.Unix(0, h.deadline))
 	uc.body.reset(uc, &h.ctx.Request, &h.ctx.Response.Header)
+	if h.backUnsent {
+		uc.body.closeAfter = true
+	}
 	client := h.client
 	if len(h.clientPre) > 0 {
 		client = &prefixConn{Conn: client, pre: h.clientPre}
@@ -421,7 +459,7 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 	}
 	s.respond(h.ctx, h.x, h.dep, h.b, uc, h.override)
 	resp := &h.ctx.Response
-	if h.closeAfter {
+	if h.closeAfter || s.closing.Load() {
 		resp.SetConnectionClose()
 	}
 	bw := bufio.NewWriterSize(cc, bufferSize)
@@ -431,7 +469,9 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 	}
 	// The answer is flushed: a mirrored exchange's copies go now.
 	s.connDone(cc)
-	if err != nil || h.closeAfter || resp.ConnectionClose() {
+	// An idle keep-alive connection is closed once Shutdown has begun, as
+	// fasthttp's server closes its own.
+	if err != nil || h.closeAfter || resp.ConnectionClose() || s.closing.Load() {
 		s.clientConns.remove(cc)
 		_ = cc.Close()
 		return
@@ -452,6 +492,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	lns := s.lns
 	s.lns = map[net.Listener]struct{}{}
 	s.mu.Unlock()
+	s.closing.Store(true)
 	if s.loops != nil {
 		s.loops.drain()
 	}
@@ -459,6 +500,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.loops != nil {
 		if werr := s.loops.wait(ctx); err == nil {
 			err = werr
+		}
+		if werr := s.waitHandovers(ctx); err == nil {
+			err = werr
+		}
+		if err != nil {
+			s.clientConns.closeAll()
+			s.upstreamConns.closeAll()
 		}
 		s.loops.close()
 	}
@@ -482,6 +530,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-s.pruneDone
 	return err
+}
+
+// waitHandovers waits for the goroutines serving handed-over connections,
+// or for ctx.
+func (s *Server) waitHandovers(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.handovers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // pruneLoop closes backend connections idle for longer than maxIdleConn,
