@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,23 +32,8 @@ type rawBackend struct {
 
 func startRawBackend(t *testing.T, responses ...string) *rawBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb := &rawBackend{ln: ln, responses: responses}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			rb.conns.Add(1)
-			wg.Go(func() { rb.serve(c) })
-		}
-	})
+	rb := &rawBackend{responses: responses}
+	rb.ln = listenTCP(t, &rb.conns, rb.serve)
 	return rb
 }
 

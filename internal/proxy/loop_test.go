@@ -369,23 +369,8 @@ type loopClosingBackend struct {
 
 func startLoopClosingBackend(t *testing.T, closeAfterAnswer bool) *loopClosingBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &loopClosingBackend{ln: ln, closeAfterAnswer: closeAfterAnswer}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b.conns.Add(1)
-			wg.Go(func() { b.serve(c) })
-		}
-	})
+	b := &loopClosingBackend{closeAfterAnswer: closeAfterAnswer}
+	b.ln = listenTCP(t, &b.conns, b.serve)
 	return b
 }
 
