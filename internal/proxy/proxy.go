@@ -151,6 +151,9 @@ type Server struct {
 	// closing is set when Shutdown starts: requests answered from then on
 	// close their connection.
 	closing atomic.Bool
+	// idleHandedOver holds the handed-over connections waiting for their
+	// next request, which Shutdown closes (fasthttp's does not).
+	idleHandedOver sync.Map // *clientConn → struct{}
 
 	// stopPrune ends the goroutine that closes long-idle backend
 	// connections; pruneDone is closed when it has.
@@ -393,9 +396,13 @@ func (s *Server) serveConn(c net.Conn, pre []byte) {
 	if len(pre) > 0 {
 		c = &prefixConn{Conn: c, pre: pre}
 	}
-	cc := &clientConn{Conn: c}
-	s.clientConns.add(cc)
-	_ = s.srv.ServeConn(cc) // its ConnState StateClosed removes it
+	cc := &clientConn{Conn: c, handedOver: true}
+	s.clientConns.add(cc) // its ConnState StateClosed removes it
+	if len(pre) == 0 {
+		s.serveIdle(cc)
+		return
+	}
+	_ = s.srv.ServeConn(cc)
 }
 
 // prefixConn reads pre before the connection.
@@ -452,7 +459,7 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 	if len(h.clientPre) > 0 {
 		client = &prefixConn{Conn: client, pre: h.clientPre}
 	}
-	cc := &clientConn{Conn: client}
+	cc := &clientConn{Conn: client, handedOver: true}
 	s.clientConns.add(cc)
 	if h.x.mc.ep != nil {
 		h.x.mc.conn = cc
@@ -476,6 +483,16 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 		_ = cc.Close()
 		return
 	}
+	s.serveIdle(cc)
+}
+
+// serveIdle serves a handed-over connection that waits for its next
+// request, closable by Shutdown meanwhile.
+func (s *Server) serveIdle(cc *clientConn) {
+	s.idleHandedOver.Store(cc, struct{}{})
+	if s.closing.Load() {
+		s.closeIdleHandedOver()
+	}
 	_ = s.srv.ServeConn(cc)
 }
 
@@ -495,6 +512,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
 	if s.loops != nil {
 		s.loops.drain()
+		s.closeIdleHandedOver()
 	}
 	err := s.srv.ShutdownWithContext(ctx)
 	if s.loops != nil {
@@ -530,6 +548,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-s.pruneDone
 	return err
+}
+
+// closeIdleHandedOver closes the handed-over connections that wait for a
+// request; one in the middle of a request closes after it (see handle).
+func (s *Server) closeIdleHandedOver() {
+	s.idleHandedOver.Range(func(k, _ any) bool {
+		s.idleHandedOver.Delete(k)
+		_ = k.(*clientConn).Close()
+		return true
+	})
 }
 
 // waitHandovers waits for the goroutines serving handed-over connections,
@@ -597,9 +625,22 @@ func (s *Server) connState(c net.Conn, st fasthttp.ConnState) {
 	case fasthttp.StateIdle:
 		// The last response on c has been flushed.
 		s.connDone(c)
+		if cc, ok := c.(*clientConn); ok && cc.handedOver {
+			s.idleHandedOver.Store(cc, struct{}{})
+			if s.closing.Load() {
+				s.closeIdleHandedOver()
+			}
+		}
+	case fasthttp.StateActive:
+		if cc, ok := c.(*clientConn); ok && cc.handedOver {
+			s.idleHandedOver.Delete(cc)
+		}
 	case fasthttp.StateClosed, fasthttp.StateHijacked:
 		s.connDone(c)
 		s.clientConns.remove(c)
+		if cc, ok := c.(*clientConn); ok && cc.handedOver {
+			s.idleHandedOver.Delete(cc)
+		}
 	}
 }
 
@@ -656,6 +697,10 @@ func (l clientListener) Accept() (net.Conn, error) {
 type clientConn struct {
 	net.Conn
 	readDeadline int64 // unix ns as last set on Conn; 0: none
+	// handedOver: the event loops handed it over; fasthttp's Shutdown does
+	// not close it while idle (it serves it through ServeConn), Shutdown
+	// does (see idleHandedOver).
+	handedOver bool
 }
 
 func (c *clientConn) SetReadDeadline(t time.Time) error {
