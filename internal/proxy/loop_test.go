@@ -243,23 +243,7 @@ func TestLoopPipelinedRequests(t *testing.T) {
 }
 
 func TestLoopClientGoneIsRecorded499(t *testing.T) {
-	arrived, canceled := make(chan struct{}, 1), make(chan struct{}, 1)
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Read the body: net/http watches for the client going away only
-		// once it has.
-		_, _ = io.ReadAll(r.Body)
-		if r.URL.Path == "/slow" {
-			arrived <- struct{}{}
-			select {
-			case <-r.Context().Done():
-				canceled <- struct{}{}
-			case <-time.After(30 * time.Second):
-			}
-			return
-		}
-		_, _ = io.WriteString(w, "fast")
-	}))
-	t.Cleanup(backend.Close)
+	backend, arrived, canceled := cancelWatchingBackend(t)
 	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 
 	c, _ := loopDial(t, gw)
@@ -296,23 +280,7 @@ func TestLoopClientGoneIsRecorded499(t *testing.T) {
 }
 
 func TestLoopBackendTimeout504(t *testing.T) {
-	arrived, canceled := make(chan struct{}, 1), make(chan struct{}, 1)
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Read the body: net/http watches for the client going away only
-		// once it has.
-		_, _ = io.ReadAll(r.Body)
-		if r.URL.Path == "/slow" {
-			arrived <- struct{}{}
-			select {
-			case <-r.Context().Done():
-				canceled <- struct{}{}
-			case <-time.After(30 * time.Second):
-			}
-			return
-		}
-		_, _ = io.WriteString(w, "fast")
-	}))
-	t.Cleanup(backend.Close)
+	backend, arrived, canceled := cancelWatchingBackend(t)
 	d := dep("blue", backend.URL)
 	d.Timeout = spec.Duration(150 * time.Millisecond)
 	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, d))
@@ -949,4 +917,28 @@ func TestLoopShutdownWaitsForHandedOverStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cancelWatchingBackend answers "fast" at once, except /slow, which it holds
+// (up to 30 s) until the gateway gives up on it: arrived gets a value when
+// /slow came in, canceled when its request was abandoned.
+func cancelWatchingBackend(t *testing.T) (backend *httptest.Server, arrived, canceled chan struct{}) {
+	arrived, canceled = make(chan struct{}, 1), make(chan struct{}, 1)
+	backend = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read the body: net/http watches for the client going away only
+		// once it has.
+		_, _ = io.ReadAll(r.Body)
+		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
+			select {
+			case <-r.Context().Done():
+				canceled <- struct{}{}
+			case <-time.After(30 * time.Second):
+			}
+			return
+		}
+		_, _ = io.WriteString(w, "fast")
+	}))
+	t.Cleanup(backend.Close)
+	return backend, arrived, canceled
 }
