@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -17,34 +18,57 @@ import (
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-// benchRig is a proxy between an in-memory client and an in-memory
-// fasthttp backend, so that a benchmark measures the proxy and not the
-// kernel's loopback.
+// benchRig is a proxy between a fasthttp client and a fasthttp backend.
+// Over in-memory listeners (newBenchRig) a benchmark measures the
+// goroutine path without the kernel's loopback; over TCP (newTCPBenchRig)
+// it measures the event loops, the path real clients take.
 type benchRig struct {
 	client *fasthttp.HostClient
+	proxy  *Server
 	stop   func()
 }
 
 func newBenchRig(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep spec.Endpoint) *benchRig {
 	b.Helper()
-	backendLn := fasthttputil.NewInmemoryListener()
+	backendLn, proxyLn := fasthttputil.NewInmemoryListener(), fasthttputil.NewInmemoryListener()
+	return startBenchRig(b, opts, handler, ep, backendLn, proxyLn, backendLn.Dial, proxyLn.Dial)
+}
+
+func newTCPBenchRig(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep spec.Endpoint) *benchRig {
+	b.Helper()
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return ln
+	}
+	backendLn, proxyLn := listen(), listen()
+	dial := func(ln net.Listener) func() (net.Conn, error) {
+		return func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }
+	}
+	return startBenchRig(b, opts, handler, ep, backendLn, proxyLn, dial(backendLn), dial(proxyLn))
+}
+
+func startBenchRig(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep spec.Endpoint,
+	backendLn, proxyLn net.Listener, dialBackend, dialProxy func() (net.Conn, error)) *benchRig {
+	b.Helper()
 	backend := &fasthttp.Server{Handler: handler}
 	go func() { _ = backend.Serve(backendLn) }()
 
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s := New(opts)
-	s.dial = func(string, time.Duration) (net.Conn, error) { return backendLn.Dial() }
+	s.dial = func(string, time.Duration) (net.Conn, error) { return dialBackend() }
 	if err := s.SetRoutes([]spec.Endpoint{ep}); err != nil {
 		b.Fatal(err)
 	}
-	proxyLn := fasthttputil.NewInmemoryListener()
 	go func() { _ = s.Serve(proxyLn) }()
 	client := &fasthttp.HostClient{
 		Addr:     "modelgate",
-		Dial:     func(string) (net.Conn, error) { return proxyLn.Dial() },
+		Dial:     func(string) (net.Conn, error) { return dialProxy() },
 		MaxConns: 1024,
 	}
-	return &benchRig{client: client, stop: func() {
+	return &benchRig{client: client, proxy: s, stop: func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = s.Shutdown(ctx)
@@ -71,6 +95,12 @@ func benchProxy(b *testing.B, handler fasthttp.RequestHandler, ep spec.Endpoint,
 func benchProxyWith(b *testing.B, opts Options, handler fasthttp.RequestHandler, ep spec.Endpoint, check func(*fasthttp.Response) bool) {
 	rig := newBenchRig(b, opts, handler, ep)
 	defer rig.stop()
+	runBench(b, rig, check)
+}
+
+// runBench sends the prediction request through rig from parallel
+// clients, b.N times in all.
+func runBench(b *testing.B, rig *benchRig, check func(*fasthttp.Response) bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -106,6 +136,42 @@ func BenchmarkProxy(b *testing.B) {
 	benchProxy(b, predict, benchEndpoint(), nil, func(r *fasthttp.Response) bool {
 		return r.StatusCode() == 200 && bytes.Equal(r.Body(), predictAnswer)
 	})
+}
+
+// BenchmarkProxyLoop is BenchmarkProxy over TCP on loopback, so that the
+// event loops serve it; "mirror" also copies every request to a third
+// deployment (the copy itself is the one allocation per request). It
+// fails unless the loops served every request: allocs/op is then the loop
+// path's (client and backend included).
+func BenchmarkProxyLoop(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		mirror Mirror
+	}{{"split", nil}, {"mirror", &discardMirror{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ep := benchEndpoint()
+			if tc.mirror != nil {
+				ep.Deployments = append(ep.Deployments, dep("shadow", "http://shadow:9003"))
+				ep = ep.WithDefaults()
+				ep.Mirror = spec.Weights{"shadow": 10000}
+			}
+			// As the daemon runs them: a loop per CPU and as many Ps
+			// again (see daemon.reserveLoopProcs).
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2 * runtime.NumCPU()))
+			rig := newTCPBenchRig(b, Options{Mirror: tc.mirror, EventLoops: runtime.NumCPU()}, predict, ep)
+			defer rig.stop()
+			if rig.proxy.loops == nil {
+				b.Fatal("the proxy runs without event loops")
+			}
+			before := rig.proxy.loops.served.Load()
+			runBench(b, rig, func(r *fasthttp.Response) bool {
+				return r.StatusCode() == 200 && bytes.Equal(r.Body(), predictAnswer)
+			})
+			if served := rig.proxy.loops.served.Load() - before; served < uint64(b.N) {
+				b.Fatalf("the event loops served %d of %d requests", served, b.N)
+			}
+		})
+	}
 }
 
 func predict(ctx *fasthttp.RequestCtx) {

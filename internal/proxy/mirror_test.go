@@ -64,7 +64,7 @@ func (m *fakeMirror) waitCopies(t testing.TB, n int) []*shadow.Copy {
 // a mirrored request is parked before its answer is flushed.
 func (m *fakeMirror) settled(t testing.TB, gw *gateway) []*shadow.Copy {
 	t.Helper()
-	eventually(t, "every copy is handed off", func() bool { return gw.nparked.Load() == 0 })
+	eventually(t, "every copy is handed off", func() bool { return gw.nparked.Load() == 0 && gw.replying.Load() == 0 })
 	return m.submitted()
 }
 

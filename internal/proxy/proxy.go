@@ -135,6 +135,9 @@ type Server struct {
 	// nparked counts them so that the common case checks one atomic.
 	parked  sync.Map // net.Conn → *exchange
 	nparked atomic.Int64
+	// replying counts the mirrored exchanges an event loop is answering
+	// and has not handed off yet (tests wait for it, as for nparked).
+	replying atomic.Int64
 
 	// dial opens backend connections; tests and benchmarks replace it
 	// (before the first SetRoutes) to use in-memory listeners.
