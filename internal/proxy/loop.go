@@ -176,12 +176,13 @@ func newEvloops(s *Server, n int) (*evloops, error) {
 	cli, err := gnet.NewClient(l,
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(n),
-		// Not locked to threads: gnet yields (runtime.Gosched) each time
-		// a loop finds no ready event before it blocks, and a locked
-		// goroutine's yield hands its thread's P to another thread and
-		// back, two futex wake-ups and two context switches (0.81 switches
-		// per request locked, 0.56 unlocked, at 32 connections).
-		gnet.WithLockOSThread(false),
+		// Locked to threads. Unlocked loops switch context less (gnet
+		// yields before each wait, and a locked goroutine's yield hands
+		// its thread's P to another thread and back: 0.81 switches per
+		// request locked, 0.56 unlocked), but an unlocked loop waits in
+		// the run queue behind other goroutines after each yield: p99 at
+		// 32 connections was 3.5-4.4 ms unlocked, 2.1 ms locked.
+		gnet.WithLockOSThread(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogger(gnetLogger{s.log}),
 		gnet.WithLogLevel(logging.ErrorLevel),
