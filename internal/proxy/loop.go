@@ -955,6 +955,12 @@ func (l *evloops) scan(ls *loopState) {
 			}
 		}
 	}
+	// A loop never yields otherwise (gnet's yield before each wait is
+	// patched out, see third_party/gnet). The runtime's monitor takes a
+	// goroutine that was not rescheduled for 10 ms for a runaway: it
+	// preempts it with a signal and polls every 20 µs again, about 5% of
+	// the gateway's CPU under load. One yield per tick keeps it quiet.
+	runtime.Gosched()
 }
 
 // timeout fails fc's exchange with a timeout (504) and closes its backend
