@@ -778,6 +778,12 @@ func bigBackend(t *testing.T, size int, heads chan<- struct{}) *httptest.Server 
 			return
 		}
 		defer conn.Close()
+		// A fresh socket's send buffer (16 KiB) would let the answer out
+		// in pieces as acks come back, and a loop hands an answer that is
+		// not whole over to a goroutine.
+		if tc, ok := conn.(*net.TCPConn); ok {
+			_ = tc.SetWriteBuffer(4 << 20)
+		}
 		_, _ = conn.Write(append([]byte(fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", len(big))), big...))
 	}))
 	t.Cleanup(srv.Close)
