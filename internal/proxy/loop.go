@@ -596,7 +596,7 @@ func (l *evloops) answer(bc *backConn) {
 	if len(buf) > bc.hdrLen+bc.left {
 		bc.close = true // more than the answer: the connection is out of step
 	}
-	l.complete(fc, bc, buf[bc.hdrLen:bc.hdrLen+bc.left])
+	now := l.complete(fc, bc, buf[bc.hdrLen:bc.hdrLen+bc.left])
 	_, _ = bc.gc.Discard(bc.hdrLen + bc.left)
 	bc.fc = nil
 	if bc.close {
@@ -604,14 +604,15 @@ func (l *evloops) answer(bc *backConn) {
 		return
 	}
 	bc.reused = true
-	bc.lastUsed = time.Now().UnixNano()
+	bc.lastUsed = now
 	bc.ls.putIdle(bc)
 }
 
 // complete sends the whole answer (headers parsed in fc's response) to
 // the client and ends the exchange, as respond does for a body that came
-// with its headers.
-func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) {
+// with its headers. It returns the time the answer was complete (unix ns),
+// which also stands for when it was written: reading the clock costs.
+func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) int64 {
 	s := l.s
 	x, dep := fc.x, fc.dep
 	now := time.Now()
@@ -635,15 +636,16 @@ func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) {
 	if mirrored {
 		s.replying.Add(1)
 	}
-	l.reply(fc)
+	l.replyAt(fc, now.UnixNano())
 	if mirrored {
 		// The answer is in the client's socket (or a goroutine writes it).
 		x.mc.latency = ttfb
 		s.handOff(x)
 		s.replying.Add(-1)
-		return
+	} else {
+		s.putExchange(x)
 	}
-	s.putExchange(x)
+	return now.UnixNano()
 }
 
 // badAnswer: the backend's headers could not be read.
@@ -657,7 +659,10 @@ func (l *evloops) badAnswer(bc *backConn, err error) {
 
 // reply writes fc's response (in fc.ctx) to the client, then serves the
 // next request if one is buffered.
-func (l *evloops) reply(fc *frontConn) {
+func (l *evloops) reply(fc *frontConn) { l.replyAt(fc, time.Now().UnixNano()) }
+
+// replyAt is reply at a time the caller already read (unix ns).
+func (l *evloops) replyAt(fc *frontConn, now int64) {
 	if fc.gone {
 		return
 	}
@@ -667,7 +672,7 @@ func (l *evloops) reply(fc *frontConn) {
 	}
 	out, err := fc.ls.serialize(resp.Write)
 	resp.SetBodyRaw(nil)
-	fc.lastActive = time.Now().UnixNano()
+	fc.lastActive = now
 	if err != nil {
 		fc.gone = true
 		fc.ls.close(fc.gc)
