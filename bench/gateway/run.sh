@@ -454,8 +454,8 @@ report() {
 		ns = split(setups, S, " "); nc = split(conns, C, " ")
 		printf "Medians of %d rounds, %s each (wrk, POST, keep-alive). Range: min-max requests/s over the rounds. Peak RSS: the\n", rounds, dur
 		print "largest VmHWM over the rounds, master and workers summed. Gateway CPU: user+system time of the gateway process(es)"
-		print "per request; syscalls: read+write system calls (/proc/PID/io syscr+syscw) per request, shown for modelgate only (nginx"
-		print "and HAProxy use recv/send/writev, which those counters miss or count differently).\n"
+		print "per request; syscalls: read+write system calls (/proc/PID/io syscr+syscw) per request, shown for modelgate only; they"
+		print "miss recv/send/writev, which nginx, HAProxy and the event loops of modelgate use (so mg shows the calls of its goroutines only).\n"
 		print "| setup | conns | requests/s | range | p50 ms | p99 ms | peak RSS MiB | gateway CPU us/req | sys % | syscalls/req | errors |"
 		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		for (c = 1; c <= nc; c++) for (s = 1; s <= ns; s++) {
