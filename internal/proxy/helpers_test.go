@@ -263,3 +263,22 @@ func listenTCP(t *testing.T, conns *atomic.Int32, serve func(net.Conn)) net.List
 	})
 	return ln
 }
+
+// waitListenerClosedWhileInFlight waits until Shutdown (running, its
+// result to come on shut) closed gw's listener, and fails the test if
+// Shutdown already returned: a request is still in flight.
+func waitListenerClosedWhileInFlight(t *testing.T, gw *gateway, shut <-chan error) {
+	t.Helper()
+	eventually(t, "the listener is closed", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(gw.url, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with a request in flight", err)
+	default:
+	}
+}

@@ -654,18 +654,7 @@ func TestLoopShutdownWaitsForInFlight(t *testing.T) {
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- gw.Shutdown(ctx) }()
-	eventually(t, "the listener is closed", func() bool {
-		c, err := net.Dial("tcp", strings.TrimPrefix(gw.url, "http://"))
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
-	select {
-	case err := <-shut:
-		t.Fatalf("Shutdown returned %v with a request in flight", err)
-	default:
-	}
+	waitListenerClosedWhileInFlight(t, gw, shut)
 	close(release)
 	if resp, body := loopRead(t, br, http.MethodPost); resp.StatusCode != 200 || body != "done" {
 		t.Fatalf("in-flight request: %d %q, want 200 done", resp.StatusCode, body)
@@ -793,6 +782,21 @@ func bigBackend(t *testing.T, size int, heads chan<- struct{}) *httptest.Server 
 	return srv
 }
 
+// readPatternAnswer reads answer i from br and fails the test unless its
+// body is bigBackend's whole pattern of size bytes.
+func readPatternAnswer(t *testing.T, br *bufio.Reader, i, size int) *http.Response {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("response %d: %v", i, err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || !bytes.Equal(body, loopPattern(size)) {
+		t.Fatalf("response %d: %d of %d bytes, intact %v, %v", i, len(body), size, bytes.Equal(body, loopPattern(size)), err)
+	}
+	return resp
+}
+
 // A Connection: close answer to a slow reader arrives whole before the
 // connection closes.
 func TestLoopSlowClientGetsWholeAnswerBeforeClose(t *testing.T) {
@@ -837,14 +841,7 @@ func TestLoopHandOverAfterPipelinedAnswersKeepsThemWhole(t *testing.T) {
 	loopWrite(t, c, strings.Repeat("POST /fraud/big HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{}", n)+
 		"HEAD /fraud/x HTTP/1.1\r\nHost: gw\r\n\r\n")
 	for i := range n {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("response %d: %v", i, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || !bytes.Equal(body, loopPattern(size)) {
-			t.Fatalf("response %d: %d of %d bytes, intact %v, %v", i, len(body), size, bytes.Equal(body, loopPattern(size)), err)
-		}
+		readPatternAnswer(t, br, i, size)
 	}
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodHead})
 	if err != nil {
@@ -875,14 +872,7 @@ func TestLoopShutdownKeepsAnswersWritten(t *testing.T) {
 	// Connection: close (the gateway stops there, as fasthttp's server does
 	// on shutdown) is the last, and the client knows to retry the rest.
 	for i := range n {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("response %d: %v", i, err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		if err != nil || !bytes.Equal(body, loopPattern(size)) {
-			t.Fatalf("response %d: %d of %d bytes, %v", i, len(body), size, err)
-		}
+		resp := readPatternAnswer(t, br, i, size)
 		if resp.Close {
 			if _, err := br.ReadByte(); err != io.EOF {
 				t.Errorf("after the answer with Connection: close: %v, want EOF", err)
