@@ -115,21 +115,22 @@ func (p *Poller) Polling(callback PollEventHandler) error {
 	el := newEventList(InitPollEventsCap)
 	var doChores bool
 
-	msec := -1
+	// modelgate: gnet polled without waiting after each batch, and yielded
+	// (runtime.Gosched) before it waited when that poll found nothing. On a
+	// loop locked to its thread a yield hands the P to another thread and
+	// back (two futex wake-ups, two context switches), and the loop stalls
+	// until that other thread gets a CPU; without the yield the extra poll
+	// is a wasted system call (a wait returns at once when events are
+	// ready). So every poll may wait.
+	const msec = -1
 	for {
 		n, err := unix.EpollWait(p.fd, el.events, msec)
 		if n == 0 || (n < 0 && err == unix.EINTR) {
-			msec = -1
-			// modelgate: no runtime.Gosched here. On a loop locked to its
-			// thread a yield hands the P to another thread and back (two
-			// futex wake-ups, two context switches) before every wait, and
-			// the loop stalls until that other thread gets a CPU.
 			continue
 		} else if err != nil {
 			logging.Errorf("error occurs in epoll: %v", os.NewSyscallError("epoll_wait", err))
 			return err
 		}
-		msec = 0
 
 		for i := 0; i < n; i++ {
 			ev := &el.events[i]
