@@ -78,6 +78,12 @@ type evloops struct {
 	// served counts the exchanges a loop answered itself (tests check that
 	// the loops, not the goroutine path, served what they should).
 	served atomic.Uint64
+	// ringSends counts the messages sent through a send ring, ringShort
+	// those of them the socket took only in part.
+	ringSends, ringShort atomic.Uint64
+
+	directSends bool      // no send rings (Options.DirectSends)
+	ringOnce    sync.Once // logs once that rings are unavailable
 }
 
 // loopState is one loop's own: only that loop's goroutine touches it.
@@ -96,6 +102,38 @@ type loopState struct {
 	// to that callback's return (closeCur), since gnet still uses it after.
 	cur      gnet.Conn
 	closeCur bool
+
+	// The messages a batch produced, sent together when it ends
+	// (sendring_linux.go); without a ring each is sent at once. Each
+	// connection has at most one queued message (queued).
+	ring     *sendRing
+	sends    []ringSend
+	owners   []sendOwner
+	arena    []byte // the queued messages' bytes
+	spare    queuedSends
+	flushing bool
+}
+
+// queuedSends is a second set of queue buffers: the follow-ups of a flush
+// (a retry, an error answer) queue while the flushed set is handled.
+type queuedSends struct {
+	sends  []ringSend
+	owners []sendOwner
+	arena  []byte
+}
+
+// sendOwner is the connection a queued message is for.
+type sendOwner struct {
+	fc *frontConn
+	bc *backConn
+}
+
+// queueSend queues out (copied) for fd, to be sent when the batch ends.
+func (ls *loopState) queueSend(fd int, out []byte, o sendOwner) {
+	start := len(ls.arena)
+	ls.arena = append(ls.arena, out...)
+	ls.sends = append(ls.sends, ringSend{fd: fd, buf: ls.arena[start:len(ls.arena):len(ls.arena)]})
+	ls.owners = append(ls.owners, o)
 }
 
 // close closes a connection of this loop: at once, or, for the one whose
@@ -150,6 +188,8 @@ type frontConn struct {
 	lastActive int64 // unix ns: last request or answer, for the idle timeout
 	partial    int64 // unix ns: when an incomplete request started; 0: none
 	gone       bool  // closed or handed off
+	queued     bool  // an answer waits in the loop's send queue
+	closed     bool  // gnet closed it (its descriptor may be reused)
 }
 
 // backConn is a backend connection owned by a loop.
@@ -165,13 +205,15 @@ type backConn struct {
 	left     int
 	close    bool // cannot carry another exchange
 	gone     bool // closed, abandoned or handed off
+	queued   bool // its request waits in the loop's send queue
+	closed   bool // gnet closed it (its descriptor may be reused)
 }
 
-func newEvloops(s *Server, n int) (*evloops, error) {
+func newEvloops(s *Server, n int, directSends bool) (*evloops, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	l := &evloops{s: s, states: map[gnet.EventLoop]*loopState{}, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &evloops{s: s, states: map[gnet.EventLoop]*loopState{}, stop: make(chan struct{}), done: make(chan struct{}), directSends: directSends}
 	l.ctxs.New = func() any { return new(fasthttp.RequestCtx) }
 	cli, err := gnet.NewClient(l,
 		gnet.WithMulticore(true),
@@ -220,6 +262,17 @@ func (l *evloops) state(el gnet.EventLoop) *loopState {
 			br:     bufio.NewReaderSize(nil, bufferSize),
 			bw:     bufio.NewWriterSize(nil, bufferSize),
 		}
+		if !l.directSends {
+			ring, err := newSendRing(256)
+			if err == nil {
+				ls.ring = ring
+			} else {
+				l.ringOnce.Do(func() {
+					l.s.log.LogAttrs(context.Background(), slog.LevelInfo,
+						"event loops send each message with a system call of its own (slower under load)", slog.String("reason", err.Error()))
+				})
+			}
+		}
 		l.states[el] = ls
 	}
 	return ls
@@ -258,13 +311,23 @@ func (l *evloops) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 
 // OnClose: a connection closed, by its peer, an error or the loop.
 func (l *evloops) OnClose(c gnet.Conn, err error) gnet.Action {
+	// gnet closes the descriptor after this returns: a message still queued
+	// for it goes first, as gnet's own buffered bytes do.
 	switch v := c.Context().(type) {
 	case *frontConn:
+		if v.queued {
+			l.flushSends(v.ls)
+		}
+		v.closed = true
 		l.frontClosed(v, err)
 	case *backConn:
 		if v.gc == nil { // closed before it was registered (see OnOpen)
 			return gnet.None
 		}
+		if v.queued {
+			l.flushSends(v.ls)
+		}
+		v.closed = true
 		delete(v.ls.backs, v)
 		if v.gone {
 			return gnet.None
@@ -325,6 +388,14 @@ func (l *evloops) OnTraffic(c gnet.Conn) gnet.Action {
 // next reads and serves the request at the head of fc's buffer, if it is
 // whole.
 func (l *evloops) next(fc *frontConn) {
+	if fc.queued {
+		// The last answer is still queued: it goes before anything else
+		// happens on the connection (it may even leave the loop).
+		l.flushSends(fc.ls)
+		if fc.gone {
+			return
+		}
+	}
 	buf, _ := fc.gc.Peek(-1)
 	if len(buf) == 0 {
 		fc.partial = 0
@@ -479,6 +550,11 @@ func (l *evloops) connect(bc *backConn, deadline int64) {
 func (l *evloops) send(fc *frontConn, bc *backConn) {
 	out, err := bc.ls.serialize(fc.ctx.Request.Write)
 	if err == nil {
+		if ls := bc.ls; ls.ring != nil && bc.gc.OutboundBuffered() == 0 {
+			ls.queueSend(bc.gc.Fd(), out, sendOwner{bc: bc})
+			bc.queued = true
+			return
+		}
 		_, _ = bc.gc.Write(out)
 		return
 	}
@@ -638,6 +714,11 @@ func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) int64 {
 	}
 	l.replyAt(fc, now.UnixNano())
 	if mirrored {
+		// The answer goes out before the copy is handed off (handing off
+		// may wait for room): sent now rather than at the batch's end.
+		if fc.queued {
+			l.flushSends(fc.ls)
+		}
 		// The answer is in the client's socket (or a goroutine writes it).
 		x.mc.latency = ttfb
 		s.handOff(x)
@@ -692,11 +773,29 @@ func (l *evloops) replyAt(fc *frontConn, now int64) {
 
 // writeFront writes out to the client, on the socket itself rather than
 // through gnet, so that gnet never holds bytes for a client: a connection
-// can then be closed or handed over at any time without losing any. A
-// client that does not take all of out at once (a slow reader) leaves the
-// loop: a goroutine writes the rest and serves the connection on. false:
-// the connection is no longer the loop's.
+// can then be closed or handed over at any time without losing any. With a
+// send ring the answer is queued and sent when the batch ends; a client
+// that does not take all of it at once (a slow reader) then leaves the loop
+// as it does here: a goroutine writes the rest and serves the connection
+// on. false: the connection is no longer the loop's.
 func (l *evloops) writeFront(fc *frontConn, out []byte) bool {
+	ls := fc.ls
+	if fc.queued {
+		l.flushSends(ls) // the connection's answers go out in order
+		if fc.gone {
+			return false
+		}
+	}
+	if ls.ring != nil && !fc.closeAfter {
+		ls.queueSend(fc.gc.Fd(), out, sendOwner{fc: fc})
+		fc.queued = true
+		return true
+	}
+	return l.writeFrontNow(fc, out)
+}
+
+// writeFrontNow is writeFront without the queue.
+func (l *evloops) writeFrontNow(fc *frontConn, out []byte) bool {
 	fd := fc.gc.Fd()
 	for len(out) > 0 {
 		// sendmsg rather than write: a socket call skips the VFS layer,
@@ -716,7 +815,14 @@ func (l *evloops) writeFront(fc *frontConn, out []byte) bool {
 	if len(out) == 0 {
 		return true
 	}
-	rest := bytes.Clone(out)
+	return l.slowFront(fc, out)
+}
+
+// slowFront hands a client that did not take all of its answer to a
+// goroutine, which writes rest and serves the connection on. It returns
+// false: the connection is no longer the loop's.
+func (l *evloops) slowFront(fc *frontConn, rest []byte) bool {
+	rest = bytes.Clone(rest)
 	in, _ := fc.gc.Peek(-1)
 	pre := bytes.Clone(in)
 	nc, err := detach(fc.gc)
@@ -728,6 +834,104 @@ func (l *evloops) writeFront(fc *frontConn, out []byte) bool {
 	closeAfter := fc.closeAfter
 	l.s.handover(func() { l.s.finishWrite(nc, rest, pre, closeAfter) })
 	return false
+}
+
+// OnBatchEnd sends what the loop's batch queued (gnet.BatchEnder).
+func (l *evloops) OnBatchEnd(el gnet.EventLoop) {
+	l.mu.Lock()
+	ls := l.states[el]
+	l.mu.Unlock()
+	if ls != nil && len(ls.sends) > 0 {
+		l.flushSends(ls)
+	}
+}
+
+// flushSends sends every queued message of ls through its ring, then
+// handles each outcome as a direct send's: a short answer hands its client
+// to a goroutine, a short request goes on through gnet's buffer, a failed
+// send closes its connection. What that handling queues (a retry, an error
+// answer) is sent in the same flush.
+func (l *evloops) flushSends(ls *loopState) {
+	if ls.flushing {
+		return // the running flush sends what is queued now, too
+	}
+	ls.flushing = true
+	for len(ls.sends) > 0 {
+		sends, owners, arena := ls.sends, ls.owners, ls.arena
+		ls.sends, ls.owners, ls.arena = ls.spare.sends[:0], ls.spare.owners[:0], ls.spare.arena[:0]
+		for i, o := range owners {
+			if o.fc != nil && o.fc.closed || o.bc != nil && o.bc.closed {
+				sends[i].fd = -1 // its descriptor may belong to another connection by now
+			}
+		}
+		if ls.ring != nil {
+			if err := ls.ring.submit(sends); err != nil {
+				l.s.log.LogAttrs(context.Background(), slog.LevelWarn,
+					"event loop send ring failed; sending each message with a system call of its own", slog.String("error", err.Error()))
+				ls.ring.close()
+				ls.ring = nil
+			}
+		} else {
+			for i := range sends {
+				sends[i].res = ringNotSent
+			}
+		}
+		for i, o := range owners {
+			l.sent(ls, o, &sends[i])
+		}
+		clear(owners)
+		clear(sends)
+		if cap(arena) > 1<<20 {
+			arena = nil // a large request or answer passed: do not keep its room
+		}
+		ls.spare = queuedSends{sends: sends[:0], owners: owners[:0], arena: arena[:0]}
+	}
+	ls.flushing = false
+}
+
+// sent handles the outcome of one queued message.
+func (l *evloops) sent(ls *loopState, o sendOwner, s *ringSend) {
+	n := int(s.res)
+	if fc := o.fc; fc != nil {
+		fc.queued = false
+		switch {
+		case fc.closed:
+		case s.res == ringNotSent:
+			if !l.writeFrontNow(fc, s.buf) && !fc.gone {
+				fc.gone = true
+				ls.close(fc.gc)
+			}
+		case n == len(s.buf):
+			l.ringSends.Add(1)
+		case n >= 0 || s.res == -int32(unix.EAGAIN):
+			l.ringSends.Add(1)
+			l.ringShort.Add(1)
+			l.slowFront(fc, s.buf[max(n, 0):])
+		default: // the client is gone
+			if !fc.gone {
+				fc.gone = true
+				ls.close(fc.gc)
+			}
+		}
+		return
+	}
+	bc := o.bc
+	bc.queued = false
+	switch {
+	case bc.closed:
+	case n == len(s.buf):
+		l.ringSends.Add(1)
+	case n >= 0 || s.res == -int32(unix.EAGAIN) || s.res == ringNotSent:
+		if s.res != ringNotSent {
+			l.ringSends.Add(1)
+			l.ringShort.Add(1)
+		}
+		// gnet writes what fits and the rest when the socket is writable;
+		// a write error closes the connection (OnClose retries or fails).
+		_, _ = bc.gc.Write(s.buf[max(n, 0):])
+	default:
+		ls.close(bc.gc)
+	}
 }
 
 // frontClosed: the client connection closed. An exchange in flight ends
@@ -1030,6 +1234,14 @@ func (l *evloops) close() {
 		close(l.stop)
 		<-l.done
 		_ = l.cli.Stop()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, ls := range l.states {
+			if ls.ring != nil {
+				ls.ring.close()
+				ls.ring = nil
+			}
+		}
 	})
 }
 

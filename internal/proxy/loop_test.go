@@ -37,6 +37,39 @@ func loopServed(t testing.TB, gw *gateway) uint64 {
 	return gw.loops.served.Load()
 }
 
+// ringSends is how many messages gw's loops sent through their send rings.
+func ringSends(t testing.TB, gw *gateway) uint64 {
+	t.Helper()
+	if gw.loops == nil {
+		t.Fatal("the gateway runs without event loops")
+	}
+	return gw.loops.ringSends.Load()
+}
+
+// sendModes are the two ways a loop sends: a batch's messages together
+// through io_uring (the default; this machine's kernel has it), or each
+// with a system call of its own (Options.DirectSends, and where io_uring
+// is missing). Tests of what a send can meet run in both.
+var sendModes = []struct {
+	name string
+	opts Options
+}{
+	{"ring", Options{}},
+	{"direct", Options{DirectSends: true}},
+}
+
+// checkSendMode fails unless gw sent through its ring exactly when it has one.
+func checkSendMode(t *testing.T, gw *gateway, before uint64) {
+	t.Helper()
+	n := ringSends(t, gw) - before
+	if gw.loops.directSends && n != 0 {
+		t.Errorf("%d messages went through a send ring with DirectSends", n)
+	}
+	if !gw.loops.directSends && n == 0 {
+		t.Error("no message went through the loops' send ring")
+	}
+}
+
 // loopDial opens a raw TCP connection to gw, closed when the test ends,
 // with a generous deadline so that a gateway that never answers fails the
 // test instead of hanging it.
@@ -142,6 +175,7 @@ func TestLoopServesPlainPostLikeGoroutines(t *testing.T) {
 	t.Cleanup(backend.Close)
 	ep := mkEndpoint(t, "fraud", nil, dep("blue", backend.URL+"/v2/"))
 	loops := startGateway(t, Options{}, ep)
+	direct := startGateway(t, Options{DirectSends: true}, ep)
 	goroutines := startGateway(t, Options{GoroutinesOnly: true}, ep)
 	if goroutines.loops != nil {
 		t.Fatal("GoroutinesOnly gateway has event loops")
@@ -158,14 +192,20 @@ func TestLoopServesPlainPostLikeGoroutines(t *testing.T) {
 		return do(t, req)
 	}
 
-	before := loopServed(t, loops)
-	viaLoop := post(loops)
-	if n := loopServed(t, loops) - before; n != 1 {
-		t.Errorf("the loops served %d exchanges for one plain POST, want 1", n)
+	viaLoop, viaDirect := post(loops), post(direct)
+	for _, gw := range []*gateway{loops, direct} {
+		if n := loopServed(t, gw); n != 1 {
+			t.Errorf("the loops served %d exchanges for one plain POST, want 1", n)
+		}
 	}
+	// The request and the answer went through the ring (or not at all).
+	if n := ringSends(t, loops); n != 2 {
+		t.Errorf("the loops sent %d messages through their ring, want 2 (request and answer)", n)
+	}
+	checkSendMode(t, direct, 0)
 	viaGoroutine := post(goroutines)
 
-	for name, a := range map[string]answer{"loop": viaLoop, "goroutine": viaGoroutine} {
+	for name, a := range map[string]answer{"loop": viaLoop, "direct": viaDirect, "goroutine": viaGoroutine} {
 		if a.status != http.StatusCreated || a.body != `{"predictions":[0.25]}` {
 			t.Errorf("%s: got %d %q, want 201 with the backend's body", name, a.status, a.body)
 		}
@@ -190,18 +230,21 @@ func TestLoopServesPlainPostLikeGoroutines(t *testing.T) {
 	if diff := cmp.Diff(strip(viaGoroutine.header), strip(viaLoop.header)); diff != "" {
 		t.Errorf("response headers differ between the goroutine path and the loop (-goroutine +loop):\n%s", diff)
 	}
+	if diff := cmp.Diff(strip(viaLoop.header), strip(viaDirect.header)); diff != "" {
+		t.Errorf("response headers differ between the loop's send modes (-ring +direct):\n%s", diff)
+	}
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) != 2 {
-		t.Fatalf("backend got %d requests, want 2", len(seen))
+	if len(seen) != 3 {
+		t.Fatalf("backend got %d requests, want 3", len(seen))
 	}
 	want := got{
 		method: http.MethodPost, uri: "/v2/v1/models/m:predict?x=1", body: reqBody, contentType: "application/json",
 		fwdFor: "127.0.0.1", fwdProto: "http", fwdHost: "models.example.com",
 		host: strings.TrimPrefix(backend.URL, "http://"),
 	}
-	for i, name := range []string{"loop", "goroutine"} {
+	for i, name := range []string{"loop", "direct", "goroutine"} {
 		if seen[i] != want {
 			t.Errorf("%s: backend got %+v, want %+v", name, seen[i], want)
 		}
@@ -209,7 +252,13 @@ func TestLoopServesPlainPostLikeGoroutines(t *testing.T) {
 }
 
 func TestLoopPipelinedRequests(t *testing.T) {
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", loopEcho(t).URL)))
+	for _, mode := range sendModes {
+		t.Run(mode.name, func(t *testing.T) { testLoopPipelinedRequests(t, mode.opts) })
+	}
+}
+
+func testLoopPipelinedRequests(t *testing.T, opts Options) {
+	gw := startGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", loopEcho(t).URL)))
 	c, br := loopDial(t, gw)
 	before := loopServed(t, gw)
 	// Three requests in one write; the last asks to close the connection.
@@ -240,6 +289,7 @@ func TestLoopPipelinedRequests(t *testing.T) {
 	if n := loopServed(t, gw) - before; n != 3 {
 		t.Errorf("the loops served %d of the 3 pipelined requests, want 3", n)
 	}
+	checkSendMode(t, gw, 0)
 }
 
 func TestLoopClientGoneIsRecorded499(t *testing.T) {
@@ -689,7 +739,57 @@ func TestLoopRequestBodies(t *testing.T) {
 		_, _ = fmt.Fprintf(w, "%d %x", len(body), sum)
 	}))
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+	for _, mode := range sendModes {
+		t.Run(mode.name, func(t *testing.T) {
+			gw := startGateway(t, mode.opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+			testLoopRequestBodies(t, gw)
+			checkSendMode(t, gw, 0)
+		})
+	}
+}
+
+// A request body larger than the backend connection takes at once goes on
+// through gnet's buffer when the ring's send was short.
+func TestLoopRequestBodyToSlowBackend(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sum := sha256.Sum256(body)
+		_, _ = fmt.Fprintf(w, "%d %x", len(body), sum)
+	}))
+	t.Cleanup(backend.Close)
+	// Backend connections with the send buffer of a real network's (on
+	// loopback it starts at about a megabyte).
+	smallSendBuffer := func(s *Server) {
+		s.dial = func(addr string, timeout time.Duration) (net.Conn, error) {
+			d := net.Dialer{Timeout: timeout, Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4<<10) })
+			}}
+			return d.Dial("tcp", addr)
+		}
+	}
+	body := loopPattern(200 << 10)
+	sum := sha256.Sum256(body)
+	want := fmt.Sprintf("%d %x", len(body), sum)
+	for _, mode := range sendModes {
+		t.Run(mode.name, func(t *testing.T) {
+			gw := startGatewayWith(t, mode.opts, smallSendBuffer, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+			for i := range 3 {
+				if a := loopPost(t, gw.url+"/fraud/p", string(body)); a.status != 200 || a.body != want {
+					t.Fatalf("request %d: %d %q, want 200 %q", i+1, a.status, a.body, want)
+				}
+			}
+			if n := loopServed(t, gw); n != 3 {
+				t.Errorf("the loops served %d of 3 requests, want 3", n)
+			}
+			checkSendMode(t, gw, 0)
+			if short := gw.loops.ringShort.Load(); !gw.loops.directSends && short == 0 {
+				t.Error("no ring send was short: the test did not fill the backend's socket")
+			}
+		})
+	}
+}
+
+func testLoopRequestBodies(t *testing.T, gw *gateway) {
 	for _, tc := range []struct {
 		name     string
 		size     int
@@ -801,22 +901,8 @@ func readPatternAnswer(t *testing.T, br *bufio.Reader, i, size int) *http.Respon
 // connection closes.
 func TestLoopSlowClientGetsWholeAnswerBeforeClose(t *testing.T) {
 	const size = 20 << 10 // comes whole in one read: the loop answers it
-	s := New(Options{Logger: testLogger(t)})
-	if err := s.SetRoutes([]spec.Endpoint{mkEndpoint(t, "fraud", nil, dep("blue", bigBackend(t, size, nil).URL))}); err != nil {
-		t.Fatal(err)
-	}
-	// A send buffer as a connection over a real network has (loopback's grows to MBs).
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4<<10) })
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(ln) }()
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	gw := &gateway{Server: s, url: "http://" + ln.Addr().String()}
-	c, br := slowReader(t, ln.Addr().String())
+	gw := startSmallSendBufferGateway(t, Options{}, bigBackend(t, size, nil).URL)
+	c, br := slowReader(t, strings.TrimPrefix(gw.url, "http://"))
 	loopWrite(t, c, "POST /fraud/big HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
 	eventually(t, "the loop answered and closed the connection", func() bool {
 		return loopServed(t, gw) == 1 && gw.loops.fronts.Load() == 0
@@ -829,6 +915,61 @@ func TestLoopSlowClientGetsWholeAnswerBeforeClose(t *testing.T) {
 	if err != nil || !bytes.Equal(body, loopPattern(size)) {
 		t.Fatalf("answer to a Connection: close request: %d of %d bytes, %v", len(body), size, err)
 	}
+}
+
+// A client that takes part of a keep-alive answer leaves the loop, in both
+// send modes: a goroutine writes the rest and serves its next request.
+func TestLoopSlowClientKeepAlive(t *testing.T) {
+	const size = 20 << 10
+	backend := bigBackend(t, size, nil)
+	for _, mode := range sendModes {
+		t.Run(mode.name, func(t *testing.T) {
+			gw := startSmallSendBufferGateway(t, mode.opts, backend.URL)
+			c, br := slowReader(t, strings.TrimPrefix(gw.url, "http://"))
+			loopWrite(t, c, "POST /fraud/big HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{}")
+			eventually(t, "the loop answered and handed the slow client over", func() bool {
+				return loopServed(t, gw) == 1 && gw.loops.fronts.Load() == 0
+			})
+			checkSendMode(t, gw, 0)
+			for i := range 2 {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("answer %d: %v", i+1, err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				if err != nil || !bytes.Equal(body, loopPattern(size)) {
+					t.Fatalf("answer %d: %d of %d bytes, %v", i+1, len(body), size, err)
+				}
+				if i == 0 {
+					// The connection lives on: the goroutine path serves the next request.
+					loopWrite(t, c, "POST /fraud/big HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\n{}")
+				}
+			}
+		})
+	}
+}
+
+// startSmallSendBufferGateway starts a gateway in front of backendURL whose
+// client connections have a 4 KiB send buffer, as a connection over a real
+// network has (loopback's grows to MBs): an answer of some KiB to a client
+// that does not read fits only in part.
+func startSmallSendBufferGateway(t *testing.T, opts Options, backendURL string) *gateway {
+	t.Helper()
+	opts.Logger = testLogger(t)
+	s := New(opts)
+	if err := s.SetRoutes([]spec.Endpoint{mkEndpoint(t, "fraud", nil, dep("blue", backendURL))}); err != nil {
+		t.Fatal(err)
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4<<10) })
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(ln) }()
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	return &gateway{Server: s, url: "http://" + ln.Addr().String()}
 }
 
 // Answers a slow reader has not taken yet stay whole and in order when the

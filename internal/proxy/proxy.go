@@ -92,6 +92,11 @@ type Options struct {
 	// waits in epoll_wait; the daemon gives the process as many Ps again
 	// for everything else.
 	EventLoops int
+	// DirectSends makes the event loops send each message with a system
+	// call of its own instead of submitting a batch's sends together
+	// through io_uring (loop.go, sendring_linux.go). Where io_uring is
+	// unavailable they do so anyway. For comparison and tests.
+	DirectSends bool
 }
 
 // BackendHealth is the health of one backend as the proxy sees it.
@@ -233,7 +238,7 @@ func New(opts Options) *Server {
 		DisableHeaderNamesNormalizing: false,
 	}
 	if !opts.GoroutinesOnly {
-		loops, err := newEvloops(s, opts.EventLoops)
+		loops, err := newEvloops(s, opts.EventLoops, opts.DirectSends)
 		if err != nil {
 			s.log.Warn("serving every connection on goroutines", "error", err.Error())
 		}

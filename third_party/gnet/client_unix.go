@@ -124,6 +124,10 @@ func (cli *Client) Start() error {
 			eventHandler: cli.eng.eventHandler,
 		}
 		el.connections.init()
+		if h, ok := cli.eng.eventHandler.(BatchEnder); ok {
+			elp := &el
+			p.SetBatchEnd(func() { h.OnBatchEnd(elp) })
+		}
 		cli.eng.eventLoops.register(&el)
 		if cli.opts.Ticker && el.idx == 0 {
 			el0 = &el

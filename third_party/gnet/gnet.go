@@ -501,6 +501,15 @@ type (
 		OnTick() (delay time.Duration, action Action)
 	}
 
+	// BatchEnder is an EventHandler that is told when its event loop has
+	// handled one batch of events (one epoll_wait's, and the queued tasks
+	// after it), before the loop waits again (modelgate addition, client
+	// event loops only): a handler can then issue what the batch produced
+	// together.
+	BatchEnder interface {
+		OnBatchEnd(EventLoop)
+	}
+
 	// BuiltinEventEngine is a built-in implementation of EventHandler which feeds
 	// each method with an empty implementation, you can embed it within your custom
 	// struct when you don't intend to implement the entire EventHandler.
