@@ -83,6 +83,7 @@ type evloops struct {
 	ringSends, ringShort atomic.Uint64
 
 	directSends bool      // no send rings (Options.DirectSends)
+	batchStates sync.Map  // gnet.EventLoop -> *loopState, read by OnBatchEnd without l.mu
 	ringOnce    sync.Once // logs once that rings are unavailable
 }
 
@@ -106,12 +107,11 @@ type loopState struct {
 	// The messages a batch produced, sent together when it ends
 	// (sendring_linux.go); without a ring each is sent at once. Each
 	// connection has at most one queued message (queued).
-	ring     *sendRing
-	sends    []ringSend
-	owners   []sendOwner
-	arena    []byte // the queued messages' bytes
-	spare    queuedSends
-	flushing bool
+	ring   *sendRing
+	sends  []ringSend
+	owners []sendOwner
+	arena  []byte // the queued messages' bytes
+	spare  queuedSends
 }
 
 // queuedSends is a second set of queue buffers: the follow-ups of a flush
@@ -274,6 +274,7 @@ func (l *evloops) state(el gnet.EventLoop) *loopState {
 			}
 		}
 		l.states[el] = ls
+		l.batchStates.Store(el, ls)
 	}
 	return ls
 }
@@ -838,30 +839,31 @@ func (l *evloops) slowFront(fc *frontConn, rest []byte) bool {
 
 // OnBatchEnd sends what the loop's batch queued (gnet.BatchEnder).
 func (l *evloops) OnBatchEnd(el gnet.EventLoop) {
-	l.mu.Lock()
-	ls := l.states[el]
-	l.mu.Unlock()
-	if ls != nil && len(ls.sends) > 0 {
-		l.flushSends(ls)
+	if v, ok := l.batchStates.Load(el); ok {
+		if ls := v.(*loopState); len(ls.sends) > 0 {
+			l.flushSends(ls)
+		}
 	}
 }
 
 // flushSends sends every queued message of ls through its ring, then
 // handles each outcome as a direct send's: a short answer hands its client
 // to a goroutine, a short request goes on through gnet's buffer, a failed
-// send closes its connection. What that handling queues (a retry, an error
-// answer) is sent in the same flush.
+// send closes its connection. Handling an outcome can queue more (a retry,
+// an error answer) and flush again (a connection's next request flushes
+// its queued answer first); so a flush takes the queue as it is, leaves an
+// empty one to be queued into and flushed meanwhile, and loops until
+// nothing is queued.
 func (l *evloops) flushSends(ls *loopState) {
-	if ls.flushing {
-		return // the running flush sends what is queued now, too
-	}
-	ls.flushing = true
 	for len(ls.sends) > 0 {
 		sends, owners, arena := ls.sends, ls.owners, ls.arena
 		ls.sends, ls.owners, ls.arena = ls.spare.sends[:0], ls.spare.owners[:0], ls.spare.arena[:0]
+		ls.spare = queuedSends{} // in use now: a nested flush must not take it
 		for i, o := range owners {
-			if o.fc != nil && o.fc.closed || o.bc != nil && o.bc.closed {
-				sends[i].fd = -1 // its descriptor may belong to another connection by now
+			// A closed connection's descriptor may belong to another one
+			// by now; an abandoned backend exchange wants no request.
+			if o.fc != nil && o.fc.closed || o.bc != nil && (o.bc.closed || o.bc.gone) {
+				sends[i].fd = -1
 			}
 		}
 		if ls.ring != nil {
@@ -886,7 +888,6 @@ func (l *evloops) flushSends(ls *loopState) {
 		}
 		ls.spare = queuedSends{sends: sends[:0], owners: owners[:0], arena: arena[:0]}
 	}
-	ls.flushing = false
 }
 
 // sent handles the outcome of one queued message.
@@ -894,31 +895,34 @@ func (l *evloops) sent(ls *loopState, o sendOwner, s *ringSend) {
 	n := int(s.res)
 	if fc := o.fc; fc != nil {
 		fc.queued = false
+		ok := true
 		switch {
 		case fc.closed:
 		case s.res == ringNotSent:
-			if !l.writeFrontNow(fc, s.buf) && !fc.gone {
-				fc.gone = true
-				ls.close(fc.gc)
-			}
+			ok = l.writeFrontNow(fc, s.buf)
+		case s.res == ringUnknown: // how much of the answer went out is not known
+			ok = false
 		case n == len(s.buf):
 			l.ringSends.Add(1)
 		case n >= 0 || s.res == -int32(unix.EAGAIN):
 			l.ringSends.Add(1)
 			l.ringShort.Add(1)
-			l.slowFront(fc, s.buf[max(n, 0):])
+			ok = l.slowFront(fc, s.buf[max(n, 0):])
 		default: // the client is gone
-			if !fc.gone {
-				fc.gone = true
-				ls.close(fc.gc)
-			}
+			ok = false
+		}
+		if !ok && !fc.gone {
+			fc.gone = true
+			ls.close(fc.gc)
 		}
 		return
 	}
 	bc := o.bc
 	bc.queued = false
 	switch {
-	case bc.closed:
+	case bc.closed || bc.gone:
+	case s.res == ringUnknown: // how much of the request went out is not known
+		ls.close(bc.gc)
 	case n == len(s.buf):
 		l.ringSends.Add(1)
 	case n >= 0 || s.res == -int32(unix.EAGAIN) || s.res == ringNotSent:

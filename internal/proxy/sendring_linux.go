@@ -56,11 +56,8 @@ type ringSend struct {
 	res int32
 }
 
-// The kernel's ABI (include/uapi/linux/io_uring.h); the system call
-// numbers are the same on every architecture Go supports.
+// The kernel's ABI (include/uapi/linux/io_uring.h).
 const (
-	sysIOURingSetup  = 425
-	sysIOURingEnter  = 426
 	ioringOpSend     = 26
 	ioringEnterWait  = 1 // IORING_ENTER_GETEVENTS
 	ioringOffSQRing  = 0
@@ -113,7 +110,7 @@ type ioCQE struct {
 // checks that the kernel runs sends through it.
 func newSendRing(entries uint32) (*sendRing, error) {
 	var p ioURingParams
-	fd, _, errno := unix.Syscall(sysIOURingSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
+	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
@@ -124,7 +121,7 @@ func newSendRing(entries uint32) (*sendRing, error) {
 	}
 	// A send on no socket must come back EBADF: the kernel knows the
 	// operation (older ones answer EINVAL).
-	probe := []ringSend{{fd: -1, buf: []byte{0}}}
+	probe := []ringSend{{fd: -1, buf: probeByte[:]}}
 	if err := r.submit(probe); err != nil {
 		r.close()
 		return nil, err
@@ -180,16 +177,28 @@ func (r *sendRing) close() {
 	_ = unix.Close(r.fd)
 }
 
-// ringNotSent marks a send the ring did not take (see submit).
-const ringNotSent = -1 << 31
+// probeByte is the probe's buffer, in static memory like every buffer
+// submit passes must be outside the stack (heap or static): the kernel gets
+// its address, and a goroutine's stack can move.
+var probeByte [1]byte
+
+// What submit leaves in res when the kernel did not answer for a send.
+const (
+	ringNotSent = -1 << 31   // the ring did not take it: the caller sends it itself
+	ringUnknown = -1<<31 + 1 // taken, but its outcome was not collected: its connection must close
+)
 
 // submit runs sends and sets each one's res. The buffers are only read
-// during the call. An error means the ring broke: the sends it did not
-// take have res ringNotSent (the caller sends them itself), and the ring
-// must not be used again.
+// during the call and must not be on a stack. An error means the ring
+// broke: the sends it did not take have res ringNotSent, those whose
+// outcome it did not collect ringUnknown, and the ring must not be used
+// again.
 func (r *sendRing) submit(sends []ringSend) error {
 	for len(sends) > 0 {
 		n := min(uint32(len(sends)), r.entries)
+		for i := range n {
+			sends[i].res = ringUnknown
+		}
 		tail := *r.sqTail // only this loop writes the tail
 		for i := range n {
 			s := &sends[i]
@@ -216,6 +225,10 @@ func (r *sendRing) submit(sends []ringSend) error {
 			}
 			if errno != 0 {
 				err = fmt.Errorf("io_uring_enter: %w", errno)
+				break
+			}
+			if got == 0 {
+				err = fmt.Errorf("io_uring_enter took none of %d sends", n-taken)
 				break
 			}
 			taken += got
@@ -256,6 +269,6 @@ func (r *sendRing) reap(sends []ringSend, n uint32) error {
 }
 
 func (r *sendRing) enter(submit, wait uint32, flags uintptr) (uint32, unix.Errno) {
-	n, _, errno := unix.Syscall6(sysIOURingEnter, uintptr(r.fd), uintptr(submit), uintptr(wait), flags, 0, 0)
+	n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(submit), uintptr(wait), flags, 0, 0)
 	return uint32(n), errno
 }

@@ -14,7 +14,10 @@ type ringSend struct {
 	res int32
 }
 
-const ringNotSent = -1 << 31
+const (
+	ringNotSent = -1 << 31
+	ringUnknown = -1<<31 + 1
+)
 
 func newSendRing(uint32) (*sendRing, error) { return nil, errors.New("io_uring is Linux's") }
 

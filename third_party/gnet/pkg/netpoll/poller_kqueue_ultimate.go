@@ -37,6 +37,7 @@ type Poller struct {
 	wakeupCall                  int32
 	asyncTaskQueue              queue.AsyncTaskQueue // queue with low priority
 	urgentAsyncTaskQueue        queue.AsyncTaskQueue // queue with high priority
+	batchEnd                    func()               // modelgate: see SetBatchEnd
 	highPriorityEventsThreshold int32                // threshold of high-priority events
 }
 
@@ -90,6 +91,11 @@ func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any)
 	}
 	return os.NewSyscallError("kevent | write", err)
 }
+
+// SetBatchEnd makes Polling call f after each batch of events and the
+// tasks queued with it, before it waits again (modelgate addition). Call it
+// before Polling starts.
+func (p *Poller) SetBatchEnd(f func()) { p.batchEnd = f }
 
 // Polling blocks the current goroutine, monitoring the registered file descriptors and waiting for network I/O.
 // When I/O occurs on any of the file descriptors, the provided callback function is invoked.
@@ -153,6 +159,10 @@ func (p *Poller) Polling() error {
 					doChores = true
 				}
 			}
+		}
+
+		if p.batchEnd != nil {
+			p.batchEnd()
 		}
 
 		if n == el.size {
