@@ -16,12 +16,12 @@ import (
 // Why: each send to a waiting peer (a backend, a client) wakes it, and the
 // kernel usually switches to the woken task when the sending system call
 // returns. A loop that sends each message with its own call is switched
-// out after almost every one of them (0.6-0.75 context switches per
+// out after almost every one of them (0.6-0.9 context switches per
 // request, the largest cost of a proxied request on a busy machine), and a
 // peer woken once per message handles one message per wake-up. Submitted
 // together, the sends run one after another inside one call; the loop is
 // switched out at most once per batch, and each peer wakes once for all
-// its messages (0.13-0.15 switches per request, docs/benchmarks.md).
+// its messages (0.14-0.35 switches per request, docs/benchmarks.md).
 //
 // The sends are non-blocking (MSG_DONTWAIT), so the kernel runs each at
 // once and completes it with what fitted in the socket, or EAGAIN; the
