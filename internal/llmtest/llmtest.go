@@ -203,12 +203,13 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req request, id
 		delta := map[string]any{"content": tok}
 		if i == 0 {
 			delta["role"] = "assistant"
+			// Counted before it leaves: a client that read it sees it counted.
+			h.firstSent.Add(1)
 		}
 		if !chunk(delta, nil) {
 			return
 		}
 		if i == 0 {
-			h.firstSent.Add(1)
 			if h.opts.Hold != nil {
 				select {
 				case <-h.opts.Hold:
@@ -229,8 +230,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req request, id
 		fmt.Fprintf(w, "data: %s\n\n", raw)
 	}
 	fmt.Fprint(w, "data: [DONE]\n\n")
+	h.finished.Add(1) // before the flush, as the first token is
 	fl.Flush()
-	h.finished.Add(1)
 }
 
 // sleep waits d unless the client goes away first; it reports whether
