@@ -240,34 +240,32 @@ func TestSklearnRolloutPromotesTheHealthyModelAndRollsBackTheDegradedOne(t *test
 // that fails on purpose is warmed too).
 func warmUp(t *testing.T, c *testenv.Client, ep, dep string, rows [][]float64) {
 	t.Helper()
+	resp := postV2(t, c, ep, dep, "warm-up", rows)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// postV2 sends rows as one OIP v2 FP32 request with id, pinned to dep.
+func postV2(t *testing.T, c *testenv.Client, ep, dep, id string, rows [][]float64) *http.Response {
+	t.Helper()
 	var flat []float64
 	for _, r := range rows {
 		flat = append(flat, r...)
 	}
-	body, _ := json.Marshal(map[string]any{"id": "warm-up", "inputs": []any{map[string]any{
+	body, _ := json.Marshal(map[string]any{"id": id, "inputs": []any{map[string]any{
 		"name": "input-0", "datatype": "FP32", "shape": []int{len(rows), len(rows[0])}, "data": flat}}})
 	resp, err := c.Post("/"+ep+"/v2/models/cancer/infer", body, map[string]string{"X-Model-Deployment": dep})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	return resp
 }
 
 // inferV2 sends rows as one OIP v2 FP32 request pinned to dep and returns
 // the predicted classes.
 func inferV2(t *testing.T, c *testenv.Client, ep, dep string, rows [][]float64) []int {
 	t.Helper()
-	var flat []float64
-	for _, r := range rows {
-		flat = append(flat, r...)
-	}
-	body, _ := json.Marshal(map[string]any{"id": "e2e", "inputs": []any{map[string]any{
-		"name": "input-0", "datatype": "FP32", "shape": []int{len(rows), len(rows[0])}, "data": flat}}})
-	resp, err := c.Post("/"+ep+"/v2/models/cancer/infer", body, map[string]string{"X-Model-Deployment": dep})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := postV2(t, c, ep, dep, "e2e", rows)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var doc struct {
