@@ -55,6 +55,10 @@ const (
 	// checked every loopIdleScan ticks.
 	loopTick     = 10 * time.Millisecond
 	loopIdleScan = 100
+	// loopMaxPipelined is how much a loop reads of a client beyond the
+	// request in flight before it stops reading it until the answer is out
+	// (gnet reads up to 64 KiB more in the read that crosses it).
+	loopMaxPipelined = 64 << 10
 )
 
 var crlfcrlf = []byte("\r\n\r\n")
@@ -188,6 +192,9 @@ type frontConn struct {
 	lastActive int64 // unix ns: last request or answer, for the idle timeout
 	partial    int64 // unix ns: when an incomplete request started; 0: none
 	gone       bool  // closed or handed off
+	paused     bool  // the loop stopped reading it (see loopMaxPipelined)
+	serving    bool  // next is running for it: a nested call only sets again
+	again      bool  // a request may wait in its buffer: next goes on
 	queued     bool  // an answer waits in the loop's send queue
 	closed     bool  // gnet closed it (its descriptor may be reused)
 }
@@ -356,7 +363,17 @@ func (l *evloops) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 		if v.x != nil {
-			// Pipelined: the next request waits in the buffer.
+			// Pipelined: the next request waits in the buffer. Past
+			// loopMaxPipelined bytes the loop stops reading the client
+			// until its answer is out (replyAt), so that what a connection
+			// makes the gateway hold stays bounded: the client's further
+			// writes wait in the kernel's socket buffers, then block.
+			if !v.paused && c.InboundBuffered() >= loopMaxPipelined {
+				if err := c.PauseRead(); err != nil {
+					return gnet.Close
+				}
+				v.paused = true
+			}
 			return gnet.None
 		}
 		ls = v.ls
@@ -386,9 +403,30 @@ func (l *evloops) OnTraffic(c gnet.Conn) gnet.Action {
 	return gnet.None
 }
 
-// next reads and serves the request at the head of fc's buffer, if it is
-// whole.
+// next serves the requests at the head of fc's buffer, one after another,
+// for as long as each is answered at once (a local error, say); an answer
+// that comes later (from a backend) calls next again. It loops rather than
+// recurses: a client may pipeline any number of requests that are answered
+// locally, and each answer asks for the next request (replyAt).
 func (l *evloops) next(fc *frontConn) {
+	if fc.serving {
+		fc.again = true
+		return
+	}
+	fc.serving = true
+	for {
+		fc.again = false
+		l.nextOne(fc)
+		if !fc.again || fc.gone {
+			break
+		}
+	}
+	fc.serving = false
+}
+
+// nextOne reads and serves the request at the head of fc's buffer, if it
+// is whole.
+func (l *evloops) nextOne(fc *frontConn) {
 	if fc.queued {
 		// The last answer is still queued: it goes before anything else
 		// happens on the connection (it may even leave the loop).
@@ -766,6 +804,14 @@ func (l *evloops) replyAt(fc *frontConn, now int64) {
 			fc.ls.close(fc.gc)
 		}
 		return
+	}
+	if fc.paused {
+		fc.paused = false
+		if err := fc.gc.ResumeRead(); err != nil {
+			fc.gone = true
+			fc.ls.close(fc.gc)
+			return
+		}
 	}
 	if fc.gc.InboundBuffered() > 0 {
 		l.next(fc)

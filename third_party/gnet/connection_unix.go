@@ -52,6 +52,7 @@ type conn struct {
 	isDatagram     bool                   // UDP protocol
 	opened         bool                   // connection opened event fired
 	isEOF          bool                   // whether the connection has reached EOF
+	readPaused     bool                   // PauseRead: the socket is not watched for reading
 }
 
 func newStreamConn(proto string, fd int, el *eventloop, sa unix.Sockaddr, localAddr, remoteAddr net.Addr) (c *conn) {
@@ -162,7 +163,7 @@ loop:
 		if err == unix.EAGAIN {
 			_, err = c.outboundBuffer.Write(data)
 			if !isET {
-				err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+				err = c.watch(true, isET)
 			}
 			return
 		}
@@ -175,7 +176,7 @@ loop:
 	// Failed to send all data back to the remote, buffer the leftover data for the next round.
 	if len(data) > 0 {
 		_, _ = c.outboundBuffer.Write(data)
-		err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+		err = c.watch(true, isET)
 	}
 
 	return
@@ -212,7 +213,7 @@ loop:
 		if err == unix.EAGAIN {
 			_, err = c.outboundBuffer.Writev(bs)
 			if !isET {
-				err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+				err = c.watch(true, isET)
 			}
 			return
 		}
@@ -238,7 +239,7 @@ loop:
 	// Failed to send all data back to the remote, buffer the leftover data for the next round.
 	if remaining > 0 {
 		_, _ = c.outboundBuffer.Writev(bs)
-		err = c.loop.poller.ModReadWrite(&c.pollAttachment, isET)
+		err = c.watch(true, isET)
 	}
 
 	return
@@ -468,6 +469,39 @@ func (c *conn) RemoteAddr() net.Addr { return c.remoteAddr }
 // func (c *conn) Gfd() gfd.GFD             { return c.gfd }
 
 func (c *conn) Fd() int                        { return c.fd }
+
+// PauseRead implements Reader.PauseRead.
+func (c *conn) PauseRead() error {
+	if c.readPaused {
+		return nil
+	}
+	if c.loop.engine.opts.EdgeTriggeredIO {
+		return errorx.ErrUnsupportedOp
+	}
+	c.readPaused = true
+	return c.loop.poller.ModInterest(&c.pollAttachment, false, !c.outboundBuffer.IsEmpty())
+}
+
+// ResumeRead implements Reader.ResumeRead.
+func (c *conn) ResumeRead() error {
+	if !c.readPaused {
+		return nil
+	}
+	c.readPaused = false
+	return c.watch(!c.outboundBuffer.IsEmpty(), false)
+}
+
+// watch sets what the poller watches c for: writability when write is set,
+// and readability unless reading is paused.
+func (c *conn) watch(write, edgeTriggered bool) error {
+	if c.readPaused {
+		return c.loop.poller.ModInterest(&c.pollAttachment, false, write)
+	}
+	if write {
+		return c.loop.poller.ModReadWrite(&c.pollAttachment, edgeTriggered)
+	}
+	return c.loop.poller.ModRead(&c.pollAttachment, edgeTriggered)
+}
 func (c *conn) Dup() (fd int, err error)       { return socket.Dup(c.fd) }
 func (c *conn) SetReadBuffer(bytes int) error  { return socket.SetRecvBuffer(c.fd, bytes) }
 func (c *conn) SetWriteBuffer(bytes int) error { return socket.SetSendBuffer(c.fd, bytes) }

@@ -311,6 +311,12 @@ func (c *conn) Fd() (fd int) {
 	return
 }
 
+// PauseRead is not supported on Windows (modelgate addition).
+func (c *conn) PauseRead() error { return errorx.ErrUnsupportedOp }
+
+// ResumeRead is not supported on Windows (modelgate addition).
+func (c *conn) ResumeRead() error { return errorx.ErrUnsupportedOp }
+
 func (c *conn) Dup() (fd int, err error) {
 	if c.rawConn == nil && c.pc == nil {
 		return -1, net.ErrClosed

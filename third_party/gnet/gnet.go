@@ -254,6 +254,16 @@ type Reader interface {
 
 	// InboundBuffered returns the number of bytes that can be read from the current buffer.
 	InboundBuffered() int
+
+	// PauseRead stops reading the connection's socket until ResumeRead: what
+	// the peer sends meanwhile waits in the kernel's buffers, and the peer's
+	// writes block once they are full (back-pressure). Writes go on. Only
+	// level-triggered connections support it; it must be called on the
+	// connection's event loop. (modelgate addition.)
+	PauseRead() error
+
+	// ResumeRead reads the connection's socket again after PauseRead.
+	ResumeRead() error
 }
 
 // Writer is an interface that consists of a number of methods for writing that Conn must implement.

@@ -248,6 +248,21 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 		unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &unix.EpollEvent{Fd: int32(pa.FD), Events: ev}))
 }
 
+// ModInterest sets what the given level-triggered file descriptor is
+// watched for: readable events when read is set, writable ones when write
+// is set (errors and hang-ups always). (modelgate addition: Conn.PauseRead.)
+func (p *Poller) ModInterest(pa *PollAttachment, read, write bool) error {
+	var ev uint32
+	if read {
+		ev |= ReadEvents
+	}
+	if write {
+		ev |= WriteEvents
+	}
+	return os.NewSyscallError("epoll_ctl mod",
+		unix.EpollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &unix.EpollEvent{Fd: int32(pa.FD), Events: ev}))
+}
+
 // Delete removes the given file descriptor from the poller.
 func (p *Poller) Delete(fd int) error {
 	return os.NewSyscallError("epoll_ctl del", unix.EpollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil))

@@ -255,6 +255,21 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 	return os.NewSyscallError("epoll_ctl mod", epollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &ev))
 }
 
+// ModInterest sets what the given level-triggered file descriptor is
+// watched for: readable events when read is set, writable ones when write
+// is set (errors and hang-ups always). (modelgate addition: Conn.PauseRead.)
+func (p *Poller) ModInterest(pa *PollAttachment, read, write bool) error {
+	var ev epollevent
+	if read {
+		ev.events |= ReadEvents
+	}
+	if write {
+		ev.events |= WriteEvents
+	}
+	convertPollAttachment(unsafe.Pointer(&ev.data), pa)
+	return os.NewSyscallError("epoll_ctl mod", epollCtl(p.fd, unix.EPOLL_CTL_MOD, pa.FD, &ev))
+}
+
 // Delete removes the given file descriptor from the poller.
 func (p *Poller) Delete(fd int) error {
 	return os.NewSyscallError("epoll_ctl del", epollCtl(p.fd, unix.EPOLL_CTL_DEL, fd, nil))

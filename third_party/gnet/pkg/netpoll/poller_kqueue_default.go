@@ -228,6 +228,20 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 	return os.NewSyscallError("kevent add", err)
 }
 
+// ModInterest enables or disables the read filter of the given file
+// descriptor; its write filter is left as the other calls set it.
+// (modelgate addition: Conn.PauseRead.)
+func (p *Poller) ModInterest(pa *PollAttachment, read, _ bool) error {
+	var flags IOFlags = unix.EV_DISABLE
+	if read {
+		flags = unix.EV_ENABLE
+	}
+	_, err := unix.Kevent(p.fd, []unix.Kevent_t{
+		{Ident: keventIdent(pa.FD), Flags: flags, Filter: unix.EVFILT_READ},
+	}, nil, nil)
+	return os.NewSyscallError("kevent", err)
+}
+
 // Delete removes the given file descriptor from the poller.
 func (*Poller) Delete(_ int) error {
 	return nil

@@ -241,6 +241,22 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 	return os.NewSyscallError("kevent add", err)
 }
 
+// ModInterest enables or disables the read filter of the given file
+// descriptor; its write filter is left as the other calls set it.
+// (modelgate addition: Conn.PauseRead.)
+func (p *Poller) ModInterest(pa *PollAttachment, read, _ bool) error {
+	var evs [1]unix.Kevent_t
+	evs[0].Ident = keventIdent(pa.FD)
+	evs[0].Filter = unix.EVFILT_READ
+	evs[0].Flags = unix.EV_DISABLE
+	if read {
+		evs[0].Flags = unix.EV_ENABLE
+	}
+	convertPollAttachment(unsafe.Pointer(&evs[0].Udata), pa)
+	_, err := unix.Kevent(p.fd, evs[:], nil, nil)
+	return os.NewSyscallError("kevent", err)
+}
+
 // Delete removes the given file descriptor from the poller.
 func (p *Poller) Delete(_ int) error {
 	return nil
