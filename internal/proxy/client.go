@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/modelgate/modelgate/internal/proxy/policy"
 )
 
 // The upstream side of the proxy is its own small HTTP/1.1 client rather
@@ -151,6 +153,13 @@ func (p *connPool) popIdleLocked(now int64) *upConn {
 	p.idle[n-1] = nil
 	p.idle = p.idle[:n-1]
 	if now-c.lastUsed <= int64(maxIdleConn) {
+		if !c.quiet() {
+			// Closed by the backend while idle, or holding bytes nobody
+			// asked for: never reused. The next idle one may do.
+			p.open--
+			go closeAll([]*upConn{c})
+			return p.popIdleLocked(now)
+		}
 		return c
 	}
 	// c is the newest: every idle connection is stale.
@@ -326,25 +335,16 @@ func isStale(err error) bool {
 	return errors.As(err, &stale)
 }
 
-// roundTrip sends req on a connection from p and reads the response
-// headers into resp before deadline (slack as in setDeadline); now is the
-// request's start (unix ns). On
-// success the connection is returned with the body framing set up
-// (c.body); the caller reads the body and then calls finish. A reused
-// connection that the backend had closed is retried once on a new one.
-func (p *connPool) roundTrip(now int64, req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline time.Time, slack int64) (*upConn, error) {
-	c, err := p.acquire(now, deadline, false)
+// roundTrip sends req on a connection from p (a new one when fresh) and
+// reads the response headers into resp before deadline (slack as in
+// setDeadline); now is the request's start (unix ns). On success the
+// connection is returned with the body framing set up (c.body); the caller
+// reads the body and then calls finish. A failure is classified for the
+// retry policy: a *dialError (nothing sent) or an *errStale (a reused
+// connection broke before any byte of the answer).
+func (p *connPool) roundTrip(now int64, req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline time.Time, slack int64, fresh bool) (*upConn, error) {
+	c, err := p.acquire(now, deadline, fresh)
 	if err != nil {
-		return nil, err
-	}
-	if err = c.exchange(req, resp, deadline.UnixNano(), slack); err == nil {
-		return c, nil
-	}
-	p.discard(c)
-	if !isStale(err) {
-		return nil, err
-	}
-	if c, err = p.acquire(now, deadline, true); err != nil {
 		return nil, err
 	}
 	if err = c.exchange(req, resp, deadline.UnixNano(), slack); err != nil {
@@ -354,8 +354,42 @@ func (p *connPool) roundTrip(now int64, req *fasthttp.Request, resp *fasthttp.Re
 	return c, nil
 }
 
+// quiet reports whether an idle connection has nothing to read: no bytes
+// the backend sent after its last answer (they would be taken for the next
+// answer, another client's) and no end of stream (the backend closed it;
+// a request written to it would fail, and a POST could not be retried).
+// One non-blocking peek at the socket; a connection it cannot peek at
+// counts as quiet.
+func (c *upConn) quiet() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	raw := c.Conn
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	quiet := true
+	var buf [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		quiet = n < 0 && (err == syscall.EAGAIN || err == syscall.EINTR)
+		return true // never wait for readiness
+	})
+	return quiet
+}
+
 // exchange writes the request and reads the response headers, skipping
-// interim (1xx) responses other than 101.
+// interim (1xx) responses other than 101. An answer whose head the policy
+// refuses (policy.CheckResponseHead) is an error: the connection is then
+// discarded.
 func (c *upConn) exchange(req *fasthttp.Request, resp *fasthttp.ResponseHeader, deadline, slack int64) error {
 	if err := c.setDeadline(deadline, slack); err != nil {
 		return err
@@ -368,16 +402,47 @@ func (c *upConn) exchange(req *fasthttp.Request, resp *fasthttp.ResponseHeader, 
 		c.bw.Reset(c.Conn)
 		return c.classify(err)
 	}
+	upgrade := len(req.Header.Peek(fasthttp.HeaderUpgrade)) > 0
 	for {
+		raw, err := peekHead(c.br)
+		if err != nil {
+			return c.classify(err)
+		}
 		if err := resp.Read(c.br); err != nil {
 			return c.classify(err)
 		}
-		if st := resp.StatusCode(); st >= 200 || st == fasthttp.StatusSwitchingProtocols {
+		st := resp.StatusCode()
+		if err := policy.CheckResponseHead(raw, st, upgrade); err != nil {
+			return err
+		}
+		if st >= 200 || st == fasthttp.StatusSwitchingProtocols {
 			break
 		}
 	}
 	c.body.reset(c, req, resp)
 	return nil
+}
+
+// errHeadTooLarge: a backend's answer head does not fit the read buffer.
+var errHeadTooLarge = errors.New("backend answer headers too large")
+
+// peekHead waits until br holds a whole answer head and returns it
+// (valid until br is read), without consuming it.
+func peekHead(br *bufio.Reader) ([]byte, error) {
+	for n := 1; ; {
+		// Wait for n bytes, then look at all that is buffered.
+		if _, err := br.Peek(n); err != nil {
+			return nil, err
+		}
+		buf, _ := br.Peek(br.Buffered())
+		if end := policy.HeadEnd(buf); end >= 0 {
+			return buf[:end], nil
+		}
+		if len(buf) >= br.Size() {
+			return nil, errHeadTooLarge
+		}
+		n = len(buf) + 1
+	}
 }
 
 // classify marks a broken reused connection's error as stale; fasthttp
@@ -396,7 +461,10 @@ func (c *upConn) classify(err error) error {
 // end (or not at all, clean false): the connection goes back to the pool
 // when the body ended cleanly and neither side asked to close it.
 func (c *upConn) finish(now int64, clean bool) {
-	if clean && c.body.done && !c.body.closeAfter {
+	// Bytes past the end of the answer (a body on a HEAD or 204, a
+	// backend out of step) would be read as the next answer, another
+	// client's: such a connection is closed, never reused.
+	if clean && c.body.done && !c.body.closeAfter && c.br.Buffered() == 0 {
 		c.pool.release(c, now)
 		return
 	}

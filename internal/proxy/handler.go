@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/internal/proxy/policy"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
@@ -27,8 +29,6 @@ var (
 	hdrForwardedHost  = []byte("X-Forwarded-Host")
 	hdrConnection     = []byte("Connection")
 	hdrExpect         = []byte("Expect")
-	strHTTP           = []byte("http")
-	strHTTPS          = []byte("https")
 	strEventStream    = []byte("text/event-stream")
 
 	// hopHeaders are meaningful for one connection only and are never
@@ -55,6 +55,8 @@ type exchange struct {
 	s *Server
 
 	rid     []byte // X-Request-Id
+	body    []byte // a streamed request body, read whole (readBody)
+	head    fasthttp.RequestHeader // a chunked request's header, kept from its trailers
 	rest    []byte // request URI after the endpoint segment
 	scratch []byte
 
@@ -81,6 +83,9 @@ func (s *Server) getExchange() *exchange {
 }
 
 func (s *Server) putExchange(x *exchange) {
+	if cap(x.body) > 1<<20 {
+		x.body = nil // a large body passed: do not keep its room
+	}
 	x.dep, x.b, x.c, x.readErr, x.awaitFirst = nil, nil, nil, nil, false
 	x.mc.set, x.mc.ep, x.mc.live, x.mc.conn, x.mc.reading = 0, nil, nil, nil, false
 	s.exchanges.Put(x)
@@ -97,6 +102,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	// The body is read only now that the request is routed: routing and
+	// identity come from the headers alone, never from a chunked body's
+	// trailers (they are dropped with it).
+	if err := s.readBody(ctx, x); err != nil {
+		s.refuse(ctx, x, err)
+		return
+	}
 	dep := ep.deps[i]
 	s.begin(ctx, x, ep, dep, mirrors)
 	if s.closing.Load() {
@@ -108,32 +120,41 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	slack := deadlineSlack(dep.timeout)
 	now := start.UnixNano()
 	var (
-		b   *backend // the backend tried last
-		c   *upConn
-		err error
+		b     *backend = dep.pool.pick(now, nil)
+		c     *upConn
+		err   error
+		tries policy.Attempts
+		fresh bool
 	)
-	for attempt := 0; ; attempt++ {
-		next := dep.pool.pick(now, b)
-		if next == nil {
+	// Retries follow the one policy both engines share (policy.Attempts).
+	for {
+		if b == nil {
 			if err == nil {
 				err = ErrNoHealthyBackend
 			}
 			break
 		}
-		b = next
 		setTarget(&ctx.Request, b, x)
-		c, err = b.conns.roundTrip(now, &ctx.Request, &ctx.Response.Header, deadline, slack)
+		c, err = b.conns.roundTrip(now, &ctx.Request, &ctx.Response.Header, deadline, slack, fresh)
 		if err == nil {
 			dep.pool.succeeded(b)
 			break
 		}
 		now = time.Now().UnixNano()
-		dep.pool.failed(b, now, err)
-		var de *dialError
-		// Only a failed connect is retried elsewhere: nothing was sent, so
-		// the request cannot have been processed twice.
-		if attempt > 0 || !errors.As(err, &de) {
+		action := tries.Next(failureOf(err), replayable(&ctx.Request.Header))
+		if action != policy.RetryFresh {
+			dep.pool.failed(b, now, err)
+		}
+		if action == policy.GiveUp {
 			break
+		}
+		fresh = action == policy.RetryFresh
+		if action == policy.RetryOther {
+			next := dep.pool.pick(now, b)
+			if next == nil {
+				break
+			}
+			b = next
 		}
 	}
 	if err != nil {
@@ -143,6 +164,61 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	s.respond(ctx, x, dep, b, c, override)
 }
 
+// readBody reads a request body that fasthttp left streaming (the server
+// streams every body; see New) into the exchange's buffer, which grows with
+// the bytes that arrive instead of being allocated at the declared size: a
+// client that declares 10 MiB and sends one byte costs about one byte.
+// Trailer fields of a chunked body are dropped.
+func (s *Server) readBody(ctx *fasthttp.RequestCtx, x *exchange) error {
+	req := &ctx.Request
+	if !req.IsBodyStream() {
+		return nil
+	}
+	declared := req.Header.ContentLength()
+	if declared > s.maxBody {
+		return &policy.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: "request body too large"}
+	}
+	if declared == -1 {
+		// Reading a chunked body merges its trailer fields into the header
+		// (fasthttp), and deleting the Trailer header later would move them
+		// among the forwarded fields: the header is put back as it came.
+		req.Header.CopyTo(&x.head)
+		defer x.head.CopyTo(&req.Header)
+	}
+	buf := x.body[:0]
+	r := req.BodyStream()
+	for {
+		if len(buf) == cap(buf) {
+			// Grow by doubling from 4 KiB, never past what was declared.
+			n := max(2*cap(buf), 4<<10)
+			if declared >= 0 {
+				n = min(n, declared+1)
+			}
+			buf = append(buf[:cap(buf)], make([]byte, n-cap(buf))...)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > s.maxBody {
+			x.body = buf[:0]
+			return &policy.Rejection{Status: http.StatusRequestEntityTooLarge, Reason: "request body too large"}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			x.body = buf[:0]
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				return &policy.Rejection{Status: http.StatusRequestTimeout, Reason: "request timeout: the body did not arrive in time"}
+			}
+			return &policy.Rejection{Status: http.StatusBadRequest, Reason: "malformed request body: " + err.Error()}
+		}
+	}
+	x.body = buf
+	req.SetBodyRaw(buf)
+	return nil
+}
+
 // route picks the deployment of a request: the override header, else the
 // sticky key, else the split; and the shadow deployments it is copied to.
 // It changes nothing but the request's X-Request-Id (and the router's
@@ -150,9 +226,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 // A request it cannot route is answered in ctx and x recycled: ok false.
 func (s *Server) route(ctx *fasthttp.RequestCtx, x *exchange) (ep *endpoint, i int, mirrors uint64, override, ok bool) {
 	s.requestID(ctx, x)
+	if err := policy.CheckRequest(&ctx.Request.Header, s.limits.MaxHeaders); err != nil {
+		s.refuse(ctx, x, err)
+		return nil, 0, 0, false, false
+	}
 	ep, ok = s.routes.Load().endpoints[string(splitEndpoint(ctx.Request.Header.RequestURI(), x))]
 	if !ok {
 		s.reject(ctx, x, ErrUnknownEndpoint, "", "")
+		return nil, 0, 0, false, false
+	}
+	if err := cleanRest(x); err != nil {
+		s.refuse(ctx, x, err)
 		return nil, 0, 0, false, false
 	}
 	if name := ctx.Request.Header.PeekBytes(hdrDeployment); len(name) > 0 {
@@ -333,6 +417,21 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, na
 	s.putExchange(x)
 }
 
+// refuse answers a request the policy refuses (policy.Rejection) and
+// closes the connection after it: what follows a malformed request on the
+// connection cannot be trusted to be framed as the client meant.
+func (s *Server) refuse(ctx *fasthttp.RequestCtx, x *exchange, err error) {
+	status, msg := http.StatusBadRequest, err.Error()
+	var r *policy.Rejection
+	if errors.As(err, &r) {
+		status = r.Status
+	}
+	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
+	writeError(ctx, status, msg)
+	ctx.SetConnectionClose()
+	s.putExchange(x)
+}
+
 // failUpstream answers a request whose deployment could not produce
 // response headers, records it and logs it.
 func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, b *backend, err error, override bool) {
@@ -425,20 +524,39 @@ func prepareRequest(ctx *fasthttp.RequestCtx, x *exchange) {
 	// fasthttp already noted; upstream connections are kept alive.
 	h.ResetConnectionClose()
 
-	x.scratch = append(x.scratch[:0], h.PeekBytes(hdrForwardedFor)...)
-	if len(x.scratch) > 0 {
-		x.scratch = append(x.scratch, ", "...)
+	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	x.scratch = policy.SetForwarded(h, ip, ctx.IsTLS(), x.scratch)
+}
+
+// cleanRest resolves the dot segments of the request path after the
+// endpoint segment (x.rest), or refuses a path that climbs above it.
+func cleanRest(x *exchange) error {
+	out, err := policy.TargetPath(x.scratch[:0], nil, x.rest)
+	if err != nil {
+		return err
 	}
-	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
-		x.scratch = ip.Unmap().AppendTo(x.scratch)
+	x.scratch = out
+	x.rest = append(x.rest[:0], out...)
+	return nil
+}
+
+// replayable reports whether a request may be sent again once it may have
+// reached a backend (policy.Replayable).
+func replayable(h *fasthttp.RequestHeader) bool {
+	return policy.Replayable(h.Method(), len(h.PeekBytes(policy.HeaderIdempotencyKey)) > 0 ||
+		len(h.PeekBytes(policy.HeaderXIdempotencyKey)) > 0)
+}
+
+// failureOf classifies a failed attempt for the retry policy.
+func failureOf(err error) policy.Failure {
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		return policy.FailDial
+	case isStale(err):
+		return policy.FailStale
 	}
-	h.SetCanonical(hdrForwardedFor, x.scratch)
-	if ctx.IsTLS() {
-		h.SetCanonical(hdrForwardedProto, strHTTPS)
-	} else {
-		h.SetCanonical(hdrForwardedProto, strHTTP)
-	}
-	h.SetCanonical(hdrForwardedHost, h.Host())
+	return policy.FailOther
 }
 
 // setTarget points the request at backend b: its Host, its path prefix

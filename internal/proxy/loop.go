@@ -18,6 +18,8 @@ import (
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
+
+	"github.com/modelgate/modelgate/internal/proxy/policy"
 )
 
 // The event loops serve the common request the way nginx does: a few
@@ -61,7 +63,6 @@ const (
 	loopMaxPipelined = 64 << 10
 )
 
-var crlfcrlf = []byte("\r\n\r\n")
 
 // evloops is the Server's set of event loops.
 type evloops struct {
@@ -186,8 +187,8 @@ type frontConn struct {
 	bc         *backConn
 	override   bool
 	closeAfter bool
-	attempt    int
-	fresh      bool  // the exchange was retried on a new connection (stale keep-alive)
+	tries      policy.Attempts // the retries the exchange used
+	replay     bool            // its request may be sent again (policy.Replayable)
 	deadline   int64 // unix ns: response headers (then body) due
 	lastActive int64 // unix ns: last request or answer, for the idle timeout
 	partial    int64 // unix ns: when an incomplete request started; 0: none
@@ -440,10 +441,12 @@ func (l *evloops) nextOne(fc *frontConn) {
 		fc.partial = 0
 		return
 	}
-	end := bytes.Index(buf, crlfcrlf)
+	// The head ends where fasthttp's parser ends it (policy.HeadEnd), so
+	// that the engines frame every request alike.
+	end := policy.HeadEnd(buf)
 	if end < 0 {
-		if len(buf) >= bufferSize || bytes.Contains(buf, []byte("\n\n")) {
-			// fasthttp answers it (431, 400) or reads bare LFs.
+		if len(buf) >= bufferSize {
+			// fasthttp answers it (431).
 			l.handoffFront(fc)
 			return
 		}
@@ -457,7 +460,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 	ctx.Response.Reset()
 	ctx.Response.Header.SetNoDefaultContentType(true)
 	ls := fc.ls
-	ls.rd.Reset(buf[:end+4])
+	ls.rd.Reset(buf[:end])
 	ls.br.Reset(&ls.rd)
 	h := &ctx.Request.Header
 	if err := h.Read(ls.br); err != nil {
@@ -473,7 +476,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 		l.handoffFront(fc)
 		return
 	}
-	total := end + 4 + n
+	total := end + n
 	if len(buf) < total {
 		if fc.partial == 0 {
 			fc.partial = time.Now().UnixNano()
@@ -481,7 +484,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 		return
 	}
 	fc.partial = 0
-	ctx.Request.SetBody(buf[end+4 : total])
+	ctx.Request.SetBody(buf[end:total])
 	fc.closeAfter = h.ConnectionClose() || l.draining.Load()
 
 	s := l.s
@@ -521,7 +524,8 @@ func (l *evloops) nextOne(fc *frontConn) {
 		l.reply(fc)
 		return
 	}
-	fc.x, fc.ep, fc.dep, fc.override, fc.attempt, fc.fresh = x, ep, dep, override, 0, false
+	fc.x, fc.ep, fc.dep, fc.override, fc.tries = x, ep, dep, override, policy.Attempts{}
+	fc.replay = replayable(h)
 	fc.deadline = now + int64(dep.timeout) + deadlineSlack(dep.timeout)
 	fc.lastActive = now
 	l.dispatch(fc, b, bc)
@@ -615,14 +619,13 @@ func (l *evloops) dialFailed(bc *backConn, err error) {
 	bc.fc = nil
 	now := time.Now().UnixNano()
 	fc.dep.pool.failed(bc.b, now, err)
-	if fc.attempt == 0 && !fc.fresh {
+	if fc.tries.Next(policy.FailDial, fc.replay) == policy.RetryOther {
 		if next := fc.dep.pool.pick(now, bc.b); next != nil && next.conns.tls == nil {
 			nbc := fc.ls.takeIdle(next, now)
 			if nbc == nil && next.conns.reserve() {
 				nbc = &backConn{ls: fc.ls, b: next}
 			}
 			if nbc != nil {
-				fc.attempt++
 				l.dispatch(fc, next, nbc)
 				return
 			}
@@ -634,15 +637,19 @@ func (l *evloops) dialFailed(bc *backConn, err error) {
 }
 
 // backendFailed: bc broke while carrying fc's exchange. A reused
-// connection that broke before any byte of the answer had been closed by
-// the backend while idle: the request is sent once more, on a new
-// connection, as the goroutine path does.
+// connection that broke before any byte of the answer may have been closed
+// by the backend while idle, or the backend crashed on the request: the
+// retry policy (policy.Attempts, shared with the goroutine path) sends it
+// once more, on a new connection, only if it is safe to repeat.
 func (l *evloops) backendFailed(fc *frontConn, bc *backConn, err error) {
 	if fc.gone || fc.x == nil {
 		return
 	}
-	if bc.reused && bc.hdrLen == 0 && !fc.fresh {
-		fc.fresh = true
+	failure := policy.FailOther
+	if bc.reused && bc.hdrLen == 0 {
+		failure = policy.FailStale
+	}
+	if fc.tries.Next(failure, fc.replay) == policy.RetryFresh {
 		if bc.b.conns.reserve() {
 			l.dispatch(fc, bc.b, &backConn{ls: fc.ls, b: bc.b})
 			return
@@ -672,28 +679,34 @@ func (l *evloops) answer(bc *backConn) {
 	buf, _ := bc.gc.Peek(-1)
 	resp := &fc.ctx.Response
 	if bc.hdrLen == 0 {
+		upgrade := len(fc.ctx.Request.Header.Peek(fasthttp.HeaderUpgrade)) > 0
 		for {
-			end := bytes.Index(buf, crlfcrlf)
+			end := policy.HeadEnd(buf)
 			if end < 0 {
 				if len(buf) > bufferSize {
-					l.badAnswer(bc, errors.New("response headers too large"))
+					l.badAnswer(bc, errHeadTooLarge)
 					return
 				}
 				return
 			}
 			ls := bc.ls
-			ls.rd.Reset(buf[:end+4])
+			ls.rd.Reset(buf[:end])
 			ls.br.Reset(&ls.rd)
 			if err := resp.Header.Read(ls.br); err != nil {
 				l.badAnswer(bc, err)
 				return
 			}
-			if st := resp.StatusCode(); st < 200 && st != fasthttp.StatusSwitchingProtocols {
-				_, _ = bc.gc.Discard(end + 4)
-				buf = buf[end+4:]
+			st := resp.StatusCode()
+			if err := policy.CheckResponseHead(buf[:end], st, upgrade); err != nil {
+				l.badAnswer(bc, err)
+				return
+			}
+			if st < 200 && st != fasthttp.StatusSwitchingProtocols {
+				_, _ = bc.gc.Discard(end)
+				buf = buf[end:]
 				continue
 			}
-			bc.hdrLen = end + 4
+			bc.hdrLen = end
 			break
 		}
 		var framing bodyReader
@@ -789,6 +802,8 @@ func (l *evloops) replyAt(fc *frontConn, now int64) {
 	resp := &fc.ctx.Response
 	if fc.closeAfter {
 		resp.SetConnectionClose()
+	} else if resp.ConnectionClose() {
+		fc.closeAfter = true // a refused request (policy) closes its connection
 	}
 	out, err := fc.ls.serialize(resp.Write)
 	resp.SetBodyRaw(nil)

@@ -436,7 +436,10 @@ func TestLoopStaleKeepAliveRetried(t *testing.T) {
 			before := loopServed(t, gw)
 			for i := range 4 {
 				body := fmt.Sprintf(`{"n":%d}`, i)
-				loopWrite(t, c, fmt.Sprintf("POST /fraud/p%d HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n%s", i, len(body), body))
+				// A POST that reached a backend which then closed is sent
+				// again only when the client marked it idempotent
+				// (policy.Replayable).
+				loopWrite(t, c, fmt.Sprintf("POST /fraud/p%d HTTP/1.1\r\nHost: gw\r\nIdempotency-Key: k%d\r\nContent-Length: %d\r\n\r\n%s", i, i, len(body), body))
 				resp, got := loopRead(t, br, http.MethodPost)
 				if want := fmt.Sprintf("/p%d %s", i, body); resp.StatusCode != 200 || got != want {
 					t.Fatalf("request %d after the backend closed its keep-alive connection: %d %q, want 200 %q", i, resp.StatusCode, got, want)

@@ -97,6 +97,38 @@ type Options struct {
 	// through io_uring (loop.go, sendring_linux.go). Where io_uring is
 	// unavailable they do so anyway. For comparison and tests.
 	DirectSends bool
+	// Limits bound what a client can make the gateway hold or wait for;
+	// zero fields take their defaults.
+	Limits Limits
+}
+
+// Limits bound what one client can make the gateway hold or wait for
+// (docs/security.md lists them with nginx's). Zero: the default.
+type Limits struct {
+	// SendTimeout: a write to a client that makes no progress for this
+	// long closes the client connection, and a stream's backend connection
+	// with it, so that a client that stopped reading cannot hold a backend.
+	// Default 60 s (nginx's send_timeout).
+	SendTimeout time.Duration
+	// MaxHeaders is the most header fields a request may have; more are
+	// answered 431. Default 100 (HAProxy's tune.http.maxhdr is 101).
+	MaxHeaders int
+}
+
+// Default limits.
+const (
+	DefaultSendTimeout = 60 * time.Second
+	DefaultMaxHeaders  = 100
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.SendTimeout <= 0 {
+		l.SendTimeout = DefaultSendTimeout
+	}
+	if l.MaxHeaders <= 0 {
+		l.MaxHeaders = DefaultMaxHeaders
+	}
+	return l
 }
 
 // BackendHealth is the health of one backend as the proxy sees it.
@@ -114,6 +146,8 @@ type BackendHealth struct {
 // SetRoutes, serve listeners with Serve and stop it with Shutdown.
 type Server struct {
 	log       *slog.Logger
+	limits    Limits
+	maxBody   int // largest request body (Options.MaxRequestBytes)
 	recorders func(endpoint, deployment string) Recorder
 	srv       *fasthttp.Server
 	routes    atomic.Pointer[routes]
@@ -199,6 +233,8 @@ type deployment struct {
 func New(opts Options) *Server {
 	s := &Server{
 		log:       opts.Logger,
+		limits:    opts.Limits.withDefaults(),
+		maxBody:   opts.MaxRequestBytes,
 		recorders: opts.Recorders,
 		mirror:    opts.Mirror,
 		pools:     map[string]*pool{},
@@ -209,6 +245,9 @@ func New(opts Options) *Server {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = fasthttp.DefaultMaxRequestBodySize
 	}
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
@@ -226,6 +265,9 @@ func New(opts Options) *Server {
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
+		// Bodies are read by readBody as they arrive, not allocated at
+		// their declared size by fasthttp.
+		StreamRequestBody: true,
 		CloseOnShutdown:              true,
 		// A client has clientTimeout to send a request, headers and body,
 		// and may keep a connection idle that long between requests. One
@@ -389,8 +431,9 @@ func (s *Server) handover(f func()) {
 // once, then serves the connection on (pre: what the loop had read of the
 // next request), unless it was to close.
 func (s *Server) finishWrite(c net.Conn, rest, pre []byte, closeAfter bool) {
-	_ = c.SetWriteDeadline(time.Now().Add(clientTimeout))
-	if _, err := c.Write(rest); err != nil || closeAfter || (s.closing.Load() && len(pre) == 0) {
+	// The slow client has SendTimeout for each part of the rest it takes.
+	cc := &clientConn{Conn: c, sendTimeout: s.limits.SendTimeout}
+	if _, err := cc.Write(rest); err != nil || closeAfter || (s.closing.Load() && len(pre) == 0) {
 		_ = c.Close()
 		return
 	}
@@ -404,7 +447,7 @@ func (s *Server) serveConn(c net.Conn, pre []byte) {
 	if len(pre) > 0 {
 		c = &prefixConn{Conn: c, pre: pre}
 	}
-	cc := &clientConn{Conn: c, handedOver: true}
+	cc := &clientConn{Conn: c, handedOver: true, sendTimeout: s.limits.SendTimeout}
 	s.clientConns.add(cc) // its ConnState StateClosed removes it
 	if len(pre) == 0 {
 		s.serveIdle(cc)
@@ -467,7 +510,7 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 	if len(h.clientPre) > 0 {
 		client = &prefixConn{Conn: client, pre: h.clientPre}
 	}
-	cc := &clientConn{Conn: client, handedOver: true}
+	cc := &clientConn{Conn: client, handedOver: true, sendTimeout: s.limits.SendTimeout}
 	s.clientConns.add(cc)
 	if h.x.mc.ep != nil {
 		h.x.mc.conn = cc
@@ -692,7 +735,7 @@ func (l clientListener) Accept() (net.Conn, error) {
 			l.s.loops.enroll(tc)
 			continue
 		}
-		return &clientConn{Conn: c}, nil
+		return &clientConn{Conn: c, sendTimeout: l.s.limits.SendTimeout}, nil
 	}
 }
 
@@ -709,6 +752,32 @@ type clientConn struct {
 	// not close it while idle (it serves it through ServeConn), Shutdown
 	// does (see idleHandedOver).
 	handedOver bool
+	// sendTimeout bounds each write: a client that takes nothing for that
+	// long is cut off (Limits.SendTimeout). writeDeadline is the deadline
+	// as last set (unix ns), moved only past idleSlack, as the read one.
+	sendTimeout   time.Duration
+	writeDeadline int64
+}
+
+// Write writes p with the send timeout: each call must make progress
+// within it. fasthttp writes through a 16 KiB buffer, so a stream to a
+// client that stopped reading fails within about sendTimeout (+ idleSlack).
+func (c *clientConn) Write(p []byte) (int, error) {
+	if c.sendTimeout > 0 {
+		want := time.Now().Add(c.sendTimeout).UnixNano()
+		if c.writeDeadline < want || c.writeDeadline > want+int64(idleSlack) {
+			c.writeDeadline = want + int64(idleSlack)
+			if err := c.Conn.SetWriteDeadline(time.Unix(0, c.writeDeadline)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *clientConn) SetWriteDeadline(t time.Time) error {
+	c.writeDeadline = 0 // unknown from now on
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *clientConn) SetReadDeadline(t time.Time) error {
@@ -725,6 +794,6 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *clientConn) SetDeadline(t time.Time) error {
-	c.readDeadline = 0 // unknown from now on: the next SetReadDeadline applies
+	c.readDeadline, c.writeDeadline = 0, 0 // unknown from now on: the next Set applies
 	return c.Conn.SetDeadline(t)
 }

@@ -1,0 +1,29 @@
+package policy
+
+import "testing"
+
+func TestTargetPath(t *testing.T) {
+	for _, c := range []struct{ prefix, rest, want string }{
+		{"", "/v1/m?x=1", "/v1/m?x=1"},
+		{"/models/fraud", "/v1/m", "/models/fraud/v1/m"},
+		{"/models/fraud", "", "/models/fraud/"},
+		{"/models/fraud", "?q", "/models/fraud/?q"},
+		{"/models/fraud", "/a/../b", "/models/fraud/b"},
+		{"/models/fraud", "/a/./b/.", "/models/fraud/a/b/"},
+		{"/models/fraud", "/a/%2E%2e/b?x=/../", "/models/fraud/b?x=/../"},
+		{"/models/fraud", "/a/..", "/models/fraud/"},
+		{"/models/fraud", "/..a/.b/...", "/models/fraud/..a/.b/..."},
+		{"/p", "/a//../b", "/p/a/b"},
+		{"", "/.", "/"},
+	} {
+		got, err := TargetPath(nil, []byte(c.prefix), []byte(c.rest))
+		if err != nil || string(got) != c.want {
+			t.Errorf("TargetPath(%q, %q) = %q, %v; want %q", c.prefix, c.rest, got, err, c.want)
+		}
+	}
+	for _, rest := range []string{"/../../admin", "/..", "/%2e%2e/x", "/a/../../b", "/.%2E/x"} {
+		if got, err := TargetPath(nil, []byte("/models/fraud"), []byte(rest)); err == nil {
+			t.Errorf("TargetPath(%q) = %q, want a 400", rest, got)
+		}
+	}
+}
