@@ -54,10 +54,10 @@ var (
 type exchange struct {
 	s *Server
 
-	rid     []byte // X-Request-Id
-	body    []byte // a streamed request body, read whole (readBody)
+	rid     []byte                 // X-Request-Id
+	body    []byte                 // a streamed request body, read whole (readBody)
 	head    fasthttp.RequestHeader // a chunked request's header, kept from its trailers
-	rest    []byte // request URI after the endpoint segment
+	rest    []byte                 // request URI after the endpoint segment
 	scratch []byte
 
 	// Set once a backend answered and the body is being streamed.

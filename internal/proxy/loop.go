@@ -63,7 +63,6 @@ const (
 	loopMaxPipelined = 64 << 10
 )
 
-
 // evloops is the Server's set of event loops.
 type evloops struct {
 	gnet.BuiltinEventEngine
@@ -189,15 +188,15 @@ type frontConn struct {
 	closeAfter bool
 	tries      policy.Attempts // the retries the exchange used
 	replay     bool            // its request may be sent again (policy.Replayable)
-	deadline   int64 // unix ns: response headers (then body) due
-	lastActive int64 // unix ns: last request or answer, for the idle timeout
-	partial    int64 // unix ns: when an incomplete request started; 0: none
-	gone       bool  // closed or handed off
-	paused     bool  // the loop stopped reading it (see loopMaxPipelined)
-	serving    bool  // next is running for it: a nested call only sets again
-	again      bool  // a request may wait in its buffer: next goes on
-	queued     bool  // an answer waits in the loop's send queue
-	closed     bool  // gnet closed it (its descriptor may be reused)
+	deadline   int64           // unix ns: response headers (then body) due
+	lastActive int64           // unix ns: last request or answer, for the idle timeout
+	partial    int64           // unix ns: when an incomplete request started; 0: none
+	gone       bool            // closed or handed off
+	paused     bool            // the loop stopped reading it (see loopMaxPipelined)
+	serving    bool            // next is running for it: a nested call only sets again
+	again      bool            // a request may wait in its buffer: next goes on
+	queued     bool            // an answer waits in the loop's send queue
+	closed     bool            // gnet closed it (its descriptor may be reused)
 }
 
 // backConn is a backend connection owned by a loop.

@@ -268,7 +268,7 @@ func New(opts Options) *Server {
 		// Bodies are read by readBody as they arrive, not allocated at
 		// their declared size by fasthttp.
 		StreamRequestBody: true,
-		CloseOnShutdown:              true,
+		CloseOnShutdown:   true,
 		// A client has clientTimeout to send a request, headers and body,
 		// and may keep a connection idle that long between requests. One
 		// value for both lets clientConn keep the deadline in place.
