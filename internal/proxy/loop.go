@@ -193,6 +193,7 @@ type frontConn struct {
 	partial    int64           // unix ns: when an incomplete request started; 0: none
 	gone       bool            // closed or handed off
 	paused     bool            // the loop stopped reading it (see loopMaxPipelined)
+	slotMoved  bool            // its connection slot was given back, or went with it to the goroutine path
 	serving    bool            // next is running for it: a nested call only sets again
 	again      bool            // a request may wait in its buffer: next goes on
 	queued     bool            // an answer waits in the loop's send queue
@@ -252,6 +253,8 @@ func newEvloops(s *Server, n int, directSends bool) (*evloops, error) {
 func (l *evloops) enroll(c *net.TCPConn) {
 	fc := &frontConn{remote: c.RemoteAddr()}
 	if _, err := l.cli.EnrollContext(c, fc); err != nil {
+		_ = c.Close()
+		l.s.releaseSlot()
 		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop refused a connection", slog.String("error", err.Error()))
 	}
 }
@@ -458,6 +461,14 @@ func (l *evloops) nextOne(fc *frontConn) {
 	ctx.Request.Reset()
 	ctx.Response.Reset()
 	ctx.Response.Header.SetNoDefaultContentType(true)
+	if err := policy.CheckRequestHead(buf[:end], l.s.limits.MaxHeaders); err != nil {
+		x := l.s.getExchange()
+		l.s.requestID(ctx, x)
+		l.s.refuse(ctx, x, err)
+		fc.closeAfter = true
+		l.reply(fc)
+		return
+	}
 	ls := fc.ls
 	ls.rd.Reset(buf[:end])
 	ls.br.Reset(&ls.rd)
@@ -886,7 +897,7 @@ func (l *evloops) slowFront(fc *frontConn, rest []byte) bool {
 	rest = bytes.Clone(rest)
 	in, _ := fc.gc.Peek(-1)
 	pre := bytes.Clone(in)
-	nc, err := detach(fc.gc)
+	nc, err := l.detachFront(fc)
 	if err != nil {
 		return false
 	}
@@ -1002,6 +1013,10 @@ func (l *evloops) sent(ls *loopState, o sendOwner, s *ringSend) {
 // as 499, and its backend connection is closed (its answer would come on
 // a connection nobody reads).
 func (l *evloops) frontClosed(fc *frontConn, err error) {
+	if !fc.slotMoved {
+		fc.slotMoved = true
+		l.s.releaseSlot()
+	}
 	if fc.ls == nil {
 		return
 	}
@@ -1039,7 +1054,7 @@ func (l *evloops) frontClosed(fc *frontConn, err error) {
 func (l *evloops) handoffFront(fc *frontConn) {
 	buf, _ := fc.gc.Peek(-1)
 	pre := bytes.Clone(buf)
-	nc, err := detach(fc.gc)
+	nc, err := l.detachFront(fc)
 	fc.gone = true
 	fc.ls.close(fc.gc)
 	if err != nil {
@@ -1059,7 +1074,7 @@ func (l *evloops) handoffStream(fc *frontConn, bc *backConn) {
 	back, err := detach(bc.gc)
 	var client net.Conn
 	if err == nil {
-		client, err = detach(fc.gc)
+		client, err = l.detachFront(fc)
 		if err != nil {
 			_ = back.Close()
 		}
@@ -1088,6 +1103,17 @@ func (l *evloops) handoffStream(fc *frontConn, bc *backConn) {
 		backUnsent: bc.gc.OutboundBuffered() > 0,
 	}
 	l.s.handover(func() { l.s.streamHandedOff(h) })
+}
+
+// detachFront detaches a client connection for the goroutine path, which
+// takes its connection slot (Limits.MaxConnections) with it.
+func (l *evloops) detachFront(fc *frontConn) (net.Conn, error) {
+	nc, err := detach(fc.gc)
+	if err != nil {
+		return nil, err
+	}
+	fc.slotMoved = true
+	return l.s.slotted(nc), nil
 }
 
 // detach returns a net.Conn on a duplicate of c's socket; c is closed by

@@ -113,12 +113,18 @@ type Limits struct {
 	// MaxHeaders is the most header fields a request may have; more are
 	// answered 431. Default 100 (HAProxy's tune.http.maxhdr is 101).
 	MaxHeaders int
+	// MaxConnections is the most client connections served at once, on
+	// every listener together; beyond it the gateway stops accepting (new
+	// connections wait in the listen backlog) until one closes, as
+	// HAProxy's maxconn. Default 10,000.
+	MaxConnections int
 }
 
 // Default limits.
 const (
-	DefaultSendTimeout = 60 * time.Second
-	DefaultMaxHeaders  = 100
+	DefaultSendTimeout    = 60 * time.Second
+	DefaultMaxHeaders     = 100
+	DefaultMaxConnections = 10000
 )
 
 func (l Limits) withDefaults() Limits {
@@ -127,6 +133,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHeaders <= 0 {
 		l.MaxHeaders = DefaultMaxHeaders
+	}
+	if l.MaxConnections <= 0 {
+		l.MaxConnections = DefaultMaxConnections
 	}
 	return l
 }
@@ -145,12 +154,17 @@ type BackendHealth struct {
 // Server is the data plane. Create it with New, give it routes with
 // SetRoutes, serve listeners with Serve and stop it with Shutdown.
 type Server struct {
-	log       *slog.Logger
-	limits    Limits
-	maxBody   int // largest request body (Options.MaxRequestBytes)
-	recorders func(endpoint, deployment string) Recorder
-	srv       *fasthttp.Server
-	routes    atomic.Pointer[routes]
+	log     *slog.Logger
+	limits  Limits
+	maxBody int // largest request body (Options.MaxRequestBytes)
+	// slots holds a token per client connection open (Limits.MaxConnections);
+	// stopAccept is closed when Shutdown starts, ending a wait for a slot.
+	slots      chan struct{}
+	stopAccept chan struct{}
+	stopOnce   sync.Once
+	recorders  func(endpoint, deployment string) Recorder
+	srv        *fasthttp.Server
+	routes     atomic.Pointer[routes]
 
 	// mu serialises SetRoutes and Shutdown; the request path never takes it.
 	mu     sync.Mutex
@@ -232,20 +246,22 @@ type deployment struct {
 // until SetRoutes is called.
 func New(opts Options) *Server {
 	s := &Server{
-		log:       opts.Logger,
-		limits:    opts.Limits.withDefaults(),
-		maxBody:   opts.MaxRequestBytes,
-		recorders: opts.Recorders,
-		mirror:    opts.Mirror,
-		pools:     map[string]*pool{},
-		lns:       map[net.Listener]struct{}{},
-		dial:      tcpDial,
-		stopPrune: make(chan struct{}),
-		pruneDone: make(chan struct{}),
+		log:        opts.Logger,
+		limits:     opts.Limits.withDefaults(),
+		maxBody:    opts.MaxRequestBytes,
+		stopAccept: make(chan struct{}),
+		recorders:  opts.Recorders,
+		mirror:     opts.Mirror,
+		pools:      map[string]*pool{},
+		lns:        map[net.Listener]struct{}{},
+		dial:       tcpDial,
+		stopPrune:  make(chan struct{}),
+		pruneDone:  make(chan struct{}),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.slots = make(chan struct{}, s.limits.MaxConnections)
 	if s.maxBody <= 0 {
 		s.maxBody = fasthttp.DefaultMaxRequestBodySize
 	}
@@ -561,6 +577,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.lns = map[net.Listener]struct{}{}
 	s.mu.Unlock()
 	s.closing.Store(true)
+	s.stopOnce.Do(func() { close(s.stopAccept) })
 	if s.loops != nil {
 		s.loops.drain()
 		s.closeIdleHandedOver()
@@ -727,16 +744,51 @@ type clientListener struct {
 
 func (l clientListener) Accept() (net.Conn, error) {
 	for {
+		stopping := false
+		select {
+		case l.s.slots <- struct{}{}:
+		case <-l.s.stopAccept:
+			// Shutdown: the listener is being closed; Accept says so.
+			stopping = true
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
+			if !stopping {
+				l.s.releaseSlot()
+			}
 			return nil, err
+		}
+		if stopping {
+			_ = c.Close()
+			continue
 		}
 		if tc, ok := c.(*net.TCPConn); ok && l.s.loops != nil && !l.s.loops.draining.Load() {
 			l.s.loops.enroll(tc)
 			continue
 		}
-		return &clientConn{Conn: c, sendTimeout: l.s.limits.SendTimeout}, nil
+		return &clientConn{Conn: l.s.slotted(c), sendTimeout: l.s.limits.SendTimeout}, nil
 	}
+}
+
+// releaseSlot gives back the connection slot of a client connection that
+// closed (Limits.MaxConnections).
+func (s *Server) releaseSlot() { <-s.slots }
+
+// slotted makes c give its connection slot back when it is closed, once.
+func (s *Server) slotted(c net.Conn) net.Conn { return &slotConn{Conn: c, s: s} }
+
+// slotConn is a client connection of the goroutine path holding a slot.
+type slotConn struct {
+	net.Conn
+	s        *Server
+	released atomic.Bool
+}
+
+func (c *slotConn) Close() error {
+	if c.released.CompareAndSwap(false, true) {
+		c.s.releaseSlot()
+	}
+	return c.Conn.Close()
 }
 
 // clientConn keeps a read deadline set by fasthttp when the new one falls

@@ -27,3 +27,21 @@ func TestTargetPath(t *testing.T) {
 		}
 	}
 }
+
+func TestHeadEnd(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody", 27},
+		{"GET / HTTP/1.1\nHost: a\n\nbody", 24},
+		{"GET / HTTP/1.1\r\nHost: a\n\r\n", 26},
+		{"GET / HTTP/1.1\r\nHost: a\r\n", -1},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r", -1},
+		{"", -1},
+	} {
+		if got := HeadEnd([]byte(c.in)); got != c.want {
+			t.Errorf("HeadEnd(%q) = %d, want %d", c.in, got, c.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@
 package policy
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 )
@@ -35,10 +36,12 @@ func badRequest(format string, args ...any) *Rejection {
 // frame a request with this one rule, so the bytes after a head are the
 // same body or next request whichever engine reads them.
 func HeadEnd(buf []byte) int {
-	for i := 0; i < len(buf); i++ {
-		if buf[i] != '\n' {
-			continue
+	for i := 0; ; i++ {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return -1
 		}
+		i += j
 		// buf[i] ends a line; the line after it is empty if it is "\n" or "\r\n".
 		switch {
 		case i+1 < len(buf) && buf[i+1] == '\n':
@@ -47,5 +50,4 @@ func HeadEnd(buf []byte) int {
 			return i + 3
 		}
 	}
-	return -1
 }

@@ -19,8 +19,10 @@ import (
 //   - both Content-Length and Transfer-Encoding (fasthttp drops the
 //     former; a backend might not): 400.
 //
-// Bare LF line ends are accepted, as RFC 9112 allows, and framed by
-// HeadEnd's rule in both engines; the request goes upstream with CRLF.
+// A header line ending in a bare LF is refused (400): fasthttp frames such
+// a head differently depending on how its bytes arrived, so no engine
+// forwards one. (The request line may end in a bare LF; the request goes
+// upstream with CRLF.)
 func CheckRequest(h *fasthttp.RequestHeader, maxHeaders int) error {
 	switch string(h.Protocol()) {
 	case "HTTP/1.1", "HTTP/1.0":
@@ -28,6 +30,19 @@ func CheckRequest(h *fasthttp.RequestHeader, maxHeaders int) error {
 		return reject(http.StatusHTTPVersionNotSupported, "HTTP version %q not supported: use HTTP/1.1", h.Protocol())
 	}
 	return checkFields(h.RawHeaders(), maxHeaders, http.StatusBadRequest)
+}
+
+// CheckRequestHead is CheckRequest's check of the header lines on a raw
+// request head (through its empty line), for an engine that holds the raw
+// bytes before it parses them: a head fasthttp would not parse at once (a
+// bare LF ending it, say) is refused here with the status CheckRequest
+// would give it once parsed.
+func CheckRequestHead(raw []byte, maxHeaders int) error {
+	i := bytes.IndexByte(raw, '\n')
+	if i < 0 {
+		return badRequest("request head has no request line")
+	}
+	return checkFields(raw[i+1:], maxHeaders, http.StatusBadRequest)
 }
 
 // checkFields checks a raw header section (field lines up to and including
@@ -43,8 +58,12 @@ func checkFields(raw []byte, maxFields, status int) error {
 		if i < 0 {
 			i = len(raw) - 1
 		}
-		line := bytes.TrimSuffix(raw[:i], []byte{'\r'})
+		line := raw[:i]
 		raw = raw[i+1:]
+		if len(line) == 0 || line[len(line)-1] != '\r' {
+			return reject(status, "header line ends in a bare LF: end each line with CRLF")
+		}
+		line = line[:len(line)-1]
 		if len(line) == 0 {
 			break
 		}
