@@ -61,6 +61,12 @@ type upConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 
+	// raw is the socket under the connection (TLS included), for quiet;
+	// nil where there is none.
+	raw     syscall.RawConn
+	peek    func(fd uintptr) bool
+	isQuiet bool
+
 	lastUsed int64 // unix ns, when it last went back to the pool
 	deadline int64 // unix ns, the deadline set on Conn; 0: none
 	reused   bool  // it served a request before this one
@@ -212,11 +218,26 @@ func (p *connPool) connect(deadline time.Time) (*upConn, error) {
 }
 
 func newUpConn(c net.Conn, p *connPool) *upConn {
-	return &upConn{
+	uc := &upConn{
 		Conn: c,
 		pool: p,
 		br:   bufio.NewReaderSize(c, bufferSize),
 		bw:   bufio.NewWriterSize(c, bufferSize),
+	}
+	uc.setRaw()
+	return uc
+}
+
+// setRaw finds the socket under the connection, for quiet.
+func (c *upConn) setRaw() {
+	raw := c.Conn
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw, c.peek = rc, c.peekIdle
+		}
 	}
 }
 
@@ -364,26 +385,21 @@ func (c *upConn) quiet() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	raw := c.Conn
-	if tc, ok := raw.(*tls.Conn); ok {
-		raw = tc.NetConn()
-	}
-	sc, ok := raw.(syscall.Conn)
-	if !ok {
+	if c.raw == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	quiet := true
+	c.isQuiet = true
+	_ = c.raw.Read(c.peek)
+	return c.isQuiet
+}
+
+// peekIdle is quiet's look at the socket (made once per connection, as
+// c.peek, so that quiet allocates nothing).
+func (c *upConn) peekIdle(fd uintptr) bool {
 	var buf [1]byte
-	_ = rc.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		quiet = n < 0 && (err == syscall.EAGAIN || err == syscall.EINTR)
-		return true // never wait for readiness
-	})
-	return quiet
+	n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	c.isQuiet = n < 0 && (err == syscall.EAGAIN || err == syscall.EINTR)
+	return true // never wait for readiness
 }
 
 // exchange writes the request and reads the response headers, skipping

@@ -830,16 +830,19 @@ func (l *evloops) replyAt(fc *frontConn, now int64) {
 		}
 		return
 	}
-	if fc.paused {
+	if fc.gc.InboundBuffered() > 0 {
+		l.next(fc)
+	}
+	// Read the client again once what it pipelined fell below the bound,
+	// or nothing is in flight (next then consumes or hands over what is
+	// buffered): resuming after every answer would let a flood of small
+	// requests grow the buffer by a read per request.
+	if fc.paused && !fc.gone && (fc.x == nil || fc.gc.InboundBuffered() < loopMaxPipelined) {
 		fc.paused = false
 		if err := fc.gc.ResumeRead(); err != nil {
 			fc.gone = true
 			fc.ls.close(fc.gc)
-			return
 		}
-	}
-	if fc.gc.InboundBuffered() > 0 {
-		l.next(fc)
 	}
 }
 

@@ -516,6 +516,7 @@ func (s *Server) streamHandedOff(h streamHandoff) {
 		reused:   true,
 		deadline: h.deadline,
 	}
+	uc.setRaw()
 	p.set.add(uc)
 	_ = uc.Conn.SetDeadline(time.Unix(0, h.deadline))
 	uc.body.reset(uc, &h.ctx.Request, &h.ctx.Response.Header)

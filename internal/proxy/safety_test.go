@@ -462,11 +462,76 @@ func TestSafety02PipelinedRequestsAreNotReadWithoutBound(t *testing.T) {
 		if resp, body, err := safetyRead(br, http.MethodPost); err != nil || resp.StatusCode != 200 || body != "slow" {
 			t.Errorf("answer to the slow request: %s, want 200 \"slow\"", describe(resp, body, err))
 		}
+		if werr == nil {
+			floodWhileServed(t, c, br, pending)
+		}
 		c.Close()
 		if a := get(t, gw.url+"/fraud/after"); a.status != 200 || a.body != "after" {
 			t.Errorf("request on a new connection afterwards: %d %q, want 200 \"after\"", a.status, a.body)
 		}
 	})
+}
+
+// floodWhileServed writes the rest of pending, then goes on pipelining
+// requests with 16 KiB bodies on c
+// while their answers are read, 24 MiB in all, and fails if the heap grew
+// by more than 16 MiB meanwhile: a gateway that reads a little more than it
+// serves at each answer (the loops once resumed reading after every
+// answer) piles the rest up.
+func floodWhileServed(t *testing.T, c net.Conn, br *bufio.Reader, pending []byte) {
+	t.Helper()
+	const total, bound = 24 << 20, 16 << 20
+	body := strings.Repeat("x", 16<<10)
+	one := fmt.Sprintf("POST /fraud/fast HTTP/1.1\r\nHost: gw\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	block := []byte(strings.Repeat(one, 16))
+	answers := make(chan error, 1)
+	go func() {
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				answers <- err
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	before := heapInUse()
+	peak := before
+	_ = c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+	if len(pending) > 0 && len(pending) < len(block) { // the rest of a block written in part
+		if _, err := c.Write(pending); err != nil {
+			t.Errorf("pipelining while answers are read: %v", err)
+			return
+		}
+	}
+	for sent := 0; sent < total; sent += len(block) {
+		if _, err := c.Write(block); err != nil {
+			t.Errorf("pipelining while answers are read: %v", err)
+			return
+		}
+		if sent%(8<<20) == 0 {
+			peak = max(peak, heapInUse())
+		}
+	}
+	peak = max(peak, heapInUse())
+	if grown := int64(peak) - int64(before); grown > bound {
+		t.Errorf("the heap grew by %d MiB while %d MiB of pipelined requests were served: the gateway reads faster than it serves", grown>>20, total>>20)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	select {
+	case <-answers:
+	case <-time.After(60 * time.Second):
+		t.Error("the answers to the pipelined requests did not end")
+	}
+}
+
+// heapInUse is the heap in use after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
 }
 
 // ---- 3 ----
