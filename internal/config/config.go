@@ -46,6 +46,8 @@ type File struct {
 	// MaxRequestBytes caps a request body; a larger one is answered 413.
 	// Zero: 10 MiB. Negative is invalid.
 	MaxRequestBytes int64 `yaml:"max_request_bytes" json:"max_request_bytes"`
+	// Limits bound what clients can make the data plane hold or wait for.
+	Limits Limits `yaml:"limits" json:"limits"`
 	// Endpoints are the endpoints served, in order. Their traffic and
 	// mirror only initialise an endpoint the store does not know yet.
 	Endpoints []spec.Endpoint `yaml:"endpoints" json:"endpoints"`
@@ -67,6 +69,24 @@ type State struct {
 	// the working directory.
 	Path string `yaml:"path" json:"path"`
 }
+
+// Limits bound what clients can make the data plane hold or wait for
+// (docs/security.md). Zero: the data plane's default (proxy.Limits).
+type Limits struct {
+	// MaxConnections is the most client connections at once (10,000).
+	MaxConnections int `yaml:"max_connections" json:"max_connections,omitempty"`
+	// MaxHeaders is the most header fields per request (100); more: 431.
+	MaxHeaders int `yaml:"max_headers" json:"max_headers,omitempty"`
+	// MaxURIBytes is the longest request target (8 KiB); longer: 414.
+	MaxURIBytes int `yaml:"max_uri_bytes" json:"max_uri_bytes,omitempty"`
+	// SendTimeout cuts a client that takes nothing of its answer for this
+	// long (60s), and the backend connection streaming to it.
+	SendTimeout spec.Duration `yaml:"send_timeout" json:"send_timeout,omitempty"`
+}
+
+// maxURIBytes is the most max_uri_bytes may be: a request head (request
+// line and headers) must fit the data plane's 16 KiB head buffer.
+const maxURIBytes = 16 << 10
 
 // Default returns the configuration of an empty file.
 func Default() *File {
@@ -218,6 +238,7 @@ func (f *File) Validate() error {
 	if f.MaxRequestBytes <= 0 {
 		errs = append(errs, spec.Problemf("max_request_bytes", "must be greater than 0, got %d", f.MaxRequestBytes))
 	}
+	errs = append(errs, f.Limits.validate())
 	seen := map[string]int{}
 	for i, e := range f.Endpoints {
 		path := fmt.Sprintf("endpoints[%d]", i)
@@ -227,6 +248,25 @@ func (f *File) Validate() error {
 		} else {
 			seen[e.Name] = i
 		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l Limits) validate() error {
+	var errs []error
+	for _, v := range []struct {
+		field string
+		n     int
+	}{{"limits.max_connections", l.MaxConnections}, {"limits.max_headers", l.MaxHeaders}, {"limits.max_uri_bytes", l.MaxURIBytes}} {
+		if v.n < 0 {
+			errs = append(errs, spec.Problemf(v.field, "must not be negative, got %d (0: the default)", v.n))
+		}
+	}
+	if l.MaxURIBytes > maxURIBytes {
+		errs = append(errs, spec.Problemf("limits.max_uri_bytes", "must be at most %d (a request head must fit the 16 KiB head buffer), got %d", maxURIBytes, l.MaxURIBytes))
+	}
+	if l.SendTimeout < 0 {
+		errs = append(errs, spec.Problemf("limits.send_timeout", "must not be negative, got %s (0: the default, 60s)", l.SendTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -583,3 +583,24 @@ func TestParseAssignments(t *testing.T) {
 		}
 	}
 }
+
+func TestLimits(t *testing.T) {
+	f, err := Parse([]byte("limits: {max_connections: 500, max_headers: 50, max_uri_bytes: 4096, send_timeout: 30s}\n"))
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	want := Limits{MaxConnections: 500, MaxHeaders: 50, MaxURIBytes: 4096, SendTimeout: spec.Duration(30 * time.Second)}
+	if f.Limits != want {
+		t.Errorf("limits = %+v, want %+v", f.Limits, want)
+	}
+	_, err = Parse([]byte("limits: {max_connections: -1, max_uri_bytes: 20000, send_timeout: -1s}\n"))
+	got := problemLines(err)
+	wantProblems := []string{
+		"limits.max_connections: must not be negative, got -1 (0: the default)",
+		"limits.max_uri_bytes: must be at most 16384 (a request head must fit the 16 KiB head buffer), got 20000",
+		"limits.send_timeout: must not be negative, got -1s (0: the default, 60s)",
+	}
+	if diff := cmp.Diff(wantProblems, got); diff != "" {
+		t.Errorf("invalid limits (-want +got):\n%s", diff)
+	}
+}

@@ -102,7 +102,9 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	d.telemetry = telemetry.NewRegistry()
 	d.shadows = shadow.NewManager(shadow.Options{Logger: log.With("component", "shadow")})
 	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Recorders: proxy.RecordersFrom(d.telemetry),
-		MaxRequestBytes: int(cfg.MaxRequestBytes), Mirror: d.shadows, EventLoops: reserveLoopProcs()})
+		MaxRequestBytes: int(cfg.MaxRequestBytes), Mirror: d.shadows, EventLoops: reserveLoopProcs(),
+		Limits: proxy.Limits{MaxConnections: cfg.Limits.MaxConnections, MaxHeaders: cfg.Limits.MaxHeaders,
+			MaxURIBytes: cfg.Limits.MaxURIBytes, SendTimeout: cfg.Limits.SendTimeout.D()}})
 	d.control = control.New(control.Options{Store: st, Router: routes{d.shadows, d.proxy}, Telemetry: d.telemetry, Logger: log.With("component", "control")})
 	if err := d.control.Load(ctx); err != nil {
 		d.abandon()

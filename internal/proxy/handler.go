@@ -226,7 +226,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, x *exchange) error {
 // A request it cannot route is answered in ctx and x recycled: ok false.
 func (s *Server) route(ctx *fasthttp.RequestCtx, x *exchange) (ep *endpoint, i int, mirrors uint64, override, ok bool) {
 	s.requestID(ctx, x)
-	if err := policy.CheckRequest(&ctx.Request.Header, s.limits.MaxHeaders); err != nil {
+	if err := policy.CheckRequest(&ctx.Request.Header, s.reqLimits); err != nil {
 		s.refuse(ctx, x, err)
 		return nil, 0, 0, false, false
 	}

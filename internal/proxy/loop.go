@@ -461,7 +461,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 	ctx.Request.Reset()
 	ctx.Response.Reset()
 	ctx.Response.Header.SetNoDefaultContentType(true)
-	if err := policy.CheckRequestHead(buf[:end], l.s.limits.MaxHeaders); err != nil {
+	if err := policy.CheckRequestHead(buf[:end], l.s.reqLimits); err != nil {
 		x := l.s.getExchange()
 		l.s.requestID(ctx, x)
 		l.s.refuse(ctx, x, err)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/internal/proxy/policy"
 	"github.com/modelgate/modelgate/internal/router"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -113,6 +114,10 @@ type Limits struct {
 	// MaxHeaders is the most header fields a request may have; more are
 	// answered 431. Default 100 (HAProxy's tune.http.maxhdr is 101).
 	MaxHeaders int
+	// MaxURIBytes is the longest request target (path and query); longer
+	// ones are answered 414. Default 8 KiB (nginx: 8 KiB, the size of a
+	// large_client_header_buffers buffer). At most 16 KiB, the head buffer.
+	MaxURIBytes int
 	// MaxConnections is the most client connections served at once, on
 	// every listener together; beyond it the gateway stops accepting (new
 	// connections wait in the listen backlog) until one closes, as
@@ -125,6 +130,7 @@ const (
 	DefaultSendTimeout    = 60 * time.Second
 	DefaultMaxHeaders     = 100
 	DefaultMaxConnections = 10000
+	DefaultMaxURIBytes    = 8 << 10
 )
 
 func (l Limits) withDefaults() Limits {
@@ -136,6 +142,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxConnections <= 0 {
 		l.MaxConnections = DefaultMaxConnections
+	}
+	if l.MaxURIBytes <= 0 {
+		l.MaxURIBytes = DefaultMaxURIBytes
 	}
 	return l
 }
@@ -154,9 +163,10 @@ type BackendHealth struct {
 // Server is the data plane. Create it with New, give it routes with
 // SetRoutes, serve listeners with Serve and stop it with Shutdown.
 type Server struct {
-	log     *slog.Logger
-	limits  Limits
-	maxBody int // largest request body (Options.MaxRequestBytes)
+	log       *slog.Logger
+	limits    Limits
+	reqLimits policy.Limits // the part of limits policy.CheckRequest applies
+	maxBody   int           // largest request body (Options.MaxRequestBytes)
 	// slots holds a token per client connection open (Limits.MaxConnections);
 	// stopAccept is closed when Shutdown starts, ending a wait for a slot.
 	slots      chan struct{}
@@ -262,6 +272,7 @@ func New(opts Options) *Server {
 		s.log = slog.Default()
 	}
 	s.slots = make(chan struct{}, s.limits.MaxConnections)
+	s.reqLimits = policy.Limits{MaxHeaders: s.limits.MaxHeaders, MaxURIBytes: s.limits.MaxURIBytes}
 	if s.maxBody <= 0 {
 		s.maxBody = fasthttp.DefaultMaxRequestBodySize
 	}

@@ -13,7 +13,8 @@ import (
 // signed Content-Length, unknown Transfer-Encoding, control characters in
 // values, a missing Host):
 //   - an HTTP version other than 1.0 and 1.1: 505;
-//   - more than maxHeaders header fields: 431;
+//   - a request target longer than MaxURIBytes: 414;
+//   - more than MaxHeaders header fields: 431;
 //   - a header name that is not a token (a space in it, say): 400;
 //   - a folded header line (obs-fold, RFC 9112 section 5.2): 400;
 //   - both Content-Length and Transfer-Encoding (fasthttp drops the
@@ -23,13 +24,22 @@ import (
 // a head differently depending on how its bytes arrived, so no engine
 // forwards one. (The request line may end in a bare LF; the request goes
 // upstream with CRLF.)
-func CheckRequest(h *fasthttp.RequestHeader, maxHeaders int) error {
+func CheckRequest(h *fasthttp.RequestHeader, l Limits) error {
 	switch string(h.Protocol()) {
 	case "HTTP/1.1", "HTTP/1.0":
 	default:
-		return reject(http.StatusHTTPVersionNotSupported, "HTTP version %q not supported: use HTTP/1.1", h.Protocol())
+		return reject(http.StatusHTTPVersionNotSupported, "HTTP version %q not supported: use HTTP/1.1", truncate(h.Protocol()))
 	}
-	return checkFields(h.RawHeaders(), maxHeaders, http.StatusBadRequest)
+	if l.MaxURIBytes > 0 && len(h.RequestURI()) > l.MaxURIBytes {
+		return reject(http.StatusRequestURITooLong, "request target longer than %d bytes", l.MaxURIBytes)
+	}
+	return checkFields(h.RawHeaders(), l.MaxHeaders, http.StatusBadRequest)
+}
+
+// Limits are the request limits CheckRequest applies; zero: no limit.
+type Limits struct {
+	MaxHeaders  int // header fields per request (431)
+	MaxURIBytes int // bytes of the request target (414)
 }
 
 // CheckRequestHead is CheckRequest's check of the header lines on a raw
@@ -37,12 +47,12 @@ func CheckRequest(h *fasthttp.RequestHeader, maxHeaders int) error {
 // bytes before it parses them: a head fasthttp would not parse at once (a
 // bare LF ending it, say) is refused here with the status CheckRequest
 // would give it once parsed.
-func CheckRequestHead(raw []byte, maxHeaders int) error {
+func CheckRequestHead(raw []byte, l Limits) error {
 	i := bytes.IndexByte(raw, '\n')
 	if i < 0 {
 		return badRequest("request head has no request line")
 	}
-	return checkFields(raw[i+1:], maxHeaders, http.StatusBadRequest)
+	return checkFields(raw[i+1:], l.MaxHeaders, http.StatusBadRequest)
 }
 
 // checkFields checks a raw header section (field lines up to and including
