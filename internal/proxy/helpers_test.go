@@ -97,14 +97,14 @@ type gateway struct {
 	recs *recorders
 }
 
-func startGateway(t *testing.T, opts Options, eps ...spec.Endpoint) *gateway {
+func startGateway(t testing.TB, opts Options, eps ...spec.Endpoint) *gateway {
 	t.Helper()
 	return startGatewayWith(t, opts, nil, eps...)
 }
 
 // startGatewayWith is startGateway with prepare run on the Server before
 // its first SetRoutes.
-func startGatewayWith(t *testing.T, opts Options, prepare func(*Server), eps ...spec.Endpoint) *gateway {
+func startGatewayWith(t testing.TB, opts Options, prepare func(*Server), eps ...spec.Endpoint) *gateway {
 	t.Helper()
 	recs := newRecorders()
 	if opts.Logger == nil {
