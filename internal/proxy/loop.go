@@ -439,6 +439,10 @@ func (l *evloops) nextOne(fc *frontConn) {
 		}
 	}
 	buf, _ := fc.gc.Peek(-1)
+	if k := policy.LeadingEmptyLines(buf); k > 0 {
+		_, _ = fc.gc.Discard(k)
+		buf, _ = fc.gc.Peek(-1)
+	}
 	if len(buf) == 0 {
 		fc.partial = 0
 		return

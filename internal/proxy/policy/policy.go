@@ -51,3 +51,20 @@ func HeadEnd(buf []byte) int {
 		}
 	}
 }
+
+// LeadingEmptyLines returns how many bytes of empty lines ("\r\n" or
+// "\n") start buf: what fasthttp's parser skips before a request line (RFC
+// 9112 section 2.2 lets a server ignore them), so the engines skip them too.
+func LeadingEmptyLines(buf []byte) int {
+	n := 0
+	for {
+		switch {
+		case n < len(buf) && buf[n] == '\n':
+			n++
+		case n+1 < len(buf) && buf[n] == '\r' && buf[n+1] == '\n':
+			n += 2
+		default:
+			return n
+		}
+	}
+}
