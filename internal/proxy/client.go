@@ -424,14 +424,13 @@ func (c *upConn) exchange(req *fasthttp.Request, resp *fasthttp.ResponseHeader, 
 		if err != nil {
 			return c.classify(err)
 		}
+		if err := policy.CheckResponseHead(raw, upgrade); err != nil {
+			return err
+		}
 		if err := resp.Read(c.br); err != nil {
 			return c.classify(err)
 		}
-		st := resp.StatusCode()
-		if err := policy.CheckResponseHead(raw, st, upgrade); err != nil {
-			return err
-		}
-		if st >= 200 || st == fasthttp.StatusSwitchingProtocols {
+		if st := resp.StatusCode(); st >= 200 || st == fasthttp.StatusSwitchingProtocols {
 			break
 		}
 	}
@@ -443,7 +442,8 @@ func (c *upConn) exchange(req *fasthttp.Request, resp *fasthttp.ResponseHeader, 
 var errHeadTooLarge = errors.New("backend answer headers too large")
 
 // peekHead waits until br holds a whole answer head and returns it
-// (valid until br is read), without consuming it.
+// (valid until br is read), without consuming it; empty lines before it
+// are consumed.
 func peekHead(br *bufio.Reader) ([]byte, error) {
 	for n := 1; ; {
 		// Wait for n bytes, then look at all that is buffered.
@@ -451,6 +451,11 @@ func peekHead(br *bufio.Reader) ([]byte, error) {
 			return nil, err
 		}
 		buf, _ := br.Peek(br.Buffered())
+		if k := policy.LeadingEmptyLines(buf); k > 0 {
+			_, _ = br.Discard(k) // as the loops do (answer)
+			n = 1
+			continue
+		}
 		if end := policy.HeadEnd(buf); end >= 0 {
 			return buf[:end], nil
 		}

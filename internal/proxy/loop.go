@@ -695,12 +695,20 @@ func (l *evloops) answer(bc *backConn) {
 	if bc.hdrLen == 0 {
 		upgrade := len(fc.ctx.Request.Header.Peek(fasthttp.HeaderUpgrade)) > 0
 		for {
+			if k := policy.LeadingEmptyLines(buf); k > 0 {
+				_, _ = bc.gc.Discard(k)
+				buf = buf[k:]
+			}
 			end := policy.HeadEnd(buf)
 			if end < 0 {
 				if len(buf) > bufferSize {
 					l.badAnswer(bc, errHeadTooLarge)
 					return
 				}
+				return
+			}
+			if err := policy.CheckResponseHead(buf[:end], upgrade); err != nil {
+				l.badAnswer(bc, err)
 				return
 			}
 			ls := bc.ls
@@ -710,12 +718,7 @@ func (l *evloops) answer(bc *backConn) {
 				l.badAnswer(bc, err)
 				return
 			}
-			st := resp.StatusCode()
-			if err := policy.CheckResponseHead(buf[:end], st, upgrade); err != nil {
-				l.badAnswer(bc, err)
-				return
-			}
-			if st < 200 && st != fasthttp.StatusSwitchingProtocols {
+			if st := resp.StatusCode(); st < 200 && st != fasthttp.StatusSwitchingProtocols {
 				_, _ = bc.gc.Discard(end)
 				buf = buf[end:]
 				continue

@@ -601,6 +601,10 @@ func TestSafety04UpstreamDesync(t *testing.T) {
 			return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", keepOpen
 		case "upgrade": // 101 to a request that did not ask to upgrade
 			return "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: evil\r\n\r\n", closeConn
+		case "barelf": // header lines ending in a bare LF
+			return "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", keepOpen
+		case "blankfirst": // an empty line before the status line (ignored)
+			return "\r\n" + safetyOK(id), keepOpen
 		}
 		return safetyOK(id), keepOpen
 	}
@@ -629,6 +633,10 @@ func TestSafety04UpstreamDesync(t *testing.T) {
 		{"Content-Length and chunked, handed over", "handed-over", "POST", "/both/t7", 502, ""},
 		{"101 without an upgrade request", "plain", "GET", "/upgrade/t8", 502, ""},
 		{"101 without an upgrade request, handed over", "handed-over", "POST", "/upgrade/t9", 502, ""},
+		{"an answer with bare-LF lines", "plain", "GET", "/barelf/t10", 502, ""},
+		{"an answer with bare-LF lines, handed over", "handed-over", "POST", "/barelf/t11", 502, ""},
+		{"an empty line before the answer", "plain", "GET", "/blankfirst/t12", 200, "t12"},
+		{"an empty line before the answer, handed over", "handed-over", "POST", "/blankfirst/t13", 200, "t13"},
 	}
 	forEachMode(t, func(t *testing.T, opts Options) {
 		for _, tc := range cases {
@@ -801,16 +809,25 @@ func TestSafety07DotSegmentsStayUnderTheBackendPath(t *testing.T) {
 				t.Errorf("GET %s: the backend got %q, want 400 (climbs above the endpoint) or a path under /models/fraud/ without dot segments", path, reqs[0].target)
 			}
 		}
-		// A dot segment that stays under the endpoint is resolved.
-		before := len(backend.requests())
-		resp, body, err := safetyExchange(t, gw, "GET /ep/a/../b HTTP/1.1\r\nHost: gw\r\n\r\n", http.MethodGet)
-		reqs := backend.requests()[before:]
-		if err != nil || resp.StatusCode != 200 || len(reqs) != 1 || reqs[0].target != "/models/fraud/b" {
-			var targets []string
-			for _, r := range reqs {
-				targets = append(targets, r.target)
+		// Dot segments that stay under the endpoint are resolved; the
+		// query is kept as it came.
+		for _, c := range []struct{ path, want string }{
+			{"/ep/a/../b", "/models/fraud/b"},
+			{"/ep/./a/.", "/models/fraud/a/"},
+			{"/ep/a/b/..", "/models/fraud/a/"},
+			{"/ep/a/%2E/b/...?q=/../x", "/models/fraud/a/b/...?q=/../x"},
+			{"/ep?q=1", "/models/fraud/?q=1"},
+		} {
+			before := len(backend.requests())
+			resp, body, err := safetyExchange(t, gw, "GET "+c.path+" HTTP/1.1\r\nHost: gw\r\n\r\n", http.MethodGet)
+			reqs := backend.requests()[before:]
+			if err != nil || resp.StatusCode != 200 || len(reqs) != 1 || reqs[0].target != c.want {
+				var targets []string
+				for _, r := range reqs {
+					targets = append(targets, r.target)
+				}
+				t.Errorf("GET %s: %s, backend got %q; want 200 and exactly %q", c.path, describe(resp, body, err), targets, c.want)
 			}
-			t.Errorf("GET /ep/a/../b: %s, backend got %q; want 200 and exactly \"/models/fraud/b\"", describe(resp, body, err), targets)
 		}
 	})
 }
@@ -832,6 +849,9 @@ func TestSafety08MalformedRequestsRefused(t *testing.T) {
 		{"a bare LF inside the head", "GET /fraud/x HTTP/1.1\r\nHost: gw\nX: 1\r\n\r\nGET /fraud/y HTTP/1.1\r\nHost: gw\r\n\r\n", http.StatusBadRequest},
 		{"a folded header line", "GET /fraud/x HTTP/1.1\r\nHost: gw\r\nX: 1\r\n 2\r\n\r\n", http.StatusBadRequest},
 		{"Content-Length and Transfer-Encoding", "POST /fraud/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", http.StatusBadRequest},
+		{"a request target over the limit", "GET /fraud/" + strings.Repeat("a", DefaultMaxURIBytes) + " HTTP/1.1\r\nHost: gw\r\n\r\n", http.StatusRequestURITooLong},
+		{"a header name that is not ASCII", "GET /fraud/x HTTP/1.1\r\nHost: gw\r\nNa\xffme: x\r\n\r\n", http.StatusBadRequest},
+		{"a long malformed header name", "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n" + strings.Repeat("n", 100) + " x: 1\r\n\r\n", http.StatusBadRequest},
 		{"too many header fields", "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n" + strings.Repeat("X-A: 1\r\n", DefaultMaxHeaders) + "\r\n", http.StatusRequestHeaderFieldsTooLarge},
 	}
 	forEachMode(t, func(t *testing.T, opts Options) {

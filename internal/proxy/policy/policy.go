@@ -53,8 +53,9 @@ func HeadEnd(buf []byte) int {
 }
 
 // LeadingEmptyLines returns how many bytes of empty lines ("\r\n" or
-// "\n") start buf: what fasthttp's parser skips before a request line (RFC
-// 9112 section 2.2 lets a server ignore them), so the engines skip them too.
+// "\n") start buf: what fasthttp's parser skips before a request or status
+// line (RFC 9112 section 2.2 lets a recipient ignore them), so both engines
+// skip them before they frame a head.
 func LeadingEmptyLines(buf []byte) int {
 	n := 0
 	for {

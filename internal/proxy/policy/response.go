@@ -11,14 +11,13 @@ import (
 // Transfer-Encoding (RFC 9112 section 6.1: a message smuggling attempt or a
 // broken server), and 101 Switching Protocols to a request that asked for
 // no upgrade (the gateway would hand the client an unknown protocol). Each
-// is a bad gateway (502): the backend connection is not reused.
-func CheckResponseHead(raw []byte, status int, upgradeAsked bool) error {
-	if status == http.StatusSwitchingProtocols && !upgradeAsked {
+// is a bad gateway (502): the backend connection is not reused. It reads
+// the raw head only, so that it runs before fasthttp parses the head (which
+// waits for more bytes after a bare-LF head).
+func CheckResponseHead(raw []byte, upgradeAsked bool) error {
+	i := bytes.IndexByte(raw, '\n') // the end of the status line
+	if !upgradeAsked && bytes.HasPrefix(raw, []byte("HTTP/1.")) && bytes.HasPrefix(raw[min(len(raw), 8):], []byte(" 101")) {
 		return reject(http.StatusBadGateway, "backend switched protocols (101) though the request asked for no upgrade")
-	}
-	i := bytes.IndexByte(raw, '\n') // the status line
-	if i < 0 {
-		return reject(http.StatusBadGateway, "backend answer has no status line")
 	}
 	if err := checkFields(raw[i+1:], 0, http.StatusBadGateway); err != nil {
 		err.(*Rejection).Reason = "backend answer: " + err.(*Rejection).Reason
