@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -61,6 +62,10 @@ type upConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 
+	// pre holds what an event loop had read of the connection before it
+	// handed it over (br reads it first); bytes left in it are bytes left
+	// after an answer, as in br.
+	pre *bytes.Reader
 	// raw is the socket under the connection (TLS included), for quiet;
 	// nil where there is none.
 	raw     syscall.RawConn
@@ -382,7 +387,7 @@ func (p *connPool) roundTrip(now int64, req *fasthttp.Request, resp *fasthttp.Re
 // One non-blocking peek at the socket; a connection it cannot peek at
 // counts as quiet.
 func (c *upConn) quiet() bool {
-	if c.br.Buffered() > 0 {
+	if c.unread() {
 		return false
 	}
 	if c.raw == nil {
@@ -391,6 +396,12 @@ func (c *upConn) quiet() bool {
 	c.isQuiet = true
 	_ = c.raw.Read(c.peek)
 	return c.isQuiet
+}
+
+// unread reports whether bytes the connection received wait in its
+// buffers.
+func (c *upConn) unread() bool {
+	return c.br.Buffered() > 0 || c.pre != nil && c.pre.Len() > 0
 }
 
 // peekIdle is quiet's look at the socket (made once per connection, as
@@ -485,7 +496,7 @@ func (c *upConn) finish(now int64, clean bool) {
 	// Bytes past the end of the answer (a body on a HEAD or 204, a
 	// backend out of step) would be read as the next answer, another
 	// client's: such a connection is closed, never reused.
-	if clean && c.body.done && !c.body.closeAfter && c.br.Buffered() == 0 {
+	if clean && c.body.done && !c.body.closeAfter && !c.unread() {
 		c.pool.release(c, now)
 		return
 	}

@@ -91,13 +91,20 @@ type evloops struct {
 	ringOnce    sync.Once // logs once that rings are unavailable
 }
 
-// loopState is one loop's own: only that loop's goroutine touches it.
+// loopState is one loop's own: only that loop's goroutine touches it, and
+// the frontConns and backConns it holds. gnet calls every callback of a
+// connection on the loop that owns it; the goroutines that connect to a
+// backend and tick the deadlines hand their work to the loop (Execute,
+// Enroll) rather than touching its state; and a connection leaves a loop
+// only by being detached (a duplicate of its socket) for the goroutine
+// path, after which the loop marks it gone and never touches it again.
 type loopState struct {
 	el     gnet.EventLoop
 	fronts map[*frontConn]struct{}
 	backs  map[*backConn]struct{}
 	idle   map[*backend][]*backConn
 	rd     bytes.Reader
+	uri    fasthttp.URI // checks a request's Host and target (nextOne)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	out    appendWriter
@@ -191,14 +198,31 @@ type frontConn struct {
 	deadline   int64           // unix ns: response headers (then body) due
 	lastActive int64           // unix ns: last request or answer, for the idle timeout
 	partial    int64           // unix ns: when an incomplete request started; 0: none
-	gone       bool            // closed or handed off
-	paused     bool            // the loop stopped reading it (see loopMaxPipelined)
-	slotMoved  bool            // its connection slot was given back, or went with it to the goroutine path
-	serving    bool            // next is running for it: a nested call only sets again
-	again      bool            // a request may wait in its buffer: next goes on
-	queued     bool            // an answer waits in the loop's send queue
-	closed     bool            // gnet closed it (its descriptor may be reused)
+	state      frontState
+	slotMoved  bool // its connection slot was given back, or went with it to the goroutine path
+	serving    bool // next is running for it: a nested call only sets again
+	again      bool // a request may wait in its buffer: next goes on
+	queued     bool // an answer waits in the loop's send queue
+	closed     bool // gnet closed it (its descriptor may be reused)
 }
+
+// frontState is where a client connection is in its life on its loop.
+// Whether a request is in flight is x (set from the request's dispatch to
+// its answer); state says whether the loop reads the connection at all.
+type frontState uint8
+
+const (
+	// frontOpen: the loop reads the client; a request may be in flight,
+	// with what the client pipelines behind it buffered.
+	frontOpen frontState = iota
+	// frontPaused: a request is in flight and loopMaxPipelined bytes wait
+	// behind it: the loop does not read the client until the answer is
+	// out and the buffer fell below that (replyAt).
+	frontPaused
+	// frontGone: closed, or handed over to the goroutine path: the loop
+	// never touches it again (its callbacks return at once).
+	frontGone
+)
 
 // backConn is a backend connection owned by a loop.
 type backConn struct {
@@ -301,7 +325,7 @@ func (l *evloops) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		v.ctx.Init2(addrConn{remote: v.remote}, nil, false)
 		l.fronts.Add(1)
 		if l.draining.Load() {
-			v.gone = true
+			v.state = frontGone
 			return nil, gnet.Close
 		}
 	case *backConn:
@@ -362,7 +386,7 @@ func (l *evloops) OnTraffic(c gnet.Conn) gnet.Action {
 	var ls *loopState
 	switch v := c.Context().(type) {
 	case *frontConn:
-		if v.gone {
+		if v.state == frontGone {
 			return gnet.Close
 		}
 		if v.x != nil {
@@ -371,11 +395,11 @@ func (l *evloops) OnTraffic(c gnet.Conn) gnet.Action {
 			// until its answer is out (replyAt), so that what a connection
 			// makes the gateway hold stays bounded: the client's further
 			// writes wait in the kernel's socket buffers, then block.
-			if !v.paused && c.InboundBuffered() >= loopMaxPipelined {
+			if v.state == frontOpen && c.InboundBuffered() >= loopMaxPipelined {
 				if err := c.PauseRead(); err != nil {
 					return gnet.Close
 				}
-				v.paused = true
+				v.state = frontPaused
 			}
 			return gnet.None
 		}
@@ -420,7 +444,7 @@ func (l *evloops) next(fc *frontConn) {
 	for {
 		fc.again = false
 		l.nextOne(fc)
-		if !fc.again || fc.gone {
+		if !fc.again || fc.state == frontGone {
 			break
 		}
 	}
@@ -434,7 +458,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 		// The last answer is still queued: it goes before anything else
 		// happens on the connection (it may even leave the loop).
 		l.flushSends(fc.ls)
-		if fc.gone {
+		if fc.state == frontGone {
 			return
 		}
 	}
@@ -488,6 +512,15 @@ func (l *evloops) nextOne(fc *frontConn) {
 	if n < 0 || n > loopMaxBody || n > l.s.srv.MaxRequestBodySize && l.s.srv.MaxRequestBodySize > 0 ||
 		!h.IsHTTP11() || h.IsHead() || h.IsConnect() || len(h.PeekBytes(hdrExpect)) > 0 {
 		l.handoffFront(fc)
+		return
+	}
+	// fasthttp's server refuses a request whose Host and target do not
+	// parse as a URI (400, then it closes) before its handler runs; so do
+	// the loops, with the same answer (FuzzEngines found the difference).
+	if err := ls.uri.Parse(h.Host(), h.RequestURI()); err != nil {
+		l.s.handleParseError(ctx, err)
+		fc.closeAfter = true
+		l.reply(fc)
 		return
 	}
 	total := end + n
@@ -656,7 +689,7 @@ func (l *evloops) dialFailed(bc *backConn, err error) {
 // retry policy (policy.Attempts, shared with the goroutine path) sends it
 // once more, on a new connection, only if it is safe to repeat.
 func (l *evloops) backendFailed(fc *frontConn, bc *backConn, err error) {
-	if fc.gone || fc.x == nil {
+	if fc.state == frontGone || fc.x == nil {
 		return
 	}
 	failure := policy.FailOther
@@ -813,7 +846,7 @@ func (l *evloops) reply(fc *frontConn) { l.replyAt(fc, time.Now().UnixNano()) }
 
 // replyAt is reply at a time the caller already read (unix ns).
 func (l *evloops) replyAt(fc *frontConn, now int64) {
-	if fc.gone {
+	if fc.state == frontGone {
 		return
 	}
 	resp := &fc.ctx.Response
@@ -826,13 +859,13 @@ func (l *evloops) replyAt(fc *frontConn, now int64) {
 	resp.SetBodyRaw(nil)
 	fc.lastActive = now
 	if err != nil {
-		fc.gone = true
+		fc.state = frontGone
 		fc.ls.close(fc.gc)
 		return
 	}
 	if !l.writeFront(fc, out) || fc.closeAfter {
-		if !fc.gone {
-			fc.gone = true
+		if fc.state != frontGone {
+			fc.state = frontGone
 			fc.ls.close(fc.gc)
 		}
 		return
@@ -844,10 +877,10 @@ func (l *evloops) replyAt(fc *frontConn, now int64) {
 	// or nothing is in flight (next then consumes or hands over what is
 	// buffered): resuming after every answer would let a flood of small
 	// requests grow the buffer by a read per request.
-	if fc.paused && !fc.gone && (fc.x == nil || fc.gc.InboundBuffered() < loopMaxPipelined) {
-		fc.paused = false
+	if fc.state == frontPaused && (fc.x == nil || fc.gc.InboundBuffered() < loopMaxPipelined) {
+		fc.state = frontOpen
 		if err := fc.gc.ResumeRead(); err != nil {
-			fc.gone = true
+			fc.state = frontGone
 			fc.ls.close(fc.gc)
 		}
 	}
@@ -864,7 +897,7 @@ func (l *evloops) writeFront(fc *frontConn, out []byte) bool {
 	ls := fc.ls
 	if fc.queued {
 		l.flushSends(ls) // the connection's answers go out in order
-		if fc.gone {
+		if fc.state == frontGone {
 			return false
 		}
 	}
@@ -911,7 +944,7 @@ func (l *evloops) slowFront(fc *frontConn, rest []byte) bool {
 	if err != nil {
 		return false
 	}
-	fc.gone = true
+	fc.state = frontGone
 	fc.ls.close(fc.gc)
 	closeAfter := fc.closeAfter
 	l.s.handover(func() { l.s.finishWrite(nc, rest, pre, closeAfter) })
@@ -992,8 +1025,8 @@ func (l *evloops) sent(ls *loopState, o sendOwner, s *ringSend) {
 		default: // the client is gone
 			ok = false
 		}
-		if !ok && !fc.gone {
-			fc.gone = true
+		if !ok && fc.state != frontGone {
+			fc.state = frontGone
 			ls.close(fc.gc)
 		}
 		return
@@ -1032,7 +1065,7 @@ func (l *evloops) frontClosed(fc *frontConn, err error) {
 	}
 	delete(fc.ls.fronts, fc)
 	l.fronts.Add(-1)
-	fc.gone = true
+	fc.state = frontGone
 	if x := fc.x; x != nil {
 		fc.x = nil
 		if bc := fc.bc; bc != nil {
@@ -1065,7 +1098,7 @@ func (l *evloops) handoffFront(fc *frontConn) {
 	buf, _ := fc.gc.Peek(-1)
 	pre := bytes.Clone(buf)
 	nc, err := l.detachFront(fc)
-	fc.gone = true
+	fc.state = frontGone
 	fc.ls.close(fc.gc)
 	if err != nil {
 		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop could not hand a connection over", slog.String("error", err.Error()))
@@ -1092,7 +1125,7 @@ func (l *evloops) handoffStream(fc *frontConn, bc *backConn) {
 	// Neither connection is the loop's anymore; the backend's slot goes
 	// with it to the goroutine path's pool.
 	x, ctx, dep, b, override, closeAfter, deadline := fc.x, fc.ctx, fc.dep, fc.b, fc.override, fc.closeAfter, fc.deadline
-	fc.x, fc.bc, fc.ctx, fc.gone = nil, nil, nil, true
+	fc.x, fc.bc, fc.ctx, fc.state = nil, nil, nil, frontGone
 	bc.fc, bc.gone = nil, true
 	delete(bc.ls.backs, bc)
 	fc.ls.close(fc.gc)
@@ -1146,12 +1179,26 @@ func (ls *loopState) takeIdle(b *backend, now int64) *backConn {
 		idle[n-1] = nil
 		idle = idle[:n-1]
 		ls.idle[b] = idle
-		if now-bc.lastUsed <= int64(maxIdleConn) && !bc.gone {
+		if now-bc.lastUsed <= int64(maxIdleConn) && !bc.gone && idleQuiet(bc) {
 			return bc
 		}
 		ls.closeBack(bc)
 	}
 	return nil
+}
+
+// idleQuiet reports whether an idle backend connection has nothing to
+// read, in gnet's buffer or its socket: bytes the backend sent after its
+// last answer that the loop has not had an event for yet would be read as
+// the next answer, another client's; an end of stream means the backend
+// closed it. One non-blocking peek, as the goroutine path's upConn.quiet.
+func idleQuiet(bc *backConn) bool {
+	if bc.gc.InboundBuffered() > 0 {
+		return false
+	}
+	var buf [1]byte
+	n, _, err := unix.Recvfrom(bc.gc.Fd(), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return n < 0 && (err == unix.EAGAIN || err == unix.EINTR)
 }
 
 func (ls *loopState) putIdle(bc *backConn) {
@@ -1232,7 +1279,7 @@ func (l *evloops) scan(ls *loopState) {
 			if now > fc.deadline {
 				l.timeout(fc, now)
 			}
-		case !idleScan || fc.gone:
+		case !idleScan || fc.state == frontGone:
 		case fc.partial != 0 && now-fc.partial > int64(clientTimeout):
 			fc.ctx.Response.Reset()
 			fc.ctx.Response.Header.SetNoDefaultContentType(true)
@@ -1244,7 +1291,7 @@ func (l *evloops) scan(ls *loopState) {
 			fc.closeAfter = true
 			l.reply(fc)
 		case fc.partial == 0 && (now-fc.lastActive > int64(clientTimeout+idleSlack) || l.draining.Load()):
-			fc.gone = true
+			fc.state = frontGone
 			ls.close(fc.gc)
 		}
 	}
@@ -1304,8 +1351,8 @@ func (l *evloops) drain() {
 	for _, ls := range l.states {
 		_ = ls.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			for fc := range ls.fronts {
-				if fc.x == nil && fc.partial == 0 && !fc.gone {
-					fc.gone = true
+				if fc.x == nil && fc.partial == 0 && fc.state != frontGone {
+					fc.state = frontGone
 					_ = ls.el.Close(fc.gc)
 				}
 			}

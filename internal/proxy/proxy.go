@@ -519,10 +519,12 @@ type streamHandoff struct {
 // then serves the client connection on the goroutine path.
 func (s *Server) streamHandedOff(h streamHandoff) {
 	p := h.b.conns
+	pre := bytes.NewReader(h.backPre)
 	uc := &upConn{
 		Conn:     h.back,
 		pool:     p,
-		br:       bufio.NewReaderSize(io.MultiReader(bytes.NewReader(h.backPre), h.back), bufferSize),
+		pre:      pre,
+		br:       bufio.NewReaderSize(io.MultiReader(pre, h.back), bufferSize),
 		bw:       bufio.NewWriterSize(h.back, bufferSize),
 		reused:   true,
 		deadline: h.deadline,

@@ -468,7 +468,7 @@ func (c *conn) RemoteAddr() net.Addr { return c.remoteAddr }
 
 // func (c *conn) Gfd() gfd.GFD             { return c.gfd }
 
-func (c *conn) Fd() int                        { return c.fd }
+func (c *conn) Fd() int { return c.fd }
 
 // PauseRead implements Reader.PauseRead.
 func (c *conn) PauseRead() error {
@@ -488,7 +488,7 @@ func (c *conn) ResumeRead() error {
 		return nil
 	}
 	c.readPaused = false
-	return c.watch(!c.outboundBuffer.IsEmpty(), false)
+	return c.loop.poller.ModInterest(&c.pollAttachment, true, !c.outboundBuffer.IsEmpty())
 }
 
 // watch sets what the poller watches c for: writability when write is set,

@@ -11,7 +11,10 @@ import (
 // dot), the query kept as it came. A path whose ".." segments would climb
 // above the endpoint's root ("/fraud/../../admin") is refused (400, as
 // nginx does for a path above the root): the gateway never sends a path
-// outside the backend's prefix. Everything else in the path goes as the
+// outside the backend's prefix. So is a path that a backend could read as
+// climbing where the gateway reads none: a dot segment behind an encoded
+// slash or backslash ("..%2f", "%5c"), a backslash, or a ';' parameter
+// ("..;/", as Tomcat reads it). Everything else in the path goes as the
 // client wrote it, percent-encoding included.
 func TargetPath(dst, prefix, rest []byte) ([]byte, error) {
 	path, query := rest, []byte(nil)
@@ -20,7 +23,7 @@ func TargetPath(dst, prefix, rest []byte) ([]byte, error) {
 	}
 	dst = append(dst, prefix...)
 	base := len(dst) // the resolved path never goes below this
-	if !hasDotSegment(path) {
+	if !hasDotSegment(path) && !hiddenDots(path) {
 		if len(path) == 0 || path[0] != '/' {
 			dst = append(dst, '/')
 		}
@@ -60,7 +63,41 @@ func TargetPath(dst, prefix, rest []byte) ([]byte, error) {
 	if len(dst) == base {
 		dst = append(dst, '/')
 	}
+	if hiddenDots(dst[base:]) {
+		return nil, badRequest("ambiguous path: a dot segment behind an encoded slash, a backslash or a ';' parameter")
+	}
 	return append(dst, query...), nil
+}
+
+// hiddenDots reports whether path holds a "." or ".." segment when "%2f",
+// "%5c" and '\' are taken for slashes and each segment's ';' parameters
+// are dropped, as some backends read a path.
+func hiddenDots(path []byte) bool {
+	if bytes.IndexAny(path, "%\\;") < 0 {
+		return false // the plain dot segments are resolved already
+	}
+	start := 0
+	for i := 0; i <= len(path); i++ {
+		sep := 0
+		switch {
+		case i == len(path) || path[i] == '/' || path[i] == '\\':
+			sep = 1
+		case i+2 < len(path) && path[i] == '%' && (path[i+1] == '2' && (path[i+2]|0x20) == 'f' || path[i+1] == '5' && (path[i+2]|0x20) == 'c'):
+			sep = 3
+		default:
+			continue
+		}
+		seg := path[start:i]
+		if j := bytes.IndexByte(seg, ';'); j >= 0 {
+			seg = seg[:j]
+		}
+		if dots(seg) > 0 {
+			return true
+		}
+		start = i + sep
+		i += sep - 1
+	}
+	return false
 }
 
 // hasDotSegment reports whether path may hold a "." or ".." segment,

@@ -15,13 +15,15 @@ func TestTargetPath(t *testing.T) {
 		{"/models/fraud", "/..a/.b/...", "/models/fraud/..a/.b/..."},
 		{"/p", "/a//../b", "/p/a/b"},
 		{"", "/.", "/"},
+		{"/p", "/a;v=1/b%2Fc", "/p/a;v=1/b%2Fc"},
 	} {
 		got, err := TargetPath(nil, []byte(c.prefix), []byte(c.rest))
 		if err != nil || string(got) != c.want {
 			t.Errorf("TargetPath(%q, %q) = %q, %v; want %q", c.prefix, c.rest, got, err, c.want)
 		}
 	}
-	for _, rest := range []string{"/../../admin", "/..", "/%2e%2e/x", "/a/../../b", "/.%2E/x"} {
+	for _, rest := range []string{"/../../admin", "/..", "/%2e%2e/x", "/a/../../b", "/.%2E/x",
+		"/..%2f..%2fadmin", "/a/..%5Cb", "/..;/admin", "/a\\..\\..\\b", "/%2e%2e;x/y", "/a/..%2fb"} {
 		if got, err := TargetPath(nil, []byte("/models/fraud"), []byte(rest)); err == nil {
 			t.Errorf("TargetPath(%q) = %q, want a 400", rest, got)
 		}

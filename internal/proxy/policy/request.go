@@ -141,6 +141,8 @@ var (
 	hdrForwardedFor   = []byte("X-Forwarded-For")
 	hdrForwardedProto = []byte("X-Forwarded-Proto")
 	hdrForwardedHost  = []byte("X-Forwarded-Host")
+	hdrForwarded      = []byte("Forwarded")
+	hdrRealIP         = []byte("X-Real-Ip")
 	strHTTP           = []byte("http")
 	strHTTPS          = []byte("https")
 	commaSpace        = []byte(", ")
@@ -149,8 +151,11 @@ var (
 // SetForwarded makes the request's X-Forwarded-For, -Proto and -Host the
 // gateway's, one of each whatever the client sent: X-Forwarded-For is the
 // client's values, in order and joined, followed by the peer's address;
-// -Proto is the scheme the client used; -Host the request's Host. scratch
-// is reused storage; the grown one is returned.
+// -Proto is the scheme the client used; -Host the request's Host. The
+// client's Forwarded and X-Real-IP headers are removed: they would tell a
+// backend that trusts them whatever the client wants (the gateway keeps the
+// X-Forwarded-For chain instead). scratch is reused storage; the grown one
+// is returned.
 func SetForwarded(h *fasthttp.RequestHeader, peer netip.Addr, tls bool, scratch []byte) []byte {
 	scratch = scratch[:0]
 	for _, v := range h.PeekAll(string(hdrForwardedFor)) {
@@ -171,6 +176,12 @@ func SetForwarded(h *fasthttp.RequestHeader, peer netip.Addr, tls bool, scratch 
 	h.DelBytes(hdrForwardedFor)
 	h.DelBytes(hdrForwardedProto)
 	h.DelBytes(hdrForwardedHost)
+	if len(h.PeekBytes(hdrForwarded)) > 0 {
+		h.DelBytes(hdrForwarded)
+	}
+	if len(h.PeekBytes(hdrRealIP)) > 0 {
+		h.DelBytes(hdrRealIP)
+	}
 	h.SetCanonical(hdrForwardedFor, scratch)
 	if tls {
 		h.SetCanonical(hdrForwardedProto, strHTTPS)

@@ -228,17 +228,31 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 	return os.NewSyscallError("kevent add", err)
 }
 
-// ModInterest enables or disables the read filter of the given file
-// descriptor; its write filter is left as the other calls set it.
+// ModInterest sets what the given level-triggered file descriptor is
+// watched for: its read filter enabled when read is set, disabled
+// otherwise; its write filter added when write is set, deleted otherwise.
 // (modelgate addition: Conn.PauseRead.)
-func (p *Poller) ModInterest(pa *PollAttachment, read, _ bool) error {
-	var flags IOFlags = unix.EV_DISABLE
+func (p *Poller) ModInterest(pa *PollAttachment, read, write bool) error {
+	var readFlags, writeFlags IOFlags = unix.EV_DISABLE, unix.EV_DELETE
 	if read {
-		flags = unix.EV_ENABLE
+		readFlags = unix.EV_ENABLE
+	}
+	if write {
+		writeFlags = unix.EV_ADD
 	}
 	_, err := unix.Kevent(p.fd, []unix.Kevent_t{
-		{Ident: keventIdent(pa.FD), Flags: flags, Filter: unix.EVFILT_READ},
+		{Ident: keventIdent(pa.FD), Flags: readFlags, Filter: unix.EVFILT_READ},
 	}, nil, nil)
+	if err == nil {
+		_, err = unix.Kevent(p.fd, []unix.Kevent_t{
+			{Ident: keventIdent(pa.FD), Flags: writeFlags, Filter: unix.EVFILT_WRITE},
+		}, nil, nil)
+		// Deleting a write filter that was never added fails with ENOENT:
+		// nothing to do.
+		if err == unix.ENOENT && !write {
+			err = nil
+		}
+	}
 	return os.NewSyscallError("kevent", err)
 }
 

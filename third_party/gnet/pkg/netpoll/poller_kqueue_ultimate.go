@@ -241,19 +241,34 @@ func (p *Poller) ModReadWrite(pa *PollAttachment, edgeTriggered bool) error {
 	return os.NewSyscallError("kevent add", err)
 }
 
-// ModInterest enables or disables the read filter of the given file
-// descriptor; its write filter is left as the other calls set it.
+// ModInterest sets what the given level-triggered file descriptor is
+// watched for: its read filter enabled when read is set, disabled
+// otherwise; its write filter added when write is set, deleted otherwise.
 // (modelgate addition: Conn.PauseRead.)
-func (p *Poller) ModInterest(pa *PollAttachment, read, _ bool) error {
-	var evs [1]unix.Kevent_t
+func (p *Poller) ModInterest(pa *PollAttachment, read, write bool) error {
+	var evs [2]unix.Kevent_t
 	evs[0].Ident = keventIdent(pa.FD)
 	evs[0].Filter = unix.EVFILT_READ
 	evs[0].Flags = unix.EV_DISABLE
 	if read {
 		evs[0].Flags = unix.EV_ENABLE
 	}
+	evs[1].Ident = keventIdent(pa.FD)
+	evs[1].Filter = unix.EVFILT_WRITE
+	evs[1].Flags = unix.EV_DELETE
+	if write {
+		evs[1].Flags = unix.EV_ADD
+	}
 	convertPollAttachment(unsafe.Pointer(&evs[0].Udata), pa)
-	_, err := unix.Kevent(p.fd, evs[:], nil, nil)
+	convertPollAttachment(unsafe.Pointer(&evs[1].Udata), pa)
+	_, err := unix.Kevent(p.fd, evs[:1], nil, nil)
+	if err == nil {
+		// Deleting a write filter that was never added fails with ENOENT:
+		// nothing to do.
+		if _, err = unix.Kevent(p.fd, evs[1:], nil, nil); err == unix.ENOENT && !write {
+			err = nil
+		}
+	}
 	return os.NewSyscallError("kevent", err)
 }
 
