@@ -144,6 +144,9 @@ func runEngine(t *testing.T, gw *gateway, backend *fuzzBackend, client, answer [
 		if err != nil {
 			break
 		}
+		if resp.ProtoMajor != 1 || resp.ProtoMinor != 1 {
+			t.Fatalf("the gateway answered in %s, not HTTP/1.1, to client %q, backend answer %q", resp.Proto, client, answer)
+		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {

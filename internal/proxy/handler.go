@@ -30,6 +30,7 @@ var (
 	hdrConnection     = []byte("Connection")
 	hdrExpect         = []byte("Expect")
 	strEventStream    = []byte("text/event-stream")
+	strHTTP11         = []byte("HTTP/1.1")
 
 	// hopHeaders are meaningful for one connection only and are never
 	// forwarded (RFC 9110 7.6.1), in either direction. Connection goes
@@ -642,6 +643,12 @@ func stripRequestHopHeaders(h *fasthttp.RequestHeader, x *exchange) {
 // stripResponseHopHeaders is stripHopHeaders on a response header, in one
 // pass over the headers (see stripRequestHopHeaders).
 func stripResponseHopHeaders(h *fasthttp.ResponseHeader, x *exchange) {
+	// The answer goes to the client in the gateway's HTTP version, whatever
+	// the backend's was: an HTTP/1.0 backend's status line with a body the
+	// gateway streams chunked would be read as one until close.
+	if !h.IsHTTP11() {
+		h.SetProtocol(strHTTP11)
+	}
 	var found uint
 	for k := range h.All() {
 		found |= hopBit(k)

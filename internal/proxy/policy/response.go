@@ -16,7 +16,11 @@ import (
 // waits for more bytes after a bare-LF head).
 func CheckResponseHead(raw []byte, upgradeAsked bool) error {
 	i := bytes.IndexByte(raw, '\n') // the end of the status line
-	if !upgradeAsked && bytes.HasPrefix(raw, []byte("HTTP/1.")) && bytes.HasPrefix(raw[min(len(raw), 8):], []byte(" 101")) {
+	status, ok := statusLine(raw[:max(i, 0)])
+	switch {
+	case !ok:
+		return reject(http.StatusBadGateway, "backend answer: malformed status line %q: want HTTP/1.1 or HTTP/1.0, a status 100-599 and CRLF", truncate(raw[:max(i, 0)]))
+	case status == http.StatusSwitchingProtocols && !upgradeAsked:
 		return reject(http.StatusBadGateway, "backend switched protocols (101) though the request asked for no upgrade")
 	}
 	if err := checkFields(raw[i+1:], 0, http.StatusBadGateway); err != nil {
@@ -24,4 +28,26 @@ func CheckResponseHead(raw []byte, upgradeAsked bool) error {
 		return err
 	}
 	return nil
+}
+
+// statusLine parses "HTTP/1.x SSS reason\r" (the line without its LF): the
+// version 1.0 or 1.1, a status of three digits from 100 to 599, a space or
+// nothing after it, and a CR at the end.
+func statusLine(line []byte) (int, bool) {
+	if len(line) < 13 || line[len(line)-1] != '\r' ||
+		!bytes.HasPrefix(line, []byte("HTTP/1.1 ")) && !bytes.HasPrefix(line, []byte("HTTP/1.0 ")) {
+		return 0, false
+	}
+	code := line[9:12]
+	status := 0
+	for _, c := range code {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		status = status*10 + int(c-'0')
+	}
+	if rest := line[12 : len(line)-1]; len(rest) > 0 && rest[0] != ' ' {
+		return 0, false
+	}
+	return status, status >= 100 && status <= 599
 }
