@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -489,19 +490,26 @@ func (l *evloops) nextOne(fc *frontConn) {
 	ctx.Request.Reset()
 	ctx.Response.Reset()
 	ctx.Response.Header.SetNoDefaultContentType(true)
-	if err := policy.CheckRequestHead(buf[:end], l.s.reqLimits); err != nil {
-		x := l.s.getExchange()
-		l.s.requestID(ctx, x)
-		l.s.refuse(ctx, x, err)
-		fc.closeAfter = true
-		l.reply(fc)
-		return
-	}
 	ls := fc.ls
 	ls.rd.Reset(buf[:end])
 	ls.br.Reset(&ls.rd)
 	h := &ctx.Request.Header
 	if err := h.Read(ls.br); err != nil {
+		// fasthttp parses a head whose lines end in bare LFs only when
+		// more bytes follow it (here it meets the end: EOF), and the
+		// goroutine path would wait for them: the policy refuses such a
+		// head at once. Any other error is fasthttp's to answer, as on
+		// the goroutine path.
+		if errors.Is(err, io.EOF) {
+			if perr := policy.CheckRequestHead(buf[:end], l.s.reqLimits); perr != nil {
+				x := l.s.getExchange()
+				l.s.requestID(ctx, x)
+				l.s.refuse(ctx, x, perr)
+				fc.closeAfter = true
+				l.reply(fc)
+				return
+			}
+		}
 		l.handoffFront(fc)
 		return
 	}
