@@ -18,38 +18,19 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// repoRoot walks up from the working directory to modelgate's go.mod, so
-// that the command builds the right tree from any subdirectory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/modelgate/modelgate\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the modelgate repository (no go.mod of github.com/modelgate/modelgate above the working directory); use -bin")
-		}
-		dir = parent
-	}
-}
+	"github.com/modelgate/modelgate/bench/internal/benchproc"
+)
 
 // buildModelgate builds the work tree's cmd/modelgate into dir and says
 // which source it was, so that a saved report names what it measured.
 func buildModelgate(ctx context.Context, dir string) (bin, desc string, err error) {
-	root, err := repoRoot()
+	root, err := benchproc.RepoRoot()
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("%w; use -bin", err)
 	}
 	desc = "work tree"
 	if out, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short", "HEAD").Output(); err == nil {
@@ -60,10 +41,8 @@ func buildModelgate(ctx context.Context, dir string) (bin, desc string, err erro
 		}
 	}
 	bin = filepath.Join(dir, "modelgate")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/modelgate")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build: %v: %s", err, out)
+	if err := benchproc.Build(ctx, root, bin); err != nil {
+		return "", "", err
 	}
 	return bin, desc, nil
 }
@@ -92,11 +71,9 @@ endpoints:
 
 // gateway is one `modelgate serve` child process.
 type gateway struct {
-	cmd   *exec.Cmd
+	*benchproc.Proc
 	addr  string // data plane host:port
 	admin string // admin host:port
-	done  chan struct{}
-	err   error // cmd.Wait's, once done is closed
 
 	mu   sync.Mutex
 	tail []string // the last log lines, for error messages
@@ -106,40 +83,35 @@ var servingRE = regexp.MustCompile(`data_plane=(\S+) admin=(\S+)`)
 
 // startGateway writes a config into dir and starts bin serving it, then
 // waits until the admin API's /readyz answers 200 (state loaded, routes
-// live). The process gets its own process group and dies with this one
-// (Pdeathsig), so an interrupted run leaves nothing behind.
+// live).
 func startGateway(ctx context.Context, bin, dir, backendAddr string, o options) (*gateway, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cfgPath := filepath.Join(dir, "modelgate.yaml")
 	cfg := fmt.Sprintf(gatewayConfig, filepath.Join(dir, "modelgate.db"), o.declared, endpoint, backendAddr, o.slow+10*time.Second)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "modelgate.log"))
+	cmd, logf, err := benchproc.ServeCmd(bin, dir, cfg)
 	if err != nil {
 		return nil, err
 	}
-	g := &gateway{cmd: exec.Command(bin, "serve", "--config", cfgPath), done: make(chan struct{})}
-	g.cmd.Dir = dir
-	g.cmd.Stdout = logf
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stderr, err := g.cmd.StderrPipe()
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		logf.Close()
 		return nil, err
 	}
-	if err := g.cmd.Start(); err != nil {
+	logDone := make(chan struct{})
+	g := &gateway{}
+	if g.Proc, err = benchproc.Start(bin, cmd, logDone); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return nil, err
 	}
 	addrs := make(chan []string, 1)
-	logDone := make(chan struct{})
 	go func() {
 		// Drained for the process's whole life: a gateway whose log pipe
 		// filled up would block, and that would be measured.
 		defer close(logDone)
+		// The child writes its stdout through its own descriptor: this
+		// goroutine is the last writer of logf.
+		defer logf.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -159,22 +131,16 @@ func startGateway(ctx context.Context, bin, dir, backendAddr string, o options) 
 		}
 		io.Copy(io.Discard, stderr)
 	}()
-	go func() {
-		<-logDone // Wait closes the pipe; read all of it first
-		g.err = g.cmd.Wait()
-		logf.Close()
-		close(g.done)
-	}()
 
 	fail := func(err error) (*gateway, error) {
-		g.stop()
+		g.Stop()
 		return nil, fmt.Errorf("%w; modelgate's last log lines:\n%s", err, g.logTail())
 	}
 	select {
 	case a := <-addrs:
 		g.addr, g.admin = a[0], a[1]
-	case <-g.done:
-		return fail(fmt.Errorf("modelgate exited before serving: %v", g.err))
+	case <-g.Done():
+		return fail(fmt.Errorf("modelgate exited before serving: %v", g.Err()))
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	case <-time.After(30 * time.Second):
@@ -194,8 +160,8 @@ func startGateway(ctx context.Context, bin, dir, backendAddr string, o options) 
 			return fail(errors.New("modelgate not ready (/readyz) within 30 s"))
 		}
 		select {
-		case <-g.done:
-			return fail(fmt.Errorf("modelgate exited before it was ready: %v", g.err))
+		case <-g.Done():
+			return fail(fmt.Errorf("modelgate exited before it was ready: %v", g.Err()))
 		case <-ctx.Done():
 			return fail(ctx.Err())
 		case <-time.After(50 * time.Millisecond):
@@ -203,56 +169,10 @@ func startGateway(ctx context.Context, bin, dir, backendAddr string, o options) 
 	}
 }
 
-func (g *gateway) pid() int { return g.cmd.Process.Pid }
-
-func (g *gateway) exited() bool {
-	select {
-	case <-g.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (g *gateway) logTail() string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return strings.Join(g.tail, "\n")
-}
-
-// stop ends this process only (by PID): SIGTERM for a graceful shutdown,
-// SIGKILL if it has not exited within 5 s.
-func (g *gateway) stop() {
-	if g == nil || g.exited() {
-		return
-	}
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.done:
-	case <-time.After(5 * time.Second):
-		g.cmd.Process.Kill()
-		<-g.done
-	}
-}
-
-// procStatus reads fields of /proc/PID/status given in kB ("VmRSS",
-// "VmHWM") and returns them in bytes; ok is false once the process is gone.
-func procStatus(pid int) (rss, hwm uint64, ok bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		k, v, _ := strings.Cut(line, ":")
-		kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmRSS":
-			rss = kb << 10
-		case "VmHWM":
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm, rss > 0
 }
 
 // sampler reads the gateway's VmRSS every interval until stopped: VmHWM
@@ -275,7 +195,7 @@ func startSampler(pid int, every time.Duration) *sampler {
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			rss, _, ok := procStatus(pid)
+			rss, _, ok := benchproc.Mem(pid)
 			if !ok {
 				s.lost = true
 				return

@@ -61,6 +61,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/modelgate/modelgate/bench/internal/benchproc"
 )
 
 type options struct {
@@ -291,9 +293,9 @@ func runAttack(ctx context.Context, name, bin, dir, backendAddr string, o option
 	if err != nil {
 		return r, err
 	}
-	defer g.stop()
-	r.GatewayPID = g.pid()
-	fmt.Fprintf(os.Stderr, "attack %s: gateway pid %d on %s\n", name, g.pid(), g.addr)
+	defer g.Stop()
+	r.GatewayPID = g.Pid()
+	fmt.Fprintf(os.Stderr, "attack %s: gateway pid %d on %s\n", name, g.Pid(), g.addr)
 
 	nc := startNormal(g.addr, o.rate)
 	stopped := false
@@ -308,12 +310,12 @@ func runAttack(ctx context.Context, name, bin, dir, backendAddr string, o option
 	if err := sleep(ctx, o.warmup); err != nil {
 		return r, err
 	}
-	if g.exited() {
-		return r, fmt.Errorf("the gateway exited during the warm-up: %v\n%s", g.err, g.logTail())
+	if g.Exited() {
+		return r, fmt.Errorf("the gateway exited during the warm-up: %v\n%s", g.Err(), g.logTail())
 	}
-	r.RSSBefore, _, _ = procStatus(g.pid())
+	r.RSSBefore, _, _ = benchproc.Mem(g.Pid())
 
-	s := startSampler(g.pid(), o.sample)
+	s := startSampler(g.Pid(), o.sample)
 	start := time.Now()
 	var release func()
 	switch name {
@@ -321,7 +323,7 @@ func runAttack(ctx context.Context, name, bin, dir, backendAddr string, o option
 		r.Description = fmt.Sprintf("%d connections declare Content-Length %d (%s), send 1 byte of body and hold at least %s, then until RSS stops growing (at most %s in all)",
 			o.conns, o.declared, size(o.declared), o.hold, o.duration)
 		var h holdResult
-		h, release, err = attackHold(ctx, g.addr, o, func() uint64 { rss, _, _ := procStatus(g.pid()); return rss })
+		h, release, err = attackHold(ctx, g.addr, o, func() uint64 { rss, _, _ := benchproc.Mem(g.Pid()); return rss })
 		r.Hold, r.Sent, r.GatewayRead = &h, h.Sent, h.Sent-min(h.Sent, h.Unread)
 	case "B":
 		r.Description = fmt.Sprintf("1 connection: a request held %s by the backend, then up to %s of pipelined %d-byte-body requests within %s",
@@ -336,19 +338,19 @@ func runAttack(ctx context.Context, name, bin, dir, backendAddr string, o option
 		return r, err
 	}
 	r.Seconds = end.Sub(start).Seconds()
-	_, r.PeakRSS, _ = procStatus(g.pid())
+	_, r.PeakRSS, _ = benchproc.Mem(g.Pid())
 	r.MaxSampledRSS, r.MaxSampledAt, r.Samples = s.max, s.maxAt.Seconds(), s.n
-	if g.exited() || s.lost {
+	if g.Exited() || s.lost {
 		// The last sample is the best peak there is; the kernel's went with
 		// the process.
-		r.GatewayDied = fmt.Sprintf("exited during the attack: %v", g.err)
+		r.GatewayDied = fmt.Sprintf("exited during the attack: %v", g.Err())
 		r.PeakRSS = max(r.PeakRSS, s.max)
 	}
 	release()
 	if err := sleep(ctx, o.settle); err != nil {
 		return r, err
 	}
-	r.RSSAfter, _, _ = procStatus(g.pid())
+	r.RSSAfter, _, _ = benchproc.Mem(g.Pid())
 	stopNormal()
 	r.Baseline = nc.between(warm, start)
 	r.Normal = nc.between(start, end)

@@ -26,7 +26,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -48,6 +47,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/bench/internal/benchproc"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -440,22 +440,7 @@ func snap(name string) snapshot {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s := snapshot{name: name, heapInuse: ms.HeapInuse, sys: ms.Sys, goroutines: runtime.NumGoroutine()}
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return s
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmHWM":
-			s.hwm = kb << 10
-		case "VmRSS":
-			s.rss = kb << 10
-		}
-	}
+	s.rss, s.hwm, _ = benchproc.Mem(os.Getpid())
 	return s
 }
 

@@ -10,8 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/modelgate/modelgate/bench/internal/benchproc"
 )
 
 // backendEnv, when set in the environment, turns this binary (or the test
@@ -66,54 +67,9 @@ func serveBackend(delaySpec string) {
 	}
 }
 
-// proc is a child process this program started; stop ends it (and only it).
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-}
-
-// startProc starts cmd in its own process group, killed with this process
-// if it dies (Pdeathsig), and watches its exit.
-func startProc(name string, cmd *exec.Cmd) (*proc, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, waits up to 5 s, then SIGKILL; only this PID.
-func (p *proc) stop() {
-	if p == nil || p.exited() {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
 // startBackend re-executes this binary as a backend with the given delay
 // and returns it with its port.
-func startBackend(name string, delay time.Duration, logPath string) (*proc, int, error) {
+func startBackend(name string, delay time.Duration, logPath string) (*benchproc.Proc, int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, 0, err
@@ -129,7 +85,7 @@ func startBackend(name string, delay time.Duration, logPath string) (*proc, int,
 	if err != nil {
 		return nil, 0, err
 	}
-	p, err := startProc(name, cmd)
+	p, err := benchproc.Start(name, cmd, nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -156,12 +112,12 @@ func startBackend(name string, delay time.Duration, logPath string) (*proc, int,
 	case l := <-line:
 		port, err := strconv.Atoi(strings.TrimSpace(l))
 		if err != nil {
-			p.stop()
+			p.Stop()
 			return nil, 0, fmt.Errorf("%s backend did not start (see %s)", name, logPath)
 		}
 		return p, port, nil
 	case <-time.After(30 * time.Second):
-		p.stop()
+		p.Stop()
 		return nil, 0, fmt.Errorf("%s backend did not start within 30 s", name)
 	}
 }

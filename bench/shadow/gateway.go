@@ -17,33 +17,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/bench/internal/benchproc"
 	"github.com/modelgate/modelgate/internal/shadow"
 )
-
-// repoRoot walks up from the working directory to modelgate's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/modelgate/modelgate\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the modelgate repository (no go.mod of github.com/modelgate/modelgate above the working directory)")
-		}
-		dir = parent
-	}
-}
 
 // buildModelgate builds cmd/modelgate into dir: from git revision rev
 // (git archive, the work tree is not touched) or from the work tree. It
 // returns the binary and a description of its source.
 func buildModelgate(ctx context.Context, dir, rev string, logw io.Writer) (string, string, error) {
-	root, err := repoRoot()
+	root, err := benchproc.RepoRoot()
 	if err != nil {
 		return "", "", err
 	}
@@ -74,10 +56,8 @@ func buildModelgate(ctx context.Context, dir, rev string, logw io.Writer) (strin
 		}
 	}
 	fmt.Fprintf(logw, "building modelgate (%s)\n", desc)
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/modelgate")
-	build.Dir = src
-	if out, err := build.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build: %v: %s", err, out)
+	if err := benchproc.Build(ctx, src, bin); err != nil {
+		return "", "", err
 	}
 	return bin, desc, nil
 }
@@ -93,7 +73,7 @@ func freePort() (int, error) {
 
 // gateway is the running modelgate under test.
 type gateway struct {
-	p         *proc
+	p         *benchproc.Proc
 	addr      string // data plane host:port
 	adminURL  string
 	token     string
@@ -135,20 +115,14 @@ func startGateway(ctx context.Context, bin, dir string, livePort, shadowPort int
 	if err != nil {
 		return nil, err
 	}
-	cfgPath := filepath.Join(dir, "modelgate.yaml")
 	cfg := fmt.Sprintf(gatewayConfig, port, adminPort, filepath.Join(dir, "modelgate.db"), livePort, shadowPort,
 		o.queue, o.workers, o.shadowTimeout)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "modelgate.log"))
+	cmd, logf, err := benchproc.ServeCmd(bin, dir, cfg)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	p, err := startProc("modelgate", cmd)
+	cmd.Stderr = logf
+	p, err := benchproc.Start("modelgate", cmd, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -159,9 +133,9 @@ func startGateway(ctx context.Context, bin, dir string, livePort, shadowPort int
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if p.exited() {
+		if p.Exited() {
 			b, _ := os.ReadFile(filepath.Join(dir, "modelgate.log"))
-			return nil, fmt.Errorf("modelgate exited: %v: %s", p.err, b)
+			return nil, fmt.Errorf("modelgate exited: %v: %s", p.Err(), b)
 		}
 		if resp, err := g.http.Get(g.adminURL + "/readyz"); err == nil {
 			resp.Body.Close()
@@ -170,14 +144,14 @@ func startGateway(ctx context.Context, bin, dir string, livePort, shadowPort int
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			p.stop()
+			p.Stop()
 			return nil, errors.New("modelgate not ready within 30 s")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return nil, fmt.Errorf("admin token: %w", err)
 	}
 	g.token = strings.TrimSpace(string(tok))
@@ -297,22 +271,10 @@ func (g *gateway) metrics() (shadowCounts, error) {
 	return c, sc.Err()
 }
 
-// procKiB reads a "VmRSS"/"VmHWM"-style field of /proc/PID/status in KiB.
-func procKiB(pid int, field string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				v, _ := strconv.ParseInt(f[0], 10, 64)
-				return v
-			}
-		}
-	}
-	return 0
+// memKiB is the gateway's VmRSS and VmHWM in KiB, as the report gives them.
+func memKiB(pid int) (rss, hwm int64) {
+	r, h, _ := benchproc.Mem(pid)
+	return int64(r >> 10), int64(h >> 10)
 }
 
 // cpuTicks is utime + stime of PID (all threads) in clock ticks.

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelgate/modelgate/bench/internal/benchproc"
 	"github.com/modelgate/modelgate/internal/shadow"
 )
 
@@ -140,10 +141,10 @@ func run(ctx context.Context, o options, logw io.Writer) (res *result, err error
 	if err != nil {
 		return nil, err
 	}
-	var procs []*proc
+	var procs []*benchproc.Proc
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop()
+			procs[i].Stop()
 		}
 		if o.keep || err != nil {
 			fmt.Fprintf(logw, "kept %s (config, state, logs)\n", tmp)
@@ -174,17 +175,17 @@ func run(ctx context.Context, o options, logw io.Writer) (res *result, err error
 	}
 	procs = append(procs, g.p)
 	fmt.Fprintf(logw, "backends: live :%d (%s), shadow :%d (%s); modelgate %s (pid %d), admin %s\n",
-		livePort, o.liveDelay, shadowPort, o.liveDelay+o.shadowDelay, g.addr, g.p.pid(), g.adminURL)
+		livePort, o.liveDelay, shadowPort, o.liveDelay+o.shadowDelay, g.addr, g.p.Pid(), g.adminURL)
 
 	res = &result{o: o, source: source, startedAt: time.Now()}
-	res.rssIdle = procKiB(g.p.pid(), "VmRSS")
+	res.rssIdle, _ = memKiB(g.p.Pid())
 	hc := &http.Client{Timeout: 5 * time.Second}
 	for i := 1; i <= o.rounds; i++ {
 		for _, mode := range []string{"A", "B"} {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			r, err := runRound(ctx, g, hc, shadowPort, [3]int{g.p.pid(), live.pid(), shadowB.pid()}, o, mode, i)
+			r, err := runRound(ctx, g, hc, shadowPort, [3]int{g.p.Pid(), live.Pid(), shadowB.Pid()}, o, mode, i)
 			if err != nil {
 				return nil, err
 			}
@@ -192,8 +193,8 @@ func run(ctx context.Context, o options, logw io.Writer) (res *result, err error
 			fmt.Fprintf(logw, "round %d %s: %.0f req/s  p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  errors %d  mirrored %d compared %d dropped %d  rss %.1f MiB  load %s\n",
 				i, mode, r.load.achievedRate(), ms(r.load.quantile(0.5)), ms(r.load.quantile(0.99)), ms(r.load.quantile(0.999)),
 				r.load.errors, r.rep.Mirrored, r.rep.Compared, r.rep.Dropped, mib(r.rssEnd), r.loadEnd)
-			if g.p.exited() {
-				return nil, fmt.Errorf("modelgate exited during round %d %s: %v", i, mode, g.p.err)
+			if g.p.Exited() {
+				return nil, fmt.Errorf("modelgate exited during round %d %s: %v", i, mode, g.p.Err())
 			}
 		}
 	}
@@ -236,7 +237,8 @@ func runRound(ctx context.Context, g *gateway, hc *http.Client, shadowPort int, 
 				return
 			case <-tick.C:
 			}
-			r.rssMax = max(r.rssMax, procKiB(g.p.pid(), "VmRSS"))
+			rss, _ := memKiB(g.p.Pid())
+			r.rssMax = max(r.rssMax, rss)
 			if k%5 == 4 {
 				if c, err := g.metrics(); err == nil {
 					r.maxQueue = max(r.maxQueue, c.queue)
@@ -293,8 +295,7 @@ func runRound(ctx context.Context, g *gateway, hc *http.Client, shadowPort int, 
 		r.rep, r.repErr = g.shadowReport(max(w, 10*time.Second))
 	}
 	r.heapInuse, r.goroutines = m1.heapInuse, m1.goroutines
-	r.rssEnd = procKiB(g.p.pid(), "VmRSS")
-	r.hwm = procKiB(g.p.pid(), "VmHWM")
+	r.rssEnd, r.hwm = memKiB(g.p.Pid())
 	r.rssMax = max(r.rssMax, r.rssEnd)
 	r.loadEnd = loadAvg()
 	return r, nil

@@ -2,91 +2,25 @@ package proxy
 
 import (
 	"encoding/json"
-	"errors"
-	"net"
-	"net/http"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/modelgate/modelgate/internal/proxy/policy"
 )
 
 // StatusClientClosed is the status recorded (never sent) when the client
 // went away before the response was complete, as nginx logs it.
-const StatusClientClosed = 499
+const StatusClientClosed = policy.StatusClientClosed
 
-// Errors produced by the proxy itself, before or instead of a backend answer.
+// Errors produced by the proxy itself, before or instead of a backend
+// answer; policy.StatusOf maps each to its status.
 var (
-	// ErrUnknownEndpoint: the first path segment names no endpoint.
-	ErrUnknownEndpoint = errors.New("unknown endpoint")
-	// ErrUnknownDeployment: the X-Model-Deployment header names no
-	// deployment of the endpoint.
-	ErrUnknownDeployment = errors.New("unknown deployment in X-Model-Deployment")
-	// ErrNoHealthyBackend: every backend of the chosen deployment is out
-	// (passive or active health).
-	ErrNoHealthyBackend = errors.New("no healthy backend")
-	// ErrBackendBusy: every connection the backend may have is busy and
-	// none came free within the deployment's timeout.
-	ErrBackendBusy = errors.New("backend connection limit reached")
-	// ErrClientGone: the client closed the connection while the response
-	// was being written.
-	ErrClientGone = errors.New("client closed the connection")
+	ErrUnknownEndpoint   = policy.ErrUnknownEndpoint
+	ErrUnknownDeployment = policy.ErrUnknownDeployment
+	ErrNoHealthyBackend  = policy.ErrNoHealthyBackend
+	ErrBackendBusy       = policy.ErrBackendBusy
+	ErrClientGone        = policy.ErrClientGone
 )
-
-// statusOf maps an error met while proxying to the status sent to the
-// client (or recorded, for 499). It is the one place that decides it:
-//
-//	unknown endpoint                          404
-//	unknown X-Model-Deployment                400
-//	request body over MaxRequestBytes         413
-//	client gone                               499 (logged and recorded)
-//	no healthy backend, connection limit      503
-//	timeout (connect, headers, idle stream)   504
-//	refused, reset, any other transport error 502
-func statusOf(err error) int {
-	var ne net.Error
-	switch {
-	case errors.Is(err, ErrUnknownEndpoint):
-		return http.StatusNotFound
-	case errors.Is(err, ErrUnknownDeployment):
-		return http.StatusBadRequest
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrClientGone):
-		return StatusClientClosed
-	case errors.Is(err, ErrNoHealthyBackend), errors.Is(err, ErrBackendBusy):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusBadGateway
-	}
-}
-
-// messageOf is the client-facing summary of an error. Backend addresses
-// and low-level details stay in the log.
-func messageOf(err error) string {
-	if errors.Is(err, ErrBackendBusy) {
-		return "backend connection limit reached"
-	}
-	return messageOfStatus(statusOf(err))
-}
-
-// messageOfStatus is the client-facing summary of an error status.
-func messageOfStatus(status int) string {
-	switch status {
-	case http.StatusNotFound:
-		return "unknown endpoint"
-	case http.StatusBadRequest:
-		return "unknown deployment in X-Model-Deployment"
-	case http.StatusRequestEntityTooLarge:
-		return "request body too large"
-	case http.StatusServiceUnavailable:
-		return "no healthy backend"
-	case http.StatusGatewayTimeout:
-		return "backend timed out"
-	default:
-		return "bad gateway: backend unreachable or failed"
-	}
-}
 
 // writeError writes the JSON error body {"error": "..."}. The caller has
 // set X-Request-Id and X-Model-Deployment.

@@ -30,21 +30,6 @@ var (
 	hdrConnection     = []byte("Connection")
 	hdrExpect         = []byte("Expect")
 	strEventStream    = []byte("text/event-stream")
-	strHTTP11         = []byte("HTTP/1.1")
-
-	// hopHeaders are meaningful for one connection only and are never
-	// forwarded (RFC 9110 7.6.1), in either direction. Connection goes
-	// last: the headers it lists are removed first.
-	hopHeaders = [][]byte{
-		[]byte("Keep-Alive"),
-		[]byte("Proxy-Authenticate"),
-		[]byte("Proxy-Authorization"),
-		[]byte("Proxy-Connection"),
-		[]byte("Te"),
-		[]byte("Trailer"),
-		[]byte("Transfer-Encoding"),
-		[]byte("Upgrade"),
-	}
 )
 
 // exchange is the per-request state, pooled. When the response body is
@@ -285,7 +270,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment,
 	ttfb := now.Sub(x.start)
 	resp := &ctx.Response
 	status := resp.StatusCode()
-	stripResponseHopHeaders(&resp.Header, x)
+	policy.StripResponseHopHeaders(&resp.Header, &x.scratch)
 	resp.Header.SetCanonical(hdrRequestID, x.rid)
 	resp.Header.SetCanonical(hdrDeployment, dep.header)
 
@@ -358,7 +343,7 @@ func (x *exchange) CloseWithError(werr error) error {
 		// The backend failed or stalled past the idle timeout mid-body. The
 		// client saw the status line, but the request failed: record it as
 		// a gateway error so that gates see it.
-		status = statusOf(x.readErr)
+		status = policy.StatusOf(x.readErr)
 		dep.pool.failed(x.b, time.Now().UnixNano(), x.readErr)
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "backend body failed, connection aborted",
 			slog.String("endpoint", dep.endpoint), slog.String("deployment", dep.name), slog.String("backend", x.b.url),
@@ -406,7 +391,7 @@ func observeAt(dep *deployment, now int64, status int, latency, ttfb time.Durati
 
 // reject answers a request the proxy refuses before picking a deployment.
 func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, name string) {
-	status := statusOf(err)
+	status := policy.StatusOf(err)
 	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	var msg string
 	if errors.Is(err, ErrUnknownDeployment) {
@@ -436,12 +421,12 @@ func (s *Server) refuse(ctx *fasthttp.RequestCtx, x *exchange, err error) {
 // failUpstream answers a request whose deployment could not produce
 // response headers, records it and logs it.
 func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoint, dep *deployment, b *backend, err error, override bool) {
-	status := statusOf(err)
+	status := policy.StatusOf(err)
 	// Drop whatever the backend's headers left before it failed.
 	ctx.Response.Header.Reset()
 	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	ctx.Response.Header.SetCanonical(hdrDeployment, dep.header)
-	writeError(ctx, status, messageOf(err))
+	writeError(ctx, status, policy.MessageOf(err))
 	latency := time.Since(x.start)
 	observe(dep, status, latency, latency, override)
 	attrs := []slog.Attr{
@@ -459,8 +444,8 @@ func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoin
 // handleParseError answers requests fasthttp could not read, above all a
 // body over MaxRequestBytes (413), with the same JSON errors and headers.
 func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	status := statusOf(err)
-	msg := messageOfStatus(status)
+	status := policy.StatusOf(err)
+	msg := policy.MessageOfStatus(status)
 	if status == fasthttp.StatusBadGateway {
 		// Anything else fasthttp rejects is a malformed request.
 		status, msg = fasthttp.StatusBadRequest, "malformed request"
@@ -520,7 +505,7 @@ func prepareRequest(ctx *fasthttp.RequestCtx, x *exchange) {
 	// fasthttp has already answered any 100-continue and read the body;
 	// passing Expect on would make the backend send an interim response,
 	// so it goes too.
-	stripRequestHopHeaders(h, x)
+	policy.StripRequestHopHeaders(h, &x.scratch)
 	// The client's Connection: close concerns the client connection, which
 	// fasthttp already noted; upstream connections are kept alive.
 	h.ResetConnectionClose()
@@ -573,140 +558,4 @@ func setTarget(req *fasthttp.Request, b *backend, x *exchange) {
 	// as the client wrote it, without parsing it again.
 	req.SetRequestURIBytes(x.scratch)
 	req.Header.SetHostBytes(b.host)
-}
-
-// headerSet is what stripHopHeaders needs of a request or response header.
-type headerSet interface {
-	PeekBytes(key []byte) []byte
-	DelBytes(key []byte)
-}
-
-// Bits of the hop-by-hop headers a header holds: bit i for hopHeaders[i],
-// then Connection and (requests only) Expect.
-const (
-	hopTrailer    = 1 << 5 // hopHeaders[5]
-	hopConnection = 1 << 8 // len(hopHeaders)
-	hopExpect     = hopConnection << 1
-)
-
-// hopBit returns the bit of a header name as fasthttp stores it (normalised
-// unless normalising is off, in which case DelBytes compares the name as
-// given too), 0 for the headers that are forwarded. DelBytes deletes
-// exactly the stored names equal to these, so a header without any of them
-// has nothing to delete.
-func hopBit(k []byte) uint {
-	switch string(k) {
-	case "Keep-Alive":
-		return 1 << 0
-	case "Proxy-Authenticate":
-		return 1 << 1
-	case "Proxy-Authorization":
-		return 1 << 2
-	case "Proxy-Connection":
-		return 1 << 3
-	case "Te":
-		return 1 << 4
-	case "Trailer":
-		return hopTrailer
-	case "Transfer-Encoding":
-		return 1 << 6
-	case "Upgrade":
-		return 1 << 7
-	case "Connection":
-		return hopConnection
-	case "Expect":
-		return hopExpect
-	}
-	return 0
-}
-
-// stripRequestHopHeaders is stripHopHeaders followed by deleting Expect,
-// on a request header. One pass over the headers finds which of them are
-// there, and only those are deleted, instead of scanning the headers once
-// per name.
-func stripRequestHopHeaders(h *fasthttp.RequestHeader, x *exchange) {
-	// Iterating a request header parses its Cookie headers into fasthttp's
-	// cookie list, which would change how they are forwarded; the (rare)
-	// requests with cookies take the scan per name.
-	if len(h.PeekAll(fasthttp.HeaderCookie)) > 0 {
-		stripHopHeaders(h, x)
-		h.DelBytes(hdrExpect)
-		return
-	}
-	var found uint
-	for k := range h.All() {
-		found |= hopBit(k)
-	}
-	stripFound(h, found, x)
-}
-
-// stripResponseHopHeaders is stripHopHeaders on a response header, in one
-// pass over the headers (see stripRequestHopHeaders).
-func stripResponseHopHeaders(h *fasthttp.ResponseHeader, x *exchange) {
-	// The answer goes to the client in the gateway's HTTP version, whatever
-	// the backend's was: an HTTP/1.0 backend's status line with a body the
-	// gateway streams chunked would be read as one until close.
-	if !h.IsHTTP11() {
-		h.SetProtocol(strHTTP11)
-	}
-	var found uint
-	for k := range h.All() {
-		found |= hopBit(k)
-	}
-	// Expect is a request header; a response's is forwarded as before.
-	stripFound(h, found&^hopExpect, x)
-}
-
-// stripFound deletes the hop-by-hop headers found in h. A Trailer header
-// means fasthttp may also hold values in its trailer section, which the
-// iteration does not show: then every name is deleted as stripHopHeaders
-// does.
-func stripFound(h headerSet, found uint, x *exchange) {
-	if found == 0 {
-		return
-	}
-	if found&hopTrailer != 0 {
-		stripHopHeaders(h, x)
-		if found&hopExpect != 0 {
-			h.DelBytes(hdrExpect)
-		}
-		return
-	}
-	if found&hopConnection != 0 {
-		stripConnectionListed(h, x)
-	}
-	for i, k := range hopHeaders {
-		if found&(1<<i) != 0 {
-			h.DelBytes(k)
-		}
-	}
-	if found&hopConnection != 0 {
-		h.DelBytes(hdrConnection)
-	}
-	if found&hopExpect != 0 {
-		h.DelBytes(hdrExpect)
-	}
-}
-
-// stripHopHeaders removes the hop-by-hop headers and those the Connection
-// header lists.
-func stripHopHeaders(h headerSet, x *exchange) {
-	stripConnectionListed(h, x)
-	for _, k := range hopHeaders {
-		h.DelBytes(k)
-	}
-	h.DelBytes(hdrConnection)
-}
-
-// stripConnectionListed removes the headers the Connection header lists.
-func stripConnectionListed(h headerSet, x *exchange) {
-	if v := h.PeekBytes(hdrConnection); len(v) > 0 {
-		// Copy: deleting headers reshuffles the storage v points into.
-		x.scratch = append(x.scratch[:0], v...)
-		for tok := range bytes.SplitSeq(x.scratch, []byte{','}) {
-			if tok = bytes.TrimSpace(tok); len(tok) > 0 {
-				h.DelBytes(tok)
-			}
-		}
-	}
 }

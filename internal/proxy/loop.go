@@ -805,7 +805,7 @@ func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) int64 {
 	ttfb := now.Sub(x.start)
 	resp := &fc.ctx.Response
 	status := resp.StatusCode()
-	stripResponseHopHeaders(&resp.Header, x)
+	policy.StripResponseHopHeaders(&resp.Header, &x.scratch)
 	resp.Header.SetCanonical(hdrRequestID, x.rid)
 	resp.Header.SetCanonical(hdrDeployment, dep.header)
 	if x.mc.ep != nil {

@@ -1,4 +1,4 @@
-package proxy
+package policy
 
 import (
 	"bufio"
@@ -29,13 +29,13 @@ var hopCases = []string{
 
 // stripRequestReference is the per-name stripping the one-pass version must
 // equal.
-func stripRequestReference(h *fasthttp.RequestHeader, x *exchange) {
-	stripHopHeaders(h, x)
+func stripRequestReference(h *fasthttp.RequestHeader, scratch *[]byte) {
+	stripHopHeaders(h, scratch)
 	h.DelBytes(hdrExpect)
 }
 
 func TestStripHopHeadersOnePassSameAsPerName(t *testing.T) {
-	x := &exchange{}
+	var scratch []byte
 	for _, c := range hopCases {
 		for _, method := range []string{"POST", "GET"} {
 			raw := method + " /p HTTP/1.1\r\n" + c + "\r\n"
@@ -46,8 +46,8 @@ func TestStripHopHeadersOnePassSameAsPerName(t *testing.T) {
 			if err := got.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 				t.Fatal(err)
 			}
-			stripRequestReference(&want, x)
-			stripRequestHopHeaders(&got, x)
+			stripRequestReference(&want, &scratch)
+			StripRequestHopHeaders(&got, &scratch)
 			if w, g := want.String(), got.String(); w != g || want.ConnectionClose() != got.ConnectionClose() {
 				t.Errorf("request %q:\nper name: %q (close %v)\none pass: %q (close %v)", raw, w, want.ConnectionClose(), g, got.ConnectionClose())
 			}
@@ -61,8 +61,8 @@ func TestStripHopHeadersOnePassSameAsPerName(t *testing.T) {
 		// As in respond: the backend's header is copied, then stripped.
 		parsed.CopyTo(&want)
 		parsed.CopyTo(&got)
-		stripHopHeaders(&want, x)
-		stripResponseHopHeaders(&got, x)
+		stripHopHeaders(&want, &scratch)
+		StripResponseHopHeaders(&got, &scratch)
 		if w, g := want.String(), got.String(); w != g || want.ConnectionClose() != got.ConnectionClose() {
 			t.Errorf("response %q:\nper name: %q (close %v)\none pass: %q (close %v)", raw, w, want.ConnectionClose(), g, got.ConnectionClose())
 		}
@@ -89,7 +89,7 @@ func TestHopBitMatchesHopHeaders(t *testing.T) {
 // TestStripHopHeadersOnePassTrailers: chunked messages whose trailer section
 // holds values, including ones named in Connection.
 func TestStripHopHeadersOnePassTrailers(t *testing.T) {
-	x := &exchange{}
+	var scratch []byte
 	body := "Transfer-Encoding: chunked\r\nTrailer: X-Sum, X-Hop\r\nConnection: X-Hop, X-Sum\r\nKeep-Alive: 1\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: 9\r\nX-Hop: 1\r\n\r\n"
 	raw := "POST /p HTTP/1.1\r\nHost: a\r\n" + body
 	var want, got fasthttp.Request
@@ -99,8 +99,8 @@ func TestStripHopHeadersOnePassTrailers(t *testing.T) {
 	if err := got.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 		t.Fatal(err)
 	}
-	stripRequestReference(&want.Header, x)
-	stripRequestHopHeaders(&got.Header, x)
+	stripRequestReference(&want.Header, &scratch)
+	StripRequestHopHeaders(&got.Header, &scratch)
 	if w, g := want.String(), got.String(); w != g {
 		t.Errorf("request:\nper name: %q\none pass: %q", w, g)
 	}
@@ -113,8 +113,8 @@ func TestStripHopHeadersOnePassTrailers(t *testing.T) {
 	var wantH, gotH fasthttp.ResponseHeader
 	parsed.Header.CopyTo(&wantH)
 	parsed.Header.CopyTo(&gotH)
-	stripHopHeaders(&wantH, x)
-	stripResponseHopHeaders(&gotH, x)
+	stripHopHeaders(&wantH, &scratch)
+	StripResponseHopHeaders(&gotH, &scratch)
 	if w, g := wantH.String()+string(wantH.TrailerHeader()), gotH.String()+string(gotH.TrailerHeader()); w != g {
 		t.Errorf("response:\nper name: %q\none pass: %q", w, g)
 	}
@@ -133,7 +133,7 @@ func BenchmarkStripHopHeaders(b *testing.B) {
 	if err := resp.Read(bufio.NewReader(strings.NewReader(respRaw))); err != nil {
 		b.Fatal(err)
 	}
-	x := &exchange{}
+	var scratch []byte
 	var rh fasthttp.RequestHeader
 	var sh fasthttp.ResponseHeader
 	b.Run("per-name", func(b *testing.B) {
@@ -141,8 +141,8 @@ func BenchmarkStripHopHeaders(b *testing.B) {
 		for b.Loop() {
 			req.CopyTo(&rh)
 			resp.CopyTo(&sh)
-			stripRequestReference(&rh, x)
-			stripHopHeaders(&sh, x)
+			stripRequestReference(&rh, &scratch)
+			stripHopHeaders(&sh, &scratch)
 		}
 	})
 	b.Run("one-pass", func(b *testing.B) {
@@ -150,15 +150,15 @@ func BenchmarkStripHopHeaders(b *testing.B) {
 		for b.Loop() {
 			req.CopyTo(&rh)
 			resp.CopyTo(&sh)
-			stripRequestHopHeaders(&rh, x)
-			stripResponseHopHeaders(&sh, x)
+			StripRequestHopHeaders(&rh, &scratch)
+			StripResponseHopHeaders(&sh, &scratch)
 		}
 	})
 }
 
 func TestHeaderNamesAreCanonical(t *testing.T) {
 	// They are set with SetCanonical, which trusts the name's form.
-	for _, name := range [][]byte{hdrDeployment, hdrRequestID, hdrForwardedFor, hdrForwardedProto, hdrForwardedHost} {
+	for _, name := range [][]byte{hdrForwardedFor, hdrForwardedProto, hdrForwardedHost, hdrForwarded, hdrRealIP, hdrConnection, hdrExpect} {
 		if c := http.CanonicalHeaderKey(string(name)); c != string(name) {
 			t.Errorf("header name %q is not canonical (%q)", name, c)
 		}
