@@ -1218,3 +1218,42 @@ func TestSafety14LoopIdleBackendBytesNeverAnAnswer(t *testing.T) {
 		}
 	}
 }
+
+// Beyond Limits.MaxConnections the gateway stops accepting: a further
+// client waits (in the listen backlog) until one of the others closes, and
+// is then served.
+func TestSafety15ConnectionLimit(t *testing.T) {
+	forEachMode(t, func(t *testing.T, opts Options) {
+		backend := startSafetyBackend(t, func(r *safetyReq) (string, safetyAfter) { return safetyOK("ok"), keepOpen })
+		opts.Limits.MaxConnections = 2
+		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.url)))
+		held := make([]net.Conn, 2)
+		for i := range held {
+			c, br := loopDial(t, gw)
+			resp, body, err := safetyExchangeOn(c, br, "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("client %d of 2: %s, want 200", i, describe(resp, body, err))
+			}
+			held[i] = c
+		}
+		third, br := loopDial(t, gw)
+		loopWrite(t, third, "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n\r\n")
+		_ = third.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if resp, body, err := safetyRead(br, http.MethodGet); err == nil {
+			t.Fatalf("a third client was served while 2 (the limit) were open: %s", describe(resp, body, err))
+		}
+		held[0].Close()
+		_ = third.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if resp, body, err := safetyRead(br, http.MethodGet); err != nil || resp.StatusCode != 200 {
+			t.Errorf("the third client after one closed: %s, want 200", describe(resp, body, err))
+		}
+	})
+}
+
+// safetyExchangeOn sends raw on c and reads one answer to a GET from br.
+func safetyExchangeOn(c net.Conn, br *bufio.Reader, raw string) (*http.Response, string, error) {
+	if _, err := io.WriteString(c, raw); err != nil {
+		return nil, "", err
+	}
+	return safetyRead(br, http.MethodGet)
+}
