@@ -301,16 +301,19 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment,
 	body.streamIdle(dep.idle)
 	x.dep, x.b, x.c = dep, b, c
 	x.ttfb, x.status, x.override, x.awaitFirst = ttfb, status, override, true
+	// The headers, and whatever answers to earlier pipelined requests wait
+	// in the writer, go out before the body is read: a body that then fails
+	// cuts the connection, and must not take the complete answers before it
+	// with it (FuzzEngines found the goroutine path losing them).
+	resp.ImmediateHeaderFlush = true
 	if body.mode != bodyFixed || bytes.HasPrefix(resp.Header.ContentType(), strEventStream) {
 		// Unknown length (chunked or until close) or server-sent events:
 		// fasthttp writes a body stream of unknown size chunked and flushes
 		// after every read, so each piece the backend sends reaches the
-		// client at once. Headers go out before the first piece.
-		resp.ImmediateHeaderFlush = true
+		// client at once.
 		resp.SetBodyStream(x, -1)
 		return
 	}
-	resp.ImmediateHeaderFlush = false
 	resp.SetBodyStream(x, int(body.left))
 }
 
