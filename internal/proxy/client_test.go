@@ -63,7 +63,9 @@ func (rb *rawBackend) serve(c net.Conn) {
 	}
 }
 
-func TestUpstreamBodyFramings(t *testing.T) {
+func TestUpstreamBodyFramings(t *testing.T) { forEachMode(t, testUpstreamBodyFramings) }
+
+func testUpstreamBodyFramings(t *testing.T, opts Options) {
 	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB: more than the read buffer
 	rb := startRawBackend(t,
 		// Chunked, with a chunk extension and a trailer field.
@@ -80,7 +82,7 @@ func TestUpstreamBodyFramings(t *testing.T) {
 		// Neither length nor chunked: the body ends when the backend closes.
 		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close",
 	)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", rb.url())))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", rb.url())))
 	want := []struct {
 		status int
 		body   string
@@ -111,11 +113,15 @@ func TestUpstreamBodyFramings(t *testing.T) {
 }
 
 func TestUpstreamTruncatedBodyIsAFailure(t *testing.T) {
+	forEachMode(t, testUpstreamTruncatedBodyIsAFailure)
+}
+
+func testUpstreamTruncatedBodyIsAFailure(t *testing.T, opts Options) {
 	// The backend promises 100 bytes, sends 5 and closes: the client must
 	// not get a short body presented as complete, and telemetry records a
 	// gateway error.
 	rb := startRawBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nhello")
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", rb.url())))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", rb.url())))
 	resp, err := client.Get(gw.url + "/fraud/p")
 	if err == nil {
 		_, err = io.ReadAll(resp.Body)
@@ -130,7 +136,9 @@ func TestUpstreamTruncatedBodyIsAFailure(t *testing.T) {
 	}
 }
 
-func TestUpstreamHTTPS(t *testing.T) {
+func TestUpstreamHTTPS(t *testing.T) { forEachMode(t, testUpstreamHTTPS) }
+
+func testUpstreamHTTPS(t *testing.T, opts Options) {
 	backend := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "over tls "+r.Host)
 	}))
@@ -145,7 +153,7 @@ func TestUpstreamHTTPS(t *testing.T) {
 	t.Cleanup(backend.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(backend.Certificate())
-	gw := startGatewayWith(t, Options{}, func(s *Server) { s.upstreamRoots = roots },
+	gw := modeGatewayWith(t, opts, func(s *Server) { s.upstreamRoots = roots },
 		mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 	host := strings.TrimPrefix(backend.URL, "https://")
 	for range 3 {
@@ -159,13 +167,17 @@ func TestUpstreamHTTPS(t *testing.T) {
 
 	// Without the test CA the certificate is not trusted: 502, not a
 	// silent insecure connection.
-	untrusted := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+	untrusted := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 	if a := get(t, untrusted.url+"/fraud/p"); a.status != http.StatusBadGateway {
 		t.Errorf("untrusted certificate: %d %q, want 502", a.status, a.body)
 	}
 }
 
 func TestUpstreamConnectionLimitQueues(t *testing.T) {
+	forEachMode(t, testUpstreamConnectionLimitQueues)
+}
+
+func testUpstreamConnectionLimitQueues(t *testing.T, opts Options) {
 	// With one connection allowed, a second request waits for the first
 	// one's connection instead of failing or opening another.
 	release := make(chan struct{})
@@ -183,7 +195,7 @@ func TestUpstreamConnectionLimitQueues(t *testing.T) {
 	}
 	backend.Start()
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 	pool := gw.pools["fraud/blue"].backends[0].conns
 	pool.mu.Lock() // the event loops read it on their own threads
 	pool.max = 1
@@ -286,6 +298,10 @@ func FuzzChunkedBody(f *testing.F) {
 }
 
 func TestUpstreamConnectionLimitShedsAfterTheTimeout(t *testing.T) {
+	forEachMode(t, testUpstreamConnectionLimitShedsAfterTheTimeout)
+}
+
+func testUpstreamConnectionLimitShedsAfterTheTimeout(t *testing.T, opts Options) {
 	// The only connection is held by a streamed answer (its headers came, so
 	// the deployment timeout no longer applies to it). A second request
 	// waits for a connection for the deployment timeout, then gets 503 with
@@ -305,7 +321,7 @@ func TestUpstreamConnectionLimitShedsAfterTheTimeout(t *testing.T) {
 	t.Cleanup(backend.Close)
 	d := dep("blue", backend.URL)
 	d.Timeout = spec.Duration(200 * time.Millisecond)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, d))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, d))
 	pool := gw.pools["fraud/blue"].backends[0].conns
 	pool.mu.Lock() // the event loops read it on their own threads
 	pool.max = 1

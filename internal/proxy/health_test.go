@@ -50,11 +50,15 @@ func (r *restartable) stop()    { r.srv.Close() }
 func (r *restartable) restart() { r.start(r.addr) }
 
 func TestPassiveHealthFailoverAndRejoin(t *testing.T) {
+	forEachMode(t, testPassiveHealthFailoverAndRejoin)
+}
+
+func testPassiveHealthFailoverAndRejoin(t *testing.T, opts Options) {
 	a, b := newRestartable(t, "a"), newRestartable(t, "b")
 	d := dep("blue", a.url(), b.url())
 	d.MaxFails = 1
 	d.FailTimeout = spec.Duration(200 * time.Millisecond)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, d))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, d))
 
 	b.stop()
 	for i := range 40 {
@@ -75,7 +79,9 @@ func TestPassiveHealthFailoverAndRejoin(t *testing.T) {
 	eventually(t, "b reported healthy", func() bool { return gw.Health()["fraud"]["blue"][1].Healthy })
 }
 
-func TestActiveHealthCheck(t *testing.T) {
+func TestActiveHealthCheck(t *testing.T) { forEachMode(t, testActiveHealthCheck) }
+
+func testActiveHealthCheck(t *testing.T, opts Options) {
 	var bDown atomic.Bool
 	var bHits atomic.Int64
 	mk := func(name string, down *atomic.Bool, hits *atomic.Int64) *httptest.Server {
@@ -98,7 +104,7 @@ func TestActiveHealthCheck(t *testing.T) {
 	d := dep("blue", a.URL, b.URL)
 	d.HealthCheck = &spec.HealthCheck{Path: "/v2/health/ready", Interval: spec.Duration(10 * time.Millisecond)}
 	bDown.Store(true)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, d))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, d))
 
 	eventually(t, "b is marked down by the health check", func() bool {
 		h := gw.Health()["fraud"]["blue"]
@@ -120,7 +126,9 @@ func TestActiveHealthCheck(t *testing.T) {
 	})
 }
 
-func TestErrorMapping(t *testing.T) {
+func TestErrorMapping(t *testing.T) { forEachMode(t, testErrorMapping) }
+
+func testErrorMapping(t *testing.T, opts Options) {
 	hold := make(chan struct{})
 	t.Cleanup(func() { close(hold) })
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +147,7 @@ func TestErrorMapping(t *testing.T) {
 	gone.MaxFails = 1
 	gone.FailTimeout = spec.Duration(time.Hour)
 	ep := mkEndpoint(t, "fraud", spec.Weights{"slow": 10000}, slowDep, refused, gone)
-	gw := startGateway(t, Options{}, ep)
+	gw := modeGateway(t, opts, ep)
 
 	// The first request to "gone" fails to connect (502) and takes its only
 	// backend out; the next one finds no healthy backend (503).
@@ -182,6 +190,10 @@ func TestErrorMapping(t *testing.T) {
 }
 
 func TestStaleKeepAliveConnectionRetried(t *testing.T) {
+	forEachMode(t, testStaleKeepAliveConnectionRetried)
+}
+
+func testStaleKeepAliveConnectionRetried(t *testing.T, opts Options) {
 	// The backend closes idle keep-alive connections (as uvicorn does after
 	// 5 s). A POST sent on such a pooled connection must not become a 502.
 	closed := make(chan struct{}, 16)
@@ -195,7 +207,7 @@ func TestStaleKeepAliveConnectionRetried(t *testing.T) {
 	}
 	backend.Start()
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 
 	post := func() answer {
 		req, _ := http.NewRequest(http.MethodPost, gw.url+"/fraud/p", strings.NewReader("{}"))

@@ -282,3 +282,75 @@ func waitListenerClosedWhileInFlight(t *testing.T, gw *gateway, shut <-chan erro
 	default:
 	}
 }
+
+// ---- the engine matrix ----
+
+// engineModes are the ways the gateway serves a request: the event loops
+// sending through io_uring, the event loops sending with a system call per
+// message, and the goroutine engine alone.
+var engineModes = []struct {
+	name string
+	opts Options
+}{
+	{"loops-ring", Options{}},
+	{"loops-direct", Options{DirectSends: true}},
+	{"goroutines", Options{GoroutinesOnly: true}},
+}
+
+// forEachMode runs f as a subtest per engine mode, as net/http runs its
+// tests under each mode. A data-plane test runs in every mode: it sets what
+// it needs on the mode's opts (Mirror, MaxRequestBytes, ...) and starts
+// its gateways with modeGateway. The ring mode fails, never skips, where
+// io_uring cannot be set up: it would silently test the direct sends twice.
+func forEachMode(t *testing.T, f func(t *testing.T, opts Options)) {
+	t.Helper()
+	for _, m := range engineModes {
+		t.Run(m.name, func(t *testing.T) {
+			if m.name == "loops-ring" {
+				r, err := newSendRing(8)
+				if err != nil {
+					t.Fatalf("loops-ring mode needs io_uring: %v", err)
+				}
+				r.close()
+			}
+			f(t, m.opts)
+		})
+	}
+}
+
+// modeGateway starts a gateway and checks it runs the engine opts asks
+// for: event loops unless GoroutinesOnly and, in the ring mode, loops
+// that sent through their send rings if they served anything (checked
+// when the test ends: a ring a loop failed to set up is no silent
+// fallback to direct sends).
+func modeGateway(t *testing.T, opts Options, eps ...spec.Endpoint) *gateway {
+	t.Helper()
+	return modeGatewayWith(t, opts, nil, eps...)
+}
+
+// modeGatewayWith is modeGateway with prepare run on the Server before
+// its first SetRoutes (startGatewayWith).
+func modeGatewayWith(t *testing.T, opts Options, prepare func(*Server), eps ...spec.Endpoint) *gateway {
+	t.Helper()
+	gw := startGatewayWith(t, opts, prepare, eps...)
+	if opts.GoroutinesOnly {
+		return gw
+	}
+	if gw.loops == nil {
+		t.Fatal("the gateway runs without event loops in a loop mode")
+	}
+	if !opts.DirectSends {
+		t.Cleanup(func() { // before the gateway's Shutdown
+			if gw.loops.served.Load() > 0 && gw.loops.ringSends.Load() == 0 {
+				t.Error("the loops served requests in the ring mode without sending through a send ring")
+			}
+		})
+	}
+	return gw
+}
+
+// safetyGateway is modeGateway (safety_test.go's name).
+func safetyGateway(t *testing.T, opts Options, eps ...spec.Endpoint) *gateway {
+	t.Helper()
+	return modeGateway(t, opts, eps...)
+}

@@ -91,7 +91,9 @@ func withMirror(ep spec.Endpoint, mirror spec.Weights, capBytes int64) spec.Endp
 	return ep
 }
 
-func TestMirrorCopy(t *testing.T) {
+func TestMirrorCopy(t *testing.T) { forEachMode(t, testMirrorCopy) }
+
+func testMirrorCopy(t *testing.T, opts Options) {
 	backend := func(name string) *httptest.Server {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
@@ -108,7 +110,8 @@ func TestMirrorCopy(t *testing.T) {
 	}
 	blue, green := backend("blue"), backend("green")
 	m := &fakeMirror{}
-	gw := startGateway(t, Options{Mirror: m}, withMirror(
+	opts.Mirror = m
+	gw := modeGateway(t, opts, withMirror(
 		mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", blue.URL), dep("green", green.URL)),
 		spec.Weights{"green": 10000}, 0))
 
@@ -150,11 +153,11 @@ func TestMirrorCopy(t *testing.T) {
 				Body:      []byte(tc.body),
 				Live:      compare.Response{Status: tc.wantStatus, ContentType: tc.wantType, Body: []byte(a.body)},
 			}
-			opts := cmp.Options{
+			cmpOpts := cmp.Options{
 				cmpopts.IgnoreFields(shadow.Copy{}, "Headers", "LiveLatency", "LiveTTFB", "Start"),
 				cmpopts.EquateEmpty(),
 			}
-			if diff := cmp.Diff(want, c, opts); diff != "" {
+			if diff := cmp.Diff(want, c, cmpOpts); diff != "" {
 				t.Errorf("copy mismatch (-want +got):\n%s", diff)
 			}
 			h := headerMap(t, c.Headers)
@@ -182,13 +185,16 @@ func TestMirrorCopy(t *testing.T) {
 	}
 }
 
-func TestMirrorSelection(t *testing.T) {
+func TestMirrorSelection(t *testing.T) { forEachMode(t, testMirrorSelection) }
+
+func testMirrorSelection(t *testing.T, opts Options) {
 	blue, green, red := named(t, "blue"), named(t, "green"), named(t, "red")
 	deps := []spec.Deployment{dep("blue", blue.URL), dep("green", green.URL), dep("red", red.URL)}
 
 	t.Run("override is not mirrored", func(t *testing.T) {
 		m := &fakeMirror{}
-		gw := startGateway(t, Options{Mirror: m}, withMirror(
+		opts.Mirror = m
+		gw := modeGateway(t, opts, withMirror(
 			mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, deps...), spec.Weights{"green": 10000, "red": 10000}, 0))
 		for _, d := range []string{"blue", "green"} {
 			if a := get(t, gw.url+"/fraud/p", "X-Model-Deployment", d); a.status != 200 || a.deployment != d {
@@ -209,7 +215,8 @@ func TestMirrorSelection(t *testing.T) {
 
 	t.Run("not to the live deployment", func(t *testing.T) {
 		m := &fakeMirror{}
-		gw := startGateway(t, Options{Mirror: m}, withMirror(
+		opts.Mirror = m
+		gw := modeGateway(t, opts, withMirror(
 			mkEndpoint(t, "fraud", spec.Weights{"blue": 5000, "green": 5000}, deps...), spec.Weights{"green": 10000}, 0))
 		const n = 200
 		onBlue := 0
@@ -231,7 +238,8 @@ func TestMirrorSelection(t *testing.T) {
 
 	t.Run("two shadows at 50%", func(t *testing.T) {
 		m := &fakeMirror{}
-		gw := startGateway(t, Options{Mirror: m}, withMirror(
+		opts.Mirror = m
+		gw := modeGateway(t, opts, withMirror(
 			mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, deps...), spec.Weights{"green": 5000, "red": 5000}, 0))
 		const n = 2000
 		for range n {
@@ -272,7 +280,8 @@ func TestMirrorSelection(t *testing.T) {
 		m := &fakeMirror{}
 		ep := withMirror(mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, deps...), spec.Weights{"green": 5000}, 0)
 		ep.StickyHeader = "X-User-Id"
-		gw := startGateway(t, Options{Mirror: m}, ep)
+		opts.Mirror = m
+		gw := modeGateway(t, opts, ep)
 		const keys, repeats = 40, 3
 		for i := range keys {
 			for range repeats {
@@ -297,12 +306,15 @@ func TestMirrorSelection(t *testing.T) {
 	})
 }
 
-func TestMirrorStreamCapturedWhole(t *testing.T) {
+func TestMirrorStreamCapturedWhole(t *testing.T) { forEachMode(t, testMirrorStreamCapturedWhole) }
+
+func testMirrorStreamCapturedWhole(t *testing.T, opts Options) {
 	const first, rest = "data: {\"token\":\"Hel\"}\n\n", "data: {\"token\":\"lo\"}\n\ndata: [DONE]\n\n"
 	release := make(chan struct{})
 	live := holdingBackend(t, "text/event-stream", first, rest, release)
 	m := &fakeMirror{}
-	gw := startGateway(t, Options{Mirror: m}, withMirror(
+	opts.Mirror = m
+	gw := modeGateway(t, opts, withMirror(
 		mkEndpoint(t, "chat", spec.Weights{"blue": 10000}, dep("blue", live.URL), dep("green", named(t, "green").URL)),
 		spec.Weights{"green": 10000}, 0))
 
@@ -332,7 +344,9 @@ func TestMirrorStreamCapturedWhole(t *testing.T) {
 	}
 }
 
-func TestMirrorCaptureCap(t *testing.T) {
+func TestMirrorCaptureCap(t *testing.T) { forEachMode(t, testMirrorCaptureCap) }
+
+func testMirrorCaptureCap(t *testing.T, opts Options) {
 	const capBytes = 16
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -341,7 +355,8 @@ func TestMirrorCaptureCap(t *testing.T) {
 	}))
 	t.Cleanup(echo.Close)
 	m := &fakeMirror{}
-	gw := startGateway(t, Options{Mirror: m}, withMirror(
+	opts.Mirror = m
+	gw := modeGateway(t, opts, withMirror(
 		mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", echo.URL), dep("green", echo.URL)),
 		spec.Weights{"green": 10000}, capBytes))
 	tests := []struct {
@@ -375,7 +390,9 @@ func TestMirrorCaptureCap(t *testing.T) {
 // TestMirrorSubmitAfterLiveAnswer blocks Submit until the client has read
 // the whole live answer: if a copy were handed off before the answer was
 // flushed, the client would never get it.
-func TestMirrorSubmitAfterLiveAnswer(t *testing.T) {
+func TestMirrorSubmitAfterLiveAnswer(t *testing.T) { forEachMode(t, testMirrorSubmitAfterLiveAnswer) }
+
+func testMirrorSubmitAfterLiveAnswer(t *testing.T, opts Options) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -401,7 +418,8 @@ func TestMirrorSubmitAfterLiveAnswer(t *testing.T) {
 			var once sync.Once
 			t.Cleanup(func() { once.Do(func() { close(read) }) })
 			m := &fakeMirror{onSubmit: func(*shadow.Copy) { <-read }}
-			gw := startGateway(t, Options{Mirror: m}, withMirror(
+			opts.Mirror = m
+			gw := modeGateway(t, opts, withMirror(
 				mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", live.URL), dep("green", live.URL)),
 				spec.Weights{"green": 10000}, 0))
 
@@ -422,6 +440,10 @@ func TestMirrorSubmitAfterLiveAnswer(t *testing.T) {
 }
 
 func TestMirrorLiveFailureNotSubmitted(t *testing.T) {
+	forEachMode(t, testMirrorLiveFailureNotSubmitted)
+}
+
+func testMirrorLiveFailureNotSubmitted(t *testing.T, opts Options) {
 	cutShort := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100")
 		_, _ = io.WriteString(w, "only part")
@@ -439,7 +461,8 @@ func TestMirrorLiveFailureNotSubmitted(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := &fakeMirror{}
-			gw := startGateway(t, Options{Mirror: m}, withMirror(
+			opts.Mirror = m
+			gw := modeGateway(t, opts, withMirror(
 				mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", tc.backend), dep("green", named(t, "green").URL)),
 				spec.Weights{"green": 10000}, 0))
 			resp, err := client.Get(gw.url + "/fraud/p")
@@ -460,18 +483,21 @@ func TestMirrorLiveFailureNotSubmitted(t *testing.T) {
 	}
 }
 
-func TestMirrorNilOrZero(t *testing.T) {
+func TestMirrorNilOrZero(t *testing.T) { forEachMode(t, testMirrorNilOrZero) }
+
+func testMirrorNilOrZero(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
 	ep := mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", blue.URL), dep("green", green.URL))
 	t.Run("nil Mirror", func(t *testing.T) {
-		gw := startGateway(t, Options{}, withMirror(ep, spec.Weights{"green": 10000}, 0))
+		gw := modeGateway(t, opts, withMirror(ep, spec.Weights{"green": 10000}, 0))
 		if a := get(t, gw.url+"/fraud/p"); a.status != 200 {
 			t.Fatalf("status %d", a.status)
 		}
 	})
 	t.Run("0%", func(t *testing.T) {
 		m := &fakeMirror{}
-		gw := startGateway(t, Options{Mirror: m}, withMirror(ep, spec.Weights{"green": 0}, 0))
+		opts.Mirror = m
+		gw := modeGateway(t, opts, withMirror(ep, spec.Weights{"green": 0}, 0))
 		for range 20 {
 			get(t, gw.url+"/fraud/p")
 		}
@@ -481,11 +507,14 @@ func TestMirrorNilOrZero(t *testing.T) {
 	})
 }
 
-func TestMirrorShutdownHandsOffParked(t *testing.T) {
+func TestMirrorShutdownHandsOffParked(t *testing.T) { forEachMode(t, testMirrorShutdownHandsOffParked) }
+
+func testMirrorShutdownHandsOffParked(t *testing.T, opts Options) {
 	// A copy parked on a connection that closes instead of going idle
 	// (Connection: close) is handed off too.
 	m := &fakeMirror{}
-	gw := startGateway(t, Options{Mirror: m}, withMirror(
+	opts.Mirror = m
+	gw := modeGateway(t, opts, withMirror(
 		mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", named(t, "blue").URL), dep("green", named(t, "green").URL)),
 		spec.Weights{"green": 10000}, 0))
 	req, _ := http.NewRequest(http.MethodGet, gw.url+"/fraud/p", nil)

@@ -16,7 +16,9 @@ import (
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
-func TestForwarding(t *testing.T) {
+func TestForwarding(t *testing.T) { forEachMode(t, testForwarding) }
+
+func testForwarding(t *testing.T, opts Options) {
 	var got *http.Request
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Clone(r.Context())
@@ -29,7 +31,7 @@ func TestForwarding(t *testing.T) {
 		_, _ = io.WriteString(w, "ok")
 	}))
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL+"/base/")))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL+"/base/")))
 
 	tests := []struct {
 		name, path, wantURI string
@@ -92,8 +94,10 @@ func TestForwarding(t *testing.T) {
 	}
 }
 
-func TestRequestID(t *testing.T) {
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
+func TestRequestID(t *testing.T) { forEachMode(t, testRequestID) }
+
+func testRequestID(t *testing.T, opts Options) {
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
 
 	a := get(t, gw.url+"/fraud/x", "X-Request-Id", "abc-123")
 	if got := a.header.Get("X-Request-Id"); got != "abc-123" {
@@ -117,8 +121,10 @@ func TestRequestID(t *testing.T) {
 	}
 }
 
-func TestUnknownEndpointAndDeployment(t *testing.T) {
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
+func TestUnknownEndpointAndDeployment(t *testing.T) { forEachMode(t, testUnknownEndpointAndDeployment) }
+
+func testUnknownEndpointAndDeployment(t *testing.T, opts Options) {
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
 	tests := []struct {
 		name       string
 		path       string
@@ -148,9 +154,11 @@ func TestUnknownEndpointAndDeployment(t *testing.T) {
 	}
 }
 
-func TestSplit(t *testing.T) {
+func TestSplit(t *testing.T) { forEachMode(t, testSplit) }
+
+func testSplit(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", spec.Weights{"blue": 9500, "green": 500},
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", spec.Weights{"blue": 9500, "green": 500},
 		dep("blue", blue.URL), dep("green", green.URL)))
 	const n = 2000
 	counts := map[string]int{}
@@ -176,9 +184,11 @@ func TestSplit(t *testing.T) {
 	}
 }
 
-func TestOverride(t *testing.T) {
+func TestOverride(t *testing.T) { forEachMode(t, testOverride) }
+
+func testOverride(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", spec.Weights{"blue": 10000},
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", spec.Weights{"blue": 10000},
 		dep("blue", blue.URL), dep("green", green.URL)))
 	for range 10 {
 		a := get(t, gw.url+"/fraud/predict", "X-Model-Deployment", "green")
@@ -197,11 +207,13 @@ func TestOverride(t *testing.T) {
 	}
 }
 
-func TestSticky(t *testing.T) {
+func TestSticky(t *testing.T) { forEachMode(t, testSticky) }
+
+func testSticky(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
 	ep := mkEndpoint(t, "fraud", spec.Weights{"blue": 5000, "green": 5000}, dep("blue", blue.URL), dep("green", green.URL))
 	ep.StickyHeader = "X-User-Id"
-	gw := startGateway(t, Options{}, ep)
+	gw := modeGateway(t, opts, ep)
 	table, err := router.Compile(ep)
 	if err != nil {
 		t.Fatal(err)
@@ -217,8 +229,11 @@ func TestSticky(t *testing.T) {
 	}
 }
 
-func TestBodyTooLarge(t *testing.T) {
-	gw := startGateway(t, Options{MaxRequestBytes: 1024}, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
+func TestBodyTooLarge(t *testing.T) { forEachMode(t, testBodyTooLarge) }
+
+func testBodyTooLarge(t *testing.T, opts Options) {
+	opts.MaxRequestBytes = 1024
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
 	req, _ := http.NewRequest(http.MethodPost, gw.url+"/fraud/p", strings.NewReader(strings.Repeat("x", 2048)))
 	req.Header.Set("X-Request-Id", "big-1")
 	a := do(t, req)
@@ -236,8 +251,10 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 }
 
-func TestHead(t *testing.T) {
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
+func TestHead(t *testing.T) { forEachMode(t, testHead) }
+
+func testHead(t *testing.T, opts Options) {
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
 	req, _ := http.NewRequest(http.MethodHead, gw.url+"/fraud/p", nil)
 	a := do(t, req)
 	if a.status != 200 || a.deployment != "blue" || a.body != "" {
@@ -246,6 +263,8 @@ func TestHead(t *testing.T) {
 	eventually(t, "HEAD is recorded", func() bool { return len(gw.recs.observations("fraud/blue")) == 1 })
 }
 
+// TestHealthReport runs in one mode only: it serves no request, and the
+// report is the pools' whatever the engine.
 func TestHealthReport(t *testing.T) {
 	b1, b2 := named(t, "b1"), named(t, "b2")
 	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", b1.URL, b2.URL)))

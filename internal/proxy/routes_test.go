@@ -16,7 +16,9 @@ import (
 // 2xx from a deployment that was in a table live during the request, and
 // a request started after SetRoutes returned never reaches a deployment
 // that call removed.
-func TestRoutingChangeUnderLoad(t *testing.T) {
+func TestRoutingChangeUnderLoad(t *testing.T) { forEachMode(t, testRoutingChangeUnderLoad) }
+
+func testRoutingChangeUnderLoad(t *testing.T, opts Options) {
 	a, b, c := named(t, "a"), named(t, "b"), named(t, "c")
 	da, db, dc := dep("a", a.URL), dep("b", b.URL), dep("c", c.URL)
 	tables := [][]spec.Endpoint{
@@ -34,7 +36,7 @@ func TestRoutingChangeUnderLoad(t *testing.T) {
 		}
 		return m
 	}
-	gw := startGateway(t, Options{}, tables[0]...)
+	gw := modeGateway(t, opts, tables[0]...)
 
 	// gen is the number of the table whose SetRoutes has returned.
 	var gen atomic.Int64
@@ -108,12 +110,14 @@ func TestRoutingChangeUnderLoad(t *testing.T) {
 	t.Logf("%d requests over 60 route changes", requests.Load())
 }
 
-func TestSetRoutesReusesPools(t *testing.T) {
+func TestSetRoutesReusesPools(t *testing.T) { forEachMode(t, testSetRoutesReusesPools) }
+
+func testSetRoutesReusesPools(t *testing.T, opts Options) {
 	a, b := named(t, "a"), named(t, "b")
 	hc := &spec.HealthCheck{Path: "/health", Interval: spec.Duration(time.Hour)}
 	checked := dep("blue", a.URL)
 	checked.HealthCheck = hc
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, checked, dep("green", b.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, checked, dep("green", b.URL)))
 	pool := func(key string) *pool {
 		gw.mu.Lock()
 		defer gw.mu.Unlock()

@@ -50,7 +50,9 @@ func readWithin(t *testing.T, r io.Reader, want string, d time.Duration) {
 	}
 }
 
-func TestStreamingPassesChunksThrough(t *testing.T) {
+func TestStreamingPassesChunksThrough(t *testing.T) { forEachMode(t, testStreamingPassesChunksThrough) }
+
+func testStreamingPassesChunksThrough(t *testing.T, opts Options) {
 	tests := []struct {
 		name        string
 		contentType string
@@ -67,7 +69,7 @@ func TestStreamingPassesChunksThrough(t *testing.T) {
 			// The stream outlives the header timeout: it must bound only
 			// the wait for headers.
 			d.Timeout = spec.Duration(100 * time.Millisecond)
-			gw := startGateway(t, Options{}, mkEndpoint(t, "chat", nil, d))
+			gw := modeGateway(t, opts, mkEndpoint(t, "chat", nil, d))
 
 			start := time.Now()
 			resp, err := client.Get(gw.url + "/chat/v1/completions")
@@ -103,12 +105,16 @@ func TestStreamingPassesChunksThrough(t *testing.T) {
 }
 
 func TestStreamIdleTimeoutAbortsConnection(t *testing.T) {
+	forEachMode(t, testStreamIdleTimeoutAbortsConnection)
+}
+
+func testStreamIdleTimeoutAbortsConnection(t *testing.T, opts Options) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	backend := holdingBackend(t, "text/event-stream", "data: 1\n\n", "data: 2\n\n", release)
 	d := dep("llm", backend.URL)
 	d.StreamIdleTimeout = spec.Duration(50 * time.Millisecond)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "chat", nil, d))
+	gw := modeGateway(t, opts, mkEndpoint(t, "chat", nil, d))
 
 	_, br, resp := rawGet(t, gw.url, "/chat/stream")
 	if resp.StatusCode != 200 {
@@ -130,7 +136,9 @@ func TestStreamIdleTimeoutAbortsConnection(t *testing.T) {
 	})
 }
 
-func TestStreamBodyFailsMidway(t *testing.T) {
+func TestStreamBodyFailsMidway(t *testing.T) { forEachMode(t, testStreamBodyFailsMidway) }
+
+func testStreamBodyFailsMidway(t *testing.T, opts Options) {
 	// A known-length body the backend cuts short is aborted too.
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "100")
@@ -139,7 +147,7 @@ func TestStreamBodyFailsMidway(t *testing.T) {
 		panic(http.ErrAbortHandler) // closes the connection
 	}))
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 	resp, err := client.Get(gw.url + "/fraud/p")
 	if err == nil {
 		_, err = io.ReadAll(resp.Body)
@@ -154,7 +162,9 @@ func TestStreamBodyFailsMidway(t *testing.T) {
 	})
 }
 
-func TestClientGoneIsRecorded(t *testing.T) {
+func TestClientGoneIsRecorded(t *testing.T) { forEachMode(t, testClientGoneIsRecorded) }
+
+func testClientGoneIsRecorded(t *testing.T, opts Options) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		tick := time.NewTicker(5 * time.Millisecond)
@@ -172,7 +182,7 @@ func TestClientGoneIsRecorded(t *testing.T) {
 		}
 	}))
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "chat", nil, dep("llm", backend.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "chat", nil, dep("llm", backend.URL)))
 
 	c, _, resp := rawGet(t, gw.url, "/chat/stream")
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
@@ -186,7 +196,9 @@ func TestClientGoneIsRecorded(t *testing.T) {
 	})
 }
 
-func TestShutdownDrainsInFlight(t *testing.T) {
+func TestShutdownDrainsInFlight(t *testing.T) { forEachMode(t, testShutdownDrainsInFlight) }
+
+func testShutdownDrainsInFlight(t *testing.T, opts Options) {
 	arrived, release := make(chan struct{}), make(chan struct{})
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(arrived)
@@ -194,7 +206,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		_, _ = io.WriteString(w, "done")
 	}))
 	t.Cleanup(backend.Close)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 
 	got := make(chan answer, 1)
 	go func() { got <- get(t, gw.url+"/fraud/p") }()
@@ -214,10 +226,14 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 }
 
 func TestShutdownCutsStreamsWhenContextEnds(t *testing.T) {
+	forEachMode(t, testShutdownCutsStreamsWhenContextEnds)
+}
+
+func testShutdownCutsStreamsWhenContextEnds(t *testing.T, opts Options) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	backend := holdingBackend(t, "text/event-stream", "data: 1\n\n", "data: 2\n\n", release)
-	gw := startGateway(t, Options{}, mkEndpoint(t, "chat", nil, dep("llm", backend.URL)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "chat", nil, dep("llm", backend.URL)))
 
 	_, _, resp := rawGet(t, gw.url, "/chat/stream")
 	readWithin(t, resp.Body, "data: 1\n\n", 10*time.Second)
