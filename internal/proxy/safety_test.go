@@ -1257,3 +1257,55 @@ func safetyExchangeOn(c net.Conn, br *bufio.Reader, raw string) (*http.Response,
 	}
 	return safetyRead(br, http.MethodGet)
 }
+
+// Hop-by-hop headers (RFC 9110 section 7.6.1) and those a Connection
+// header names never cross the gateway, in either direction, whatever
+// else the message carries (cookies, a Trailer announcement).
+func TestSafety16HopByHopHeadersStayOnTheirHop(t *testing.T) {
+	hop := []string{"Keep-Alive", "Proxy-Authorization", "Proxy-Authenticate", "Proxy-Connection", "Te", "Upgrade", "Trailer", "X-Hop", "Expect"}
+	forEachMode(t, func(t *testing.T, opts Options) {
+		backend := startSafetyBackend(t, func(r *safetyReq) (string, safetyAfter) {
+			return "HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n" +
+				"Proxy-Authenticate: Basic\r\nTrailer: X-Sum\r\nUpgrade: h2c\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok", keepOpen
+		})
+		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.url)))
+		for _, raw := range []string{
+			// With and without cookies: a request with cookies takes the
+			// scan per header name.
+			"GET /fraud/x HTTP/1.1\r\nHost: gw\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: h2c\r\n" +
+				"Proxy-Authorization: Basic Zm9v\r\nProxy-Connection: keep-alive\r\nX-Kept: yes\r\n\r\n",
+			"GET /fraud/x HTTP/1.1\r\nHost: gw\r\nCookie: a=1\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n" +
+				"Proxy-Authorization: Basic Zm9v\r\nX-Kept: yes\r\n\r\n",
+			"POST /fraud/x HTTP/1.1\r\nHost: gw\r\nTrailer: X-Sum\r\nConnection: X-Hop\r\nX-Hop: 1\r\nX-Kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+		} {
+			before := len(backend.requests())
+			resp, body, err := safetyExchange(t, gw, raw, http.MethodGet)
+			if err != nil || resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%q: %s, want 200 \"ok\"", raw, describe(resp, body, err))
+			}
+			for _, name := range hop {
+				if v := resp.Header.Values(name); len(v) > 0 {
+					t.Errorf("the client got the backend's %s %q", name, v)
+				}
+			}
+			if resp.Header.Get("X-Kept") != "yes" {
+				t.Errorf("the client did not get the backend's X-Kept")
+			}
+			reqs := backend.requests()[before:]
+			if len(reqs) != 1 {
+				t.Fatalf("%q: the backend got %d requests, want 1", raw, len(reqs))
+			}
+			for _, name := range hop {
+				if v := reqs[0].values(name); len(v) > 0 {
+					t.Errorf("%q: the backend got the client's %s %q", raw, name, v)
+				}
+			}
+			if reqs[0].get("X-Kept") != "yes" {
+				t.Errorf("%q: the backend did not get X-Kept", raw)
+			}
+			if strings.Contains(raw, "Cookie: a=1") && reqs[0].get("Cookie") != "a=1" {
+				t.Errorf("%q: the backend got Cookie %q, want \"a=1\"", raw, reqs[0].get("Cookie"))
+			}
+		}
+	})
+}
