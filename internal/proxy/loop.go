@@ -554,14 +554,16 @@ func (l *evloops) nextOne(fc *frontConn) {
 		return
 	}
 	dep := ep.deps[i]
+	if dep.pool.anyTLS {
+		// The loops speak plain HTTP to backends; a deployment with an
+		// https backend is served, retries included, by the goroutine path.
+		s.putExchange(x)
+		l.handoffFront(fc)
+		return
+	}
 	b := dep.pool.pick(now, nil)
 	var bc *backConn
 	if b != nil {
-		if b.conns.tls != nil {
-			s.putExchange(x)
-			l.handoffFront(fc)
-			return
-		}
 		if bc = ls.takeIdle(b, now); bc == nil {
 			if !b.conns.reserve() {
 				// At the limit: the goroutine path queues for a connection.
@@ -675,7 +677,7 @@ func (l *evloops) dialFailed(bc *backConn, err error) {
 	now := time.Now().UnixNano()
 	fc.dep.pool.failed(bc.b, now, err)
 	if fc.tries.Next(policy.FailDial, fc.replay) == policy.RetryOther {
-		if next := fc.dep.pool.pick(now, bc.b); next != nil && next.conns.tls == nil {
+		if next := fc.dep.pool.pick(now, bc.b); next != nil {
 			nbc := fc.ls.takeIdle(next, now)
 			if nbc == nil && next.conns.reserve() {
 				nbc = &backConn{ls: fc.ls, b: next}

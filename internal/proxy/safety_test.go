@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -1305,6 +1306,31 @@ func TestSafety16HopByHopHeadersStayOnTheirHop(t *testing.T) {
 			}
 			if strings.Contains(raw, "Cookie: a=1") && reqs[0].get("Cookie") != "a=1" {
 				t.Errorf("%q: the backend got Cookie %q, want \"a=1\"", raw, reqs[0].get("Cookie"))
+			}
+		}
+	})
+}
+
+// A deployment mixing http and https backends: a request whose connect to
+// the http one fails goes to the https one, in every engine (the loops,
+// which speak plain HTTP only, once failed it with 502 instead).
+func TestSafety17RetryAcrossSchemes(t *testing.T) {
+	forEachMode(t, func(t *testing.T, opts Options) {
+		backend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, "over tls")
+		}))
+		t.Cleanup(backend.Close)
+		roots := x509.NewCertPool()
+		roots.AddCert(backend.Certificate())
+		refused := closedURL(t)
+		gw := modeGatewayWith(t, opts, func(s *Server) { s.upstreamRoots = roots },
+			mkEndpoint(t, "fraud", nil, dep("blue", refused, backend.URL)))
+		// Round-robin: within two requests one is first sent to the refused
+		// backend, and must be retried on the https one.
+		for i := range 4 {
+			resp, body, err := safetyExchange(t, gw, "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n\r\n", http.MethodGet)
+			if err != nil || resp.StatusCode != 200 || body != "over tls" {
+				t.Fatalf("request %d: %s, want 200 \"over tls\"", i, describe(resp, body, err))
 			}
 		}
 	})

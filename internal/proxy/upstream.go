@@ -131,6 +131,10 @@ type pool struct {
 
 	maxFails    int32
 	failTimeout int64 // ns
+	// anyTLS: a backend is https. The event loops leave such a
+	// deployment's requests to the goroutine path, so that a retry from an
+	// http backend to an https one happens there as it would for any other.
+	anyTLS bool
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -154,6 +158,7 @@ func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dial
 			}
 		}
 		p.backends = append(p.backends, b)
+		p.anyTLS = p.anyTLS || b.conns.tls != nil
 	}
 	return p, nil
 }
