@@ -277,7 +277,15 @@ func newEvloops(s *Server, n int, directSends bool) (*evloops, error) {
 // loop holds a duplicate of its socket).
 func (l *evloops) enroll(c *net.TCPConn) {
 	fc := &frontConn{remote: c.RemoteAddr()}
-	if _, err := l.cli.EnrollContext(c, fc); err != nil {
+	_, err := l.cli.EnrollContext(c, fc)
+	if err == nil && fc.gc == nil {
+		// gnet waits for the loop's registration but does not report its
+		// failure (epoll_ctl, under resource exhaustion): the connection was
+		// closed without OnOpen or OnClose. (OnOpen, which sets gc, runs
+		// before EnrollContext returns.)
+		err = errors.New("the event loop could not register the connection")
+	}
+	if err != nil {
 		_ = c.Close()
 		l.s.releaseSlot()
 		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop refused a connection", slog.String("error", err.Error()))
