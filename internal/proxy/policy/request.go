@@ -70,9 +70,10 @@ func checkFields(raw []byte, maxFields, status int) error {
 		}
 		line := raw[:i]
 		raw = raw[i+1:]
-		if len(line) == 0 && n == 0 {
-			// A head without fields: fasthttp keeps no raw fields of it, so
-			// how its empty line ends is not judged in either engine.
+		if len(line) == 0 && n == 0 && status == http.StatusBadRequest {
+			// A request head without fields: fasthttp keeps no raw fields
+			// of it, so how its empty line ends is not judged in either
+			// engine. (Both engines hold an answer's raw head: there, it is.)
 			break
 		}
 		if len(line) == 0 || line[len(line)-1] != '\r' {
