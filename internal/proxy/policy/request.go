@@ -52,6 +52,18 @@ func CheckRequestHead(raw []byte, l Limits) error {
 	if i < 0 {
 		return badRequest("request head has no request line")
 	}
+	// The request line's version and target first, in CheckRequest's order.
+	line := bytes.TrimSuffix(raw[:i], []byte{'\r'})
+	if sp := bytes.LastIndexByte(line, ' '); sp >= 0 {
+		switch proto := line[sp+1:]; string(proto) {
+		case "HTTP/1.1", "HTTP/1.0":
+		default:
+			return reject(http.StatusHTTPVersionNotSupported, "HTTP version %q not supported: use HTTP/1.1", truncate(proto))
+		}
+		if m := bytes.IndexByte(line, ' '); m >= 0 && m < sp && l.MaxURIBytes > 0 && sp-m-1 > l.MaxURIBytes {
+			return reject(http.StatusRequestURITooLong, "request target longer than %d bytes", l.MaxURIBytes)
+		}
+	}
 	return checkFields(raw[i+1:], l.MaxHeaders, http.StatusBadRequest)
 }
 
