@@ -75,13 +75,7 @@ func checkSendMode(t *testing.T, gw *gateway, before uint64) {
 // test instead of hanging it.
 func loopDial(t testing.TB, gw *gateway) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(gw.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-	return c, bufio.NewReader(c)
+	return safetyDial(t, gw, nil)
 }
 
 // loopWrite writes raw request bytes in one call.

@@ -264,7 +264,7 @@ func safetyOK(body string) string {
 
 // safetyDial connects to gw with the socket options control sets (nil:
 // none), closed when the test ends, with a generous deadline.
-func safetyDial(t *testing.T, gw *gateway, control func(fd int)) (net.Conn, *bufio.Reader) {
+func safetyDial(t testing.TB, gw *gateway, control func(fd int)) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	d := net.Dialer{}
 	if control != nil {
