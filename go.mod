@@ -7,7 +7,7 @@ require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/google/go-cmp v0.7.0
-	github.com/panjf2000/gnet/v2 v2.9.7
+	github.com/modelgate/modelgate/third_party/gnet v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.73.1
@@ -41,4 +41,4 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
 
-replace github.com/panjf2000/gnet/v2 => ./third_party/gnet
+replace github.com/modelgate/modelgate/third_party/gnet => ./third_party/gnet

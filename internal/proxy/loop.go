@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/panjf2000/gnet/v2"
-	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"github.com/modelgate/modelgate/third_party/gnet"
+	"github.com/modelgate/modelgate/third_party/gnet/pkg/logging"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 

@@ -25,11 +25,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	errorx "github.com/panjf2000/gnet/v2/pkg/errors"
-	"github.com/panjf2000/gnet/v2/pkg/logging"
-	"github.com/panjf2000/gnet/v2/pkg/netpoll"
-	"github.com/panjf2000/gnet/v2/pkg/queue"
-	"github.com/panjf2000/gnet/v2/pkg/socket"
+	errorx "github.com/modelgate/modelgate/third_party/gnet/pkg/errors"
+	"github.com/modelgate/modelgate/third_party/gnet/pkg/logging"
+	"github.com/modelgate/modelgate/third_party/gnet/pkg/netpoll"
+	"github.com/modelgate/modelgate/third_party/gnet/pkg/queue"
+	"github.com/modelgate/modelgate/third_party/gnet/pkg/socket"
 )
 
 type engine struct {

@@ -22,8 +22,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	errorx "github.com/panjf2000/gnet/v2/pkg/errors"
-	"github.com/panjf2000/gnet/v2/pkg/logging"
+	errorx "github.com/modelgate/modelgate/third_party/gnet/pkg/errors"
+	"github.com/modelgate/modelgate/third_party/gnet/pkg/logging"
 )
 
 type engine struct {
