@@ -200,6 +200,9 @@ func checkSlice(s telemetry.Slice) error {
 	if s.SplitErrors > s.SplitRequests {
 		return fmt.Errorf("%d split errors of %d split requests", s.SplitErrors, s.SplitRequests)
 	}
+	if n := s.Latency.Count(); n > s.SplitRequests {
+		return fmt.Errorf("latency of %d requests for %d split requests (the sketch holds split-routed requests only)", n, s.SplitRequests)
+	}
 	return nil
 }
 
@@ -250,9 +253,8 @@ func exceedances(p SlicePair, l time.Duration) stats.Slice {
 	return stats.Slice{CanaryRequests: cr, CanaryBad: cb, StableRequests: sr, StableBad: sb}
 }
 
-// slow counts the requests of s in buckets whose representative value is
-// above l. The sketch holds override-routed requests too; their share is
-// taken out in proportion (see the package doc).
+// slow counts the split requests of s in buckets whose representative
+// value is above l (the slice's sketch holds split-routed requests only).
 func slow(s telemetry.Slice, l time.Duration) (requests, bad int64) {
 	var over uint64
 	for v, c := range s.Latency.Buckets() {
@@ -260,11 +262,7 @@ func slow(s telemetry.Slice, l time.Duration) (requests, bad int64) {
 			over += c
 		}
 	}
-	n := s.SplitRequests
-	if s.Requests > n && s.Requests > 0 {
-		over = (over*n + s.Requests/2) / s.Requests
-	}
-	return int64(n), int64(min(over, n))
+	return int64(s.SplitRequests), int64(over) // over <= SplitRequests: checkSlice
 }
 
 // State is an Analyzer's complete state, JSON-serialisable, for the

@@ -249,8 +249,9 @@ func TestSampleRatioMismatch(t *testing.T) {
 }
 
 // TestOverrideRequestsExcluded: errors of override-routed requests are not
-// judged, and slow override requests are taken out of the latency counts in
-// proportion.
+// judged, slow ones cannot be (telemetry keeps them out of the sketches),
+// and a slice whose sketch holds more requests than its split ones is
+// refused rather than judged.
 func TestOverrideRequestsExcluded(t *testing.T) {
 	a := mustNew(t, defaultPlan())
 	a.StartStage(t0, 500, recent1)
@@ -258,8 +259,9 @@ func TestOverrideRequestsExcluded(t *testing.T) {
 	var pairs []SlicePair
 	for i := range 300 {
 		start := t0.Add(time.Duration(i) * time.Second)
+		// 20 override requests failed: counted in Requests and Errors only.
 		c := telemetry.Slice{Start: start, Requests: 25, SplitRequests: 5, Errors: 20, SplitErrors: 0,
-			Latency: sketch(map[time.Duration]uint64{l / 2: 5, 3 * l: 20})} // the 20 override requests are slow failures
+			Latency: sketch(map[time.Duration]uint64{l / 2: 5})}
 		s := telemetry.Slice{Start: start, Requests: 95, SplitRequests: 95, Errors: 1, SplitErrors: 1,
 			Latency: sketch(map[time.Duration]uint64{l / 2: 94, 3 * l: 1})}
 		pairs = append(pairs, SlicePair{Start: start, Stable: s, Canary: c})
@@ -271,9 +273,19 @@ func TestOverrideRequestsExcluded(t *testing.T) {
 	if st.Errors.CanaryBad != 0 || st.Errors.CanaryRequests != 1500 {
 		t.Errorf("errors test counted canary %d bad of %d, want 0 of 1500", st.Errors.CanaryBad, st.Errors.CanaryRequests)
 	}
-	// 20 slow of 25 requests, 5 split: 20·5/25 = 4 slow split requests per slice.
-	if st.Latency.CanaryBad != 4*300 {
-		t.Errorf("latency test counted %d slow canary requests, want %d", st.Latency.CanaryBad, 4*300)
+	if st.Latency.CanaryBad != 0 || st.Latency.CanaryRequests != 1500 {
+		t.Errorf("latency test counted canary %d slow of %d, want 0 of 1500", st.Latency.CanaryBad, st.Latency.CanaryRequests)
+	}
+
+	start := t0.Add(300 * time.Second)
+	mixed := telemetry.Slice{Start: start, Requests: 25, SplitRequests: 5,
+		Latency: sketch(map[time.Duration]uint64{l / 2: 5, 3 * l: 20})}
+	err := a.Observe([]SlicePair{{Start: start, Stable: pairs[0].Stable, Canary: mixed}})
+	if err == nil || !strings.Contains(err.Error(), "latency of 25 requests for 5 split requests") {
+		t.Errorf("Observe(slice with override latencies) = %v, want the sketch refused", err)
+	}
+	if got := a.State(); got.Latency.CanaryRequests != 1500 || got.Latency.CanaryBad != 0 {
+		t.Errorf("a refused slice changed the latency test: %d slow of %d", got.Latency.CanaryBad, got.Latency.CanaryRequests)
 	}
 }
 

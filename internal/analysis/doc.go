@@ -9,14 +9,10 @@
 //
 // Only split-routed requests count (telemetry Slice.SplitRequests,
 // SplitErrors; Summary.SplitRequests, SplitErrors): requests routed by the
-// X-Model-Deployment override header are left out. An error is a 5xx (the
-// proxy maps transport failures and timeouts to 5xx). The one exception is
-// latency: telemetry keeps one latency sketch per slice for all live
-// requests, override-routed included, so when a slice holds override
-// requests its count of slow requests is scaled by the split share of the
-// slice (rounded to the nearest integer, capped at the split requests).
-// Override traffic during a rollout is rare (manual checks), and the same
-// rule applies to both arms.
+// X-Model-Deployment override header are left out of every gate, latency
+// included (telemetry's sketches hold split-routed requests only): any
+// client can pin a request, so pinned requests are never evidence. An error
+// is a 5xx (the proxy maps transport failures and timeouts to 5xx).
 //
 // # The sequential gate (the default)
 //

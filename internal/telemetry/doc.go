@@ -37,6 +37,14 @@
 // roll-up step that would race with late writers. Queries compact what
 // they return into sparse Sketches.
 //
+// # Pinned requests
+//
+// Requests routed by the X-Model-Deployment override are counted in the
+// slices' status classes (Summary.OverrideRequests) and in the all-time
+// Prometheus counters and histograms, but not in the slices' latency and
+// TTFB buckets: any client can pin a request, and the windows are what the
+// rollout gates judge.
+//
 // # Rotation
 //
 // Each slot is claimed by the epoch (second, or 10-s period) it holds. A

@@ -36,7 +36,7 @@ type Observation struct {
 	Status   int           // status code sent to the client; outside 100..599 counts as 5xx
 	Latency  time.Duration // total, until the last body byte
 	TTFB     time.Duration // until response headers / first byte
-	Override bool          // routed by the X-Model-Deployment header, not by the split
+	Override bool          // routed by the X-Model-Deployment header, not by the split: counted, never in a window's sketches
 }
 
 // Recorder holds one deployment's measurements: all-time counters for
@@ -118,11 +118,15 @@ func promBucket(d time.Duration) int {
 
 // A slot is one position of a slice ring; its guard makes every
 // observation land exactly once, in its own slice (see timeslot.Guard).
+// The latency and TTFB buckets hold split-routed requests only: a request
+// any client can pin to a deployment with X-Model-Deployment must not move
+// what the rollout gates read (a second pair of arrays for pinned requests
+// would double the ring's memory for manual checks).
 type slot struct {
 	guard   timeslot.Guard
 	classes [2][numClasses]atomic.Uint64 // [0] split-routed, [1] override
-	lat     [maxBuckets]atomic.Uint32
-	ttfb    [maxBuckets]atomic.Uint32
+	lat     [maxBuckets]atomic.Uint32    // split-routed only
+	ttfb    [maxBuckets]atomic.Uint32    // split-routed only
 }
 
 // record adds one request to the slot for epoch. It returns false, having
@@ -131,13 +135,13 @@ func (s *slot) record(epoch uint64, class int, override bool, li, ti int) bool {
 	if !s.guard.Enter(epoch, s.clear) {
 		return false
 	}
-	o := 0
 	if override {
-		o = 1
+		s.classes[1][class].Add(1)
+	} else {
+		s.classes[0][class].Add(1)
+		s.lat[li].Add(1)
+		s.ttfb[ti].Add(1)
 	}
-	s.classes[o][class].Add(1)
-	s.lat[li].Add(1)
-	s.ttfb[ti].Add(1)
 	s.guard.Leave()
 	return true
 }

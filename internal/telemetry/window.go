@@ -8,7 +8,8 @@ import (
 )
 
 // Summary is one deployment's measurements over a window: every live
-// request that finished in it, override-routed ones included.
+// request that finished in it is counted, override-routed ones included;
+// the latency sketches hold split-routed requests only.
 type Summary struct {
 	Window           time.Duration      // the window length asked for
 	Requests         uint64             // live requests, override-routed included
@@ -18,8 +19,8 @@ type Summary struct {
 	ClientErrors     uint64             // 4xx
 	SplitErrors      uint64             // 5xx among split-routed requests, which gates judge
 	InFlight         int64              // requests in flight when the summary was taken
-	Latency          Sketch             // until the last body byte
-	TTFB             Sketch             // until the response headers
+	Latency          Sketch             // until the last body byte; split-routed requests only
+	TTFB             Sketch             // until the response headers; split-routed requests only
 }
 
 // SplitRequests returns the requests routed by the split, the ones the
@@ -54,8 +55,8 @@ type Slice struct {
 	ClientErrors      uint64    // 4xx
 	SplitErrors       uint64    // 5xx among split-routed requests
 	SplitClientErrors uint64    // 4xx among split-routed requests
-	Latency           Sketch    // all live requests of the slice
-	TTFB              Sketch    // all live requests of the slice
+	Latency           Sketch    // the split-routed requests of the slice
+	TTFB              Sketch    // the split-routed requests of the slice
 }
 
 // slotCopy is a consistent copy of one slot's counts.
