@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 )
@@ -29,6 +30,10 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	for i, fe := range f.Endpoints {
 		want := fe.WithDefaults()
 		declared[want.Name] = true
+		if err := checkOverrideSecret(want); err != nil {
+			errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), err))
+			continue
+		}
 		r, exists := snap.endpoints[want.Name]
 		if !exists {
 			ev := event(want.Name, EventEndpointCreated, actor, fmt.Sprintf("endpoint %s created with traffic %s", want.Name, FormatWeights(want, want.Traffic)), want)
@@ -92,11 +97,27 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 func endpointSettings(e spec.Endpoint) string {
 	b, _ := json.Marshal(struct {
 		StickyHeader string         `json:"sticky_header,omitempty"`
+		Override     *spec.Override `json:"override,omitempty"`
 		Compare      *spec.Compare  `json:"compare,omitempty"`
 		Rollout      *spec.Plan     `json:"rollout,omitempty"`
 		Webhooks     []spec.Webhook `json:"webhooks,omitempty"`
-	}{e.StickyHeader, e.Compare, e.Rollout, e.Webhooks})
+	}{e.StickyHeader, e.Override, e.Compare, e.Rollout, e.Webhooks})
 	return string(b)
+}
+
+// checkOverrideSecret reads the endpoint's override secret file, if it
+// names one, before anything is committed: the data plane reads it again
+// when the routes are set, and a file it cannot use must refuse the
+// change rather than leave it stored but not served.
+func checkOverrideSecret(e spec.Endpoint) error {
+	path := e.Override.Secret()
+	if path == "" {
+		return nil
+	}
+	if _, err := secretfile.Read(path, "secret file"); err != nil {
+		return spec.Problemf("override.secret_file", "%v", err)
+	}
+	return nil
 }
 
 func cutPath(s string) (string, string, bool) {
@@ -150,10 +171,11 @@ func (s *Service) merge(cur, want spec.Endpoint, prune bool, actor string, res *
 	}
 	if settings := endpointSettings(want); settings != endpointSettings(next) {
 		next.StickyHeader = want.StickyHeader
+		next.Override = want.Override.Clone()
 		next.Compare = want.Compare.Clone()
 		next.Rollout = want.Clone().Rollout
 		next.Webhooks = want.Clone().Webhooks
-		events = append(events, event(name, EventEndpointUpdated, actor, fmt.Sprintf("endpoint %s settings updated (sticky header, compare, rollout plan or webhooks)", name), json.RawMessage(settings)))
+		events = append(events, event(name, EventEndpointUpdated, actor, fmt.Sprintf("endpoint %s settings updated (sticky header, override, compare, rollout plan or webhooks)", name), json.RawMessage(settings)))
 		res.Updated = append(res.Updated, name)
 	}
 	if err := next.Validate(); err != nil {

@@ -22,7 +22,7 @@ import (
 // in canonical form (as fasthttp normalises names), so that they are set
 // with SetCanonical, which skips normalising them again.
 var (
-	hdrDeployment     = []byte("X-Model-Deployment")
+	hdrDeployment     = policy.HeaderDeployment
 	hdrRequestID      = []byte("X-Request-Id")
 	hdrForwardedFor   = []byte("X-Forwarded-For")
 	hdrForwardedProto = []byte("X-Forwarded-Proto")
@@ -225,7 +225,12 @@ func (s *Server) route(ctx *fasthttp.RequestCtx, x *exchange) (ep *endpoint, i i
 		s.refuse(ctx, x, err)
 		return nil, 0, 0, false, false
 	}
-	if name := ctx.Request.Header.PeekBytes(hdrDeployment); len(name) > 0 {
+	name, err := ep.pin.Deployment(&ctx.Request.Header, ep.name)
+	if err != nil {
+		s.reject(ctx, x, err, ep.name, "")
+		return nil, 0, 0, false, false
+	}
+	if name != nil {
 		if i, ok = ep.table.Index(name); !ok {
 			s.reject(ctx, x, ErrUnknownDeployment, ep.name, string(name))
 			return nil, 0, 0, false, false
@@ -396,8 +401,13 @@ func observeAt(dep *deployment, now int64, status int, latency, ttfb time.Durati
 func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, name string) {
 	status := policy.StatusOf(err)
 	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
-	var msg string
-	if errors.Is(err, ErrUnknownDeployment) {
+	var (
+		msg string
+		r   *policy.Rejection
+	)
+	if errors.As(err, &r) {
+		status, msg = r.Status, r.Reason
+	} else if errors.Is(err, ErrUnknownDeployment) {
 		msg = fmt.Sprintf("unknown deployment %q in X-Model-Deployment for endpoint %q", name, ep)
 	} else {
 		msg = fmt.Sprintf("unknown endpoint %q", splitEndpoint(ctx.Request.Header.RequestURI(), x))
@@ -509,6 +519,8 @@ func prepareRequest(ctx *fasthttp.RequestCtx, x *exchange) {
 	// passing Expect on would make the backend send an interim response,
 	// so it goes too.
 	policy.StripRequestHopHeaders(h, &x.scratch)
+	// The pin secret is the gateway's, never the backend's.
+	h.DelBytes(policy.HeaderDeploymentSecret)
 	// The client's Connection: close concerns the client connection, which
 	// fasthttp already noted; upstream connections are kept alive.
 	h.ResetConnectionClose()

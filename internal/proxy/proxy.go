@@ -30,6 +30,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/proxy/policy"
 	"github.com/modelgate/modelgate/internal/router"
+	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
@@ -235,6 +236,7 @@ type endpoint struct {
 	name   string
 	table  *router.Table
 	sticky []byte // sticky header name; nil when unset
+	pin    policy.Pin
 	deps   []*deployment
 	// mirrors is set when the endpoint has a mirror percent above zero and
 	// the server a Mirror; capture is then the body capture cap in bytes.
@@ -365,6 +367,13 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 		if ep.StickyHeader != "" {
 			e.sticky = []byte(ep.StickyHeader)
 		}
+		var secret string
+		if path := ep.Override.Secret(); path != "" {
+			if secret, err = secretfile.Read(path, fmt.Sprintf("endpoint %q override.secret_file", ep.Name)); err != nil {
+				return fail(fmt.Errorf("set routes: %w", err))
+			}
+		}
+		e.pin = policy.NewPin(ep.Override.On(), secret)
 		for _, d := range ep.Deployments {
 			key := ep.Name + "/" + d.Name
 			p := s.pools[key]

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"time"
@@ -40,6 +41,10 @@ type Endpoint struct {
 	// StickyHeader, when set, names a request header whose value pins a
 	// client to one deployment. Empty: every request is split on its own.
 	StickyHeader string `yaml:"sticky_header,omitempty" json:"sticky_header,omitempty"`
+	// Override controls the X-Model-Deployment header, with which a client
+	// pins a request to a deployment instead of the split. Nil: on, no
+	// secret (see Override).
+	Override *Override `yaml:"override,omitempty" json:"override,omitempty"`
 	// Compare configures how shadow answers are captured and compared
 	// with the live answers. Nil: every default (see Compare).
 	Compare *Compare `yaml:"compare,omitempty" json:"compare,omitempty"`
@@ -48,6 +53,62 @@ type Endpoint struct {
 	Rollout *Plan `yaml:"rollout,omitempty" json:"rollout,omitempty"`
 	// Webhooks receive every rollout event of the endpoint as a JSON POST.
 	Webhooks []Webhook `yaml:"webhooks,omitempty" json:"webhooks,omitempty"`
+}
+
+// Override is an endpoint's policy for the X-Model-Deployment header. A
+// pinned request is served and counted (override_requests) but is never
+// evidence for a rollout, whoever sends it. The header is untrusted unless
+// a secret is set.
+type Override struct {
+	// Enabled: nil or true honours the header; false ignores it, and a
+	// request carrying it is split like any other.
+	Enabled *bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// SecretFile is the absolute path, on the gateway's machine, of a file
+	// holding a secret of at least 32 characters that only the gateway's
+	// user may read. When set, the header is honoured only with
+	// X-Model-Deployment-Secret equal to the secret; with a missing or
+	// wrong one the request is refused (403). The file is read whenever
+	// the endpoints are applied and at start; the secret itself is never
+	// stored or shown.
+	SecretFile string `yaml:"secret_file,omitempty" json:"secret_file,omitempty"`
+}
+
+// On reports whether the header is honoured at all.
+func (o *Override) On() bool { return o == nil || o.Enabled == nil || *o.Enabled }
+
+// Secret returns the secret file's path; empty when none is required.
+func (o *Override) Secret() string {
+	if o == nil {
+		return ""
+	}
+	return o.SecretFile
+}
+
+// Validate checks the override settings.
+func (o *Override) Validate() error {
+	if o == nil || o.SecretFile == "" {
+		return nil
+	}
+	if !o.On() {
+		return Problemf("secret_file", "set while enabled is false: the header is ignored, so a secret would check nothing; remove one of them")
+	}
+	if !filepath.IsAbs(o.SecretFile) {
+		return Problemf("secret_file", "%q is not an absolute path (the file is read by the gateway, on its machine)", o.SecretFile)
+	}
+	return nil
+}
+
+// Clone returns a deep copy of o.
+func (o *Override) Clone() *Override {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	if o.Enabled != nil {
+		on := *o.Enabled
+		c.Enabled = &on
+	}
+	return &c
 }
 
 // Deployment is one model version behind an endpoint.
@@ -198,6 +259,7 @@ func (e Endpoint) Clone() Endpoint {
 	e.Traffic = e.Traffic.Clone()
 	e.Mirror = e.Mirror.Clone()
 	e.Compare = e.Compare.Clone()
+	e.Override = e.Override.Clone()
 	if e.Rollout != nil {
 		plan := e.Rollout.Clone()
 		e.Rollout = &plan
@@ -255,6 +317,7 @@ func (e Endpoint) Validate() error {
 	if e.StickyHeader != "" && !validHeaderName(e.StickyHeader) {
 		errs = append(errs, Problemf("sticky_header", "%q is not a valid HTTP header name", e.StickyHeader))
 	}
+	errs = append(errs, Prefix("override", e.Override.Validate()))
 	errs = append(errs, Prefix("compare", e.Compare.Validate()))
 	errs = append(errs, Prefix("rollout", e.Rollout.Validate()))
 	for i, w := range e.Webhooks {

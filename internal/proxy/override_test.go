@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modelgate/modelgate/internal/spec"
+)
+
+// secretBackend answers with its name and says whether the pin secret
+// reached it (it must not: it is the gateway's).
+func secretBackend(t *testing.T, name string) string {
+	t.Helper()
+	srv := named(t, name)
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Got-Secret", r.Header.Get("X-Model-Deployment-Secret"))
+		w.Write([]byte(name))
+	})
+	return srv.URL
+}
+
+func writeSecret(t *testing.T, secret string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pin-secret")
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestOverrideSettings: X-Model-Deployment pins a request by default;
+// with the override off the header is ignored and the split decides;
+// with a secret, only the right X-Model-Deployment-Secret pins, a missing
+// or wrong one is refused with 403 and reaches no backend, and the secret
+// is never forwarded.
+func TestOverrideSettings(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef-pin"
+	path := writeSecret(t, secret)
+	off := false
+	forEachMode(t, func(t *testing.T, opts Options) {
+		blue, green := secretBackend(t, "blue"), secretBackend(t, "green")
+		mk := func(name string, o *spec.Override) spec.Endpoint {
+			ep := mkEndpoint(t, name, spec.Weights{"blue": spec.Full}, dep("blue", blue), dep("green", green))
+			ep.Override = o
+			if err := ep.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			return ep
+		}
+		gw := modeGateway(t, opts,
+			mk("open", nil),
+			mk("closed", &spec.Override{Enabled: &off}),
+			mk("guarded", &spec.Override{SecretFile: path}))
+
+		cases := []struct {
+			name, endpoint string
+			headers        []string
+			status         int
+			deployment     string
+			errorHas       string
+		}{
+			{"default: the header pins", "open", []string{"X-Model-Deployment", "green"}, 200, "green", ""},
+			{"default: unknown deployment", "open", []string{"X-Model-Deployment", "purple"}, 400, "", "unknown deployment"},
+			{"off: the header is ignored", "closed", []string{"X-Model-Deployment", "green"}, 200, "blue", ""},
+			{"off: even an unknown name", "closed", []string{"X-Model-Deployment", "purple"}, 200, "blue", ""},
+			{"secret: right", "guarded", []string{"X-Model-Deployment", "green", "X-Model-Deployment-Secret", secret}, 200, "green", ""},
+			{"secret: wrong", "guarded", []string{"X-Model-Deployment", "green", "X-Model-Deployment-Secret", secret + "x"}, 403, "", "wrong X-Model-Deployment-Secret"},
+			{"secret: a prefix", "guarded", []string{"X-Model-Deployment", "green", "X-Model-Deployment-Secret", secret[:10]}, 403, "", "wrong X-Model-Deployment-Secret"},
+			{"secret: missing", "guarded", []string{"X-Model-Deployment", "green"}, 403, "", "needs the endpoint's secret"},
+			{"secret: no pin, split as usual", "guarded", []string{"X-Model-Deployment-Secret", secret}, 200, "blue", ""},
+		}
+		for _, tc := range cases {
+			a := get(t, gw.url+"/"+tc.endpoint+"/x", tc.headers...)
+			if a.status != tc.status {
+				t.Errorf("%s: status %d (%q), want %d", tc.name, a.status, a.body, tc.status)
+				continue
+			}
+			if tc.errorHas != "" {
+				if msg := jsonError(t, a); !strings.Contains(msg, tc.errorHas) {
+					t.Errorf("%s: error %q, want it to say %q", tc.name, msg, tc.errorHas)
+				}
+				continue
+			}
+			if a.body != tc.deployment || a.deployment != tc.deployment {
+				t.Errorf("%s: served by %q (X-Model-Deployment %q), want %s", tc.name, a.body, a.deployment, tc.deployment)
+			}
+			if got := a.header.Get("X-Got-Secret"); got != "" {
+				t.Errorf("%s: the backend received X-Model-Deployment-Secret %q", tc.name, got)
+			}
+		}
+		// Refused pins reached no backend and were recorded nowhere.
+		for _, key := range []string{"guarded/blue", "guarded/green"} {
+			want := map[string]int{"guarded/blue": 1, "guarded/green": 1}[key]
+			if n := len(gw.recs.observations(key)); n != want {
+				t.Errorf("%s: %d requests recorded, want %d (403s are not served)", key, n, want)
+			}
+		}
+		// Pinned requests are recorded as such; the others are not.
+		for _, key := range []string{"open/green", "guarded/green"} {
+			for _, o := range gw.recs.observations(key) {
+				if !o.Override {
+					t.Errorf("%s: a pinned request recorded as split-routed", key)
+				}
+			}
+		}
+		for _, o := range gw.recs.observations("closed/blue") {
+			if o.Override {
+				t.Errorf("closed/blue: a request with the override off recorded as pinned")
+			}
+		}
+	})
+}
+
+// TestOverrideSecretFileChecked: a secret file others may read, or too
+// short, refuses the routes and changes nothing.
+func TestOverrideSecretFileChecked(t *testing.T) {
+	blue := secretBackend(t, "blue")
+	gw := startGateway(t, Options{GoroutinesOnly: true}, mkEndpoint(t, "fraud", nil, dep("blue", blue)))
+	open := writeSecret(t, strings.Repeat("s", 40))
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	short := writeSecret(t, "short")
+	for path, want := range map[string]string{open: "chmod 600", short: "at least 32"} {
+		ep := mkEndpoint(t, "fraud", nil, dep("blue", blue))
+		ep.Override = &spec.Override{SecretFile: path}
+		err := gw.SetRoutes([]spec.Endpoint{ep})
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
+			t.Errorf("SetRoutes with secret file %s: %v, want an error naming the file and %q", path, err, want)
+		}
+	}
+	// The old table still serves, pins without a secret included.
+	if a := get(t, gw.url+"/fraud/x", "X-Model-Deployment", "blue"); a.status != 200 || a.body != "blue" {
+		t.Errorf("after the refused routes: %d %q, want blue's 200", a.status, a.body)
+	}
+}
