@@ -52,7 +52,7 @@ type DeploymentSeries struct {
 	// Errors counts 5xx answers and transport failures among them.
 	Errors []uint64 `json:"errors"`
 	// LatencyP50MS and LatencyP99MS are nearest-rank quantiles of the time
-	// to the last body byte, in milliseconds.
+	// to the last body byte of the split-routed requests, in milliseconds.
 	LatencyP50MS []*float64 `json:"latency_p50_ms"`
 	LatencyP99MS []*float64 `json:"latency_p99_ms"`
 	// ConfiguredShare is the deployment's traffic weight as a fraction
