@@ -382,7 +382,8 @@ func (r routes) SetRoutes(eps []spec.Endpoint) error {
 type shadowCounts struct{ m *shadow.Manager }
 
 func (s shadowCounts) Counts(endpoint, deployment string, since, now time.Time) analysis.ShadowCounts {
-	return s.m.Counts(endpoint, deployment, since)
+	c := s.m.Counts(endpoint, deployment, since)
+	return analysis.ShadowCounts{Compared: c.Compared, Matched: c.Matched, Errors: c.Errors}
 }
 
 // shadowReports answers the shadow report route; an unknown endpoint is 404.

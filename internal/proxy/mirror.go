@@ -8,15 +8,15 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/modelgate/modelgate/internal/shadow"
+	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 )
 
 // Mirror takes shadow copies of live requests. *shadow.Manager implements
 // it. Get returns an empty Copy (pooled); Submit takes ownership of it and
 // must never block: it queues the copy or drops and counts it.
 type Mirror interface {
-	Get() *shadow.Copy
-	Submit(*shadow.Copy) bool
+	Get() *mirrored.Copy
+	Submit(*mirrored.Copy) bool
 }
 
 // Headers that are never put in a shadow copy, beyond the hop-by-hop ones
@@ -42,7 +42,7 @@ var unmirroredHeaders = [][]byte{
 
 // capture is what a mirrored request keeps of the live exchange until the
 // hand-off: the request as forwarded and the live answer, captured once and
-// copied into one shadow.Copy per shadow deployment at the end. Its buffers
+// copied into one mirrored.Copy per shadow deployment at the end. Its buffers
 // live in the pooled exchange, so capturing allocates nothing in the
 // steady state.
 type capture struct {
@@ -159,7 +159,7 @@ func (s *Server) connDone(c net.Conn) {
 	}
 }
 
-// handOff fills one shadow.Copy per shadow deployment from the capture and
+// handOff fills one mirrored.Copy per shadow deployment from the capture and
 // submits it, then recycles the exchange. Every string of every copy is a
 // substring of one conversion of the capture buffer: one allocation per
 // mirrored request for them all.

@@ -14,22 +14,22 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/valyala/fasthttp"
 
-	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/shadow/compare"
+	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
 // fakeMirror records every submitted copy. Get returns fresh copies;
 // onSubmit, when set, runs first in Submit.
 type fakeMirror struct {
-	onSubmit func(*shadow.Copy)
+	onSubmit func(*mirrored.Copy)
 	mu       sync.Mutex
-	copies   []*shadow.Copy
+	copies   []*mirrored.Copy
 }
 
-func (m *fakeMirror) Get() *shadow.Copy { return new(shadow.Copy) }
+func (m *fakeMirror) Get() *mirrored.Copy { return new(mirrored.Copy) }
 
-func (m *fakeMirror) Submit(c *shadow.Copy) bool {
+func (m *fakeMirror) Submit(c *mirrored.Copy) bool {
 	if m.onSubmit != nil {
 		m.onSubmit(c)
 	}
@@ -39,16 +39,16 @@ func (m *fakeMirror) Submit(c *shadow.Copy) bool {
 	return true
 }
 
-func (m *fakeMirror) submitted() []*shadow.Copy {
+func (m *fakeMirror) submitted() []*mirrored.Copy {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]*shadow.Copy(nil), m.copies...)
+	return append([]*mirrored.Copy(nil), m.copies...)
 }
 
 // waitCopies waits until n copies were submitted and returns them.
-func (m *fakeMirror) waitCopies(t testing.TB, n int) []*shadow.Copy {
+func (m *fakeMirror) waitCopies(t testing.TB, n int) []*mirrored.Copy {
 	t.Helper()
-	var got []*shadow.Copy
+	var got []*mirrored.Copy
 	eventually(t, fmt.Sprintf("%d copies are submitted", n), func() bool {
 		got = m.submitted()
 		return len(got) >= n
@@ -62,7 +62,7 @@ func (m *fakeMirror) waitCopies(t testing.TB, n int) []*shadow.Copy {
 // settled waits until no copy is parked or being handed off on gw, and
 // returns every copy submitted. Call it once every live answer was read:
 // a mirrored request is parked before its answer is flushed.
-func (m *fakeMirror) settled(t testing.TB, gw *gateway) []*shadow.Copy {
+func (m *fakeMirror) settled(t testing.TB, gw *gateway) []*mirrored.Copy {
 	t.Helper()
 	eventually(t, "every copy is handed off", func() bool { return gw.nparked.Load() == 0 && gw.replying.Load() == 0 })
 	return m.submitted()
@@ -145,7 +145,7 @@ func testMirrorCopy(t *testing.T, opts Options) {
 				t.Fatalf("live answer %d from %q, want %d from blue", a.status, a.deployment, tc.wantStatus)
 			}
 			c := m.waitCopies(t, i+1)[i]
-			want := &shadow.Copy{
+			want := &mirrored.Copy{
 				Endpoint: "fraud", Deployment: "green", LiveDeployment: "blue",
 				RequestID: a.header.Get("X-Request-Id"),
 				Method:    tc.method,
@@ -154,7 +154,7 @@ func testMirrorCopy(t *testing.T, opts Options) {
 				Live:      compare.Response{Status: tc.wantStatus, ContentType: tc.wantType, Body: []byte(a.body)},
 			}
 			cmpOpts := cmp.Options{
-				cmpopts.IgnoreFields(shadow.Copy{}, "Headers", "LiveLatency", "LiveTTFB", "Start"),
+				cmpopts.IgnoreFields(mirrored.Copy{}, "Headers", "LiveLatency", "LiveTTFB", "Start"),
 				cmpopts.EquateEmpty(),
 			}
 			if diff := cmp.Diff(want, c, cmpOpts); diff != "" {
@@ -247,11 +247,11 @@ func testMirrorSelection(t *testing.T, opts Options) {
 		}
 		cs := m.settled(t, gw)
 		count := map[string]int{}
-		perRequest := map[string]map[string]*shadow.Copy{}
+		perRequest := map[string]map[string]*mirrored.Copy{}
 		for _, c := range cs {
 			count[c.Deployment]++
 			if perRequest[c.RequestID] == nil {
-				perRequest[c.RequestID] = map[string]*shadow.Copy{}
+				perRequest[c.RequestID] = map[string]*mirrored.Copy{}
 			}
 			perRequest[c.RequestID][c.Deployment] = c
 		}
@@ -417,7 +417,7 @@ func testMirrorSubmitAfterLiveAnswer(t *testing.T, opts Options) {
 			read := make(chan struct{})
 			var once sync.Once
 			t.Cleanup(func() { once.Do(func() { close(read) }) })
-			m := &fakeMirror{onSubmit: func(*shadow.Copy) { <-read }}
+			m := &fakeMirror{onSubmit: func(*mirrored.Copy) { <-read }}
 			opts.Mirror = m
 			gw := modeGateway(t, opts, withMirror(
 				mkEndpoint(t, "fraud", spec.Weights{"blue": 10000}, dep("blue", live.URL), dep("green", live.URL)),
@@ -530,14 +530,14 @@ func testMirrorShutdownHandsOffParked(t *testing.T, opts Options) {
 // them at once.
 type discardMirror struct{ pool sync.Pool }
 
-func (m *discardMirror) Get() *shadow.Copy {
-	if c, ok := m.pool.Get().(*shadow.Copy); ok {
+func (m *discardMirror) Get() *mirrored.Copy {
+	if c, ok := m.pool.Get().(*mirrored.Copy); ok {
 		return c
 	}
-	return new(shadow.Copy)
+	return new(mirrored.Copy)
 }
 
-func (m *discardMirror) Submit(c *shadow.Copy) bool {
+func (m *discardMirror) Submit(c *mirrored.Copy) bool {
 	c.Reset()
 	m.pool.Put(c)
 	return true

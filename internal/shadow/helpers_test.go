@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/shadow/compare"
+	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -71,7 +72,7 @@ const liveAnswer = `{"predictions":[0.25,0.75]}`
 
 // newCopy fills a pooled Copy for shadow fraud/green as the data plane
 // would, with request id "req-<i>".
-func newCopy(m *Manager, i int) *Copy {
+func newCopy(m *Manager, i int) *mirrored.Copy {
 	c := m.Get()
 	c.Endpoint, c.Deployment, c.LiveDeployment = "fraud", "green", "blue"
 	c.RequestID = "req-" + strconv.Itoa(i)

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/shadow/compare"
+	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -78,18 +78,18 @@ func NewManager(opts Options) *Manager {
 	if m.now == nil {
 		m.now = time.Now
 	}
-	m.copies.New = func() any { return new(Copy) }
+	m.copies.New = func() any { return new(mirrored.Copy) }
 	m.table.Store(&table{active: map[key]*shadow{}, retained: map[key]*stats{}})
 	return m
 }
 
 // Get returns an empty Copy from the pool for the data plane to fill. Give
 // it back with Submit or, if it is not to be sent after all, with Put.
-func (m *Manager) Get() *Copy { return m.copies.Get().(*Copy) }
+func (m *Manager) Get() *mirrored.Copy { return m.copies.Get().(*mirrored.Copy) }
 
 // Put returns c to the pool; c must not be used afterwards. The Manager
 // calls it for every submitted copy once done with it.
-func (m *Manager) Put(c *Copy) {
+func (m *Manager) Put(c *mirrored.Copy) {
 	if cap(c.Body) > maxPooledBody || cap(c.Live.Body) > maxPooledBody {
 		return // do not keep the memory of unusually large copies around
 	}
@@ -103,7 +103,7 @@ func (m *Manager) Put(c *Copy) {
 // unknown or stopped. A copy whose body was truncated at the capture cap
 // is counted as skipped and not sent (Submit returns true: it was taken
 // care of). Ownership of c passes to the Manager either way.
-func (m *Manager) Submit(c *Copy) bool {
+func (m *Manager) Submit(c *mirrored.Copy) bool {
 	t := m.table.Load()
 	k := key{c.Endpoint, c.Deployment}
 	sh := t.active[k]
@@ -279,18 +279,30 @@ func (m *Manager) Close() {
 	}
 }
 
+// Counts are a shadow's comparison counts over a window.
+type Counts struct {
+	// Compared counts the copies whose answers were compared with the live
+	// ones (an error answer compared with a success is a mismatch).
+	Compared uint64
+	// Matched counts the compared copies whose answers agreed; <= Compared.
+	Matched uint64
+	// Errors counts the copies that failed without an answer to compare
+	// (timeout, transport error).
+	Errors uint64
+}
+
 // Counts returns the comparison counts of the shadow (endpoint,
 // deployment) over the 1-second slices whose start lies in (since, now],
 // the edge rule of telemetry's Slices (from 10 minutes back, slices are 10
 // seconds long). Timeouts count as errors. An unknown shadow has zero
 // counts.
-func (m *Manager) Counts(endpoint, deployment string, since time.Time) analysis.ShadowCounts {
+func (m *Manager) Counts(endpoint, deployment string, since time.Time) Counts {
 	st := m.stats(key{endpoint, deployment})
 	if st == nil {
-		return analysis.ShadowCounts{}
+		return Counts{}
 	}
 	t := st.window(since.UnixNano(), m.now().UnixNano(), false)
-	return analysis.ShadowCounts{
+	return Counts{
 		Compared: t.n[kindMatched] + t.n[kindMismatched],
 		Matched:  t.n[kindMatched],
 		Errors:   t.n[kindError] + t.n[kindTimeout],

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelgate/modelgate/internal/shadow/compare"
+	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 )
 
 // config is what a shadow's workers need to send and judge a copy. It is
@@ -34,7 +35,7 @@ type config struct {
 type pool struct {
 	m     *Manager
 	st    *stats
-	queue chan *Copy
+	queue chan *mirrored.Copy
 	cfg   atomic.Pointer[config]
 	rr    atomic.Uint64
 	// client sends the copies: fasthttp, like the live path, because a
@@ -56,7 +57,7 @@ type pool struct {
 
 // startPool starts cfg.workers workers on a queue of cfg.queue copies.
 func (m *Manager) startPool(st *stats, cfg *config) *pool {
-	p := &pool{m: m, st: st, queue: make(chan *Copy, cfg.queue)}
+	p := &pool{m: m, st: st, queue: make(chan *mirrored.Copy, cfg.queue)}
 	p.cfg.Store(cfg)
 	p.client = &fasthttp.Client{
 		// One kept-alive connection per worker and backend.
@@ -96,7 +97,7 @@ func (m *Manager) startPool(st *stats, cfg *config) *pool {
 
 // offer enqueues c without blocking; false when the queue is full or the
 // pool stopped.
-func (p *pool) offer(c *Copy) bool {
+func (p *pool) offer(c *mirrored.Copy) bool {
 	p.submitters.Add(1)
 	defer p.submitters.Add(-1)
 	if p.stopped.Load() {
@@ -152,7 +153,7 @@ func (p *pool) work() {
 
 // handle sends c to the next backend, compares the answer with the live
 // one and records the outcome. It returns the (possibly grown) buffer.
-func (p *pool) handle(c *Copy, buf []byte) []byte {
+func (p *pool) handle(c *mirrored.Copy, buf []byte) []byte {
 	cfg := p.cfg.Load()
 	if p.ctx.Err() != nil {
 		p.st.count(p.m.now(), kindDropped)
@@ -224,7 +225,7 @@ func (p *pool) classify(err error) kind {
 }
 
 // fail records a copy that got no answer.
-func (p *pool) fail(c *Copy, k kind, err error) {
+func (p *pool) fail(c *mirrored.Copy, k kind, err error) {
 	now := p.m.now()
 	p.st.count(now, k)
 	if k != kindDropped {
@@ -233,7 +234,7 @@ func (p *pool) fail(c *Copy, k kind, err error) {
 }
 
 // fillRequest makes req the shadow request of c to the backend at base.
-func fillRequest(req *fasthttp.Request, base string, c *Copy) {
+func fillRequest(req *fasthttp.Request, base string, c *mirrored.Copy) {
 	uri := c.URI
 	if !strings.HasPrefix(uri, "/") {
 		uri = "/" + uri

@@ -88,7 +88,7 @@ type ShadowReport struct {
 
 // Latency holds the latency quantiles, in milliseconds, of the shadow
 // (from sending the copy to its answer's last byte) and of the live
-// deployment (Copy.LiveLatency) on the same compared requests.
+// deployment (mirrored.Copy.LiveLatency) on the same compared requests.
 type Latency struct {
 	Shadow telemetry.Quantiles `json:"shadow"`
 	Live   telemetry.Quantiles `json:"live"`

@@ -16,7 +16,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -113,7 +112,7 @@ func TestDisagreeingShadowShowsItsShare(t *testing.T) {
 		t.Errorf("mismatch sample = %+v, want predictions[1] 0.75 vs 0.5 of a request numbered 4k", s)
 	}
 	c := m.Counts("fraud", "green", time.Now().Add(-time.Minute))
-	if want := (analysis.ShadowCounts{Compared: n, Matched: 300}); c != want {
+	if want := (Counts{Compared: n, Matched: 300}); c != want {
 		t.Errorf("Counts = %+v, want %+v", c, want)
 	}
 }
@@ -184,7 +183,7 @@ func TestFailingShadows(t *testing.T) {
 				if r.MatchRate == nil || *r.MatchRate != 0 {
 					t.Errorf("match rate = %v, want 0", r.MatchRate)
 				}
-				if c := m.Counts("fraud", "green", time.Now().Add(-time.Minute)); c != (analysis.ShadowCounts{Errors: n}) {
+				if c := m.Counts("fraud", "green", time.Now().Add(-time.Minute)); c != (Counts{Errors: n}) {
 					t.Errorf("Counts = %+v, want %d errors", c, n)
 				}
 			}
@@ -456,17 +455,17 @@ func TestReportWindows(t *testing.T) {
 	clk.ns.Store(start.Add(3 * time.Minute).UnixNano())
 	for _, tc := range []struct {
 		since time.Time
-		want  analysis.ShadowCounts
+		want  Counts
 	}{
-		{start.Add(-time.Second), analysis.ShadowCounts{Compared: 14, Matched: 7}},
-		{start, analysis.ShadowCounts{Compared: 4, Matched: 2}}, // start's own second began before start
-		{start.Add(2 * time.Minute), analysis.ShadowCounts{}},
+		{start.Add(-time.Second), Counts{Compared: 14, Matched: 7}},
+		{start, Counts{Compared: 4, Matched: 2}}, // start's own second began before start
+		{start.Add(2 * time.Minute), Counts{}},
 	} {
 		if got := m.Counts("fraud", "green", tc.since); got != tc.want {
 			t.Errorf("Counts(since %v) = %+v, want %+v", tc.since.Sub(start), got, tc.want)
 		}
 	}
-	if got := m.Counts("fraud", "nope", start); got != (analysis.ShadowCounts{}) {
+	if got := m.Counts("fraud", "nope", start); got != (Counts{}) {
 		t.Errorf("Counts(unknown shadow) = %+v, want zero", got)
 	}
 }

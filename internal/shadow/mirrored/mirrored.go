@@ -1,9 +1,8 @@
-// Package shadow sends copies of live requests to shadow deployments,
-// compares their answers with the live ones, and keeps the statistics:
-// a bounded queue and workers per shadow deployment (a full queue drops
-// the copy and counts it; it never slows the live request), per-second
-// counters for windows, and a bounded sample of mismatches.
-package shadow
+// Package mirrored holds the one type the data plane and the shadow side
+// share: a mirrored request with the live answer it got. It sits below
+// both, so that the data plane (package proxy) does not import the shadow
+// workers, their comparison statistics or the rollout analysis.
+package mirrored
 
 import (
 	"time"
