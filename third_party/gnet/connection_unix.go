@@ -120,7 +120,7 @@ func (c *conn) open(buf []byte) error {
 	}
 
 	for {
-		n, err := sockWrite(c.fd, buf)
+		n, err := unix.Write(c.fd, buf)
 		if err != nil {
 			if err == unix.EAGAIN {
 				_, _ = c.outboundBuffer.Write(buf)
@@ -157,7 +157,7 @@ func (c *conn) write(data []byte) (n int, err error) {
 
 	var sent int
 loop:
-	if sent, err = sockWrite(c.fd, data); err != nil {
+	if sent, err = unix.Write(c.fd, data); err != nil {
 		// A temporary error occurs, append the data to outbound buffer,
 		// writing it back to the remote in the next round for LT mode.
 		if err == unix.EAGAIN {
@@ -464,12 +464,6 @@ func (c *conn) SetContext(ctx any)   { c.ctx = ctx }
 func (c *conn) LocalAddr() net.Addr  { return c.localAddr }
 func (c *conn) RemoteAddr() net.Addr { return c.remoteAddr }
 
-// Implementation of Socket interface
-
-// func (c *conn) Gfd() gfd.GFD             { return c.gfd }
-
-func (c *conn) Fd() int { return c.fd }
-
 // PauseRead implements Reader.PauseRead.
 func (c *conn) PauseRead() error {
 	if c.readPaused {
@@ -502,6 +496,12 @@ func (c *conn) watch(write, edgeTriggered bool) error {
 	}
 	return c.loop.poller.ModRead(&c.pollAttachment, edgeTriggered)
 }
+
+// Implementation of Socket interface
+
+// func (c *conn) Gfd() gfd.GFD             { return c.gfd }
+
+func (c *conn) Fd() int                        { return c.fd }
 func (c *conn) Dup() (fd int, err error)       { return socket.Dup(c.fd) }
 func (c *conn) SetReadBuffer(bytes int) error  { return socket.SetRecvBuffer(c.fd, bytes) }
 func (c *conn) SetWriteBuffer(bytes int) error { return socket.SetSendBuffer(c.fd, bytes) }
