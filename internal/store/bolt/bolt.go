@@ -8,6 +8,10 @@
 // sub-bucket per endpoint indexing the Seqs of that endpoint's events, so
 // an endpoint's log is read without scanning every event.
 //
+// Open checks an existing file whole before using it and refuses one that
+// is empty, cut short or damaged (ErrCorrupt), since bbolt itself would
+// panic or fault on such a file (verify.go).
+//
 // Every successful Commit is one bbolt read-write transaction, fsynced
 // before Commit returns, and creates exactly one new store revision (also
 // a transaction that only appends events). Event Seqs start at 1, grow by
@@ -21,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,8 +116,11 @@ type watcher struct {
 }
 
 // Open opens the state file at path, creating it and its directory if
-// needed. If another process holds the file, Open fails after one second
-// with an error wrapping ErrLocked.
+// the file does not exist. An existing file is checked whole before it is
+// used (verifyFile, checkRecords): one that is empty, cut short or damaged
+// is refused with an error wrapping ErrCorrupt that names the file and how
+// to restore a backup, and is left as it was. If another process holds the
+// file, Open fails after one second with an error wrapping ErrLocked.
 func Open(path string) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("open state file: empty path")
@@ -122,12 +130,28 @@ func Open(path string) (*Store, error) {
 			return nil, fmt.Errorf("create state directory %q: %w", dir, err)
 		}
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
-	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("state file %q is %w", path, ErrLocked)
-	}
-	if err != nil {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := create(path); err != nil {
+			return nil, fmt.Errorf("create state file %q: %w", path, err)
+		}
+	case err != nil:
 		return nil, fmt.Errorf("open state file %q: %w", path, err)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("open state file %q: not a regular file (%s)", path, fi.Mode().Type())
+	default:
+		if err := verifyFile(path, fi.Size()); err != nil {
+			return nil, err
+		}
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	if err := db.View(checkRecords); err != nil {
+		db.Close()
+		return nil, corrupt(path, "%v", err)
 	}
 	s := &Store{
 		db:       db,
@@ -135,42 +159,91 @@ func Open(path string) (*Store, error) {
 		watchers: make(map[*watcher]struct{}),
 		done:     make(chan struct{}),
 	}
-	if err := db.Update(s.init); err != nil {
+	if err := db.Update(func(tx *bbolt.Tx) (err error) {
+		s.lastSeq, err = layout(tx)
+		return err
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open state file %q: %w", path, err)
 	}
 	return s, nil
 }
 
-// init creates the buckets of a new file, checks the format of an existing
-// one and loads the last event Seq.
-func (s *Store) init(tx *bbolt.Tx) error {
+// create makes a new state file at path without ever leaving a partial
+// one there: bbolt writes the first pages into a temporary file beside it,
+// which is linked to path once complete. A crash midway leaves no file at
+// path (Open refuses an empty one) but may leave the temporary
+// ".NAME.new-*" file, which can be deleted. If another process created
+// path first, its file is kept.
+func create(path string) error {
+	dir, name := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+name+".new-")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp)
+	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: lockTimeout})
+	if err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		_, err := layout(tx)
+		return err
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	if dir == "" {
+		dir = "."
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// layout creates the buckets of a new file, checks the format of an
+// existing one and returns the last event Seq.
+func layout(tx *bbolt.Tx) (lastSeq uint64, err error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		// A bbolt file with buckets but no meta is some other program's.
 		if err := tx.ForEach(func([]byte, *bbolt.Bucket) error {
 			return errors.New("not a modelgate state file")
 		}); err != nil {
-			return err
+			return 0, err
 		}
-		var err error
 		if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-			return err
+			return 0, err
 		}
 		if err := meta.Put(metaFormat, []byte(format)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if got := string(meta.Get(metaFormat)); got != format {
-		return fmt.Errorf("unsupported state file format %q (want %q)", got, format)
+		return 0, fmt.Errorf("unsupported state file format %q (want %q)", got, format)
 	}
 	for _, name := range [][]byte{bucketKV, bucketEvents, bucketEndpointEvents} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	s.lastSeq = getUint(meta, metaSeq)
-	return nil
+	return getUint(meta, metaSeq), nil
 }
 
 // Get returns one key, or an error wrapping store.ErrNotFound.

@@ -171,8 +171,8 @@ func TestOpenErrors(t *testing.T) {
 		{"empty path", "", "open state file: empty path"},
 		{"parent is a file", filepath.Join(notDir, "modelgate.db"), fmt.Sprintf("create state directory %q: ", notDir)},
 		{"path is a directory", dir, fmt.Sprintf("open state file %q: ", dir)},
-		{"garbage", write("garbage.db", garbage), fmt.Sprintf("open state file %q: ", filepath.Join(dir, "garbage.db"))},
-		{"truncated", write("truncated.db", garbage[:100]), fmt.Sprintf("open state file %q: ", filepath.Join(dir, "truncated.db"))},
+		{"garbage", write("garbage.db", garbage), fmt.Sprintf("state file %q is damaged: it is not a bbolt file", filepath.Join(dir, "garbage.db"))},
+		{"truncated", write("truncated.db", garbage[:100]), fmt.Sprintf("state file %q is damaged: it is not a bbolt file", filepath.Join(dir, "truncated.db"))},
 		{"another program's bbolt file", boltFile("foreign.db", func(tx *bbolt.Tx) error {
 			_, err := tx.CreateBucket([]byte("theirs"))
 			return err
