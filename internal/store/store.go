@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -114,4 +115,36 @@ type Store interface {
 	Watch(ctx context.Context, since uint64) (<-chan Event, error)
 	// Close releases the store; later calls return ErrClosed.
 	Close() error
+}
+
+// SnapshotInfo describes a snapshot: the whole state as of one store
+// revision.
+type SnapshotInfo struct {
+	// Revision is the store revision the snapshot holds.
+	Revision uint64 `json:"revision"`
+	// LastSeq is the Seq of the last event it holds; 0 when it holds none.
+	LastSeq uint64 `json:"last_seq"`
+	// Size is its length in bytes.
+	Size int64 `json:"size"`
+}
+
+// Snapshotter is a Store that can write a backup of itself: a consistent
+// copy of all its keys and events as of one revision, which the same
+// backend can be started on to restore that state. Commits go on while the
+// copy is written and are not in it.
+//
+// A backend whose state is its own (bbolt: one gateway's file) implements
+// it. A backend over a shared cluster should not: the state of an etcd
+// backend lives in the cluster, and the way to back it up is the cluster's
+// own snapshot (etcdctl snapshot save), which also holds what the other
+// gateways and other users of the cluster wrote; a copy one gateway made of
+// its view would be no cluster backup.
+type Snapshotter interface {
+	// Snapshot writes the copy to the writer open returns. open is called
+	// once, before any byte is written, with what the copy will hold, so
+	// that the caller can announce it (an HTTP answer's headers) or
+	// refuse (its error is returned and nothing is written). Snapshot
+	// returns the bytes written; fewer than SnapshotInfo.Size with an
+	// error means the copy is incomplete and must be thrown away.
+	Snapshot(ctx context.Context, open func(SnapshotInfo) (io.Writer, error)) (int64, error)
 }
