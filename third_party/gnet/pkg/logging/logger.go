@@ -21,7 +21,9 @@
 //
 // The environment variable `GNET_LOGGING_LEVEL` determines which zap logger level will be applied for logging.
 // The environment variable `GNET_LOGGING_FILE` is set to a local file path when you want to print logs into local file.
-// Alternatives of logging level (the variable of logging level ought to be integer):
+// Alternatives of logging level (the variable of logging level is one of these integers, or, in modelgate's
+// copy, one of the names debug, info, warn, error, dpanic, panic, fatal in any case; any other value is
+// ignored with one line on stderr, and the default level, info, stays):
 /*
 const (
 	// DebugLevel logs are typically voluminous, and are usually disabled in
@@ -48,6 +50,7 @@ package logging
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -97,11 +100,14 @@ const (
 func init() {
 	lvl := os.Getenv("GNET_LOGGING_LEVEL")
 	if len(lvl) > 0 {
-		loggingLevel, err := strconv.ParseInt(lvl, 10, 8)
-		if err != nil {
-			panic("invalid GNET_LOGGING_LEVEL, " + err.Error())
+		// modelgate: upstream panicked on anything but an integer, so that
+		// GNET_LOGGING_LEVEL=debug crashed every program importing gnet.
+		if loggingLevel, ok := parseLevel(lvl); ok {
+			defaultLoggingLevel = loggingLevel
+		} else {
+			fmt.Fprintf(os.Stderr, "gnet: GNET_LOGGING_LEVEL=%q ignored (not debug, info, warn, error, dpanic, panic, fatal or -1..5), logging at %s\n",
+				lvl, defaultLoggingLevel)
 		}
-		defaultLoggingLevel = Level(loggingLevel)
 	}
 
 	// Initializes the inside default logger of gnet.
@@ -121,6 +127,24 @@ func init() {
 			zap.ErrorOutput(zapcore.Lock(os.Stderr)))
 		defaultLogger = zapLogger.Sugar()
 	}
+}
+
+// parseLevel reads a level as GNET_LOGGING_LEVEL gives it: a name (debug,
+// info, warn, error, dpanic, panic, fatal, in any case) or its number (-1
+// for debug to 5 for fatal). ok is false for anything else. (modelgate
+// addition.)
+func parseLevel(s string) (lvl Level, ok bool) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.ParseInt(s, 10, 8); err == nil {
+		lvl = Level(n)
+		return lvl, lvl >= DebugLevel && lvl <= FatalLevel
+	}
+	for l := DebugLevel; l <= FatalLevel; l++ {
+		if strings.EqualFold(s, l.String()) {
+			return l, true
+		}
+	}
+	return InfoLevel, false
 }
 
 type prefixEncoder struct {
