@@ -1,8 +1,8 @@
 // Package admin serves modelgate's admin HTTP API on net/http: endpoints,
-// traffic, mirror, deployments, apply, metrics and the event log under
-// /api/v1 (bearer token required), plus /metrics, /healthz and /readyz
-// (no token), and the web dashboard at / (static files; every call it
-// makes needs the token). It owns no state: every call goes to a Backend,
+// traffic, mirror, deployments, apply, metrics, the event log and state
+// backups under /api/v1 (bearer token required), plus /metrics, /healthz
+// and /readyz (no token), and the web dashboard at / (static files; every
+// call it makes needs the token). It owns no state: every call goes to a Backend,
 // which the daemon's control service implements.
 package admin
 
@@ -99,6 +99,9 @@ type Options struct {
 	Shadows Shadows
 	// Series answers GET .../series (the dashboard's charts). Nil: 404.
 	Series Series
+	// Snapshots answers GET /api/v1/state/backup with a copy of the
+	// state. Nil: 404.
+	Snapshots store.Snapshotter
 	// Token is the bearer token every /api/v1 call must present. Empty
 	// refuses every /api/v1 call: the API is never open by accident.
 	Token string
@@ -114,6 +117,7 @@ type server struct {
 	rollouts  Rollouts
 	shadows   Shadows
 	series    Series
+	snapshots store.Snapshotter
 	token     []byte
 	log       *slog.Logger
 	api       *http.ServeMux
@@ -158,6 +162,7 @@ func newServer(opts Options) *server {
 		rollouts:  opts.Rollouts,
 		shadows:   opts.Shadows,
 		series:    opts.Series,
+		snapshots: opts.Snapshots,
 		token:     []byte(opts.Token),
 		log:       log,
 		api:       http.NewServeMux(),
@@ -186,6 +191,9 @@ func newServer(opts Options) *server {
 	}
 	if s.series != nil {
 		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/series", s.getSeries)
+	}
+	if s.snapshots != nil {
+		s.api.HandleFunc("GET /api/v1/state/backup", s.backup)
 	}
 	return s
 }

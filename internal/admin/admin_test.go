@@ -44,6 +44,7 @@ var apiCalls = []call{
 	{"GET", "/api/v1/endpoints/fraud/metrics?window=1m", ""},
 	{"GET", "/api/v1/events", ""},
 	{"GET", "/api/v1/events/stream", ""},
+	{"GET", "/api/v1/state/backup", ""},
 	{"GET", "/api/v1/nope", ""},
 	{"GET", "/api/v1", ""},
 }

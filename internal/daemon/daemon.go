@@ -129,7 +129,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Token: d.token, Gatherer: reg,
+			Snapshots: st, Token: d.token, Gatherer: reg,
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -1,0 +1,95 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+
+	"github.com/modelgate/modelgate/internal/store"
+)
+
+// snapshotter writes data as the copy, failing after failAfter bytes when
+// failAfter >= 0.
+type snapshotter struct {
+	data      []byte
+	failAfter int
+	calls     int
+}
+
+func (s *snapshotter) Snapshot(ctx context.Context, open func(store.SnapshotInfo) (io.Writer, error)) (int64, error) {
+	s.calls++
+	w, err := open(store.SnapshotInfo{Revision: 7, LastSeq: 42, Size: int64(len(s.data))})
+	if err != nil {
+		return 0, err
+	}
+	data := s.data
+	if s.failAfter >= 0 {
+		data = data[:s.failAfter]
+	}
+	n, err := w.Write(data)
+	if err == nil && s.failAfter >= 0 {
+		err = errors.New("disk read failed")
+	}
+	return int64(n), err
+}
+
+func TestStateBackup(t *testing.T) {
+	data := bytes.Repeat([]byte("state "), 10000)
+	snap := &snapshotter{data: data, failAfter: -1}
+	srv := httptest.NewServer(New(Options{Backend: newFake(), Token: testToken, Snapshots: snap}))
+	defer srv.Close()
+	get := func(token string) (*http.Response, []byte, error) {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/state/backup", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp, body, err
+	}
+
+	resp, _, err := get("")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || snap.calls != 0 {
+		t.Fatalf("backup without a token = %v, %v, %d snapshots taken; want 401 and none", resp.Status, err, snap.calls)
+	}
+
+	resp, body, err := get(testToken)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("backup = %v, %v; want 200", resp.Status, err)
+	}
+	if !bytes.Equal(body, data) {
+		t.Errorf("backup body is %d bytes, want the %d bytes of the copy", len(body), len(data))
+	}
+	for h, want := range map[string]string{
+		"Content-Length": strconv.Itoa(len(data)),
+		"Content-Type":   "application/octet-stream",
+		HeaderRevision:   "7",
+		HeaderLastSeq:    "42",
+	} {
+		if got := resp.Header.Get(h); got != want {
+			t.Errorf("header %s = %q, want %q", h, got, want)
+		}
+	}
+
+	// A copy that fails midway must not look complete to the client.
+	snap.failAfter = len(data) / 2
+	if _, body, err := get(testToken); err == nil {
+		t.Errorf("backup failing after %d bytes read %d bytes without an error, want the connection cut short", snap.failAfter, len(body))
+	}
+}
+
+func TestStateBackupWithoutSnapshotsIs404(t *testing.T) {
+	h := New(Options{Backend: newFake(), Token: testToken})
+	if rec := do(t, h, testToken, call{"GET", "/api/v1/state/backup", ""}); rec.Code != http.StatusNotFound {
+		t.Errorf("backup with no Snapshots = %d, want 404", rec.Code)
+	}
+}
