@@ -129,6 +129,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.shadowCommand(),
 		a.eventsCommand(),
 		a.rolloutCommand(),
+		a.stateCommand(),
 	)
 	return root
 }
