@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,7 +19,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,6 +32,7 @@ import (
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/proxy"
 	"github.com/modelgate/modelgate/internal/rollout"
+	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store/bolt"
@@ -156,32 +157,36 @@ func logApply(log *slog.Logger, msg string, res control.ApplyResult) {
 }
 
 // loadOrCreateToken reads the admin token, creating a random one (0600)
-// when the file does not exist.
+// when the file does not exist. An existing file is read as ssh reads a
+// private key (secretfile.Read): one that group or others may read or
+// write, or holding fewer than secretfile.MinLength characters, is refused,
+// since anyone who reads or replaces the token controls the gateway.
 func loadOrCreateToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	tok, err := secretfile.Read(path, "admin token file")
 	if err == nil {
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("admin token file %q is empty", path)
-		}
 		return tok, nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read admin token: %w", err)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w (or delete the file: modelgate serve then writes a new token, mode 0600)", err)
 	}
 	raw := make([]byte, 24)
 	if _, err := rand.Read(raw); err != nil {
 		return "", fmt.Errorf("generate admin token: %w", err)
 	}
-	tok := hex.EncodeToString(raw)
+	tok = hex.EncodeToString(raw)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create admin token: %w", err)
 	}
+	// The umask can only take permissions away: the file stays 0600.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("create admin token: %w", err)
 	}
 	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return "", fmt.Errorf("write admin token: %w", err)
 	}

@@ -52,7 +52,7 @@ func Read(path, what string) (string, error) {
 // the file's name ("... holds 5 characters ...").
 func Check(s string) error {
 	if len(s) < MinLength {
-		return fmt.Errorf("holds %d characters, at least %d are needed: write a new secret, e.g. openssl rand -hex 32 > FILE", len(s), MinLength)
+		return fmt.Errorf("holds %d characters, at least %d are needed: write a new secret, e.g. (umask 077; openssl rand -hex 32 > FILE)", len(s), MinLength)
 	}
 	if len(s) > MaxLength {
 		return fmt.Errorf("holds %d characters, at most %d are allowed", len(s), MaxLength)
