@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/signal"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/modelgate/modelgate/internal/secretfile"
 )
 
 // Exit codes of the modelgate binary.
@@ -212,13 +215,11 @@ func (a *app) token() (string, error) {
 	if t := strings.TrimSpace(a.getenv(EnvToken)); t != "" && !a.tokenFileSet {
 		return t, nil
 	}
-	data, err := os.ReadFile(a.tokenFile)
-	if err != nil {
+	// Checked as the daemon checks it: a token file others may read is a
+	// leaked token, whoever reads it.
+	t, err := secretfile.Read(a.tokenFile, "admin token file")
+	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("no admin token: set %s or --token-file (%w)", EnvToken, err)
 	}
-	t := strings.TrimSpace(string(data))
-	if t == "" {
-		return "", fmt.Errorf("no admin token: %s is empty", a.tokenFile)
-	}
-	return t, nil
+	return t, err
 }

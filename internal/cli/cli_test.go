@@ -27,7 +27,8 @@ import (
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-const testToken = "cli-test-token"
+// testToken is as long as a token file must hold (secretfile.MinLength).
+const testToken = "cli-test-token-0123456789abcdef!!"
 
 // testEnv is a real admin API (admin.New over an in-memory backend) on
 // an httptest server, and the environment the CLI sees.
@@ -328,9 +329,20 @@ func TestTokenAndAddress(t *testing.T) {
 	good := filepath.Join(dir, "good.token")
 	bad := filepath.Join(dir, "bad.token")
 	empty := filepath.Join(dir, "empty.token")
+	short := filepath.Join(dir, "short.token")
 	writeFile(t, good, testToken+"\n")
-	writeFile(t, bad, "not-it\n")
+	writeFile(t, bad, "not-the-token-0123456789abcdef!!!\n")
 	writeFile(t, empty, "\n")
+	writeFile(t, short, "not-it\n")
+	open := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		writeFile(t, p, testToken+"\n")
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	others, group := open("others.token", 0o644), open("group.token", 0o640)
 
 	tests := []struct {
 		name     string
@@ -345,9 +357,12 @@ func TestTokenAndAddress(t *testing.T) {
 		{"env token used without --token-file", nil, nil, 0, ""},
 		{"wrong token file", map[string]string{EnvToken: ""}, []string{"--token-file", bad}, 1, "Error: invalid bearer token\n"},
 		{"wrong env token", map[string]string{EnvToken: "nope"}, nil, 1, "Error: invalid bearer token\n"},
-		{"empty token file", map[string]string{EnvToken: ""}, []string{"--token-file", empty}, 1, "is empty"},
+		{"empty token file", map[string]string{EnvToken: ""}, []string{"--token-file", empty}, 1, "admin token file " + empty + " holds 0 characters"},
+		{"short token file", map[string]string{EnvToken: ""}, []string{"--token-file", short}, 1, "admin token file " + short + " holds 6 characters, at least 32"},
+		{"token file readable by others", map[string]string{EnvToken: ""}, []string{"--token-file", others}, 1, "admin token file " + others + " is open to group or others (mode 0644): run chmod 600 " + others},
+		{"token file readable by the group", map[string]string{EnvToken: ""}, []string{"--token-file", group}, 1, "(mode 0640): run chmod 600 " + group},
 		{"missing token file", map[string]string{EnvToken: ""}, []string{"--token-file", filepath.Join(dir, "none")}, 1, "no admin token: set MODELGATE_TOKEN or --token-file"},
-		{"default token file is ./admin.token", map[string]string{EnvToken: ""}, nil, 1, "open admin.token"},
+		{"default token file is ./admin.token", map[string]string{EnvToken: ""}, nil, 1, "stat admin.token: no such file"},
 		{"--admin wins over env", map[string]string{EnvAdmin: "127.0.0.1:1"}, []string{"--admin", "SRV"}, 0, ""},
 		{"env address used", map[string]string{EnvAdmin: "127.0.0.1:1"}, nil, 1, "cannot reach the admin API at 127.0.0.1:1"},
 		{"bad address", nil, []string{"--admin", "ftp://x"}, 1, "admin address \"ftp://x\""},
