@@ -144,7 +144,11 @@ func writeBackup(ctx context.Context, c *Client, path string, force bool) (Backu
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".part-") // mode 0600
 	if err != nil {
-		return BackupResult{}, fmt.Errorf("state backup: %w", err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the temporary name means nothing to the user
+		}
+		return BackupResult{}, fmt.Errorf("state backup: cannot create a file in %s: %w", dir, err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // after a failure; gone already after a rename

@@ -154,14 +154,19 @@ func TestStateBackupFailureLeavesNoFile(t *testing.T) {
 		{"cut short", newBackupEnv(t, failingSnapshots{1 << 20}), testToken, "state backup: cut short after"},
 		{"wrong token", newBackupEnv(t, realStore(t)), "not-the-token", "invalid bearer token"},
 		{"no backups served", newTestEnv(t), testToken, "no such API path"},
+		{"no such directory", newBackupEnv(t, realStore(t)), testToken, "state backup: cannot create a file in DIR/missing: no such file or directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.env.t = t
 			tc.env.vars[EnvToken] = tc.token
 			dir := t.TempDir()
-			code, _, errOut := tc.env.run("state", "backup", filepath.Join(dir, "backup.db"))
-			if code != 1 || !strings.Contains(errOut, tc.wantErr) {
-				t.Errorf("state backup = %d, stderr %q; want 1 and %q", code, errOut, tc.wantErr)
+			file := filepath.Join(dir, "backup.db")
+			if tc.name == "no such directory" {
+				file = filepath.Join(dir, "missing", "backup.db")
+			}
+			code, _, errOut := tc.env.run("state", "backup", file)
+			if want := strings.ReplaceAll(tc.wantErr, "DIR", dir); code != 1 || !strings.Contains(errOut, want) {
+				t.Errorf("state backup = %d, stderr %q; want 1 and %q", code, errOut, want)
 			}
 			if names := dirEntries(t, dir); len(names) != 0 {
 				t.Errorf("a failed backup left %v", names)
