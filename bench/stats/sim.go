@@ -88,7 +88,6 @@ type outcome struct {
 
 // method is a decision rule fed the same telemetry.
 type method interface {
-	name() string
 	// second is called after every 1-second slice; minute at the end of every minute
 	// with that minute's per-arm points. It returns true to roll back.
 	second(sl slices) bool
@@ -182,8 +181,6 @@ func newModelgate(cfg config) *modelgate {
 	return m
 }
 
-func (m *modelgate) name() string { return "modelgate" }
-
 func (m *modelgate) second(sl slices) bool {
 	if m.cfg.rollbackOnly {
 		rb := false
@@ -227,7 +224,6 @@ type argo struct {
 	errors, lat   bool
 }
 
-func (a *argo) name() string       { return "argo" }
 func (a *argo) second(slices) bool { return false }
 func (a *argo) minute(m minutePoints) bool {
 	fail := (a.errors && m.canaryErr > 0.02) || (a.lat && m.canaryP99 > 1.2*m.stableP99)
@@ -245,7 +241,6 @@ type flagger struct {
 	errors, lat       bool
 }
 
-func (f *flagger) name() string       { return "flagger" }
 func (f *flagger) second(slices) bool { return false }
 func (f *flagger) minute(m minutePoints) bool {
 	fail := (f.errors && 1-m.canaryErr < 0.99) || (f.lat && m.canaryP99 > f.maxP99)
@@ -263,7 +258,6 @@ type kayenta struct {
 	errors, lat            bool
 }
 
-func (k *kayenta) name() string       { return "kayenta" }
 func (k *kayenta) second(slices) bool { return false }
 func (k *kayenta) minute(m minutePoints) bool {
 	if !math.IsNaN(m.canaryErr) && !math.IsNaN(m.stableErr) {

@@ -11,15 +11,6 @@ import (
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
-func gateByName(r Result, name string) GateResult {
-	for _, g := range r.Gates {
-		if g.Gate == name {
-			return g
-		}
-	}
-	return GateResult{}
-}
-
 // TestTooLittleData: with a handful of requests every gate is inconclusive,
 // never a failure, and nothing passes.
 func TestTooLittleData(t *testing.T) {

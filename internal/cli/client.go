@@ -212,13 +212,6 @@ func (c *Client) Endpoint(ctx context.Context, name string) (spec.Endpoint, erro
 	return ep, err
 }
 
-// Traffic returns an endpoint's live split.
-func (c *Client) Traffic(ctx context.Context, endpoint string) (spec.Weights, error) {
-	var w spec.Weights
-	err := c.getJSON(ctx, endpointPath(endpoint, "traffic"), nil, &w)
-	return w, err
-}
-
 // SetTraffic replaces an endpoint's split and returns it as stored.
 func (c *Client) SetTraffic(ctx context.Context, endpoint string, w spec.Weights) (spec.Weights, error) {
 	var out spec.Weights
@@ -226,31 +219,11 @@ func (c *Client) SetTraffic(ctx context.Context, endpoint string, w spec.Weights
 	return out, err
 }
 
-// Mirror returns an endpoint's mirror percents.
-func (c *Client) Mirror(ctx context.Context, endpoint string) (spec.Weights, error) {
-	var w spec.Weights
-	err := c.getJSON(ctx, endpointPath(endpoint, "mirror"), nil, &w)
-	return w, err
-}
-
 // SetMirror replaces an endpoint's mirror percents and returns them as stored.
 func (c *Client) SetMirror(ctx context.Context, endpoint string, w spec.Weights) (spec.Weights, error) {
 	var out spec.Weights
 	_, err := c.putJSON(ctx, endpointPath(endpoint, "mirror"), w, &out)
 	return out, err
-}
-
-// PutDeployment creates or updates a deployment; created reports which.
-func (c *Client) PutDeployment(ctx context.Context, endpoint string, d spec.Deployment) (ep spec.Endpoint, created bool, err error) {
-	status, err := c.putJSON(ctx, endpointPath(endpoint, "deployments", d.Name), d, &ep)
-	return ep, status == http.StatusCreated, err
-}
-
-// DeleteDeployment removes a deployment without traffic or mirror.
-func (c *Client) DeleteDeployment(ctx context.Context, endpoint, deployment string) (spec.Endpoint, error) {
-	var ep spec.Endpoint
-	_, err := c.do(ctx, http.MethodDelete, endpointPath(endpoint, "deployments", deployment), nil, nil, "", &ep)
-	return ep, err
 }
 
 // Apply sends a config file (YAML) to be validated whole and applied.

@@ -461,15 +461,16 @@ type bombTarget struct {
 }
 
 type scalars struct {
-	S      string  `yaml:"s"`
-	B      bool    `yaml:"b"`
-	U      uint    `yaml:"u"`
-	F      float64 `yaml:"f"`
-	I      int     `yaml:"i"`
-	I8     int8    `yaml:"i8"`
-	Any    any     `yaml:"any"`
-	P      *int
-	Skip   string `yaml:"-"`
+	S    string  `yaml:"s"`
+	B    bool    `yaml:"b"`
+	U    uint    `yaml:"u"`
+	F    float64 `yaml:"f"`
+	I    int     `yaml:"i"`
+	I8   int8    `yaml:"i8"`
+	Any  any     `yaml:"any"`
+	P    *int
+	Skip string `yaml:"-"`
+	//lint:ignore U1000 an unexported field the decoder must not see ("hidden: 1" is an unknown key)
 	hidden string
 }
 

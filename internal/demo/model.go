@@ -181,9 +181,6 @@ func StartModel(ctx context.Context, opts ModelOptions) (*Model, error) {
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
 func (m *Model) URL() string { return m.url }
 
-// Options returns the options the server runs with, defaults filled in.
-func (m *Model) Options() ModelOptions { return m.opts }
-
 // Stats returns what the server has answered so far.
 func (m *Model) Stats() ModelStats {
 	return ModelStats{

@@ -40,16 +40,6 @@ type sklearnServer struct {
 
 var servingRE = regexp.MustCompile(`on (http://127\.0\.0\.1:\d+)`)
 
-// startSklearn starts the example server with args (e.g. "--model", "rf")
-// on a free port and returns once it printed its address. The process is
-// killed when the test ends.
-func startSklearn(t *testing.T, args ...string) *sklearnServer {
-	t.Helper()
-	s, wait := launchSklearn(t, args...)
-	wait()
-	return s
-}
-
 // launchSklearn starts the server and returns a func that waits until it
 // is ready, so that several servers can train at the same time.
 func launchSklearn(t *testing.T, args ...string) (*sklearnServer, func()) {

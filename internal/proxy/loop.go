@@ -1410,11 +1410,6 @@ func (l *evloops) close() {
 	})
 }
 
-// gnetWriter lets a bufio.Writer write to a loop's connection.
-type gnetWriter struct{ c gnet.Conn }
-
-func (w gnetWriter) Write(p []byte) (int, error) { return w.c.Write(p) }
-
 // addrConn is the net.Conn a loop's RequestCtx sees: its addresses only.
 type addrConn struct {
 	net.Conn

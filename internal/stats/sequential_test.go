@@ -34,10 +34,6 @@ func binomial(rng *rand.Rand, n int64, p float64) int64 {
 	return k
 }
 
-type nullRun struct {
-	canary, stable float64 // bad rates
-}
-
 // zTestRejects is the naive fixed-sample one-sided two-proportion z-test at level alpha.
 func zTestRejects(c Counts, alpha float64) bool {
 	n1, n2 := float64(c.CanaryRequests), float64(c.StableRequests)

@@ -9,7 +9,7 @@ import (
 // Slice is what the rollout controller feeds the sequential tests for one metric and
 // one time slice (e.g. one second) of telemetry. "Bad" is the metric's event: an
 // error response, or a request slower than a latency threshold fixed when the stage
-// started (see [ExceedanceThreshold]).
+// started (package analysis fixes it from the stable's latency sketch).
 type Slice struct {
 	// CanaryRequests and StableRequests count the requests each arm served.
 	CanaryRequests, StableRequests int64

@@ -54,12 +54,11 @@ func TestRegressionStateRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			slices := randomSlices(3, 400, tc.pc, tc.ps)
-			orig, err := NewRegressionTest(tc.cfg)
-			if err != nil {
+			if _, err := NewRegressionTest(tc.cfg); err != nil {
 				t.Fatal(err)
 			}
 			for _, cut := range []int{0, 1, 57, 200} {
-				orig, _ = NewRegressionTest(tc.cfg)
+				orig, _ := NewRegressionTest(tc.cfg)
 				for _, s := range slices[:cut] {
 					if _, err := orig.Observe(s); err != nil {
 						t.Fatal(err)

@@ -73,7 +73,7 @@ func TargetPath(dst, prefix, rest []byte) ([]byte, error) {
 // "%5c" and '\' are taken for slashes and each segment's ';' parameters
 // are dropped, as some backends read a path.
 func hiddenDots(path []byte) bool {
-	if bytes.IndexAny(path, "%\\;") < 0 {
+	if !bytes.ContainsAny(path, "%\\;") {
 		return false // the plain dot segments are resolved already
 	}
 	start := 0
