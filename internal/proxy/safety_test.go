@@ -244,6 +244,13 @@ func (b *safetyBackend) requests() []*safetyReq {
 	return append([]*safetyReq(nil), b.reqs...)
 }
 
+// open is how many connections the backend holds open.
+func (b *safetyBackend) open() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.conns)
+}
+
 // count is how many requests to path the backend read.
 func (b *safetyBackend) count(path string) int {
 	n := 0
@@ -1015,8 +1022,9 @@ func TestSafety11SameAnswerInEveryMode(t *testing.T) {
 				if resp, body, err := safetyRead(br, method); err != nil || resp.StatusCode != 200 || body != "A/0" {
 					t.Fatalf("first %s: %s, want 200 \"A/0\"", method, describe(resp, body, err))
 				}
-				// Only orders events: A's close reaches the gateway first.
-				time.Sleep(100 * time.Millisecond)
+				// A has closed its side (on loopback its FIN is queued at
+				// the gateway when close returns) before the next request.
+				eventually(t, "A to close its connection", func() bool { return a.open() == 0 })
 				for i := 1; i <= 4; i++ {
 					path := fmt.Sprintf("/%d", i)
 					loopWrite(t, c, request(path))
@@ -1091,7 +1099,9 @@ func TestSafety12StreamHandoffLeavesNoBytes(t *testing.T) {
 				if err != nil || resp.StatusCode != 200 || len(body) != size {
 					t.Fatalf("sse: %v %d", err, len(body))
 				}
-				time.Sleep(50 * time.Millisecond)
+				// The connection that carried bytes past the answer is
+				// closed, never pooled.
+				eventually(t, "the gateway to close the connection with bytes past the answer", func() bool { return backend.open() == 0 })
 				// Another client, served by the goroutine path (HTTP/1.0 is handed over).
 				for i := 0; i < 3; i++ {
 					id := fmt.Sprint("later", i)
@@ -1140,21 +1150,13 @@ func TestSafety13ConnectionSlotsBalanced(t *testing.T) {
 			}
 			// a client that closes while its request is in flight and it is paused
 			c, _ := loopDial(t, gw)
+			slow := backend.count("/slow")
 			loopWrite(t, c, raws[6])
-			time.Sleep(50 * time.Millisecond)
+			eventually(t, "the paused client's request to reach the backend", func() bool { return backend.count("/slow") > slow })
 			c.Close()
 		}
-		ok := false
-		for i := 0; i < 100; i++ {
-			if len(gw.slots) <= 1 { // the waiting Accept holds one
-				ok = true
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if !ok {
-			t.Errorf("slots held after every client closed: %d", len(gw.slots))
-		}
+		// The waiting Accept holds one slot.
+		eventually(t, "every slot back after every client closed", func() bool { return len(gw.slots) <= 1 })
 		// MaxConnections clients at once are all served.
 		for i := 0; i < 3; i++ {
 			c, br := loopDial(t, gw)
