@@ -337,6 +337,10 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("drain data plane: %w", err))
 		}
 		d.wg.Wait()
+	} else if err := d.proxy.Shutdown(ctx); err != nil {
+		// Never started: the data plane's event loops and health checkers
+		// have run since New all the same.
+		errs = append(errs, fmt.Errorf("stop data plane: %w", err))
 	}
 	d.shadows.Close()
 	if err := d.store.Close(); err != nil {
