@@ -65,7 +65,9 @@ func TestLoggingLevelEnv(t *testing.T) {
 		{"9", "INFO", true},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestLoggingLevelEnv$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "GNET_LOGGING_LEVEL_CHILD=1", "GNET_LOGGING_LEVEL="+tc.env, "GNET_LOGGING_FILE=")
+		// GORACE: a binary built with -race otherwise sleeps 1 s as it exits.
+		cmd.Env = append(os.Environ(), "GNET_LOGGING_LEVEL_CHILD=1", "GNET_LOGGING_LEVEL="+tc.env, "GNET_LOGGING_FILE=",
+			"GORACE=atexit_sleep_ms=0")
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
