@@ -12,6 +12,13 @@ func TestByteSlice(t *testing.T) {
 		t.Fatal("expect copy result is ff, but not")
 	}
 
+	// modelgate: under the race detector sync.Pool drops one Put in four at
+	// random (on purpose), so the Get below returns another array about as
+	// often; the check holds only without it (README.modelgate.md).
+	if raceEnabled {
+		t.Skip("sync.Pool drops a quarter of its Puts at random under the race detector")
+	}
+
 	// Disable GC to test re-acquire the same data
 	gc := debug.SetGCPercent(-1)
 
