@@ -224,7 +224,8 @@ func (s *sampler) stop() {
 // those waiting in the gateway's receive queues of these connections
 // (rx_queue in /proc/net/tcp). Sent minus unread is what the gateway
 // process took off its sockets; /proc/PID/io cannot tell, since its rchar
-// does not count recvfrom, which the event loops read with. IPv4 only, as
+// counts reads of files as well (and no recvfrom, which the event loops read
+// with until the gnet fork went back to read). IPv4 only, as
 // the gateway listens on 127.0.0.1.
 func unread(conns []net.Conn) (uint64, error) {
 	keys := map[string]bool{}
