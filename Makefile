@@ -5,6 +5,10 @@ GO ?= go
 # serves the real models of examples/sklearn; Chromium runs the dashboard tests.
 APT_PACKAGES := python3-scipy python3-numpy python3-sklearn chromium
 BIN := bin/modelgate
+# staticcheck runs in `make test` and must report nothing; `go run` fetches
+# this pinned version (honnef.co/go/tools v0.8.2 is staticcheck 2026.2.2)
+# through the module proxy and builds it with the Go that runs the tests.
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: build demo test test-gnet deps fuzz clean screenshots
 
@@ -25,9 +29,10 @@ deps:
 	$(GO) mod download
 	cd third_party/gnet && $(GO) mod download
 
-## test: every test with the race detector (fuzz targets run their seed corpus), and the part of gnet's suite closest to the loops (GNET_SUBSET).
+## test: go vet, staticcheck, every test with the race detector (fuzz targets run their seed corpus), and the part of gnet's suite closest to the loops (GNET_SUBSET).
 test: deps
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 	$(GO) test -race -count=1 -timeout 14m ./...
 	cd third_party/gnet && $(GO) test -race -count=1 -timeout 5m -run '$(GNET_SUBSET)' .
 
