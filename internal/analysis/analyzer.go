@@ -47,6 +47,11 @@ type Analyzer struct {
 	observed bool                  // a slice has been observed; last is its start
 	last     time.Time
 	stage    *stage // nil before the first StartStage
+	// paused: the rollout is paused. The sample-ratio check is not fed and
+	// suppresses nothing (the split may be a human's), while every other
+	// test goes on judging each slice: a pause stops progress, not
+	// protection. Not part of State: the controller sets it at every look.
+	paused bool
 }
 
 type alphas struct{ errors, latency float64 }
@@ -135,6 +140,11 @@ func (a *Analyzer) StartStage(start time.Time, weight spec.Percent, stableRecent
 	a.stage = st
 }
 
+// SetPaused tells the analyzer whether the rollout is paused (see the
+// paused field): while it is, the sample-ratio test neither observes nor
+// holds back a failed gate.
+func (a *Analyzer) SetPaused(paused bool) { a.paused = paused }
+
 // ResetSampleRatio restarts the stage's sample-ratio test, for resuming
 // after a mismatch once routing is fixed.
 func (a *Analyzer) ResetSampleRatio() {
@@ -220,7 +230,7 @@ func (a *Analyzer) observe(p SlicePair) {
 			st.niErr.Observe(errSlice)
 		}
 	}
-	if inStage && st.weight > 0 && st.weight < spec.Full {
+	if inStage && !a.paused && st.weight > 0 && st.weight < spec.Full {
 		s := errSlice
 		s.Weight = st.weight.Fraction()
 		st.srm.Observe(s)

@@ -417,3 +417,37 @@ func TestReasonReadsWell(t *testing.T) {
 	}
 	t.Log(o.failedGate)
 }
+
+// TestPausedSkipsOnlyTheSampleRatio: while the rollout is paused, a split a
+// human set (here the canary at 50% of a 5% stage) is not a sample-ratio
+// mismatch and does not hold back the error test, which goes on judging
+// every slice; unpaused, the same slices are a mismatch that holds the
+// canary unjudged.
+func TestPausedSkipsOnlyTheSampleRatio(t *testing.T) {
+	l := recent1.Latency.Quantile(rollbackQuantile)
+	var pairs []SlicePair
+	for i := range 120 {
+		start := t0.Add(time.Duration(i) * time.Second)
+		c := telemetry.Slice{Start: start, Requests: 50, SplitRequests: 50, Errors: 10, SplitErrors: 10,
+			Latency: sketch(map[time.Duration]uint64{l / 2: 50})}
+		s := telemetry.Slice{Start: start, Requests: 50, SplitRequests: 50, Errors: 1, SplitErrors: 1,
+			Latency: sketch(map[time.Duration]uint64{l / 2: 50})}
+		pairs = append(pairs, SlicePair{Start: start, Stable: s, Canary: c})
+	}
+	stage := spec.Stage{Weight: 500}
+	for _, paused := range []bool{true, false} {
+		a := mustNew(t, defaultPlan())
+		a.StartStage(t0, 500, recent1)
+		a.SetPaused(paused)
+		if err := a.Observe(pairs); err != nil {
+			t.Fatal(err)
+		}
+		r := a.Evaluate(stage, Window{})
+		if paused && (!r.Failed || r.SampleRatioMismatch || r.SampleRatio.Verdict == Fail) {
+			t.Errorf("paused: failed %v, mismatch %v (%s); want the error regression judged and no mismatch", r.Failed, r.SampleRatioMismatch, r.SampleRatio.Reason)
+		}
+		if !paused && (r.Failed || !r.SampleRatioMismatch) {
+			t.Errorf("running: failed %v, mismatch %v; want the mismatch to hold the canary unjudged", r.Failed, r.SampleRatioMismatch)
+		}
+	}
+}

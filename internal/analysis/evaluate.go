@@ -102,7 +102,7 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 		pass = pass && (gr.Verdict == Pass || g.RollbackOnly && gr.Verdict != Fail)
 	}
 	r.SampleRatio = a.sampleRatioGate()
-	if r.SampleRatio.Verdict == Fail {
+	if r.SampleRatio.Verdict == Fail && !a.paused {
 		r.SampleRatioMismatch = true
 		r.Failed, pass = false, false
 	}

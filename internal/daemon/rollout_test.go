@@ -397,3 +397,49 @@ func TestRolloutOfAPrunedEndpointEnds(t *testing.T) {
 		t.Errorf("new rollout after the endpoint came back: %s", r.Phase)
 	}
 }
+
+// TestPausedRolloutStillRollsBackABadCanary: a pause stops progress, not
+// protection. A rollout paused by hand at its first stage keeps the canary
+// serving 5%; when the canary starts failing half its requests, the gates,
+// still judging every slice, roll it back without anyone resuming.
+func TestPausedRolloutStillRollsBackABadCanary(t *testing.T) {
+	var bad atomic.Bool
+	var failed atomic.Int64
+	green := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		if bad.Load() && failed.Add(1)%2 == 0 {
+			http.Error(w, `{"error":"model crashed"}`, http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, `{"predictions":[1]}`)
+	}))
+	t.Cleanup(green.Close)
+	blue := testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL, "")
+	c.StartLoad(8, "/fraud/p", nil)
+	c.StartRollout("fraud", `{"canary": "green", "bake": "1h"}`)
+	if status, body := c.API("POST", "/api/v1/endpoints/fraud/rollout/pause", nil); status != 200 {
+		t.Fatalf("pause = %d %s", status, body)
+	}
+	// A few looks while paused and healthy: nothing moves.
+	paused := c.Rollout("fraud").LastLook
+	testenv.WaitFor(t, 10*time.Second, "the controller to look at the paused rollout", func() bool {
+		return c.Rollout("fraud").LastLook.After(paused.Add(time.Second))
+	})
+	if r := c.Rollout("fraud"); r.Phase != rollout.PhasePaused {
+		t.Fatalf("a healthy paused rollout is %s (%s), want paused", r.Phase, r.Reason)
+	}
+
+	bad.Store(true)
+	r := c.WaitPhase("fraud", 30*time.Second, rollout.PhaseRolledBack)
+	if !strings.Contains(r.Reason, "while paused") || !strings.Contains(r.Reason, "error rate") {
+		t.Errorf("rollback reason %q, want a gate that failed on the errors while paused", r.Reason)
+	}
+	if failed.Load() == 0 {
+		t.Errorf("rolled back before the canary failed a request")
+	}
+	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.Traffic("fraud")); diff != "" {
+		t.Errorf("traffic after the rollback (-want +got):\n%s", diff)
+	}
+	t.Logf("rolled back %d failed requests after the canary turned bad: %s", failed.Load()/2, r.Reason)
+}

@@ -497,14 +497,17 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		}
 		g := analysis.EvaluateShadow(*r.Plan.Shadow, counts)
 		in.ShadowGate = &g
-	case r.Phase == PhaseProgressing:
+	case r.Phase == PhaseProgressing, r.Phase == PhasePaused && r.PausedFrom == PhaseProgressing:
+		// A paused live stage is judged as a running one (stepPaused):
+		// the canary still serves, so it is still watched.
+		ru.analyzer.SetPaused(r.Phase == PhasePaused)
 		if err := ru.analyzer.Observe(c.pairs(r, ru.analyzer, now)); err != nil {
 			c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
 		}
 		w := c.window(r, now)
 		in.Result = ru.analyzer.Evaluate(r.Plan.Stages[min(r.Stage, len(r.Plan.Stages)-1)], w)
 		in.CanaryRequests = w.Canary.SplitRequests()
-		if r.AwaitingConfirmation {
+		if r.AwaitingConfirmation && r.Phase == PhaseProgressing {
 			in.Confirmed = c.confirmed(ctx, ru)
 		}
 	}
@@ -517,11 +520,12 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		ru.analyzer.StartStage(now, next.Weight, stableRecent)
 	}
 	if a == ActionResume {
-		// Nothing was observed while paused: take that backlog now (the
-		// rollout-wide tests use each slice's realised share, so a paused
-		// or hand-set split is still fair to them), then restart the
-		// sample-ratio check, which judged the stage's weight, not the
-		// split of the pause.
+		// The pause's slices were judged as they came, without the
+		// sample-ratio check (the rollout-wide tests use each slice's
+		// realised share, so a hand-set split is still fair to them); take
+		// any since the last look, then restart the sample-ratio check,
+		// which judges the stage's weight from now on.
+		ru.analyzer.SetPaused(false)
 		if err := ru.analyzer.Observe(c.pairs(next, ru.analyzer, now)); err != nil {
 			c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
 		}

@@ -142,7 +142,8 @@ type Input struct {
 	Now time.Time
 	// Action is a manual command, or empty.
 	Action Action
-	// Result holds the live stage's verdicts (ignored in the shadow phase).
+	// Result holds the live stage's verdicts, also while a live stage is
+	// paused (ignored in the shadow phase).
 	Result analysis.Result
 	// ShadowGate is the shadow phase's verdict (shadow phase only).
 	ShadowGate *analysis.GateResult
@@ -225,6 +226,24 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 		return stepShadow(r, in, eff)
 	case PhaseProgressing:
 		return stepLive(r, in, eff)
+	case PhasePaused:
+		return stepPaused(r, in, eff)
+	}
+	return r, eff, nil
+}
+
+// stepPaused keeps a paused live stage protected: a pause stops progress,
+// never the gates. The controller judges every slice the canary serves
+// while paused, and a gate that fails rolls it back as it would while
+// progressing; nothing else moves until a human acts. A pause of the
+// shadow phase has no live canary to protect.
+func stepPaused(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	if r.PausedFrom != PhaseProgressing || len(in.Result.Gates) == 0 {
+		return r, eff, nil
+	}
+	recordGates(&r, &eff, in.Result.Gates)
+	if in.Result.Failed {
+		return rollbackWith(r, eff, "gate failed while paused: "+failedReasons(in.Result))
 	}
 	return r, eff, nil
 }
