@@ -17,7 +17,7 @@ func pausedAt(t *testing.T, from Phase) Rollout {
 	t.Helper()
 	start := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	r := Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green",
-		Plan: spec.Plan{Stages: []spec.Stage{{Weight: 500}, {Weight: spec.Full}}}.WithDefaults(),
+		Plan:  spec.Plan{Stages: []spec.Stage{{Weight: 500}, {Weight: spec.Full}}}.WithDefaults(),
 		Phase: from, StageStarted: start, StartedAt: start, LastLook: start, Weight: 500}
 	next, _, err := Next(r, Input{Now: start.Add(time.Second), Action: ActionPause})
 	if err != nil || next.Phase != PhasePaused {
