@@ -37,12 +37,13 @@ test: deps
 	cd third_party/gnet && $(GO) test -race -count=1 -timeout 5m -run '$(GNET_SUBSET)' .
 
 # The tests of gnet's suite (third_party/gnet, its own module, outside ./...)
-# closest to modelgate's loops: level-triggered TCP serving and client, echo with
+# closest to modelgate's loops, and the fork's own tests (fork_modelgate_test.go):
+# level-triggered TCP serving and client, echo with
 # sync, async and writev writes, Enroll-ed backend connections (stream proxy),
 # large writes, closes, shutdowns, wake-ups; about 30 s with -race on 2 cores.
 # TestClosedWakeUp is left out: it binds port 9999 without SO_REUSEADDR, which
 # TestClientReadOnEOF's connection holds in TIME_WAIT for a minute.
-GNET_SUBSET := ^(TestServer|TestClient|TestStreamProxyServer|TestSimServer|TestDisconnectedAsyncWrite|TestCloseConnection|TestWakeConn|TestWakeConnImmediately|TestClientReadOnEOF|TestShutdown|TestCloseActionError|TestCloseActionOnOpen|TestShutdownActionError|TestShutdownActionOnOpen|TestStopServer|TestEngineStop|TestTick)$$/^(poll-LT|tcp-proxy-server|packet-size=512,batch=30|packet-size=64\*1024,batch=10|async-write|async-writev)$$/^(tcp|tcp-async|tcp-async-writev|1-loop-LT|N-loop-LT)$$
+GNET_SUBSET := ^(TestPauseReadHoldsThePeerBack|TestBatchEndFollowsTraffic|TestServer|TestClient|TestStreamProxyServer|TestSimServer|TestDisconnectedAsyncWrite|TestCloseConnection|TestWakeConn|TestWakeConnImmediately|TestClientReadOnEOF|TestShutdown|TestCloseActionError|TestCloseActionOnOpen|TestShutdownActionError|TestShutdownActionOnOpen|TestStopServer|TestEngineStop|TestTick)$$/^(poll-LT|tcp-proxy-server|packet-size=512,batch=30|packet-size=64\*1024,batch=10|async-write|async-writev)$$/^(tcp|tcp-async|tcp-async-writev|1-loop-LT|N-loop-LT)$$
 
 ## test-gnet: gnet's whole upstream suite with the race detector against the fork in third_party/gnet (about 6 min).
 test-gnet:
