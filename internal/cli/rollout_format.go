@@ -104,7 +104,7 @@ func deadlineText(r rollout.Rollout) string {
 	if r.Phase == rollout.PhasePaused {
 		return "stopped while paused (" + humanDuration(limit) + " from the resume, then " + action + ")"
 	}
-	left := limit - r.UpdatedAt.Sub(r.StageStarted)
+	left := limit - r.UpdatedAt.Sub(r.DeadlineStart())
 	if left <= 0 {
 		return "passed (then " + action + ")"
 	}

@@ -443,3 +443,49 @@ func TestPausedRolloutStillRollsBackABadCanary(t *testing.T) {
 	}
 	t.Logf("rolled back %d failed requests after the canary turned bad: %s", failed.Load()/2, r.Reason)
 }
+
+// TestResumeKeepsTheStagesRequests: a pause and resume do not send the
+// stage's evidence back to zero: the canary requests its gates count go on
+// from where they were (before, each resume restarted them, so a stage at
+// low traffic could never reach min_requests).
+func TestResumeKeepsTheStagesRequests(t *testing.T) {
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	load := c.StartLoad(4, "/fraud/p", nil)
+	c.StartRollout("fraud", `{"canary": "green", "stages": [50, 100], "bake": "1h", "min_requests": 1000000, "gates": [{"type": "error_rate", "max": 0.5}]}`)
+	counted := func(r rollout.Rollout) float64 {
+		for _, g := range r.Gates {
+			if n, ok := g.Evidence["canary_requests"].(float64); ok {
+				return n
+			}
+		}
+		return 0
+	}
+	// A few whole seconds of the stage (a window counts whole seconds).
+	testenv.WaitFor(t, 20*time.Second, "the stage's gate to count 200 canary requests over 2 s", func() bool {
+		r := c.Rollout("fraud")
+		return counted(r) >= 200 && r.Baked.D() >= 2*time.Second
+	})
+	load.Stop()
+	stopped := time.Now()
+	if status, body := c.API("POST", "/api/v1/endpoints/fraud/rollout/pause", nil); status != 200 {
+		t.Fatalf("pause = %d %s", status, body)
+	}
+	// Resume once the last request is more than a second old, so that a
+	// stage restarted by the resume would count none.
+	testenv.WaitFor(t, 10*time.Second, "a look more than a second after the load", func() bool {
+		return c.Rollout("fraud").LastLook.After(stopped.Add(1100 * time.Millisecond))
+	})
+	before := counted(c.Rollout("fraud"))
+	if before < 200 {
+		t.Fatalf("the paused stage's gate counts %v canary requests, want the stage's 200 or more", before)
+	}
+	if status, body := c.API("POST", "/api/v1/endpoints/fraud/rollout/resume", nil); status != 200 {
+		t.Fatalf("resume = %d %s", status, body)
+	}
+	resumed := c.Rollout("fraud").LastLook
+	testenv.WaitFor(t, 10*time.Second, "a look after the resume", func() bool { return c.Rollout("fraud").LastLook.After(resumed) })
+	if after := counted(c.Rollout("fraud")); after < before {
+		t.Errorf("the stage's gate counts %v canary requests after the resume, %v before: the stage's evidence restarted", after, before)
+	}
+}

@@ -86,7 +86,7 @@ func formatRollout(r rollout.Rollout, now time.Time) string {
 			mirror = r.Plan.Shadow.Mirror
 		}
 		fmt.Fprintf(&b, "  shadow     %s %s%% mirrored, 0%% live    %s of deadline %s\n", r.Canary, mirror,
-			now.Sub(r.StageStarted).Round(time.Second), r.Plan.ProgressDeadline.D())
+			now.Sub(r.DeadlineStart()).Round(time.Second), r.Plan.ProgressDeadline.D())
 	default:
 		n := len(r.Plan.Stages)
 		fmt.Fprintf(&b, "  stage %d/%d  %s %4s%%  %s", min(r.Stage+1, n), n, r.Canary, r.Weight, bar(r.Weight))

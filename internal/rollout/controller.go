@@ -260,7 +260,7 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 	now := c.now()
 	r := Rollout{
 		ID: fmt.Sprintf("%s-%d", ep.Name, n), Endpoint: ep.Name, Stable: stable, Canary: req.Canary, Plan: plan,
-		Stage: ShadowStage, StageStarted: now, LastLook: now, StartedAt: now, UpdatedAt: now,
+		Stage: ShadowStage, StageStarted: now, DeadlineFrom: now, LastLook: now, StartedAt: now, UpdatedAt: now,
 		MirrorBefore: ep.Mirror[req.Canary],
 	}
 	return r, nil

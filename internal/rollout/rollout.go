@@ -90,8 +90,13 @@ type Rollout struct {
 	Stage int `json:"stage"`
 	// Weight is the canary's live weight the rollout last set.
 	Weight spec.Percent `json:"weight"`
-	// StageStarted is when the current stage (or shadow phase) began.
+	// StageStarted is when the current stage (or shadow phase) began: its
+	// evidence (requests, gates' windows) counts from here, across pauses.
 	StageStarted time.Time `json:"stage_started"`
+	// DeadlineFrom is when the stage's progress deadline started: the
+	// stage's start, or the last resume. Zero in rollouts stored before it
+	// existed: StageStarted (see DeadlineStart).
+	DeadlineFrom time.Time `json:"deadline_from,omitempty"`
 	// Baked is the time served in the current stage while progressing;
 	// downtime and pauses do not count.
 	Baked spec.Duration `json:"baked"`
@@ -112,6 +117,14 @@ type Rollout struct {
 	StartedAt    time.Time    `json:"started_at"`
 	UpdatedAt    time.Time    `json:"updated_at"`
 	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
+}
+
+// DeadlineStart is when the current stage's progress deadline started.
+func (r *Rollout) DeadlineStart() time.Time {
+	if r.DeadlineFrom.IsZero() {
+		return r.StageStarted
+	}
+	return r.DeadlineFrom
 }
 
 // StageWeight is the canary weight of stage i (100 after the last).
@@ -316,7 +329,7 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 // too long without a decision.
 func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
 	limit := r.Plan.ProgressDeadline.D()
-	if limit <= 0 || now.Sub(r.StageStarted) < limit {
+	if limit <= 0 || now.Sub(r.DeadlineStart()) < limit {
 		return r, eff, nil
 	}
 	why := fmt.Sprintf("no decision within the progress deadline of %s (%s)", limit, stageName(r))
@@ -368,6 +381,7 @@ func enterStage(r Rollout, i int, now time.Time, why string) Rollout {
 	r.Phase = PhaseProgressing
 	r.Weight = r.StageWeight(i)
 	r.StageStarted = now
+	r.DeadlineFrom = now
 	r.Baked = 0
 	r.Reason = why
 	r.Gates = nil
@@ -457,8 +471,10 @@ func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 		r.Phase = r.PausedFrom
 		r.PausedFrom = ""
 		// The deadline starts again from the resume, so that a human who
-		// resumes a stage that ran out of time gives it another period.
-		r.StageStarted = in.Now
+		// resumes a stage that ran out of time gives it another period;
+		// the stage's requests and evidence so far still count (a stage
+		// at low traffic would otherwise never reach min_requests).
+		r.DeadlineFrom = in.Now
 		r.Reason = "resumed by hand"
 		if in.TrafficChanged != "" {
 			// Resume re-asserts the rollout's split over a hand change.

@@ -66,3 +66,29 @@ func TestPausedStageKeepsItsProtection(t *testing.T) {
 		t.Errorf("a paused shadow phase: %s, traffic %v; want untouched (no live canary)", next.Phase, eff.Traffic)
 	}
 }
+
+// TestResumeKeepsTheStageAndRestartsTheDeadline: resume gives the stage a
+// new progress deadline but keeps its start, from which its requests and
+// evidence count, so that a stage at low traffic is not sent back to zero
+// by every pause.
+func TestResumeKeepsTheStageAndRestartsTheDeadline(t *testing.T) {
+	r := pausedAt(t, PhaseProgressing)
+	started := r.StageStarted
+	resumeAt := started.Add(time.Hour)
+	r, _, err := Next(r, Input{Now: resumeAt, Action: ActionResume})
+	if err != nil || r.Phase != PhaseProgressing {
+		t.Fatalf("resume: %s, %v", r.Phase, err)
+	}
+	if !r.StageStarted.Equal(started) || !r.DeadlineFrom.Equal(resumeAt) {
+		t.Errorf("after resume: stage_started %v, deadline_from %v; want %v (kept) and %v", r.StageStarted, r.DeadlineFrom, started, resumeAt)
+	}
+	limit := r.Plan.ProgressDeadline.D()
+	waiting := analysis.Result{Gates: []analysis.GateResult{{Gate: "sequential", Verdict: analysis.Inconclusive}}}
+	if next, _, _ := Next(r, Input{Now: resumeAt.Add(limit - time.Second), Result: waiting}); next.Phase != PhaseProgressing {
+		t.Errorf("%s after the resume: %s (%s), want still progressing", limit-time.Second, next.Phase, next.Reason)
+	}
+	next, _, _ := Next(r, Input{Now: resumeAt.Add(limit), Result: waiting})
+	if next.Phase != PhasePaused || !strings.Contains(next.Reason, "progress deadline") {
+		t.Errorf("%s after the resume: %s (%s), want paused at the deadline", limit, next.Phase, next.Reason)
+	}
+}
