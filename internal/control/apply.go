@@ -75,7 +75,14 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	if err := errors.Join(errs...); err != nil {
 		return ApplyResult{}, err
 	}
-	if err := s.commit(ctx, changes); err != nil {
+	if len(changes) == 0 {
+		// Nothing to store, but the routes are set again all the same: that
+		// is when override secret files are read, so that applying after
+		// rotating one takes the new secret (docs/configuration.md).
+		if err := s.reload(ctx); err != nil {
+			return ApplyResult{}, err
+		}
+	} else if err := s.commit(ctx, changes); err != nil {
 		return ApplyResult{}, err
 	}
 	if s.telemetry != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -160,6 +162,38 @@ func TestOverrideSecretFileOnApply(t *testing.T) {
 			t.Errorf("pin with secret %q: %d, want %d", tc.secret, st, tc.status)
 		}
 	}
+	// The file going bad later blocks nothing: a traffic change (as a
+	// rollback would make) is stored and served, and the secret read
+	// before still holds.
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "green": 50}); status != 200 {
+		t.Fatalf("PUT traffic while the secret file is unusable = %d %s, want 200", status, body)
+	}
+	if diff := cmp.Diff(spec.Weights{"blue": 5000, "green": 5000}, c.Traffic("fraud")); diff != "" {
+		t.Errorf("traffic after the change (-want +got):\n%s", diff)
+	}
+	if st, _, _ := c.Predict("/fraud/x", map[string]string{"X-Model-Deployment": "green", "X-Model-Deployment-Secret": secret}); st != 200 {
+		t.Errorf("pin with the secret read before: %d, want 200", st)
+	}
+	// Rotating: write the new secret, apply the same file again.
+	rotated := strings.Repeat("7e", 20)
+	if err := os.WriteFile(path, []byte(rotated+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := c.API("POST", "/api/v1/apply", file); status != 200 {
+		t.Fatalf("apply after rotating = %d %s", status, body)
+	}
+	for s, want := range map[string]int{secret: 403, rotated: 200} {
+		if st, _, _ := c.Predict("/fraud/x", map[string]string{"X-Model-Deployment": "green", "X-Model-Deployment-Secret": s}); st != want {
+			t.Errorf("after rotating, pin with %q: %d, want %d", s[:6], st, want)
+		}
+	}
+
 	_, ep := c.API("GET", "/api/v1/endpoints/fraud", nil)
 	_, events := c.API("GET", "/api/v1/events", nil)
 	var got struct{ Override *spec.Override }
@@ -167,7 +201,7 @@ func TestOverrideSecretFileOnApply(t *testing.T) {
 	if got.Override == nil || got.Override.SecretFile != path {
 		t.Errorf("endpoint %s: want override.secret_file %s", ep, path)
 	}
-	if strings.Contains(string(ep), secret) || strings.Contains(string(events), secret) {
+	if strings.Contains(string(ep), secret) || strings.Contains(string(events), secret) || strings.Contains(string(events), rotated) {
 		t.Errorf("the secret itself is shown by the API")
 	}
 }

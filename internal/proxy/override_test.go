@@ -114,26 +114,72 @@ func TestOverrideSettings(t *testing.T) {
 	})
 }
 
-// TestOverrideSecretFileChecked: a secret file others may read, or too
-// short, refuses the routes and changes nothing.
-func TestOverrideSecretFileChecked(t *testing.T) {
+// TestOverrideSecretFileLifecycle: the secret file is read whenever the
+// routes are set, and a file that cannot be used never fails them (they are
+// set after the change is committed): an endpoint keeps the secret it had,
+// a new one refuses every pin; a rotated secret replaces the old one.
+func TestOverrideSecretFileLifecycle(t *testing.T) {
 	blue := secretBackend(t, "blue")
 	gw := startGateway(t, Options{GoroutinesOnly: true}, mkEndpoint(t, "fraud", nil, dep("blue", blue)))
-	open := writeSecret(t, strings.Repeat("s", 40))
-	if err := os.Chmod(open, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	short := writeSecret(t, "short")
-	for path, want := range map[string]string{open: "chmod 600", short: "at least 32"} {
+	oldSecret, newSecret := strings.Repeat("o", 40), strings.Repeat("n", 40)
+	path := writeSecret(t, oldSecret)
+	guarded := func() []spec.Endpoint {
 		ep := mkEndpoint(t, "fraud", nil, dep("blue", blue))
 		ep.Override = &spec.Override{SecretFile: path}
-		err := gw.SetRoutes([]spec.Endpoint{ep})
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), path) {
-			t.Errorf("SetRoutes with secret file %s: %v, want an error naming the file and %q", path, err, want)
-		}
+		return []spec.Endpoint{ep}
 	}
-	// The old table still serves, pins without a secret included.
-	if a := get(t, gw.url+"/fraud/x", "X-Model-Deployment", "blue"); a.status != 200 || a.body != "blue" {
-		t.Errorf("after the refused routes: %d %q, want blue's 200", a.status, a.body)
+	pin := func(secret string) int {
+		return get(t, gw.url+"/fraud/x", "X-Model-Deployment", "blue", "X-Model-Deployment-Secret", secret).status
+	}
+	split := func() int { return get(t, gw.url+"/fraud/x").status }
+
+	// A new endpoint rule whose file is unusable: every pin refused, the
+	// split still served, no error.
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.SetRoutes(guarded()); err != nil {
+		t.Fatalf("SetRoutes with an unusable secret file: %v, want the routes set", err)
+	}
+	a := get(t, gw.url+"/fraud/x", "X-Model-Deployment", "blue", "X-Model-Deployment-Secret", oldSecret)
+	if a.status != 403 || !strings.Contains(jsonError(t, a), "cannot read the endpoint's secret") {
+		t.Errorf("pin while the secret file is unusable: %d %q, want 403 saying the secret cannot be read", a.status, a.body)
+	}
+	if st := split(); st != 200 {
+		t.Errorf("split request while the secret file is unusable: %d, want 200", st)
+	}
+
+	// Fixed and set again: the secret works.
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.SetRoutes(guarded()); err != nil {
+		t.Fatal(err)
+	}
+	if st := pin(oldSecret); st != 200 {
+		t.Errorf("pin with the secret: %d, want 200", st)
+	}
+	// Broken again: the secret read before is kept.
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.SetRoutes(guarded()); err != nil {
+		t.Fatalf("SetRoutes after the file went bad: %v, want the routes set", err)
+	}
+	if st := pin(oldSecret); st != 200 {
+		t.Errorf("pin with the kept secret: %d, want 200", st)
+	}
+	// Rotated: the new secret replaces the old one.
+	if err := os.WriteFile(path, []byte(newSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.SetRoutes(guarded()); err != nil {
+		t.Fatal(err)
+	}
+	if o, n := pin(oldSecret), pin(newSecret); o != 403 || n != 200 {
+		t.Errorf("after rotating: old secret %d, new %d; want 403 and 200", o, n)
 	}
 }

@@ -237,7 +237,9 @@ type endpoint struct {
 	table  *router.Table
 	sticky []byte // sticky header name; nil when unset
 	pin    policy.Pin
-	deps   []*deployment
+	// pinFile is the override secret file pin was read from; empty: none.
+	pinFile string
+	deps    []*deployment
 	// mirrors is set when the endpoint has a mirror percent above zero and
 	// the server a Mirror; capture is then the body capture cap in bytes.
 	mirrors bool
@@ -318,6 +320,30 @@ func New(opts Options) *Server {
 	return s
 }
 
+// pinOf is the endpoint's rule for X-Model-Deployment. The secret file is
+// read again each time the routes are set (an apply re-reads them all, so
+// that a rotated secret takes effect). A file that cannot be used here
+// never fails the routes, which are set after the change was committed:
+// the endpoint keeps the secret it had, or, new, refuses every pin until
+// the file is fixed and applied again (control checks the files before it
+// commits, so this is the file changing in between).
+func (s *Server) pinOf(ep spec.Endpoint, prev *endpoint) policy.Pin {
+	path := ep.Override.Secret()
+	if path == "" {
+		return policy.NewPin(ep.Override.On(), "")
+	}
+	secret, err := secretfile.Read(path, fmt.Sprintf("endpoint %q override.secret_file", ep.Name))
+	if err == nil {
+		return policy.NewPin(true, secret)
+	}
+	if prev != nil && prev.pinFile == path {
+		s.log.Error("override secret file unusable: keeping the secret read before", "endpoint", ep.Name, "err", err.Error())
+		return prev.pin
+	}
+	s.log.Error("override secret file unusable: every X-Model-Deployment is refused until it is fixed and applied again", "endpoint", ep.Name, "err", err.Error())
+	return policy.RefuseEveryPin()
+}
+
 // SetRoutes replaces the routing table. The endpoints must already be
 // defaulted (spec.Endpoint.WithDefaults) and validated. The whole new table
 // is built first (routers, backend pools, recorders) and then swapped in
@@ -359,7 +385,7 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 		if err != nil {
 			return fail(fmt.Errorf("set routes: %w", err))
 		}
-		e := &endpoint{name: ep.Name, table: table}
+		e := &endpoint{name: ep.Name, table: table, pinFile: ep.Override.Secret()}
 		if s.mirror != nil && table.HasMirrors() {
 			e.mirrors = true
 			e.capture = int(min(ep.Compare.WithDefaults().MaxBodyBytes, math.MaxInt32))
@@ -367,13 +393,7 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 		if ep.StickyHeader != "" {
 			e.sticky = []byte(ep.StickyHeader)
 		}
-		var secret string
-		if path := ep.Override.Secret(); path != "" {
-			if secret, err = secretfile.Read(path, fmt.Sprintf("endpoint %q override.secret_file", ep.Name)); err != nil {
-				return fail(fmt.Errorf("set routes: %w", err))
-			}
-		}
-		e.pin = policy.NewPin(ep.Override.On(), secret)
+		e.pin = s.pinOf(ep, old.endpoints[ep.Name])
 		for _, d := range ep.Deployments {
 			key := ep.Name + "/" + d.Name
 			p := s.pools[key]

@@ -7,8 +7,10 @@ package secretfile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // MinLength is the shortest secret accepted: 32 characters, e.g. the 32 hex
@@ -23,8 +25,19 @@ const MaxLength = 4096
 // link to one is followed) that neither group nor others may read, write or
 // execute, and hold one line of MinLength..MaxLength visible ASCII
 // characters; every refusal names the file, the problem and the fix.
+//
+// The checks are made on the file as opened, not on the path before it, so
+// that swapping the file between check and read changes nothing; it is
+// opened non-blocking (a FIFO put there cannot hold the caller) and read
+// through a limit (a /proc file that reports size 0 cannot make it read
+// gigabytes).
 func Read(path, what string) (string, error) {
-	fi, err := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
@@ -37,9 +50,12 @@ func Read(path, what string) (string, error) {
 	if fi.Size() > MaxLength+2 {
 		return "", fmt.Errorf("%s %s holds %d bytes, at most %d are read: it must hold the secret alone", what, path, fi.Size(), MaxLength)
 	}
-	data, err := os.ReadFile(path)
+	data, err := io.ReadAll(io.LimitReader(f, MaxLength+3))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if len(data) > MaxLength+2 {
+		return "", fmt.Errorf("%s %s holds more than %d bytes: it must hold the secret alone", what, path, MaxLength)
 	}
 	secret := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
 	if err := Check(secret); err != nil {

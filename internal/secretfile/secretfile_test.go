@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -56,5 +57,27 @@ func TestRead(t *testing.T) {
 		case !tc.ok && (!strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "test secret file")):
 			t.Errorf("%s: error %q, want it to name the file's role and say %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestReadRefusesWhatCouldHoldTheCaller: a FIFO is refused without
+// blocking, and a file that reports size 0 but reads on (as /proc files
+// do) is read only up to the limit.
+func TestReadRefusesWhatCouldHoldTheCaller(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(fifo, "test secret file"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("Read(FIFO) = %v, want refused as not a regular file", err)
+	}
+	const endless = "/proc/self/pagemap" // regular, 0400, size 0, about 256 GiB to read
+	if fi, err := os.Stat(endless); err != nil || fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("%s: %v %v: the test needs Linux's pagemap", endless, fi, err)
+	}
+	// Refused at once: past the limit, or by the kernel's own read rule for
+	// pagemap (8-byte reads), never after reading on.
+	if _, err := Read(endless, "test secret file"); err == nil {
+		t.Errorf("Read(%s) accepted it, want it refused after at most 4 KiB", endless)
 	}
 }

@@ -23,6 +23,8 @@ type Pin struct {
 	// Comparing digests takes the same time whatever the length of what
 	// the client sent.
 	secret *[sha256.Size]byte
+	// unknown: the secret could not be read; every pin is refused.
+	unknown bool
 }
 
 // NewPin returns the rule for an endpoint: on or off, and the secret the
@@ -34,6 +36,13 @@ func NewPin(on bool, secret string) Pin {
 		p.secret = &sum
 	}
 	return p
+}
+
+// RefuseEveryPin is the rule of an endpoint whose secret could not be
+// read: the header is honoured only with a secret, and none matches.
+func RefuseEveryPin() Pin {
+	var none [sha256.Size]byte // no SHA-256 digest is known to be all zeros
+	return Pin{secret: &none, unknown: true}
 }
 
 // Deployment returns the deployment a request pins itself to, or nil when
@@ -50,6 +59,9 @@ func (p Pin) Deployment(h *fasthttp.RequestHeader, endpoint string) ([]byte, err
 		return name, nil
 	}
 	given := h.PeekBytes(HeaderDeploymentSecret)
+	if p.unknown {
+		return nil, reject(http.StatusForbidden, "X-Model-Deployment on endpoint %q is refused: the gateway cannot read the endpoint's secret (see its log)", endpoint)
+	}
 	if len(given) == 0 {
 		return nil, reject(http.StatusForbidden, "X-Model-Deployment on endpoint %q needs the endpoint's secret in X-Model-Deployment-Secret", endpoint)
 	}
