@@ -212,3 +212,65 @@ func TestOpenCreatesAMissingFileWhole(t *testing.T) {
 	}
 	mustOpen(t, path).Close()
 }
+
+// TestVerifyRefusesSharedInlineBuckets: a root leaf rewritten so that, at
+// every level, two keys point at the same inline bucket nested inside it
+// (about 60 levels in one page) would take 2^60 steps to walk; the walk
+// counts elements and refuses more than the file can hold, at once.
+// (Found in review: serve hung at start on such a file.)
+func TestVerifyRefusesSharedInlineBuckets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err }); err != nil {
+		t.Fatal(err)
+	}
+	ps := db.Info().PageSize
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := readMeta(f, ps)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := data[int(m.root)*ps : int(m.root+1)*ps]
+	clear(page[8:]) // keep the page id
+	levels, p := 0, 0
+	for len(page)-p >= 65+16 {
+		if p > 0 {
+			order.PutUint64(page[p:], 0) // an inline page's id is 0
+		}
+		order.PutUint16(page[p+8:], leafPage)
+		order.PutUint16(page[p+10:], 2)
+		rest := len(page) - p
+		for _, e := range []int{16, 32} { // two elements, one key "a", one shared inline bucket
+			order.PutUint32(page[p+e:], bucketLeaf)
+			order.PutUint32(page[p+e+4:], uint32(48-e))
+			order.PutUint32(page[p+e+8:], 1)
+			order.PutUint32(page[p+e+12:], uint32(rest-49))
+		}
+		page[p+48] = 'a'
+		p += 65 // the bucket header after the key is zero: inline
+		levels++
+	}
+	order.PutUint64(page[p:], 0)
+	order.PutUint16(page[p+8:], leafPage) // the deepest level: an empty leaf
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = verifyFile(path, int64(len(data)))
+	if err == nil || !strings.Contains(err.Error(), "buckets are shared") {
+		t.Errorf("verifyFile of %d nested shared inline buckets = %v, want it refused as shared", levels, err)
+	}
+}

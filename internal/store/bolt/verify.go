@@ -97,7 +97,7 @@ func verifyFile(path string, size int64) error {
 		return corrupt(path, "the file is cut short: it has %d bytes, its header says %d (%d pages of %d bytes)",
 			size, m.pages*uint64(pageSize), m.pages, pageSize)
 	}
-	w := &pageWalker{r: f, pageSize: pageSize, pages: m.pages, seen: make([]bool, m.pages)}
+	w := &pageWalker{r: f, pageSize: pageSize, pages: m.pages, seen: make([]bool, m.pages), maxElems: uint64(size) / leafElemSize}
 	if err := w.node(m.root, "the root bucket"); err != nil {
 		return corrupt(path, "%v", err)
 	}
@@ -162,8 +162,14 @@ func readMeta(r io.ReaderAt, pageSize int) (meta, error) {
 
 // pageWalker reads a bbolt file's page tree from its start.
 type pageWalker struct {
-	r        io.ReaderAt
-	pageSize int
+	r io.ReaderAt
+	// elems counts the elements checked; each takes 16 bytes of its own in
+	// a sound file, so more than maxElems (the file's size / 16) means some
+	// are reached twice: inline buckets shared by several keys, which
+	// bbolt's page ids (seen) do not catch, and which nested 60 deep would
+	// take 2^60 steps.
+	elems, maxElems uint64
+	pageSize        int
 	// pages is the high-water mark: pages 0..pages-1 are in use or free.
 	pages uint64
 	// seen marks the pages reached so far, in use or free.
@@ -234,6 +240,9 @@ func (w *pageWalker) nodeIn(buf []byte, id uint64, what string) error {
 	}
 	if pageHeaderSize+count*elemSize > len(buf) {
 		return fmt.Errorf("%s: %s claims %d elements, more than it holds", what, where, count)
+	}
+	if w.elems += uint64(count); w.elems > w.maxElems {
+		return fmt.Errorf("%s: %s: more elements are reached than the file can hold: buckets are shared", what, where)
 	}
 	for i := range count {
 		e := pageHeaderSize + i*elemSize
