@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +119,9 @@ type server struct {
 	shadows   Shadows
 	series    Series
 	snapshots store.Snapshotter
+	// backingUp is set while a backup is written: one at a time, since
+	// each holds a read transaction of the store.
+	backingUp atomic.Bool
 	token     []byte
 	log       *slog.Logger
 	api       *http.ServeMux

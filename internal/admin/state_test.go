@@ -103,3 +103,64 @@ func TestStateBackupWithoutSnapshotsIs404(t *testing.T) {
 		t.Errorf("backup with no Snapshots = %d, want 404", rec.Code)
 	}
 }
+
+// heldSnapshotter holds its copy open until released.
+type heldSnapshotter struct {
+	entered, release chan struct{}
+}
+
+func (s *heldSnapshotter) Snapshot(ctx context.Context, open func(store.SnapshotInfo) (io.Writer, error)) (int64, error) {
+	w, err := open(store.SnapshotInfo{Size: 5})
+	if err != nil {
+		return 0, err
+	}
+	s.entered <- struct{}{}
+	<-s.release
+	n, err := w.Write([]byte("state"))
+	return int64(n), err
+}
+
+// TestStateBackupOneAtATime: each backup holds a read transaction of the
+// store, so a second one while the first is written is answered 409.
+func TestStateBackupOneAtATime(t *testing.T) {
+	snap := &heldSnapshotter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv := httptest.NewServer(New(Options{Backend: newFake(), Token: testToken, Snapshots: snap}))
+	defer srv.Close()
+	get := func() (*http.Response, []byte, error) {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/state/backup", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return resp, body, err
+	}
+	first := make(chan error, 1)
+	go func() {
+		resp, body, err := get()
+		if err == nil && (resp.StatusCode != 200 || string(body) != "state") {
+			err = errors.New("first backup: " + resp.Status + " " + string(body))
+		}
+		first <- err
+	}()
+	<-snap.entered
+	resp, body, err := get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusConflict || !bytes.Contains(body, []byte("being written already")) {
+		t.Errorf("a second backup meanwhile = %v %s, want 409 saying one is being written", resp.Status, body)
+	}
+	close(snap.release)
+	if err := <-first; err != nil {
+		t.Error(err)
+	}
+	// Once it ended, the next one runs.
+	snap.release = make(chan struct{})
+	close(snap.release)
+	if resp, _, err := get(); err != nil || resp.StatusCode != 200 {
+		t.Errorf("a backup after the first ended: %v, %v; want 200", resp, err)
+	}
+}
