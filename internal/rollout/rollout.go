@@ -256,6 +256,7 @@ func stepPaused(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
+		r.PausedFrom = ""
 		return rollbackWith(r, eff, "gate failed while paused: "+failedReasons(in.Result))
 	}
 	return r, eff, nil

@@ -51,8 +51,8 @@ func TestPausedStageKeepsItsProtection(t *testing.T) {
 	}
 
 	rolled, eff, err := Next(held, Input{Now: now.Add(time.Second), Result: gateVerdicts(true)})
-	if err != nil || rolled.Phase != PhaseRolledBack {
-		t.Fatalf("a failing gate while paused: %s, %v; want rolled_back", rolled.Phase, err)
+	if err != nil || rolled.Phase != PhaseRolledBack || rolled.PausedFrom != "" {
+		t.Fatalf("a failing gate while paused: %s (paused from %q), %v; want rolled_back, no longer paused", rolled.Phase, rolled.PausedFrom, err)
 	}
 	if !strings.Contains(rolled.Reason, "gate failed while paused: sequential: canary error rate 10%") {
 		t.Errorf("reason %q, want it to say a gate failed while paused, and which", rolled.Reason)
