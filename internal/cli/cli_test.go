@@ -362,7 +362,7 @@ func TestTokenAndAddress(t *testing.T) {
 		{"token file readable by others", map[string]string{EnvToken: ""}, []string{"--token-file", others}, 1, "admin token file " + others + " is open to group or others (mode 0644): run chmod 600 " + others},
 		{"token file readable by the group", map[string]string{EnvToken: ""}, []string{"--token-file", group}, 1, "(mode 0640): run chmod 600 " + group},
 		{"missing token file", map[string]string{EnvToken: ""}, []string{"--token-file", filepath.Join(dir, "none")}, 1, "no admin token: set MODELGATE_TOKEN or --token-file"},
-		{"default token file is ./admin.token", map[string]string{EnvToken: ""}, nil, 1, "stat admin.token: no such file"},
+		{"default token file is ./admin.token", map[string]string{EnvToken: ""}, nil, 1, "open admin.token: no such file"},
 		{"--admin wins over env", map[string]string{EnvAdmin: "127.0.0.1:1"}, []string{"--admin", "SRV"}, 0, ""},
 		{"env address used", map[string]string{EnvAdmin: "127.0.0.1:1"}, nil, 1, "cannot reach the admin API at 127.0.0.1:1"},
 		{"bad address", nil, []string{"--admin", "ftp://x"}, 1, "admin address \"ftp://x\""},
