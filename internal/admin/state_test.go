@@ -41,25 +41,29 @@ func (s *snapshotter) Snapshot(ctx context.Context, open func(store.SnapshotInfo
 	return int64(n), err
 }
 
+// getBackup asks srv for a backup with token (none when empty) and reads
+// the whole answer.
+func getBackup(srv *httptest.Server, token string) (*http.Response, []byte, error) {
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/state/backup", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
 func TestStateBackup(t *testing.T) {
 	data := bytes.Repeat([]byte("state "), 10000)
 	snap := &snapshotter{data: data}
 	snap.failAfter.Store(-1)
 	srv := httptest.NewServer(New(Options{Backend: newFake(), Token: testToken, Snapshots: snap}))
 	defer srv.Close()
-	get := func(token string) (*http.Response, []byte, error) {
-		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/state/backup", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		return resp, body, err
-	}
+	get := func(token string) (*http.Response, []byte, error) { return getBackup(srv, token) }
 
 	resp, _, err := get("")
 	if err != nil {
@@ -126,17 +130,7 @@ func TestStateBackupOneAtATime(t *testing.T) {
 	snap := &heldSnapshotter{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	srv := httptest.NewServer(New(Options{Backend: newFake(), Token: testToken, Snapshots: snap}))
 	defer srv.Close()
-	get := func() (*http.Response, []byte, error) {
-		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/state/backup", nil)
-		req.Header.Set("Authorization", "Bearer "+testToken)
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			return nil, nil, err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		return resp, body, err
-	}
+	get := func() (*http.Response, []byte, error) { return getBackup(srv, testToken) }
 	first := make(chan error, 1)
 	go func() {
 		resp, body, err := get()

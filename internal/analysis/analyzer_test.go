@@ -239,6 +239,19 @@ func TestSampleRatioMismatch(t *testing.T) {
 	}
 }
 
+// samePairs is n one-second slice pairs from t0 on, each with the counts
+// of canary and stable.
+func samePairs(n int, canary, stable telemetry.Slice) []SlicePair {
+	pairs := make([]SlicePair, n)
+	for i := range pairs {
+		start := t0.Add(time.Duration(i) * time.Second)
+		c, s := canary, stable
+		c.Start, s.Start = start, start
+		pairs[i] = SlicePair{Start: start, Stable: s, Canary: c}
+	}
+	return pairs
+}
+
 // TestOverrideRequestsExcluded: errors of override-routed requests are not
 // judged, slow ones cannot be (telemetry keeps them out of the sketches),
 // and a slice whose sketch holds more requests than its split ones is
@@ -247,16 +260,12 @@ func TestOverrideRequestsExcluded(t *testing.T) {
 	a := mustNew(t, defaultPlan())
 	a.StartStage(t0, 500, recent1)
 	l := recent1.Latency.Quantile(rollbackQuantile)
-	var pairs []SlicePair
-	for i := range 300 {
-		start := t0.Add(time.Duration(i) * time.Second)
-		// 20 override requests failed: counted in Requests and Errors only.
-		c := telemetry.Slice{Start: start, Requests: 25, SplitRequests: 5, Errors: 20, SplitErrors: 0,
-			Latency: sketch(map[time.Duration]uint64{l / 2: 5})}
-		s := telemetry.Slice{Start: start, Requests: 95, SplitRequests: 95, Errors: 1, SplitErrors: 1,
-			Latency: sketch(map[time.Duration]uint64{l / 2: 94, 3 * l: 1})}
-		pairs = append(pairs, SlicePair{Start: start, Stable: s, Canary: c})
-	}
+	// 20 override requests failed: counted in Requests and Errors only.
+	pairs := samePairs(300,
+		telemetry.Slice{Requests: 25, SplitRequests: 5, Errors: 20, SplitErrors: 0,
+			Latency: sketch(map[time.Duration]uint64{l / 2: 5})},
+		telemetry.Slice{Requests: 95, SplitRequests: 95, Errors: 1, SplitErrors: 1,
+			Latency: sketch(map[time.Duration]uint64{l / 2: 94, 3 * l: 1})})
 	if err := a.Observe(pairs); err != nil {
 		t.Fatal(err)
 	}
@@ -425,15 +434,11 @@ func TestReasonReadsWell(t *testing.T) {
 // canary unjudged.
 func TestPausedSkipsOnlyTheSampleRatio(t *testing.T) {
 	l := recent1.Latency.Quantile(rollbackQuantile)
-	var pairs []SlicePair
-	for i := range 120 {
-		start := t0.Add(time.Duration(i) * time.Second)
-		c := telemetry.Slice{Start: start, Requests: 50, SplitRequests: 50, Errors: 10, SplitErrors: 10,
-			Latency: sketch(map[time.Duration]uint64{l / 2: 50})}
-		s := telemetry.Slice{Start: start, Requests: 50, SplitRequests: 50, Errors: 1, SplitErrors: 1,
-			Latency: sketch(map[time.Duration]uint64{l / 2: 50})}
-		pairs = append(pairs, SlicePair{Start: start, Stable: s, Canary: c})
-	}
+	pairs := samePairs(120,
+		telemetry.Slice{Requests: 50, SplitRequests: 50, Errors: 10, SplitErrors: 10,
+			Latency: sketch(map[time.Duration]uint64{l / 2: 50})},
+		telemetry.Slice{Requests: 50, SplitRequests: 50, Errors: 1, SplitErrors: 1,
+			Latency: sketch(map[time.Duration]uint64{l / 2: 50})})
 	stage := spec.Stage{Weight: 500}
 	for _, paused := range []bool{true, false} {
 		a := mustNew(t, defaultPlan())

@@ -118,6 +118,15 @@ func (p *process) client(t *testing.T, dir string) *testenv.Client {
 	return testenv.NewClient(t, p.proxy, p.admin, strings.TrimSpace(string(tok)))
 }
 
+// writeTwoDeploymentConfig writes testenv.TwoDeploymentConfig, its state in
+// dir, to dir/modelgate.yaml and returns that path.
+func writeTwoDeploymentConfig(t *testing.T, dir, blue, green string) string {
+	t.Helper()
+	path := filepath.Join(dir, "modelgate.yaml")
+	writeConfig(t, path, testenv.TwoDeploymentConfig(dir, blue, green, ""))
+	return path
+}
+
 func writeConfig(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
@@ -128,8 +137,7 @@ func writeConfig(t *testing.T, path, content string) {
 func TestTrafficSurvivesRestartAndSIGKILL(t *testing.T) {
 	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "modelgate.yaml")
-	writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	cfgPath := writeTwoDeploymentConfig(t, dir, blue.URL(), green.URL())
 
 	p := startProcess(t, cfgPath)
 	if fi, err := os.Stat(filepath.Join(dir, "admin.token")); err != nil || fi.Mode().Perm() != 0o600 {

@@ -67,8 +67,7 @@ func serveUntilExit(t *testing.T, cfgPath string) (int, string) {
 func TestServeRefusesADamagedStateFile(t *testing.T) {
 	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "modelgate.yaml")
-	writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	cfgPath := writeTwoDeploymentConfig(t, dir, blue.URL(), green.URL())
 	p := startProcess(t, cfgPath)
 	changeState(t, p.client(t, dir))
 	p.stop(t, syscall.SIGTERM)
@@ -91,8 +90,7 @@ func TestServeRefusesADamagedStateFile(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfgPath := filepath.Join(dir, "modelgate.yaml")
-			writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+			cfgPath := writeTwoDeploymentConfig(t, dir, blue.URL(), green.URL())
 			state := filepath.Join(dir, "state.db")
 			if err := os.WriteFile(state, tc.data, 0o600); err != nil {
 				t.Fatal(err)
@@ -125,8 +123,7 @@ func TestServeRefusesADamagedStateFile(t *testing.T) {
 func TestBackupRestoresTrafficRolloutsAndEvents(t *testing.T) {
 	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "modelgate.yaml")
-	writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(dir, blue.URL(), green.URL(), ""))
+	cfgPath := writeTwoDeploymentConfig(t, dir, blue.URL(), green.URL())
 	p := startProcess(t, cfgPath)
 	c := p.client(t, dir)
 	changeState(t, c)
@@ -176,8 +173,7 @@ func TestBackupRestoresTrafficRolloutsAndEvents(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(restored, "state.db"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath = filepath.Join(restored, "modelgate.yaml")
-	writeConfig(t, cfgPath, testenv.TwoDeploymentConfig(restored, blue.URL(), green.URL(), ""))
+	cfgPath = writeTwoDeploymentConfig(t, restored, blue.URL(), green.URL())
 	p = startProcess(t, cfgPath)
 	c = p.client(t, restored)
 	after := read(c)
