@@ -29,7 +29,11 @@ func slowOnAsk(t *testing.T) string {
 		if r.Header.Get("X-Slow") != "" {
 			d = time.Second
 		}
-		time.Sleep(d)
+		select { // the model's own time, cut short if the client leaves
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"predictions":[1]}`))
 	}))

@@ -13,6 +13,16 @@ import (
 // ResumeRead, and the batch-end hook. They use ports the kernel picks, so
 // they never collide with upstream's fixed ones.
 
+// eventually polls cond until it holds or 10 s pass; the caller checks
+// what it waited for.
+func eventually(cond func() bool) {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(10 * time.Second); !cond() && time.Now().Before(end); {
+		<-tick.C
+	}
+}
+
 // pauseClient reads everything it is given, and pauses reading after its
 // first read.
 type pauseClient struct {
@@ -100,10 +110,7 @@ func TestPauseReadHoldsThePeerBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = peer.SetWriteDeadline(time.Time{})
-	end := time.Now().Add(10 * time.Second)
-	for h.read.Load() < written && time.Now().Before(end) {
-		time.Sleep(time.Millisecond)
-	}
+	eventually(func() bool { return h.read.Load() >= written })
 	if got := h.read.Load(); got != written {
 		t.Errorf("after ResumeRead the loop read %d bytes of the %d written", got, written)
 	}
@@ -161,10 +168,7 @@ func TestBatchEndFollowsTraffic(t *testing.T) {
 		if _, err := peer.Write([]byte("ping")); err != nil {
 			t.Fatal(err)
 		}
-		end := time.Now().Add(10 * time.Second)
-		for (h.received.Load() < int64(4*i) || h.ends.Load() < 1) && time.Now().Before(end) {
-			time.Sleep(time.Millisecond)
-		}
+		eventually(func() bool { return h.received.Load() >= int64(4*i) && h.ends.Load() >= 1 })
 		if h.received.Load() < int64(4*i) {
 			t.Fatalf("write %d never read", i)
 		}
