@@ -119,8 +119,12 @@ func TestOverrideSettings(t *testing.T) {
 // set after the change is committed): an endpoint keeps the secret it had,
 // a new one refuses every pin; a rotated secret replaces the old one.
 func TestOverrideSecretFileLifecycle(t *testing.T) {
+	forEachMode(t, func(t *testing.T, opts Options) { testOverrideSecretFileLifecycle(t, opts) })
+}
+
+func testOverrideSecretFileLifecycle(t *testing.T, opts Options) {
 	blue := secretBackend(t, "blue")
-	gw := startGateway(t, Options{GoroutinesOnly: true}, mkEndpoint(t, "fraud", nil, dep("blue", blue)))
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", blue)))
 	oldSecret, newSecret := strings.Repeat("o", 40), strings.Repeat("n", 40)
 	path := writeSecret(t, oldSecret)
 	guarded := func() []spec.Endpoint {
