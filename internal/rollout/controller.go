@@ -81,6 +81,11 @@ type run struct {
 	analyzer    *analysis.Analyzer
 	lastPersist time.Time
 	confirm     *confirmation
+	// window is the stage-to-date telemetry of both deployments, grown by
+	// the 1-second slices each look hands the analyzer, so that a look
+	// reads one new second of telemetry instead of merging the whole stage
+	// (an hour is 600 slices of both deployments, every second).
+	window analysis.Window
 }
 
 // confirmation is the state of an asynchronous confirm-promotion call.
@@ -146,6 +151,7 @@ func (c *Controller) Load(ctx context.Context) error {
 		if ru.analyzer, err = c.restoreAnalyzer(r); err != nil {
 			return err
 		}
+		ru.window = c.stageWindow(r, c.now())
 		c.runs[r.Endpoint] = ru
 		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
 	}
@@ -178,12 +184,15 @@ func (c *Controller) Run(ctx context.Context) {
 			c.calls.Wait()
 			return
 		case <-t.C:
-			c.lookAll(ctx)
+			c.Look(ctx)
 		}
 	}
 }
 
-func (c *Controller) lookAll(ctx context.Context) {
+// Look looks at every active rollout once, as Run does every Interval.
+// Tools that drive the controller on their own clock (bench/stats) call it
+// instead of Run.
+func (c *Controller) Look(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	names := make([]string, 0, len(c.runs))
@@ -501,10 +510,8 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		// A paused live stage is judged as a running one (stepPaused):
 		// the canary still serves, so it is still watched.
 		ru.analyzer.SetPaused(r.Phase == PhasePaused)
-		if err := ru.analyzer.Observe(c.pairs(r, ru.analyzer, now)); err != nil {
-			c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
-		}
-		w := c.window(r, now)
+		c.observe(ru, r, now)
+		w := c.window(ru, r, now)
 		in.Result = ru.analyzer.Evaluate(r.Plan.Stages[min(r.Stage, len(r.Plan.Stages)-1)], w)
 		in.CanaryRequests = w.Canary.SplitRequests()
 		if r.AwaitingConfirmation && r.Phase == PhaseProgressing {
@@ -518,6 +525,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	if eff.StartStage {
 		stableRecent := c.opts.Telemetry.Recorder(next.Endpoint, next.Stable).Window(now, time.Minute)
 		ru.analyzer.StartStage(now, next.Weight, stableRecent)
+		ru.window = analysis.Window{}
 	}
 	if a == ActionResume {
 		// The pause's slices were judged as they came, without the
@@ -526,9 +534,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		// any since the last look, then restart the sample-ratio check,
 		// which judges the stage's weight from now on.
 		ru.analyzer.SetPaused(false)
-		if err := ru.analyzer.Observe(c.pairs(next, ru.analyzer, now)); err != nil {
-			c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
-		}
+		c.observe(ru, next, now)
 		ru.analyzer.ResetSampleRatio()
 	}
 	if eff.AskConfirmation {
@@ -604,15 +610,51 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// window is the stage-to-date telemetry of both deployments.
-func (c *Controller) window(r Rollout, now time.Time) analysis.Window {
+// observe hands the analyzer the complete slices since its last one and
+// adds those of the current stage to the run's window.
+func (c *Controller) observe(ru *run, r Rollout, now time.Time) {
+	pairs := c.pairs(r, ru.analyzer, now)
+	if err := ru.analyzer.Observe(pairs); err != nil {
+		c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
+		return
+	}
+	// The slice in which the stage started counts whole: min_requests and
+	// the threshold gates may see up to a second of the previous weight.
+	from := r.StageStarted.Truncate(time.Second)
+	for _, p := range pairs {
+		if !p.Start.Before(from) {
+			addSlice(&ru.window.Stable, p.Stable)
+			addSlice(&ru.window.Canary, p.Canary)
+		}
+	}
+}
+
+func addSlice(s *telemetry.Summary, sl telemetry.Slice) {
+	s.Requests += sl.Requests
+	s.OverrideRequests += sl.Requests - sl.SplitRequests
+	s.Errors += sl.Errors
+	s.ClientErrors += sl.ClientErrors
+	s.Status[5], s.Status[4] = s.Errors, s.ClientErrors
+	s.SplitErrors += sl.SplitErrors
+	s.Latency.Merge(sl.Latency)
+	s.TTFB.Merge(sl.TTFB)
+}
+
+// stageWindow reads the stage-to-date window from telemetry, for a run
+// loaded from the store (telemetry keeps the last hour).
+func (c *Controller) stageWindow(r Rollout, now time.Time) analysis.Window {
 	d := now.Sub(r.StageStarted)
-	d = max(d, time.Second)
-	d = min(d, time.Hour)
-	w := analysis.Window{
+	d = min(max(d, time.Second), time.Hour)
+	return analysis.Window{
 		Stable: c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(now, d),
 		Canary: c.opts.Telemetry.Recorder(r.Endpoint, r.Canary).Window(now, d),
 	}
+}
+
+// window is the stage-to-date telemetry of both deployments, with the
+// stage's shadow comparison when a gate or the plan needs it.
+func (c *Controller) window(ru *run, r Rollout, now time.Time) analysis.Window {
+	w := analysis.Window{Stable: ru.window.Stable, Canary: ru.window.Canary}
 	if c.opts.Shadow != nil && (r.Plan.Shadow != nil && r.Plan.Shadow.KeepMirror || hasMatchGate(r.Plan)) {
 		counts := c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
 		w.Shadow = &counts
