@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/spec"
@@ -12,21 +13,15 @@ import (
 )
 
 const (
-	// rollbackQuantile is the stable quantile that fixes the latency threshold
-	// L of the rollback test.
-	rollbackQuantile = 0.99
-	// promotionQuantile is the stable quantile whose exceedance is the
-	// latency promotion evidence: a p99 exceedance of 1% needs ~15,000 canary
-	// requests to be shown within 1.5×, a p90 one a few hundred.
-	promotionQuantile = 0.90
-	// latencyPromotionMargin is the absolute allowance of the latency
-	// promotion evidence: +2 points of requests slower than the stable's p90.
-	latencyPromotionMargin = 0.02
 	// minThresholdSample is the number of stable latencies needed to fix the
 	// thresholds: below it a p99 is little more than the maximum.
 	minThresholdSample = 100
+	// allowanceShare is the part of the errors' promotion error given to the
+	// absolute allowance (a bound on each arm's pooled rate); the ratio test
+	// gets the rest.
+	allowanceShare = 0.2
 	// stateVersion is the version of State's layout.
-	stateVersion = 1
+	stateVersion = 2
 )
 
 // SlicePair is the same 1-second slice of both deployments.
@@ -36,15 +31,13 @@ type SlicePair struct {
 }
 
 // Analyzer holds one rollout's analysis: the rollout-wide sequential tests
-// (alpha is spent once per rollout) and the current stage's evidence. Make
-// one per rollout with New, or Restore after a restart. Not safe for
-// concurrent use.
+// (alpha and the promotion error are spent once per rollout) and the current
+// stage's thresholds and sample-ratio check. Make one per rollout with New,
+// or Restore after a restart. Not safe for concurrent use.
 type Analyzer struct {
 	plan     spec.Plan
-	alphas   alphas
-	errT     *stats.RegressionTest // nil without a sequential gate
-	latT     *stats.RegressionTest // nil without a sequential gate
-	observed bool                  // a slice has been observed; last is its start
+	seq      *sequential // nil without a sequential gate
+	observed bool        // a slice has been observed; last is its start
 	last     time.Time
 	stage    *stage // nil before the first StartStage
 	// paused: the rollout is paused. The sample-ratio check is not fed and
@@ -54,19 +47,45 @@ type Analyzer struct {
 	paused bool
 }
 
-type alphas struct{ errors, latency float64 }
+// sequential is the sequential gate's tests, each for the whole rollout.
+type sequential struct {
+	cfg seqConfig
+	// errRollback and latRollback (one per quantile) roll the canary back:
+	// change detectors, so a regression that starts late is caught fast.
+	errRollback *stats.RegressionTest
+	latRollback []*stats.RegressionTest
+	// errPromotion[i] and latPromotion[q][i] show the canary within
+	// cfg.margins[i]; errAllowance shows its pooled error rate within the
+	// absolute allowance of the stable's.
+	errPromotion []*stats.MarginTest
+	errAllowance *stats.NonInferiority
+	latPromotion [][]*stats.MarginTest
+}
 
-// stage is the evidence of the current live stage.
+// seqConfig is what the sequential gate's tests are built from, all from
+// the plan.
+type seqConfig struct {
+	errAlpha, latAlpha          float64 // rollback, per test
+	errBeta, allowBeta, latBeta float64 // promotion, per test
+	allowance                   float64 // fraction
+	quantiles                   []float64
+	tolerance                   float64 // fraction
+	toleranceAbs                time.Duration
+	margins                     []float64 // distinct stage margins, ascending
+}
+
+// stage is the current live stage.
 type stage struct {
 	start  time.Time
 	weight spec.Percent
-	// rollback and promotion are the latency thresholds L (stable p99) and
-	// the promotion threshold (stable p90); zero until fixed.
-	rollback, promotion time.Duration
-	thresholdSource     string           // "stable_recent" or "stage_stable"
-	pending             telemetry.Sketch // stable latencies of the stage while the thresholds wait
-	srm                 *stats.SampleRatioTest
-	niErr, niLat        *stats.NonInferiority // nil without a sequential gate; niLat nil until thresholds are fixed
+	margin float64
+	// stable are the stable's quantiles (one per cfg.quantiles), the
+	// thresholds of a slow stable request; canary the same plus the
+	// tolerance, those of a slow canary request. Nil until fixed.
+	stable, canary  []time.Duration
+	thresholdSource string           // "stable_recent" or "stage_stable"
+	pending         telemetry.Sketch // stable latencies of the stage while the thresholds wait
+	srm             *stats.SampleRatioTest
 }
 
 // New returns the analyzer of a rollout run by plan, which must have its
@@ -82,37 +101,111 @@ func New(plan spec.Plan) (*Analyzer, error) {
 		return nil, fmt.Errorf("analysis: plan has no gates: fill in the defaults first")
 	}
 	a := &Analyzer{plan: plan.Clone()}
-	if a.sequential() {
-		s, err := stats.SplitAlpha(plan.Alpha, 2)
+	if g, ok := findSequential(plan); ok {
+		cfg, err := newSeqConfig(plan, g)
 		if err != nil {
 			return nil, fmt.Errorf("analysis: %w", err)
 		}
-		a.alphas = alphas{errors: s[0], latency: s[1]}
-		if a.errT, err = stats.NewRegressionTest(stats.RegressionConfig{Alpha: a.alphas.errors}); err != nil {
-			return nil, fmt.Errorf("analysis: errors: %w", err)
-		}
-		if a.latT, err = stats.NewRegressionTest(stats.RegressionConfig{Alpha: a.alphas.latency}); err != nil {
-			return nil, fmt.Errorf("analysis: latency: %w", err)
+		if a.seq, err = newSequential(cfg); err != nil {
+			return nil, fmt.Errorf("analysis: %w", err)
 		}
 	}
 	return a, nil
 }
 
-func (a *Analyzer) sequential() bool {
-	for _, g := range a.plan.Gates {
+func findSequential(p spec.Plan) (spec.Gate, bool) {
+	for _, g := range p.Gates {
 		if g.Type == spec.GateSequential {
-			return true
+			return g, true
 		}
 	}
-	return false
+	return spec.Gate{}, false
 }
 
-func (a *Analyzer) errNIConfig() stats.NonInferiorityConfig {
-	return stats.NonInferiorityConfig{Alpha: a.alphas.errors}
+func newSeqConfig(p spec.Plan, g spec.Gate) (seqConfig, error) {
+	errA, latA := g.ErrorsAlpha, g.LatencyAlpha
+	if errA == 0 && latA == 0 { // a plan stored before the shares existed
+		errA, latA = p.Alpha/2, p.Alpha/2
+	}
+	if !(errA > 0) || !(latA > 0) || errA+latA > p.Alpha*(1+1e-9) {
+		return seqConfig{}, fmt.Errorf("sequential gate: errors_alpha %v and latency_alpha %v: each must be above 0 and together at most alpha %v", errA, latA, p.Alpha)
+	}
+	beta := p.PromotionError
+	if beta == 0 {
+		beta = spec.DefaultPromotionError
+	}
+	allowance := p.ErrorAllowance
+	if allowance == 0 {
+		allowance = spec.DefaultErrorAllowance
+	}
+	qs := p.LatencyQuantiles()
+	cfg := seqConfig{
+		errAlpha:     errA,
+		latAlpha:     latA / float64(len(qs)),
+		errBeta:      beta / 2 * (1 - allowanceShare),
+		allowBeta:    beta / 2 * allowanceShare,
+		latBeta:      beta / 2 / float64(len(qs)),
+		allowance:    allowance / 100,
+		quantiles:    append([]float64(nil), qs...),
+		tolerance:    p.LatencyTolerance() / 100,
+		toleranceAbs: time.Duration(p.LatencyToleranceMS() * float64(time.Millisecond)),
+	}
+	for i := range p.Stages {
+		m := p.StageMargin(i)
+		if !slices.Contains(cfg.margins, m) {
+			cfg.margins = append(cfg.margins, m)
+		}
+	}
+	slices.Sort(cfg.margins)
+	return cfg, nil
 }
 
-func (a *Analyzer) latNIConfig() stats.NonInferiorityConfig {
-	return stats.NonInferiorityConfig{Alpha: a.alphas.latency, AbsoluteMargin: latencyPromotionMargin}
+func newSequential(cfg seqConfig) (*sequential, error) {
+	s := &sequential{cfg: cfg}
+	var err error
+	if s.errRollback, err = stats.NewRegressionTest(stats.RegressionConfig{Alpha: cfg.errAlpha, DetectChanges: true}); err != nil {
+		return nil, fmt.Errorf("errors: %w", err)
+	}
+	if s.errAllowance, err = stats.NewNonInferiority(cfg.allowanceConfig()); err != nil {
+		return nil, fmt.Errorf("errors allowance: %w", err)
+	}
+	for _, m := range cfg.margins {
+		t, err := stats.NewMarginTest(stats.MarginConfig{Alpha: cfg.errBeta, Margin: m})
+		if err != nil {
+			return nil, fmt.Errorf("errors margin: %w", err)
+		}
+		s.errPromotion = append(s.errPromotion, t)
+	}
+	for range cfg.quantiles {
+		t, err := stats.NewRegressionTest(stats.RegressionConfig{Alpha: cfg.latAlpha, DetectChanges: true})
+		if err != nil {
+			return nil, fmt.Errorf("latency: %w", err)
+		}
+		s.latRollback = append(s.latRollback, t)
+		var row []*stats.MarginTest
+		for _, m := range cfg.margins {
+			t, err := stats.NewMarginTest(stats.MarginConfig{Alpha: cfg.latBeta, Margin: m})
+			if err != nil {
+				return nil, fmt.Errorf("latency margin: %w", err)
+			}
+			row = append(row, t)
+		}
+		s.latPromotion = append(s.latPromotion, row)
+	}
+	return s, nil
+}
+
+func (c seqConfig) allowanceConfig() stats.NonInferiorityConfig {
+	return stats.NonInferiorityConfig{Alpha: c.allowBeta, RelativeMargin: 1, AbsoluteMargin: c.allowance}
+}
+
+// marginIndex is the index of m in the config's margins.
+func (c seqConfig) marginIndex(m float64) int {
+	i, ok := slices.BinarySearch(c.margins, m)
+	if !ok {
+		return len(c.margins) - 1 // cannot happen: every stage's margin is there
+	}
+	return i
 }
 
 // StartStage begins a live stage at weight whose routing took effect at
@@ -120,24 +213,30 @@ func (a *Analyzer) latNIConfig() stats.NonInferiorityConfig {
 // which routing changed holds both weights); the rollout-wide tests still
 // take them. It fixes the latency thresholds from stableRecent, the stable's
 // Summary over a recent window before the stage (the last minute is
-// recommended): L is its p99, the promotion threshold its p90. With fewer
-// than 100 latencies there, they are fixed from the stable's first 100
-// requests of the stage instead. It resets the stage's promotion evidence and
-// the sample-ratio test.
+// recommended); with fewer than 100 latencies there, they are fixed from
+// the stable's first 100 requests of the stage instead. It restarts the
+// sample-ratio test.
 func (a *Analyzer) StartStage(start time.Time, weight spec.Percent, stableRecent telemetry.Summary) {
-	st := &stage{start: start, weight: weight}
+	st := &stage{start: start, weight: weight, margin: a.stageMargin(weight)}
 	srm, err := stats.NewSampleRatioTest(stats.DefaultSRMAlpha)
 	if err != nil {
 		panic(err) // a constant alpha: cannot fail
 	}
 	st.srm = srm
-	if a.errT != nil {
-		st.niErr = mustNI(stats.NewNonInferiority(a.errNIConfig()))
-	}
 	if stableRecent.Latency.Count() >= minThresholdSample {
 		a.fixThresholds(st, stableRecent.Latency, "stable_recent")
 	}
 	a.stage = st
+}
+
+// stageMargin is the margin of the plan's stage at weight.
+func (a *Analyzer) stageMargin(weight spec.Percent) float64 {
+	for i, s := range a.plan.Stages {
+		if s.Weight == weight {
+			return a.plan.StageMargin(i)
+		}
+	}
+	return a.plan.StageMargin(len(a.plan.Stages) - 1)
 }
 
 // SetPaused tells the analyzer whether the rollout is paused (see the
@@ -158,21 +257,23 @@ func (a *Analyzer) ResetSampleRatio() {
 	a.stage.srm = srm
 }
 
+// fixThresholds sets the stage's latency thresholds from the stable's
+// latencies: the stable's quantiles, and the canary's with the tolerance,
+// the larger of relative and absolute.
 func (a *Analyzer) fixThresholds(st *stage, stable telemetry.Sketch, source string) {
-	st.rollback = stable.Quantile(rollbackQuantile)
-	st.promotion = stable.Quantile(promotionQuantile)
+	qs := spec.DefaultLatencyQuantiles
+	tol, abs := spec.DefaultLatencyTolerance/100, time.Duration(spec.DefaultLatencyToleranceMS*float64(time.Millisecond))
+	if a.seq != nil {
+		qs, tol, abs = a.seq.cfg.quantiles, a.seq.cfg.tolerance, a.seq.cfg.toleranceAbs
+	}
+	st.stable, st.canary = nil, nil
+	for _, q := range qs {
+		l := stable.Quantile(q)
+		st.stable = append(st.stable, l)
+		st.canary = append(st.canary, max(l+time.Duration(float64(l)*tol), l+abs))
+	}
 	st.thresholdSource = source
 	st.pending = telemetry.Sketch{}
-	if a.latT != nil {
-		st.niLat = mustNI(stats.NewNonInferiority(a.latNIConfig()))
-	}
-}
-
-func mustNI(n *stats.NonInferiority, err error) *stats.NonInferiority {
-	if err != nil {
-		panic(err) // alphas were checked by New
-	}
-	return n
 }
 
 // Observe adds complete 1-second slices in time order. Slices starting at or
@@ -224,10 +325,11 @@ func (a *Analyzer) observe(p SlicePair) {
 		CanaryRequests: int64(p.Canary.SplitRequests), CanaryBad: int64(p.Canary.SplitErrors),
 		StableRequests: int64(p.Stable.SplitRequests), StableBad: int64(p.Stable.SplitErrors),
 	}
-	if a.errT != nil {
-		a.errT.Observe(errSlice)
-		if inStage {
-			st.niErr.Observe(errSlice)
+	if q := a.seq; q != nil {
+		q.errRollback.Observe(errSlice)
+		q.errAllowance.Observe(errSlice)
+		for _, t := range q.errPromotion {
+			t.Observe(errSlice)
 		}
 	}
 	if inStage && !a.paused && st.weight > 0 && st.weight < spec.Full {
@@ -238,7 +340,7 @@ func (a *Analyzer) observe(p SlicePair) {
 	if st == nil {
 		return // no thresholds before the first stage
 	}
-	if st.rollback == 0 {
+	if st.stable == nil {
 		if inStage {
 			st.pending.Merge(p.Stable.Latency)
 			if st.pending.Count() >= minThresholdSample {
@@ -247,19 +349,22 @@ func (a *Analyzer) observe(p SlicePair) {
 		}
 		return
 	}
-	if a.latT != nil {
-		a.latT.Observe(exceedances(p, st.rollback))
-		if inStage {
-			st.niLat.Observe(exceedances(p, st.promotion))
+	if q := a.seq; q != nil {
+		for i := range q.cfg.quantiles {
+			s := exceedances(p, st.canary[i], st.stable[i])
+			q.latRollback[i].Observe(s)
+			for _, t := range q.latPromotion[i] {
+				t.Observe(s)
+			}
 		}
 	}
 }
 
-// exceedances is the latency slice for threshold l: split requests and the
-// split requests slower than l, per arm.
-func exceedances(p SlicePair, l time.Duration) stats.Slice {
-	cr, cb := slow(p.Canary, l)
-	sr, sb := slow(p.Stable, l)
+// exceedances is the latency slice at one quantile: split requests, and the
+// split requests slower than canaryAt (canary) or stableAt (stable).
+func exceedances(p SlicePair, canaryAt, stableAt time.Duration) stats.Slice {
+	cr, cb := slow(p.Canary, canaryAt)
+	sr, sb := slow(p.Stable, stableAt)
 	return stats.Slice{CanaryRequests: cr, CanaryBad: cb, StableRequests: sr, StableBad: sb}
 }
 
@@ -284,27 +389,32 @@ type State struct {
 	// plan with another.
 	Alpha float64 `json:"alpha"`
 	// LastSlice is the start of the last slice observed; nil before any.
-	LastSlice *time.Time             `json:"last_slice,omitempty"`
-	Errors    *stats.SequentialState `json:"errors,omitempty"`
-	Latency   *stats.SequentialState `json:"latency,omitempty"`
-	Stage     *StageState            `json:"stage,omitempty"`
+	LastSlice *time.Time `json:"last_slice,omitempty"`
+	// The sequential gate's tests (absent without one): rollback on errors
+	// and at each latency quantile; promotion on errors (one per distinct
+	// stage margin, ascending), the errors' absolute allowance, and at each
+	// latency quantile one per margin.
+	Errors           *stats.SequentialState     `json:"errors,omitempty"`
+	LatencyRollback  []stats.SequentialState    `json:"latency_rollback,omitempty"`
+	ErrorsPromotion  []stats.SequentialState    `json:"errors_promotion,omitempty"`
+	ErrorsAllowance  *stats.NonInferiorityState `json:"errors_allowance,omitempty"`
+	LatencyPromotion [][]stats.SequentialState  `json:"latency_promotion,omitempty"`
+	Stage            *StageState                `json:"stage,omitempty"`
 }
 
 // StageState is the current stage's part of State.
 type StageState struct {
 	Start  time.Time    `json:"start"`
 	Weight spec.Percent `json:"weight"`
-	// LatencyThresholdNS and PromotionThresholdNS are L and the promotion
-	// threshold in nanoseconds; zero while not fixed.
-	LatencyThresholdNS   int64  `json:"latency_threshold_ns"`
-	PromotionThresholdNS int64  `json:"promotion_threshold_ns"`
-	ThresholdSource      string `json:"threshold_source,omitempty"`
+	// StableThresholdsNS and CanaryThresholdsNS are the latency thresholds
+	// in nanoseconds, one per quantile; empty while not fixed.
+	StableThresholdsNS []int64 `json:"stable_thresholds_ns,omitempty"`
+	CanaryThresholdsNS []int64 `json:"canary_thresholds_ns,omitempty"`
+	ThresholdSource    string  `json:"threshold_source,omitempty"`
 	// Pending holds the stable's stage latencies while the thresholds wait
 	// for enough of them.
-	Pending          []Bucket                   `json:"pending,omitempty"`
-	SampleRatio      stats.SequentialState      `json:"sample_ratio"`
-	ErrorsPromotion  *stats.NonInferiorityState `json:"errors_promotion,omitempty"`
-	LatencyPromotion *stats.NonInferiorityState `json:"latency_promotion,omitempty"`
+	Pending     []Bucket              `json:"pending,omitempty"`
+	SampleRatio stats.SequentialState `json:"sample_ratio"`
 }
 
 // Bucket is one sketch bucket: its representative value and count.
@@ -313,6 +423,10 @@ type Bucket struct {
 	Count   uint64 `json:"count"`
 }
 
+// ErrStateVersion is returned by Restore for a state of another layout
+// version (saved by an older modelgate): the tests cannot be carried over.
+var ErrStateVersion = errors.New("analysis state of another version")
+
 // State returns the analyzer's state.
 func (a *Analyzer) State() State {
 	s := State{Version: stateVersion, Alpha: a.plan.Alpha}
@@ -320,29 +434,36 @@ func (a *Analyzer) State() State {
 		t := a.last
 		s.LastSlice = &t
 	}
-	if a.errT != nil {
-		e, l := a.errT.State(), a.latT.State()
-		s.Errors, s.Latency = &e, &l
+	if q := a.seq; q != nil {
+		e := q.errRollback.State()
+		s.Errors = &e
+		n := q.errAllowance.State()
+		s.ErrorsAllowance = &n
+		for _, t := range q.errPromotion {
+			s.ErrorsPromotion = append(s.ErrorsPromotion, t.State())
+		}
+		for i, t := range q.latRollback {
+			s.LatencyRollback = append(s.LatencyRollback, t.State())
+			var row []stats.SequentialState
+			for _, m := range q.latPromotion[i] {
+				row = append(row, m.State())
+			}
+			s.LatencyPromotion = append(s.LatencyPromotion, row)
+		}
 	}
 	if st := a.stage; st != nil {
 		ss := &StageState{
-			Start:                st.start,
-			Weight:               st.weight,
-			LatencyThresholdNS:   int64(st.rollback),
-			PromotionThresholdNS: int64(st.promotion),
-			ThresholdSource:      st.thresholdSource,
-			SampleRatio:          st.srm.State(),
+			Start:           st.start,
+			Weight:          st.weight,
+			ThresholdSource: st.thresholdSource,
+			SampleRatio:     st.srm.State(),
+		}
+		for i := range st.stable {
+			ss.StableThresholdsNS = append(ss.StableThresholdsNS, int64(st.stable[i]))
+			ss.CanaryThresholdsNS = append(ss.CanaryThresholdsNS, int64(st.canary[i]))
 		}
 		for v, c := range st.pending.Buckets() {
 			ss.Pending = append(ss.Pending, Bucket{ValueNS: int64(v), Count: c})
-		}
-		if st.niErr != nil {
-			n := st.niErr.State()
-			ss.ErrorsPromotion = &n
-		}
-		if st.niLat != nil {
-			n := st.niLat.State()
-			ss.LatencyPromotion = &n
 		}
 		s.Stage = ss
 	}
@@ -350,31 +471,28 @@ func (a *Analyzer) State() State {
 }
 
 // Restore rebuilds the analyzer of a rollout run by plan (the same plan
-// given to New) from a saved State.
+// given to New) from a saved State. A state of another layout version
+// returns an error wrapping ErrStateVersion.
 func Restore(plan spec.Plan, st State) (*Analyzer, error) {
 	a, err := New(plan)
 	if err != nil {
 		return nil, err
 	}
 	if st.Version != stateVersion {
-		return nil, fmt.Errorf("analysis: restore: state version %d, want %d", st.Version, stateVersion)
+		return nil, fmt.Errorf("analysis: restore: %w: version %d, want %d", ErrStateVersion, st.Version, stateVersion)
 	}
 	if st.Alpha != plan.Alpha {
 		return nil, fmt.Errorf("analysis: restore: state was built with alpha %v, plan has %v", st.Alpha, plan.Alpha)
 	}
-	if (st.Errors != nil) != (a.errT != nil) || (st.Latency != nil) != (a.latT != nil) {
-		return nil, fmt.Errorf("analysis: restore: state and plan disagree on the sequential gate")
-	}
 	if st.LastSlice != nil {
 		a.observed, a.last = true, *st.LastSlice
 	}
-	if a.errT != nil {
-		if a.errT, err = stats.RestoreRegressionTest(stats.RegressionConfig{Alpha: a.alphas.errors}, *st.Errors); err != nil {
-			return nil, fmt.Errorf("analysis: restore errors: %w", err)
+	if a.seq != nil {
+		if err := a.seq.restore(st); err != nil {
+			return nil, fmt.Errorf("analysis: restore: %w", err)
 		}
-		if a.latT, err = stats.RestoreRegressionTest(stats.RegressionConfig{Alpha: a.alphas.latency}, *st.Latency); err != nil {
-			return nil, fmt.Errorf("analysis: restore latency: %w", err)
-		}
+	} else if st.Errors != nil {
+		return nil, fmt.Errorf("analysis: restore: state has sequential tests, the plan no sequential gate")
 	}
 	if ss := st.Stage; ss != nil {
 		if a.stage, err = a.restoreStage(ss); err != nil {
@@ -384,17 +502,62 @@ func Restore(plan spec.Plan, st State) (*Analyzer, error) {
 	return a, nil
 }
 
+func (q *sequential) restore(st State) error {
+	cfg := q.cfg
+	nq, nm := len(cfg.quantiles), len(cfg.margins)
+	if st.Errors == nil || st.ErrorsAllowance == nil || len(st.ErrorsPromotion) != nm || len(st.LatencyRollback) != nq || len(st.LatencyPromotion) != nq {
+		return fmt.Errorf("state and plan disagree on the sequential gate's tests (%d quantiles, %d margins)", nq, nm)
+	}
+	var err error
+	if q.errRollback, err = stats.RestoreRegressionTest(stats.RegressionConfig{Alpha: cfg.errAlpha, DetectChanges: true}, *st.Errors); err != nil {
+		return fmt.Errorf("errors: %w", err)
+	}
+	if q.errAllowance, err = stats.RestoreNonInferiority(cfg.allowanceConfig(), *st.ErrorsAllowance); err != nil {
+		return fmt.Errorf("errors allowance: %w", err)
+	}
+	for i, m := range cfg.margins {
+		if q.errPromotion[i], err = stats.RestoreMarginTest(stats.MarginConfig{Alpha: cfg.errBeta, Margin: m}, st.ErrorsPromotion[i]); err != nil {
+			return fmt.Errorf("errors margin %v: %w", m, err)
+		}
+	}
+	for i := range cfg.quantiles {
+		if q.latRollback[i], err = stats.RestoreRegressionTest(stats.RegressionConfig{Alpha: cfg.latAlpha, DetectChanges: true}, st.LatencyRollback[i]); err != nil {
+			return fmt.Errorf("latency %s: %w", quantileName(cfg.quantiles[i]), err)
+		}
+		if len(st.LatencyPromotion[i]) != nm {
+			return fmt.Errorf("latency %s: %d promotion tests for %d margins", quantileName(cfg.quantiles[i]), len(st.LatencyPromotion[i]), nm)
+		}
+		for j, m := range cfg.margins {
+			if q.latPromotion[i][j], err = stats.RestoreMarginTest(stats.MarginConfig{Alpha: cfg.latBeta, Margin: m}, st.LatencyPromotion[i][j]); err != nil {
+				return fmt.Errorf("latency %s margin %v: %w", quantileName(cfg.quantiles[i]), m, err)
+			}
+		}
+	}
+	return nil
+}
+
 func (a *Analyzer) restoreStage(ss *StageState) (*stage, error) {
-	if ss.Weight < 0 || ss.Weight > spec.Full || ss.LatencyThresholdNS < 0 || ss.PromotionThresholdNS < 0 ||
-		(ss.LatencyThresholdNS == 0) != (ss.PromotionThresholdNS == 0) {
-		return nil, fmt.Errorf("weight %v, thresholds %d ns and %d ns: inconsistent", ss.Weight, ss.LatencyThresholdNS, ss.PromotionThresholdNS)
+	nq := len(spec.DefaultLatencyQuantiles)
+	if a.seq != nil {
+		nq = len(a.seq.cfg.quantiles)
+	}
+	fixed := len(ss.StableThresholdsNS) > 0
+	if ss.Weight < 0 || ss.Weight > spec.Full || len(ss.StableThresholdsNS) != len(ss.CanaryThresholdsNS) || fixed && len(ss.StableThresholdsNS) != nq {
+		return nil, fmt.Errorf("weight %v, %d stable and %d canary thresholds for %d quantiles: inconsistent", ss.Weight, len(ss.StableThresholdsNS), len(ss.CanaryThresholdsNS), nq)
 	}
 	st := &stage{
 		start:           ss.Start,
 		weight:          ss.Weight,
-		rollback:        time.Duration(ss.LatencyThresholdNS),
-		promotion:       time.Duration(ss.PromotionThresholdNS),
+		margin:          a.stageMargin(ss.Weight),
 		thresholdSource: ss.ThresholdSource,
+	}
+	for i := range ss.StableThresholdsNS {
+		s, c := ss.StableThresholdsNS[i], ss.CanaryThresholdsNS[i]
+		if s <= 0 || c < s {
+			return nil, fmt.Errorf("latency thresholds %d ns (stable) and %d ns (canary): want positive, canary at least stable", s, c)
+		}
+		st.stable = append(st.stable, time.Duration(s))
+		st.canary = append(st.canary, time.Duration(c))
 	}
 	for _, b := range ss.Pending {
 		if b.ValueNS <= 0 {
@@ -405,20 +568,6 @@ func (a *Analyzer) restoreStage(ss *StageState) (*stage, error) {
 	var err error
 	if st.srm, err = stats.RestoreSampleRatioTest(stats.DefaultSRMAlpha, ss.SampleRatio); err != nil {
 		return nil, err
-	}
-	fixed := st.rollback > 0
-	if a.errT != nil {
-		if ss.ErrorsPromotion == nil || (ss.LatencyPromotion != nil) != fixed {
-			return nil, fmt.Errorf("promotion evidence missing or inconsistent with the thresholds")
-		}
-		if st.niErr, err = stats.RestoreNonInferiority(a.errNIConfig(), *ss.ErrorsPromotion); err != nil {
-			return nil, err
-		}
-		if fixed {
-			if st.niLat, err = stats.RestoreNonInferiority(a.latNIConfig(), *ss.LatencyPromotion); err != nil {
-				return nil, err
-			}
-		}
 	}
 	return st, nil
 }

@@ -259,7 +259,7 @@ func samePairs(n int, canary, stable telemetry.Slice) []SlicePair {
 func TestOverrideRequestsExcluded(t *testing.T) {
 	a := mustNew(t, defaultPlan())
 	a.StartStage(t0, 500, recent1)
-	l := recent1.Latency.Quantile(rollbackQuantile)
+	l := recent1.Latency.Quantile(0.99)
 	// 20 override requests failed: counted in Requests and Errors only.
 	pairs := samePairs(300,
 		telemetry.Slice{Requests: 25, SplitRequests: 5, Errors: 20, SplitErrors: 0,
@@ -273,8 +273,8 @@ func TestOverrideRequestsExcluded(t *testing.T) {
 	if st.Errors.CanaryBad != 0 || st.Errors.CanaryRequests != 1500 {
 		t.Errorf("errors test counted canary %d bad of %d, want 0 of 1500", st.Errors.CanaryBad, st.Errors.CanaryRequests)
 	}
-	if st.Latency.CanaryBad != 0 || st.Latency.CanaryRequests != 1500 {
-		t.Errorf("latency test counted canary %d slow of %d, want 0 of 1500", st.Latency.CanaryBad, st.Latency.CanaryRequests)
+	if st.LatencyRollback[2].CanaryBad != 0 || st.LatencyRollback[2].CanaryRequests != 1500 {
+		t.Errorf("latency test counted canary %d slow of %d, want 0 of 1500", st.LatencyRollback[2].CanaryBad, st.LatencyRollback[2].CanaryRequests)
 	}
 
 	start := t0.Add(300 * time.Second)
@@ -284,8 +284,8 @@ func TestOverrideRequestsExcluded(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "latency of 25 requests for 5 split requests") {
 		t.Errorf("Observe(slice with override latencies) = %v, want the sketch refused", err)
 	}
-	if got := a.State(); got.Latency.CanaryRequests != 1500 || got.Latency.CanaryBad != 0 {
-		t.Errorf("a refused slice changed the latency test: %d slow of %d", got.Latency.CanaryBad, got.Latency.CanaryRequests)
+	if got := a.State(); got.LatencyRollback[2].CanaryRequests != 1500 || got.LatencyRollback[2].CanaryBad != 0 {
+		t.Errorf("a refused slice changed the latency test: %d slow of %d", got.LatencyRollback[2].CanaryBad, got.LatencyRollback[2].CanaryRequests)
 	}
 }
 
@@ -433,7 +433,7 @@ func TestReasonReadsWell(t *testing.T) {
 // every slice; unpaused, the same slices are a mismatch that holds the
 // canary unjudged.
 func TestPausedSkipsOnlyTheSampleRatio(t *testing.T) {
-	l := recent1.Latency.Quantile(rollbackQuantile)
+	l := recent1.Latency.Quantile(0.99)
 	pairs := samePairs(120,
 		telemetry.Slice{Requests: 50, SplitRequests: 50, Errors: 10, SplitErrors: 10,
 			Latency: sketch(map[time.Duration]uint64{l / 2: 50})},

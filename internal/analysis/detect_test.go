@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -49,7 +50,8 @@ func runStage(t testing.TB, seed uint64, weight spec.Percent, rps float64, stabl
 	a.StartStage(t0, weight, recent1)
 	s := newSim(seed, rps, weight.Fraction(), stable, canary)
 	if coarse {
-		s.coarse = &[2]time.Duration{recent1.Latency.Quantile(promotionQuantile), recent1.Latency.Quantile(rollbackQuantile)}
+		s.coarse = slices.Sorted(slices.Values(slices.Concat(a.stage.stable, a.stage.canary)))
+		s.coarse = slices.Compact(s.coarse)
 	}
 	var w Window
 	var o outcome

@@ -110,74 +110,93 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 	return r
 }
 
-// sequentialGate is the verdict of the rollout-wide regression tests and the
-// stage's promotion evidence.
+// sequentialGate is the verdict of the rollout-wide regression tests and
+// the promotion evidence at the stage's margin.
 func (a *Analyzer) sequentialGate() GateResult {
 	gr := GateResult{Gate: string(spec.GateSequential), Evidence: map[string]any{}}
-	st := a.stage
-	errEv := a.errT.Evidence()
-	latEv := a.latT.Evidence()
-	errM := seqEvidence(errEv, a.errT.State().MaxLogStatistic)
-	latM := seqEvidence(latEv, a.latT.State().MaxLogStatistic)
-	gr.Evidence["errors"], gr.Evidence["latency"] = errM, latM
-	if st != nil {
-		gr.Evidence["weight_percent"] = st.weight.Float()
-		if st.rollback > 0 {
-			latM["threshold_ms"] = ms(st.rollback)
-			latM["promotion_threshold_ms"] = ms(st.promotion)
-			latM["threshold_source"] = st.thresholdSource
-		} else {
-			latM["threshold_pending_stable_requests"] = st.pending.Count()
-		}
-	}
+	q, st := a.seq, a.stage
+	cfg := q.cfg
+	errEv := q.errRollback.Evidence()
+	errM := seqEvidence(errEv, q.errRollback.State().MaxLogStatistic)
+	lat := map[string]any{}
+	gr.Evidence["errors"], gr.Evidence["latency"] = errM, lat
+	fixed := st != nil && st.stable != nil
 	var fails []string
 	if errEv.Decision == stats.Reject {
+		c := errEv.Counts
 		fails = append(fails, fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests: %s",
-			pct(rate(errEv.Counts.CanaryBad, errEv.Counts.CanaryRequests)), pct(rate(errEv.Counts.StableBad, errEv.Counts.StableRequests)),
-			num(errEv.Counts.CanaryRequests), num(errEv.Counts.StableRequests), rejectText(errEv, a.errT.State().MaxLogStatistic)))
+			pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
+			num(c.CanaryRequests), num(c.StableRequests), rejectText(errEv, q.errRollback.State().MaxLogStatistic)))
 	}
-	if latEv.Decision == stats.Reject {
-		fails = append(fails, fmt.Sprintf("requests slower than the stable's p99%s: canary %s vs stable %s over %s vs %s requests: %s",
-			thresholdText(st), pct(rate(latEv.Counts.CanaryBad, latEv.Counts.CanaryRequests)), pct(rate(latEv.Counts.StableBad, latEv.Counts.StableRequests)),
-			num(latEv.Counts.CanaryRequests), num(latEv.Counts.StableRequests), rejectText(latEv, a.latT.State().MaxLogStatistic)))
+	for i, quant := range cfg.quantiles {
+		name := quantileName(quant)
+		ev := q.latRollback[i].Evidence()
+		m := seqEvidence(ev, q.latRollback[i].State().MaxLogStatistic)
+		lat[name] = m
+		if fixed {
+			m["stable_threshold_ms"], m["canary_threshold_ms"] = ms(st.stable[i]), ms(st.canary[i])
+			m["threshold_source"] = st.thresholdSource
+		}
+		if ev.Decision == stats.Reject {
+			c := ev.Counts
+			fails = append(fails, fmt.Sprintf("canary requests slower than the stable's %s%s: canary %s vs stable %s over %s vs %s requests: %s",
+				name, thresholdText(st, i), pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
+				num(c.CanaryRequests), num(c.StableRequests), rejectText(ev, q.latRollback[i].State().MaxLogStatistic)))
+		}
+	}
+	if st != nil {
+		gr.Evidence["weight_percent"] = st.weight.Float()
+		gr.Evidence["margin"] = st.margin
+	}
+	if !fixed && st != nil {
+		lat["threshold_pending_stable_requests"] = st.pending.Count()
 	}
 	if len(fails) > 0 {
 		gr.Verdict, gr.Reason = Fail, strings.Join(fails, "; ")
 		return gr
 	}
-	noRegression := fmt.Sprintf("no regression (error statistic %s, latency statistic %s < threshold %s)",
-		stat(errEv.Statistic), stat(latEv.Statistic), stat(errEv.Threshold))
+	noRegression := "no regression so far"
 	if st == nil {
 		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; no live stage started"
 		return gr
 	}
-	var missing []string
-	ne := st.niErr.Evidence()
-	errM["stage"] = niEvidence(ne)
-	if ne.Verdict != stats.Promote {
-		missing = append(missing, fmt.Sprintf("canary error rate upper bound %s ≥ allowed %s over %s canary requests",
-			pct(ne.CanaryUpper), pct(ne.Allowed), num(ne.Counts.CanaryRequests)))
+	mi := cfg.marginIndex(st.margin)
+	within := fmt.Sprintf("within %s× of the stable", flt(st.margin))
+	var missing, shown []string
+	pe := q.errPromotion[mi].Evidence()
+	ae := q.errAllowance.Evidence()
+	errM["promotion"], errM["allowance"] = marginEvidence(pe), niEvidence(ae)
+	c := pe.Counts
+	errText := fmt.Sprintf("error rate %s vs stable %s over %s vs %s requests", pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)), num(c.CanaryRequests), num(c.StableRequests))
+	if pe.Shown || ae.Verdict == stats.Promote {
+		shown = append(shown, errText)
+	} else {
+		missing = append(missing, fmt.Sprintf("error rate %s (or %s points above it): %s", within, flt(cfg.allowance*100), errText))
 	}
-	var latText string
-	if st.niLat == nil {
+	if !fixed {
 		missing = append(missing, fmt.Sprintf("latency thresholds not fixed yet (%s of %d stable requests this stage)",
 			num(int64(st.pending.Count())), minThresholdSample))
 	} else {
-		nl := st.niLat.Evidence()
-		latM["stage"] = niEvidence(nl)
-		latText = fmt.Sprintf("share slower than the stable's p90 (%s) ≤ %s < allowed %s", fmtDur(st.promotion), pct(nl.CanaryUpper), pct(nl.Allowed))
-		if nl.Verdict != stats.Promote {
-			missing = append(missing, fmt.Sprintf("canary share slower than the stable's p90 (%s) upper bound %s ≥ allowed %s over %s canary requests",
-				fmtDur(st.promotion), pct(nl.CanaryUpper), pct(nl.Allowed), num(nl.Counts.CanaryRequests)))
+		for i, quant := range cfg.quantiles {
+			name := quantileName(quant)
+			le := q.latPromotion[i][mi].Evidence()
+			lat[name].(map[string]any)["promotion"] = marginEvidence(le)
+			c := le.Counts
+			text := fmt.Sprintf("%s slower than %s vs stable %s slower than %s (its %s)", pct(rate(c.CanaryBad, c.CanaryRequests)), fmtDur(st.canary[i]),
+				pct(rate(c.StableBad, c.StableRequests)), fmtDur(st.stable[i]), name)
+			if le.Shown {
+				shown = append(shown, text)
+			} else {
+				missing = append(missing, "share of slow requests "+within+": "+text)
+			}
 		}
 	}
 	if len(missing) > 0 {
-		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; promotion not shown yet: "+strings.Join(missing, "; ")
+		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; not yet shown "+within+": "+strings.Join(missing, "; ")
 		return gr
 	}
 	gr.Verdict = Pass
-	gr.Reason = fmt.Sprintf("canary shown at most a margin worse over %s canary requests this stage: error rate ≤ %s < allowed %s; %s; %s",
-		num(ne.Counts.CanaryRequests), pct(ne.CanaryUpper), pct(ne.Allowed), latText, noRegression)
+	gr.Reason = fmt.Sprintf("canary shown %s: %s; %s", within, strings.Join(shown, "; "), noRegression)
 	return gr
 }
 
@@ -185,11 +204,13 @@ func rejectText(e stats.Evidence, maxLog float64) string {
 	return fmt.Sprintf("sequential test statistic %s ≥ threshold %s (alpha %s)", stat(math.Exp(maxLog)), stat(e.Threshold), flt(e.Alpha))
 }
 
-func thresholdText(st *stage) string {
-	if st == nil || st.rollback == 0 {
+// thresholdText names the thresholds of quantile i: " (canary above 24 ms,
+// stable above 20 ms)".
+func thresholdText(st *stage, i int) string {
+	if st == nil || st.stable == nil {
 		return ""
 	}
-	return " (" + fmtDur(st.rollback) + ")"
+	return fmt.Sprintf(" plus the tolerance (canary above %s, stable above %s this stage)", fmtDur(st.canary[i]), fmtDur(st.stable[i]))
 }
 
 func seqEvidence(e stats.Evidence, maxLog float64) map[string]any {
@@ -226,6 +247,22 @@ func niEvidence(e stats.NonInferiorityEvidence) map[string]any {
 		"absolute_margin": e.AbsoluteMargin,
 		"alpha":           e.Alpha,
 		"verdict":         e.Verdict.String(),
+	}
+}
+
+func marginEvidence(e stats.MarginEvidence) map[string]any {
+	c := e.Counts
+	return map[string]any{
+		"canary_requests": c.CanaryRequests,
+		"canary_bad":      c.CanaryBad,
+		"stable_requests": c.StableRequests,
+		"stable_bad":      c.StableBad,
+		"margin":          e.Margin,
+		"log_statistic":   e.LogStatistic,
+		"threshold":       e.Threshold,
+		"alpha":           e.Alpha,
+		"p_value":         e.PValue,
+		"shown":           e.Shown,
 	}
 }
 

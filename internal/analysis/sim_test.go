@@ -3,6 +3,7 @@ package analysis
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -41,13 +42,13 @@ type sim struct {
 	stable, canary arm
 	sec            int64 // next slice: t0 + sec seconds
 	sketches       bool  // build latency sketches (off for counts-only runs)
-	// coarse, when set, replaces each latency by one of three values: below
-	// the p90 threshold, between it and L, above L (the thresholds the
-	// analyzer fixes from the same stable data). The analyzer's counts are
-	// then the same as with full sketches (up to the bucket edges of L and
-	// the p90, treated alike for both arms) at a fraction of the cost of
-	// building a sketch of every request.
-	coarse *[2]time.Duration
+	// coarse, when set, holds the latency thresholds the analyzer fixed
+	// (ascending) and replaces each latency by one value per interval
+	// between them. The analyzer's counts are then the same as with full
+	// sketches (up to the bucket edges of the thresholds, treated alike for
+	// both arms) at a fraction of the cost of building a sketch of every
+	// request.
+	coarse []time.Duration
 }
 
 func newSim(seed uint64, rps, route float64, stable, canary arm) *sim {
@@ -70,7 +71,7 @@ func (s *sim) next() SlicePair {
 	s.sec++
 	p := SlicePair{Start: start, Stable: telemetry.Slice{Start: start}, Canary: telemetry.Slice{Start: start}}
 	var lat [2][]time.Duration
-	var classes [2][3]uint64
+	var classes [2][16]uint64 // len(coarse)+1 ≤ 16
 	for range poisson(s.rng, s.rps) {
 		i, a, sl := 0, s.stable, &p.Stable
 		if s.rng.Float64() < s.route {
@@ -84,20 +85,23 @@ func (s *sim) next() SlicePair {
 		}
 		switch d := a.latency(s.rng); {
 		case s.coarse != nil:
-			k := 2
-			if d <= s.coarse[0] {
-				k = 0
-			} else if d <= s.coarse[1] {
-				k = 1
-			}
+			k, _ := slices.BinarySearch(s.coarse, d) // thresholds below d (a value equal to one is not above it)
 			classes[i][k]++
 		case s.sketches:
 			lat[i] = append(lat[i], d)
 		}
 	}
 	if c := s.coarse; c != nil {
-		values := [3]time.Duration{c[0] * 2 / 3, time.Duration(math.Sqrt(float64(c[0]) * float64(c[1]))), c[1] * 3 / 2}
-		for k, v := range values {
+		for k := range len(c) + 1 {
+			var v time.Duration
+			switch {
+			case k == 0:
+				v = c[0] * 2 / 3
+			case k == len(c):
+				v = c[k-1] * 3 / 2
+			default:
+				v = time.Duration(math.Sqrt(float64(c[k-1]) * float64(c[k])))
+			}
 			p.Stable.Latency.Add(v, classes[0][k])
 			p.Canary.Latency.Add(v, classes[1][k])
 		}

@@ -158,11 +158,25 @@ func (c *Controller) Load(ctx context.Context) error {
 	return nil
 }
 
+// restoreAnalyzer rebuilds a loaded rollout's analysis. A state saved by a
+// modelgate with another analysis layout cannot be carried over: its tests
+// start again from now (logged), in the stage the rollout is in.
 func (c *Controller) restoreAnalyzer(r Rollout) (*analysis.Analyzer, error) {
 	if r.Analysis == nil {
 		return analysis.New(r.Plan)
 	}
 	a, err := analysis.Restore(r.Plan, *r.Analysis)
+	if errors.Is(err, analysis.ErrStateVersion) {
+		c.log.Warn("rollout analysis restarts: its saved state is of another version", "endpoint", r.Endpoint, "id", r.ID, "err", err)
+		if a, err = analysis.New(r.Plan); err != nil {
+			return nil, fmt.Errorf("restart analysis of rollout %s: %w", r.ID, err)
+		}
+		if r.Phase == PhaseProgressing || r.Phase == PhasePaused && r.PausedFrom == PhaseProgressing {
+			now := c.now()
+			a.StartStage(now, r.Weight, c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(now, time.Minute))
+		}
+		return a, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("restore analysis of rollout %s: %w", r.ID, err)
 	}
@@ -298,6 +312,15 @@ func mergePlan(base *spec.Plan, over spec.Plan) spec.Plan {
 	}
 	if over.Alpha != 0 {
 		p.Alpha = over.Alpha
+	}
+	if over.PromotionError != 0 {
+		p.PromotionError = over.PromotionError
+	}
+	if over.ErrorAllowance != 0 {
+		p.ErrorAllowance = over.ErrorAllowance
+	}
+	if over.Latency != nil {
+		p.Latency = over.Clone().Latency
 	}
 	if len(over.Gates) > 0 {
 		p.Gates = append([]spec.Gate(nil), over.Gates...)

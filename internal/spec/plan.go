@@ -18,7 +18,33 @@ const (
 	DefaultShadowMatchRate  = 0.95
 	DefaultGateQuantile     = 0.99
 	DefaultWebhookTimeout   = 5 * time.Second
+	// DefaultPromotionError bounds the probability of promoting a canary
+	// worse than the last stage's margin (see Plan.PromotionError).
+	DefaultPromotionError = 0.05
+	// DefaultFirstMargin and DefaultLastMargin are the graded margins of
+	// the stages that set none: the first stage rules out a canary twice as
+	// bad as the stable, the stage before 100% one 1.5 times as bad, and the
+	// stages between are spaced evenly.
+	DefaultFirstMargin = 2.0
+	DefaultLastMargin  = 1.5
+	// DefaultErrorAllowance is the absolute part of the error margin, in
+	// percentage points: a canary within it of the stable's error rate is
+	// within the margin whatever the ratio (it is what lets a canary of a
+	// stable with no errors be promoted).
+	DefaultErrorAllowance = 0.2
+	// DefaultLatencyTolerance (percent) and DefaultLatencyToleranceMS are
+	// how much slower than the stable's quantile a canary request may be
+	// before it counts as slow: the larger of the two.
+	DefaultLatencyTolerance   = 20.0
+	DefaultLatencyToleranceMS = 2.0
 )
+
+// DefaultLatencyQuantiles are the stable's quantiles the sequential gate
+// judges latency at.
+var DefaultLatencyQuantiles = []float64{0.5, 0.9, 0.99}
+
+// maxLatencyQuantiles bounds Plan.Latency.Quantiles.
+const maxLatencyQuantiles = 9
 
 // DefaultStages are the canary weights of a plan that names none.
 var DefaultStages = []Percent{500, 2500, 5000, Full}
@@ -84,6 +110,15 @@ type Plan struct {
 	// worse than the stable, over the whole rollout; it is split across
 	// the metrics tested. Zero: 0.05.
 	Alpha float64 `yaml:"alpha,omitempty" json:"alpha,omitempty"`
+	// PromotionError bounds the probability that the sequential gate
+	// promotes a canary worse than the last stage's margin, over the whole
+	// rollout; it is split across the metrics as Alpha is. Zero: 0.05.
+	PromotionError float64 `yaml:"promotion_error,omitempty" json:"promotion_error,omitempty"`
+	// ErrorAllowance is the absolute part of every stage's error margin,
+	// in percentage points. Zero: 0.2.
+	ErrorAllowance float64 `yaml:"error_allowance,omitempty" json:"error_allowance,omitempty"`
+	// Latency is how the sequential gate judges latency. Nil: the defaults.
+	Latency *LatencyPlan `yaml:"latency,omitempty" json:"latency,omitempty"`
 	// Gates are the checks of every live stage. Empty: one sequential gate.
 	Gates []Gate `yaml:"gates,omitempty" json:"gates,omitempty"`
 	// ConfirmPromotion, when set, is called before the last stage; the
@@ -106,6 +141,24 @@ type ShadowPhase struct {
 	KeepMirror bool `yaml:"keep_mirror,omitempty" json:"keep_mirror,omitempty"`
 }
 
+// LatencyPlan is how the sequential gate judges latency: at each of the
+// stable's Quantiles (fixed when a stage starts, from the stable's last
+// minute), a canary request is slow when it is slower than that quantile
+// plus the tolerance, a stable request when it is slower than the quantile.
+// The canary regresses at that quantile when its share of slow requests is
+// higher than the stable's.
+type LatencyPlan struct {
+	// Quantiles of the stable's latency, each in (0, 1). Empty: 0.5, 0.9,
+	// 0.99.
+	Quantiles []float64 `yaml:"quantiles,omitempty" json:"quantiles,omitempty"`
+	// Tolerance in percent of the stable's quantile. Zero: 20.
+	Tolerance float64 `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`
+	// ToleranceMS in milliseconds; the larger tolerance applies, so that
+	// sub-millisecond differences nobody can feel are not regressions.
+	// Zero: 2.
+	ToleranceMS float64 `yaml:"tolerance_ms,omitempty" json:"tolerance_ms,omitempty"`
+}
+
 // Stage is one step with live traffic.
 type Stage struct {
 	// Weight is the canary's share of live traffic.
@@ -114,6 +167,13 @@ type Stage struct {
 	Bake Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
 	// MinRequests overrides Plan.MinRequests. Zero: the plan's.
 	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
+	// Margin is the largest regression this stage's promotion evidence
+	// rules out: the canary leaves the stage only once shown to have at
+	// most Margin times the stable's error rate (or at most the plan's
+	// ErrorAllowance above it) and at most Margin times its share of slow
+	// requests at each latency quantile. Zero: graded from 2 at the first
+	// stage to 1.5 at the stage before 100%.
+	Margin float64 `yaml:"margin,omitempty" json:"margin,omitempty"`
 }
 
 // UnmarshalJSON accepts the shorthand `5` as well as `{"weight": 5, "bake": "1m"}`.
@@ -146,6 +206,12 @@ type Gate struct {
 	Quantile float64 `yaml:"quantile,omitempty" json:"quantile,omitempty"`
 	// Min for match_rate: the lowest match rate (0..1).
 	Min float64 `yaml:"min,omitempty" json:"min,omitempty"`
+	// ErrorsAlpha and LatencyAlpha, for sequential: the shares of the
+	// plan's Alpha given to the errors test and to the latency tests (split
+	// equally across the quantiles). Together at most Alpha. Zero: half of
+	// Alpha each.
+	ErrorsAlpha  float64 `yaml:"errors_alpha,omitempty" json:"errors_alpha,omitempty"`
+	LatencyAlpha float64 `yaml:"latency_alpha,omitempty" json:"latency_alpha,omitempty"`
 	// RollbackOnly makes the gate able to roll the canary back, but never
 	// hold a stage: its pass or inconclusive does not count for advancing.
 	// Use it to keep the sequential test's fast rollback while threshold
@@ -180,6 +246,50 @@ func (p Plan) StageMinRequests(i int) int {
 	return p.MinRequests
 }
 
+// StageMargin is the margin of stage i after defaults (see Stage.Margin).
+func (p Plan) StageMargin(i int) float64 {
+	if m := p.Stages[i].Margin; m > 0 {
+		return m
+	}
+	return gradedMargin(i, len(p.Stages))
+}
+
+// gradedMargin is the default margin of stage i of n: the stages before
+// the last (usually 100%, where nothing is promoted) go from
+// DefaultFirstMargin down to DefaultLastMargin.
+func gradedMargin(i, n int) float64 {
+	judged := n - 1 // stages whose evidence moves the canary on
+	if judged <= 1 || i >= judged-1 {
+		return DefaultLastMargin
+	}
+	return DefaultFirstMargin - (DefaultFirstMargin-DefaultLastMargin)*float64(i)/float64(judged-1)
+}
+
+// LatencyQuantiles, LatencyTolerance and LatencyToleranceMS are the
+// latency settings of the sequential gate after defaults.
+func (p Plan) LatencyQuantiles() []float64 {
+	if p.Latency != nil && len(p.Latency.Quantiles) > 0 {
+		return p.Latency.Quantiles
+	}
+	return DefaultLatencyQuantiles
+}
+
+// LatencyTolerance is the relative latency tolerance in percent.
+func (p Plan) LatencyTolerance() float64 {
+	if p.Latency != nil && p.Latency.Tolerance > 0 {
+		return p.Latency.Tolerance
+	}
+	return DefaultLatencyTolerance
+}
+
+// LatencyToleranceMS is the absolute latency tolerance in milliseconds.
+func (p Plan) LatencyToleranceMS() float64 {
+	if p.Latency != nil && p.Latency.ToleranceMS > 0 {
+		return p.Latency.ToleranceMS
+	}
+	return DefaultLatencyToleranceMS
+}
+
 // WithDefaults returns a deep copy of p with every default filled in.
 func (p Plan) WithDefaults() Plan {
 	out := p.Clone()
@@ -203,6 +313,27 @@ func (p Plan) WithDefaults() Plan {
 	if out.Alpha == 0 {
 		out.Alpha = DefaultAlpha
 	}
+	if out.PromotionError == 0 {
+		out.PromotionError = DefaultPromotionError
+	}
+	if out.ErrorAllowance == 0 {
+		out.ErrorAllowance = DefaultErrorAllowance
+	}
+	if out.Latency == nil {
+		out.Latency = &LatencyPlan{}
+	}
+	if len(out.Latency.Quantiles) == 0 {
+		out.Latency.Quantiles = append([]float64(nil), DefaultLatencyQuantiles...)
+	}
+	if out.Latency.Tolerance == 0 {
+		out.Latency.Tolerance = DefaultLatencyTolerance
+	}
+	if out.Latency.ToleranceMS == 0 {
+		out.Latency.ToleranceMS = DefaultLatencyToleranceMS
+	}
+	for i := range out.Stages {
+		out.Stages[i].Margin = out.StageMargin(i)
+	}
 	if len(out.Gates) == 0 {
 		out.Gates = []Gate{{Type: GateSequential}}
 	}
@@ -210,6 +341,16 @@ func (p Plan) WithDefaults() Plan {
 		g := &out.Gates[i]
 		if (g.Type == GateLatency || g.Type == GateTTFB) && g.Quantile == 0 {
 			g.Quantile = DefaultGateQuantile
+		}
+		if g.Type == GateSequential {
+			switch {
+			case g.ErrorsAlpha == 0 && g.LatencyAlpha == 0:
+				g.ErrorsAlpha, g.LatencyAlpha = out.Alpha/2, out.Alpha/2
+			case g.ErrorsAlpha == 0:
+				g.ErrorsAlpha = out.Alpha - g.LatencyAlpha
+			case g.LatencyAlpha == 0:
+				g.LatencyAlpha = out.Alpha - g.ErrorsAlpha
+			}
 		}
 	}
 	if s := out.Shadow; s != nil {
@@ -242,6 +383,11 @@ func (p *Plan) Clone() Plan {
 		w := *p.ConfirmPromotion
 		out.ConfirmPromotion = &w
 	}
+	if p.Latency != nil {
+		l := *p.Latency
+		l.Quantiles = append([]float64(nil), p.Latency.Quantiles...)
+		out.Latency = &l
+	}
 	return out
 }
 
@@ -267,6 +413,9 @@ func (p *Plan) Validate() error {
 		if s.MinRequests < 0 {
 			errs = append(errs, Problemf(f+".min_requests", "must not be negative"))
 		}
+		if s.Margin != 0 && !(s.Margin > 1 && s.Margin <= 10) {
+			errs = append(errs, Problemf(f+".margin", "%v: must be above 1 and at most 10 (e.g. 1.5: rule out a canary 1.5 times as bad as the stable)", s.Margin))
+		}
 	}
 	if p.Bake < 0 {
 		errs = append(errs, Problemf("bake", "must not be negative"))
@@ -285,8 +434,39 @@ func (p *Plan) Validate() error {
 	if p.Alpha < 0 || p.Alpha >= 1 {
 		errs = append(errs, Problemf("alpha", "must be between 0 and 1 (e.g. 0.05)"))
 	}
+	if p.PromotionError < 0 || p.PromotionError >= 1 {
+		errs = append(errs, Problemf("promotion_error", "must be between 0 and 1 (e.g. 0.05)"))
+	}
+	if p.ErrorAllowance < 0 || p.ErrorAllowance >= 100 {
+		errs = append(errs, Problemf("error_allowance", "must be from 0 to 100 percentage points (e.g. 0.2)"))
+	}
+	if l := p.Latency; l != nil {
+		for i, q := range l.Quantiles {
+			if !(q > 0 && q < 1) {
+				errs = append(errs, Problemf(fmt.Sprintf("latency.quantiles[%d]", i), "%v: must be between 0 and 1, e.g. 0.9", q))
+			}
+		}
+		if len(l.Quantiles) > maxLatencyQuantiles {
+			errs = append(errs, Problemf("latency.quantiles", "%d quantiles: at most %d (each takes a share of alpha)", len(l.Quantiles), maxLatencyQuantiles))
+		}
+		if l.Tolerance < 0 {
+			errs = append(errs, Problemf("latency.tolerance", "must not be negative (percent)"))
+		}
+		if l.ToleranceMS < 0 {
+			errs = append(errs, Problemf("latency.tolerance_ms", "must not be negative (milliseconds)"))
+		}
+	}
+	alpha := p.Alpha
+	if alpha == 0 {
+		alpha = DefaultAlpha
+	}
 	for i, g := range p.Gates {
-		errs = append(errs, Prefix(fmt.Sprintf("gates[%d]", i), g.Validate()))
+		f := fmt.Sprintf("gates[%d]", i)
+		errs = append(errs, Prefix(f, g.Validate()))
+		if g.Type == GateSequential && g.ErrorsAlpha+g.LatencyAlpha > alpha*(1+1e-9) {
+			errs = append(errs, Problemf(f, "errors_alpha %v + latency_alpha %v exceed the plan's alpha %v: the shares of the false-rollback bound must add up to at most alpha",
+				g.ErrorsAlpha, g.LatencyAlpha, alpha))
+		}
 	}
 	if s := p.Shadow; s != nil {
 		if s.Mirror <= 0 || s.Mirror > Full {
@@ -310,6 +490,12 @@ func (g Gate) Validate() error {
 	var errs []error
 	switch g.Type {
 	case GateSequential:
+		if g.ErrorsAlpha < 0 || g.ErrorsAlpha >= 1 {
+			errs = append(errs, Problemf("errors_alpha", "must be between 0 and 1"))
+		}
+		if g.LatencyAlpha < 0 || g.LatencyAlpha >= 1 {
+			errs = append(errs, Problemf("latency_alpha", "must be between 0 and 1"))
+		}
 	case GateErrorRate:
 		if g.Max == 0 && g.MaxIncrease == 0 {
 			errs = append(errs, Problemf("", "error_rate needs max (a fraction) or max_increase (percentage points)"))

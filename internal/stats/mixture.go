@@ -9,13 +9,27 @@ import (
 // not) when the canary's share of events under the null is θ0 = θ(w, r0), against
 // alternatives θ(w, r_j): a test martingale under the null for any sequence of shares
 // w chosen before the events they apply to.
+//
+// With changes set, the mixture also runs over the batch at which the
+// alternative began to hold: ll[j] is ln Σ_{k≤n} π_k Π_{i=k..n} LR_i(r_j)
+// with π_k = 1/(k(k+1)) over the n informative batches so far, and the
+// batches not begun yet keep their weight Σ_{k>n} π_k = 1/(n+1) at
+// likelihood ratio 1. Each start k gives a test martingale (1 before k), so
+// their convex mixture is one too, and Ville's inequality still bounds the
+// chance of ever crossing 1/alpha. What it buys: after a long run of
+// evidence for the null, a cumulative statistic sits far below 1 and a new
+// difference must first climb back; the mixture over starts pays only
+// ln(1/π_k) ≈ 2 ln k for starting late (16 nats after an hour of 1-second
+// slices, instead of whatever the hour took).
 type oddsMixture struct {
 	r0       float64
 	ratios   []float64 // alternatives r_j (absolute, not multiples of r0)
 	logPrior []float64
-	ll       []float64 // log likelihood ratio of r_j against r0
+	ll       []float64 // log likelihood ratio of r_j against r0 (see changes)
 	logM     float64
 	maxLogM  float64 // running maximum of logM: the sequential p-value is exp(-maxLogM)
+	changes  bool
+	n        int64 // informative batches observed (the start index of changes)
 }
 
 func newOddsMixture(r0 float64, multipliers []float64) (*oddsMixture, error) {
@@ -35,6 +49,14 @@ func newOddsMixture(r0 float64, multipliers []float64) (*oddsMixture, error) {
 	return m, nil
 }
 
+// detectChanges switches a fresh mixture to the mixture over starts.
+func (m *oddsMixture) detectChanges() {
+	m.changes = true
+	for j := range m.ll {
+		m.ll[j] = math.Inf(-1) // no start has begun
+	}
+}
+
 // theta is the probability that an event comes from the canary when the canary
 // serves share w of requests and its per-request event rate is r times the stable's.
 func theta(w, r float64) float64 { return w * r / (w*r + 1 - w) }
@@ -48,12 +70,43 @@ func (m *oddsMixture) observe(x, n int64, w float64) {
 	}
 	t0 := theta(w, m.r0)
 	fx, fy := float64(x), float64(n-x)
+	m.n++
+	start := -math.Log(float64(m.n)) - math.Log(float64(m.n+1)) // ln π_n
 	for j, r := range m.ratios {
 		tj := theta(w, r)
-		m.ll[j] += fx*math.Log(tj/t0) + fy*math.Log1p(-tj) - fy*math.Log1p(-t0)
+		l := fx*math.Log(tj/t0) + fy*math.Log1p(-tj) - fy*math.Log1p(-t0)
+		if m.changes {
+			m.ll[j] = logAddExp(m.ll[j], start) + l
+		} else {
+			m.ll[j] += l
+		}
 	}
-	m.logM = logSumExp(m.logPrior, m.ll)
+	m.logM = m.statistic()
 	m.maxLogM = math.Max(m.maxLogM, m.logM)
+}
+
+// statistic is ln M from ll.
+func (m *oddsMixture) statistic() float64 {
+	if !m.changes {
+		return logSumExp(m.logPrior, m.ll)
+	}
+	rest := -math.Log(float64(m.n + 1)) // ln Σ_{k>n} π_k
+	terms := make([]float64, len(m.ll))
+	for j, l := range m.ll {
+		terms[j] = logAddExp(l, rest)
+	}
+	return logSumExp(m.logPrior, terms)
+}
+
+// logAddExp is ln(e^a + e^b).
+func logAddExp(a, b float64) float64 {
+	if a < b {
+		a, b = b, a
+	}
+	if math.IsInf(b, -1) {
+		return a
+	}
+	return a + math.Log1p(math.Exp(b-a))
 }
 
 func logSumExp(a, b []float64) float64 {

@@ -30,6 +30,15 @@ type RegressionConfig struct {
 	// weight is exact only when every request goes to the canary independently with
 	// probability Weight; then slices may be as small as one request.
 	UseConfiguredWeight bool
+	// DetectChanges makes the test a change detector: its statistic mixes
+	// over the slice at which the canary became worse, so a regression that
+	// begins after a long healthy run is caught about as fast as one present
+	// from the start (a cumulative test must first undo the healthy run's
+	// evidence). The guarantee is the same: the probability of ever
+	// rejecting a canary that is never worse than the tolerance is at most
+	// Alpha. A regression present from the start costs about ln 2 more
+	// evidence.
+	DetectChanges bool
 }
 
 // RegressionTest is the anytime-valid test that rolls a canary back when its rate of
@@ -74,6 +83,9 @@ func NewRegressionTest(cfg RegressionConfig) (*RegressionTest, error) {
 	mix, err := newOddsMixture(r0, ratios)
 	if err != nil {
 		return nil, fmt.Errorf("regression test: %w", err)
+	}
+	if cfg.DetectChanges {
+		mix.detectChanges()
 	}
 	return &RegressionTest{alpha: cfg.Alpha, configured: cfg.UseConfiguredWeight, mix: mix}, nil
 }

@@ -26,6 +26,10 @@ type SequentialState struct {
 	// anytime-valid p-value is exp(−MaxLogStatistic)).
 	LogStatistic    float64 `json:"log_statistic"`
 	MaxLogStatistic float64 `json:"max_log_statistic"`
+	// Batches counts the slices that carried information (bad events of
+	// both arms possible); a change detector's prior over starts is indexed
+	// by it.
+	Batches int64 `json:"batches,omitempty"`
 }
 
 // NonInferiorityState is the complete state of a [NonInferiority] check: its
@@ -102,14 +106,19 @@ func RestoreNonInferiority(cfg NonInferiorityConfig, st NonInferiorityState) (*N
 }
 
 func sequentialState(m *oddsMixture, c Counts, slices int64, reject bool) SequentialState {
+	lls := append([]float64(nil), m.ll...)
+	if m.changes && m.n == 0 {
+		clear(lls) // no start has begun: ln 0 everywhere, which JSON cannot hold
+	}
 	return SequentialState{
 		CanaryRequests: c.CanaryRequests, CanaryBad: c.CanaryBad,
 		StableRequests: c.StableRequests, StableBad: c.StableBad,
 		Slices:              slices,
 		Reject:              reject,
-		LogLikelihoodRatios: append([]float64(nil), m.ll...),
+		LogLikelihoodRatios: lls,
 		LogStatistic:        m.logM,
 		MaxLogStatistic:     m.maxLogM,
+		Batches:             m.n,
 	}
 }
 
@@ -130,10 +139,16 @@ func restoreSequential(m *oddsMixture, counts *Counts, slices *int64, reject *bo
 	if !isFinite(st.LogStatistic) || !isFinite(st.MaxLogStatistic) || st.MaxLogStatistic < 0 || st.MaxLogStatistic < st.LogStatistic {
 		errs = append(errs, fmt.Errorf("log statistic %v with running maximum %v: want finite, maximum >= max(0, statistic)", st.LogStatistic, st.MaxLogStatistic))
 	}
+	if st.Batches < 0 || st.Batches > st.Slices {
+		errs = append(errs, fmt.Errorf("%d informative slices of %d", st.Batches, st.Slices))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	copy(m.ll, st.LogLikelihoodRatios)
+	m.n = st.Batches
+	if !m.changes || m.n > 0 {
+		copy(m.ll, st.LogLikelihoodRatios)
+	}
 	m.logM, m.maxLogM = st.LogStatistic, st.MaxLogStatistic
 	*counts, *slices, *reject = c, st.Slices, st.Reject
 	return nil
