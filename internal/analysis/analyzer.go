@@ -86,6 +86,10 @@ type stage struct {
 	thresholdSource string           // "stable_recent" or "stage_stable"
 	pending         telemetry.Sketch // stable latencies of the stage while the thresholds wait
 	srm             *stats.SampleRatioTest
+	// canaryRequests counts the stage's canary split requests, for the
+	// warm-up; warm is set once the warm-up is over.
+	canaryRequests int64
+	warm           bool
 }
 
 // New returns the analyzer of a rollout run by plan, which must have its
@@ -349,6 +353,18 @@ func (a *Analyzer) observe(p SlicePair) {
 		}
 		return
 	}
+	if inStage && !st.warm {
+		// Judged from the first slice after the warm-up's requests, once
+		// its time has passed.
+		st.warm = st.canaryRequests >= int64(a.plan.WarmupRequests()) && !p.Start.Before(st.start.Add(a.plan.WarmupTime()))
+		if !st.warm {
+			st.canaryRequests += int64(p.Canary.SplitRequests)
+			return
+		}
+	}
+	if !inStage {
+		return // the previous stage's last slice: its warm-up state is gone
+	}
 	if q := a.seq; q != nil {
 		for i := range q.cfg.quantiles {
 			s := exceedances(p, st.canary[i], st.stable[i])
@@ -415,6 +431,10 @@ type StageState struct {
 	// for enough of them.
 	Pending     []Bucket              `json:"pending,omitempty"`
 	SampleRatio stats.SequentialState `json:"sample_ratio"`
+	// CanaryRequests counts the stage's canary split requests during the
+	// warm-up; Warm is set once it is over.
+	CanaryRequests int64 `json:"canary_requests,omitempty"`
+	Warm           bool  `json:"warm,omitempty"`
 }
 
 // Bucket is one sketch bucket: its representative value and count.
@@ -457,6 +477,8 @@ func (a *Analyzer) State() State {
 			Weight:          st.weight,
 			ThresholdSource: st.thresholdSource,
 			SampleRatio:     st.srm.State(),
+			CanaryRequests:  st.canaryRequests,
+			Warm:            st.warm,
 		}
 		for i := range st.stable {
 			ss.StableThresholdsNS = append(ss.StableThresholdsNS, int64(st.stable[i]))
@@ -550,6 +572,11 @@ func (a *Analyzer) restoreStage(ss *StageState) (*stage, error) {
 		weight:          ss.Weight,
 		margin:          a.stageMargin(ss.Weight),
 		thresholdSource: ss.ThresholdSource,
+		canaryRequests:  ss.CanaryRequests,
+		warm:            ss.Warm,
+	}
+	if ss.CanaryRequests < 0 {
+		return nil, fmt.Errorf("%d warm-up canary requests", ss.CanaryRequests)
 	}
 	for i := range ss.StableThresholdsNS {
 		s, c := ss.StableThresholdsNS[i], ss.CanaryThresholdsNS[i]

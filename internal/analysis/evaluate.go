@@ -173,6 +173,12 @@ func (a *Analyzer) sequentialGate() GateResult {
 	} else {
 		missing = append(missing, fmt.Sprintf("error rate %s (or %s points above it): %s", within, flt(cfg.allowance*100), errText))
 	}
+	warmup := ""
+	if !st.warm {
+		lat["warmup_canary_requests"] = st.canaryRequests
+		warmup = fmt.Sprintf(" (latency not judged in the stage's warm-up: %s of %s canary requests, %s)",
+			num(st.canaryRequests), num(int64(a.plan.WarmupRequests())), a.plan.WarmupTime())
+	}
 	if !fixed {
 		missing = append(missing, fmt.Sprintf("latency thresholds not fixed yet (%s of %d stable requests this stage)",
 			num(int64(st.pending.Count())), minThresholdSample))
@@ -187,7 +193,7 @@ func (a *Analyzer) sequentialGate() GateResult {
 			if le.Shown {
 				shown = append(shown, text)
 			} else {
-				missing = append(missing, "share of slow requests "+within+": "+text)
+				missing = append(missing, "share of slow requests "+within+": "+text+warmup)
 			}
 		}
 	}

@@ -322,6 +322,9 @@ func mergePlan(base *spec.Plan, over spec.Plan) spec.Plan {
 	if over.Latency != nil {
 		p.Latency = over.Clone().Latency
 	}
+	if over.Warmup != nil {
+		p.Warmup = over.Clone().Warmup
+	}
 	if len(over.Gates) > 0 {
 		p.Gates = append([]spec.Gate(nil), over.Gates...)
 	}

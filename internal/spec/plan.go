@@ -32,6 +32,10 @@ const (
 	// within the margin whatever the ratio (it is what lets a canary of a
 	// stable with no errors be promoted).
 	DefaultErrorAllowance = 0.2
+	// DefaultWarmupRequests and DefaultWarmupTime are how much of a new
+	// stage's canary traffic is not judged on latency (see Warmup).
+	DefaultWarmupRequests = 100
+	DefaultWarmupTime     = 10 * time.Second
 	// DefaultLatencyTolerance (percent) and DefaultLatencyToleranceMS are
 	// how much slower than the stable's quantile a canary request may be
 	// before it counts as slow: the larger of the two.
@@ -43,8 +47,14 @@ const (
 // judges latency at.
 var DefaultLatencyQuantiles = []float64{0.5, 0.9, 0.99}
 
-// maxLatencyQuantiles bounds Plan.Latency.Quantiles.
-const maxLatencyQuantiles = 9
+// maxLatencyQuantiles bounds Plan.Latency.Quantiles; maxWarmupRequests
+// and maxWarmupTime bound Plan.Warmup (a longer warm-up leaves latency
+// unjudged for most of a stage).
+const (
+	maxLatencyQuantiles = 9
+	maxWarmupRequests   = 100_000
+	maxWarmupTime       = 10 * time.Minute
+)
 
 // DefaultStages are the canary weights of a plan that names none.
 var DefaultStages = []Percent{500, 2500, 5000, Full}
@@ -119,6 +129,11 @@ type Plan struct {
 	ErrorAllowance float64 `yaml:"error_allowance,omitempty" json:"error_allowance,omitempty"`
 	// Latency is how the sequential gate judges latency. Nil: the defaults.
 	Latency *LatencyPlan `yaml:"latency,omitempty" json:"latency,omitempty"`
+	// Warmup is the start of every live stage whose canary latency is not
+	// judged: new connections and a server that has not served yet (or not
+	// at this load) are slow for reasons a rollout should not act on.
+	// Errors are always judged. Nil: the defaults.
+	Warmup *Warmup `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 	// Gates are the checks of every live stage. Empty: one sequential gate.
 	Gates []Gate `yaml:"gates,omitempty" json:"gates,omitempty"`
 	// ConfirmPromotion, when set, is called before the last stage; the
@@ -157,6 +172,38 @@ type LatencyPlan struct {
 	// sub-millisecond differences nobody can feel are not regressions.
 	// Zero: 2.
 	ToleranceMS float64 `yaml:"tolerance_ms,omitempty" json:"tolerance_ms,omitempty"`
+}
+
+// Warmup bounds the start of a stage whose latency is not judged: it ends
+// once the stage's canary has served Requests split requests and Time has
+// passed, whichever is later.
+type Warmup struct {
+	// Requests of the stage's canary. Zero: 100; -1: none.
+	Requests int `yaml:"requests,omitempty" json:"requests,omitempty"`
+	// Time since the stage started. Zero: 10s; negative: none.
+	Time Duration `yaml:"time,omitempty" json:"time,omitempty"`
+}
+
+// WarmupRequests and WarmupTime are the plan's warm-up after defaults.
+func (p Plan) WarmupRequests() int {
+	switch {
+	case p.Warmup == nil || p.Warmup.Requests == 0:
+		return DefaultWarmupRequests
+	case p.Warmup.Requests < 0:
+		return 0
+	}
+	return p.Warmup.Requests
+}
+
+// WarmupTime is the plan's warm-up time after defaults.
+func (p Plan) WarmupTime() time.Duration {
+	switch {
+	case p.Warmup == nil || p.Warmup.Time == 0:
+		return DefaultWarmupTime
+	case p.Warmup.Time < 0:
+		return 0
+	}
+	return p.Warmup.Time.D()
 }
 
 // Stage is one step with live traffic.
@@ -331,6 +378,15 @@ func (p Plan) WithDefaults() Plan {
 	if out.Latency.ToleranceMS == 0 {
 		out.Latency.ToleranceMS = DefaultLatencyToleranceMS
 	}
+	if out.Warmup == nil {
+		out.Warmup = &Warmup{}
+	}
+	if out.Warmup.Requests == 0 {
+		out.Warmup.Requests = DefaultWarmupRequests
+	}
+	if out.Warmup.Time == 0 {
+		out.Warmup.Time = Duration(DefaultWarmupTime)
+	}
 	for i := range out.Stages {
 		out.Stages[i].Margin = out.StageMargin(i)
 	}
@@ -382,6 +438,10 @@ func (p *Plan) Clone() Plan {
 	if p.ConfirmPromotion != nil {
 		w := *p.ConfirmPromotion
 		out.ConfirmPromotion = &w
+	}
+	if p.Warmup != nil {
+		w := *p.Warmup
+		out.Warmup = &w
 	}
 	if p.Latency != nil {
 		l := *p.Latency
@@ -454,6 +514,14 @@ func (p *Plan) Validate() error {
 		}
 		if l.ToleranceMS < 0 {
 			errs = append(errs, Problemf("latency.tolerance_ms", "must not be negative (milliseconds)"))
+		}
+	}
+	if w := p.Warmup; w != nil {
+		if w.Requests < -1 || w.Requests > maxWarmupRequests {
+			errs = append(errs, Problemf("warmup.requests", "%d: must be from 0 to %d canary requests (-1: no warm-up by requests)", w.Requests, maxWarmupRequests))
+		}
+		if w.Time.D() > maxWarmupTime {
+			errs = append(errs, Problemf("warmup.time", "%s: must be at most %s (negative: no warm-up by time)", w.Time.D(), maxWarmupTime))
 		}
 	}
 	alpha := p.Alpha
