@@ -16,37 +16,38 @@
 //
 // # The sequential gate (the default)
 //
-// One [stats.RegressionTest] per metric for the whole rollout, so that alpha
-// is spent once per rollout however many stages and looks there are;
-// Plan.Alpha is split equally between errors and latency (stats.SplitAlpha:
-// 0.025 each by default). Each slice adds, per metric, the canary's and the
-// stable's requests and bad requests; the test uses the slice's realised
-// canary share, so weight changes need nothing.
+// Every test runs for the whole rollout, so that alpha and the promotion
+// error are spent once per rollout however many stages, looks and pauses
+// there are; each slice is judged at its own realised canary share, so
+// weight changes need nothing. docs/analysis.md has the statistics.
 //
-//   - errors: bad = SplitErrors.
-//   - latency: bad = a request slower than L, L fixed when the stage starts
-//     (StartStage) as the stable's p99 over the recent window the controller
-//     passes in (the last minute is recommended; at least 100 requests are
-//     needed). Without enough recent stable data, L is fixed from the stable's
-//     first 100 requests of the stage and applies from the next slice on: a
-//     threshold must be fixed before the slices it judges. The p99 read from
-//     the sketch is the representative value of a bucket, and a request is
-//     slow when its bucket's representative value is above L: the effective
-//     threshold is the upper edge of L's bucket, at most 1.9% above L. The
-//     approximation applies to both arms alike, so the test stays exact for
-//     "slower than that edge".
+//   - Rollback: a change-detecting [stats.RegressionTest] on errors (bad =
+//     SplitErrors; alpha share Gate.ErrorsAlpha) and one at each of the
+//     plan's latency quantiles (Gate.LatencyAlpha split equally). At
+//     quantile q a stable request is slow above L_q, the stable's
+//     q-quantile fixed when the stage starts (StartStage) over the recent
+//     window the controller passes in (its last minute; at least 100
+//     latencies are needed, else L_q is fixed from the stable's first 100
+//     requests of the stage and applies from the next slice on); a canary
+//     request is slow above T_q = max(L_q·(1+tolerance), L_q+tolerance_ms).
+//     A request is slow when its sketch bucket's representative value is
+//     above the threshold, for both arms alike.
+//   - Promotion: a [stats.MarginTest] per distinct stage margin on errors
+//     and at each quantile, and on errors a pooled bound per arm
+//     ([stats.NonInferiority], relative margin 1, the plan's
+//     ErrorAllowance). The promotion error is split as alpha is (a fifth of
+//     the errors' half to the allowance path).
+//   - Warm-up: the latency tests skip a stage's slices until its canary
+//     has served Plan.WarmupRequests split requests and Plan.WarmupTime has
+//     passed; errors are always judged.
 //
-// The gate fails as soon as either test rejects (rejection is final). It
-// passes when the stage's promotion evidence ([stats.NonInferiority], new
-// for every stage, at the metric's alpha) shows the canary at most a margin
-// worse for both metrics: errors with the default margins (1.5× or +0.2
-// points), latency on the exceedance of the stable's p90 (a second
-// threshold fixed with L) with an absolute margin of 2 points, as in
-// bench/stats. Otherwise it is inconclusive. The gate itself needs no
-// minimum sample (the confidence sequences are the sample-size rule); the
-// controller still applies the stage's bake time and minimum requests.
-// Only slices starting at or after the stage's start count as stage
-// evidence; the rollout-wide tests take every slice.
+// The gate fails as soon as a rollback test rejects (rejection is final).
+// It passes when, at the stage's margin, the canary has been shown within
+// it on errors (ratio or allowance) and at every quantile; otherwise it is
+// inconclusive. The gate needs no minimum sample (the sequential tests are
+// the sample-size rule); the controller still applies the stage's bake
+// time and minimum requests. Slices before the first stage feed the errors
+// tests only (no latency thresholds yet).
 //
 // # Threshold gates
 //
