@@ -17,7 +17,7 @@ import (
 var fastDemo = daemon.DemoOptions{
 	Bake:             time.Second,
 	MinRequests:      60,
-	ProgressDeadline: 30 * time.Second,
+	ProgressDeadline: time.Minute,
 	Run:              demo.RunOptions{Refresh: 500 * time.Millisecond, Plain: true},
 }
 
@@ -29,7 +29,7 @@ func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 	}
 	text := out.String()
 	t.Logf("demo took %s; output:\n%s", time.Since(start).Round(time.Second), text)
-	if strings.Contains(text, "progress deadline of 30s (shadow phase)") {
+	if strings.Contains(text, "progress deadline of 1m0s (shadow phase)") {
 		t.Fatal("the shadow phase reached its deadline: the rollout controller got no shadow comparison counts (is the daemon's rollout.Options.Shadow wired?)")
 	}
 	for _, want := range []string{

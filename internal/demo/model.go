@@ -49,15 +49,15 @@ type ModelOptions struct {
 	Seed uint64
 }
 
-// Blue is the stable demo model: v1, about 8 ms, 0.5% errors.
+// Blue is the stable demo model: v1, about 8 ms, 1% errors.
 func Blue() ModelOptions {
-	return ModelOptions{Name: "fraud", Version: "v1", Latency: 7 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.005, Seed: 1}
+	return ModelOptions{Name: "fraud", Version: "v1", Latency: 7 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.01, Seed: 1}
 }
 
 // Green is the good candidate: v2, as fast and as reliable as Blue (about
-// 8 ms, 0.5% errors); its answers agree with v1's on about 98% of instances.
+// 8 ms, 1% errors); its answers agree with v1's on about 98% of instances.
 func Green() ModelOptions {
-	return ModelOptions{Name: "fraud", Version: "v2", Latency: 7 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.005, Seed: 2}
+	return ModelOptions{Name: "fraud", Version: "v2", Latency: 7 * time.Millisecond, Jitter: 2 * time.Millisecond, ErrorRate: 0.01, Seed: 2}
 }
 
 // Red is the bad candidate: v3, whose answers agree with v2's on about 99%

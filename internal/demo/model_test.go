@@ -175,8 +175,8 @@ func TestModelErrorRates(t *testing.T) {
 		opts     ModelOptions
 		min, max float64
 	}{
-		{"blue", Blue(), 0.0035, 0.0065},
-		{"green", Green(), 0.0035, 0.0065},
+		{"blue", Blue(), 0.0079, 0.0121},
+		{"green", Green(), 0.0079, 0.0121},
 		{"red", Red(), 0.072, 0.088},
 	}
 	for _, tc := range tests {

@@ -58,7 +58,7 @@ type RunOptions struct {
 	// Refresh is how often the live view is drawn. Zero: every second when
 	// it redraws in place on a terminal, every 2 seconds otherwise.
 	Refresh time.Duration
-	// RPS and Workers configure the traffic generator. Zero: 400 and 16.
+	// RPS and Workers configure the traffic generator. Zero: 1200 and 32.
 	RPS, Workers int
 	// Users, when positive, makes the generator send X-User-Id with that
 	// many distinct users, for an endpoint with a sticky header. Zero: none.
@@ -87,10 +87,10 @@ func (o RunOptions) withDefaults() RunOptions {
 		o.Steps = DefaultSteps
 	}
 	if o.RPS == 0 {
-		o.RPS = 400
+		o.RPS = 1200
 	}
 	if o.Workers == 0 {
-		o.Workers = 16
+		o.Workers = 32
 	}
 	return o
 }
