@@ -16,9 +16,9 @@ const (
 	// minThresholdSample is the number of stable latencies needed to fix the
 	// thresholds: below it a p99 is little more than the maximum.
 	minThresholdSample = 100
-	// allowanceShare is the part of the errors' promotion error given to the
-	// absolute allowance (a bound on each arm's pooled rate); the ratio test
-	// gets the rest.
+	// allowanceShare is the part of each metric's promotion error given to
+	// its absolute allowance (a bound on each arm's pooled rate); the ratio
+	// test gets the rest.
 	allowanceShare = 0.2
 	// stateVersion is the version of State's layout.
 	stateVersion = 2
@@ -60,18 +60,20 @@ type sequential struct {
 	errPromotion []*stats.MarginTest
 	errAllowance *stats.NonInferiority
 	latPromotion [][]*stats.MarginTest
+	latAllowance []*stats.NonInferiority // one per quantile
 }
 
 // seqConfig is what the sequential gate's tests are built from, all from
 // the plan.
 type seqConfig struct {
-	errAlpha, latAlpha          float64 // rollback, per test
-	errBeta, allowBeta, latBeta float64 // promotion, per test
-	allowance                   float64 // fraction
-	quantiles                   []float64
-	tolerance                   float64 // fraction
-	toleranceAbs                time.Duration
-	margins                     []float64 // distinct stage margins, ascending
+	errAlpha, latAlpha float64 // rollback, per test
+	// promotion, per test: ratio tests and allowance paths
+	errBeta, errAllowBeta, latBeta, latAllowBeta float64
+	errAllowance, latAllowance                   float64 // fractions
+	quantiles                                    []float64
+	tolerance                                    float64 // fraction
+	toleranceAbs                                 time.Duration
+	margins                                      []float64 // distinct stage margins, ascending
 }
 
 // stage is the current live stage.
@@ -147,9 +149,11 @@ func newSeqConfig(p spec.Plan, g spec.Gate) (seqConfig, error) {
 		errAlpha:     errA,
 		latAlpha:     latA / float64(len(qs)),
 		errBeta:      beta / 2 * (1 - allowanceShare),
-		allowBeta:    beta / 2 * allowanceShare,
-		latBeta:      beta / 2 / float64(len(qs)),
-		allowance:    allowance / 100,
+		errAllowBeta: beta / 2 * allowanceShare,
+		latBeta:      beta / 2 / float64(len(qs)) * (1 - allowanceShare),
+		latAllowBeta: beta / 2 / float64(len(qs)) * allowanceShare,
+		errAllowance: allowance / 100,
+		latAllowance: p.LatencyAllowance() / 100,
 		quantiles:    append([]float64(nil), qs...),
 		tolerance:    p.LatencyTolerance() / 100,
 		toleranceAbs: time.Duration(p.LatencyToleranceMS() * float64(time.Millisecond)),
@@ -170,7 +174,7 @@ func newSequential(cfg seqConfig) (*sequential, error) {
 	if s.errRollback, err = stats.NewRegressionTest(stats.RegressionConfig{Alpha: cfg.errAlpha, DetectChanges: true}); err != nil {
 		return nil, fmt.Errorf("errors: %w", err)
 	}
-	if s.errAllowance, err = stats.NewNonInferiority(cfg.allowanceConfig()); err != nil {
+	if s.errAllowance, err = stats.NewNonInferiority(cfg.errAllowanceConfig()); err != nil {
 		return nil, fmt.Errorf("errors allowance: %w", err)
 	}
 	for _, m := range cfg.margins {
@@ -195,12 +199,21 @@ func newSequential(cfg seqConfig) (*sequential, error) {
 			row = append(row, t)
 		}
 		s.latPromotion = append(s.latPromotion, row)
+		a, err := stats.NewNonInferiority(cfg.latAllowanceConfig())
+		if err != nil {
+			return nil, fmt.Errorf("latency allowance: %w", err)
+		}
+		s.latAllowance = append(s.latAllowance, a)
 	}
 	return s, nil
 }
 
-func (c seqConfig) allowanceConfig() stats.NonInferiorityConfig {
-	return stats.NonInferiorityConfig{Alpha: c.allowBeta, RelativeMargin: 1, AbsoluteMargin: c.allowance}
+func (c seqConfig) errAllowanceConfig() stats.NonInferiorityConfig {
+	return stats.NonInferiorityConfig{Alpha: c.errAllowBeta, RelativeMargin: 1, AbsoluteMargin: c.errAllowance}
+}
+
+func (c seqConfig) latAllowanceConfig() stats.NonInferiorityConfig {
+	return stats.NonInferiorityConfig{Alpha: c.latAllowBeta, RelativeMargin: 1, AbsoluteMargin: c.latAllowance}
 }
 
 // marginIndex is the index of m in the config's margins.
@@ -369,6 +382,7 @@ func (a *Analyzer) observe(p SlicePair) {
 		for i := range q.cfg.quantiles {
 			s := exceedances(p, st.canary[i], st.stable[i])
 			q.latRollback[i].Observe(s)
+			q.latAllowance[i].Observe(s)
 			for _, t := range q.latPromotion[i] {
 				t.Observe(s)
 			}
@@ -410,12 +424,13 @@ type State struct {
 	// and at each latency quantile; promotion on errors (one per distinct
 	// stage margin, ascending), the errors' absolute allowance, and at each
 	// latency quantile one per margin.
-	Errors           *stats.SequentialState     `json:"errors,omitempty"`
-	LatencyRollback  []stats.SequentialState    `json:"latency_rollback,omitempty"`
-	ErrorsPromotion  []stats.SequentialState    `json:"errors_promotion,omitempty"`
-	ErrorsAllowance  *stats.NonInferiorityState `json:"errors_allowance,omitempty"`
-	LatencyPromotion [][]stats.SequentialState  `json:"latency_promotion,omitempty"`
-	Stage            *StageState                `json:"stage,omitempty"`
+	Errors           *stats.SequentialState      `json:"errors,omitempty"`
+	LatencyRollback  []stats.SequentialState     `json:"latency_rollback,omitempty"`
+	ErrorsPromotion  []stats.SequentialState     `json:"errors_promotion,omitempty"`
+	ErrorsAllowance  *stats.NonInferiorityState  `json:"errors_allowance,omitempty"`
+	LatencyPromotion [][]stats.SequentialState   `json:"latency_promotion,omitempty"`
+	LatencyAllowance []stats.NonInferiorityState `json:"latency_allowance,omitempty"`
+	Stage            *StageState                 `json:"stage,omitempty"`
 }
 
 // StageState is the current stage's part of State.
@@ -469,6 +484,7 @@ func (a *Analyzer) State() State {
 				row = append(row, m.State())
 			}
 			s.LatencyPromotion = append(s.LatencyPromotion, row)
+			s.LatencyAllowance = append(s.LatencyAllowance, q.latAllowance[i].State())
 		}
 	}
 	if st := a.stage; st != nil {
@@ -527,14 +543,14 @@ func Restore(plan spec.Plan, st State) (*Analyzer, error) {
 func (q *sequential) restore(st State) error {
 	cfg := q.cfg
 	nq, nm := len(cfg.quantiles), len(cfg.margins)
-	if st.Errors == nil || st.ErrorsAllowance == nil || len(st.ErrorsPromotion) != nm || len(st.LatencyRollback) != nq || len(st.LatencyPromotion) != nq {
+	if st.Errors == nil || st.ErrorsAllowance == nil || len(st.ErrorsPromotion) != nm || len(st.LatencyRollback) != nq || len(st.LatencyPromotion) != nq || len(st.LatencyAllowance) != nq {
 		return fmt.Errorf("state and plan disagree on the sequential gate's tests (%d quantiles, %d margins)", nq, nm)
 	}
 	var err error
 	if q.errRollback, err = stats.RestoreRegressionTest(stats.RegressionConfig{Alpha: cfg.errAlpha, DetectChanges: true}, *st.Errors); err != nil {
 		return fmt.Errorf("errors: %w", err)
 	}
-	if q.errAllowance, err = stats.RestoreNonInferiority(cfg.allowanceConfig(), *st.ErrorsAllowance); err != nil {
+	if q.errAllowance, err = stats.RestoreNonInferiority(cfg.errAllowanceConfig(), *st.ErrorsAllowance); err != nil {
 		return fmt.Errorf("errors allowance: %w", err)
 	}
 	for i, m := range cfg.margins {
@@ -545,6 +561,9 @@ func (q *sequential) restore(st State) error {
 	for i := range cfg.quantiles {
 		if q.latRollback[i], err = stats.RestoreRegressionTest(stats.RegressionConfig{Alpha: cfg.latAlpha, DetectChanges: true}, st.LatencyRollback[i]); err != nil {
 			return fmt.Errorf("latency %s: %w", quantileName(cfg.quantiles[i]), err)
+		}
+		if q.latAllowance[i], err = stats.RestoreNonInferiority(cfg.latAllowanceConfig(), st.LatencyAllowance[i]); err != nil {
+			return fmt.Errorf("latency %s allowance: %w", quantileName(cfg.quantiles[i]), err)
 		}
 		if len(st.LatencyPromotion[i]) != nm {
 			return fmt.Errorf("latency %s: %d promotion tests for %d margins", quantileName(cfg.quantiles[i]), len(st.LatencyPromotion[i]), nm)

@@ -171,7 +171,7 @@ func (a *Analyzer) sequentialGate() GateResult {
 	if pe.Shown || ae.Verdict == stats.Promote {
 		shown = append(shown, errText)
 	} else {
-		missing = append(missing, fmt.Sprintf("error rate %s (or %s points above it): %s", within, flt(cfg.allowance*100), errText))
+		missing = append(missing, fmt.Sprintf("error rate %s (or %s points above it): %s", within, flt(cfg.errAllowance*100), errText))
 	}
 	warmup := ""
 	if !st.warm {
@@ -186,14 +186,16 @@ func (a *Analyzer) sequentialGate() GateResult {
 		for i, quant := range cfg.quantiles {
 			name := quantileName(quant)
 			le := q.latPromotion[i][mi].Evidence()
-			lat[name].(map[string]any)["promotion"] = marginEvidence(le)
+			la := q.latAllowance[i].Evidence()
+			lm := lat[name].(map[string]any)
+			lm["promotion"], lm["allowance"] = marginEvidence(le), niEvidence(la)
 			c := le.Counts
 			text := fmt.Sprintf("%s slower than %s vs stable %s slower than %s (its %s)", pct(rate(c.CanaryBad, c.CanaryRequests)), fmtDur(st.canary[i]),
 				pct(rate(c.StableBad, c.StableRequests)), fmtDur(st.stable[i]), name)
-			if le.Shown {
+			if le.Shown || la.Verdict == stats.Promote {
 				shown = append(shown, text)
 			} else {
-				missing = append(missing, "share of slow requests "+within+": "+text+warmup)
+				missing = append(missing, fmt.Sprintf("share of slow requests %s (or %s points above it): %s%s", within, flt(cfg.latAllowance*100), text, warmup))
 			}
 		}
 	}

@@ -41,6 +41,9 @@ const (
 	// before it counts as slow: the larger of the two.
 	DefaultLatencyTolerance   = 20.0
 	DefaultLatencyToleranceMS = 2.0
+	// DefaultLatencyAllowance is the absolute part of every latency margin,
+	// in percentage points of requests (see LatencyPlan.Allowance).
+	DefaultLatencyAllowance = 0.5
 )
 
 // DefaultLatencyQuantiles are the stable's quantiles the sequential gate
@@ -172,6 +175,12 @@ type LatencyPlan struct {
 	// sub-millisecond differences nobody can feel are not regressions.
 	// Zero: 2.
 	ToleranceMS float64 `yaml:"tolerance_ms,omitempty" json:"tolerance_ms,omitempty"`
+	// Allowance is the absolute part of every stage's latency margin, in
+	// percentage points of requests: a canary whose share of slow requests
+	// is within it of the stable's is within the margin whatever the ratio.
+	// It is what lets a tail the stable rarely reaches (a quantile fixed in
+	// a slow minute) be shown. Zero: 0.5.
+	Allowance float64 `yaml:"allowance,omitempty" json:"allowance,omitempty"`
 }
 
 // Warmup bounds the start of a stage whose latency is not judged: it ends
@@ -337,6 +346,14 @@ func (p Plan) LatencyToleranceMS() float64 {
 	return DefaultLatencyToleranceMS
 }
 
+// LatencyAllowance is the absolute latency allowance in percentage points.
+func (p Plan) LatencyAllowance() float64 {
+	if p.Latency != nil && p.Latency.Allowance > 0 {
+		return p.Latency.Allowance
+	}
+	return DefaultLatencyAllowance
+}
+
 // WithDefaults returns a deep copy of p with every default filled in.
 func (p Plan) WithDefaults() Plan {
 	out := p.Clone()
@@ -377,6 +394,9 @@ func (p Plan) WithDefaults() Plan {
 	}
 	if out.Latency.ToleranceMS == 0 {
 		out.Latency.ToleranceMS = DefaultLatencyToleranceMS
+	}
+	if out.Latency.Allowance == 0 {
+		out.Latency.Allowance = DefaultLatencyAllowance
 	}
 	if out.Warmup == nil {
 		out.Warmup = &Warmup{}
@@ -514,6 +534,9 @@ func (p *Plan) Validate() error {
 		}
 		if l.ToleranceMS < 0 {
 			errs = append(errs, Problemf("latency.tolerance_ms", "must not be negative (milliseconds)"))
+		}
+		if l.Allowance < 0 || l.Allowance >= 100 {
+			errs = append(errs, Problemf("latency.allowance", "must be from 0 to 100 percentage points (e.g. 0.5)"))
 		}
 	}
 	if w := p.Warmup; w != nil {
