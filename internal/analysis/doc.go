@@ -33,10 +33,10 @@
 //     A request is slow when its sketch bucket's representative value is
 //     above the threshold, for both arms alike.
 //   - Promotion: a [stats.MarginTest] per distinct stage margin on errors
-//     and at each quantile, and on errors a pooled bound per arm
-//     ([stats.NonInferiority], relative margin 1, the plan's
-//     ErrorAllowance). The promotion error is split as alpha is (a fifth of
-//     the errors' half to the allowance path).
+//     and at each quantile, and per metric an allowance path, a pooled
+//     bound per arm ([stats.NonInferiority], relative margin 1, the plan's
+//     ErrorAllowance or Latency.Allowance). The promotion error is split as
+//     alpha is, and within each metric a fifth to its allowance path.
 //   - Warm-up: the latency tests skip a stage's slices until its canary
 //     has served Plan.WarmupRequests split requests and Plan.WarmupTime has
 //     passed; errors are always judged.
