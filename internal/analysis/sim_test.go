@@ -20,15 +20,27 @@ type arm struct {
 	// tailScale, when set, multiplies the latencies above the arm's p90:
 	// 2 doubles the p99 and leaves the body of the distribution alone.
 	tailScale float64
+	// bodyScale, when set, multiplies the latencies up to the arm's median
+	// by it, tapering linearly (in the normal score) to ×1 at its p90: a
+	// slower body with the tail unchanged.
+	bodyScale float64
+	// shift, when set, is added to every latency.
+	shift time.Duration
 }
+
+// z90 is the standard normal's 0.9 quantile.
+const z90 = 1.2815515655446004
 
 func (a arm) latency(rng *rand.Rand) time.Duration {
 	z := rng.NormFloat64()
 	d := float64(a.median) * math.Exp(a.sigma*z)
-	if a.tailScale > 0 && z > 1.2815515655446004 {
+	if a.tailScale > 0 && z > z90 {
 		d *= a.tailScale
 	}
-	return time.Duration(d)
+	if a.bodyScale > 0 && z < z90 {
+		d *= a.bodyScale - (a.bodyScale-1)*max(z, 0)/z90
+	}
+	return time.Duration(d) + a.shift
 }
 
 // sim draws per-request traffic: Poisson arrivals at rps, each routed to the
@@ -49,6 +61,10 @@ type sim struct {
 	// both arms) at a fraction of the cost of building a sketch of every
 	// request.
 	coarse []time.Duration
+	// cold, when set, is how many of the next canary requests behave like
+	// coldArm instead of canary (a cold start: new servers of a stage).
+	cold    int
+	coldArm arm
 }
 
 func newSim(seed uint64, rps, route float64, stable, canary arm) *sim {
@@ -76,6 +92,10 @@ func (s *sim) next() SlicePair {
 		i, a, sl := 0, s.stable, &p.Stable
 		if s.rng.Float64() < s.route {
 			i, a, sl = 1, s.canary, &p.Canary
+			if s.cold > 0 {
+				s.cold--
+				a = s.coldArm
+			}
 		}
 		sl.Requests++
 		sl.SplitRequests++
