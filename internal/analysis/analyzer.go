@@ -54,12 +54,16 @@ type sequential struct {
 	// change detectors, so a regression that starts late is caught fast.
 	errRollback *stats.RegressionTest
 	latRollback []*stats.RegressionTest
-	// errPromotion[i] and latPromotion[q][i] show the canary within
-	// cfg.margins[i]; errAllowance shows its pooled error rate within the
+	// errPromotion[i] shows the canary's error rate within cfg.margins[i];
+	// latPromotion[q] its share of slow requests (above the tolerant
+	// threshold) at most the stable's (above its quantile): for latency
+	// the tolerance is the margin, the same at every stage, because a
+	// ratio of shares is no measure of slowness where slow requests are
+	// half of all (p50); errAllowance shows its pooled error rate within the
 	// absolute allowance of the stable's.
 	errPromotion []*stats.MarginTest
 	errAllowance *stats.NonInferiority
-	latPromotion [][]*stats.MarginTest
+	latPromotion []*stats.MarginTest
 	latAllowance []*stats.NonInferiority // one per quantile
 }
 
@@ -190,15 +194,11 @@ func newSequential(cfg seqConfig) (*sequential, error) {
 			return nil, fmt.Errorf("latency: %w", err)
 		}
 		s.latRollback = append(s.latRollback, t)
-		var row []*stats.MarginTest
-		for _, m := range cfg.margins {
-			t, err := stats.NewMarginTest(stats.MarginConfig{Alpha: cfg.latBeta, Margin: m})
-			if err != nil {
-				return nil, fmt.Errorf("latency margin: %w", err)
-			}
-			row = append(row, t)
+		m, err := stats.NewMarginTest(cfg.latMarginConfig())
+		if err != nil {
+			return nil, fmt.Errorf("latency margin: %w", err)
 		}
-		s.latPromotion = append(s.latPromotion, row)
+		s.latPromotion = append(s.latPromotion, m)
 		a, err := stats.NewNonInferiority(cfg.latAllowanceConfig())
 		if err != nil {
 			return nil, fmt.Errorf("latency allowance: %w", err)
@@ -210,6 +210,13 @@ func newSequential(cfg seqConfig) (*sequential, error) {
 
 func (c seqConfig) errAllowanceConfig() stats.NonInferiorityConfig {
 	return stats.NonInferiorityConfig{Alpha: c.errAllowBeta, RelativeMargin: 1, AbsoluteMargin: c.errAllowance}
+}
+
+// latMarginConfig is the latency promotion test's: the canary's share
+// slower than the tolerant threshold is less than the stable's share
+// slower than its quantile.
+func (c seqConfig) latMarginConfig() stats.MarginConfig {
+	return stats.MarginConfig{Alpha: c.latBeta, Margin: 1}
 }
 
 func (c seqConfig) latAllowanceConfig() stats.NonInferiorityConfig {
@@ -383,9 +390,7 @@ func (a *Analyzer) observe(p SlicePair) {
 			s := exceedances(p, st.canary[i], st.stable[i])
 			q.latRollback[i].Observe(s)
 			q.latAllowance[i].Observe(s)
-			for _, t := range q.latPromotion[i] {
-				t.Observe(s)
-			}
+			q.latPromotion[i].Observe(s)
 		}
 	}
 }
@@ -428,7 +433,7 @@ type State struct {
 	LatencyRollback  []stats.SequentialState     `json:"latency_rollback,omitempty"`
 	ErrorsPromotion  []stats.SequentialState     `json:"errors_promotion,omitempty"`
 	ErrorsAllowance  *stats.NonInferiorityState  `json:"errors_allowance,omitempty"`
-	LatencyPromotion [][]stats.SequentialState   `json:"latency_promotion,omitempty"`
+	LatencyPromotion []stats.SequentialState     `json:"latency_promotion,omitempty"`
 	LatencyAllowance []stats.NonInferiorityState `json:"latency_allowance,omitempty"`
 	Stage            *StageState                 `json:"stage,omitempty"`
 }
@@ -479,11 +484,7 @@ func (a *Analyzer) State() State {
 		}
 		for i, t := range q.latRollback {
 			s.LatencyRollback = append(s.LatencyRollback, t.State())
-			var row []stats.SequentialState
-			for _, m := range q.latPromotion[i] {
-				row = append(row, m.State())
-			}
-			s.LatencyPromotion = append(s.LatencyPromotion, row)
+			s.LatencyPromotion = append(s.LatencyPromotion, q.latPromotion[i].State())
 			s.LatencyAllowance = append(s.LatencyAllowance, q.latAllowance[i].State())
 		}
 	}
@@ -565,13 +566,8 @@ func (q *sequential) restore(st State) error {
 		if q.latAllowance[i], err = stats.RestoreNonInferiority(cfg.latAllowanceConfig(), st.LatencyAllowance[i]); err != nil {
 			return fmt.Errorf("latency %s allowance: %w", quantileName(cfg.quantiles[i]), err)
 		}
-		if len(st.LatencyPromotion[i]) != nm {
-			return fmt.Errorf("latency %s: %d promotion tests for %d margins", quantileName(cfg.quantiles[i]), len(st.LatencyPromotion[i]), nm)
-		}
-		for j, m := range cfg.margins {
-			if q.latPromotion[i][j], err = stats.RestoreMarginTest(stats.MarginConfig{Alpha: cfg.latBeta, Margin: m}, st.LatencyPromotion[i][j]); err != nil {
-				return fmt.Errorf("latency %s margin %v: %w", quantileName(cfg.quantiles[i]), m, err)
-			}
+		if q.latPromotion[i], err = stats.RestoreMarginTest(cfg.latMarginConfig(), st.LatencyPromotion[i]); err != nil {
+			return fmt.Errorf("latency %s promotion: %w", quantileName(cfg.quantiles[i]), err)
 		}
 	}
 	return nil

@@ -185,7 +185,7 @@ func (a *Analyzer) sequentialGate() GateResult {
 	} else {
 		for i, quant := range cfg.quantiles {
 			name := quantileName(quant)
-			le := q.latPromotion[i][mi].Evidence()
+			le := q.latPromotion[i].Evidence()
 			la := q.latAllowance[i].Evidence()
 			lm := lat[name].(map[string]any)
 			lm["promotion"], lm["allowance"] = marginEvidence(le), niEvidence(la)
@@ -195,7 +195,7 @@ func (a *Analyzer) sequentialGate() GateResult {
 			if le.Shown || la.Verdict == stats.Promote {
 				shown = append(shown, text)
 			} else {
-				missing = append(missing, fmt.Sprintf("share of slow requests %s (or %s points above it): %s%s", within, flt(cfg.latAllowance*100), text, warmup))
+				missing = append(missing, fmt.Sprintf("share of slow requests at most the stable's (or %s points above it): %s%s", flt(cfg.latAllowance*100), text, warmup))
 			}
 		}
 	}

@@ -443,15 +443,18 @@ func TestGradedMargins(t *testing.T) {
 	if passed[0] == 0 {
 		t.Errorf("a 1.6x canary never passed the 5%% stage (margin 2) in %d seeds, want it can", seeds)
 	}
-	if passed[2] != 0 {
-		t.Errorf("a 1.6x canary passed the 50%% stage (margin 1.5) in %d seeds, want never", passed[2])
+	// Showing a 1.6x canary within 1.5x is a promotion error, bounded by
+	// the errors' share of promotion_error (0.025) per rollout: about 0.75
+	// expected in 30 rollouts.
+	if passed[2] > 2 {
+		t.Errorf("a 1.6x canary passed the 50%% stage (margin 1.5) in %d of %d seeds, want at most 2 (promotion error 0.025 per rollout)", passed[2], seeds)
 	}
 	if strictPassed != 0 {
 		t.Errorf("a 1.6x canary passed a 5%% stage of margin 1.2 in %d seeds, want never", strictPassed)
 	}
 
-	// An identical canary: the margin-1.2 stage has not passed yet when the
-	// default one passes, in every seed.
+	// An identical canary: the margin-1.2 errors claim has not been shown
+	// yet when the default one (2) is, in every seed.
 	type pair struct {
 		dflt, strict int
 		margin       float64
@@ -469,11 +472,11 @@ func TestGradedMargins(t *testing.T) {
 				x.falseAlarm = true
 				break
 			}
-			if ra.Passed {
+			if errorsShown(ra) {
 				x.dflt = sec
 			}
 			x.margin, _ = res.Gates[0].Evidence["margin"].(float64)
-			if res.Passed && x.strict == 0 {
+			if errorsShown(res) && x.strict == 0 {
 				x.strict = sec
 			}
 		}
@@ -489,12 +492,21 @@ func TestGradedMargins(t *testing.T) {
 			t.Errorf("seed %d: the strict plan's 5%% stage has margin %v, want 1.2", 500+i, x.margin)
 		}
 		if x.dflt == 0 || x.strict != 0 {
-			t.Errorf("seed %d: identical canary at 5%%: default plan passed after %d s, margin 1.2 after %d s (0: not yet); want the default first", 500+i, x.dflt, x.strict)
+			t.Errorf("seed %d: identical canary at 5%%: errors shown within the default margin after %d s, within 1.2 after %d s (0: not yet); want the default first", 500+i, x.dflt, x.strict)
 		}
 	}
 	if falseAlarms > maxFalseAlarms(len(pairs)) {
 		t.Errorf("identical canary falsely failed in %d of %d seeds, want at most %d", falseAlarms, len(pairs), maxFalseAlarms(len(pairs)))
 	}
+}
+
+// errorsShown reports whether the sequential gate's errors promotion
+// claim at the stage's margin has been shown.
+func errorsShown(r Result) bool {
+	ev, _ := r.Gates[0].Evidence["errors"].(map[string]any)
+	p, _ := ev["promotion"].(map[string]any)
+	shown, _ := p["shown"].(bool)
+	return shown
 }
 
 // TestPausedTestsKeepJudging: a pause stops progress, not protection.
@@ -913,9 +925,9 @@ func TestStateRoundTripCarried(t *testing.T) {
 				if c := st.ErrorsPromotion[i].CanaryRequests; c <= stage1 {
 					t.Errorf("errors margin %v test counted %d canary requests, want more than the 5%% stage's %d", m, c, stage1)
 				}
-				if c := st.LatencyPromotion[0][i].CanaryRequests; c == 0 {
-					t.Errorf("p50 margin %v test counted no canary requests, want the 5%% stage's", m)
-				}
+			}
+			if c := st.LatencyPromotion[0].CanaryRequests; c == 0 {
+				t.Errorf("p50 promotion test counted no canary requests, want the 5%% stage's")
 			}
 			b, err := json.Marshal(st)
 			if err != nil {

@@ -43,7 +43,7 @@ const (
 	DefaultLatencyToleranceMS = 2.0
 	// DefaultLatencyAllowance is the absolute part of every latency margin,
 	// in percentage points of requests (see LatencyPlan.Allowance).
-	DefaultLatencyAllowance = 0.5
+	DefaultLatencyAllowance = 1.0
 )
 
 // DefaultLatencyQuantiles are the stable's quantiles the sequential gate
@@ -179,7 +179,7 @@ type LatencyPlan struct {
 	// percentage points of requests: a canary whose share of slow requests
 	// is within it of the stable's is within the margin whatever the ratio.
 	// It is what lets a tail the stable rarely reaches (a quantile fixed in
-	// a slow minute) be shown. Zero: 0.5.
+	// a slow minute) be shown. Zero: 1.
 	Allowance float64 `yaml:"allowance,omitempty" json:"allowance,omitempty"`
 }
 
@@ -223,11 +223,11 @@ type Stage struct {
 	Bake Duration `yaml:"bake,omitempty" json:"bake,omitempty"`
 	// MinRequests overrides Plan.MinRequests. Zero: the plan's.
 	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
-	// Margin is the largest regression this stage's promotion evidence
-	// rules out: the canary leaves the stage only once shown to have at
-	// most Margin times the stable's error rate (or at most the plan's
-	// ErrorAllowance above it) and at most Margin times its share of slow
-	// requests at each latency quantile. Zero: graded from 2 at the first
+	// Margin is the largest error regression this stage's promotion
+	// evidence rules out: the canary leaves the stage only once shown to
+	// have at most Margin times the stable's error rate (or at most the
+	// plan's ErrorAllowance above it). (Latency's margin is its tolerance,
+	// at every stage: see LatencyPlan.) Zero: graded from 2 at the first
 	// stage to 1.5 at the stage before 100%.
 	Margin float64 `yaml:"margin,omitempty" json:"margin,omitempty"`
 }
