@@ -18,6 +18,24 @@
 // median canary requests to roll back per regression scenario (see matched.go).
 //
 // `go test ./bench/stats` runs a reduced version.
+//
+// # The rollouts suite
+//
+// `-suite rollouts` runs whole rollouts through the real code path instead (issue
+// 16, item 6; rollouts.go, rollouts_scenarios.go): per run a real control.Service on
+// a bbolt state file under /dev/shm, a real telemetry.Registry and the real
+// rollout.Controller with the default plan, driven on a fake clock (requests recorded
+// into the deployments' Recorders every simulated second, then Controller.Look). It
+// prints per scenario the promotion, rollback, stall, sample-ratio-halt and
+// still-running rates with 95% Clopper-Pearson intervals, the redesign's targets and
+// the cost; runs run in parallel, each with its own store, registry and controller.
+//
+//	go run ./bench/stats -suite rollouts                  # 500 runs per scenario (1,000 for R6, R11)
+//	go run ./bench/stats -suite rollouts -runs 50 -only R6,margin -o json
+//
+// `-suite peers` (the default) is the simulator described above; -matched applies to
+// it only. `go test ./bench/stats` also runs a reduced rollouts suite
+// (rollouts_test.go).
 package main
 
 import (
@@ -27,6 +45,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -221,11 +240,45 @@ func report(w io.Writer, results []result, runs int) {
 }
 
 func main() {
-	runs := flag.Int("runs", 1000, "runs per scenario")
+	runs := flag.Int("runs", 1000, "runs per scenario (rollouts suite: default 500, 1,000 for R6 and R11)")
 	seed := flag.Uint64("seed", 1, "base seed")
-	only := flag.String("only", "", "comma-separated scenario id prefixes (e.g. E1,A1); empty: all")
-	withMatched := flag.Bool("matched", true, "also compare with each baseline at matched false rollback rate")
+	only := flag.String("only", "", "comma-separated scenario id prefixes (e.g. E1,A1; rollouts suite: ids or slugs, e.g. R6,margin); empty: all")
+	withMatched := flag.Bool("matched", true, "also compare with each baseline at matched false rollback rate (peers suite)")
+	suite := flag.String("suite", "peers", "peers: the statistics simulator against Argo, Flagger, Kayenta; rollouts: whole rollouts through the real controller")
+	format := flag.String("o", "markdown", "rollouts suite output: markdown or json")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	switch *suite {
+	case "rollouts":
+		n := 0 // each scenario's default
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "runs" {
+				n = *runs
+			}
+		})
+		if err := mainRollouts(os.Stdout, os.Stderr, *only, n, *seed, runtime.GOMAXPROCS(0), *format); err != nil {
+			pprof.StopCPUProfile()
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	case "peers":
+	default:
+		fmt.Fprintf(os.Stderr, "unknown suite %q: peers or rollouts\n", *suite)
+		os.Exit(2)
+	}
 	var scs []scenario
 	for _, s := range scenarios() {
 		if *only == "" {
