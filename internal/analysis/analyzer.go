@@ -351,7 +351,7 @@ func (a *Analyzer) observe(p SlicePair) {
 	}
 	if q := a.seq; q != nil {
 		q.errRollback.Observe(errSlice)
-		q.errAllowance.Observe(errSlice)
+		q.errAllowance.Add(errSlice)
 		for _, t := range q.errPromotion {
 			t.Observe(errSlice)
 		}
@@ -389,7 +389,7 @@ func (a *Analyzer) observe(p SlicePair) {
 		for i := range q.cfg.quantiles {
 			s := exceedances(p, st.canary[i], st.stable[i])
 			q.latRollback[i].Observe(s)
-			q.latAllowance[i].Observe(s)
+			q.latAllowance[i].Add(s)
 			q.latPromotion[i].Observe(s)
 		}
 	}

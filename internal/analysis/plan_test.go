@@ -858,9 +858,9 @@ func TestAlphaShares(t *testing.T) {
 		plan       spec.Plan
 		errA, latA float64 // per test
 	}{
-		{"defaults", defaultPlan(), 0.025, 0.025 / 3},
+		{"defaults", defaultPlan(), 0.025, 0.025 / 4},
 		{"errors_alpha 0.02, latency_alpha 0.03, promotion_error 0.1",
-			spec.Plan{PromotionError: 0.1, Gates: []spec.Gate{{Type: spec.GateSequential, ErrorsAlpha: 0.02, LatencyAlpha: 0.03}}}.WithDefaults(), 0.02, 0.01},
+			spec.Plan{PromotionError: 0.1, Gates: []spec.Gate{{Type: spec.GateSequential, ErrorsAlpha: 0.02, LatencyAlpha: 0.03}}}.WithDefaults(), 0.02, 0.03 / 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := mustNew(t, tc.plan)
@@ -870,7 +870,7 @@ func TestAlphaShares(t *testing.T) {
 				t.Errorf("errors test: alpha %v, threshold %v; want %v, %v", e["alpha"], e["threshold"], tc.errA, 1/tc.errA)
 			}
 			promotion := num(ev(g, "errors", "promotion"), "alpha") + num(ev(g, "errors", "allowance"), "alpha")
-			for _, q := range []string{"p50", "p90", "p99"} {
+			for _, q := range []string{"p50", "p90", "p99", "p99.9"} {
 				if got := num(ev(g, "latency", q), "alpha"); !near(got, tc.latA) {
 					t.Errorf("latency %s test: alpha %v, want %v", q, got, tc.latA)
 				}
@@ -918,8 +918,8 @@ func TestStateRoundTripCarried(t *testing.T) {
 				r.step(orig)
 			}
 			st := orig.State()
-			if ss := st.Stage; ss == nil || ss.Warm != tc.warm || len(ss.StableThresholdsNS) != 3 || ss.Weight != 2500 {
-				t.Fatalf("state at the cut: stage %+v; want the 25%% stage, warm %v, 3 thresholds", st.Stage, tc.warm)
+			if ss := st.Stage; ss == nil || ss.Warm != tc.warm || len(ss.StableThresholdsNS) != len(spec.DefaultLatencyQuantiles) || ss.Weight != 2500 {
+				t.Fatalf("state at the cut: stage %+v; want the 25%% stage, warm %v, a threshold per default quantile", st.Stage, tc.warm)
 			}
 			for i, m := range []float64{1.5, 1.75, 2} {
 				if c := st.ErrorsPromotion[i].CanaryRequests; c <= stage1 {

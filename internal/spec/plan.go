@@ -48,7 +48,7 @@ const (
 
 // DefaultLatencyQuantiles are the stable's quantiles the sequential gate
 // judges latency at.
-var DefaultLatencyQuantiles = []float64{0.5, 0.9, 0.99}
+var DefaultLatencyQuantiles = []float64{0.5, 0.9, 0.99, 0.999}
 
 // maxLatencyQuantiles bounds Plan.Latency.Quantiles; maxWarmupRequests
 // and maxWarmupTime bound Plan.Warmup (a longer warm-up leaves latency
@@ -167,7 +167,8 @@ type ShadowPhase struct {
 // higher than the stable's.
 type LatencyPlan struct {
 	// Quantiles of the stable's latency, each in (0, 1). Empty: 0.5, 0.9,
-	// 0.99.
+	// 0.99, 0.999 (the body, the tail, and the far tail where a few very
+	// slow requests show first).
 	Quantiles []float64 `yaml:"quantiles,omitempty" json:"quantiles,omitempty"`
 	// Tolerance in percent of the stable's quantile. Zero: 20.
 	Tolerance float64 `yaml:"tolerance,omitempty" json:"tolerance,omitempty"`

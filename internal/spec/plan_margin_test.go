@@ -190,14 +190,14 @@ func TestWithDefaultsPlanFields(t *testing.T) {
 	if d.PromotionError != DefaultPromotionError || d.ErrorAllowance != DefaultErrorAllowance {
 		t.Errorf("promotion_error %v, error_allowance %v; want %v, %v", d.PromotionError, d.ErrorAllowance, DefaultPromotionError, DefaultErrorAllowance)
 	}
-	if l := d.Latency; l == nil || !slices.Equal(l.Quantiles, []float64{0.5, 0.9, 0.99}) || l.Tolerance != 20 || l.ToleranceMS != 2 {
-		t.Errorf("latency %+v, want quantiles 0.5, 0.9, 0.99, tolerance 20%%, 2 ms", d.Latency)
+	if l := d.Latency; l == nil || !slices.Equal(l.Quantiles, []float64{0.5, 0.9, 0.99, 0.999}) || l.Tolerance != 20 || l.ToleranceMS != 2 || l.Allowance != 1 {
+		t.Errorf("latency %+v, want quantiles 0.5, 0.9, 0.99, 0.999, tolerance 20%%, 2 ms, allowance 1 point", d.Latency)
 	}
 	if w := d.Warmup; w == nil || w.Requests != 100 || w.Time.D() != 10*time.Second {
 		t.Errorf("warmup %+v, want 100 requests, 10s", d.Warmup)
 	}
 	for _, p := range []Plan{{}, d} {
-		if !slices.Equal(p.LatencyQuantiles(), []float64{0.5, 0.9, 0.99}) || p.LatencyTolerance() != 20 || p.LatencyToleranceMS() != 2 ||
+		if !slices.Equal(p.LatencyQuantiles(), []float64{0.5, 0.9, 0.99, 0.999}) || p.LatencyTolerance() != 20 || p.LatencyToleranceMS() != 2 ||
 			p.WarmupRequests() != 100 || p.WarmupTime() != 10*time.Second {
 			t.Errorf("accessors: %v, %v%%, %v ms, warm-up %d requests %v", p.LatencyQuantiles(), p.LatencyTolerance(), p.LatencyToleranceMS(), p.WarmupRequests(), p.WarmupTime())
 		}

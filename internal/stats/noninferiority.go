@@ -111,12 +111,20 @@ type NonInferiorityEvidence struct {
 
 // Observe adds one slice and returns the evidence after it.
 func (n *NonInferiority) Observe(s Slice) (NonInferiorityEvidence, error) {
+	err := n.Add(s)
+	return n.Evidence(), err
+}
+
+// Add adds one slice without computing the evidence (two confidence
+// bounds, each a bisection): for callers that look less often than they
+// add.
+func (n *NonInferiority) Add(s Slice) error {
 	if err := s.Validate(); err != nil {
-		return n.Evidence(), fmt.Errorf("non-inferiority: %w", err)
+		return fmt.Errorf("non-inferiority: %w", err)
 	}
 	n.counts.add(s)
 	n.slices++
-	return n.Evidence(), nil
+	return nil
 }
 
 // Evidence returns the current evidence.
