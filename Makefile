@@ -10,7 +10,7 @@ BIN := bin/modelgate
 # through the module proxy and builds it with the Go that runs the tests.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build demo test test-gnet deps fuzz clean screenshots
+.PHONY: build demo test test-gnet test-rollouts deps fuzz clean screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
@@ -48,6 +48,11 @@ GNET_SUBSET := ^(TestPauseReadHoldsThePeerBack|TestBatchEndFollowsTraffic|TestSe
 ## test-gnet: gnet's whole upstream suite with the race detector against the fork in third_party/gnet (about 6 min).
 test-gnet:
 	cd third_party/gnet && $(GO) test -race -count=1 -timeout 20m ./...
+
+## test-rollouts: whole rollouts with the default plan, end to end (the real binary, stand-in models in their own processes, 200 requests/s): identical canaries, one cold and one warmed by hand, promote on their own; about 6 min, so not in `make test`.
+test-rollouts: deps
+	$(GO) vet -tags rollouts_e2e ./internal/daemon/
+	$(GO) test -race -count=1 -timeout 30m -tags rollouts_e2e -run '^TestIdenticalCanaryPromotesFromCold$$' -v ./internal/daemon/
 
 ## fuzz: run each fuzz target for a short while (FUZZTIME=30s).
 FUZZTIME ?= 20s
