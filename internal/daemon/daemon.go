@@ -120,7 +120,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 
 	d.webhooks = webhook.New(webhook.Options{Logger: log.With("component", "webhook")})
 	d.rollouts = rollout.New(rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
-		Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval})
+		Connections: d.proxy, Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval})
 	if err := d.rollouts.Load(ctx); err != nil {
 		d.abandon()
 		return nil, err

@@ -398,6 +398,38 @@ func TestRolloutOfAPrunedEndpointEnds(t *testing.T) {
 	}
 }
 
+// TestCanaryConnectionsOpenBeforeItsFirstStage: when a rollout's first
+// live stage starts, the gateway has already opened connections to the
+// canary's backend, before the canary serves anything: its first requests
+// pay for no connection setup, as the stable's never do.
+func TestCanaryConnectionsOpenBeforeItsFirstStage(t *testing.T) {
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	// The stable served clients on many connections, so that every event
+	// loop holds one (a loop opens its own backend connections).
+	for range 32 {
+		if status, dep, err := c.Predict("/fraud/p", map[string]string{"Connection": "close"}); err != nil || status != 200 || dep != "blue" {
+			t.Fatalf("request to the stable: %d from %q, %v", status, dep, err)
+		}
+	}
+	if n := green.Conns(); n != 0 {
+		t.Fatalf("the canary's backend accepted %d connections before the rollout", n)
+	}
+	c.StartRollout("fraud", `{"canary": "green", "bake": "1h"}`)
+	if n, served := green.Conns(), green.Served(); n == 0 || served != 0 {
+		t.Errorf("when the first stage started, the canary's backend had accepted %d connections and served %d requests; want connections open before any request", n, served)
+	}
+	opened := green.Conns()
+	for range 20 {
+		if status, _, err := c.Predict("/fraud/p", map[string]string{"X-Model-Deployment": "green"}); err != nil || status != 200 {
+			t.Fatalf("pinned request to the canary: %d, %v", status, err)
+		}
+	}
+	if n := green.Conns(); n != opened {
+		t.Errorf("the canary's first 20 requests opened %d connections of their own, want none (%d were open)", n-opened, opened)
+	}
+}
+
 // TestPausedRolloutStillRollsBackABadCanary: a pause stops progress, not
 // protection. A rollout paused by hand at its first stage keeps the canary
 // serving 5%; when the canary starts failing half its requests, the gates,

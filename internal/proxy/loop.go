@@ -88,6 +88,7 @@ type evloops struct {
 	ringSends, ringShort atomic.Uint64
 
 	directSends bool      // no send rings (Options.DirectSends)
+	numLoops    int       // event loops running
 	batchStates sync.Map  // gnet.EventLoop -> *loopState, read by OnBatchEnd without l.mu
 	ringOnce    sync.Once // logs once that rings are unavailable
 }
@@ -246,7 +247,7 @@ func newEvloops(s *Server, n int, directSends bool) (*evloops, error) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	l := &evloops{s: s, states: map[gnet.EventLoop]*loopState{}, stop: make(chan struct{}), done: make(chan struct{}), directSends: directSends}
+	l := &evloops{s: s, states: map[gnet.EventLoop]*loopState{}, stop: make(chan struct{}), done: make(chan struct{}), directSends: directSends, numLoops: n}
 	l.ctxs.New = func() any { return new(fasthttp.RequestCtx) }
 	cli, err := gnet.NewClient(l,
 		gnet.WithMulticore(true),
@@ -348,6 +349,13 @@ func (l *evloops) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		v.ls.backs[v] = struct{}{}
 		if fc := v.fc; fc != nil {
 			l.send(fc, v)
+		} else {
+			// Opened ahead of any request (preconnect.go): idle until one
+			// comes, and, like a reused connection, possibly closed by the
+			// backend meanwhile.
+			v.lastUsed = time.Now().UnixNano()
+			v.reused = true
+			v.ls.putIdle(v)
 		}
 	}
 	return nil, gnet.None

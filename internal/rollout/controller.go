@@ -35,6 +35,16 @@ type ShadowSource interface {
 	Counts(endpoint, deployment string, since, now time.Time) analysis.ShadowCounts
 }
 
+// Connections opens connections to a deployment's backends ahead of its
+// live traffic (proxy.Server.Preconnect). Nil in Options: none are.
+type Connections interface {
+	Preconnect(ctx context.Context, endpoint, deployment string) int
+}
+
+// preconnectWait bounds how long the first live stage waits for the
+// canary's connections to open (the controller's lock is held meanwhile).
+const preconnectWait = time.Second
+
 // Notifier delivers rollout events to webhooks and asks the
 // confirm-promotion webhook.
 type Notifier interface {
@@ -48,8 +58,12 @@ type Options struct {
 	Endpoints EndpointState
 	Telemetry *telemetry.Registry
 	Shadow    ShadowSource
-	Notifier  Notifier
-	Logger    *slog.Logger
+	// Connections, when set, opens connections to the canary's backends
+	// before its first live stage: its first requests then pay for no
+	// connection setup, which the stable's never do.
+	Connections Connections
+	Notifier    Notifier
+	Logger      *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Interval between looks. Zero: 1s.
@@ -378,6 +392,7 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 		eff.Events = append(eff.Events, eff2.Events...)
 	}
 	if eff.StartStage {
+		c.preconnect(ctx, r)
 		stableRecent := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(r.StartedAt, time.Minute)
 		ru.analyzer.StartStage(r.StartedAt, ru.r.Weight, stableRecent)
 	}
@@ -548,6 +563,9 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	if err != nil {
 		return r, storeConflict(err)
 	}
+	if eff.StartStage && r.Phase == PhaseShadow {
+		c.preconnect(ctx, next) // the first live stage
+	}
 	if eff.StartStage {
 		stableRecent := c.opts.Telemetry.Recorder(next.Endpoint, next.Stable).Window(now, time.Minute)
 		ru.analyzer.StartStage(now, next.Weight, stableRecent)
@@ -579,6 +597,18 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		delete(c.runs, r.Endpoint)
 	}
 	return ru.r, nil
+}
+
+// preconnect opens connections to the canary's backends before its first
+// live stage takes traffic, waiting at most preconnectWait.
+func (c *Controller) preconnect(ctx context.Context, r Rollout) {
+	if c.opts.Connections == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, preconnectWait)
+	defer cancel()
+	n := c.opts.Connections.Preconnect(ctx, r.Endpoint, r.Canary)
+	c.log.Debug("connections opened ahead of the first stage", "endpoint", r.Endpoint, "canary", r.Canary, "connections", n)
 }
 
 // endpointGone ends a rollout whose endpoint was removed (apply --prune):

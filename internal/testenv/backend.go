@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -11,10 +12,12 @@ import (
 )
 
 // Backend is a real HTTP server standing in for a model server; it counts
-// the requests it served and closes when the test ends.
+// the requests it served and the connections it accepted, and closes when
+// the test ends.
 type Backend struct {
 	srv    *httptest.Server
 	served atomic.Int64
+	conns  atomic.Int64
 }
 
 // URL is the backend's base URL, for a config's backends list.
@@ -23,10 +26,19 @@ func (b *Backend) URL() string { return b.srv.URL }
 // Served is how many requests the backend has received.
 func (b *Backend) Served() int64 { return b.served.Load() }
 
+// Conns is how many connections the backend has accepted.
+func (b *Backend) Conns() int64 { return b.conns.Load() }
+
 func newBackend(t testing.TB, handle func(b *Backend, w http.ResponseWriter, r *http.Request)) *Backend {
 	t.Helper()
 	b := &Backend{}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(b, w, r) }))
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(b, w, r) }))
+	b.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			b.conns.Add(1)
+		}
+	}
+	b.srv.Start()
 	t.Cleanup(b.srv.Close)
 	return b
 }
