@@ -223,31 +223,29 @@ func thresholdText(st *stage, i int) string {
 
 func seqEvidence(e stats.Evidence, maxLog float64) map[string]any {
 	c := e.Counts
-	return map[string]any{
-		"canary_requests": c.CanaryRequests,
-		"canary_bad":      c.CanaryBad,
-		"stable_requests": c.StableRequests,
-		"stable_bad":      c.StableBad,
-		"canary_rate":     rate(c.CanaryBad, c.CanaryRequests),
-		"stable_rate":     rate(c.StableBad, c.StableRequests),
-		"slices":          e.Slices,
-		"statistic":       finite(e.Statistic),
-		"log_statistic":   e.LogStatistic,
-		"max_statistic":   finite(math.Exp(maxLog)),
-		"threshold":       e.Threshold,
-		"alpha":           e.Alpha,
-		"p_value":         e.PValue,
-		"decision":        e.Decision.String(),
-	}
+	return countsEvidence(c, map[string]any{
+		"canary_rate":   rate(c.CanaryBad, c.CanaryRequests),
+		"stable_rate":   rate(c.StableBad, c.StableRequests),
+		"slices":        e.Slices,
+		"statistic":     finite(e.Statistic),
+		"log_statistic": e.LogStatistic,
+		"max_statistic": finite(math.Exp(maxLog)),
+		"threshold":     e.Threshold,
+		"alpha":         e.Alpha,
+		"p_value":       e.PValue,
+		"decision":      e.Decision.String(),
+	})
+}
+
+// countsEvidence is a test's counts as evidence, with the fields in more.
+func countsEvidence(c stats.Counts, more map[string]any) map[string]any {
+	more["canary_requests"], more["canary_bad"] = c.CanaryRequests, c.CanaryBad
+	more["stable_requests"], more["stable_bad"] = c.StableRequests, c.StableBad
+	return more
 }
 
 func niEvidence(e stats.NonInferiorityEvidence) map[string]any {
-	c := e.Counts
-	return map[string]any{
-		"canary_requests": c.CanaryRequests,
-		"canary_bad":      c.CanaryBad,
-		"stable_requests": c.StableRequests,
-		"stable_bad":      c.StableBad,
+	return countsEvidence(e.Counts, map[string]any{
 		"canary_upper":    e.CanaryUpper,
 		"stable_lower":    e.StableLower,
 		"allowed":         e.Allowed,
@@ -255,23 +253,18 @@ func niEvidence(e stats.NonInferiorityEvidence) map[string]any {
 		"absolute_margin": e.AbsoluteMargin,
 		"alpha":           e.Alpha,
 		"verdict":         e.Verdict.String(),
-	}
+	})
 }
 
 func marginEvidence(e stats.MarginEvidence) map[string]any {
-	c := e.Counts
-	return map[string]any{
-		"canary_requests": c.CanaryRequests,
-		"canary_bad":      c.CanaryBad,
-		"stable_requests": c.StableRequests,
-		"stable_bad":      c.StableBad,
-		"margin":          e.Margin,
-		"log_statistic":   e.LogStatistic,
-		"threshold":       e.Threshold,
-		"alpha":           e.Alpha,
-		"p_value":         e.PValue,
-		"shown":           e.Shown,
-	}
+	return countsEvidence(e.Counts, map[string]any{
+		"margin":        e.Margin,
+		"log_statistic": e.LogStatistic,
+		"threshold":     e.Threshold,
+		"alpha":         e.Alpha,
+		"p_value":       e.PValue,
+		"shown":         e.Shown,
+	})
 }
 
 // sampleRatioGate reports the stage's sample-ratio test.

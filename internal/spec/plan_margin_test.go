@@ -74,21 +74,11 @@ func TestSequentialAlphaShares(t *testing.T) {
 		{"defaults", seq(0.05, 0, 0), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.plan.Validate()
+			field := "gates[0]"
 			if tc.msg == "" {
-				if err != nil {
-					t.Errorf("Validate = %v, want nil", err)
-				}
-				d := tc.plan.WithDefaults()
-				if err := d.Validate(); err != nil {
-					t.Errorf("Validate after WithDefaults = %v, want nil", err)
-				}
-				return
+				field = ""
 			}
-			ps := Problems(err)
-			if len(ps) != 1 || ps[0].Field != "gates[0]" || !strings.Contains(ps[0].Message, tc.msg) {
-				t.Errorf("Validate = %v, want one problem at gates[0] saying %q", err, tc.msg)
-			}
+			checkValidate(t, tc.plan, field, tc.msg)
 		})
 	}
 
@@ -163,21 +153,7 @@ func TestValidatePlanFields(t *testing.T) {
 		{"margin 1.01", Plan{Stages: []Stage{{Weight: 500, Margin: 1.01}}}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.plan.Validate()
-			if tc.field == "" {
-				if err != nil {
-					t.Errorf("Validate = %v, want nil", err)
-				}
-				d := tc.plan.WithDefaults()
-				if err := d.Validate(); err != nil {
-					t.Errorf("Validate after WithDefaults = %v, want nil", err)
-				}
-				return
-			}
-			ps := Problems(err)
-			if len(ps) != 1 || ps[0].Field != tc.field || !strings.Contains(ps[0].Message, tc.msg) {
-				t.Errorf("Validate = %v, want one problem at %s saying %q", err, tc.field, tc.msg)
-			}
+			checkValidate(t, tc.plan, tc.field, tc.msg)
 		})
 	}
 }
@@ -217,5 +193,26 @@ func TestWithDefaultsPlanFields(t *testing.T) {
 	od.Latency.Quantiles[0] = 0.5
 	if own.Latency.Quantiles[0] != 0.99 {
 		t.Errorf("WithDefaults shares the latency quantiles with the plan")
+	}
+}
+
+// checkValidate: with field empty, plan and its defaults are valid;
+// otherwise Validate reports one problem, at field, saying msg.
+func checkValidate(t *testing.T, plan Plan, field, msg string) {
+	t.Helper()
+	err := plan.Validate()
+	if field == "" {
+		if err != nil {
+			t.Errorf("Validate = %v, want nil", err)
+		}
+		d := plan.WithDefaults()
+		if err := d.Validate(); err != nil {
+			t.Errorf("Validate after WithDefaults = %v, want nil", err)
+		}
+		return
+	}
+	ps := Problems(err)
+	if len(ps) != 1 || ps[0].Field != field || !strings.Contains(ps[0].Message, msg) {
+		t.Errorf("Validate = %v, want one problem at %s saying %q", err, field, msg)
 	}
 }

@@ -76,14 +76,7 @@ func (t *MarginTest) Observe(s Slice) (MarginEvidence, error) {
 	if err := s.Validate(); err != nil {
 		return t.Evidence(), fmt.Errorf("margin test: %w", err)
 	}
-	var w float64
-	if n := s.CanaryRequests + s.StableRequests; n > 0 {
-		w = float64(s.CanaryRequests) / float64(n)
-	}
-	t.counts.add(s)
-	t.slices++
-	t.mix.observe(s.CanaryBad, s.CanaryBad+s.StableBad, w)
-	if t.mix.logM >= math.Log(1/t.alpha) {
+	if addBadEvents(t.mix, &t.counts, &t.slices, s, s.realisedShare(), t.alpha) {
 		t.shown = true
 	}
 	return t.Evidence(), nil

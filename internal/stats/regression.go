@@ -101,16 +101,31 @@ func (t *RegressionTest) Observe(s Slice) (Evidence, error) {
 			return t.Evidence(), fmt.Errorf("regression test: slice has requests but no weight")
 		}
 		w = s.Weight
-	} else if n := s.CanaryRequests + s.StableRequests; n > 0 {
-		w = float64(s.CanaryRequests) / float64(n)
+	} else {
+		w = s.realisedShare()
 	}
-	t.counts.add(s)
-	t.slices++
-	t.mix.observe(s.CanaryBad, s.CanaryBad+s.StableBad, w)
-	if t.mix.logM >= math.Log(1/t.alpha) {
+	if addBadEvents(t.mix, &t.counts, &t.slices, s, w, t.alpha) {
 		t.reject = true
 	}
 	return t.Evidence(), nil
+}
+
+// realisedShare is the canary's share of the slice's requests (0 without
+// any).
+func (s Slice) realisedShare() float64 {
+	if n := s.CanaryRequests + s.StableRequests; n > 0 {
+		return float64(s.CanaryRequests) / float64(n)
+	}
+	return 0
+}
+
+// addBadEvents counts slice s and feeds its bad events to m at the
+// canary's share w; it reports whether the statistic has reached 1/alpha.
+func addBadEvents(m *oddsMixture, c *Counts, slices *int64, s Slice, w, alpha float64) bool {
+	c.add(s)
+	*slices++
+	m.observe(s.CanaryBad, s.CanaryBad+s.StableBad, w)
+	return m.logM >= math.Log(1/alpha)
 }
 
 // Evidence is what a sequential test decided and why, for the user.
