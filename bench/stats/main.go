@@ -30,7 +30,7 @@
 // still-running rates with 95% Clopper-Pearson intervals, the redesign's targets and
 // the cost; runs run in parallel, each with its own store, registry and controller.
 //
-//	go run ./bench/stats -suite rollouts                  # 500 runs per scenario (1,000 for R6, R11)
+//	go run ./bench/stats -suite rollouts                  # 500 runs per scenario (1,000 for R6, R11, R12)
 //	go run ./bench/stats -suite rollouts -runs 50 -only R6,margin -o json
 //
 // `-suite peers` (the default) is the simulator described above; -matched applies to
@@ -240,7 +240,7 @@ func report(w io.Writer, results []result, runs int) {
 }
 
 func main() {
-	runs := flag.Int("runs", 1000, "runs per scenario (rollouts suite: default 500, 1,000 for R6 and R11)")
+	runs := flag.Int("runs", 1000, "runs per scenario (rollouts suite: default 500, 1,000 for R6, R11 and R12)")
 	seed := flag.Uint64("seed", 1, "base seed")
 	only := flag.String("only", "", "comma-separated scenario id prefixes (e.g. E1,A1; rollouts suite: ids or slugs, e.g. R6,margin); empty: all")
 	withMatched := flag.Bool("matched", true, "also compare with each baseline at matched false rollback rate (peers suite)")

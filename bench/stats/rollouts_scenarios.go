@@ -82,7 +82,7 @@ func rolloutScenarios() []rolloutScenario {
 		with("R10", "better", "better canary: 0.5% errors, latency ×0.9", func(s *rolloutScenario) { s.pCanary, s.canaryScale = 0.005, 0.9 }),
 		with("R11", "margin", "canary errors 1.5× the stable's (the final margin)", func(s *rolloutScenario) { s.canaryRatio, s.runs, s.regression = 1.5, 1000, true }),
 		with("R12", "margin-swings", "canary errors 1.5× the stable's, daily swings", func(s *rolloutScenario) {
-			s.canaryRatio, s.swings, s.regression = 1.5, true, true
+			s.canaryRatio, s.swings, s.runs, s.regression = 1.5, true, 1000, true
 		}),
 		with("R13", "pause-10m", "paused at 5% by hand, 10 min healthy, then canary errors 1%→10%", func(s *rolloutScenario) {
 			s.pauseAtStart, s.jumpAfter, s.jumpTo, s.horizon, s.regression = true, 10*time.Minute, 0.10, 10*time.Minute, true
