@@ -33,13 +33,17 @@ type NonInferiorityConfig struct {
 	PriorA, PriorB float64
 }
 
-// NonInferiority is the promotion evidence of a stage: an anytime-valid confidence
-// sequence for each arm's bad-event rate (a Beta-binomial mixture, exact for
-// Bernoulli requests with a constant rate within the stage), and the claim "canary
+// NonInferiority is promotion evidence from each arm's pooled counts: an
+// anytime-valid confidence sequence for each arm's bad-event rate (a Beta-binomial
+// mixture, exact for Bernoulli requests at a constant rate), and the claim "canary
 // rate < max(RelativeMargin × stable rate, stable rate + AbsoluteMargin)". The claim
-// holds, and the stage may be promoted, when the canary's upper bound is below the
-// allowance computed from the stable's lower bound; otherwise the result is
-// inconclusive. Use one per stage. Not safe for concurrent use.
+// holds when the canary's upper bound is below the allowance computed from the
+// stable's lower bound; otherwise the result is inconclusive. Pooling assumes the
+// rates do not move with time: where load swings move both arms' rates and the
+// canary's requests cluster in time (later stages carry more weight), the pooled
+// rates are not comparable, which [MarginTest] avoids by judging each slice at its
+// own share. The analysis uses it for the absolute allowance only, where rates are
+// low. Not safe for concurrent use.
 type NonInferiority struct {
 	cfg    NonInferiorityConfig
 	counts Counts
