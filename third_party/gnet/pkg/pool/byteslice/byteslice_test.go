@@ -12,19 +12,20 @@ func TestByteSlice(t *testing.T) {
 		t.Fatal("expect copy result is ff, but not")
 	}
 
-	// modelgate: under the race detector sync.Pool drops one Put in four at
-	// random (on purpose), so the Get below returns another array about as
-	// often; the check holds only without it (README.modelgate.md).
-	if raceEnabled {
-		t.Skip("sync.Pool drops a quarter of its Puts at random under the race detector")
-	}
-
 	// Disable GC to test re-acquire the same data
 	gc := debug.SetGCPercent(-1)
 
-	Put(buf)
-
-	newBuf := Get(7)
+	// modelgate: under the race detector sync.Pool drops one Put in four at
+	// random (on purpose), so a Get may return another array; put the
+	// buffer back until the pool keeps it (README.modelgate.md). Without
+	// the race detector the first Get returns it.
+	var newBuf []byte
+	for i := 0; i < 64; i++ {
+		Put(buf)
+		if newBuf = Get(7); &newBuf[0] == &buf[0] {
+			break
+		}
+	}
 	if &newBuf[0] != &buf[0] {
 		t.Fatal("expect newBuf and buf to be the same array")
 	}
