@@ -570,9 +570,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 		return
 	}
 	dep := ep.deps[i]
-	if dep.pool.anyTLS {
-		// The loops speak plain HTTP to backends; a deployment with an
-		// https backend is served, retries included, by the goroutine path.
+	if !dep.pool.loopable() {
 		s.putExchange(x)
 		l.handoffFront(fc)
 		return

@@ -61,7 +61,7 @@ func (s *Server) Preconnect(ctx context.Context, endpoint, dep string) int {
 		})
 	}
 	for _, b := range d.pool.backends {
-		if s.loops != nil && !d.pool.anyTLS {
+		if s.loops != nil && d.pool.loopable() {
 			for _, ls := range s.loops.loopStates() {
 				if b.conns.reserve() {
 					open(func() bool { return s.loops.preconnect(ls, b, deadline) })

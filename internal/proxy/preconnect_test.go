@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
@@ -13,8 +14,9 @@ import (
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
-// countingBackend answers "ok" and counts the connections it accepted.
-func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
+// countingBackend answers "ok" and counts the connections it accepted;
+// tls serves it over https.
+func countingBackend(t *testing.T, tls ...bool) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -25,7 +27,11 @@ func countingBackend(t *testing.T) (*httptest.Server, *atomic.Int32) {
 			conns.Add(1)
 		}
 	}
-	srv.Start()
+	if len(tls) > 0 && tls[0] {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	return srv, &conns
 }
@@ -46,13 +52,19 @@ func fresh(t *testing.T, url string, headers ...string) answer {
 
 // TestPreconnect: connections opened ahead of a canary's first stage are
 // the ones its first requests use, in every engine mode: after Preconnect,
-// requests to the deployment open no connection of their own; an unknown
-// endpoint or deployment opens nothing.
+// requests to the deployment open no connection of their own, whether the
+// loops serve it (one connection per loop) or the goroutine path does (an
+// https deployment: preconnectPerBackend connections); an unknown endpoint
+// or deployment opens nothing.
 func TestPreconnect(t *testing.T) {
 	forEachMode(t, func(t *testing.T, opts Options) {
 		blue, _ := countingBackend(t)
 		green, greenConns := countingBackend(t)
-		gw := modeGateway(t, opts, mkEndpoint(t, "fraud", spec.Weights{"blue": spec.Full}, dep("blue", blue.URL), dep("green", green.URL)))
+		secure, secureConns := countingBackend(t, true)
+		roots := x509.NewCertPool()
+		roots.AddCert(secure.Certificate())
+		gw := modeGatewayWith(t, opts, func(s *Server) { s.upstreamRoots = roots },
+			mkEndpoint(t, "fraud", spec.Weights{"blue": spec.Full}, dep("blue", blue.URL), dep("green", green.URL), dep("secure", secure.URL)))
 
 		// Requests to blue on new connections: every loop serves a client
 		// (round robin), as on a gateway that has served the stable a while.
@@ -78,6 +90,19 @@ func TestPreconnect(t *testing.T) {
 			t.Errorf("green's backend accepted %d connections after 20 requests, want the %d opened ahead", got, n)
 		}
 
+		// An https deployment is the goroutine path's in every mode.
+		if got := gw.Preconnect(ctx, "fraud", "secure"); got != preconnectPerBackend {
+			t.Errorf("Preconnect to an https deployment opened %d connections, want %d", got, preconnectPerBackend)
+		}
+		eventually(t, "the https backend to accept the opened connections", func() bool { return secureConns.Load() == preconnectPerBackend })
+		for range 5 {
+			if a := get(t, gw.url+"/fraud/p", "X-Model-Deployment", "secure"); a.status != 200 || a.body != "ok" {
+				t.Fatalf("pinned request to the https deployment = %d %q", a.status, a.body)
+			}
+		}
+		if got := secureConns.Load(); got != preconnectPerBackend {
+			t.Errorf("the https backend accepted %d connections after 5 requests, want the %d opened ahead", got, preconnectPerBackend)
+		}
 		for _, d := range [][2]string{{"fraud", "red"}, {"nope", "green"}} {
 			if got := gw.Preconnect(ctx, d[0], d[1]); got != 0 {
 				t.Errorf("Preconnect(%s, %s) opened %d connections, want none", d[0], d[1], got)

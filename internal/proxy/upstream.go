@@ -163,6 +163,13 @@ func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dial
 	return p, nil
 }
 
+// loopable reports whether the event loops serve the deployment's
+// requests themselves: they speak plain HTTP to backends, so a deployment
+// with an https backend is served, retries included, by the goroutine
+// path. The one rule for routing a request (loop.go) and for opening
+// connections ahead (preconnect.go).
+func (p *pool) loopable() bool { return !p.anyTLS }
+
 // sameSettings reports whether a pool built for d would equal p, so that
 // p (with its connections, health state and checker) can be kept as is.
 func (p *pool) sameSettings(d spec.Deployment) bool {
