@@ -392,9 +392,7 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 		eff.Events = append(eff.Events, eff2.Events...)
 	}
 	if eff.StartStage {
-		c.preconnect(ctx, r)
-		stableRecent := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(r.StartedAt, time.Minute)
-		ru.analyzer.StartStage(r.StartedAt, ru.r.Weight, stableRecent)
+		c.startStage(ctx, ru, ru.r, r.StartedAt)
 	}
 	if err := c.apply(ctx, ru, eff, store.MustNotExist); err != nil {
 		return Rollout{}, err
@@ -563,13 +561,8 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	if err != nil {
 		return r, storeConflict(err)
 	}
-	if eff.StartStage && r.Phase == PhaseShadow {
-		c.preconnect(ctx, next) // the first live stage
-	}
 	if eff.StartStage {
-		stableRecent := c.opts.Telemetry.Recorder(next.Endpoint, next.Stable).Window(now, time.Minute)
-		ru.analyzer.StartStage(now, next.Weight, stableRecent)
-		ru.window = analysis.Window{}
+		c.startStage(ctx, ru, next, now)
 	}
 	if a == ActionResume {
 		// The pause's slices were judged as they came, without the
@@ -597,6 +590,19 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		delete(c.runs, r.Endpoint)
 	}
 	return ru.r, nil
+}
+
+// startStage begins r's live stage, whose routing takes effect at now:
+// before the first one, connections to the canary; then the analyzer's
+// stage, with the stable's last minute for its thresholds, and an empty
+// stage window.
+func (c *Controller) startStage(ctx context.Context, ru *run, r Rollout, now time.Time) {
+	if r.Stage == 0 {
+		c.preconnect(ctx, r)
+	}
+	stableRecent := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(now, time.Minute)
+	ru.analyzer.StartStage(now, r.Weight, stableRecent)
+	ru.window = analysis.Window{}
 }
 
 // preconnect opens connections to the canary's backends before its first
@@ -679,21 +685,10 @@ func (c *Controller) observe(ru *run, r Rollout, now time.Time) {
 	from := r.StageStarted.Truncate(time.Second)
 	for _, p := range pairs {
 		if !p.Start.Before(from) {
-			addSlice(&ru.window.Stable, p.Stable)
-			addSlice(&ru.window.Canary, p.Canary)
+			ru.window.Stable.AddSlice(p.Stable)
+			ru.window.Canary.AddSlice(p.Canary)
 		}
 	}
-}
-
-func addSlice(s *telemetry.Summary, sl telemetry.Slice) {
-	s.Requests += sl.Requests
-	s.OverrideRequests += sl.Requests - sl.SplitRequests
-	s.Errors += sl.Errors
-	s.ClientErrors += sl.ClientErrors
-	s.Status[5], s.Status[4] = s.Errors, s.ClientErrors
-	s.SplitErrors += sl.SplitErrors
-	s.Latency.Merge(sl.Latency)
-	s.TTFB.Merge(sl.TTFB)
 }
 
 // stageWindow reads the stage-to-date window from telemetry, for a run

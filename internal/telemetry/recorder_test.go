@@ -189,6 +189,9 @@ func TestWindowEdges(t *testing.T) {
 }
 
 // TestSlicesMergeToWindow checks Window(now, w) == merge of Slices(now-w, now).
+// TestSlicesMergeToWindow: a window is the slices of its seconds added up
+// (Summary.AddSlice, which the rollout controller grows a stage's window
+// with), counts and sketches alike.
 func TestSlicesMergeToWindow(t *testing.T) {
 	rc := newRecorder()
 	for s := base - 700; s <= base; s++ {
@@ -207,17 +210,11 @@ func TestSlicesMergeToWindow(t *testing.T) {
 			if want := at(base-int64(len(ss)-1-i), 0); !s.Start.Equal(want) {
 				t.Fatalf("Slices[%d].Start = %v, want %v", i, s.Start, want)
 			}
-			m.Requests += s.Requests
-			m.OverrideRequests += s.Requests - s.SplitRequests
-			m.Errors += s.Errors
-			m.ClientErrors += s.ClientErrors
-			m.SplitErrors += s.SplitErrors
-			m.Latency.Merge(s.Latency)
-			m.TTFB.Merge(s.TTFB)
+			m.AddSlice(s)
 		}
 		win := rc.Window(now, w)
-		got := []uint64{win.Requests, win.OverrideRequests, win.Errors, win.ClientErrors, win.SplitErrors, win.Latency.Count(), win.TTFB.Count()}
-		want := []uint64{m.Requests, m.OverrideRequests, m.Errors, m.ClientErrors, m.SplitErrors, m.Latency.Count(), m.TTFB.Count()}
+		got := []uint64{win.Requests, win.OverrideRequests, win.Errors, win.ClientErrors, win.SplitErrors, win.Status[4], win.Status[5], win.Latency.Count(), win.TTFB.Count()}
+		want := []uint64{m.Requests, m.OverrideRequests, m.Errors, m.ClientErrors, m.SplitErrors, m.Status[4], m.Status[5], m.Latency.Count(), m.TTFB.Count()}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("Window(now, %v) vs merged slices (-slices +window):\n%s", w, diff)
 		}

@@ -46,6 +46,21 @@ func (s *Summary) Merge(o Summary) {
 	s.TTFB.Merge(o.TTFB)
 }
 
+// AddSlice adds one 1-second slice's counts and sketches to s, so that a
+// window can grow by the slices read since it was last read instead of
+// being merged again whole. A slice keeps no per-class counts but 4xx and
+// 5xx, so Status holds only those two classes of what was added.
+func (s *Summary) AddSlice(sl Slice) {
+	s.Requests += sl.Requests
+	s.OverrideRequests += sl.Requests - sl.SplitRequests
+	s.Errors += sl.Errors
+	s.ClientErrors += sl.ClientErrors
+	s.Status[5], s.Status[4] = s.Errors, s.ClientErrors
+	s.SplitErrors += sl.SplitErrors
+	s.Latency.Merge(sl.Latency)
+	s.TTFB.Merge(sl.TTFB)
+}
+
 // Slice is one second of one deployment's measurements.
 type Slice struct {
 	Start             time.Time // the slice covers [Start, Start+1s)
