@@ -188,10 +188,9 @@ func TestWindowEdges(t *testing.T) {
 	}
 }
 
-// TestSlicesMergeToWindow checks Window(now, w) == merge of Slices(now-w, now).
-// TestSlicesMergeToWindow: a window is the slices of its seconds added up
-// (Summary.AddSlice, which the rollout controller grows a stage's window
-// with), counts and sketches alike.
+// TestSlicesMergeToWindow: Window(now, w) is the slices of its seconds
+// added up (Summary.AddSlice, with which the rollout controller grows a
+// stage's window), counts and sketches alike.
 func TestSlicesMergeToWindow(t *testing.T) {
 	rc := newRecorder()
 	for s := base - 700; s <= base; s++ {
