@@ -21,13 +21,21 @@ const (
 	// test gets the rest.
 	allowanceShare = 0.2
 	// stateVersion is the version of State's layout.
-	stateVersion = 2
+	stateVersion = 3
 )
 
-// SlicePair is the same 1-second slice of both deployments.
+// SlicePair is the same 1-second slice of both deployments, or the same
+// part of one: the controller looks every few canary requests, and reads
+// what each deployment served since its last look (telemetry.Tail).
 type SlicePair struct {
 	Start          time.Time
 	Stable, Canary telemetry.Slice
+	// Span is the time the pair covers: 1 s for a whole slice (zero means
+	// that too), less for a part.
+	Span time.Duration
+	// Open is set on a part of a second that had not ended: more of the
+	// same second may follow, and is then observed too.
+	Open bool
 }
 
 // Analyzer holds one rollout's analysis: the rollout-wide sequential tests
@@ -39,6 +47,11 @@ type Analyzer struct {
 	seq      *sequential // nil without a sequential gate
 	observed bool        // a slice has been observed; last is its start
 	last     time.Time
+	// lastOpen: the last slice observed was a part of its second, and the
+	// rest may follow. Not part of State: a restored analyzer goes on from
+	// the next second, and the rest of that one is lost (as anything since
+	// the state was saved).
+	lastOpen bool
 	stage    *stage // nil before the first StartStage
 	// paused: the rollout is paused. The sample-ratio check is not fed and
 	// suppresses nothing (the split may be a human's), while every other
@@ -300,8 +313,9 @@ func (a *Analyzer) fixThresholds(st *stage, stable telemetry.Sketch, source stri
 	st.pending = telemetry.Sketch{}
 }
 
-// Observe adds complete 1-second slices in time order. Slices starting at or
-// before the last one observed are ignored, so replaying an overlapping range
+// Observe adds 1-second slices, or parts of them, in time order. Slices
+// starting before the last one observed are ignored, and so is one starting
+// at it unless that was an open part, so replaying an overlapping range
 // after a restart counts nothing twice. Nothing is added when any slice is
 // inconsistent (more split requests than requests, more errors than
 // requests).
@@ -319,11 +333,11 @@ func (a *Analyzer) Observe(pairs []SlicePair) error {
 		return fmt.Errorf("analysis: observe: %w", err)
 	}
 	for _, p := range pairs {
-		if a.observed && !p.Start.After(a.last) {
+		if a.observed && (p.Start.Before(a.last) || p.Start.Equal(a.last) && !a.lastOpen) {
 			continue
 		}
 		a.observe(p)
-		a.observed, a.last = true, p.Start
+		a.observed, a.last, a.lastOpen = true, p.Start, p.Open
 	}
 	return nil
 }
@@ -335,9 +349,6 @@ func checkSlice(s telemetry.Slice) error {
 	if s.SplitErrors > s.SplitRequests {
 		return fmt.Errorf("%d split errors of %d split requests", s.SplitErrors, s.SplitRequests)
 	}
-	if n := s.Latency.Count(); n > s.SplitRequests {
-		return fmt.Errorf("latency of %d requests for %d split requests (the sketch holds split-routed requests only)", n, s.SplitRequests)
-	}
 	return nil
 }
 
@@ -345,9 +356,14 @@ func checkSlice(s telemetry.Slice) error {
 func (a *Analyzer) observe(p SlicePair) {
 	st := a.stage
 	inStage := st != nil && !p.Start.Before(st.start)
+	span := p.Span.Seconds()
+	if span == 0 {
+		span = 1
+	}
 	errSlice := stats.Slice{
 		CanaryRequests: int64(p.Canary.SplitRequests), CanaryBad: int64(p.Canary.SplitErrors),
 		StableRequests: int64(p.Stable.SplitRequests), StableBad: int64(p.Stable.SplitErrors),
+		Span: span,
 	}
 	if q := a.seq; q != nil {
 		q.errRollback.Observe(errSlice)
@@ -388,6 +404,7 @@ func (a *Analyzer) observe(p SlicePair) {
 	if q := a.seq; q != nil {
 		for i := range q.cfg.quantiles {
 			s := exceedances(p, st.canary[i], st.stable[i])
+			s.Span = span
 			q.latRollback[i].Observe(s)
 			q.latAllowance[i].Add(s)
 			q.latPromotion[i].Observe(s)
@@ -403,8 +420,10 @@ func exceedances(p SlicePair, canaryAt, stableAt time.Duration) stats.Slice {
 	return stats.Slice{CanaryRequests: cr, CanaryBad: cb, StableRequests: sr, StableBad: sb}
 }
 
-// slow counts the split requests of s in buckets whose representative
-// value is above l (the slice's sketch holds split-routed requests only).
+// slow counts the split requests in s's latency sketch, and those in
+// buckets whose representative value is above l. The sketch's own count,
+// not SplitRequests: in a part of a second read while it filled, a request
+// may be in one and not yet in the other (telemetry.Tail).
 func slow(s telemetry.Slice, l time.Duration) (requests, bad int64) {
 	var over uint64
 	for v, c := range s.Latency.Buckets() {
@@ -412,7 +431,7 @@ func slow(s telemetry.Slice, l time.Duration) (requests, bad int64) {
 			over += c
 		}
 	}
-	return int64(s.SplitRequests), int64(over) // over <= SplitRequests: checkSlice
+	return int64(s.Latency.Count()), int64(over)
 }
 
 // State is an Analyzer's complete state, JSON-serialisable, for the

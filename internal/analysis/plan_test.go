@@ -265,8 +265,9 @@ func TestPromotionEvidenceCarried(t *testing.T) {
 // TestRollbackEvidenceCarried: a canary with twice the stable's error
 // rate whose evidence is split across two stages is rolled back: the 5%
 // stage ends once the rollback statistic reaches e² ≈ 7.4 (its threshold
-// is 40: not failed), StartStage leaves the test as it was, and the 25%
-// stage fails the canary in every seed, never later than a fresh analyzer
+// is 40: not failed, unless one slice took it past both, which a few
+// seeds may do), StartStage leaves the test as it was, and the 25% stage
+// fails the canary in every other seed, never later than a fresh analyzer
 // started at 25% on the same slices and sooner in most seeds.
 func TestRollbackEvidenceCarried(t *testing.T) {
 	const seeds, split = 30, 2.0 // split: ln of the statistic at the stage change
@@ -302,12 +303,16 @@ func TestRollbackEvidenceCarried(t *testing.T) {
 		}
 		return x
 	})
-	sooner := 0
+	sooner, early := 0, 0
 	var carried, fresh []float64
 	for i, x := range runs {
 		seed := 200 + i
-		if x.failedEarly || x.reset {
-			t.Errorf("seed %d: after %d s at 5%%: failed %v, StartStage changed the errors test %v; want neither", seed, x.stage1, x.failedEarly, x.reset)
+		if x.reset {
+			t.Errorf("seed %d: StartStage changed the errors test", seed)
+		}
+		if x.failedEarly {
+			early++
+			continue
 		}
 		if x.carried == 0 {
 			t.Errorf("seed %d: not rolled back in 300 s at 25%% after %d s at 5%%", seed, x.stage1)
@@ -326,8 +331,11 @@ func TestRollbackEvidenceCarried(t *testing.T) {
 		carried, fresh = append(carried, float64(x.carried)), append(fresh, f)
 	}
 	t.Logf("2x errors: rolled back after a median of %v s at 25%% with the evidence of the 5%% stage, %v s without; sooner in %d of %d seeds", median(carried), median(fresh), sooner, seeds)
-	if sooner < seeds*9/10 {
-		t.Errorf("the carried evidence failed the canary sooner in %d of %d seeds, want ≥ 90%%", sooner, seeds)
+	if early > seeds/10 {
+		t.Errorf("%d of %d seeds failed in the 5%% stage in the slice that took the statistic past e², want at most 10%%", early, seeds)
+	}
+	if sooner < (seeds-early)*9/10 {
+		t.Errorf("the carried evidence failed the canary sooner in %d of %d seeds, want ≥ 90%%", sooner, seeds-early)
 	}
 }
 

@@ -66,16 +66,35 @@ type Options struct {
 	Logger      *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
-	// Interval between looks. Zero: 1s.
+	// Interval between looks at every rollout. Zero: 1s.
 	Interval time.Duration
+	// LookEvery makes Run look at a live rollout as soon as its canary has
+	// served this many more requests, so that the requests a bad canary
+	// serves before it is rolled back do not grow with the load. Zero:
+	// DefaultLookEvery.
+	LookEvery uint64
+	// MinLookGap bounds how often those looks come: at most one per gap
+	// (every rollout looked at together). Zero: DefaultMinLookGap.
+	MinLookGap time.Duration
 }
 
+// Defaults of Options.LookEvery and MinLookGap: a look every 10 canary
+// requests, at most one every 5 ms (200 a second, each about 100 µs per
+// rollout; see docs/rollouts.md for what they bound).
+const (
+	DefaultLookEvery  = 10
+	DefaultMinLookGap = 5 * time.Millisecond
+)
+
 // Controller runs every endpoint's rollout: it looks once per Interval,
-// and at once on a manual action.
+// every LookEvery canary requests, and at once on a manual action.
 type Controller struct {
 	opts Options
 	log  *slog.Logger
 	now  func() time.Time
+	// moved receives the canaries' signals: a live canary served
+	// LookEvery more requests.
+	moved chan struct{}
 
 	mu   sync.Mutex
 	runs map[string]*run // endpoint → its active rollout
@@ -96,10 +115,18 @@ type run struct {
 	lastPersist time.Time
 	confirm     *confirmation
 	// window is the stage-to-date telemetry of both deployments, grown by
-	// the 1-second slices each look hands the analyzer, so that a look
-	// reads one new second of telemetry instead of merging the whole stage
-	// (an hour is 600 slices of both deployments, every second).
+	// the slices each look hands the analyzer, so that a look reads what
+	// is new instead of merging the whole stage (an hour is 600 slices of
+	// both deployments).
 	window analysis.Window
+	// stable and canary follow both deployments' telemetry from the
+	// rollout's start (or the analysis' last slice): each look reads what
+	// they served since the last one, to the current instant.
+	stable, canary *telemetry.Tail
+	// signal is raised every LookEvery canary requests; lookedAt is its
+	// count at the last look.
+	signal   *telemetry.Signal
+	lookedAt uint64
 }
 
 // confirmation is the state of an asynchronous confirm-promotion call.
@@ -129,11 +156,17 @@ func New(opts Options) *Controller {
 	if opts.Interval == 0 {
 		opts.Interval = time.Second
 	}
+	if opts.LookEvery == 0 {
+		opts.LookEvery = DefaultLookEvery
+	}
+	if opts.MinLookGap == 0 {
+		opts.MinLookGap = DefaultMinLookGap
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}}
+	c := &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}, moved: make(chan struct{}, 1)}
 	c.callsCtx, c.cancelCalls = context.WithCancel(context.Background())
 	return c
 }
@@ -169,7 +202,38 @@ func (c *Controller) Load(ctx context.Context) error {
 		c.runs[r.Endpoint] = ru
 		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
 	}
+	for _, ru := range c.runs {
+		c.follow(ru)
+	}
 	return nil
+}
+
+// follow starts reading a run's telemetry: from the second after the
+// analysis' last slice, or the one in which the rollout started (the tests
+// use each slice's realised share, so a slice holding two weights is still
+// fair; telemetry keeps 1-s slices for 10 minutes); and sets the canary's
+// signal.
+func (c *Controller) follow(ru *run) {
+	r := ru.r
+	from := r.StartedAt
+	if st := ru.analyzer.State(); st.LastSlice != nil {
+		from = later(from, st.LastSlice.Add(time.Second))
+	}
+	ru.stable = c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Tail(from)
+	canary := c.opts.Telemetry.Recorder(r.Endpoint, r.Canary)
+	ru.canary = canary.Tail(from)
+	ru.signal = telemetry.NewSignal(c.opts.LookEvery, c.moved)
+	canary.SetSignal(ru.signal)
+}
+
+// forget ends a run that has ended: its canary's signal is cleared.
+func (c *Controller) forget(ru *run) {
+	if ru.signal != nil {
+		c.opts.Telemetry.Recorder(ru.r.Endpoint, ru.r.Canary).ClearSignal(ru.signal)
+	}
+	if c.runs[ru.r.Endpoint] == ru {
+		delete(c.runs, ru.r.Endpoint)
+	}
 }
 
 // restoreAnalyzer rebuilds a loaded rollout's analysis. A state saved by a
@@ -197,11 +261,15 @@ func (c *Controller) restoreAnalyzer(r Rollout) (*analysis.Analyzer, error) {
 	return a, nil
 }
 
-// Run looks at every active rollout each Interval until ctx ends, then
-// waits for the confirm-promotion calls it started.
+// Run looks at every active rollout each Interval, and at a live one as
+// soon as its canary has served LookEvery more requests (at most once per
+// MinLookGap), until ctx ends; then it waits for the confirm-promotion
+// calls it started.
 func (c *Controller) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Interval)
 	defer t.Stop()
+	gap := time.NewTimer(0)
+	defer gap.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -213,8 +281,47 @@ func (c *Controller) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			c.Look(ctx)
+		case <-c.moved:
+			c.LookMoved(ctx)
+			// The signals that come meanwhile wait in moved (one is
+			// enough): the next look reads everything.
+			gap.Reset(c.opts.MinLookGap)
+			select {
+			case <-gap.C:
+			case <-ctx.Done():
+			}
 		}
 	}
+}
+
+// Moved receives a value when a live canary has served LookEvery more
+// requests; Run then calls LookMoved. Tools that drive the controller on
+// their own clock (bench/stats) do the same.
+func (c *Controller) Moved() <-chan struct{} { return c.moved }
+
+// LookMoved looks at the rollouts whose canary served requests since
+// their last look.
+func (c *Controller) LookMoved(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, name := range c.sortedRuns() {
+		ru := c.runs[name]
+		if ru.signal == nil || ru.signal.Count() == ru.lookedAt {
+			continue
+		}
+		if _, err := c.step(ctx, ru, ""); err != nil {
+			c.log.Error("rollout step", "endpoint", name, "err", err)
+		}
+	}
+}
+
+func (c *Controller) sortedRuns() []string {
+	names := make([]string, 0, len(c.runs))
+	for name := range c.runs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Look looks at every active rollout once, as Run does every Interval.
@@ -223,12 +330,7 @@ func (c *Controller) Run(ctx context.Context) {
 func (c *Controller) Look(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	names := make([]string, 0, len(c.runs))
-	for name := range c.runs {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range c.sortedRuns() {
 		if _, err := c.step(ctx, c.runs[name], ""); err != nil {
 			c.log.Error("rollout step", "endpoint", name, "err", err)
 		}
@@ -398,6 +500,7 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 		return Rollout{}, err
 	}
 	c.runs[ep.Name] = ru
+	c.follow(ru)
 	return ru.r, nil
 }
 
@@ -526,6 +629,9 @@ func (c *Controller) History(ctx context.Context, endpoint string) ([]Rollout, e
 func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, error) {
 	now := c.now()
 	r := ru.r
+	if ru.signal != nil {
+		ru.lookedAt = ru.signal.Count()
+	}
 	ep, err := c.opts.Endpoints.Endpoint(ctx, r.Endpoint)
 	if errors.Is(err, store.ErrNotFound) {
 		return c.endpointGone(ctx, ru, now)
@@ -587,7 +693,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		return r, err
 	}
 	if ru.r.Phase.Terminal() {
-		delete(c.runs, r.Endpoint)
+		c.forget(ru)
 	}
 	return ru.r, nil
 }
@@ -632,35 +738,23 @@ func (c *Controller) endpointGone(ctx context.Context, ru *run, now time.Time) (
 	if _, _, err := c.opts.Store.Commit(ctx, store.Txn{Ops: []store.Op{{Key: ru.key, Value: value}}, Events: []store.Event{ev}}); err != nil {
 		return ru.r, fmt.Errorf("end rollout %s of a removed endpoint: %w", r.ID, err)
 	}
-	delete(c.runs, r.Endpoint)
+	c.forget(ru)
 	ru.r = r
 	return r, nil
 }
 
-// pairs reads the complete 1-second slices of both deployments since the
-// analyzer's last one.
-func (c *Controller) pairs(r Rollout, a *analysis.Analyzer, now time.Time) []analysis.SlicePair {
-	to := now.Truncate(time.Second).Add(-time.Second) // the last complete slice starts here
-	// Evidence starts with the slice in which the rollout started (the
-	// tests use each slice's realised share, so a slice holding two
-	// weights is still fair); telemetry keeps 1-s slices for 10 minutes.
-	from := r.StartedAt.Truncate(time.Second).Add(-time.Second)
-	from = later(from, to.Add(-10*time.Minute))
-	if st := a.State(); st.LastSlice != nil {
-		from = later(from, *st.LastSlice)
-	}
-	if !to.After(from) {
-		return nil
-	}
-	stable := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Slices(from, to)
-	canary := c.opts.Telemetry.Recorder(r.Endpoint, r.Canary).Slices(from, to)
-	byStart := make(map[int64]telemetry.Slice, len(canary))
-	for _, s := range canary {
-		byStart[s.Start.UnixNano()] = s
-	}
+// pairs reads what both deployments served since the last look, up to
+// now: the rest of each second that has ended, and the part of the current
+// one so far.
+func (c *Controller) pairs(ru *run, now time.Time) []analysis.SlicePair {
+	stable, canary := ru.stable.Read(now), ru.canary.Read(now)
 	out := make([]analysis.SlicePair, 0, len(stable))
-	for _, s := range stable {
-		out = append(out, analysis.SlicePair{Start: s.Start, Stable: s, Canary: byStart[s.Start.UnixNano()]})
+	for i, s := range stable {
+		p := analysis.SlicePair{Start: s.Start, Stable: s, Span: s.Span, Open: s.Open}
+		if i < len(canary) { // both tails read the same seconds: one start, one now
+			p.Canary = canary[i]
+		}
+		out = append(out, p)
 	}
 	return out
 }
@@ -672,10 +766,10 @@ func later(a, b time.Time) time.Time {
 	return b
 }
 
-// observe hands the analyzer the complete slices since its last one and
-// adds those of the current stage to the run's window.
+// observe hands the analyzer what was served since the last look and adds
+// what belongs to the current stage to the run's window.
 func (c *Controller) observe(ru *run, r Rollout, now time.Time) {
-	pairs := c.pairs(r, ru.analyzer, now)
+	pairs := c.pairs(ru, now)
 	if err := ru.analyzer.Observe(pairs); err != nil {
 		c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
 		return

@@ -36,7 +36,7 @@ type RegressionConfig struct {
 	// from the start (a cumulative test must first undo the healthy run's
 	// evidence). The guarantee is the same: the probability of ever
 	// rejecting a canary that is never worse than the tolerance is at most
-	// Alpha. A regression present from the start costs about ln 2 more
+	// Alpha. A regression present from the start costs about 1.4 nats more
 	// evidence.
 	DetectChanges bool
 }
@@ -124,7 +124,7 @@ func (s Slice) realisedShare() float64 {
 func addBadEvents(m *oddsMixture, c *Counts, slices *int64, s Slice, w, alpha float64) bool {
 	c.add(s)
 	*slices++
-	m.observe(s.CanaryBad, s.CanaryBad+s.StableBad, w)
+	m.observe(s.CanaryBad, s.CanaryBad+s.StableBad, w, s.Span)
 	return m.logM >= math.Log(1/alpha)
 }
 

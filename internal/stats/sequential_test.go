@@ -258,6 +258,8 @@ func TestSliceValidate(t *testing.T) {
 		{Slice{CanaryRequests: 1, CanaryBad: 2}, "canary bad 2 > canary requests 1"},
 		{Slice{StableRequests: 1, StableBad: 2, Weight: 1}, "stable bad 2 > stable requests 1\nweight 1 not in [0, 1)"},
 		{Slice{CanaryRequests: -1}, "negative count"},
+		{Slice{Span: -0.5}, "span -0.5, want finite and >= 0"},
+		{Slice{Span: math.Inf(1)}, "span +Inf"},
 	}
 	for _, tc := range tests {
 		err := tc.s.Validate()

@@ -20,6 +20,11 @@ type Slice struct {
 	// CanaryRequests/(CanaryRequests+StableRequests), which stays right when the
 	// weight changes between (or within) stages. Zero means "not set".
 	Weight float64
+	// Span is the slice's length in slices: 1 for a whole one, less for the
+	// part of one read before it ended (a look every few requests). Zero
+	// means 1. Only change detectors use it, as the clock of their prior
+	// over when a regression began (see RegressionConfig.DetectChanges).
+	Span float64
 }
 
 // Validate reports every inconsistency of the slice's counts at once.
@@ -36,6 +41,9 @@ func (s Slice) Validate() error {
 	}
 	if math.IsNaN(s.Weight) || s.Weight < 0 || s.Weight >= 1 {
 		errs = append(errs, fmt.Errorf("weight %v not in [0, 1)", s.Weight))
+	}
+	if !(s.Span >= 0) || math.IsInf(s.Span, 0) {
+		errs = append(errs, fmt.Errorf("span %v, want finite and >= 0", s.Span))
 	}
 	return errors.Join(errs...)
 }

@@ -55,7 +55,7 @@ func (t *SampleRatioTest) Observe(s Slice) (Evidence, error) {
 	}
 	t.counts.add(s)
 	t.slices++
-	t.mix.observe(s.CanaryRequests, n, s.Weight)
+	t.mix.observe(s.CanaryRequests, n, s.Weight, s.Span)
 	if t.mix.logM >= math.Log(1/t.alpha) {
 		t.reject = true
 	}

@@ -26,10 +26,10 @@ type SequentialState struct {
 	// anytime-valid p-value is exp(−MaxLogStatistic)).
 	LogStatistic    float64 `json:"log_statistic"`
 	MaxLogStatistic float64 `json:"max_log_statistic"`
-	// Batches counts the slices that carried information (bad events of
-	// both arms possible); a change detector's prior over starts is indexed
-	// by it.
-	Batches int64 `json:"batches,omitempty"`
+	// Units is the informative time observed, in slices (the spans of the
+	// slices that carried information: bad events of both arms possible); a
+	// change detector's prior over starts runs over it.
+	Units float64 `json:"units,omitempty"`
 }
 
 // NonInferiorityState is the complete state of a [NonInferiority] check: its
@@ -107,7 +107,7 @@ func RestoreNonInferiority(cfg NonInferiorityConfig, st NonInferiorityState) (*N
 
 func sequentialState(m *oddsMixture, c Counts, slices int64, reject bool) SequentialState {
 	lls := append([]float64(nil), m.ll...)
-	if m.changes && m.n == 0 {
+	if m.changes && m.units == 0 {
 		clear(lls) // no start has begun: ln 0 everywhere, which JSON cannot hold
 	}
 	return SequentialState{
@@ -118,7 +118,7 @@ func sequentialState(m *oddsMixture, c Counts, slices int64, reject bool) Sequen
 		LogLikelihoodRatios: lls,
 		LogStatistic:        m.logM,
 		MaxLogStatistic:     m.maxLogM,
-		Batches:             m.n,
+		Units:               m.units,
 	}
 }
 
@@ -139,14 +139,14 @@ func restoreSequential(m *oddsMixture, counts *Counts, slices *int64, reject *bo
 	if !isFinite(st.LogStatistic) || !isFinite(st.MaxLogStatistic) || st.MaxLogStatistic < 0 || st.MaxLogStatistic < st.LogStatistic {
 		errs = append(errs, fmt.Errorf("log statistic %v with running maximum %v: want finite, maximum >= max(0, statistic)", st.LogStatistic, st.MaxLogStatistic))
 	}
-	if st.Batches < 0 || st.Batches > st.Slices {
-		errs = append(errs, fmt.Errorf("%d informative slices of %d", st.Batches, st.Slices))
+	if !isFinite(st.Units) || st.Units < 0 || st.Units > 0 && st.Slices == 0 {
+		errs = append(errs, fmt.Errorf("%v informative slices' time over %d slices: want finite, >= 0, and 0 without slices", st.Units, st.Slices))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	m.n = st.Batches
-	if !m.changes || m.n > 0 {
+	m.units = st.Units
+	if !m.changes || m.units > 0 {
 		copy(m.ll, st.LogLikelihoodRatios)
 	}
 	m.logM, m.maxLogM = st.LogStatistic, st.MaxLogStatistic

@@ -58,6 +58,10 @@ type Recorder struct {
 	// been reused for newer data (they finished over 10 minutes "ago").
 	late atomic.Uint64
 
+	// signal, when set, is raised every few split-routed requests (Tail's
+	// readers look when the data moves).
+	signal atomic.Pointer[Signal]
+
 	fine   [fineSlices]slot   // slice of second s is fine[s%fineSlices]
 	coarse [coarseSlices]slot // slice of 10 s c is coarse[c%coarseSlices]
 }
@@ -94,6 +98,9 @@ func (rc *Recorder) Observe(o Observation) {
 	}
 	c := sec / coarseWidth
 	rc.coarse[c%coarseSlices].record(uint64(c), class, o.Override, li, ti)
+	if s := rc.signal.Load(); s != nil && !o.Override {
+		s.observed() // after recording: the reader it wakes finds the request
+	}
 }
 
 // statusClass maps a status code to its class 1..5. Anything outside

@@ -61,17 +61,24 @@ func (s *Summary) AddSlice(sl Slice) {
 	s.TTFB.Merge(sl.TTFB)
 }
 
-// Slice is one second of one deployment's measurements.
+// Slice is one second of one deployment's measurements, or the part of one
+// a Tail read.
 type Slice struct {
-	Start             time.Time // the slice covers [Start, Start+1s)
-	Requests          uint64    // live requests, override-routed included
-	SplitRequests     uint64    // routed by the split (not by the override header)
-	Errors            uint64    // 5xx
-	ClientErrors      uint64    // 4xx
-	SplitErrors       uint64    // 5xx among split-routed requests
-	SplitClientErrors uint64    // 4xx among split-routed requests
-	Latency           Sketch    // the split-routed requests of the slice
-	TTFB              Sketch    // the split-routed requests of the slice
+	Start time.Time // the slice covers [Start, Start+1s)
+	// Span is the time the slice's requests finished in: 1 s for a whole
+	// slice, less for the part of one a Tail returned.
+	Span time.Duration
+	// Open is set on the part of a second that had not ended when read: a
+	// Tail's next Read returns more of the same second.
+	Open              bool
+	Requests          uint64 // live requests, override-routed included
+	SplitRequests     uint64 // routed by the split (not by the override header)
+	Errors            uint64 // 5xx
+	ClientErrors      uint64 // 4xx
+	SplitErrors       uint64 // 5xx among split-routed requests
+	SplitClientErrors uint64 // 4xx among split-routed requests
+	Latency           Sketch // the split-routed requests of the slice
+	TTFB              Sketch // the split-routed requests of the slice
 }
 
 // slotCopy is a consistent copy of one slot's counts.
@@ -248,7 +255,7 @@ func (rc *Recorder) Slices(from, to time.Time) []Slice {
 // slice reads slot s for epoch into a Slice starting at unix second start;
 // the slice is empty when the slot holds no request of that epoch.
 func (c *slotCopy) slice(s *slot, epoch, start int64) Slice {
-	sl := Slice{Start: time.Unix(start, 0)}
+	sl := Slice{Start: time.Unix(start, 0), Span: time.Second}
 	if !s.read(uint64(epoch), c) {
 		return sl
 	}
