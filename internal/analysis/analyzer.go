@@ -52,7 +52,8 @@ type Analyzer struct {
 	// the next second, and the rest of that one is lost (as anything since
 	// the state was saved).
 	lastOpen bool
-	stage    *stage // nil before the first StartStage
+	stage    *stage     // nil before the first StartStage
+	bake     *finalBake // nil before StartFinalBake
 	// paused: the rollout is paused. The sample-ratio check is not fed and
 	// suppresses nothing (the split may be a human's), while every other
 	// test goes on judging each slice: a pause stops progress, not
@@ -84,6 +85,7 @@ type sequential struct {
 // the plan.
 type seqConfig struct {
 	errAlpha, latAlpha float64 // rollback, per test
+	bakeAlpha          float64 // the final bake's, all its tests together
 	// promotion, per test: ratio tests and allowance paths
 	errBeta, errAllowBeta, latBeta, latAllowBeta float64
 	errAllowance, latAllowance                   float64 // fractions
@@ -150,8 +152,8 @@ func newSeqConfig(p spec.Plan, g spec.Gate) (seqConfig, error) {
 	if errA == 0 && latA == 0 { // a plan stored before the shares existed
 		errA, latA = p.Alpha/2, p.Alpha/2
 	}
-	if !(errA > 0) || !(latA > 0) || errA+latA > p.Alpha*(1+1e-9) {
-		return seqConfig{}, fmt.Errorf("sequential gate: errors_alpha %v and latency_alpha %v: each must be above 0 and together at most alpha %v", errA, latA, p.Alpha)
+	if !(errA > 0) || !(latA > 0) || g.FinalBakeAlpha < 0 || errA+latA+g.FinalBakeAlpha > p.Alpha*(1+1e-9) {
+		return seqConfig{}, fmt.Errorf("sequential gate: errors_alpha %v, latency_alpha %v and final_bake_alpha %v: the first two must be above 0, all three together at most alpha %v", errA, latA, g.FinalBakeAlpha, p.Alpha)
 	}
 	beta := p.PromotionError
 	if beta == 0 {
@@ -165,6 +167,7 @@ func newSeqConfig(p spec.Plan, g spec.Gate) (seqConfig, error) {
 	cfg := seqConfig{
 		errAlpha:     errA,
 		latAlpha:     latA / float64(len(qs)),
+		bakeAlpha:    g.FinalBakeAlpha,
 		errBeta:      beta / 2 * (1 - allowanceShare),
 		errAllowBeta: beta / 2 * allowanceShare,
 		latBeta:      beta / 2 / float64(len(qs)) * (1 - allowanceShare),
@@ -354,6 +357,10 @@ func checkSlice(s telemetry.Slice) error {
 
 // observe adds one slice. The counts were checked, so the tests cannot fail.
 func (a *Analyzer) observe(p SlicePair) {
+	if a.bake != nil {
+		a.bake.observe(p) // at 100% the stage's tests have nothing to compare
+		return
+	}
 	st := a.stage
 	inStage := st != nil && !p.Start.Before(st.start)
 	span := p.Span.Seconds()
@@ -455,6 +462,7 @@ type State struct {
 	LatencyPromotion []stats.SequentialState     `json:"latency_promotion,omitempty"`
 	LatencyAllowance []stats.NonInferiorityState `json:"latency_allowance,omitempty"`
 	Stage            *StageState                 `json:"stage,omitempty"`
+	FinalBake        *FinalBakeState             `json:"final_bake,omitempty"`
 }
 
 // StageState is the current stage's part of State.
@@ -525,6 +533,9 @@ func (a *Analyzer) State() State {
 		}
 		s.Stage = ss
 	}
+	if b := a.bake; b != nil {
+		s.FinalBake = b.state()
+	}
 	return s
 }
 
@@ -555,6 +566,11 @@ func Restore(plan spec.Plan, st State) (*Analyzer, error) {
 	if ss := st.Stage; ss != nil {
 		if a.stage, err = a.restoreStage(ss); err != nil {
 			return nil, fmt.Errorf("analysis: restore stage: %w", err)
+		}
+	}
+	if fb := st.FinalBake; fb != nil {
+		if a.bake, err = a.restoreFinalBake(*fb); err != nil {
+			return nil, fmt.Errorf("analysis: restore final bake: %w", err)
 		}
 	}
 	return a, nil

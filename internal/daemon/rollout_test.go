@@ -521,3 +521,38 @@ func TestResumeKeepsTheStagesRequests(t *testing.T) {
 		t.Errorf("the stage's gate counts %v canary requests after the resume, %v before: the stage's evidence restarted", after, before)
 	}
 }
+
+// TestRolloutFinalBakeUndoesACanaryThatDegradesAtFullTraffic: with a final
+// bake, the promoted canary keeps being watched at 100%; when it breaks,
+// the stable gets all traffic back on its own. A rollout-wide timeout
+// rolls a rollout that cannot finish back.
+func TestRolloutFinalBakeUndoesACanaryThatDegradesAtFullTraffic(t *testing.T) {
+	broken := new(atomic.Bool)
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{Broken: broken})
+	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
+	c.StartLoad(8, "/fraud/p", nil)
+
+	c.StartRollout("fraud", `{"canary": "green", "stages": [50, 100], "final_bake": "1h", `+thresholdPlan+`}`)
+	r := c.WaitPhase("fraud", 60*time.Second, rollout.PhaseFinalBake, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
+	if r.Phase != rollout.PhaseFinalBake {
+		t.Fatalf("after the last stage: %s (%s), want final_bake", r.Phase, r.Reason)
+	}
+	if diff := cmp.Diff(spec.Weights{"green": spec.Full}, c.Traffic("fraud")); diff != "" {
+		t.Errorf("traffic in the final bake (-want +got):\n%s", diff)
+	}
+	broken.Store(true)
+	r = c.WaitPhase("fraud", 30*time.Second, rollout.PhaseRolledBack, rollout.PhaseSucceeded, rollout.PhasePaused)
+	if r.Phase != rollout.PhaseRolledBack || !strings.Contains(r.Reason, "final bake") || !strings.Contains(r.Reason, "error rate") {
+		t.Errorf("a canary broken at 100%%: %s (%s), want rolled_back in the final bake for its error rate", r.Phase, r.Reason)
+	}
+	if diff := cmp.Diff(spec.Weights{"blue": spec.Full}, c.Traffic("fraud")); diff != "" {
+		t.Errorf("traffic after the final bake's rollback (-want +got):\n%s", diff)
+	}
+
+	broken.Store(false)
+	c.StartRollout("fraud", `{"canary": "green", "bake": "1h", "timeout": "2s"}`)
+	r = c.WaitPhase("fraud", 15*time.Second, rollout.PhaseRolledBack, rollout.PhaseSucceeded, rollout.PhasePaused)
+	if r.Phase != rollout.PhaseRolledBack || !strings.Contains(r.Reason, "timeout of 2s passed") {
+		t.Errorf("a rollout past its timeout: %s (%s), want rolled_back for the timeout", r.Phase, r.Reason)
+	}
+}

@@ -203,25 +203,30 @@ func (c *Controller) Load(ctx context.Context) error {
 		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
 	}
 	for _, ru := range c.runs {
-		c.follow(ru)
+		c.follow(ru, false)
 	}
 	return nil
 }
 
-// follow starts reading a run's telemetry: from the second after the
-// analysis' last slice, or the one in which the rollout started (the tests
-// use each slice's realised share, so a slice holding two weights is still
-// fair; telemetry keeps 1-s slices for 10 minutes); and sets the canary's
-// signal.
-func (c *Controller) follow(ru *run) {
+// follow starts reading a run's telemetry, and sets the canary's signal. A
+// rollout that starts now is read from this instant: the requests of the
+// second before it may be a rollout just ended (of the same canary, at
+// another weight). One loaded from the store goes on from the second after
+// the analysis' last slice, or the one in which it started (telemetry
+// keeps 1-s slices for 10 minutes).
+func (c *Controller) follow(ru *run, startsNow bool) {
 	r := ru.r
-	from := r.StartedAt
-	if st := ru.analyzer.State(); st.LastSlice != nil {
-		from = later(from, st.LastSlice.Add(time.Second))
+	stable, canary := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable), c.opts.Telemetry.Recorder(r.Endpoint, r.Canary)
+	if startsNow {
+		now := c.now()
+		ru.stable, ru.canary = stable.TailFrom(now), canary.TailFrom(now)
+	} else {
+		from := r.StartedAt
+		if st := ru.analyzer.State(); st.LastSlice != nil {
+			from = later(from, st.LastSlice.Add(time.Second))
+		}
+		ru.stable, ru.canary = stable.Tail(from), canary.Tail(from)
 	}
-	ru.stable = c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Tail(from)
-	canary := c.opts.Telemetry.Recorder(r.Endpoint, r.Canary)
-	ru.canary = canary.Tail(from)
 	ru.signal = telemetry.NewSignal(c.opts.LookEvery, c.moved)
 	canary.SetSignal(ru.signal)
 }
@@ -447,6 +452,15 @@ func mergePlan(base *spec.Plan, over spec.Plan) spec.Plan {
 	if over.ConfirmPromotion != nil {
 		p.ConfirmPromotion = over.Clone().ConfirmPromotion
 	}
+	if over.FinalBake != 0 {
+		p.FinalBake = over.FinalBake
+	}
+	if over.Timeout != 0 {
+		p.Timeout = over.Timeout
+	}
+	if over.OnTimeout != "" {
+		p.OnTimeout = over.OnTimeout
+	}
 	return p
 }
 
@@ -496,11 +510,12 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 	if eff.StartStage {
 		c.startStage(ctx, ru, ru.r, r.StartedAt)
 	}
+	c.follow(ru, true) // before the routing change: the canary's first requests count
 	if err := c.apply(ctx, ru, eff, store.MustNotExist); err != nil {
+		c.forget(ru)
 		return Rollout{}, err
 	}
 	c.runs[ep.Name] = ru
-	c.follow(ru)
 	return ru.r, nil
 }
 
@@ -640,7 +655,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		return r, err
 	}
 	in := Input{Now: now, Action: a}
-	if want := r.Traffic(r.Weight); (r.Phase == PhaseProgressing || r.Phase == PhaseShadow || r.Phase == PhasePaused) && !ep.Traffic.Equal(want) {
+	if want := r.Traffic(r.Weight); (r.Phase == PhaseProgressing || r.Phase == PhaseShadow || r.Phase == PhasePaused || r.Phase == PhaseFinalBake) && !ep.Traffic.Equal(want) {
 		in.TrafficChanged = control.FormatWeights(ep, ep.Traffic)
 	}
 	switch {
@@ -662,6 +677,11 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		if r.AwaitingConfirmation && r.Phase == PhaseProgressing {
 			in.Confirmed = c.confirmed(ctx, ru)
 		}
+	case r.Phase == PhaseFinalBake, r.Phase == PhasePaused && r.PausedFrom == PhaseFinalBake:
+		// Watched while paused too, as a paused stage is.
+		c.observe(ru, r, now)
+		in.Result = ru.analyzer.EvaluateFinalBake(c.window(ru, r, now))
+		in.CanaryRequests = ru.window.Canary.SplitRequests()
 	}
 	next, eff, err := Next(r, in)
 	if err != nil {
@@ -669,6 +689,11 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	}
 	if eff.StartStage {
 		c.startStage(ctx, ru, next, now)
+	}
+	if eff.StartFinalBake {
+		// The stage just left is the stable's last measurements.
+		ru.analyzer.StartFinalBake(now, analysis.NewBaseline(ru.window.Stable))
+		ru.window = analysis.Window{}
 	}
 	if a == ActionResume {
 		// The pause's slices were judged as they came, without the

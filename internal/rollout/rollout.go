@@ -30,6 +30,11 @@ const (
 	PhaseProgressing Phase = "progressing"
 	// PhasePaused: waiting for a human (resume, promote, abort).
 	PhasePaused Phase = "paused"
+	// PhaseFinalBake: the canary holds 100% and is watched for the plan's
+	// final_bake against the stable's last measurements; a regression
+	// gives the stable all traffic back (rolled_back), the end of the
+	// period succeeds.
+	PhaseFinalBake Phase = "final_bake"
 	// PhaseSucceeded: the canary holds 100% and is the new stable.
 	PhaseSucceeded Phase = "succeeded"
 	// PhaseRolledBack: a gate failed (or the deadline passed) and traffic
@@ -105,6 +110,9 @@ type Rollout struct {
 	// AwaitingConfirmation is set while the final step waits for the
 	// confirm-promotion webhook.
 	AwaitingConfirmation bool `json:"awaiting_confirmation,omitempty"`
+	// TimedOut is set once the plan's timeout has passed and its action
+	// (pause) was taken: a resumed rollout is not paused for it again.
+	TimedOut bool `json:"timed_out,omitempty"`
 	// Reason says, in words, why the rollout is where it is.
 	Reason string `json:"reason"`
 	// Gates are the latest verdicts of the current stage.
@@ -184,6 +192,9 @@ type Effect struct {
 	// AskConfirmation asks the controller to call the confirm-promotion
 	// webhook.
 	AskConfirmation bool
+	// StartFinalBake asks the controller to start the analysis' final
+	// bake, with the stable's measurements of the stage just left.
+	StartFinalBake bool
 }
 
 // Event is a rollout event before it is stored.
@@ -224,8 +235,9 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 	var eff Effect
 	r.Gates = append([]analysis.GateResult(nil), r.Gates...)
 	now := in.Now
-	// Bake time counts only while progressing and looked at regularly.
-	if gap := now.Sub(r.LastLook); r.Phase == PhaseProgressing && !r.LastLook.IsZero() && gap > 0 && gap <= MaxTickGap && !r.AwaitingConfirmation {
+	// Bake time (and the final bake's) counts only while progressing and
+	// looked at regularly.
+	if gap := now.Sub(r.LastLook); (r.Phase == PhaseProgressing || r.Phase == PhaseFinalBake) && !r.LastLook.IsZero() && gap > 0 && gap <= MaxTickGap && !r.AwaitingConfirmation {
 		r.Baked += spec.Duration(gap)
 	}
 	r.LastLook = now
@@ -234,13 +246,50 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 	if in.Action != "" {
 		return act(r, in, eff)
 	}
+	if r.Plan.Timeout > 0 && !r.TimedOut && !r.Phase.Terminal() && now.Sub(r.StartedAt) >= r.Plan.Timeout.D() {
+		return timeout(r, eff)
+	}
 	switch r.Phase {
 	case PhaseShadow:
 		return stepShadow(r, in, eff)
 	case PhaseProgressing:
 		return stepLive(r, in, eff)
+	case PhaseFinalBake:
+		return stepFinalBake(r, in, eff)
 	case PhasePaused:
 		return stepPaused(r, in, eff)
+	}
+	return r, eff, nil
+}
+
+// timeout takes the plan's on_timeout action once the rollout has run for
+// its timeout: a rollback, or a pause (only once).
+func timeout(r Rollout, eff Effect) (Rollout, Effect, error) {
+	why := fmt.Sprintf("the rollout's timeout of %s passed (%s)", r.Plan.Timeout.D(), stageName(r))
+	if r.Plan.OnTimeout != spec.DeadlinePause {
+		return rollbackWith(r, eff, why)
+	}
+	r.TimedOut = true
+	if r.Phase == PhasePaused {
+		r.Reason = why + "; it was already paused: " + r.Reason
+		eff.Events = append(eff.Events, Event{Type: EventPaused, Message: fmt.Sprintf("rollout of %s on %s stays paused (%s): %s", r.Canary, r.Endpoint, stageName(r), why)})
+		return r, eff, nil
+	}
+	return pause(r, eff, why)
+}
+
+// stepFinalBake watches the canary at 100%: a failed gate gives the stable
+// all traffic back; the end of the period succeeds.
+func stepFinalBake(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
+	if in.TrafficChanged != "" {
+		return pause(r, eff, handChange(in))
+	}
+	recordGates(&r, &eff, in.Result.Gates)
+	if in.Result.Failed {
+		return rollbackWith(r, eff, "degraded at 100% during the final bake: "+failedReasons(in.Result))
+	}
+	if r.Baked.D() >= r.Plan.FinalBake.D() {
+		return succeed(r, eff, in.Now, fmt.Sprintf("%s served 100%% for the final bake of %s with no regression", r.Canary, r.Plan.FinalBake.D()))
 	}
 	return r, eff, nil
 }
@@ -251,7 +300,7 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 // progressing; nothing else moves until a human acts. A pause of the
 // shadow phase has no live canary to protect.
 func stepPaused(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
-	if r.PausedFrom != PhaseProgressing || len(in.Result.Gates) == 0 {
+	if r.PausedFrom != PhaseProgressing && r.PausedFrom != PhaseFinalBake || len(in.Result.Gates) == 0 {
 		return r, eff, nil
 	}
 	recordGates(&r, &eff, in.Result.Gates)
@@ -411,17 +460,33 @@ func advance(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect,
 	return r, eff, nil
 }
 
-// promoteFull gives the canary 100%: it becomes the stable. The old
-// stable stays registered, so undo is instant.
+// promoteFull gives the canary 100%: it becomes the stable, at once or
+// after the plan's final bake. The old stable stays registered, so undo
+// (and a rollback in the final bake) is instant.
 func promoteFull(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect, error) {
-	r.Phase = PhaseSucceeded
 	r.Weight = spec.Full
 	r.Stage = len(r.Plan.Stages) - 1
-	r.Reason = why
 	r.AwaitingConfirmation = false
-	r.FinishedAt = &now
 	eff.Traffic = r.Traffic(spec.Full)
 	eff.Mirror = &r.MirrorBefore
+	if fb := r.Plan.FinalBake.D(); fb > 0 {
+		r.Phase = PhaseFinalBake
+		r.StageStarted, r.DeadlineFrom, r.Baked, r.Gates = now, now, 0, nil
+		r.Reason = fmt.Sprintf("%s; final bake: %s holds 100%% and is watched for %s against %s's last measurements", why, r.Canary, fb, r.Stable)
+		eff.StartFinalBake = true
+		eff.Events = append(eff.Events, Event{Type: EventStage,
+			Message: fmt.Sprintf("%s now at 100%% of %s: %s; final bake for %s, %s stays registered and gets all traffic back if %s degrades", r.Canary, r.Endpoint, why, fb, r.Stable, r.Canary),
+			Data:    map[string]any{"stage": r.Stage, "weight": r.Weight, "final_bake": fb.String()}})
+		return r, eff, nil
+	}
+	return succeed(r, eff, now, why)
+}
+
+// succeed ends the rollout with the canary at 100%.
+func succeed(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect, error) {
+	r.Phase = PhaseSucceeded
+	r.Reason = why
+	r.FinishedAt = &now
 	eff.Events = append(eff.Events, Event{Type: EventSucceeded,
 		Message: fmt.Sprintf("%s promoted to 100%% of %s: %s; %s stays registered for undo", r.Canary, r.Endpoint, why, r.Stable),
 		Data:    map[string]any{"stable": r.Stable, "canary": r.Canary}})
@@ -461,7 +526,7 @@ func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	switch in.Action {
 	case ActionPause:
-		if r.Phase != PhaseShadow && r.Phase != PhaseProgressing {
+		if r.Phase != PhaseShadow && r.Phase != PhaseProgressing && r.Phase != PhaseFinalBake {
 			return refuse("only a running rollout can be paused")
 		}
 		return pause(r, eff, "paused by hand")
@@ -494,6 +559,9 @@ func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 		if r.Phase == PhaseShadow {
 			return startLive(r, eff, in.Now, "promoted by hand out of the shadow phase")
 		}
+		if r.Phase == PhaseFinalBake {
+			return succeed(r, eff, in.Now, "final bake ended by hand")
+		}
 		r.AwaitingConfirmation = false
 		if r.Stage+1 >= len(r.Plan.Stages) || r.StageWeight(r.Stage+1) >= spec.Full {
 			return promoteFull(r, eff, in.Now, "promoted by hand past the last stage")
@@ -502,6 +570,10 @@ func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	case ActionPromoteFull:
 		if r.Phase.Terminal() {
 			return refuse("the rollout has ended")
+		}
+		if r.Phase == PhaseFinalBake || r.Phase == PhasePaused && r.PausedFrom == PhaseFinalBake {
+			r.PausedFrom = ""
+			return succeed(r, eff, in.Now, "final bake ended by hand")
 		}
 		return promoteFull(r, eff, in.Now, "promoted to 100% by hand")
 	case ActionAbort:

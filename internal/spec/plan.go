@@ -142,6 +142,19 @@ type Plan struct {
 	// ConfirmPromotion, when set, is called before the last stage; the
 	// rollout holds until it answers 2xx.
 	ConfirmPromotion *Webhook `yaml:"confirm_promotion,omitempty" json:"confirm_promotion,omitempty"`
+	// FinalBake keeps watching the canary this long after it reaches 100%
+	// (the per-stage Bake is the wait before a stage may advance): with no
+	// stable left to compare with, against the stable's measurements of
+	// the last stage and the gates' absolute thresholds; a canary that
+	// degrades gets all traffic back on the stable on its own. The rollout
+	// succeeds when the period ends. Zero: no final bake (success at 100%).
+	FinalBake Duration `yaml:"final_bake,omitempty" json:"final_bake,omitempty"`
+	// Timeout bounds the whole rollout, from its start to its end (shadow,
+	// stages, pauses and the final bake included). Zero: none.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// OnTimeout is what happens when Timeout passes: rollback (the
+	// default) or pause (once: a resumed rollout is not timed out again).
+	OnTimeout DeadlineAction `yaml:"on_timeout,omitempty" json:"on_timeout,omitempty"`
 }
 
 // ShadowPhase is the part of a rollout where the canary only receives
@@ -269,6 +282,12 @@ type Gate struct {
 	// Alpha each.
 	ErrorsAlpha  float64 `yaml:"errors_alpha,omitempty" json:"errors_alpha,omitempty"`
 	LatencyAlpha float64 `yaml:"latency_alpha,omitempty" json:"latency_alpha,omitempty"`
+	// FinalBakeAlpha, for sequential in a plan with a final_bake: the share
+	// of Alpha given to the final bake's tests (the canary against the
+	// stable's last measurements; half to errors, half to latency). With
+	// none of the three set: errors and latency 40% of Alpha each, the final
+	// bake 20%; a share left unset gets the rest in those proportions.
+	FinalBakeAlpha float64 `yaml:"final_bake_alpha,omitempty" json:"final_bake_alpha,omitempty"`
 	// RollbackOnly makes the gate able to roll the canary back, but never
 	// hold a stage: its pass or inconclusive does not count for advancing.
 	// Use it to keep the sequential test's fast rollback while threshold
@@ -420,14 +439,7 @@ func (p Plan) WithDefaults() Plan {
 			g.Quantile = DefaultGateQuantile
 		}
 		if g.Type == GateSequential {
-			switch {
-			case g.ErrorsAlpha == 0 && g.LatencyAlpha == 0:
-				g.ErrorsAlpha, g.LatencyAlpha = out.Alpha/2, out.Alpha/2
-			case g.ErrorsAlpha == 0:
-				g.ErrorsAlpha = out.Alpha - g.LatencyAlpha
-			case g.LatencyAlpha == 0:
-				g.LatencyAlpha = out.Alpha - g.ErrorsAlpha
-			}
+			g.splitAlpha(out.Alpha, out.FinalBake > 0)
 		}
 	}
 	if s := out.Shadow; s != nil {
@@ -441,7 +453,36 @@ func (p Plan) WithDefaults() Plan {
 	if w := out.ConfirmPromotion; w != nil && w.Timeout == 0 {
 		w.Timeout = Duration(DefaultWebhookTimeout)
 	}
+	if out.OnTimeout == "" {
+		out.OnTimeout = DeadlineRollback
+	}
 	return out
+}
+
+// splitAlpha gives the sequential gate's unset alpha shares what is left of
+// alpha, in the default proportions: errors and latency equal, the final
+// bake (when the plan has one) half of either.
+func (g *Gate) splitAlpha(alpha float64, finalBake bool) {
+	shares := []*float64{&g.ErrorsAlpha, &g.LatencyAlpha}
+	weights := []float64{2, 2}
+	if finalBake {
+		shares, weights = append(shares, &g.FinalBakeAlpha), append(weights, 1)
+	}
+	left, unset := alpha, 0.0
+	for i, s := range shares {
+		if *s == 0 {
+			unset += weights[i]
+		}
+		left -= *s
+	}
+	if unset == 0 || left <= 0 {
+		return // Validate explains
+	}
+	for i, s := range shares {
+		if *s == 0 {
+			*s = left * weights[i] / unset
+		}
+	}
 }
 
 // Clone returns a deep copy.
@@ -512,6 +553,17 @@ func (p *Plan) Validate() error {
 	default:
 		errs = append(errs, Problemf("on_deadline", "%q is not one of pause, rollback", p.OnDeadline))
 	}
+	if p.FinalBake < 0 {
+		errs = append(errs, Problemf("final_bake", "must not be negative"))
+	}
+	if p.Timeout < 0 {
+		errs = append(errs, Problemf("timeout", "must not be negative"))
+	}
+	switch p.OnTimeout {
+	case "", DeadlinePause, DeadlineRollback:
+	default:
+		errs = append(errs, Problemf("on_timeout", "%q is not one of rollback, pause", p.OnTimeout))
+	}
 	if p.Alpha < 0 || p.Alpha >= 1 {
 		errs = append(errs, Problemf("alpha", "must be between 0 and 1 (e.g. 0.05)"))
 	}
@@ -555,9 +607,15 @@ func (p *Plan) Validate() error {
 	for i, g := range p.Gates {
 		f := fmt.Sprintf("gates[%d]", i)
 		errs = append(errs, Prefix(f, g.Validate()))
-		if g.Type == GateSequential && g.ErrorsAlpha+g.LatencyAlpha > alpha*(1+1e-9) {
-			errs = append(errs, Problemf(f, "errors_alpha %v + latency_alpha %v exceed the plan's alpha %v: the shares of the false-rollback bound must add up to at most alpha",
-				g.ErrorsAlpha, g.LatencyAlpha, alpha))
+		if g.Type == GateSequential && g.ErrorsAlpha+g.LatencyAlpha+g.FinalBakeAlpha > alpha*(1+1e-9) {
+			shares := fmt.Sprintf("errors_alpha %v + latency_alpha %v", g.ErrorsAlpha, g.LatencyAlpha)
+			if g.FinalBakeAlpha != 0 || p.FinalBake > 0 {
+				shares += fmt.Sprintf(" + final_bake_alpha %v", g.FinalBakeAlpha)
+			}
+			errs = append(errs, Problemf(f, "%s exceed the plan's alpha %v: the shares of the false-rollback bound must add up to at most alpha", shares, alpha))
+		}
+		if g.Type == GateSequential && g.FinalBakeAlpha > 0 && p.FinalBake == 0 {
+			errs = append(errs, Problemf(f+".final_bake_alpha", "is set but the plan has no final_bake: set final_bake (e.g. 10m) or remove it"))
 		}
 	}
 	if s := p.Shadow; s != nil {
@@ -587,6 +645,9 @@ func (g Gate) Validate() error {
 		}
 		if g.LatencyAlpha < 0 || g.LatencyAlpha >= 1 {
 			errs = append(errs, Problemf("latency_alpha", "must be between 0 and 1"))
+		}
+		if g.FinalBakeAlpha < 0 || g.FinalBakeAlpha >= 1 {
+			errs = append(errs, Problemf("final_bake_alpha", "must be between 0 and 1"))
 		}
 	case GateErrorRate:
 		if g.Max == 0 && g.MaxIncrease == 0 {

@@ -216,3 +216,40 @@ func checkValidate(t *testing.T, plan Plan, field, msg string) {
 		t.Errorf("Validate = %v, want one problem at %s saying %q", err, field, msg)
 	}
 }
+
+// TestFinalBakeAndTimeout: a final bake takes its share of alpha (20% by
+// default, the rest of whatever is set otherwise), a share for a final bake
+// the plan does not have is refused, and the timeout's keys are checked.
+func TestFinalBakeAndTimeout(t *testing.T) {
+	bake := func(errA, latA, fbA float64) Plan {
+		return Plan{Alpha: 0.05, FinalBake: Duration(10 * time.Minute),
+			Gates: []Gate{{Type: GateSequential, ErrorsAlpha: errA, LatencyAlpha: latA, FinalBakeAlpha: fbA}}}
+	}
+	for _, tc := range []struct {
+		plan          Plan
+		errA, latA, f float64
+	}{
+		{bake(0, 0, 0), 0.02, 0.02, 0.01},
+		{bake(0.03, 0, 0), 0.03, 0.02 * 2 / 3, 0.02 / 3},
+		{bake(0, 0, 0.02), 0.015, 0.015, 0.02},
+		{bake(0.02, 0.02, 0), 0.02, 0.02, 0.01},
+		{Plan{Alpha: 0.05, Gates: []Gate{{Type: GateSequential}}}, 0.025, 0.025, 0},
+	} {
+		g := tc.plan.WithDefaults().Gates[0]
+		if math.Abs(g.ErrorsAlpha-tc.errA) > 1e-12 || math.Abs(g.LatencyAlpha-tc.latA) > 1e-12 || math.Abs(g.FinalBakeAlpha-tc.f) > 1e-12 {
+			t.Errorf("WithDefaults(%+v) shares %v/%v/%v, want %v/%v/%v", tc.plan.Gates[0], g.ErrorsAlpha, g.LatencyAlpha, g.FinalBakeAlpha, tc.errA, tc.latA, tc.f)
+		}
+		if d := tc.plan.WithDefaults(); d.Validate() != nil {
+			err := d.Validate()
+			t.Errorf("Validate(WithDefaults(%+v)) = %v", tc.plan.Gates[0], err)
+		}
+	}
+	if d := (Plan{}).WithDefaults(); d.OnTimeout != DeadlineRollback || d.Timeout != 0 || d.FinalBake != 0 {
+		t.Errorf("defaults: timeout %v on_timeout %q final_bake %v, want none, rollback, none", d.Timeout, d.OnTimeout, d.FinalBake)
+	}
+	checkValidate(t, bake(0.03, 0.02, 0.01), "gates[0]", "errors_alpha 0.03 + latency_alpha 0.02 + final_bake_alpha 0.01 exceed the plan's alpha 0.05")
+	checkValidate(t, Plan{Gates: []Gate{{Type: GateSequential, FinalBakeAlpha: 0.01}}}, "gates[0].final_bake_alpha", "the plan has no final_bake")
+	checkValidate(t, Plan{FinalBake: Duration(-time.Second)}, "final_bake", "must not be negative")
+	checkValidate(t, Plan{Timeout: Duration(-time.Second)}, "timeout", "must not be negative")
+	checkValidate(t, Plan{OnTimeout: "promote"}, "on_timeout", `"promote" is not one of rollback, pause`)
+}

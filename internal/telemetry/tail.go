@@ -31,9 +31,20 @@ type liveCopy struct {
 	ttfb    [maxBuckets]uint32
 }
 
-// Tail returns a Tail whose first Read starts with the second holding from.
+// Tail returns a Tail whose first Read starts with the second holding from,
+// whole.
 func (rc *Recorder) Tail(from time.Time) *Tail {
 	return &Tail{rc: rc, next: from.Unix(), seenAt: time.Unix(from.Unix(), 0)}
+}
+
+// TailFrom returns a Tail whose first Read starts at now: what finished
+// earlier in now's second is left out (a rollout starting now must not be
+// judged on the requests of the one just ended).
+func (rc *Recorder) TailFrom(now time.Time) *Tail {
+	t := rc.Tail(now)
+	t.seen.read(&rc.fine[now.Unix()%fineSlices], uint64(now.Unix()))
+	t.seenAt = now
+	return t
 }
 
 // Read returns the slices since the last Read, up to now, oldest first, one

@@ -178,3 +178,24 @@ func TestSignal(t *testing.T) {
 		t.Errorf("ClearSignal of the current signal left it")
 	}
 }
+
+// TestTailFromLeavesOutTheSecondSoFar: a tail that starts now returns none
+// of the requests that finished earlier in the same second, and all later.
+func TestTailFromLeavesOutTheSecondSoFar(t *testing.T) {
+	rc := newRecorder()
+	sec := base + 7
+	for range 5 {
+		record(rc, Observation{Now: at(sec, 100*time.Millisecond).UnixNano(), Status: 500, Latency: time.Millisecond})
+	}
+	tail := rc.TailFrom(at(sec, 200*time.Millisecond))
+	record(rc, Observation{Now: at(sec, 300*time.Millisecond).UnixNano(), Status: 200, Latency: time.Millisecond})
+	record(rc, Observation{Now: at(sec+1, 0).UnixNano(), Status: 200, Latency: time.Millisecond})
+	var split, errs uint64
+	var span time.Duration
+	for _, sl := range tail.Read(at(sec+1, 500*time.Millisecond)) {
+		split, errs, span = split+sl.SplitRequests, errs+sl.SplitErrors, span+sl.Span
+	}
+	if split != 2 || errs != 0 || span != 1300*time.Millisecond {
+		t.Errorf("tail from 0.2 s into the second returned %d requests, %d errors over %v; want the 2 later requests, no error, 1.3 s", split, errs, span)
+	}
+}

@@ -73,6 +73,9 @@ type Model struct {
 	// Delay is the model's own latency; Jitter adds up to as much again,
 	// by n. The client leaving cuts it short.
 	Delay, Jitter time.Duration
+	// Broken, when set and true, fails every request with a 500: a model
+	// that breaks at the moment the test chooses.
+	Broken *atomic.Bool
 }
 
 // NewModel starts a backend that answers as m says.
@@ -93,7 +96,7 @@ func NewModel(t testing.TB, m Model) *Backend {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		switch {
-		case m.FailEvery > 0 && n%m.FailEvery == 0:
+		case m.Broken != nil && m.Broken.Load(), m.FailEvery > 0 && n%m.FailEvery == 0:
 			w.WriteHeader(http.StatusInternalServerError)
 			w.Write([]byte(`{"error":"model failed"}`))
 		case m.DisagreeEvery > 0 && n%m.DisagreeEvery == 0:

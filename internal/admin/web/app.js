@@ -455,7 +455,7 @@ function mismatchList(list) {
 // ---------- rollout ----------
 
 const ACTIONS = [
-  { name: "pause", when: (p) => p === "shadow" || p === "progressing" },
+  { name: "pause", when: (p) => p === "shadow" || p === "progressing" || p === "final_bake" },
   { name: "resume", when: (p) => p === "paused" },
   { name: "promote", when: (p) => !ENDED.has(p) },
   { name: "promote-full", when: (p) => !ENDED.has(p), confirm: "Give the canary 100% of the traffic now, skipping the remaining stages and their gates?" },

@@ -1,0 +1,85 @@
+package analysis
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// TestFinalBake: at 100% the canary is judged against the stable's
+// measurements of the last stage: one as good as the stable is not failed
+// in ten minutes (rates belong in bench/stats: this shows it is not failed
+// as a rule), one whose error rate triples is, and so is one twice as
+// slow; the state round-trips mid-bake.
+func TestFinalBake(t *testing.T) {
+	plan := spec.Plan{FinalBake: spec.Duration(time.Hour)}.WithDefaults()
+	run := func(seed uint64, canary arm, seconds int) (failedAt int, reason string, a *Analyzer) {
+		a = mustNew(t, plan)
+		a.StartStage(t0, 5000, recent1)
+		// The last stage: half of 200 requests/s each; its stable is the baseline.
+		s := newSim(seed, 200, 0.5, healthy, healthy)
+		var stable telemetry.Summary
+		for range 200 {
+			p := s.next()
+			a.Observe([]SlicePair{p})
+			stable.AddSlice(p.Stable)
+		}
+		bakeStart := t0.Add(200 * time.Second)
+		a.StartFinalBake(bakeStart, NewBaseline(stable))
+		s.route, s.canary = 1, canary
+		var w telemetry.Summary
+		for sec := 1; sec <= seconds; sec++ {
+			p := s.next()
+			if err := a.Observe([]SlicePair{p}); err != nil {
+				t.Fatal(err)
+			}
+			w.AddSlice(p.Canary)
+			if r := a.EvaluateFinalBake(Window{Canary: w}); r.Failed {
+				return sec, r.Gates[0].Reason, a
+			}
+		}
+		return -1, "", a
+	}
+	falseAlarms := 0
+	for seed := range uint64(3) {
+		if at, why, _ := run(seed, healthy, 600); at >= 0 {
+			falseAlarms++
+			t.Logf("seed %d: a healthy canary failed after %d s: %s", seed, at, why)
+		}
+	}
+	if falseAlarms > 1 { // alpha is 0.01 here
+		t.Errorf("a canary as good as the stable failed its final bake in %d of 3 seeds", falseAlarms)
+	}
+	worse := healthy
+	worse.errRate = 3 * healthy.errRate
+	at, why, _ := run(1, worse, 300)
+	if at < 0 || at > 300 || !strings.Contains(why, "final bake: canary error rate") {
+		t.Errorf("a canary with 3x the errors at 100%%: failed after %d s (%q), want within 5 minutes for its error rate", at, why)
+	}
+	slow := healthy
+	slow.median *= 2
+	if at, why, _ := run(2, slow, 60); at < 0 || at > 60 || !strings.Contains(why, "slower than") {
+		t.Errorf("a canary twice as slow at 100%%: failed after %d s (%q), want within a minute for its latency", at, why)
+	}
+
+	_, _, a := run(3, healthy, 30)
+	raw, err := json.Marshal(a.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st State
+	json.Unmarshal(raw, &st)
+	b, err := Restore(plan, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(a.State(), b.State()); diff != "" || st.FinalBake == nil {
+		t.Errorf("final bake state after a round trip (-saved +restored):\n%s", diff)
+	}
+}
