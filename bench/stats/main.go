@@ -33,6 +33,16 @@
 //	go run ./bench/stats -suite rollouts                  # 500 runs per scenario (1,000 for R6, R11, R12)
 //	go run ./bench/stats -suite rollouts -runs 50 -only R6,margin -o json
 //
+// # The jump suite
+//
+// `-suite jump` (jump.go) measures how fast the real controller rolls back a canary
+// whose errors jump from 1% to 10% after 5 healthy minutes at 5% of 2,000 requests/s:
+// requests one by one on a fake clock, the controller looked at as Run would (every
+// 10 canary requests, at most every 5 ms, and every second), 200 runs by default.
+//
+//	go run ./bench/stats -suite jump                      # 200 runs, 2 workers on 2 CPUs
+//	go run ./bench/stats -suite jump -runs 50 -workers 1 -o json
+//
 // `-suite peers` (the default) is the simulator described above; -matched applies to
 // it only. `go test ./bench/stats` also runs a reduced rollouts suite
 // (rollouts_test.go).
@@ -244,8 +254,9 @@ func main() {
 	seed := flag.Uint64("seed", 1, "base seed")
 	only := flag.String("only", "", "comma-separated scenario id prefixes (e.g. E1,A1; rollouts suite: ids or slugs, e.g. R6,margin); empty: all")
 	withMatched := flag.Bool("matched", true, "also compare with each baseline at matched false rollback rate (peers suite)")
-	suite := flag.String("suite", "peers", "peers: the statistics simulator against Argo, Flagger, Kayenta; rollouts: whole rollouts through the real controller")
-	format := flag.String("o", "markdown", "rollouts suite output: markdown or json")
+	suite := flag.String("suite", "peers", "peers: the statistics simulator against Argo, Flagger, Kayenta; rollouts: whole rollouts through the real controller; jump: time to roll back an error jump at 2,000 req/s")
+	format := flag.String("o", "markdown", "rollouts and jump suites' output: markdown or json")
+	workers := flag.Int("workers", 0, "jump suite: runs in parallel (0: GOMAXPROCS)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -274,9 +285,26 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "jump":
+		n := 200
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "runs" {
+				n = *runs
+			}
+		})
+		w := *workers
+		if w <= 0 {
+			w = runtime.GOMAXPROCS(0)
+		}
+		if err := mainJump(os.Stdout, os.Stderr, n, *seed, w, *format); err != nil {
+			pprof.StopCPUProfile()
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	case "peers":
 	default:
-		fmt.Fprintf(os.Stderr, "unknown suite %q: peers or rollouts\n", *suite)
+		fmt.Fprintf(os.Stderr, "unknown suite %q: peers, rollouts or jump\n", *suite)
 		os.Exit(2)
 	}
 	var scs []scenario
