@@ -54,6 +54,7 @@ type Analyzer struct {
 	lastOpen bool
 	stage    *stage     // nil before the first StartStage
 	bake     *finalBake // nil before StartFinalBake
+	names    Names      // for the summaries; not part of State
 	// paused: the rollout is paused. The sample-ratio check is not fed and
 	// suppresses nothing (the split may be a human's), while every other
 	// test goes on judging each slice: a pause stops progress, not

@@ -147,7 +147,7 @@ func TestEvaluateShadow(t *testing.T) {
 		{"inconsistent", ShadowCounts{Compared: 10, Matched: 11}, Inconclusive},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := EvaluateShadow(phase, tc.c)
+			g := EvaluateShadow(phase, tc.c, Names{})
 			if g.Verdict != tc.want {
 				t.Errorf("EvaluateShadow(%+v) = %s (%s), want %s", tc.c, g.Verdict, g.Reason, tc.want)
 			}
@@ -158,9 +158,9 @@ func TestEvaluateShadow(t *testing.T) {
 	}
 	// A shadow that agrees 99% of the time is never failed over a long run
 	// looked at after every copy, thanks to the anytime-valid interval.
-	g := EvaluateShadow(spec.ShadowPhase{Mirror: 1000, MinMatchRate: 0.97}, ShadowCounts{})
+	g := EvaluateShadow(spec.ShadowPhase{Mirror: 1000, MinMatchRate: 0.97}, ShadowCounts{}, Names{})
 	for n := uint64(1); n <= 5000; n++ {
-		g = EvaluateShadow(spec.ShadowPhase{Mirror: 1000, MinMatchRate: 0.97}, ShadowCounts{Compared: n, Matched: n - n/100})
+		g = EvaluateShadow(spec.ShadowPhase{Mirror: 1000, MinMatchRate: 0.97}, ShadowCounts{Compared: n, Matched: n - n/100}, Names{})
 		if g.Verdict == Fail {
 			t.Fatalf("a 99%% shadow failed at %d compared: %s", n, g.Reason)
 		}

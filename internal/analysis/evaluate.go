@@ -26,12 +26,18 @@ const (
 	Inconclusive Verdict = "inconclusive"
 )
 
-// GateResult is one gate's verdict, the reason in words with the numbers,
-// and the evidence as data (sample sizes, rates, statistic, threshold,
-// alpha, p-value...). Evidence always encodes as JSON.
+// GateResult is one gate's verdict: Summary, one sentence in plain words a
+// person can act on ("green's error rate is 2.1× blue's ..."; a verdict
+// that waits for data starts with "waiting: " and says for what); Reason,
+// the statistics behind it; and the evidence as data (sample sizes,
+// statistic, threshold, alpha, p-value...). Rates in the evidence are a
+// stage's (one weight) or weight-adjusted (observed/expected), never
+// pooled over stages of different weights. Evidence always encodes as
+// JSON.
 type GateResult struct {
 	Gate     string         `json:"gate"`
 	Verdict  Verdict        `json:"verdict"`
+	Summary  string         `json:"summary"`
 	Reason   string         `json:"reason"`
 	Evidence map[string]any `json:"evidence"`
 }
@@ -84,17 +90,24 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 		var gr GateResult
 		switch g.Type {
 		case spec.GateSequential:
-			gr = a.sequentialGate()
+			gr = a.sequentialGate(w)
 		case spec.GateErrorRate:
-			gr = errorRateGate(g, w, minReq)
+			gr = a.names.errorRateGate(g, w, minReq)
 		case spec.GateLatency:
-			gr = quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, minReq)
+			gr = a.names.quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, minReq)
 		case spec.GateTTFB:
-			gr = quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, minReq)
+			gr = a.names.quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, minReq)
 		case spec.GateMatchRate:
 			gr = a.matchRateGate(g, w.Shadow)
 		default:
 			gr = GateResult{Gate: string(g.Type), Verdict: Inconclusive, Reason: fmt.Sprintf("unknown gate type %q", g.Type), Evidence: map[string]any{}}
+			gr.Summary = gr.Reason
+		}
+		if g.RollbackOnly && gr.Verdict == Inconclusive {
+			// It never holds a stage, so it never waits: not failing is its pass.
+			gr.Verdict = Pass
+			gr.Summary = fmt.Sprintf("no regression so far (%s only rolls %s back; it does not hold the stage): %s", gr.Gate, a.names.canary(), strings.TrimPrefix(gr.Summary, Waiting))
+			gr.Evidence["rollback_only"] = true
 		}
 		r.Gates = append(r.Gates, gr)
 		r.Failed = r.Failed || gr.Verdict == Fail
@@ -112,21 +125,24 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 
 // sequentialGate is the verdict of the rollout-wide regression tests and
 // the promotion evidence at the stage's margin.
-func (a *Analyzer) sequentialGate() GateResult {
+func (a *Analyzer) sequentialGate(w Window) GateResult {
 	gr := GateResult{Gate: string(spec.GateSequential), Evidence: map[string]any{}}
-	q, st := a.seq, a.stage
+	q, st, n := a.seq, a.stage, a.names
 	cfg := q.cfg
 	errEv := q.errRollback.Evidence()
 	errM := seqEvidence(errEv, q.errRollback.State().MaxLogStatistic)
 	lat := map[string]any{}
 	gr.Evidence["errors"], gr.Evidence["latency"] = errM, lat
+	gr.Evidence["stage"] = stageEvidence(w)
 	fixed := st != nil && st.stable != nil
-	var fails []string
+	var fails, worse []string
 	if errEv.Decision == stats.Reject {
 		c := errEv.Counts
 		fails = append(fails, fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests: %s",
 			pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
 			num(c.CanaryRequests), num(c.StableRequests), rejectText(errEv, q.errRollback.State().MaxLogStatistic)))
+		worse = append(worse, fmt.Sprintf("%s's error rate is %s %s's (%s errors where %s were expected at %s's rate)",
+			n.canary(), timesText(errEv.Observed, errEv.Expected), n.stable(), num(errEv.Observed), flt(errEv.Expected), n.stable()))
 	}
 	for i, quant := range cfg.quantiles {
 		name := quantileName(quant)
@@ -142,6 +158,12 @@ func (a *Analyzer) sequentialGate() GateResult {
 			fails = append(fails, fmt.Sprintf("canary requests slower than the stable's %s%s: canary %s vs stable %s over %s vs %s requests: %s",
 				name, thresholdText(st, i), pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
 				num(c.CanaryRequests), num(c.StableRequests), rejectText(ev, q.latRollback[i].State().MaxLogStatistic)))
+			slowAt := ""
+			if fixed {
+				slowAt = " than " + fmtDur(st.canary[i])
+			}
+			worse = append(worse, fmt.Sprintf("%s is slower than %s at %s (%s requests slower%s where %s were expected at %s's pace)",
+				n.canary(), n.stable(), name, num(ev.Observed), slowAt, flt(ev.Expected), n.stable()))
 		}
 	}
 	if st != nil {
@@ -153,16 +175,32 @@ func (a *Analyzer) sequentialGate() GateResult {
 	}
 	if len(fails) > 0 {
 		gr.Verdict, gr.Reason = Fail, strings.Join(fails, "; ")
+		gr.Summary = strings.Join(worse, "; ") + " (" + n.stageErrors(w) + ")"
 		return gr
 	}
 	noRegression := "no regression so far"
 	if st == nil {
 		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; no live stage started"
+		gr.Summary = Waiting + "no live stage has started"
 		return gr
 	}
 	mi := cfg.marginIndex(st.margin)
 	within := fmt.Sprintf("within %s× of the stable", flt(st.margin))
 	var missing, shown []string
+	// For the summary: what is still to be shown, and the most canary
+	// requests any of it needs (-1: cannot tell).
+	var toShow, notes []string
+	var more int64
+	need := func(what string, e stats.MarginEvidence) {
+		if what != "" {
+			toShow = append(toShow, what)
+		}
+		if k, ok := moreRequests(e.LogStatistic, e.Threshold, e.Counts.CanaryRequests); !ok {
+			more = -1
+		} else if more >= 0 {
+			more = max(more, k)
+		}
+	}
 	pe := q.errPromotion[mi].Evidence()
 	ae := q.errAllowance.Evidence()
 	errM["promotion"], errM["allowance"] = marginEvidence(pe), niEvidence(ae)
@@ -172,16 +210,21 @@ func (a *Analyzer) sequentialGate() GateResult {
 		shown = append(shown, errText)
 	} else {
 		missing = append(missing, fmt.Sprintf("error rate %s (or %s points above it): %s", within, flt(cfg.errAllowance*100), errText))
+		need(fmt.Sprintf("within %s× of %s's error rate", flt(st.margin), n.stable()), pe)
 	}
 	warmup := ""
 	if !st.warm {
 		lat["warmup_canary_requests"] = st.canaryRequests
 		warmup = fmt.Sprintf(" (latency not judged in the stage's warm-up: %s of %s canary requests, %s)",
 			num(st.canaryRequests), num(int64(a.plan.WarmupRequests())), a.plan.WarmupTime())
+		notes = append(notes, fmt.Sprintf("its latency is judged after the stage's warm-up (%s of %s canary requests, %s)",
+			num(st.canaryRequests), num(int64(a.plan.WarmupRequests())), a.plan.WarmupTime()))
 	}
+	var slower []string
 	if !fixed {
 		missing = append(missing, fmt.Sprintf("latency thresholds not fixed yet (%s of %d stable requests this stage)",
 			num(int64(st.pending.Count())), minThresholdSample))
+		notes = append(notes, fmt.Sprintf("%s's latency thresholds are fixed after %s more of its requests", n.stable(), num(minThresholdSample-int64(st.pending.Count()))))
 	} else {
 		for i, quant := range cfg.quantiles {
 			name := quantileName(quant)
@@ -196,16 +239,56 @@ func (a *Analyzer) sequentialGate() GateResult {
 				shown = append(shown, text)
 			} else {
 				missing = append(missing, fmt.Sprintf("share of slow requests at most the stable's (or %s points above it): %s%s", flt(cfg.latAllowance*100), text, warmup))
+				slower = append(slower, name)
+				if st.warm {
+					need("", le) // the name is listed once, below
+				}
 			}
 		}
 	}
+	if len(slower) > 0 {
+		toShow = append(toShow, "no slower than "+n.stable()+" at "+andList(slower))
+	}
 	if len(missing) > 0 {
 		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; not yet shown "+within+": "+strings.Join(missing, "; ")
+		gr.Summary = Waiting + n.waitingText(toShow, notes, more) + " (" + n.stageErrors(w) + ")"
+		if more > 0 {
+			gr.Evidence["more_canary_requests"] = more
+		}
 		return gr
 	}
 	gr.Verdict = Pass
 	gr.Reason = fmt.Sprintf("canary shown %s: %s; %s", within, strings.Join(shown, "; "), noRegression)
+	gr.Summary = fmt.Sprintf("%s is shown within %s× of %s's error rate and no slower at %s (%s)",
+		n.canary(), flt(st.margin), n.stable(), andList(quantileNames(cfg.quantiles)), n.stageErrors(w))
 	return gr
+}
+
+func quantileNames(qs []float64) []string {
+	out := make([]string, len(qs))
+	for i, q := range qs {
+		out[i] = quantileName(q)
+	}
+	return out
+}
+
+// waitingText says what a waiting sequential gate needs: "needs about 2,400
+// more canary requests to show green within 1.75× of blue's error rate";
+// more < 0: the evidence is not growing on some metric.
+func (n Names) waitingText(toShow, notes []string, more int64) string {
+	var parts []string
+	if len(toShow) > 0 {
+		what := "to show " + n.canary() + " " + andList(toShow)
+		switch {
+		case more > 0:
+			parts = append(parts, fmt.Sprintf("needs %s more %s requests %s", about(more), n.canary(), what))
+		case more < 0:
+			parts = append(parts, fmt.Sprintf("not yet enough evidence %s, and it is not growing yet: %s may be worse than that, or has served too few requests to tell", what, n.canary()))
+		default:
+			parts = append(parts, "about to show "+n.canary()+" "+andList(toShow))
+		}
+	}
+	return strings.Join(append(parts, notes...), "; ")
 }
 
 func rejectText(e stats.Evidence, maxLog float64) string {
@@ -224,16 +307,17 @@ func thresholdText(st *stage, i int) string {
 func seqEvidence(e stats.Evidence, maxLog float64) map[string]any {
 	c := e.Counts
 	return countsEvidence(c, map[string]any{
-		"canary_rate":   rate(c.CanaryBad, c.CanaryRequests),
-		"stable_rate":   rate(c.StableBad, c.StableRequests),
-		"slices":        e.Slices,
-		"statistic":     finite(e.Statistic),
-		"log_statistic": e.LogStatistic,
-		"max_statistic": finite(math.Exp(maxLog)),
-		"threshold":     e.Threshold,
-		"alpha":         e.Alpha,
-		"p_value":       e.PValue,
-		"decision":      e.Decision.String(),
+		// No rates of the totals: they pool stages of different weights.
+		"observed_canary_bad": e.Observed,
+		"expected_canary_bad": e.Expected,
+		"slices":              e.Slices,
+		"statistic":           finite(e.Statistic),
+		"log_statistic":       e.LogStatistic,
+		"max_statistic":       finite(math.Exp(maxLog)),
+		"threshold":           e.Threshold,
+		"alpha":               e.Alpha,
+		"p_value":             e.PValue,
+		"decision":            e.Decision.String(),
 	})
 }
 
@@ -273,11 +357,13 @@ func (a *Analyzer) sampleRatioGate() GateResult {
 	st := a.stage
 	if st == nil {
 		gr.Verdict, gr.Reason = Inconclusive, "no live stage started"
+		gr.Summary = Waiting + "no live stage has started"
 		return gr
 	}
 	gr.Evidence["weight_percent"] = st.weight.Float()
 	if st.weight <= 0 || st.weight >= spec.Full {
 		gr.Verdict, gr.Reason = Inconclusive, fmt.Sprintf("not checked at a weight of %s%%", st.weight)
+		gr.Summary = gr.Reason
 		return gr
 	}
 	e := st.srm.Evidence()
@@ -295,22 +381,27 @@ func (a *Analyzer) sampleRatioGate() GateResult {
 	gr.Evidence["p_value"] = e.PValue
 	gr.Evidence["decision"] = e.Decision.String()
 	share := fmt.Sprintf("canary served %s of %s split requests this stage, configured %s%%", pct(measured), num(n), st.weight)
+	nm := a.names
 	switch {
 	case e.Decision == stats.Reject:
 		gr.Verdict = Fail
 		gr.Reason = "sample-ratio mismatch: " + share + ": " + rejectText(e, st.srm.State().MaxLogStatistic) + "; routing is broken, the canary is not judged"
+		gr.Summary = fmt.Sprintf("%s served %s of requests this stage where its weight is %s%%: routing does not follow the split (a sticky key shared by many requests, a hand-made split, requests pinned by header?), so its numbers cannot be trusted",
+			nm.canary(), pct(measured), st.weight)
 	case n == 0:
 		gr.Verdict, gr.Reason = Inconclusive, "no split requests this stage yet"
+		gr.Summary = Waiting + "no requests this stage yet"
 	default:
 		gr.Verdict = Pass
 		gr.Reason = fmt.Sprintf("no sample-ratio mismatch: %s (statistic %s < threshold %s)", share, stat(e.Statistic), stat(e.Threshold))
+		gr.Summary = fmt.Sprintf("%s served %s of requests this stage, as its weight of %s%% says", nm.canary(), pct(measured), st.weight)
 	}
 	return gr
 }
 
 // errorRateGate checks the canary's split error rate against Max and
 // MaxIncrease.
-func errorRateGate(g spec.Gate, w Window, minReq int) GateResult {
+func (n Names) errorRateGate(g spec.Gate, w Window, minReq int) GateResult {
 	gr := GateResult{Gate: string(spec.GateErrorRate), Evidence: map[string]any{}}
 	cn, ce := w.Canary.SplitRequests(), w.Canary.SplitErrors
 	sn, se := w.Stable.SplitRequests(), w.Stable.SplitErrors
@@ -328,9 +419,12 @@ func errorRateGate(g spec.Gate, w Window, minReq int) GateResult {
 	if cn < uint64(minReq) {
 		gr.Verdict = Inconclusive
 		gr.Reason = fmt.Sprintf("canary has %s of the %s split requests needed (error rate %s so far)", num(int64(cn)), num(int64(minReq)), pct(cr))
+		gr.Summary = fmt.Sprintf("%sneeds %s more %s requests to judge its error rate (%s so far)", Waiting, num(int64(minReq)-int64(cn)), n.canary(), pct(cr))
+		ev["more_canary_requests"] = int64(minReq) - int64(cn)
 		return gr
 	}
 	head := fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests", pct(cr), pct(sr), num(int64(cn)), num(int64(sn)))
+	what := fmt.Sprintf("%s's error rate %s (%s's %s, over %s vs %s requests)", n.canary(), pct(cr), n.stable(), pct(sr), num(int64(cn)), num(int64(sn)))
 	var fails, oks, waits []string
 	if g.Max > 0 {
 		if cr > g.Max {
@@ -352,24 +446,29 @@ func errorRateGate(g spec.Gate, w Window, minReq int) GateResult {
 			}
 		}
 	}
-	return threshVerdict(gr, head, fails, oks, waits)
+	return threshVerdict(gr, head, what, fails, oks, waits)
 }
 
-func threshVerdict(gr GateResult, head string, fails, oks, waits []string) GateResult {
+// threshVerdict is a threshold gate's verdict: its reason is head and the
+// checks; its summary what was measured and the checks that decided.
+func threshVerdict(gr GateResult, head, what string, fails, oks, waits []string) GateResult {
 	switch {
 	case len(fails) > 0:
 		gr.Verdict, gr.Reason = Fail, head+": "+strings.Join(fails, "; ")
+		gr.Summary = what + " is " + strings.Join(fails, " and ")
 	case len(waits) > 0:
 		gr.Verdict, gr.Reason = Inconclusive, head+": "+strings.Join(waits, "; ")
+		gr.Summary = Waiting + what + ": " + strings.Join(waits, "; ")
 	default:
 		gr.Verdict, gr.Reason = Pass, head+": "+strings.Join(oks, "; ")
+		gr.Summary = what + " is " + strings.Join(oks, " and ")
 	}
 	return gr
 }
 
 // quantileGate checks a latency or TTFB quantile against Max (ms) and
 // MaxIncrease (percent over the stable's).
-func quantileGate(g spec.Gate, what string, canary, stable telemetry.Sketch, w Window, minReq int) GateResult {
+func (n Names) quantileGate(g spec.Gate, what string, canary, stable telemetry.Sketch, w Window, minReq int) GateResult {
 	q := g.Quantile
 	if q == 0 {
 		q = spec.DefaultGateQuantile
@@ -390,15 +489,19 @@ func quantileGate(g spec.Gate, what string, canary, stable telemetry.Sketch, w W
 	if cn < uint64(minReq) || canary.Count() == 0 {
 		gr.Verdict = Inconclusive
 		gr.Reason = fmt.Sprintf("canary has %s of the %s split requests needed", num(int64(cn)), num(int64(minReq)))
+		gr.Summary = fmt.Sprintf("%sneeds %s more %s requests to judge its %s", Waiting, num(max(int64(minReq)-int64(cn), 1)), n.canary(), name)
+		ev["more_canary_requests"] = max(int64(minReq)-int64(cn), 1)
 		return gr
 	}
 	cq := ms(canary.Quantile(q))
 	ev["canary_ms"] = cq
 	head := fmt.Sprintf("canary %s %s", name, fmtMS(cq))
+	summary := fmt.Sprintf("%s's %s %s", n.canary(), name, fmtMS(cq))
 	if stable.Count() > 0 {
 		sq := ms(stable.Quantile(q))
 		ev["stable_ms"] = sq
 		head += fmt.Sprintf(" vs stable %s", fmtMS(sq))
+		summary += fmt.Sprintf(" (%s's %s)", n.stable(), fmtMS(sq))
 	}
 	head += fmt.Sprintf(" over %s vs %s requests", num(int64(cn)), num(int64(w.Stable.SplitRequests())))
 	var fails, oks, waits []string
@@ -424,7 +527,7 @@ func quantileGate(g spec.Gate, what string, canary, stable telemetry.Sketch, w W
 			}
 		}
 	}
-	return threshVerdict(gr, head, fails, oks, waits)
+	return threshVerdict(gr, head, summary, fails, oks, waits)
 }
 
 // matchRateGate is the match_rate gate of a live stage.
@@ -434,10 +537,11 @@ func (a *Analyzer) matchRateGate(g spec.Gate, c *ShadowCounts) GateResult {
 		minCompared = s.MinCompared
 	}
 	if c == nil {
+		why := "no shadow comparison runs during this stage (set the plan's shadow.keep_mirror)"
 		return GateResult{Gate: string(spec.GateMatchRate), Verdict: Inconclusive, Evidence: map[string]any{"min": g.Min},
-			Reason: "no shadow comparison runs during this stage (set the plan's shadow.keep_mirror)"}
+			Reason: why, Summary: Waiting + why + ": this gate cannot pass without one"}
 	}
-	return matchRate(string(spec.GateMatchRate), *c, g.Min, minCompared)
+	return a.names.matchRate(string(spec.GateMatchRate), *c, g.Min, minCompared)
 }
 
 // EvaluateShadow judges a shadow phase from its comparison counts: fail when
@@ -446,7 +550,7 @@ func (a *Analyzer) matchRateGate(g spec.Gate, c *ShadowCounts) GateResult {
 // MinCompared copies were compared and the observed match rate is at least
 // MinMatchRate, inconclusive otherwise. Zero fields of phase mean their
 // defaults.
-func EvaluateShadow(phase spec.ShadowPhase, c ShadowCounts) GateResult {
+func EvaluateShadow(phase spec.ShadowPhase, c ShadowCounts, n Names) GateResult {
 	minRate, minCompared := phase.MinMatchRate, phase.MinCompared
 	if minRate == 0 {
 		minRate = spec.DefaultShadowMatchRate
@@ -454,10 +558,10 @@ func EvaluateShadow(phase spec.ShadowPhase, c ShadowCounts) GateResult {
 	if minCompared <= 0 {
 		minCompared = spec.DefaultShadowMinCompare
 	}
-	return matchRate("shadow", c, minRate, minCompared)
+	return n.matchRate("shadow", c, minRate, minCompared)
 }
 
-func matchRate(name string, c ShadowCounts, minRate float64, minCompared int) GateResult {
+func (nm Names) matchRate(name string, c ShadowCounts, minRate float64, minCompared int) GateResult {
 	gr := GateResult{Gate: name, Evidence: map[string]any{
 		"compared": c.Compared, "matched": c.Matched, "errors": c.Errors,
 		"min_match_rate": minRate, "min_compared": minCompared, "alpha": shadowAlpha,
@@ -469,6 +573,7 @@ func matchRate(name string, c ShadowCounts, minRate float64, minCompared int) Ga
 	n := c.Compared + c.Errors
 	if n == 0 {
 		gr.Verdict, gr.Reason = Inconclusive, "no shadow copies compared yet"
+		gr.Summary = fmt.Sprintf("%sno copy of a request has been compared yet: needs %s compared copies", Waiting, num(int64(minCompared)))
 		return gr
 	}
 	r := float64(c.Matched) / float64(n)
@@ -479,15 +584,20 @@ func matchRate(name string, c ShadowCounts, minRate float64, minCompared int) Ga
 	gr.Evidence["match_rate"], gr.Evidence["lower"], gr.Evidence["upper"] = r, lo, hi
 	head := fmt.Sprintf("match rate %s over %s compared copies (%s matched, %s errors; 95%% anytime interval %s–%s)",
 		pct(r), num(int64(n)), num(int64(c.Matched)), num(int64(c.Errors)), pct(lo), pct(hi))
+	agree := fmt.Sprintf("%s answered like %s on %s of %s compared requests", nm.canary(), nm.stable(), pct(r), num(int64(n)))
 	switch {
 	case hi < minRate:
 		gr.Verdict, gr.Reason = Fail, head+": clearly below the minimum "+pct(minRate)
+		gr.Summary = fmt.Sprintf("%s: clearly below the %s required", agree, pct(minRate))
 	case n >= uint64(minCompared) && r >= minRate:
 		gr.Verdict, gr.Reason = Pass, head+": at least the minimum "+pct(minRate)
+		gr.Summary = fmt.Sprintf("%s: at least the %s required", agree, pct(minRate))
 	case n < uint64(minCompared):
 		gr.Verdict, gr.Reason = Inconclusive, fmt.Sprintf("%s: %s of the %s compared copies needed", head, num(int64(n)), num(int64(minCompared)))
+		gr.Summary = fmt.Sprintf("%sneeds %s more compared requests (%s so far)", Waiting, num(int64(minCompared)-int64(n)), agree)
 	default:
 		gr.Verdict, gr.Reason = Inconclusive, head+": below the minimum "+pct(minRate)+" but not clearly"
+		gr.Summary = fmt.Sprintf("%s%s: below the %s required, not yet clearly; more comparisons decide", Waiting, agree, pct(minRate))
 	}
 	return gr
 }

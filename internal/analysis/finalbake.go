@@ -164,11 +164,11 @@ func (a *Analyzer) EvaluateFinalBake(w Window) Result {
 		case spec.GateSequential:
 			gr = a.finalBakeGate()
 		case spec.GateErrorRate:
-			gr = errorRateGate(g, w, a.plan.MinRequests)
+			gr = a.names.errorRateGate(g, w, a.plan.MinRequests)
 		case spec.GateLatency:
-			gr = quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, a.plan.MinRequests)
+			gr = a.names.quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, a.plan.MinRequests)
 		case spec.GateTTFB:
-			gr = quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, a.plan.MinRequests)
+			gr = a.names.quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, a.plan.MinRequests)
 		default:
 			continue
 		}
@@ -185,11 +185,13 @@ func (a *Analyzer) finalBakeGate() GateResult {
 	gr := GateResult{Gate: string(spec.GateSequential), Evidence: map[string]any{"final_bake": true}}
 	stable := rate(b.baseline.Errors, b.baseline.Requests)
 	gr.Evidence["baseline"] = map[string]any{"stable_requests": b.baseline.Requests, "stable_errors": b.baseline.Errors, "stable_rate": stable}
+	nm := a.names
 	if b.errors == nil {
 		gr.Verdict, gr.Reason = Inconclusive, "final bake: not judged: "+b.why
+		gr.Summary = "not judged in the final bake: " + b.why
 		return gr
 	}
-	var fails, oks []string
+	var fails, oks, worse []string
 	ev := b.errors.Evidence()
 	em := seqEvidence(ev, b.errors.State().MaxLogStatistic)
 	em["null_rate"] = b.errRate
@@ -199,6 +201,8 @@ func (a *Analyzer) finalBakeGate() GateResult {
 		pct(rate(c.CanaryBad, c.CanaryRequests)), num(c.CanaryRequests), pct(stable), pct(b.errRate))
 	if ev.Decision == stats.Reject {
 		fails = append(fails, text+": "+rejectText(ev, b.errors.State().MaxLogStatistic))
+		worse = append(worse, fmt.Sprintf("%s's error rate at 100%% is %s, above the %s allowed from %s's %s in the last stage",
+			nm.canary(), pct(rate(c.CanaryBad, c.CanaryRequests)), pct(b.errRate), nm.stable(), pct(stable)))
 	} else {
 		oks = append(oks, text)
 	}
@@ -215,6 +219,8 @@ func (a *Analyzer) finalBakeGate() GateResult {
 			pct(rate(c.CanaryBad, c.CanaryRequests)), fmtDur(b.thresholds[i]), name, pct(b.latRates[i]))
 		if ev.Decision == stats.Reject {
 			fails = append(fails, text+": "+rejectText(ev, t.State().MaxLogStatistic))
+			worse = append(worse, fmt.Sprintf("%s is slower at 100%% than %s was in the last stage at %s: %s of its requests slower than %s, where at most %s are allowed",
+				nm.canary(), nm.stable(), name, pct(rate(c.CanaryBad, c.CanaryRequests)), fmtDur(b.thresholds[i]), pct(b.latRates[i])))
 		}
 	}
 	if b.why != "" {
@@ -222,9 +228,13 @@ func (a *Analyzer) finalBakeGate() GateResult {
 	}
 	if len(fails) > 0 {
 		gr.Verdict, gr.Reason = Fail, "final bake: "+strings.Join(fails, "; ")
+		gr.Summary = strings.Join(worse, "; ")
 		return gr
 	}
 	gr.Verdict, gr.Reason = Pass, "final bake: no regression so far: "+strings.Join(oks, "; ")
+	c = ev.Counts
+	gr.Summary = fmt.Sprintf("no regression at 100%% so far: %s's error rate %s over %s requests (%s's was %s in the last stage)",
+		nm.canary(), pct(rate(c.CanaryBad, c.CanaryRequests)), num(c.CanaryRequests), nm.stable(), pct(stable))
 	return gr
 }
 

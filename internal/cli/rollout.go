@@ -340,13 +340,25 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string) error {
 }
 
 // watchKey is what a plain-mode block is printed for: a change of phase,
-// stage, weight, reason or any gate's verdict.
+// stage, weight, reason or any gate's verdict. The reason's numbers are
+// left out: a waiting stage's reason counts requests at every look, and a
+// CI log wants a block when something changes, not every second.
 func watchKey(r rollout.Rollout) string {
-	k := fmt.Sprintf("%s|%d|%s|%t|%s", r.Phase, r.Stage, r.Weight, r.AwaitingConfirmation, r.Reason)
+	k := fmt.Sprintf("%s|%d|%s|%t|%s", r.Phase, r.Stage, r.Weight, r.AwaitingConfirmation, withoutNumbers(r.Reason))
 	for _, g := range r.Gates {
 		k += "|" + g.Gate + "=" + string(g.Verdict)
 	}
 	return k
+}
+
+// withoutNumbers drops the digits (and what joins them) from s.
+func withoutNumbers(s string) string {
+	return strings.Map(func(c rune) rune {
+		if c >= '0' && c <= '9' || c == ',' || c == '.' || c == '~' {
+			return -1
+		}
+		return c
+	}, s)
 }
 
 // watchEnd reports a terminal rollout: nil for a promotion, an error (exit

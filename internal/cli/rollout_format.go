@@ -158,11 +158,30 @@ func printRollout(w io.Writer, r rollout.Rollout) error {
 	}
 	fmt.Fprintln(w)
 	t = newTable(w)
-	fmt.Fprintln(t, "GATE\tVERDICT\tREASON")
+	fmt.Fprintln(t, "GATE\tVERDICT\tSUMMARY")
 	for _, g := range r.Gates {
-		fmt.Fprintf(t, "%s\t%s\t%s\n", g.Gate, g.Verdict, g.Reason)
+		fmt.Fprintf(t, "%s\t%s\t%s\n", g.Gate, g.Verdict, gateSummary(g))
 	}
-	return t.Flush()
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	sep := "\n"
+	for _, g := range r.Gates {
+		if g.Summary != "" { // else the table showed the reason
+			fmt.Fprintf(w, "%s%s statistics: %s\n", sep, g.Gate, g.Reason)
+			sep = ""
+		}
+	}
+	return nil
+}
+
+// gateSummary is a gate's plain words (its reason for a verdict stored by
+// a modelgate that did not write summaries).
+func gateSummary(g analysis.GateResult) string {
+	if g.Summary != "" {
+		return g.Summary
+	}
+	return g.Reason
 }
 
 // printRollouts writes the history table, newest first as the API lists it.
@@ -236,7 +255,7 @@ func renderWatch(r rollout.Rollout, note string) string {
 		}
 		t.Flush()
 		for _, g := range r.Gates {
-			fmt.Fprintf(&b, "  %s: %s\n", g.Gate, g.Reason)
+			fmt.Fprintf(&b, "  %s: %s\n", g.Gate, gateSummary(g))
 		}
 	}
 	if note != "" {
@@ -257,8 +276,16 @@ func evidenceSummary(g analysis.GateResult) string {
 	switch {
 	case seq:
 		s := evCount(errs, "canary_requests") + " canary requests; errors " + seqText(errs)
+		if st, ok := e["stage"].(map[string]any); ok {
+			s = "this stage " + evPercent(st, "canary_rate") + " of " + evCount(st, "canary_requests") +
+				" vs " + evPercent(st, "stable_rate") + " of " + evCount(st, "stable_requests") + "; errors " + seqText(errs)
+		}
 		if lat, ok := e["latency"].(map[string]any); ok {
-			s += "; slow requests " + seqText(lat)
+			if worst, name := slowestQuantile(lat); worst != nil {
+				s += "; slow requests at " + name + " " + seqText(worst)
+			} else if hasKey(lat, "statistic") {
+				s += "; slow requests " + seqText(lat)
+			}
 		}
 		return s
 	case hasKey(e, "compared"):
@@ -283,10 +310,32 @@ func evidenceSummary(g analysis.GateResult) string {
 	return ""
 }
 
-// seqText is one sequential test's rates and statistic against its
-// threshold: "0.52% vs 0.48%, statistic 0.81 of 40".
+// seqText is one sequential test's weight-adjusted count and statistic
+// against its threshold: "31 where 29.5 expected, statistic 0.81 of 40"
+// (a record of a modelgate before observed/expected: its pooled rates).
 func seqText(m map[string]any) string {
+	if hasKey(m, "observed_canary_bad") {
+		return evCount(m, "observed_canary_bad") + " where " + evValue(m, "expected_canary_bad") + " expected, statistic " + evValue(m, "statistic") + " of " + evValue(m, "threshold")
+	}
 	return evPercent(m, "canary_rate") + " vs " + evPercent(m, "stable_rate") + ", statistic " + evValue(m, "statistic") + " of " + evValue(m, "threshold")
+}
+
+// slowestQuantile is the latency test (one per quantile) whose statistic
+// is highest, and its quantile's name.
+func slowestQuantile(lat map[string]any) (map[string]any, string) {
+	var worst map[string]any
+	var name string
+	best := -1.0
+	for q, v := range lat {
+		m, ok := v.(map[string]any)
+		if !ok {
+			continue
+		}
+		if s, ok := evNumber(m, "statistic"); ok && (s > best || s == best && q < name) {
+			worst, name, best = m, q, s
+		}
+	}
+	return worst, name
 }
 
 func hasKey(m map[string]any, k string) bool {

@@ -94,6 +94,7 @@ func testRollout() rollout.Rollout {
 		Reason: "stage 1 (5%) passed every gate after 30s and 1,203 canary requests",
 		Gates: []analysis.GateResult{
 			{Gate: "sequential", Verdict: analysis.Inconclusive, Reason: "no regression; promotion not shown yet",
+				Summary: "waiting: needs about 2,400 more green requests to show green within 1.75× of blue's error rate",
 				Evidence: map[string]any{
 					"errors":  map[string]any{"canary_requests": 2130, "canary_rate": 0.0052, "stable_rate": 0.0048, "statistic": 0.81, "threshold": 40},
 					"latency": map[string]any{"canary_rate": 0.011, "stable_rate": 0.01, "statistic": 1.3, "threshold": 40},
@@ -179,10 +180,12 @@ deadline:         9m48s left, then pause
 started:          2026-01-02T03:03:05Z
 reason:           stage 1 (5%) passed every gate after 30s and 1,203 canary requests
 
-GATE         VERDICT       REASON
-sequential   inconclusive  no regression; promotion not shown yet
+GATE         VERDICT       SUMMARY
+sequential   inconclusive  waiting: needs about 2,400 more green requests to show green within 1.75× of blue's error rate
 error_rate   pass          canary error rate 0.52% vs stable 0.48%: at most the maximum 2%
 latency p99  pass          canary latency p99 52 ms vs stable 40 ms
+
+sequential statistics: no regression; promotion not shown yet
 `
 	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("rollout status (-want +got):\n%s", diff)
@@ -458,7 +461,7 @@ func TestRolloutWatch(t *testing.T) {
 				"  sequential   inconclusive  2,130 canary requests; errors 0.52% vs 0.48%, statistic 0.81 of 40; slow requests 1.1% vs 1%, statistic 1.3 of 40\n",
 				"  error_rate   pass          canary 0.47% of 213 vs stable 0.47% of 4,032\n",
 				"  latency p99  pass          canary 52 ms vs stable 40 ms over 213 requests\n",
-				"  sequential: no regression; promotion not shown yet\n",
+				"  sequential: waiting: needs about 2,400 more green requests to show green within 1.75× of blue's error rate\n",
 				"\nrollout fraud-3 on fraud",
 				"stage     3/4 at 50%   5 → 25 → [50] → 100\n",
 				"canary    [████████████████████░░░░░░░░░░░░░░░░░░░░] 50%\n",

@@ -51,6 +51,13 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 	b.wait("the stage events in the live log", `document.querySelectorAll('#event-log li[data-type="rollout.stage"]').length >= 2`, 10*time.Second)
 	b.wait("the traffic at 50/50", `document.querySelector("#traffic-now").textContent === "blue 50% · green 50%"`, 10*time.Second)
 	b.wait("the gate verdicts", `document.querySelectorAll('#gates tr[data-gate]').length === 2`, 10*time.Second)
+	// Plain words first: the rollout says what it waits for, each gate what
+	// it found, then the statistics.
+	b.wait("the rollout's plain words", `(document.querySelector("#rollout-reason") || {}).textContent.startsWith("waiting: the stage bakes for 10m0s")`, 10*time.Second)
+	b.wait("a gate's plain words", `(document.querySelector('#gates tr[data-gate="error_rate"] .gate-summary') || {}).textContent.startsWith("green's error rate")`, 10*time.Second)
+	if got := js[string](b, `document.querySelector('#gates tr[data-gate="error_rate"] .gate-reason').textContent`); !strings.HasPrefix(got, "canary error rate") {
+		t.Errorf("the error_rate gate's statistics on screen = %q, want them after its summary", got)
+	}
 	b.wait("the weights chart", `document.querySelectorAll("svg.chart path[data-series]").length === 2`, 10*time.Second)
 	b.screenshot("rollout")
 

@@ -198,6 +198,7 @@ func (c *Controller) Load(ctx context.Context) error {
 		if ru.analyzer, err = c.restoreAnalyzer(r); err != nil {
 			return err
 		}
+		ru.analyzer.SetNames(analysis.Names{Stable: r.Stable, Canary: r.Canary})
 		ru.window = c.stageWindow(r, c.now())
 		c.runs[r.Endpoint] = ru
 		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
@@ -486,6 +487,7 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 	if err != nil {
 		return Rollout{}, err
 	}
+	a.SetNames(analysis.Names{Stable: r.Stable, Canary: r.Canary})
 	n, _ := strconv.Atoi(r.ID[strings.LastIndexByte(r.ID, '-')+1:])
 	ru := &run{r: r, key: rolloutKey(ep.Name, n), analyzer: a, confirm: &confirmation{}}
 	eff := Effect{Events: []Event{{Type: EventStarted,
@@ -664,7 +666,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		if c.opts.Shadow != nil {
 			counts = c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
 		}
-		g := analysis.EvaluateShadow(*r.Plan.Shadow, counts)
+		g := analysis.EvaluateShadow(*r.Plan.Shadow, counts, analysis.Names{Stable: r.Stable, Canary: r.Canary})
 		in.ShadowGate = &g
 	case r.Phase == PhaseProgressing, r.Phase == PhasePaused && r.PausedFrom == PhaseProgressing:
 		// A paused live stage is judged as a running one (stepPaused):

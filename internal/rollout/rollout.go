@@ -13,6 +13,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/analysis"
@@ -286,7 +287,7 @@ func stepFinalBake(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
-		return rollbackWith(r, eff, "degraded at 100% during the final bake: "+failedReasons(in.Result))
+		return rollbackWith(r, eff, failedWords(in.Result)+" — degraded at 100% during the final bake: "+failedReasons(in.Result))
 	}
 	if r.Baked.D() >= r.Plan.FinalBake.D() {
 		return succeed(r, eff, in.Now, fmt.Sprintf("%s served 100%% for the final bake of %s with no regression", r.Canary, r.Plan.FinalBake.D()))
@@ -306,7 +307,7 @@ func stepPaused(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
 		r.PausedFrom = ""
-		return rollbackWith(r, eff, "gate failed while paused: "+failedReasons(in.Result))
+		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed while paused: "+failedReasons(in.Result))
 	}
 	return r, eff, nil
 }
@@ -326,7 +327,7 @@ func stepShadow(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	recordGates(&r, &eff, []analysis.GateResult{g})
 	switch g.Verdict {
 	case analysis.Fail:
-		return rollbackWith(r, eff, "shadow comparison failed before any live traffic: "+g.Reason)
+		return rollbackWith(r, eff, g.Summary+", before any live traffic — shadow comparison failed before any live traffic: "+g.Reason)
 	case analysis.Pass:
 		return startLive(r, eff, in.Now, "shadow phase passed: "+g.Reason)
 	}
@@ -353,7 +354,7 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
-		return rollbackWith(r, eff, "gate failed: "+failedReasons(in.Result))
+		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed: "+failedReasons(in.Result))
 	}
 	// The gates keep watching while the final step waits for confirmation.
 	if r.AwaitingConfirmation {
@@ -365,14 +366,97 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 		return deadline(r, eff, in.Now)
 	}
 	if in.Result.SampleRatioMismatch {
-		return pause(r, eff, "sample ratio mismatch, the canary's measured share does not match its weight, so its numbers cannot be trusted: "+in.Result.SampleRatio.Reason)
+		return pause(r, eff, in.Result.SampleRatio.Summary+" — sample ratio mismatch, the canary's measured share does not match its weight, so its numbers cannot be trusted: "+in.Result.SampleRatio.Reason)
 	}
 	bake := r.Plan.StageBake(r.Stage)
 	minReq := r.Plan.StageMinRequests(r.Stage)
 	if in.Result.Passed && r.Baked.D() >= bake && in.CanaryRequests >= uint64(minReq) {
-		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %d canary requests", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), in.CanaryRequests))
+		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %s canary requests", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), num(int64(in.CanaryRequests))))
 	}
+	r.Reason = waiting(r, in)
 	return deadline(r, eff, in.Now)
+}
+
+// failedWords is the rollback's plain words: the failed gates' summaries.
+func failedWords(res analysis.Result) string {
+	var parts []string
+	for _, g := range res.Gates {
+		if g.Verdict == analysis.Fail {
+			parts = append(parts, g.Summary)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// waiting says, in words, what a live stage that did not advance waits
+// for: each gate that has not passed, then the bake time and min_requests,
+// with the time the most canary requests asked for take at the stage's
+// rate so far, and a warning when that is past the progress deadline.
+func waiting(r Rollout, in Input) string {
+	var parts []string
+	var more int64
+	for _, g := range in.Result.Gates {
+		if g.Verdict == analysis.Pass {
+			continue
+		}
+		parts = append(parts, strings.TrimPrefix(g.Summary, analysis.Waiting))
+		if n, ok := g.Evidence["more_canary_requests"].(int64); ok {
+			more = max(more, n)
+		}
+	}
+	if minReq := uint64(r.Plan.StageMinRequests(r.Stage)); in.CanaryRequests < minReq {
+		n := int64(minReq - in.CanaryRequests)
+		more = max(more, n)
+		parts = append(parts, fmt.Sprintf("the stage needs %s more %s requests (min_requests %s)", num(n), r.Canary, num(int64(minReq))))
+	}
+	if bake := r.Plan.StageBake(r.Stage); r.Baked.D() < bake {
+		parts = append(parts, fmt.Sprintf("the stage bakes for %s (%s served)", bake, r.Baked.D().Round(time.Second)))
+	}
+	if r.AwaitingConfirmation {
+		parts = append(parts, "the confirm-promotion webhook has not confirmed yet")
+	}
+	if len(parts) == 0 {
+		return r.Reason
+	}
+	text := analysis.Waiting + strings.Join(parts, "; ")
+	if more > 0 && in.CanaryRequests > 0 && r.Baked > 0 {
+		perSecond := float64(in.CanaryRequests) / r.Baked.D().Seconds()
+		eta := time.Duration(float64(more) / perSecond * float64(time.Second))
+		text += fmt.Sprintf(" (~%s at the current %s requests/s)", roughly(eta), fmtRate(perSecond))
+		if limit := r.Plan.ProgressDeadline.D(); limit > 0 {
+			if left := limit - in.Now.Sub(r.DeadlineStart()); eta > left {
+				text += fmt.Sprintf("; the progress deadline (%s) comes first, then the rollout will %s", limit, r.Plan.OnDeadline)
+			}
+		}
+	}
+	return text
+}
+
+// roughly is a duration as a person says it: "40 s", "4 min", "2.5 h".
+func roughly(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", max(int(d.Round(time.Second)/time.Second), 1))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
+	}
+	return fmt.Sprintf("%.2g h", d.Hours())
+}
+
+func fmtRate(x float64) string {
+	if x >= 10 {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.2g", x)
+}
+
+// num formats an integer with thousands separators: 4,030.
+func num(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // deadline applies the plan's deadline action when the stage has waited
@@ -383,10 +467,13 @@ func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
 		return r, eff, nil
 	}
 	why := fmt.Sprintf("no decision within the progress deadline of %s (%s)", limit, stageName(r))
+	if strings.HasPrefix(r.Reason, analysis.Waiting) {
+		why += "; it was " + r.Reason
+	}
 	if r.Plan.OnDeadline == spec.DeadlineRollback {
 		return rollbackWith(r, eff, why)
 	}
-	return pause(r, eff, why)
+	return pause(r, eff, why+fmt.Sprintf("; resume gives it another %s, promote moves on, abort gives %s everything", limit, r.Stable))
 }
 
 func stageName(r Rollout) string {
@@ -419,7 +506,7 @@ func recordGates(r *Rollout, eff *Effect, gates []analysis.GateResult) {
 	for _, g := range gates {
 		if old, ok := prev[g.Gate]; !ok || old != g.Verdict {
 			eff.Events = append(eff.Events, Event{Type: EventGate,
-				Message: fmt.Sprintf("gate %s: %s (%s): %s", g.Gate, g.Verdict, stageName(*r), g.Reason),
+				Message: fmt.Sprintf("gate %s: %s (%s): %s — %s", g.Gate, g.Verdict, stageName(*r), g.Summary, g.Reason),
 				Data:    map[string]any{"stage": r.Stage, "weight": r.Weight, "gate": g}})
 		}
 	}

@@ -73,3 +73,29 @@ func TestBaselineTest(t *testing.T) {
 		t.Errorf("more bad than requests accepted")
 	}
 }
+
+// TestObservedOverExpectedIsWeightAdjusted: identical arms whose common
+// error rate changes between a 5% and a 50% stage show different pooled
+// rates (Simpson's paradox: the canary served most of its requests in the
+// stage with fewer errors), while the test's observed/expected stays near 1.
+func TestObservedOverExpectedIsWeightAdjusted(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 9))
+	reg, _ := NewRegressionTest(RegressionConfig{Alpha: 0.05, DetectChanges: true})
+	for sec := range 1200 {
+		w, p := 0.05, 0.03
+		if sec >= 600 {
+			w, p = 0.5, 0.005
+		}
+		reg.Observe(sliceAt(rng, 400, w, p, p))
+	}
+	e := reg.Evidence()
+	c := e.Counts
+	pooledCanary := float64(c.CanaryBad) / float64(c.CanaryRequests)
+	pooledStable := float64(c.StableBad) / float64(c.StableRequests)
+	if ratio := pooledCanary / pooledStable; ratio > 0.7 {
+		t.Fatalf("pooled canary/stable error rate %.2f: the scenario should show Simpson's paradox (want < 0.7)", ratio)
+	}
+	if r := float64(e.Observed) / e.Expected; r < 0.9 || r > 1.1 {
+		t.Errorf("observed/expected canary errors %d/%.1f = %.2f, want about 1 for identical arms", e.Observed, e.Expected, r)
+	}
+}

@@ -100,6 +100,10 @@ type MarginEvidence struct {
 	// PValue is the anytime-valid p-value of the null "canary at least Margin
 	// times worse": min(1, 1/max M so far).
 	PValue float64
+	// Observed and Expected: the canary's bad events and what it would have
+	// had at the stable's rate, weight by weight (see Evidence).
+	Observed int64
+	Expected float64
 }
 
 // Evidence returns the test's current evidence.
@@ -113,6 +117,8 @@ func (t *MarginTest) Evidence() MarginEvidence {
 		Threshold:    1 / t.alpha,
 		Alpha:        t.alpha,
 		PValue:       math.Min(1, math.Exp(-t.mix.maxLogM)),
+		Observed:     t.mix.observed,
+		Expected:     t.mix.expected,
 	}
 }
 

@@ -39,6 +39,14 @@ type oddsMixture struct {
 	// spans of the batches that carried information (the clock of the
 	// prior over starts).
 	units float64
+	// observed counts the canary's events in the informative batches;
+	// expected is what the canary would have had there at the stable's
+	// rate: each batch's stable events times the canary's requests over the
+	// stable's, Σ (n−x)·w/(1−w). Their ratio estimates the canary's rate
+	// over the stable's weight by weight, which rates pooled across stages
+	// of different weights do not.
+	observed int64
+	expected float64
 }
 
 func newOddsMixture(r0 float64, multipliers []float64) (*oddsMixture, error) {
@@ -85,6 +93,8 @@ func (m *oddsMixture) observe(x, n int64, w, span float64) {
 	fx, fy := float64(x), float64(n-x)
 	start := logStartPrior(m.units, span)
 	m.units += span
+	m.observed += x
+	m.expected += float64(n-x) * w / (1 - w)
 	for j, r := range m.ratios {
 		tj := theta(w, r)
 		l := fx*math.Log(tj/t0) + fy*math.Log1p(-tj) - fy*math.Log1p(-t0)

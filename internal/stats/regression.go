@@ -147,6 +147,15 @@ type Evidence struct {
 	// PValue is the anytime-valid p-value min(1, 1/max M so far); Decision is Reject
 	// exactly when PValue ≤ Alpha.
 	PValue float64
+	// Observed is the canary's bad events in the slices that carried
+	// information, Expected what it would have had there at the stable's
+	// rate (each slice's stable bad events times its canary requests over
+	// its stable requests; for a [BaselineTest], about its requests times
+	// the null rate). Observed/Expected estimates the canary's rate over
+	// the stable's weight by weight: unlike rates pooled over stages of
+	// different weights, it is about 1 for identical arms.
+	Observed int64
+	Expected float64
 }
 
 // Evidence returns the test's current evidence.
@@ -163,6 +172,8 @@ func newEvidence(alpha float64, mix *oddsMixture, c Counts, slices int64, reject
 		Threshold:    1 / alpha,
 		Alpha:        alpha,
 		PValue:       math.Min(1, math.Exp(-mix.maxLogM)),
+		Observed:     mix.observed,
+		Expected:     mix.expected,
 	}
 	if reject {
 		e.Decision = Reject

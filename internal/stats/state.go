@@ -30,6 +30,11 @@ type SequentialState struct {
 	// slices that carried information: bad events of both arms possible); a
 	// change detector's prior over starts runs over it.
 	Units float64 `json:"units,omitempty"`
+	// ObservedCanaryBad and ExpectedCanaryBad are the canary's events in
+	// the informative slices and what it would have had at the stable's
+	// rate (see Evidence).
+	ObservedCanaryBad int64   `json:"observed_canary_bad,omitempty"`
+	ExpectedCanaryBad float64 `json:"expected_canary_bad,omitempty"`
 }
 
 // NonInferiorityState is the complete state of a [NonInferiority] check: its
@@ -119,6 +124,8 @@ func sequentialState(m *oddsMixture, c Counts, slices int64, reject bool) Sequen
 		LogStatistic:        m.logM,
 		MaxLogStatistic:     m.maxLogM,
 		Units:               m.units,
+		ObservedCanaryBad:   m.observed,
+		ExpectedCanaryBad:   m.expected,
 	}
 }
 
@@ -139,6 +146,9 @@ func restoreSequential(m *oddsMixture, counts *Counts, slices *int64, reject *bo
 	if !isFinite(st.LogStatistic) || !isFinite(st.MaxLogStatistic) || st.MaxLogStatistic < 0 || st.MaxLogStatistic < st.LogStatistic {
 		errs = append(errs, fmt.Errorf("log statistic %v with running maximum %v: want finite, maximum >= max(0, statistic)", st.LogStatistic, st.MaxLogStatistic))
 	}
+	if st.ObservedCanaryBad < 0 || st.ObservedCanaryBad > st.CanaryBad+st.CanaryRequests || !isFinite(st.ExpectedCanaryBad) || st.ExpectedCanaryBad < 0 {
+		errs = append(errs, fmt.Errorf("observed %d and expected %v canary events: want 0 or more, finite", st.ObservedCanaryBad, st.ExpectedCanaryBad))
+	}
 	if !isFinite(st.Units) || st.Units < 0 || st.Units > 0 && st.Slices == 0 {
 		errs = append(errs, fmt.Errorf("%v informative slices' time over %d slices: want finite, >= 0, and 0 without slices", st.Units, st.Slices))
 	}
@@ -146,6 +156,7 @@ func restoreSequential(m *oddsMixture, counts *Counts, slices *int64, reject *bo
 		return err
 	}
 	m.units = st.Units
+	m.observed, m.expected = st.ObservedCanaryBad, st.ExpectedCanaryBad
 	if !m.changes || m.units > 0 {
 		copy(m.ll, st.LogLikelihoodRatios)
 	}

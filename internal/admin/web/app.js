@@ -679,14 +679,15 @@ function gatesTable(ro, open) {
   const gates = ro.gates || [];
   if (!gates.length) return h("p", { class: "muted" }, "No verdicts in this stage yet.");
   return h("div", { class: "table-wrap" }, h("table", { id: "gates" },
-    h("thead", {}, h("tr", {}, h("th", {}, "Gate"), h("th", {}, "Verdict"), h("th", {}, "Reason and evidence"))),
+    h("thead", {}, h("tr", {}, h("th", {}, "Gate"), h("th", {}, "Verdict"), h("th", {}, "What it says, then the statistics"))),
     h("tbody", {}, gates.map((g, i) => {
       const key = g.gate + "#" + i;
       const det = h("details", { class: "evidence", open: open.has(key) },
         h("summary", {}, "evidence"), h("dl", { class: "kv" }, flatten(g.evidence || {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
       det.addEventListener("toggle", () => { det.open ? open.add(key) : open.delete(key); });
       return h("tr", { dataset: { gate: g.gate, verdict: g.verdict } },
-        h("td", {}, g.gate), h("td", {}, badge(g.verdict)), h("td", {}, h("div", {}, g.reason), det));
+        h("td", {}, g.gate), h("td", {}, badge(g.verdict)),
+        h("td", {}, g.summary ? h("div", { class: "gate-summary" }, g.summary) : null, h("div", { class: "gate-reason small" }, g.reason), det));
     }))));
 }
 

@@ -1,0 +1,96 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Names are the deployments' names, for the plain-words summaries of the
+// verdicts ("green's error rate is 2.1× blue's"). Empty: "the stable" and
+// "the canary".
+type Names struct{ Stable, Canary string }
+
+// SetNames names the deployments in the analyzer's summaries.
+func (a *Analyzer) SetNames(n Names) { a.names = n }
+
+func (n Names) stable() string {
+	if n.Stable == "" {
+		return "the stable"
+	}
+	return n.Stable
+}
+
+func (n Names) canary() string {
+	if n.Canary == "" {
+		return "the canary"
+	}
+	return n.Canary
+}
+
+// Waiting is the prefix of the summary of a verdict that waits for data.
+const Waiting = "waiting: "
+
+// about rounds a count of requests to two significant digits, for an
+// estimate: 2,437 → "about 2,400".
+func about(n int64) string {
+	if n < 100 {
+		return "about " + num(n)
+	}
+	p := int64(math.Pow(10, math.Floor(math.Log10(float64(n)))-1))
+	return "about " + num((n+p/2)/p*p)
+}
+
+// moreRequests estimates how many more canary requests a promotion test
+// needs to reach its threshold, from the pace of its evidence so far (its
+// log statistic per canary request since the rollout began); ok is false
+// when the evidence is not growing (the canary may be worse than the
+// margin, or the test has seen too little to tell).
+func moreRequests(logStat, threshold float64, canaryRequests int64) (n int64, ok bool) {
+	need := math.Log(threshold) - logStat
+	if need <= 0 {
+		return 0, true
+	}
+	if canaryRequests <= 0 || logStat <= 0 {
+		return 0, false
+	}
+	return int64(math.Ceil(need / (logStat / float64(canaryRequests)))), true
+}
+
+// timesText is an observed/expected ratio in words: "2.1×", "no more than".
+func timesText(observed int64, expected float64) string {
+	if expected <= 0 {
+		return "—"
+	}
+	return flt(float64(observed)/expected) + "×"
+}
+
+// andList joins items as "a, b and c".
+func andList(items []string) string {
+	switch len(items) {
+	case 0:
+		return ""
+	case 1:
+		return items[0]
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " and " + items[len(items)-1]
+}
+
+// stageErrors is the stage's error rates of both arms in words, from the
+// stage window (one weight: never pooled across stages).
+func (n Names) stageErrors(w Window) string {
+	cn, ce := w.Canary.SplitRequests(), w.Canary.SplitErrors
+	sn, se := w.Stable.SplitRequests(), w.Stable.SplitErrors
+	return fmt.Sprintf("this stage: %s %s vs %s %s errors over %s vs %s requests",
+		n.canary(), pct(rate(int64(ce), int64(cn))), n.stable(), pct(rate(int64(se), int64(sn))), num(int64(cn)), num(int64(sn)))
+}
+
+// stageEvidence is the stage window's counts as evidence, one weight.
+func stageEvidence(w Window) map[string]any {
+	cn, ce := w.Canary.SplitRequests(), w.Canary.SplitErrors
+	sn, se := w.Stable.SplitRequests(), w.Stable.SplitErrors
+	return map[string]any{
+		"canary_requests": cn, "canary_errors": ce, "canary_rate": rate(int64(ce), int64(cn)),
+		"stable_requests": sn, "stable_errors": se, "stable_rate": rate(int64(se), int64(sn)),
+	}
+}
