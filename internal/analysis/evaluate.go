@@ -106,7 +106,7 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 		if g.RollbackOnly && gr.Verdict == Inconclusive {
 			// It never holds a stage, so it never waits: not failing is its pass.
 			gr.Verdict = Pass
-			gr.Summary = fmt.Sprintf("no regression so far (%s only rolls %s back; it does not hold the stage): %s", gr.Gate, a.names.canary(), strings.TrimPrefix(gr.Summary, Waiting))
+			gr.Summary = fmt.Sprintf("no regression so far (%s only rolls %s back, it does not hold the stage)", gr.Gate, a.names.canary())
 			gr.Evidence["rollback_only"] = true
 		}
 		r.Gates = append(r.Gates, gr)
@@ -141,7 +141,7 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 		fails = append(fails, fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests: %s",
 			pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
 			num(c.CanaryRequests), num(c.StableRequests), rejectText(errEv, q.errRollback.State().MaxLogStatistic)))
-		worse = append(worse, fmt.Sprintf("%s's error rate is %s %s's (%s errors where %s were expected at %s's rate)",
+		worse = append(worse, fmt.Sprintf("%s's error rate is %s %s's (%s errors against %s expected at %s's rate)",
 			n.canary(), timesText(errEv.Observed, errEv.Expected), n.stable(), num(errEv.Observed), flt(errEv.Expected), n.stable()))
 	}
 	for i, quant := range cfg.quantiles {
@@ -162,7 +162,7 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 			if fixed {
 				slowAt = " than " + fmtDur(st.canary[i])
 			}
-			worse = append(worse, fmt.Sprintf("%s is slower than %s at %s (%s requests slower%s where %s were expected at %s's pace)",
+			worse = append(worse, fmt.Sprintf("%s is slower than %s at %s (%s requests slower%s against %s expected at %s's pace)",
 				n.canary(), n.stable(), name, num(ev.Observed), slowAt, flt(ev.Expected), n.stable()))
 		}
 	}
@@ -187,20 +187,7 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 	mi := cfg.marginIndex(st.margin)
 	within := fmt.Sprintf("within %s× of the stable", flt(st.margin))
 	var missing, shown []string
-	// For the summary: what is still to be shown, and the most canary
-	// requests any of it needs (-1: cannot tell).
-	var toShow, notes []string
-	var more int64
-	need := func(what string, e stats.MarginEvidence) {
-		if what != "" {
-			toShow = append(toShow, what)
-		}
-		if k, ok := moreRequests(e.LogStatistic, e.Threshold, e.Counts.CanaryRequests); !ok {
-			more = -1
-		} else if more >= 0 {
-			more = max(more, k)
-		}
-	}
+	var wait waitList // for the summary
 	pe := q.errPromotion[mi].Evidence()
 	ae := q.errAllowance.Evidence()
 	errM["promotion"], errM["allowance"] = marginEvidence(pe), niEvidence(ae)
@@ -210,21 +197,23 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 		shown = append(shown, errText)
 	} else {
 		missing = append(missing, fmt.Sprintf("error rate %s (or %s points above it): %s", within, flt(cfg.errAllowance*100), errText))
-		need(fmt.Sprintf("within %s× of %s's error rate", flt(st.margin), n.stable()), pe)
+		wait.add(fmt.Sprintf("within %s× of %s's error rate", flt(st.margin), n.stable()), pe)
 	}
 	warmup := ""
 	if !st.warm {
 		lat["warmup_canary_requests"] = st.canaryRequests
 		warmup = fmt.Sprintf(" (latency not judged in the stage's warm-up: %s of %s canary requests, %s)",
 			num(st.canaryRequests), num(int64(a.plan.WarmupRequests())), a.plan.WarmupTime())
-		notes = append(notes, fmt.Sprintf("its latency is judged after the stage's warm-up (%s of %s canary requests, %s)",
-			num(st.canaryRequests), num(int64(a.plan.WarmupRequests())), a.plan.WarmupTime()))
+		if left := int64(a.plan.WarmupRequests()) - st.canaryRequests; left > 0 {
+			wait.notes = append(wait.notes, fmt.Sprintf("its latency is judged after the stage's warm-up: %s more of its requests and %s into the stage", num(left), a.plan.WarmupTime()))
+		} else {
+			wait.notes = append(wait.notes, fmt.Sprintf("its latency is judged from %s into the stage (the warm-up)", a.plan.WarmupTime()))
+		}
 	}
-	var slower []string
 	if !fixed {
 		missing = append(missing, fmt.Sprintf("latency thresholds not fixed yet (%s of %d stable requests this stage)",
 			num(int64(st.pending.Count())), minThresholdSample))
-		notes = append(notes, fmt.Sprintf("%s's latency thresholds are fixed after %s more of its requests", n.stable(), num(minThresholdSample-int64(st.pending.Count()))))
+		wait.notes = append(wait.notes, fmt.Sprintf("%s's latency thresholds are fixed after %s more of its requests", n.stable(), num(minThresholdSample-int64(st.pending.Count()))))
 	} else {
 		for i, quant := range cfg.quantiles {
 			name := quantileName(quant)
@@ -239,21 +228,17 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 				shown = append(shown, text)
 			} else {
 				missing = append(missing, fmt.Sprintf("share of slow requests at most the stable's (or %s points above it): %s%s", flt(cfg.latAllowance*100), text, warmup))
-				slower = append(slower, name)
 				if st.warm {
-					need("", le) // the name is listed once, below
+					wait.addQuantile(name, le)
 				}
 			}
 		}
 	}
-	if len(slower) > 0 {
-		toShow = append(toShow, "no slower than "+n.stable()+" at "+andList(slower))
-	}
 	if len(missing) > 0 {
 		gr.Verdict, gr.Reason = Inconclusive, noRegression+"; not yet shown "+within+": "+strings.Join(missing, "; ")
-		gr.Summary = Waiting + n.waitingText(toShow, notes, more) + " (" + n.stageErrors(w) + ")"
-		if more > 0 {
-			gr.Evidence["more_canary_requests"] = more
+		gr.Summary = Waiting + wait.text(n) + " (" + n.stageErrors(w) + ")"
+		if wait.more > 0 {
+			gr.Evidence["more_canary_requests"] = wait.more
 		}
 		return gr
 	}
@@ -272,23 +257,60 @@ func quantileNames(qs []float64) []string {
 	return out
 }
 
-// waitingText says what a waiting sequential gate needs: "needs about 2,400
-// more canary requests to show green within 1.75× of blue's error rate";
-// more < 0: the evidence is not growing on some metric.
-func (n Names) waitingText(toShow, notes []string, more int64) string {
+// waitList is what a waiting sequential gate still has to show: the
+// metrics whose promotion evidence grows at a pace that tells how many more
+// canary requests they need (the most of them: more), those too early to
+// tell, and notes (warm-up, thresholds).
+type waitList struct {
+	known, unknown   []string
+	knownQ, unknownQ []string // latency quantiles, listed together
+	more             int64
+	notes            []string
+}
+
+func (l *waitList) add(what string, e stats.MarginEvidence) {
+	if k, ok := moreRequests(e.LogStatistic, e.Threshold, e.Counts.CanaryRequests); ok {
+		l.known, l.more = append(l.known, what), max(l.more, k)
+	} else {
+		l.unknown = append(l.unknown, what)
+	}
+}
+
+func (l *waitList) addQuantile(name string, e stats.MarginEvidence) {
+	if k, ok := moreRequests(e.LogStatistic, e.Threshold, e.Counts.CanaryRequests); ok {
+		l.knownQ, l.more = append(l.knownQ, name), max(l.more, k)
+	} else {
+		l.unknownQ = append(l.unknownQ, name)
+	}
+}
+
+// text: "needs about 2,400 more green requests to show green within 1.75×
+// of blue's error rate; and more to show it no slower than blue at p99.9
+// (too early to tell how many)".
+func (l *waitList) text(n Names) string {
+	slower := func(qs []string) []string {
+		if len(qs) == 0 {
+			return nil
+		}
+		return []string{"no slower than " + n.stable() + " at " + andList(qs)}
+	}
+	known, unknown := append(l.known, slower(l.knownQ)...), append(l.unknown, slower(l.unknownQ)...)
 	var parts []string
-	if len(toShow) > 0 {
-		what := "to show " + n.canary() + " " + andList(toShow)
-		switch {
-		case more > 0:
-			parts = append(parts, fmt.Sprintf("needs %s more %s requests %s", about(more), n.canary(), what))
-		case more < 0:
-			parts = append(parts, fmt.Sprintf("not yet enough evidence %s, and it is not growing yet: %s may be worse than that, or has served too few requests to tell", what, n.canary()))
-		default:
-			parts = append(parts, "about to show "+n.canary()+" "+andList(toShow))
+	if len(known) > 0 {
+		if l.more > 0 {
+			parts = append(parts, fmt.Sprintf("needs %s more %s requests to show %s %s", about(l.more), n.canary(), n.canary(), andList(known)))
+		} else {
+			parts = append(parts, fmt.Sprintf("about to show %s %s", n.canary(), andList(known)))
 		}
 	}
-	return strings.Join(append(parts, notes...), "; ")
+	if len(unknown) > 0 {
+		lead := "needs more " + n.canary() + " requests"
+		if len(parts) > 0 {
+			lead = "and more"
+		}
+		parts = append(parts, fmt.Sprintf("%s to show %s %s (too early to tell how many, or %s is worse than that)", lead, n.canary(), andList(unknown), n.canary()))
+	}
+	return strings.Join(append(parts, l.notes...), "; ")
 }
 
 func rejectText(e stats.Evidence, maxLog float64) string {

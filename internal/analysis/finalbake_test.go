@@ -83,3 +83,54 @@ func TestFinalBake(t *testing.T) {
 		t.Errorf("final bake state after a round trip (-saved +restored):\n%s", diff)
 	}
 }
+
+// TestEvidenceHasNoPooledRates: across a stage change from 5% to 25%, with
+// the common error rate different in each stage, no gate's evidence holds
+// a rate of counts pooled over both weights: rates appear only for the
+// stage (one weight) and as the tests' weight-adjusted observed/expected.
+// (The error allowance's bounds are on each arm's own totals; see
+// docs/analysis.md.)
+func TestEvidenceHasNoPooledRates(t *testing.T) {
+	plan := spec.Plan{Gates: []spec.Gate{{Type: spec.GateSequential}, {Type: spec.GateErrorRate, Max: 0.5}}}.WithDefaults()
+	a := mustNew(t, plan)
+	a.StartStage(t0, 500, recent1)
+	noisy, calm := healthy, healthy
+	noisy.errRate, calm.errRate = 0.03, 0.005
+	s := newSim(4, 400, 0.05, noisy, noisy)
+	for range 300 {
+		a.Observe([]SlicePair{s.next()})
+	}
+	a.StartStage(t0.Add(300*time.Second), 2500, recent1)
+	s.route, s.stable, s.canary = 0.25, calm, calm
+	var w Window
+	for range 300 {
+		p := s.next()
+		a.Observe([]SlicePair{p})
+		w.Stable.AddSlice(p.Stable)
+		w.Canary.AddSlice(p.Canary)
+	}
+	res := a.Evaluate(plan.Stages[1], w)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return
+		}
+		for k, x := range m {
+			p := path + "." + k
+			if strings.HasSuffix(k, "_rate") && !strings.Contains(path, ".stage") && k != "null_rate" {
+				t.Errorf("%s = %v: a rate outside the stage's own evidence", p, x)
+			}
+			walk(p, x)
+		}
+	}
+	walk("sequential", res.Gates[0].Evidence)
+	// The threshold gates judge the stage window: their rates are the stage's.
+	if got := res.Gates[1].Evidence["canary_requests"]; got != w.Canary.SplitRequests() {
+		t.Errorf("error_rate gate counts %v canary requests, want the stage's %d", got, w.Canary.SplitRequests())
+	}
+	seq := res.Gates[0].Evidence["errors"].(map[string]any)
+	if r := float64(seq["observed_canary_bad"].(int64)) / seq["expected_canary_bad"].(float64); r < 0.8 || r > 1.25 {
+		t.Errorf("identical arms: observed/expected canary errors %v, want about 1", r)
+	}
+}

@@ -371,10 +371,19 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	bake := r.Plan.StageBake(r.Stage)
 	minReq := r.Plan.StageMinRequests(r.Stage)
 	if in.Result.Passed && r.Baked.D() >= bake && in.CanaryRequests >= uint64(minReq) {
-		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %s canary requests", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), num(int64(in.CanaryRequests))))
+		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %s canary requests: %s", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), num(int64(in.CanaryRequests)), passedWords(in.Result)))
 	}
 	r.Reason = waiting(r, in)
 	return deadline(r, eff, in.Now)
+}
+
+// passedWords is what the gates showed, in their words.
+func passedWords(res analysis.Result) string {
+	var parts []string
+	for _, g := range res.Gates {
+		parts = append(parts, g.Summary)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // failedWords is the rollback's plain words: the failed gates' summaries.
@@ -393,13 +402,13 @@ func failedWords(res analysis.Result) string {
 // with the time the most canary requests asked for take at the stage's
 // rate so far, and a warning when that is past the progress deadline.
 func waiting(r Rollout, in Input) string {
-	var parts []string
+	var gates, stage []string
 	var more int64
 	for _, g := range in.Result.Gates {
 		if g.Verdict == analysis.Pass {
 			continue
 		}
-		parts = append(parts, strings.TrimPrefix(g.Summary, analysis.Waiting))
+		gates = append(gates, strings.TrimPrefix(g.Summary, analysis.Waiting))
 		if n, ok := g.Evidence["more_canary_requests"].(int64); ok {
 			more = max(more, n)
 		}
@@ -407,30 +416,39 @@ func waiting(r Rollout, in Input) string {
 	if minReq := uint64(r.Plan.StageMinRequests(r.Stage)); in.CanaryRequests < minReq {
 		n := int64(minReq - in.CanaryRequests)
 		more = max(more, n)
-		parts = append(parts, fmt.Sprintf("the stage needs %s more %s requests (min_requests %s)", num(n), r.Canary, num(int64(minReq))))
+		stage = append(stage, fmt.Sprintf("the stage needs %s more %s requests (min_requests %s)", num(n), r.Canary, num(int64(minReq))))
 	}
 	if bake := r.Plan.StageBake(r.Stage); r.Baked.D() < bake {
-		parts = append(parts, fmt.Sprintf("the stage bakes for %s (%s served)", bake, r.Baked.D().Round(time.Second)))
+		stage = append(stage, fmt.Sprintf("the stage bakes for %s (%s served)", bake, r.Baked.D().Round(time.Second)))
 	}
 	if r.AwaitingConfirmation {
-		parts = append(parts, "the confirm-promotion webhook has not confirmed yet")
+		stage = append(stage, "the confirm-promotion webhook has not confirmed yet")
 	}
-	if len(parts) == 0 {
+	if len(gates)+len(stage) == 0 {
 		return r.Reason
 	}
-	text := analysis.Waiting + strings.Join(parts, "; ")
+	eta := ""
 	if more > 0 && in.CanaryRequests > 0 && r.Baked > 0 {
 		perSecond := float64(in.CanaryRequests) / r.Baked.D().Seconds()
-		eta := time.Duration(float64(more) / perSecond * float64(time.Second))
-		text += fmt.Sprintf(" (~%s at the current %s requests/s)", roughly(eta), fmtRate(perSecond))
+		d := time.Duration(float64(more) / perSecond * float64(time.Second))
+		eta = fmt.Sprintf(" (~%s at the current %s requests/s)", roughly(d), fmtRate(perSecond))
 		if limit := r.Plan.ProgressDeadline.D(); limit > 0 {
-			if left := limit - in.Now.Sub(r.DeadlineStart()); eta > left {
-				text += fmt.Sprintf("; the progress deadline (%s) comes first, then the rollout will %s", limit, r.Plan.OnDeadline)
+			if left := limit - in.Now.Sub(r.DeadlineStart()); d > left {
+				eta += fmt.Sprintf(deadlineFirst+"(%s) comes first, then the rollout will %s", limit, r.Plan.OnDeadline)
 			}
 		}
 	}
-	return text
+	if len(gates) > 0 {
+		gates[len(gates)-1] += eta
+	} else {
+		stage[0] += eta
+	}
+	return analysis.Waiting + strings.Join(append(gates, stage...), "; ")
 }
+
+// deadlineFirst starts the warning of a waiting reason whose estimate is
+// past the progress deadline.
+const deadlineFirst = "; the progress deadline "
 
 // roughly is a duration as a person says it: "40 s", "4 min", "2.5 h".
 func roughly(d time.Duration) string {
@@ -468,7 +486,8 @@ func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
 	}
 	why := fmt.Sprintf("no decision within the progress deadline of %s (%s)", limit, stageName(r))
 	if strings.HasPrefix(r.Reason, analysis.Waiting) {
-		why += "; it was " + r.Reason
+		w, _, _ := strings.Cut(r.Reason, deadlineFirst)
+		why += "; it was " + w
 	}
 	if r.Plan.OnDeadline == spec.DeadlineRollback {
 		return rollbackWith(r, eff, why)
