@@ -591,3 +591,19 @@ func TestRolloutWatchTerminal(t *testing.T) {
 		t.Errorf("the redraw lacks the new bake time:\n%s", out)
 	}
 }
+
+// TestWatchKeyIgnoresNumbers: a waiting reason's counts change at every
+// look; the plain-mode watch prints a block when its words change.
+func TestWatchKeyIgnoresNumbers(t *testing.T) {
+	r := testRollout()
+	r.Reason = "waiting: needs about 2,400 more green requests (~4 min at the current 10 requests/s)"
+	a := watchKey(r)
+	r.Reason = "waiting: needs about 2,300 more green requests (~3 min at the current 12 requests/s)"
+	if b := watchKey(r); a != b {
+		t.Errorf("keys differ on numbers alone:\n%s\n%s", a, b)
+	}
+	r.Reason = "waiting: the stage bakes for 30s (12s served)"
+	if c := watchKey(r); c == a {
+		t.Errorf("keys equal for different words")
+	}
+}
