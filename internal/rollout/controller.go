@@ -123,6 +123,10 @@ type run struct {
 	// rollout's start (or the analysis' last slice): each look reads what
 	// they served since the last one, to the current instant.
 	stable, canary *telemetry.Tail
+	// requestsOffset is what the stage's canary had served beyond what
+	// telemetry still held when the run was loaded (it keeps an hour):
+	// min_requests and the deadline in requests count the whole stage.
+	requestsOffset uint64
 	// signal is raised every LookEvery canary requests; lookedAt is its
 	// count at the last look.
 	signal   *telemetry.Signal
@@ -200,6 +204,9 @@ func (c *Controller) Load(ctx context.Context) error {
 		}
 		ru.analyzer.SetNames(analysis.Names{Stable: r.Stable, Canary: r.Canary})
 		ru.window = c.stageWindow(r, c.now())
+		if got := ru.window.Canary.SplitRequests(); r.StageRequests > got {
+			ru.requestsOffset = r.StageRequests - got
+		}
 		c.runs[r.Endpoint] = ru
 		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
 	}
@@ -428,6 +435,9 @@ func mergePlan(base *spec.Plan, over spec.Plan) spec.Plan {
 	}
 	if over.ProgressDeadline != 0 {
 		p.ProgressDeadline = over.ProgressDeadline
+	}
+	if over.ProgressDeadlineRequests != 0 {
+		p.ProgressDeadlineRequests = over.ProgressDeadlineRequests
 	}
 	if over.OnDeadline != "" {
 		p.OnDeadline = over.OnDeadline
@@ -675,7 +685,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		c.observe(ru, r, now)
 		w := c.window(ru, r, now)
 		in.Result = ru.analyzer.Evaluate(r.Plan.Stages[min(r.Stage, len(r.Plan.Stages)-1)], w)
-		in.CanaryRequests = w.Canary.SplitRequests()
+		in.CanaryRequests = w.Canary.SplitRequests() + ru.requestsOffset
 		if r.AwaitingConfirmation && r.Phase == PhaseProgressing {
 			in.Confirmed = c.confirmed(ctx, ru)
 		}
@@ -736,6 +746,7 @@ func (c *Controller) startStage(ctx context.Context, ru *run, r Rollout, now tim
 	stableRecent := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable).Window(now, time.Minute)
 	ru.analyzer.StartStage(now, r.Weight, stableRecent)
 	ru.window = analysis.Window{}
+	ru.requestsOffset = 0
 }
 
 // preconnect opens connections to the canary's backends before its first

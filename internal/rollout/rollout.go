@@ -103,6 +103,11 @@ type Rollout struct {
 	// stage's start, or the last resume. Zero in rollouts stored before it
 	// existed: StageStarted (see DeadlineStart).
 	DeadlineFrom time.Time `json:"deadline_from,omitempty"`
+	// StageRequests is the canary's split requests in the stage so far,
+	// across pauses and restarts; DeadlineRequestsFrom what it was when
+	// the deadline in requests (progress_deadline_requests) last started.
+	StageRequests        uint64 `json:"stage_requests,omitempty"`
+	DeadlineRequestsFrom uint64 `json:"deadline_requests_from,omitempty"`
 	// Baked is the time served in the current stage while progressing;
 	// downtime and pauses do not count.
 	Baked spec.Duration `json:"baked"`
@@ -244,6 +249,9 @@ func Next(r Rollout, in Input) (Rollout, Effect, error) {
 	r.LastLook = now
 	r.UpdatedAt = now
 
+	if in.CanaryRequests > 0 && (r.Phase == PhaseProgressing || r.Phase == PhasePaused && r.PausedFrom == PhaseProgressing) {
+		r.StageRequests = in.CanaryRequests
+	}
 	if in.Action != "" {
 		return act(r, in, eff)
 	}
@@ -437,6 +445,11 @@ func waiting(r Rollout, in Input) string {
 				eta += fmt.Sprintf(deadlineFirst+"(%s) comes first, then the rollout will %s", limit, r.Plan.OnDeadline)
 			}
 		}
+		if n := int64(r.Plan.ProgressDeadlineRequests); n > 0 && eta != "" && !strings.Contains(eta, deadlineFirst) {
+			if left := n - int64(r.StageRequests-min(r.DeadlineRequestsFrom, r.StageRequests)); more > left {
+				eta += fmt.Sprintf(deadlineFirst+"(%s canary requests) comes first, then the rollout will %s", num(n), r.Plan.OnDeadline)
+			}
+		}
 	}
 	if len(gates) > 0 {
 		gates[len(gates)-1] += eta
@@ -481,10 +494,18 @@ func num(n int64) string {
 // too long without a decision.
 func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
 	limit := r.Plan.ProgressDeadline.D()
-	if limit <= 0 || now.Sub(r.DeadlineStart()) < limit {
+	byTime := limit > 0 && now.Sub(r.DeadlineStart()) >= limit
+	n := uint64(r.Plan.ProgressDeadlineRequests)
+	byRequests := n > 0 && r.Stage != ShadowStage && r.StageRequests-min(r.DeadlineRequestsFrom, r.StageRequests) >= n
+	if !byTime && !byRequests {
 		return r, eff, nil
 	}
 	why := fmt.Sprintf("no decision within the progress deadline of %s (%s)", limit, stageName(r))
+	again := limit.String()
+	if byRequests {
+		why = fmt.Sprintf("no decision within the progress deadline of %s canary requests (%s)", num(int64(n)), stageName(r))
+		again = num(int64(n)) + " canary requests"
+	}
 	if strings.HasPrefix(r.Reason, analysis.Waiting) {
 		w, _, _ := strings.Cut(r.Reason, deadlineFirst)
 		why += "; it was " + w
@@ -492,7 +513,7 @@ func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
 	if r.Plan.OnDeadline == spec.DeadlineRollback {
 		return rollbackWith(r, eff, why)
 	}
-	return pause(r, eff, why+fmt.Sprintf("; resume gives it another %s, promote moves on, abort gives %s everything", limit, r.Stable))
+	return pause(r, eff, why+fmt.Sprintf("; resume gives it another %s, promote moves on, abort gives %s everything", again, r.Stable))
 }
 
 func stageName(r Rollout) string {
@@ -538,6 +559,7 @@ func enterStage(r Rollout, i int, now time.Time, why string) Rollout {
 	r.Weight = r.StageWeight(i)
 	r.StageStarted = now
 	r.DeadlineFrom = now
+	r.StageRequests, r.DeadlineRequestsFrom = 0, 0
 	r.Baked = 0
 	r.Reason = why
 	r.Gates = nil
@@ -647,6 +669,7 @@ func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 		// the stage's requests and evidence so far still count (a stage
 		// at low traffic would otherwise never reach min_requests).
 		r.DeadlineFrom = in.Now
+		r.DeadlineRequestsFrom = r.StageRequests
 		r.Reason = "resumed by hand"
 		if in.TrafficChanged != "" {
 			// Resume re-asserts the rollout's split over a hand change.

@@ -92,3 +92,42 @@ func TestResumeKeepsTheStageAndRestartsTheDeadline(t *testing.T) {
 		t.Errorf("%s after the resume: %s (%s), want paused at the deadline", limit, next.Phase, next.Reason)
 	}
 }
+
+// TestDeadlineInRequests: a plan bounded by canary requests instead of
+// time has no time deadline, takes its deadline action after the stage
+// served that many requests without a decision, and a resume gives it as
+// many again; the stage's requests are kept in the record across pauses.
+func TestDeadlineInRequests(t *testing.T) {
+	start := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	plan := spec.Plan{ProgressDeadlineRequests: 1000}.WithDefaults()
+	if plan.ProgressDeadline != 0 {
+		t.Fatalf("a plan bounded by requests got a time deadline of %s", plan.ProgressDeadline)
+	}
+	r := Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan,
+		Phase: PhaseProgressing, StageStarted: start, DeadlineFrom: start, StartedAt: start, LastLook: start, Weight: 500}
+	waiting := analysis.Result{Gates: []analysis.GateResult{{Gate: "sequential", Verdict: analysis.Inconclusive, Summary: "waiting: needs about 2,000 more green requests"}}}
+	at := func(r Rollout, d time.Duration, requests uint64) Rollout {
+		next, _, err := Next(r, Input{Now: start.Add(d), Result: waiting, CanaryRequests: requests})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return next
+	}
+	if next := at(r, 48*time.Hour, 999); next.Phase != PhaseProgressing || next.StageRequests != 999 {
+		t.Fatalf("two days and 999 requests: %s (%s), stage requests %d; want still progressing", next.Phase, next.Reason, next.StageRequests)
+	}
+	paused := at(r, time.Hour, 1000)
+	if paused.Phase != PhasePaused || !strings.Contains(paused.Reason, "progress deadline of 1,000 canary requests") || !strings.Contains(paused.Reason, "resume gives it another 1,000 canary requests") {
+		t.Fatalf("at 1,000 requests: %s (%s), want paused for the deadline in requests", paused.Phase, paused.Reason)
+	}
+	resumed, _, err := Next(paused, Input{Now: start.Add(2 * time.Hour), Action: ActionResume, CanaryRequests: 1200})
+	if err != nil || resumed.DeadlineRequestsFrom != 1200 {
+		t.Fatalf("resume: %v, deadline requests from %d, want 1200", err, resumed.DeadlineRequestsFrom)
+	}
+	if next := at(resumed, 3*time.Hour, 2100); next.Phase != PhaseProgressing {
+		t.Errorf("900 requests after the resume: %s (%s), want progressing", next.Phase, next.Reason)
+	}
+	if next := at(resumed, 3*time.Hour, 2200); next.Phase != PhasePaused {
+		t.Errorf("1,000 requests after the resume: %s, want paused again", next.Phase)
+	}
+}

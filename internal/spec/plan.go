@@ -115,8 +115,13 @@ type Plan struct {
 	// before it may advance, for stages that do not set their own. Zero: 100.
 	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty"`
 	// ProgressDeadline bounds how long one stage may wait for a decision.
-	// Zero: 10m.
+	// Zero: 10m, unless ProgressDeadlineRequests is set (then none).
 	ProgressDeadline Duration `yaml:"progress_deadline,omitempty" json:"progress_deadline,omitempty"`
+	// ProgressDeadlineRequests bounds a stage by the canary requests it
+	// serves without a decision instead of (or besides) by time: what a
+	// stage at low or changing traffic needs, since its evidence grows
+	// with requests, not seconds. Zero: none.
+	ProgressDeadlineRequests int `yaml:"progress_deadline_requests,omitempty" json:"progress_deadline_requests,omitempty"`
 	// OnDeadline is what happens when the deadline passes. Empty: pause.
 	OnDeadline DeadlineAction `yaml:"on_deadline,omitempty" json:"on_deadline,omitempty"`
 	// Alpha bounds the probability of rolling back a canary that is no
@@ -388,7 +393,7 @@ func (p Plan) WithDefaults() Plan {
 	if out.MinRequests == 0 {
 		out.MinRequests = DefaultMinRequests
 	}
-	if out.ProgressDeadline == 0 {
+	if out.ProgressDeadline == 0 && out.ProgressDeadlineRequests == 0 {
 		out.ProgressDeadline = Duration(DefaultProgressDeadline)
 	}
 	if out.OnDeadline == "" {
@@ -547,6 +552,9 @@ func (p *Plan) Validate() error {
 	}
 	if p.ProgressDeadline < 0 {
 		errs = append(errs, Problemf("progress_deadline", "must not be negative"))
+	}
+	if p.ProgressDeadlineRequests < 0 {
+		errs = append(errs, Problemf("progress_deadline_requests", "must not be negative"))
 	}
 	switch p.OnDeadline {
 	case "", DeadlinePause, DeadlineRollback:
