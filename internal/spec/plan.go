@@ -544,33 +544,26 @@ func (p *Plan) Validate() error {
 			errs = append(errs, Problemf(f+".margin", "%v: must be above 1 and at most 10 (e.g. 1.5: rule out a canary 1.5 times as bad as the stable)", s.Margin))
 		}
 	}
-	if p.Bake < 0 {
-		errs = append(errs, Problemf("bake", "must not be negative"))
+	for _, f := range []struct {
+		name     string
+		negative bool
+	}{
+		{"bake", p.Bake < 0}, {"min_requests", p.MinRequests < 0}, {"progress_deadline", p.ProgressDeadline < 0},
+		{"progress_deadline_requests", p.ProgressDeadlineRequests < 0}, {"final_bake", p.FinalBake < 0}, {"timeout", p.Timeout < 0},
+	} {
+		if f.negative {
+			errs = append(errs, Problemf(f.name, "must not be negative"))
+		}
 	}
-	if p.MinRequests < 0 {
-		errs = append(errs, Problemf("min_requests", "must not be negative"))
-	}
-	if p.ProgressDeadline < 0 {
-		errs = append(errs, Problemf("progress_deadline", "must not be negative"))
-	}
-	if p.ProgressDeadlineRequests < 0 {
-		errs = append(errs, Problemf("progress_deadline_requests", "must not be negative"))
-	}
-	switch p.OnDeadline {
-	case "", DeadlinePause, DeadlineRollback:
-	default:
-		errs = append(errs, Problemf("on_deadline", "%q is not one of pause, rollback", p.OnDeadline))
-	}
-	if p.FinalBake < 0 {
-		errs = append(errs, Problemf("final_bake", "must not be negative"))
-	}
-	if p.Timeout < 0 {
-		errs = append(errs, Problemf("timeout", "must not be negative"))
-	}
-	switch p.OnTimeout {
-	case "", DeadlinePause, DeadlineRollback:
-	default:
-		errs = append(errs, Problemf("on_timeout", "%q is not one of rollback, pause", p.OnTimeout))
+	for _, f := range []struct {
+		name string
+		v    DeadlineAction
+	}{{"on_deadline", p.OnDeadline}, {"on_timeout", p.OnTimeout}} {
+		switch f.v {
+		case "", DeadlinePause, DeadlineRollback:
+		default:
+			errs = append(errs, Problemf(f.name, "%q is not one of pause, rollback", f.v))
+		}
 	}
 	if p.Alpha < 0 || p.Alpha >= 1 {
 		errs = append(errs, Problemf("alpha", "must be between 0 and 1 (e.g. 0.05)"))

@@ -251,5 +251,5 @@ func TestFinalBakeAndTimeout(t *testing.T) {
 	checkValidate(t, Plan{Gates: []Gate{{Type: GateSequential, FinalBakeAlpha: 0.01}}}, "gates[0].final_bake_alpha", "the plan has no final_bake")
 	checkValidate(t, Plan{FinalBake: Duration(-time.Second)}, "final_bake", "must not be negative")
 	checkValidate(t, Plan{Timeout: Duration(-time.Second)}, "timeout", "must not be negative")
-	checkValidate(t, Plan{OnTimeout: "promote"}, "on_timeout", `"promote" is not one of rollback, pause`)
+	checkValidate(t, Plan{OnTimeout: "promote"}, "on_timeout", `"promote" is not one of pause, rollback`)
 }

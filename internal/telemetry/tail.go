@@ -139,11 +139,18 @@ func sub[T uint32 | uint64](a, b T) T {
 	return a - b
 }
 
-// compactSince is compact of the bucket-wise difference d − prev.
+// compactSince is compact of the bucket-wise difference d − prev (nil:
+// zeros).
 func compactSince(d, prev []uint32) Sketch {
+	at := func(i int) uint32 {
+		if prev == nil {
+			return d[i]
+		}
+		return sub(d[i], prev[i])
+	}
 	lo, hi := -1, -1
 	for i := range d {
-		if d[i] > prev[i] {
+		if at(i) != 0 {
 			if lo < 0 {
 				lo = i
 			}
@@ -155,7 +162,7 @@ func compactSince(d, prev []uint32) Sketch {
 	}
 	s := Sketch{offset: lo, counts: make([]uint64, hi-lo+1)}
 	for i := range s.counts {
-		s.counts[i] = uint64(sub(d[lo+i], prev[lo+i]))
+		s.counts[i] = uint64(at(lo + i))
 		s.total += s.counts[i]
 	}
 	return s

@@ -271,23 +271,4 @@ func (c *slotCopy) slice(s *slot, epoch, start int64) Slice {
 }
 
 // compact turns a dense bucket array into a Sketch of its non-empty range.
-func compact(d []uint32) Sketch {
-	lo, hi := -1, -1
-	for i, c := range d {
-		if c != 0 {
-			if lo < 0 {
-				lo = i
-			}
-			hi = i
-		}
-	}
-	if lo < 0 {
-		return Sketch{}
-	}
-	s := Sketch{offset: lo, counts: make([]uint64, hi-lo+1)}
-	for i := range s.counts {
-		s.counts[i] = uint64(d[lo+i])
-		s.total += s.counts[i]
-	}
-	return s
-}
+func compact(d []uint32) Sketch { return compactSince(d, nil) }
