@@ -52,15 +52,15 @@ func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 	if m := regexp.MustCompile(`token       ([0-9a-f]{48})\n`).FindStringSubmatch(text); m == nil || !strings.Contains(text, "MODELGATE_TOKEN="+m[1]) {
 		t.Error("demo output lacks the admin token, or the watch hint does not use it")
 	}
-	// The rollback says why, with its numbers.
-	if m := regexp.MustCompile(`ROLLED BACK red after \S+, all traffic back on green: gate failed: .*\d.*\n`).FindString(text); m == "" {
-		t.Error("the rollback of red does not give a failed gate with its numbers")
+	// The rollback says why in plain words, then the failed gate with its numbers.
+	if m := regexp.MustCompile(`ROLLED BACK red after \S+, all traffic back on green: red('s error rate is| is slower than green).*\d.* — gate failed: .*\d.*\n`).FindString(text); m == "" {
+		t.Error("the rollback of red does not say why in words, then the failed gate with its numbers")
 	}
 	summary := text[strings.LastIndex(text, "\nsummary\n"):]
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`\n  fraud-1 +green +blue +promoted +\d+s +[1-9][\d,]*\n`),
 		regexp.MustCompile(`\n  fraud-2 +red +green +rolled back +\d+s +[1-9][\d,]*\n`),
-		regexp.MustCompile(`\n  fraud-2: gate failed: `),
+		regexp.MustCompile(`\n  fraud-2: red('s error rate is| is slower than green).* — gate failed: `),
 	} {
 		if !want.MatchString(summary) {
 			t.Errorf("summary does not match %s:\n%s", want, summary)

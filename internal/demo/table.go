@@ -109,8 +109,11 @@ func formatRollout(r rollout.Rollout, now time.Time) string {
 		if i > 0 {
 			label = "            "
 		}
-		reason := g.Reason
-		if live && r.Plan.Gates[i].RollbackOnly {
+		reason := g.Summary // the plain words; the statistics are in the dashboard and `rollout status`
+		if reason == "" {
+			reason = g.Reason
+		}
+		if live && r.Plan.Gates[i].RollbackOnly && g.Summary == "" {
 			reason = "rollback only: " + reason
 		}
 		fmt.Fprintf(&b, "%s%-*s  %-12s  %s\n", label, width, g.Gate, g.Verdict, clip(reason, reasonWidth))
