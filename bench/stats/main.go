@@ -43,6 +43,17 @@
 //	go run ./bench/stats -suite jump                      # 200 runs, 2 workers on 2 CPUs
 //	go run ./bench/stats -suite jump -runs 50 -workers 1 -o json
 //
+// # The estimate suite
+//
+// `-suite estimate` (estimate.go) checks internal/estimate, the time-to-decide
+// estimate a user gets before a rollout, against the real controller: an identical
+// canary at 200 and 2,000 requests/s (and 2, for the deadline warnings), 200 harness
+// rollouts per rate, each stage's median time and the median time to 100% against
+// the estimates made from the stable's last minute (target: within a factor 2).
+//
+//	go run ./bench/stats -suite estimate                  # 200 runs per rate, 2 workers
+//	go run ./bench/stats -suite estimate -runs 50 -o json
+//
 // `-suite peers` (the default) is the simulator described above; -matched applies to
 // it only. `go test ./bench/stats` also runs a reduced rollouts suite
 // (rollouts_test.go).
@@ -254,9 +265,9 @@ func main() {
 	seed := flag.Uint64("seed", 1, "base seed")
 	only := flag.String("only", "", "comma-separated scenario id prefixes (e.g. E1,A1; rollouts suite: ids or slugs, e.g. R6,margin); empty: all")
 	withMatched := flag.Bool("matched", true, "also compare with each baseline at matched false rollback rate (peers suite)")
-	suite := flag.String("suite", "peers", "peers: the statistics simulator against Argo, Flagger, Kayenta; rollouts: whole rollouts through the real controller; jump: time to roll back an error jump at 2,000 req/s")
-	format := flag.String("o", "markdown", "rollouts and jump suites' output: markdown or json")
-	workers := flag.Int("workers", 0, "jump suite: runs in parallel (0: GOMAXPROCS)")
+	suite := flag.String("suite", "peers", "peers: the statistics simulator against Argo, Flagger, Kayenta; rollouts: whole rollouts through the real controller; jump: time to roll back an error jump at 2,000 req/s; estimate: time-to-decide estimates against the real controller")
+	format := flag.String("o", "markdown", "rollouts, jump and estimate suites' output: markdown or json")
+	workers := flag.Int("workers", 0, "jump suite: runs in parallel (0: GOMAXPROCS); estimate suite: (0: 2)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -302,9 +313,26 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	case "estimate":
+		n := 0 // estimateRuns
+		flag.Visit(func(f *flag.Flag) {
+			if f.Name == "runs" {
+				n = *runs
+			}
+		})
+		w := *workers
+		if w <= 0 {
+			w = 2
+		}
+		if err := mainEstimate(os.Stdout, os.Stderr, n, *seed, w, *format); err != nil {
+			pprof.StopCPUProfile()
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	case "peers":
 	default:
-		fmt.Fprintf(os.Stderr, "unknown suite %q: peers, rollouts or jump\n", *suite)
+		fmt.Fprintf(os.Stderr, "unknown suite %q: peers, rollouts, jump or estimate\n", *suite)
 		os.Exit(2)
 	}
 	var scs []scenario
