@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 )
 
 // Names are the deployments' names, for the plain-words summaries of the
@@ -30,6 +31,39 @@ func (n Names) canary() string {
 
 // Waiting is the prefix of the summary of a verdict that waits for data.
 const Waiting = "waiting: "
+
+// About rounds a count of requests to two significant digits, for an
+// estimate: 2,437 → "about 2,400".
+func About(n int64) string { return about(n) }
+
+// Count writes n with thousands separators: 4,030.
+func Count(n int64) string { return num(n) }
+
+// Roughly is a duration as a person says it in an estimate: "40 s",
+// "4 min", "2.5 h".
+func Roughly(d time.Duration) string {
+	switch {
+	case d < 90*time.Second:
+		return fmt.Sprintf("%d s", max(int(d.Round(time.Second)/time.Second), 1))
+	case d < 90*time.Minute:
+		return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
+	}
+	if d < 10*time.Hour {
+		return fmt.Sprintf("%.1f h", d.Hours())
+	}
+	return fmt.Sprintf("%.0f h", d.Hours())
+}
+
+// FailedReasons is the statistics of the failed gates: "gate: reason; ...".
+func (r Result) FailedReasons() string {
+	var parts []string
+	for _, g := range r.Gates {
+		if g.Verdict == Fail {
+			parts = append(parts, g.Gate+": "+g.Reason)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
 
 // about rounds a count of requests to two significant digits, for an
 // estimate: 2,437 → "about 2,400".

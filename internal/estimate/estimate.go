@@ -171,10 +171,12 @@ type StageEstimate struct {
 	LimitedBy   string  `json:"limited_by,omitempty"`
 	BakeSeconds float64 `json:"bake_seconds"`
 	MinRequests int     `json:"min_requests"`
-	// DeadlineSeconds is the plan's progress deadline; WithinDeadline is
-	// set when the median run decides within it.
-	DeadlineSeconds float64 `json:"progress_deadline_seconds"`
-	WithinDeadline  bool    `json:"within_deadline"`
+	// DeadlineSeconds is the plan's progress deadline (0: none),
+	// DeadlineRequests its deadline in canary requests (0: none);
+	// WithinDeadline is set when the median run decides within both.
+	DeadlineSeconds  float64 `json:"progress_deadline_seconds"`
+	DeadlineRequests int     `json:"progress_deadline_requests,omitempty"`
+	WithinDeadline   bool    `json:"within_deadline"`
 	// Warning says, when set, why the stage will likely stop at its
 	// deadline and what to change.
 	Warning string `json:"warning,omitempty"`
@@ -351,7 +353,9 @@ func (e *Estimate) assemble(plan spec.Plan, s *sim, runs []runResult, t Traffic)
 			se.CanaryRequests = int64(math.Round(median(reqs)))
 		}
 		se.LimitedBy = mostOf(limits)
-		se.WithinDeadline = !se.Time.Undecided && se.Time.Seconds <= deadline.Seconds()
+		se.DeadlineRequests = plan.ProgressDeadlineRequests
+		se.WithinDeadline = !se.Time.Undecided && (deadline <= 0 || se.Time.Seconds <= deadline.Seconds()) &&
+			(se.DeadlineRequests <= 0 || se.CanaryRequests <= int64(se.DeadlineRequests))
 		if len(runs) > 0 {
 			se.Warning = stageWarning(plan, se, t.RequestsPerSecond, deadline, s.maxStage)
 		}
@@ -367,8 +371,11 @@ func (e *Estimate) assemble(plan spec.Plan, s *sim, runs []runResult, t Traffic)
 		if plan.Shadow != nil {
 			first = "the shadow phase"
 		}
-		e.Warnings = append([]string{fmt.Sprintf("no traffic (0 requests/s): no stage can ever decide; the rollout would %s in %s after its %s progress deadline",
-			deadlineAction(plan), first, words(deadline))}, e.Warnings...)
+		why := fmt.Sprintf("the rollout would %s in %s after its %s progress deadline", deadlineAction(plan), first, words(deadline))
+		if deadline <= 0 {
+			why = fmt.Sprintf("the rollout would wait in %s for ever: its progress deadline is in canary requests, and none come", first)
+		}
+		e.Warnings = append([]string{"no traffic (0 requests/s): no stage can ever decide; " + why}, e.Warnings...)
 	}
 	if sh := plan.Shadow; sh != nil {
 		e.Shadow = shadowEstimate(plan, *sh, t.RequestsPerSecond, deadline)
@@ -389,9 +396,9 @@ func (e *Estimate) assemble(plan spec.Plan, s *sim, runs []runResult, t Traffic)
 		if plan.OnTimeout == spec.DeadlinePause {
 			act = "pause"
 		}
-		need := "about " + about(time.Duration(e.EndSeconds*float64(time.Second)))
+		need := "about " + analysis.Roughly(time.Duration(e.EndSeconds*float64(time.Second)))
 		if undecided {
-			need = "more than " + about(time.Duration(e.EndSeconds*float64(time.Second)))
+			need = "more than " + analysis.Roughly(time.Duration(e.EndSeconds*float64(time.Second)))
 		}
 		e.Warnings = append(e.Warnings, fmt.Sprintf("the rollout needs %s to its end at %s requests/s, longer than its %s timeout: it will %s then; raise timeout or traffic",
 			need, rateText(t.RequestsPerSecond), words(to), act))
@@ -460,10 +467,10 @@ func shadowEstimate(plan spec.Plan, sh spec.ShadowPhase, rate float64, deadline 
 		// The controller looks every second.
 		se.Seconds = math.Max(1, math.Ceil(float64(sh.MinCompared)/perSec))
 	}
-	se.WithinDeadline = !se.Undecided && se.Seconds <= deadline.Seconds()
+	se.WithinDeadline = !se.Undecided && (deadline <= 0 || se.Seconds <= deadline.Seconds())
 	if !se.WithinDeadline && rate > 0 {
 		se.Warning = fmt.Sprintf("the shadow phase needs about %s at %s requests/s (%d compared copies of %s%% of requests), longer than its %s progress deadline: it will %s; raise progress_deadline, shadow.mirror or traffic, or lower shadow.min_compared",
-			about(time.Duration(se.Seconds*float64(time.Second))), rateText(rate), sh.MinCompared, sh.Mirror, words(deadline), deadlineAction(plan))
+			analysis.Roughly(time.Duration(se.Seconds*float64(time.Second))), rateText(rate), sh.MinCompared, sh.Mirror, words(deadline), deadlineAction(plan))
 	}
 	return se
 }

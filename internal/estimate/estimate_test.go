@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
@@ -367,10 +368,32 @@ func TestText(t *testing.T) {
 		{rateText(0.05), "0.05"}, {rateText(2), "2"}, {rateText(33.3), "33"}, {rateText(2000), "2,000"}, {rateText(199.6), "200"},
 		{words(10 * time.Minute), "10 min"}, {words(30 * time.Second), "30 s"}, {words(90 * time.Second), "90 s"},
 		{words(24 * time.Hour), "24 h"}, {words(90 * time.Minute), "90 min"},
-		{about(41 * time.Second), "41 s"}, {about(41*time.Minute + 20*time.Second), "41 min"}, {about(5*time.Hour + 12*time.Minute), "5.2 h"},
+		{analysis.Roughly(41 * time.Second), "41 s"}, {analysis.Roughly(41*time.Minute + 20*time.Second), "41 min"}, {analysis.Roughly(5*time.Hour + 12*time.Minute), "5.2 h"},
+		{analysis.Roughly(150 * time.Hour), "150 h"}, {analysis.Count(2437), "2,437"}, {analysis.About(2437), "about 2,400"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
+	}
+}
+
+// TestDeadlineInRequests: a plan bounded by canary requests has no time
+// deadline to warn about at 20 requests/s: it warns only when a stage needs
+// more canary requests than its bound, saying which key to raise.
+func TestDeadlineInRequests(t *testing.T) {
+	tr := FromSummary(stableMinute(20, 0.01, 1))
+	roomy, err := Rollout(spec.Plan{ProgressDeadlineRequests: 100000}, tr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(roomy.Warnings) > 0 || !roomy.WithinDeadlines {
+		t.Errorf("20 requests/s, deadline 100,000 canary requests: warnings %q, within %v; want none", roomy.Warnings, roomy.WithinDeadlines)
+	}
+	tight, err := Rollout(spec.Plan{ProgressDeadlineRequests: 50}, tr, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := tight.Stages[0].Warning; !strings.Contains(w, "more than its progress deadline of 50 canary requests") || !strings.Contains(w, "raise progress_deadline_requests") {
+		t.Errorf("20 requests/s, deadline 50 canary requests: stage 1's warning %q", w)
 	}
 }

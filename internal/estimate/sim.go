@@ -155,7 +155,7 @@ func (s *sim) stage(r *rand.Rand, a *analysis.Analyzer, i int, start time.Time, 
 		res := a.Evaluate(st, shown.window())
 		switch {
 		case res.Failed:
-			return a, sr, "gate failed: " + failedReasons(res)
+			return a, sr, "gate failed: " + res.FailedReasons()
 		case res.SampleRatioMismatch:
 			return a, sr, "sample-ratio mismatch: " + res.SampleRatio.Reason
 		case res.Passed && seg == nil:
@@ -350,17 +350,4 @@ func (m model) drawN(r *rand.Rand, n int64, buf []uint64) telemetry.Sketch {
 		counts[min(i, len(counts)-1)]++
 	}
 	return m.sketch(counts)
-}
-
-func failedReasons(res analysis.Result) string {
-	var out string
-	for _, g := range res.Gates {
-		if g.Verdict == analysis.Fail {
-			if out != "" {
-				out += "; "
-			}
-			out += g.Gate + ": " + g.Reason
-		}
-	}
-	return out
 }

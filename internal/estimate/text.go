@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -20,6 +21,16 @@ func stageWarning(plan spec.Plan, se StageEstimate, rate float64, deadline, boun
 	action := deadlineAction(plan)
 	dl := words(deadline)
 	t := time.Duration(se.Time.Seconds * float64(time.Second))
+	if n := se.DeadlineRequests; n > 0 && !se.Time.Undecided && se.CanaryRequests > int64(n) {
+		return fmt.Sprintf("%s needs %s canary requests to decide, more than its progress deadline of %s canary requests: it will %s; raise progress_deadline_requests",
+			name, analysis.About(se.CanaryRequests), analysis.Count(int64(n)), action)
+	}
+	if deadline <= 0 {
+		if se.Time.Undecided {
+			return fmt.Sprintf("%s does not decide within %s %s (%s canary requests/s); raise traffic or the stage's weight", name, words(bound), at, rateText(se.CanaryPerSecond))
+		}
+		return "" // bounded by requests only, and within them
+	}
 	switch {
 	case se.Time.Undecided:
 		return fmt.Sprintf("%s does not decide within %s %s (%s canary requests/s), far beyond its %s progress deadline: it will %s; raise traffic or the stage's weight",
@@ -29,13 +40,13 @@ func stageWarning(plan spec.Plan, se StageEstimate, rate float64, deadline, boun
 			name, words(plan.StageBake(se.Stage-1)), dl, action)
 	case !se.WithinDeadline && se.LimitedBy == LimitMinRequests:
 		return fmt.Sprintf("%s needs about %s %s to serve its %d canary requests (min_requests), longer than its %s progress deadline: it will %s; raise progress_deadline or traffic, or lower min_requests",
-			name, about(t), at, se.MinRequests, dl, action)
+			name, analysis.Roughly(t), at, se.MinRequests, dl, action)
 	case !se.WithinDeadline:
 		return fmt.Sprintf("%s needs about %s %s, longer than its %s progress deadline: it will %s; raise progress_deadline or traffic",
-			name, about(t), at, dl, action)
+			name, analysis.Roughly(t), at, dl, action)
 	case se.Time.HighSeconds > deadline.Seconds():
 		return fmt.Sprintf("%s usually decides in about %s %s, but in about 1 rollout in 10 takes longer than its %s progress deadline and would %s; consider raising progress_deadline",
-			name, about(t), at, dl, action)
+			name, analysis.Roughly(t), at, dl, action)
 	}
 	return ""
 }
@@ -51,18 +62,6 @@ func deadlineAction(plan spec.Plan) string {
 		return "be rolled back"
 	}
 	return "pause"
-}
-
-// about rounds an estimate to what is worth saying: "45 s", "41 min",
-// "5.2 h".
-func about(d time.Duration) string {
-	switch {
-	case d < 90*time.Second:
-		return fmt.Sprintf("%.0f s", d.Seconds())
-	case d < 90*time.Minute:
-		return fmt.Sprintf("%.0f min", d.Minutes())
-	}
-	return fmt.Sprintf("%.1f h", d.Hours())
 }
 
 // words writes a configured duration exactly: "10 min", "30 s", "1.5 h",

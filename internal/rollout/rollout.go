@@ -295,7 +295,7 @@ func stepFinalBake(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
-		return rollbackWith(r, eff, failedWords(in.Result)+" — degraded at 100% during the final bake: "+failedReasons(in.Result))
+		return rollbackWith(r, eff, failedWords(in.Result)+" — degraded at 100% during the final bake: "+in.Result.FailedReasons())
 	}
 	if r.Baked.D() >= r.Plan.FinalBake.D() {
 		return succeed(r, eff, in.Now, fmt.Sprintf("%s served 100%% for the final bake of %s with no regression", r.Canary, r.Plan.FinalBake.D()))
@@ -315,7 +315,7 @@ func stepPaused(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
 		r.PausedFrom = ""
-		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed while paused: "+failedReasons(in.Result))
+		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed while paused: "+in.Result.FailedReasons())
 	}
 	return r, eff, nil
 }
@@ -362,7 +362,7 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
-		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed: "+failedReasons(in.Result))
+		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed: "+in.Result.FailedReasons())
 	}
 	// The gates keep watching while the final step waits for confirmation.
 	if r.AwaitingConfirmation {
@@ -379,7 +379,7 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	bake := r.Plan.StageBake(r.Stage)
 	minReq := r.Plan.StageMinRequests(r.Stage)
 	if in.Result.Passed && r.Baked.D() >= bake && in.CanaryRequests >= uint64(minReq) {
-		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %s canary requests: %s", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), num(int64(in.CanaryRequests)), passedWords(in.Result)))
+		return advance(r, eff, in.Now, fmt.Sprintf("stage %d (%s%%) passed every gate after %s and %s canary requests: %s", r.Stage+1, r.Weight, r.Baked.D().Round(time.Second), analysis.Count(int64(in.CanaryRequests)), passedWords(in.Result)))
 	}
 	r.Reason = waiting(r, in)
 	return deadline(r, eff, in.Now)
@@ -424,7 +424,7 @@ func waiting(r Rollout, in Input) string {
 	if minReq := uint64(r.Plan.StageMinRequests(r.Stage)); in.CanaryRequests < minReq {
 		n := int64(minReq - in.CanaryRequests)
 		more = max(more, n)
-		stage = append(stage, fmt.Sprintf("the stage needs %s more %s requests (min_requests %s)", num(n), r.Canary, num(int64(minReq))))
+		stage = append(stage, fmt.Sprintf("the stage needs %s more %s requests (min_requests %s)", analysis.Count(n), r.Canary, analysis.Count(int64(minReq))))
 	}
 	if bake := r.Plan.StageBake(r.Stage); r.Baked.D() < bake {
 		stage = append(stage, fmt.Sprintf("the stage bakes for %s (%s served)", bake, r.Baked.D().Round(time.Second)))
@@ -439,7 +439,7 @@ func waiting(r Rollout, in Input) string {
 	if more > 0 && in.CanaryRequests > 0 && r.Baked > 0 {
 		perSecond := float64(in.CanaryRequests) / r.Baked.D().Seconds()
 		d := time.Duration(float64(more) / perSecond * float64(time.Second))
-		eta = fmt.Sprintf(" (~%s at the current %s requests/s)", roughly(d), fmtRate(perSecond))
+		eta = fmt.Sprintf(" (~%s at the current %s requests/s)", analysis.Roughly(d), fmtRate(perSecond))
 		if limit := r.Plan.ProgressDeadline.D(); limit > 0 {
 			if left := limit - in.Now.Sub(r.DeadlineStart()); d > left {
 				eta += fmt.Sprintf(deadlineFirst+"(%s) comes first, then the rollout will %s", limit, r.Plan.OnDeadline)
@@ -447,7 +447,7 @@ func waiting(r Rollout, in Input) string {
 		}
 		if n := int64(r.Plan.ProgressDeadlineRequests); n > 0 && eta != "" && !strings.Contains(eta, deadlineFirst) {
 			if left := n - int64(r.StageRequests-min(r.DeadlineRequestsFrom, r.StageRequests)); more > left {
-				eta += fmt.Sprintf(deadlineFirst+"(%s canary requests) comes first, then the rollout will %s", num(n), r.Plan.OnDeadline)
+				eta += fmt.Sprintf(deadlineFirst+"(%s canary requests) comes first, then the rollout will %s", analysis.Count(n), r.Plan.OnDeadline)
 			}
 		}
 	}
@@ -463,31 +463,11 @@ func waiting(r Rollout, in Input) string {
 // past the progress deadline.
 const deadlineFirst = "; the progress deadline "
 
-// roughly is a duration as a person says it: "40 s", "4 min", "2.5 h".
-func roughly(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%d s", max(int(d.Round(time.Second)/time.Second), 1))
-	case d < time.Hour:
-		return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
-	}
-	return fmt.Sprintf("%.2g h", d.Hours())
-}
-
 func fmtRate(x float64) string {
 	if x >= 10 {
 		return fmt.Sprintf("%.0f", x)
 	}
 	return fmt.Sprintf("%.2g", x)
-}
-
-// num formats an integer with thousands separators: 4,030.
-func num(n int64) string {
-	s := fmt.Sprint(n)
-	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }
 
 // deadline applies the plan's deadline action when the stage has waited
@@ -503,8 +483,8 @@ func deadline(r Rollout, eff Effect, now time.Time) (Rollout, Effect, error) {
 	why := fmt.Sprintf("no decision within the progress deadline of %s (%s)", limit, stageName(r))
 	again := limit.String()
 	if byRequests {
-		why = fmt.Sprintf("no decision within the progress deadline of %s canary requests (%s)", num(int64(n)), stageName(r))
-		again = num(int64(n)) + " canary requests"
+		why = fmt.Sprintf("no decision within the progress deadline of %s canary requests (%s)", analysis.Count(int64(n)), stageName(r))
+		again = analysis.Count(int64(n)) + " canary requests"
 	}
 	if strings.HasPrefix(r.Reason, analysis.Waiting) {
 		w, _, _ := strings.Cut(r.Reason, deadlineFirst)
@@ -521,19 +501,6 @@ func stageName(r Rollout) string {
 		return "shadow phase"
 	}
 	return fmt.Sprintf("stage %d of %d at %s%%", r.Stage+1, len(r.Plan.Stages), r.Weight)
-}
-
-func failedReasons(res analysis.Result) string {
-	var s string
-	for _, g := range res.Gates {
-		if g.Verdict == analysis.Fail {
-			if s != "" {
-				s += "; "
-			}
-			s += g.Gate + ": " + g.Reason
-		}
-	}
-	return s
 }
 
 // recordGates keeps the latest verdicts and emits an event for every gate
