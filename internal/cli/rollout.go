@@ -97,6 +97,12 @@ the flags last. See docs/rollouts.md.`,
 			}
 			fmt.Fprintf(a.stdout, "rollout %s started on %s: %s → %s, plan %s\n", r.ID, r.Endpoint, r.Stable, r.Canary, planText(r))
 			fmt.Fprintln(a.stdout, outcome(r))
+			if e := r.Estimate; e != nil {
+				fmt.Fprintf(a.stdout, "expected: %s\n", e.Text)
+				for _, w := range e.Warnings {
+					fmt.Fprintf(a.stdout, "warning: %s\n", w)
+				}
+			}
 			fmt.Fprintf(a.stdout, "follow it with: modelgate rollout watch %s\n", r.Endpoint)
 			return nil
 		},

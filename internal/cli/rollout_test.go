@@ -17,6 +17,7 @@ import (
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/admin/admintest"
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/estimate"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
@@ -43,6 +44,9 @@ func (f *fakeRollouts) Start(ctx context.Context, endpoint string, req rollout.S
 	r := testRollout()
 	r.Canary, r.Stage, r.Weight, r.Reason, r.Gates, r.Baked = req.Canary, 0, 500, "rollout started", nil, 0
 	r.Plan = mergeForTest(req.Plan)
+	// What the controller estimates at 2 requests/s: a warning to show.
+	r.Estimate = &estimate.Estimate{Text: "about 3.1 h to 100% at 2 requests/s (stage 1 (5%) 2.8 h, stage 2 (25%) 16 min, stage 3 (50%) 29 min)",
+		Warnings: []string{"stage 1 (5%) needs about 2.8 h at 2 requests/s, longer than its 10 min progress deadline: it will pause; raise progress_deadline or traffic"}}
 	return r, nil
 }
 
@@ -321,6 +325,8 @@ gates:
 			}
 			if !strings.HasPrefix(out, "rollout fraud-3 started on fraud: blue → "+tc.want.Canary+", plan ") ||
 				!strings.Contains(out, "\nrollout fraud-3 is progressing at stage 1/") ||
+				!strings.Contains(out, "\nexpected: about 3.1 h to 100% at 2 requests/s (stage 1 (5%) 2.8 h,") ||
+				!strings.Contains(out, "\nwarning: stage 1 (5%) needs about 2.8 h at 2 requests/s, longer than its 10 min progress deadline") ||
 				!strings.HasSuffix(out, "follow it with: modelgate rollout watch fraud\n") {
 				t.Errorf("rollout start printed:\n%s", out)
 			}

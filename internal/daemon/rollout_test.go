@@ -41,7 +41,11 @@ func TestRolloutPromotesAGoodCanaryThroughEveryStage(t *testing.T) {
 	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
 	c.StartLoad(8, "/fraud/p", nil)
 
-	c.StartRollout("fraud", `{"canary": "green", "stages": [5, 25, 50, 100], `+thresholdPlan+`}`)
+	testenv.WaitFor(t, 10*time.Second, "a second of stable traffic", func() bool { return blue.Served() > 200 })
+	started := c.StartRollout("fraud", `{"canary": "green", "stages": [5, 25, 50, 100], `+thresholdPlan+`}`)
+	if e := started.Estimate; e == nil || len(e.Warnings) > 0 || !e.WithinDeadlines || e.Total.Seconds <= 0 {
+		t.Errorf("the estimate at the start under load = %+v, want one within the deadlines, without warnings", e)
+	}
 	r := c.WaitPhase("fraud", 60*time.Second, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhasePaused)
 	if r.Phase != rollout.PhaseSucceeded {
 		t.Fatalf("rollout ended %s: %s", r.Phase, r.Reason)
@@ -128,7 +132,11 @@ func TestRolloutWithTooLittleTrafficIsInconclusiveThenTakesTheDeadlineAction(t *
 	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{})
 	c, _ := startRolloutDaemon(t, blue.URL(), green.URL(), "")
 
-	c.StartRollout("fraud", `{"canary": "green", "progress_deadline": "2s"}`) // default on_deadline: pause
+	started := c.StartRollout("fraud", `{"canary": "green", "progress_deadline": "2s"}`) // default on_deadline: pause
+	// Told up front: with no traffic, no stage can decide before its deadline.
+	if e := started.Estimate; e == nil || len(e.Warnings) == 0 || !strings.Contains(e.Warnings[0], "no traffic") {
+		t.Errorf("the estimate at the start of a rollout with no traffic = %+v, want a warning that no stage can decide", e)
+	}
 	testenv.WaitFor(t, 10*time.Second, "an inconclusive verdict", func() bool {
 		r := c.Rollout("fraud")
 		return len(r.Gates) > 0 && r.Gates[0].Verdict == "inconclusive"

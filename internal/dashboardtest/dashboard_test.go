@@ -54,6 +54,7 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 	// Plain words first: the rollout says what it waits for, each gate what
 	// it found, then the statistics.
 	b.wait("the rollout's plain words", `(document.querySelector("#rollout-reason") || {}).textContent.startsWith("waiting: the stage bakes for 10m0s")`, 10*time.Second)
+	b.wait("the estimate told at the start", `(document.querySelector("#rollout-estimate") || {}).textContent.startsWith("Expected when it started: about ")`, 10*time.Second)
 	b.wait("a gate's plain words", `(document.querySelector('#gates tr[data-gate="error_rate"] .gate-summary') || {}).textContent.startsWith("green's error rate")`, 10*time.Second)
 	if got := js[string](b, `document.querySelector('#gates tr[data-gate="error_rate"] .gate-reason').textContent`); !strings.HasPrefix(got, "canary error rate") {
 		t.Errorf("the error_rate gate's statistics on screen = %q, want them after its summary", got)

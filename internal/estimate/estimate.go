@@ -128,6 +128,8 @@ type Estimate struct {
 	// WithinDeadlines is set when every stage (and the shadow phase)
 	// decides within the progress deadline in the median run.
 	WithinDeadlines bool `json:"within_deadlines"`
+	// Text is the estimate in one line (Summary).
+	Text string `json:"summary"`
 	// Warnings are what the user should act on before starting, in words.
 	Warnings []string `json:"warnings,omitempty"`
 	// Notes qualify the estimate (assumptions, left-out runs).
@@ -240,6 +242,7 @@ func Rollout(plan spec.Plan, t Traffic, o Options) (Estimate, error) {
 	}
 	e.Runs = len(runs)
 	e.assemble(plan, s, runs, t)
+	e.Text = e.Summary()
 	return e, nil
 }
 

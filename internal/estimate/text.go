@@ -100,3 +100,25 @@ func rateText(r float64) string {
 	}
 	return b.String()
 }
+
+// Summary is the estimate in one line: "about 4 min to 100% at 200
+// requests/s (stage 1 (5%) 2.6 min, stage 2 (25%) 30 s, stage 3 (50%) 37 s)",
+// or why 100% cannot be reached at this rate.
+func (e Estimate) Summary() string {
+	at := "at " + rateText(e.RequestsPerSecond) + " requests/s"
+	if e.Total.Undecided {
+		return "100% cannot be reached " + at + " within the stages' bound of " + words(time.Duration(e.MaxStageSeconds*float64(time.Second))) + " each"
+	}
+	var stages []string
+	for i, s := range e.Stages {
+		if s.Promotion {
+			continue
+		}
+		stages = append(stages, fmt.Sprintf("stage %d (%s%%) %s", i+1, s.Weight, analysis.Roughly(time.Duration(s.Time.Seconds*float64(time.Second)))))
+	}
+	text := fmt.Sprintf("about %s to 100%% %s (%s)", analysis.Roughly(time.Duration(e.Total.Seconds*float64(time.Second))), at, strings.Join(stages, ", "))
+	if e.Shadow != nil || e.FinalBakeSeconds > 0 {
+		text += fmt.Sprintf("; about %s to its end with the shadow phase and the final bake", analysis.Roughly(time.Duration(e.EndSeconds*float64(time.Second))))
+	}
+	return text
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/estimate"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -415,7 +416,34 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 		Stage: ShadowStage, StageStarted: now, DeadlineFrom: now, LastLook: now, StartedAt: now, UpdatedAt: now,
 		MirrorBefore: ep.Mirror[req.Canary],
 	}
+	r.Estimate = c.estimate(r, ep, now)
 	return r, nil
+}
+
+// estimate says how long r will take at the endpoint's traffic of the last
+// minute (the stable's error rate over the last ten, where a minute holds
+// too few errors to tell), or nil with the reason logged.
+func (c *Controller) estimate(r Rollout, ep spec.Endpoint, now time.Time) *estimate.Estimate {
+	stable := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable)
+	t := estimate.FromSummary(stable.Window(now, time.Minute))
+	for name := range ep.Traffic { // every deployment's requests share the stages out
+		if name != r.Stable {
+			t.RequestsPerSecond += float64(c.opts.Telemetry.Recorder(r.Endpoint, name).Window(now, time.Minute).SplitRequests()) / 60
+		}
+	}
+	if long := stable.Window(now, 10*time.Minute); long.SplitRequests() > 0 {
+		t.ErrorRate = float64(long.SplitErrors) / float64(long.SplitRequests())
+	}
+	t.Mirror = ep.Mirror[r.Canary]
+	if sh := r.Plan.Shadow; sh != nil && sh.KeepMirror {
+		t.Mirror = sh.Mirror
+	}
+	e, err := estimate.Rollout(r.Plan, t, estimate.Options{})
+	if err != nil {
+		c.log.Warn("rollout estimate", "endpoint", r.Endpoint, "err", err)
+		return nil
+	}
+	return &e
 }
 
 // mergePlan lays the request's plan fields over the endpoint's plan.
@@ -500,9 +528,16 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 	a.SetNames(analysis.Names{Stable: r.Stable, Canary: r.Canary})
 	n, _ := strconv.Atoi(r.ID[strings.LastIndexByte(r.ID, '-')+1:])
 	ru := &run{r: r, key: rolloutKey(ep.Name, n), analyzer: a, confirm: &confirmation{}}
-	eff := Effect{Events: []Event{{Type: EventStarted,
-		Message: fmt.Sprintf("rollout %s started: %s → %s on %s, stages %s", r.ID, r.Stable, r.Canary, r.Endpoint, stagesText(r.Plan)),
-		Data:    map[string]any{"stable": r.Stable, "canary": r.Canary, "plan": r.Plan}}}}
+	msg := fmt.Sprintf("rollout %s started: %s → %s on %s, stages %s", r.ID, r.Stable, r.Canary, r.Endpoint, stagesText(r.Plan))
+	data := map[string]any{"stable": r.Stable, "canary": r.Canary, "plan": r.Plan}
+	if e := r.Estimate; e != nil {
+		msg += "; expected: " + e.Text
+		for _, w := range e.Warnings {
+			msg += "; warning: " + w
+		}
+		data["estimate"] = e
+	}
+	eff := Effect{Events: []Event{{Type: EventStarted, Message: msg, Data: data}}}
 	if sh := r.Plan.Shadow; sh != nil {
 		ru.r.Phase = PhaseShadow
 		ru.r.Reason = fmt.Sprintf("shadow phase: %s%% of requests copied to %s and compared with %s", sh.Mirror, r.Canary, r.Stable)

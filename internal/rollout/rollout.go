@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/estimate"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -125,6 +126,10 @@ type Rollout struct {
 	Gates []analysis.GateResult `json:"gates"`
 	// Analysis is the state of the sequential tests.
 	Analysis *analysis.State `json:"analysis,omitempty"`
+	// Estimate is how long the rollout was expected to take when it
+	// started, at the endpoint's traffic then, with warnings when a stage
+	// would not decide within its deadline. Nil when none could be made.
+	Estimate *estimate.Estimate `json:"estimate,omitempty"`
 	// MirrorBefore is the canary's mirror percent before the rollout, put
 	// back when the rollout ends.
 	MirrorBefore spec.Percent `json:"mirror_before"`
