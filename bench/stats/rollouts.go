@@ -211,8 +211,8 @@ func runRollout(ctx context.Context, s rolloutScenario, seed uint64, run int, di
 		}
 		clock.add(time.Second)
 		if t == -1 {
-			// The warm-up is over: start with the default plan.
-			if _, err := ctl.Start(ctx, rEndpoint, rollout.StartRequest{Canary: rCanary}); err != nil {
+			// The warm-up is over: start with the default plan (or the scenario's).
+			if _, err := ctl.Start(ctx, rEndpoint, rollout.StartRequest{Canary: rCanary, Plan: s.plan}); err != nil {
 				return out, fmt.Errorf("start: %w", err)
 			}
 			if s.pauseAtStart {

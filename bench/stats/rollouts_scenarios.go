@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/spec"
 )
 
 // Base latency of a model server (both arms, every scenario but the Pareto one):
@@ -55,6 +57,9 @@ type rolloutScenario struct {
 	// regression is the truth: the canary is worse (for the reader; no check
 	// depends on it).
 	regression bool
+	// plan, when it has any key, is the rollout's plan instead of the default
+	// one (its stages must be the default ones: the tables name them).
+	plan spec.Plan
 }
 
 // rolloutScenarios is the suite: the default plan (5, 25, 50, 100, default gate),
