@@ -17,7 +17,7 @@ import (
 // its report.
 func TestEstimateSuite(t *testing.T) {
 	scs := estimateScenarios()
-	if len(scs) != 3 || scs[0].rate != 200 || scs[1].rate != 2000 || scs[2].rate != 2 || scs[1].id == scs[0].id {
+	if len(scs) != 4 || scs[0].rate != 200 || scs[1].rate != 2000 || scs[2].rate != 20 || scs[2].plan.ProgressDeadlineRequests == 0 || scs[3].rate != 2 || scs[1].id == scs[0].id {
 		t.Fatalf("scenarios: %+v", scs)
 	}
 	tr := warmupTraffic(scs[0], 1, 0)
