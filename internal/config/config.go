@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // Defaults applied by Parse to a key left out, null or at its zero value.
@@ -39,6 +40,9 @@ const (
 type File struct {
 	// Listen is the data plane's host:port. Empty: 127.0.0.1:8080.
 	Listen string `yaml:"listen" json:"listen"`
+	// TLS, when it names a certificate, makes the data plane speak HTTPS
+	// only. Empty: plain HTTP.
+	TLS TLS `yaml:"tls" json:"tls,omitzero"`
 	// Admin configures the admin API.
 	Admin Admin `yaml:"admin" json:"admin"`
 	// State configures the durable store.
@@ -57,10 +61,55 @@ type File struct {
 type Admin struct {
 	// Listen is the admin API's host:port. Empty: 127.0.0.1:8081.
 	Listen string `yaml:"listen" json:"listen"`
+	// TLS, when it names a certificate, makes the admin API speak HTTPS
+	// only. Empty: plain HTTP.
+	TLS TLS `yaml:"tls" json:"tls,omitzero"`
 	// TokenFile is the file holding the admin bearer token, created 0600
 	// on first start. Empty: admin.token beside the state file (see
 	// File.TokenPath).
 	TokenFile string `yaml:"token_file" json:"token_file"`
+}
+
+// TLS is a listener's TLS (`tls:` for listen, `admin.tls:`): a
+// certificate and key, re-read on SIGHUP (connections open keep theirs),
+// and a client CA for mutual TLS. Paths are relative to the working
+// directory.
+type TLS struct {
+	// CertFile holds the certificate chain (PEM), leaf first.
+	CertFile string `yaml:"cert_file" json:"cert_file,omitempty"`
+	// KeyFile holds the certificate's private key (PEM).
+	KeyFile string `yaml:"key_file" json:"key_file,omitempty"`
+	// ClientCAFile, when set, holds the CAs (PEM) a client certificate
+	// must chain to; every client must present one (mutual TLS).
+	ClientCAFile string `yaml:"client_ca_file" json:"client_ca_file,omitempty"`
+	// MinVersion is the lowest TLS version accepted: "1.2" (default) or
+	// "1.3".
+	MinVersion string `yaml:"min_version" json:"min_version,omitempty"`
+}
+
+// Enabled reports whether the block turns TLS on.
+func (t TLS) Enabled() bool { return t != TLS{} }
+
+// Files is the block as tlsconf reads it.
+func (t TLS) Files() tlsconf.ServerFiles {
+	return tlsconf.ServerFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile, MinVersion: t.MinVersion}
+}
+
+func (t TLS) validate(field string) error {
+	if !t.Enabled() {
+		return nil
+	}
+	var errs []error
+	if t.CertFile == "" {
+		errs = append(errs, spec.Problemf(field+".cert_file", "is required with %s (the certificate's PEM file); remove the block for plain HTTP", field))
+	}
+	if t.KeyFile == "" {
+		errs = append(errs, spec.Problemf(field+".key_file", "is required with %s (the private key's PEM file); remove the block for plain HTTP", field))
+	}
+	if _, err := tlsconf.ParseVersion(t.MinVersion); err != nil {
+		errs = append(errs, spec.Problemf(field+".min_version", "%v", err))
+	}
+	return errors.Join(errs...)
 }
 
 // State configures the durable store.
@@ -228,6 +277,7 @@ func (f *File) Validate() error {
 	var errs []error
 	errs = append(errs, validateListen("listen", f.Listen))
 	errs = append(errs, validateListen("admin.listen", f.Admin.Listen))
+	errs = append(errs, f.TLS.validate("tls"), f.Admin.TLS.validate("admin.tls"))
 	if sameListener(f.Listen, f.Admin.Listen) {
 		errs = append(errs, spec.Problemf("admin.listen",
 			"%q collides with listen %q; the admin API needs its own address", f.Admin.Listen, f.Listen))

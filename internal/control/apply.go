@@ -11,6 +11,7 @@ import (
 	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // ApplyFile applies a parsed config file's spec in one transaction, as
@@ -30,7 +31,7 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	for i, fe := range f.Endpoints {
 		want := fe.WithDefaults()
 		declared[want.Name] = true
-		if err := checkOverrideSecret(want); err != nil {
+		if err := errors.Join(checkOverrideSecret(want), checkDeploymentTLS(want)); err != nil {
 			errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), err))
 			continue
 		}
@@ -123,6 +124,30 @@ func checkOverrideSecret(e spec.Endpoint) error {
 	}
 	if _, err := secretfile.Read(path, "secret file"); err != nil {
 		return spec.Problemf("override.secret_file", "%v", err)
+	}
+	return nil
+}
+
+// checkDeploymentTLS reads the tls files of every deployment with an
+// https backend before anything is committed, as checkOverrideSecret does:
+// the data plane and the shadows read them again when the routes are set.
+func checkDeploymentTLS(e spec.Endpoint) error {
+	var errs []error
+	for i, d := range e.Deployments {
+		if err := checkTLSFiles(d); err != nil {
+			errs = append(errs, spec.Prefix(fmt.Sprintf("deployments[%d].tls", i), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkTLSFiles reads one deployment's tls files; nil when it has none.
+func checkTLSFiles(d spec.Deployment) error {
+	if d.TLS == nil {
+		return nil
+	}
+	if _, err := tlsconf.NewBackend("", d.TLS, nil); err != nil {
+		return spec.Problemf("", "%v", err)
 	}
 	return nil
 }

@@ -386,6 +386,9 @@ func (s *Service) PutDeployment(ctx context.Context, name string, d spec.Deploym
 	if err := d.Validate(); err != nil {
 		return spec.Endpoint{}, false, err
 	}
+	if err := checkTLSFiles(d); err != nil {
+		return spec.Endpoint{}, false, spec.Prefix("tls", err)
+	}
 	d = d.WithDefaults()
 	next := r.endpoint.Clone()
 	old, i, exists := next.Deployment(d.Name)

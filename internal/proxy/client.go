@@ -3,19 +3,20 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelgate/modelgate/internal/proxy/policy"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // The upstream side of the proxy is its own small HTTP/1.1 client rather
@@ -38,7 +39,12 @@ const (
 // connPool is one backend's keep-alive connections.
 type connPool struct {
 	addr string
-	tls  *tls.Config // nil: plain HTTP
+	// secure: the backend is https; tls is the config its new connections
+	// use (swapped when the deployment's tls files change, see SetRoutes).
+	secure bool
+	tls    atomic.Pointer[tls.Config]
+	// dial opens the TCP connection (the event loops use it alone, for
+	// plain backends); connect adds TLS through tlsconf.Dialer.
 	dial dialFunc
 	set  *connSet
 	max  int // connections at most, busy or idle
@@ -50,8 +56,16 @@ type connPool struct {
 	waiters []chan *upConn
 }
 
-func newConnPool(addr string, tlsConfig *tls.Config, dial dialFunc, set *connSet) *connPool {
-	return &connPool{addr: addr, tls: tlsConfig, dial: dial, set: set, max: maxConnsPerBackend}
+func newConnPool(addr string, secure bool, dial dialFunc, set *connSet) *connPool {
+	return &connPool{addr: addr, secure: secure, dial: dial, set: set, max: maxConnsPerBackend}
+}
+
+// tlsConfig is the config of the next connection; nil for plain HTTP.
+func (p *connPool) tlsConfig() *tls.Config {
+	if !p.secure {
+		return nil
+	}
+	return p.tls.Load()
 }
 
 // upConn is one connection to a backend with its buffers and the framing
@@ -198,24 +212,12 @@ func (p *connPool) dialSlot(deadline time.Time) (*upConn, error) {
 }
 
 func (p *connPool) connect(deadline time.Time) (*upConn, error) {
-	timeout := min(time.Until(deadline), maxDialTimeout)
-	if timeout <= 0 {
+	if time.Until(deadline) <= 0 {
 		return nil, &dialError{fasthttp.ErrDialTimeout}
 	}
-	raw, err := p.dial(p.addr, timeout)
+	raw, err := tlsconf.Dialer{Raw: p.dial}.Dial(p.addr, p.tlsConfig(), maxDialTimeout, deadline)
 	if err != nil {
 		return nil, &dialError{err}
-	}
-	if p.tls != nil {
-		tc := tls.Client(raw, p.tls)
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			_ = raw.Close()
-			return nil, &dialError{fmt.Errorf("tls handshake: %w", err)}
-		}
-		raw = tc
 	}
 	c := newUpConn(raw, p)
 	p.set.add(c)

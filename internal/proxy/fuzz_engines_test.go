@@ -121,10 +121,11 @@ func allRefused(os []engineOutcome) bool {
 // every request with answer, and returns what each side got.
 func runEngine(t *testing.T, gw *gateway, backend *fuzzBackend, client, answer []byte) engineOutcome {
 	backend.reset(answer)
-	c, err := net.Dial("tcp", strings.TrimPrefix(gw.url, "http://"))
+	c, err := net.Dial("tcp", gwAddr(gw))
 	if err != nil {
 		t.Fatal(err)
 	}
+	c = clientTLS(t, gw, c)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(fuzzWait))
 	go func() { _, _ = c.Write(append(slices.Clip(client), fuzzSentinel...)) }()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/testcert"
 )
 
 // recorders collects telemetry per "endpoint/deployment".
@@ -134,7 +136,11 @@ func startGatewayWith(t testing.TB, opts Options, prepare func(*Server), eps ...
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &gateway{Server: s, url: "http://" + ln.Addr().String(), recs: recs}
+	scheme := "http://"
+	if opts.TLS != nil {
+		scheme = "https://"
+	}
+	return &gateway{Server: s, url: scheme + ln.Addr().String(), recs: recs}
 }
 
 // named starts a backend that answers with its name and echoes what it
@@ -172,7 +178,35 @@ type answer struct {
 	deployment string
 }
 
-var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+var client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, TLSClientConfig: &tls.Config{RootCAs: testCA.Pool}}}
+
+// testCA signs the certificate of the tls mode's gateways (engineModes),
+// which the test clients trust.
+var (
+	testCA        = testcert.NewCA(testcert.Panicking{}, "modelgate test CA")
+	testServerTLS = &tls.Config{Certificates: []tls.Certificate{testCA.Server(testcert.Panicking{}, "gateway").TLS}, MinVersion: tls.VersionTLS12}
+)
+
+// gwAddr is the gateway's host:port.
+func gwAddr(gw *gateway) string {
+	return strings.TrimPrefix(strings.TrimPrefix(gw.url, "http://"), "https://")
+}
+
+// clientTLS wraps a raw client connection to gw in TLS when gw serves
+// TLS (the tls mode), with the handshake done.
+func clientTLS(t testing.TB, gw *gateway, c net.Conn) net.Conn {
+	t.Helper()
+	if !strings.HasPrefix(gw.url, "https://") {
+		return c
+	}
+	tc := tls.Client(c, &tls.Config{RootCAs: testCA.Pool, ServerName: "localhost"})
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS handshake with the gateway: %v", err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	return tc
+}
 
 func do(t testing.TB, req *http.Request) answer {
 	t.Helper()
@@ -270,7 +304,7 @@ func listenTCP(t *testing.T, conns *atomic.Int32, serve func(net.Conn)) net.List
 func waitListenerClosedWhileInFlight(t *testing.T, gw *gateway, shut <-chan error) {
 	t.Helper()
 	eventually(t, "the listener is closed", func() bool {
-		c, err := net.Dial("tcp", strings.TrimPrefix(gw.url, "http://"))
+		c, err := net.Dial("tcp", gwAddr(gw))
 		if err == nil {
 			c.Close()
 		}
@@ -296,6 +330,29 @@ var engineModes = []struct {
 	{"loops-direct", Options{DirectSends: true}},
 	{"goroutines", Options{GoroutinesOnly: true}},
 }
+
+// tlsMode serves TLS clients: the listener terminates TLS and the
+// goroutine engine serves the connections (the loops read plain sockets
+// only), through the same policy. forEachModeTLS adds it to the engine
+// modes.
+var tlsMode = struct {
+	name string
+	opts Options
+}{"tls", Options{TLS: testServerTLS}}
+
+// forEachModeTLS is forEachMode with TLS clients as a fourth mode, for
+// the tests of the request policy: what a client may send and what the
+// backend gets does not depend on the transport. (Tests of the engines'
+// own machinery, raw sockets timing or socket options, stay in
+// forEachMode: the TLS connections always take the goroutine path.)
+func forEachModeTLS(t *testing.T, f func(t *testing.T, opts Options)) {
+	t.Helper()
+	forEachMode(t, f)
+	t.Run(tlsMode.name, func(t *testing.T) { f(t, tlsMode.opts) })
+}
+
+// isTLS reports whether a test's gateway serves TLS.
+func isTLS(opts Options) bool { return opts.TLS != nil }
 
 // forEachMode runs f as a subtest per engine mode, as net/http runs its
 // tests under each mode. A data-plane test runs in every mode: it sets what

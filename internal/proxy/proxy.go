@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -33,6 +34,7 @@ import (
 	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // Recorder receives the telemetry of one deployment. *telemetry.Recorder
@@ -102,6 +104,12 @@ type Options struct {
 	// Limits bound what a client can make the gateway hold or wait for;
 	// zero fields take their defaults.
 	Limits Limits
+	// TLS, when set, makes Serve terminate TLS on every listener it is
+	// given. TLS connections are served by the goroutine engine (the event
+	// loops read plain sockets), through the same request policy; the
+	// config may swap certificates under running connections
+	// (GetConfigForClient, see tlsconf.Server).
+	TLS *tls.Config
 }
 
 // Limits bound what one client can make the gateway hold or wait for
@@ -176,6 +184,7 @@ type Server struct {
 	recorders  func(endpoint, deployment string) Recorder
 	srv        *fasthttp.Server
 	routes     atomic.Pointer[routes]
+	tls        *tls.Config // Options.TLS
 
 	// mu serialises SetRoutes and Shutdown; the request path never takes it.
 	mu     sync.Mutex
@@ -266,6 +275,7 @@ func New(opts Options) *Server {
 		stopAccept: make(chan struct{}),
 		recorders:  opts.Recorders,
 		mirror:     opts.Mirror,
+		tls:        opts.TLS,
 		pools:      map[string]*pool{},
 		lns:        map[net.Listener]struct{}{},
 		dial:       tcpDial,
@@ -344,6 +354,43 @@ func (s *Server) pinOf(ep spec.Endpoint, prev *endpoint) policy.Pin {
 	return policy.RefuseEveryPin()
 }
 
+// backendTLS reads the deployment's tls files (at every SetRoutes, so
+// that an apply or SIGHUP picks up rotated files); SetRoutes gives the
+// pool's https backends the result for their next connections once the
+// new table is complete (usePoolTLS). Files that cannot
+// be used here never fail the routes (control read them before it
+// committed, so this is a file changing in between): the deployment keeps
+// the TLS read before, or, new, fails every connection with the reason
+// until the files are fixed and applied again.
+func (s *Server) backendTLS(endpoint string, i int, d spec.Deployment, prev *tlsconf.Backend) *tlsconf.Backend {
+	field := fmt.Sprintf("deployments[%d].tls", i)
+	tb, err := tlsconf.NewBackend(field, d.TLS, s.upstreamRoots)
+	switch {
+	case err == nil:
+		if tb.Insecure() {
+			s.log.Warn("backend certificates are not verified (insecure_skip_verify): anyone on the path can pose as them", "endpoint", endpoint, "deployment", d.Name)
+		}
+	case prev != nil:
+		s.log.Error("deployment tls files unusable: keeping the TLS read before", "endpoint", endpoint, "deployment", d.Name, "err", err.Error())
+		tb = prev
+	default:
+		s.log.Error("deployment tls files unusable: its https backends are refused until they are fixed and applied again", "endpoint", endpoint, "deployment", d.Name, "err", err.Error())
+		tb = tlsconf.Unusable(err)
+	}
+	if prev != nil && tb.Same(prev) {
+		tb = prev
+	}
+	return tb
+}
+
+// usePoolTLS makes tb the TLS of p's https backends.
+func usePoolTLS(p *pool, tb *tlsconf.Backend) {
+	p.tls = tb
+	for _, b := range p.backends {
+		b.setTLS(tb)
+	}
+}
+
 // SetRoutes replaces the routing table. The endpoints must already be
 // defaulted (spec.Endpoint.WithDefaults) and validated. The whole new table
 // is built first (routers, backend pools, recorders) and then swapped in
@@ -363,6 +410,7 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 	next := &routes{endpoints: make(map[string]*endpoint, len(eps))}
 	pools := make(map[string]*pool)
 	var created []*pool
+	poolTLS := map[*pool]*tlsconf.Backend{}
 	fail := func(err error) error {
 		for _, p := range created {
 			p.close()
@@ -394,9 +442,13 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 			e.sticky = []byte(ep.StickyHeader)
 		}
 		e.pin = s.pinOf(ep, old.endpoints[ep.Name])
-		for _, d := range ep.Deployments {
+		for i, d := range ep.Deployments {
 			key := ep.Name + "/" + d.Name
 			p := s.pools[key]
+			prevTLS := (*tlsconf.Backend)(nil)
+			if p != nil {
+				prevTLS = p.tls
+			}
 			if p == nil || !p.sameSettings(d) {
 				reuse := map[string]*backend{}
 				if p != nil {
@@ -404,10 +456,13 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 						reuse[b.url] = b
 					}
 				}
-				if p, err = newPool(key, d, reuse, s.dial, &s.upstreamConns, s.upstreamRoots); err != nil {
+				if p, err = newPool(key, d, reuse, s.dial, &s.upstreamConns); err != nil {
 					return fail(fmt.Errorf("set routes: endpoint %q deployment %q: %w", ep.Name, d.Name, err))
 				}
 				created = append(created, p)
+			}
+			if p.anyTLS {
+				poolTLS[p] = s.backendTLS(ep.Name, i, d, prevTLS)
 			}
 			pools[key] = p
 			var rec Recorder = nopRecorder{}
@@ -425,6 +480,9 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 			})
 		}
 		next.endpoints[ep.Name] = e
+	}
+	for p, tb := range poolTLS {
+		usePoolTLS(p, tb)
 	}
 	for _, p := range created {
 		p.startChecks()
@@ -457,7 +515,8 @@ func (s *Server) SetRoutes(eps []spec.Endpoint) error {
 
 // Serve accepts connections on ln and serves them until Shutdown. It may
 // be called for several listeners. It returns nil after Shutdown, also
-// when Shutdown came first (ln is then closed at once).
+// when Shutdown came first (ln is then closed at once). With Options.TLS
+// every connection is a TLS one.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
@@ -470,6 +529,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	// Serve got that far, and a Serve starting after it would run forever.
 	s.lns[ln] = struct{}{}
 	s.mu.Unlock()
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+	}
 	return s.srv.Serve(clientListener{Listener: ln, s: s})
 }
 
@@ -809,9 +871,24 @@ func (l clientListener) Accept() (net.Conn, error) {
 			l.s.loops.enroll(tc)
 			continue
 		}
-		return &clientConn{Conn: l.s.slotted(c), sendTimeout: l.s.limits.SendTimeout}, nil
+		cc := &clientConn{Conn: l.s.slotted(c), sendTimeout: l.s.limits.SendTimeout}
+		if tc, ok := c.(*tls.Conn); ok {
+			return tlsClientConn{cc, tc}, nil
+		}
+		return cc, nil
 	}
 }
+
+// tlsClientConn is a TLS client connection of the goroutine path: it
+// shows fasthttp the TLS connection's state (RequestCtx.IsTLS, hence
+// X-Forwarded-Proto: https), and times its reads and writes as clientConn.
+type tlsClientConn struct {
+	*clientConn
+	tc *tls.Conn
+}
+
+func (c tlsClientConn) Handshake() error                     { return c.tc.Handshake() }
+func (c tlsClientConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
 
 // releaseSlot gives back the connection slot of a client connection that
 // closed (Limits.MaxConnections).

@@ -94,7 +94,7 @@ func testForwarding(t *testing.T, opts Options) {
 	}
 }
 
-func TestRequestID(t *testing.T) { forEachMode(t, testRequestID) }
+func TestRequestID(t *testing.T) { forEachModeTLS(t, testRequestID) }
 
 func testRequestID(t *testing.T, opts Options) {
 	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
@@ -121,7 +121,9 @@ func testRequestID(t *testing.T, opts Options) {
 	}
 }
 
-func TestUnknownEndpointAndDeployment(t *testing.T) { forEachMode(t, testUnknownEndpointAndDeployment) }
+func TestUnknownEndpointAndDeployment(t *testing.T) {
+	forEachModeTLS(t, testUnknownEndpointAndDeployment)
+}
 
 func testUnknownEndpointAndDeployment(t *testing.T, opts Options) {
 	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))
@@ -154,7 +156,7 @@ func testUnknownEndpointAndDeployment(t *testing.T, opts Options) {
 	}
 }
 
-func TestSplit(t *testing.T) { forEachMode(t, testSplit) }
+func TestSplit(t *testing.T) { forEachModeTLS(t, testSplit) }
 
 func testSplit(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
@@ -184,7 +186,7 @@ func testSplit(t *testing.T, opts Options) {
 	}
 }
 
-func TestOverride(t *testing.T) { forEachMode(t, testOverride) }
+func TestOverride(t *testing.T) { forEachModeTLS(t, testOverride) }
 
 func testOverride(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
@@ -207,7 +209,7 @@ func testOverride(t *testing.T, opts Options) {
 	}
 }
 
-func TestSticky(t *testing.T) { forEachMode(t, testSticky) }
+func TestSticky(t *testing.T) { forEachModeTLS(t, testSticky) }
 
 func testSticky(t *testing.T, opts Options) {
 	blue, green := named(t, "blue"), named(t, "green")
@@ -229,7 +231,7 @@ func testSticky(t *testing.T, opts Options) {
 	}
 }
 
-func TestBodyTooLarge(t *testing.T) { forEachMode(t, testBodyTooLarge) }
+func TestBodyTooLarge(t *testing.T) { forEachModeTLS(t, testBodyTooLarge) }
 
 func testBodyTooLarge(t *testing.T, opts Options) {
 	opts.MaxRequestBytes = 1024
@@ -251,7 +253,7 @@ func testBodyTooLarge(t *testing.T, opts Options) {
 	}
 }
 
-func TestHead(t *testing.T) { forEachMode(t, testHead) }
+func TestHead(t *testing.T) { forEachModeTLS(t, testHead) }
 
 func testHead(t *testing.T, opts Options) {
 	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", named(t, "blue").URL)))

@@ -279,10 +279,11 @@ func safetyDial(t testing.TB, gw *gateway, control func(fd int)) (net.Conn, *buf
 			return rc.Control(func(fd uintptr) { control(int(fd)) })
 		}
 	}
-	c, err := d.Dial("tcp", strings.TrimPrefix(gw.url, "http://"))
+	c, err := d.Dial("tcp", gwAddr(gw))
 	if err != nil {
 		t.Fatal(err)
 	}
+	c = clientTLS(t, gw, c)
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	return c, bufio.NewReader(c)
@@ -513,7 +514,7 @@ func TestSafety03DeclaredBodiesAreNotPreallocated(t *testing.T) {
 		limit = 100 << 20
 	)
 	backend := named(t, "blue")
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		opts.MaxRequestBytes = 10 << 20
 		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.URL)))
 		heap := func() int64 {
@@ -614,7 +615,7 @@ func TestSafety04UpstreamDesync(t *testing.T) {
 		{"an HTTP/1.0 answer until close, handed over", "handed-over", "POST", "/http10/t16", 200, "t16"},
 		{"an answer with a malformed status line", "plain", "GET", "/badstatus/t15", 502, ""},
 	}
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				backend := startSafetyBackend(t, answer)
@@ -657,7 +658,7 @@ func TestSafety04UpstreamDesync(t *testing.T) {
 // of each, X-Forwarded-For holding every value the client sent and then
 // the peer address, Proto and Host set by the gateway.
 func TestSafety05ForwardedHeadersNotSpoofable(t *testing.T) {
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		backend := startSafetyBackend(t, func(*safetyReq) (string, safetyAfter) { return safetyOK("ok"), keepOpen })
 		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.url)))
 		for _, method := range []string{"GET", "POST"} {
@@ -680,9 +681,13 @@ func TestSafety05ForwardedHeadersNotSpoofable(t *testing.T) {
 				t.Fatalf("%s: the backend got %d requests, want 1", method, len(reqs)-before)
 			}
 			r := reqs[len(reqs)-1]
+			proto := "http" // the client's wss and https are not taken
+			if isTLS(opts) {
+				proto = "https" // the client's connection was TLS
+			}
 			for _, want := range []struct{ name, value string }{
 				{"X-Forwarded-For", "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"},
-				{"X-Forwarded-Proto", "http"},
+				{"X-Forwarded-Proto", proto},
 				{"X-Forwarded-Host", "models.example.com"},
 			} {
 				if got := r.values(want.name); len(got) != 1 || got[0] != want.value {
@@ -722,7 +727,7 @@ func TestSafety06TrailersDoNotRouteRequests(t *testing.T) {
 		t.Cleanup(srv.Close)
 		deps = append(deps, dep(name, srv.URL))
 	}
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", spec.Weights{"blue": spec.Full, "green": 0}, deps...))
 		for _, declared := range []bool{true, false} {
 			mu.Lock()
@@ -776,7 +781,7 @@ func TestSafety07DotSegmentsStayUnderTheBackendPath(t *testing.T) {
 		}
 		return false
 	}
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		backend := startSafetyBackend(t, func(r *safetyReq) (string, safetyAfter) { return safetyOK(r.target), keepOpen })
 		gw := safetyGateway(t, opts, mkEndpoint(t, "ep", nil, dep("blue", backend.url+"/models/fraud")))
 		for _, path := range []string{"/ep/../../admin", "/ep/%2e%2e/%2E%2E/admin", "/ep/.%2e/admin", "/ep/a/../../admin",
@@ -845,7 +850,7 @@ func TestSafety08MalformedRequestsRefused(t *testing.T) {
 		{"a long malformed header name", "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n" + strings.Repeat("n", 100) + " x: 1\r\n\r\n", http.StatusBadRequest},
 		{"too many header fields", "GET /fraud/x HTTP/1.1\r\nHost: gw\r\n" + strings.Repeat("X-A: 1\r\n", DefaultMaxHeaders) + "\r\n", http.StatusRequestHeaderFieldsTooLarge},
 	}
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		backend := startSafetyBackend(t, func(*safetyReq) (string, safetyAfter) { return safetyOK("forwarded"), keepOpen })
 		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.url)))
 		for _, tc := range cases {
@@ -886,7 +891,7 @@ func TestSafety09NoDoubleExecution(t *testing.T) {
 		{"GET", closeConn, 200},
 		{"GET", resetConn, 200},
 	}
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		for _, tc := range cases {
 			t.Run(fmt.Sprintf("%s %s", tc.method, map[safetyAfter]string{closeConn: "EOF", resetConn: "RST"}[tc.after]), func(t *testing.T) {
 				// The backend answers its first request keep-alive, reads
@@ -1266,7 +1271,7 @@ func safetyExchangeOn(c net.Conn, br *bufio.Reader, raw string) (*http.Response,
 // else the message carries (cookies, a Trailer announcement).
 func TestSafety16HopByHopHeadersStayOnTheirHop(t *testing.T) {
 	hop := []string{"Keep-Alive", "Proxy-Authorization", "Proxy-Authenticate", "Proxy-Connection", "Te", "Upgrade", "Trailer", "X-Hop", "Expect"}
-	forEachMode(t, func(t *testing.T, opts Options) {
+	forEachModeTLS(t, func(t *testing.T, opts Options) {
 		backend := startSafetyBackend(t, func(r *safetyReq) (string, safetyAfter) {
 			return "HTTP/1.1 200 OK\r\nConnection: X-Hop, keep-alive\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n" +
 				"Proxy-Authenticate: Basic\r\nTrailer: X-Sum\r\nUpgrade: h2c\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok", keepOpen

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 const (
@@ -32,12 +31,16 @@ const (
 // A backend object survives SetRoutes while its deployment keeps its URL,
 // so connections and health state carry over.
 type backend struct {
-	url    string
-	scheme []byte // "http" or "https"
-	host   []byte // Host header sent upstream, host[:port] as configured
-	prefix []byte // URL path without its trailing slash, put before the forwarded path
-	conns  *connPool
-	probe  *fasthttp.HostClient // active health checks, apart from live connections
+	url      string
+	hostname string // the URL's host without port: the default server name
+	// tlsFrom is the deployment TLS the connections' config was built
+	// from (https backends).
+	tlsFrom atomic.Pointer[tlsconf.Backend]
+	scheme  []byte // "http" or "https"
+	host    []byte // Host header sent upstream, host[:port] as configured
+	prefix  []byte // URL path without its trailing slash, put before the forwarded path
+	conns   *connPool
+	probe   *fasthttp.HostClient // active health checks, apart from live connections
 
 	// fails counts consecutive transport failures (passive health).
 	fails atomic.Int32
@@ -56,7 +59,7 @@ func tcpDial(addr string, timeout time.Duration) (net.Conn, error) {
 	return net.DialTimeout("tcp", addr, timeout)
 }
 
-func newBackend(raw string, dial dialFunc, set *connSet, roots *x509.CertPool) (*backend, error) {
+func newBackend(raw string, dial dialFunc, set *connSet) (*backend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("backend %q: %w", raw, err)
@@ -78,32 +81,38 @@ func newBackend(raw string, dial dialFunc, set *connSet, roots *x509.CertPool) (
 		prefix = prefix[:len(prefix)-1]
 	}
 	b := &backend{
-		url:    raw,
-		scheme: []byte(u.Scheme),
-		host:   []byte(u.Host),
-		prefix: []byte(prefix),
+		url:      raw,
+		hostname: u.Hostname(),
+		scheme:   []byte(u.Scheme),
+		host:     []byte(u.Host),
+		prefix:   []byte(prefix),
 	}
-	var tlsConfig *tls.Config
-	if useTLS {
-		tlsConfig = &tls.Config{
-			ServerName:         u.Hostname(),
-			RootCAs:            roots,
-			MinVersion:         tls.VersionTLS12,
-			ClientSessionCache: tls.NewLRUClientSessionCache(0),
-		}
-	}
-	b.conns = newConnPool(addr, tlsConfig, dial, set)
+	b.conns = newConnPool(addr, useTLS, dial, set)
+	// Health checks connect as live requests do (the same dialer and TLS
+	// config, tlsconf.Dialer), on connections of their own; fasthttp does
+	// no TLS of its own on a connection that is TLS already.
 	b.probe = &fasthttp.HostClient{
 		Addr:                      addr,
 		IsTLS:                     useTLS,
-		TLSConfig:                 tlsConfig,
 		NoDefaultUserAgentHeader:  true,
 		Name:                      "modelgate-health-check",
 		MaxResponseBodySize:       64 << 10,
 		MaxIdemponentCallAttempts: 1,
-		DialTimeout:               fasthttp.DialFuncWithTimeout(dial),
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			return tlsconf.Dialer{Raw: dial}.Dial(addr, b.conns.tlsConfig(), maxDialTimeout, time.Now().Add(timeout))
+		},
 	}
 	return b, nil
+}
+
+// setTLS gives the backend the deployment's TLS for its next connections
+// (connections open keep theirs); nothing for a plain backend.
+func (b *backend) setTLS(tb *tlsconf.Backend) {
+	if !b.conns.secure || b.tlsFrom.Load() == tb || tb.Same(b.tlsFrom.Load()) {
+		return
+	}
+	b.tlsFrom.Store(tb)
+	b.conns.tls.Store(tb.For(b.hostname))
 }
 
 // healthy reports whether the backend may take a request at now (unix ns).
@@ -135,13 +144,16 @@ type pool struct {
 	// deployment's requests to the goroutine path, so that a retry from an
 	// http backend to an https one happens there as it would for any other.
 	anyTLS bool
+	// tls is the deployment's TLS its https backends connect with, as
+	// last read (SetRoutes); nil without https backends.
+	tls *tlsconf.Backend
 
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
 
-func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dialFunc, set *connSet, roots *x509.CertPool) (*pool, error) {
+func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dialFunc, set *connSet) (*pool, error) {
 	p := &pool{
 		key:         key,
 		dep:         d,
@@ -153,12 +165,12 @@ func newPool(key string, d spec.Deployment, reuse map[string]*backend, dial dial
 		b := reuse[raw]
 		if b == nil {
 			var err error
-			if b, err = newBackend(raw, dial, set, roots); err != nil {
+			if b, err = newBackend(raw, dial, set); err != nil {
 				return nil, err
 			}
 		}
 		p.backends = append(p.backends, b)
-		p.anyTLS = p.anyTLS || b.conns.tls != nil
+		p.anyTLS = p.anyTLS || b.conns.secure
 	}
 	return p, nil
 }

@@ -1,19 +1,24 @@
 package shadow
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/modelgate/modelgate/internal/shadow/compare"
 	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // Options configures a Manager.
@@ -133,6 +138,37 @@ func (m *Manager) Submit(c *mirrored.Copy) bool {
 	return true
 }
 
+// setTLS gives cfg the tls.Config of each https backend address. Files
+// that could not be read (they changed since control read them) keep the
+// TLS read before, or fail every copy's connection with the reason; they
+// never fail SetShadows, which would hold up the routes.
+func (m *Manager) setTLS(cfg, prev *config) {
+	if cfg.tlsSrc == nil && cfg.tlsErr == nil {
+		return
+	}
+	if cfg.tlsErr != nil {
+		if prev != nil && prev.tlsSrc != nil {
+			m.log.Error("deployment tls files unusable: shadow copies keep the TLS read before", "endpoint", cfg.endpoint, "deployment", cfg.deployment, "err", cfg.tlsErr.Error())
+			cfg.tlsSrc, cfg.tls = prev.tlsSrc, prev.tls
+			return
+		}
+		m.log.Error("deployment tls files unusable: shadow copies to its https backends fail until they are fixed and applied again", "endpoint", cfg.endpoint, "deployment", cfg.deployment, "err", cfg.tlsErr.Error())
+		cfg.tlsSrc = tlsconf.Unusable(cfg.tlsErr)
+	}
+	if prev != nil && prev.tlsSrc != nil && cfg.tlsSrc.Same(prev.tlsSrc) {
+		cfg.tlsSrc, cfg.tls = prev.tlsSrc, prev.tls
+		return
+	}
+	cfg.tls = map[string]*tls.Config{}
+	for _, b := range cfg.backends {
+		u, err := url.Parse(b)
+		if err != nil || u.Scheme != "https" {
+			continue
+		}
+		cfg.tls[fasthttp.AddMissingPort(u.Host, true)] = cfg.tlsSrc.For(u.Hostname())
+	}
+}
+
 // SetShadows makes the shadows those of eps: one per (endpoint,
 // deployment) whose mirror is above zero, with the deployment's backends
 // (round-robin) and the endpoint's comparison settings (compare.New of
@@ -165,6 +201,11 @@ func (m *Manager) SetShadows(eps []spec.Endpoint) error {
 	for _, cfg := range want {
 		k := key{cfg.endpoint, cfg.deployment}
 		sh := old.active[k]
+		var prev *config
+		if sh != nil {
+			prev = sh.pool.Load().cfg.Load()
+		}
+		m.setTLS(cfg, prev)
 		if sh == nil {
 			st := next.retained[k]
 			if st == nil {
@@ -253,6 +294,11 @@ func configs(eps []spec.Endpoint) ([]*config, error) {
 			}
 			for _, b := range d.Backends {
 				cfg.backends = append(cfg.backends, strings.TrimRight(b, "/"))
+			}
+			cfg.tlsField = fmt.Sprintf("%s.deployments[%d].tls", at, j)
+			if slices.ContainsFunc(d.Backends, func(b string) bool { return strings.HasPrefix(b, "https:") }) {
+				// The same settings and files as the live requests' (proxy).
+				cfg.tlsSrc, cfg.tlsErr = tlsconf.NewBackend(cfg.tlsField, d.TLS, nil)
 			}
 			out = append(out, cfg)
 		}

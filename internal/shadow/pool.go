@@ -2,6 +2,7 @@ package shadow
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/shadow/compare"
 	"github.com/modelgate/modelgate/internal/shadow/mirrored"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // config is what a shadow's workers need to send and judge a copy. It is
@@ -28,6 +30,13 @@ type config struct {
 	timeout              time.Duration
 	maxBody              int64
 	queue, workers       int
+	// tls maps an https backend's address (host:port) to the config its
+	// connections use, built from tlsSrc, the deployment's TLS as the
+	// proxy reads it (tlsconf); tlsErr: the files could not be read.
+	tls      map[string]*tls.Config
+	tlsSrc   *tlsconf.Backend
+	tlsErr   error
+	tlsField string
 }
 
 // pool is one shadow's bounded queue and its workers. Submitters never
@@ -73,7 +82,10 @@ func (m *Manager) startPool(st *stats, cfg *config) *pool {
 			if err := p.ctx.Err(); err != nil {
 				return nil, err // stopping: no new connections
 			}
-			c, err := fasthttp.DialTimeout(addr, min(timeout, 5*time.Second))
+			// The dialer of the live requests and health checks: TCP, then
+			// for an https backend the handshake with the deployment's TLS.
+			// fasthttp does no TLS of its own on a TLS connection.
+			c, err := tlsconf.Dialer{}.Dial(addr, p.cfg.Load().tls[addr], 5*time.Second, time.Now().Add(timeout))
 			if err != nil {
 				return nil, err
 			}
@@ -304,6 +316,15 @@ type trackedConn struct {
 	set *connSet
 }
 
+// trackedTLSConn is a tracked TLS connection: it keeps the Handshake
+// method by which fasthttp knows it is TLS already.
+type trackedTLSConn struct {
+	*trackedConn
+	tc *tls.Conn
+}
+
+func (c trackedTLSConn) Handshake() error { return c.tc.Handshake() }
+
 func (c *trackedConn) Close() error {
 	c.set.mu.Lock()
 	delete(c.set.conns, c)
@@ -319,6 +340,9 @@ func (s *connSet) add(c net.Conn) net.Conn {
 	}
 	s.conns[tc] = struct{}{}
 	s.mu.Unlock()
+	if t, ok := c.(*tls.Conn); ok {
+		return trackedTLSConn{tc, t}
+	}
 	return tc
 }
 

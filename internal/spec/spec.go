@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -133,6 +134,60 @@ type Deployment struct {
 	// HealthCheck, when set, probes every backend actively. Nil: passive
 	// health only.
 	HealthCheck *HealthCheck `yaml:"health_check,omitempty" json:"health_check,omitempty"`
+	// TLS configures the connections to the deployment's https backends:
+	// the CA bundle they are verified with, a client certificate, the
+	// server name. Nil: the system's roots, no client certificate, the
+	// URL's host as server name. It applies to the live requests, the
+	// shadow copies and the health checks alike.
+	TLS *BackendTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+}
+
+// BackendTLS is how the gateway connects to a deployment's https
+// backends (the keys of Prometheus's tls_config; nginx's
+// proxy_ssl_trusted_certificate, proxy_ssl_certificate(_key), proxy_ssl_name;
+// HAProxy's ca-file, crt, sni, verify none). Files are read by the
+// gateway, on its machine, at every apply.
+type BackendTLS struct {
+	// CAFile is a PEM bundle of the CAs a backend's certificate must chain
+	// to, instead of the system's roots.
+	CAFile string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
+	// CertFile and KeyFile are a client certificate (PEM chain, leaf
+	// first) and its key, presented to backends that ask for one (mutual
+	// TLS). Both or neither.
+	CertFile string `yaml:"cert_file,omitempty" json:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
+	// ServerName is sent as SNI and checked against the backend's
+	// certificate. Empty: the backend URL's host (when a name, SNI is sent;
+	// an IP address is checked against the certificate's IP SANs).
+	ServerName string `yaml:"server_name,omitempty" json:"server_name,omitempty"`
+	// InsecureSkipVerify accepts any certificate a backend presents: the
+	// connection is encrypted but anyone on the path can pose as the
+	// backend. For tests only; logged as a warning at every apply.
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify,omitempty" json:"insecure_skip_verify,omitempty"`
+}
+
+// Validate checks the keys together (the files are read by the gateway
+// when the change is applied).
+func (t *BackendTLS) Validate() error {
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, Problemf("", "cert_file and key_file go together: give both (a client certificate and its key) or neither"))
+	}
+	for _, f := range []struct{ key, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			errs = append(errs, Problemf(f.key, "%q is not an absolute path (the file is read by the gateway, on its machine)", f.path))
+		}
+	}
+	if t.InsecureSkipVerify && t.CAFile != "" {
+		errs = append(errs, Problemf("insecure_skip_verify", "set with ca_file: nothing would be verified against the CA; remove one of them"))
+	}
+	if t.ServerName != "" && strings.ContainsAny(t.ServerName, " /:") {
+		errs = append(errs, Problemf("server_name", "%q is not a host name", t.ServerName))
+	}
+	return errors.Join(errs...)
 }
 
 // HealthCheck is an active probe: GET Path on every backend each Interval;
@@ -222,6 +277,10 @@ func (d Deployment) WithDefaults() Deployment {
 		}
 		d.HealthCheck = &hc
 	}
+	if d.TLS != nil {
+		t := *d.TLS
+		d.TLS = &t
+	}
 	return d
 }
 
@@ -252,6 +311,10 @@ func (e Endpoint) Clone() Endpoint {
 		if d.HealthCheck != nil {
 			hc := *d.HealthCheck
 			d.HealthCheck = &hc
+		}
+		if d.TLS != nil {
+			t := *d.TLS
+			d.TLS = &t
 		}
 		deps[i] = d
 	}
@@ -360,6 +423,7 @@ func (d Deployment) Validate() error {
 	if d.FailTimeout < 0 {
 		errs = append(errs, Problemf("fail_timeout", "must not be negative"))
 	}
+	errs = append(errs, Prefix("tls", d.TLS.Validate()))
 	if hc := d.HealthCheck; hc != nil {
 		if hc.Path == "" || hc.Path[0] != '/' {
 			errs = append(errs, Problemf("health_check.path", "must start with '/', e.g. /v2/health/ready"))
