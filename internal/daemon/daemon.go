@@ -7,6 +7,7 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ import (
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store/bolt"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 	"github.com/modelgate/modelgate/internal/webhook"
 )
 
@@ -72,6 +74,9 @@ type Daemon struct {
 	token     string
 	tokenPath string
 	admin     *http.Server
+	// proxyTLS and adminTLS are the listeners' certificates (nil: plain
+	// HTTP), re-read on SIGHUP.
+	proxyTLS, adminTLS *tlsconf.Server
 
 	proxyLn, adminLn net.Listener
 	// background runs the rollout controller and webhook deliveries.
@@ -100,12 +105,25 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		st.Close()
 		return nil, err
 	}
+	if d.proxyTLS, err = listenerTLS("tls", cfg.TLS); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if d.adminTLS, err = listenerTLS("admin.tls", cfg.Admin.TLS); err != nil {
+		st.Close()
+		return nil, err
+	}
+	var proxyTLS *tls.Config
+	if d.proxyTLS != nil {
+		proxyTLS = d.proxyTLS.Config()
+	}
 	d.telemetry = telemetry.NewRegistry()
 	d.shadows = shadow.NewManager(shadow.Options{Logger: log.With("component", "shadow")})
 	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Recorders: proxy.RecordersFrom(d.telemetry),
 		MaxRequestBytes: int(cfg.MaxRequestBytes), Mirror: d.shadows, EventLoops: reserveLoopProcs(),
 		Limits: proxy.Limits{MaxConnections: cfg.Limits.MaxConnections, MaxHeaders: cfg.Limits.MaxHeaders,
-			MaxURIBytes: cfg.Limits.MaxURIBytes, SendTimeout: cfg.Limits.SendTimeout.D()}})
+			MaxURIBytes: cfg.Limits.MaxURIBytes, SendTimeout: cfg.Limits.SendTimeout.D()},
+		TLS: proxyTLS})
 	d.control = control.New(control.Options{Store: st, Router: routes{d.shadows, d.proxy}, Telemetry: d.telemetry, Logger: log.With("component", "control")})
 	if err := d.control.Load(ctx); err != nil {
 		d.abandon()
@@ -193,6 +211,18 @@ func loadOrCreateToken(path string) (string, error) {
 	return tok, f.Close()
 }
 
+// listenerTLS loads a listener's TLS block; nil when it is empty.
+func listenerTLS(field string, t config.TLS) (*tlsconf.Server, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	s, err := tlsconf.NewServer(field, t.Files())
+	if err != nil {
+		return nil, fmt.Errorf("%w (docs/security.md, \"TLS\")", err)
+	}
+	return s, nil
+}
+
 // Start opens both listeners and serves them in the background.
 func (d *Daemon) Start() error {
 	var err error
@@ -203,6 +233,11 @@ func (d *Daemon) Start() error {
 		d.proxyLn.Close()
 		return fmt.Errorf("listen (admin) on %s: %w", d.cfg.Admin.Listen, err)
 	}
+	adminLn := d.adminLn
+	if d.adminTLS != nil {
+		adminLn = tls.NewListener(adminLn, d.adminTLS.Config())
+	}
+	d.warnExposed()
 	bg, cancel := context.WithCancel(context.Background())
 	d.background = cancel
 	d.bgWG.Add(2)
@@ -223,12 +258,42 @@ func (d *Daemon) Start() error {
 	}()
 	go func() {
 		defer d.wg.Done()
-		if err := d.admin.Serve(d.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := d.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.serveErr <- fmt.Errorf("admin: %w", err)
 		}
 	}()
-	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "state", d.cfg.State.Path, "token_file", d.tokenPath)
+	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "state", d.cfg.State.Path, "token_file", d.tokenPath,
+		"data_plane_tls", d.proxyTLS != nil, "admin_tls", d.adminTLS != nil)
+	for _, l := range []struct {
+		name string
+		s    *tlsconf.Server
+	}{{"data plane", d.proxyTLS}, {"admin", d.adminTLS}} {
+		if l.s != nil {
+			d.log.Info("TLS certificate", "listener", l.name, "subject", l.s.Subject(), "not_after", l.s.NotAfter().UTC().Format(time.RFC3339))
+		}
+	}
 	return nil
+}
+
+// warnExposed warns about a listener reachable beyond this machine
+// without TLS: the admin token, or the predictions, cross the network in
+// clear text.
+func (d *Daemon) warnExposed() {
+	if d.adminTLS == nil && !loopback(d.adminLn.Addr()) {
+		d.log.Warn("the admin API listens beyond loopback without TLS: the admin token and every change cross the network in clear text; set admin.tls (docs/security.md, \"TLS\") or listen on 127.0.0.1",
+			"admin.listen", d.AdminAddr())
+	}
+	if d.proxyTLS == nil && !loopback(d.proxyLn.Addr()) {
+		d.log.Warn("the data plane listens beyond loopback without TLS: requests and predictions cross the network in clear text; set tls (docs/security.md, \"TLS\") unless a TLS proxy in front terminates it",
+			"listen", d.ProxyAddr())
+	}
+}
+
+// loopback reports whether a listener's bound address is reachable from
+// this machine only.
+func loopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // ProxyAddr is the data plane's listening address.
@@ -270,7 +335,40 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	if f.Listen != d.cfg.Listen || f.Admin.Listen != d.cfg.Admin.Listen || f.State.Path != d.cfg.State.Path {
 		d.log.Warn("listen addresses and state path change only on restart")
 	}
-	return d.control.ApplyFile(ctx, f, false, "reload")
+	// The listeners' certificates are read first and swapped in only once
+	// the spec applied: a reload is taken whole or not at all.
+	var commits []func()
+	for _, l := range []struct {
+		field       string
+		s           *tlsconf.Server
+		old, want   config.TLS
+		description string
+	}{{"tls", d.proxyTLS, d.cfg.TLS, f.TLS, "data plane"}, {"admin.tls", d.adminTLS, d.cfg.Admin.TLS, f.Admin.TLS, "admin"}} {
+		if l.s == nil || !l.want.Enabled() {
+			if l.s != nil || l.want.Enabled() {
+				d.log.Warn("TLS is turned on or off only on restart", "listener", l.description)
+			}
+			continue
+		}
+		commit, err := l.s.Prepare(l.want.Files())
+		if err != nil {
+			return control.ApplyResult{}, fmt.Errorf("%w; the %s keeps its certificate (docs/security.md, \"TLS\")", err, l.description)
+		}
+		s, desc := l.s, l.description
+		commits = append(commits, func() {
+			if commit() {
+				d.log.Info("TLS certificate reloaded", "listener", desc, "subject", s.Subject(), "not_after", s.NotAfter().UTC().Format(time.RFC3339))
+			}
+		})
+	}
+	res, err := d.control.ApplyFile(ctx, f, false, "reload")
+	if err != nil {
+		return res, err
+	}
+	for _, c := range commits {
+		c()
+	}
+	return res, nil
 }
 
 // Run starts the daemon and serves until ctx ends or a listener fails,
