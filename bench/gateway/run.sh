@@ -11,6 +11,14 @@
 #   mg             modelgate, 95/5 split
 #   mg-mirror      modelgate, 95/5 split + 10% mirror to a third deployment,
 #                  comparison on (compare: kserve_v1, numeric)
+#   nginx-tls      nginx as "nginx", clients over TLS (not in the default
+#                  setups: --setups "nginx-tls mg-tls")
+#   mg-tls         modelgate as "mg", clients over TLS (tls: in the config;
+#                  the goroutine engine serves TLS connections)
+#
+# The TLS setups share one certificate (ECDSA P-256, made with openssl at
+# the start, signed by a CA made there too); wrk resumes no sessions: each
+# connection does one full handshake, then keep-alive requests.
 #
 # The backends are nginx answering {"predictions":[0.12,0.88]} on three
 # ports (blue, green, shadow). Nothing is pinned to CPUs unless asked
@@ -28,6 +36,7 @@ WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-"32 64"}
 THREADS=${THREADS:-2}
 SETUPS=${SETUPS:-"direct nginx haproxy nginx-mirror mg mg-mirror"}
+ALL_SETUPS="direct nginx haproxy nginx-mirror mg mg-mirror nginx-tls mg-tls"
 GATEWAY_CPUS=${GATEWAY_CPUS:-}
 BACKEND_CPUS=${BACKEND_CPUS:-}
 WRK_CPUS=${WRK_CPUS:-}
@@ -48,7 +57,8 @@ usage: bench/gateway/run.sh [options]
                           same fresh process (default $WARMUP; 0 to skip)
   -c, --conns "N ..."     connection counts (default "$CONNS")
   -t, --threads N         wrk threads (default $THREADS)
-  -s, --setups "S ..."    subset and order of: $SETUPS
+  -s, --setups "S ..."    subset and order of: $ALL_SETUPS
+                          (default "$SETUPS")
       --rev REV           build modelgate from git revision REV (git archive,
                           the work tree is not touched) instead of the work tree
       --bin PATH          use this modelgate binary instead of building one
@@ -101,6 +111,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "$PERF" = 1 ] && ! command -v perf >/dev/null 2>&1; then need+=(linux-perf); fi
 if [ ${#need[@]} -gt 0 ]; then
 	log "installing from Debian: ${need[*]}"
@@ -171,7 +182,7 @@ wait_ready() { # wait_ready PID URL: until URL answers 200 to the bench POST
 	local pid=$1 url=$2 i
 	for i in $(seq 100); do
 		kill -0 "$pid" 2>/dev/null || return 1
-		if [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+		if [ "$(curl -s --cacert "$TMP/tls/ca.crt" -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
 			--data '{"instances":[[5.1,3.5,1.4,0.2]]}' "$url" 2>/dev/null)" = 200 ]; then
 			return 0
 		fi
@@ -235,6 +246,20 @@ else
 	fi
 fi
 
+# --- certificates (the TLS setups) -------------------------------------------
+
+mkdir -p "$TMP/tls"
+(
+	cd "$TMP/tls"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
+		-keyout ca.key -out ca.crt
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+		-keyout gateway.key -out gateway.csr
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >ext.cnf
+	openssl x509 -req -in gateway.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out gateway.crt
+) >"$TMP/tls/openssl.log" 2>&1 || die "openssl: $(cat "$TMP/tls/openssl.log")"
+chmod 600 "$TMP/tls/"*.key
+
 # --- backends -----------------------------------------------------------------
 
 BLUE_PORT=$(free_port)
@@ -279,13 +304,22 @@ start_setup() {
 		URL="http://127.0.0.1:$BLUE_PORT/fraud/predict"
 		return 0
 		;;
-	nginx | nginx-mirror)
-		local mirror=""
+	nginx | nginx-mirror | nginx-tls)
+		local mirror="" ssl="" ssl_conf=""
 		[ "$setup" = nginx-mirror ] && mirror="            mirror /_mirror;
             mirror_request_body on;"
+		if [ "$setup" = nginx-tls ]; then
+			ssl="ssl "
+			ssl_conf="        ssl_certificate $TMP/tls/gateway.crt;
+        ssl_certificate_key $TMP/tls/gateway.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;"
+			URL="https://127.0.0.1:$port/fraud/predict"
+		fi
 		mkdir -p "$dir"
 		render "$HERE/nginx-split.conf" "$dir/nginx.conf" USER="$USER_LINE" DIR="$dir" PORT="$port" \
-			BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" SHADOW_PORT="$SHADOW_PORT" MIRROR_ON="$mirror"
+			BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" SHADOW_PORT="$SHADOW_PORT" MIRROR_ON="$mirror" \
+			SSL="$ssl" SSL_CONF="$ssl_conf"
 		start_nginx "${dir#"$TMP"/}" "$dir/nginx.conf" "$GATEWAY_CPUS"
 		GW_PID=$STARTED
 		;;
@@ -297,16 +331,20 @@ start_setup() {
 		GW_PID=$!
 		PIDS+=("$GW_PID")
 		;;
-	mg | mg-mirror)
-		local mirror="" compare=""
+	mg | mg-mirror | mg-tls)
+		local mirror="" compare="" tls=""
 		if [ "$setup" = mg-mirror ]; then
 			mirror="    mirror: {shadow: 10}"
 			compare="    compare: {protocol: kserve_v1, comparator: numeric}"
 		fi
+		if [ "$setup" = mg-tls ]; then
+			tls="tls: {cert_file: $TMP/tls/gateway.crt, key_file: $TMP/tls/gateway.key}"
+			URL="https://127.0.0.1:$port/fraud/predict"
+		fi
 		ADMIN_PORT=$(free_port)
 		mkdir -p "$dir"
 		render "$HERE/modelgate.yaml" "$dir/modelgate.yaml" DIR="$dir" PORT="$port" ADMIN_PORT="$ADMIN_PORT" \
-			BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" SHADOW_PORT="$SHADOW_PORT" MIRROR="$mirror" COMPARE="$compare"
+			BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" SHADOW_PORT="$SHADOW_PORT" MIRROR="$mirror" COMPARE="$compare" TLS="$tls"
 		(cd "$dir" && pin "$GATEWAY_CPUS" "$MG" serve --config "$dir/modelgate.yaml") >"$dir/modelgate.log" 2>&1 &
 		GW_PID=$!
 		PIDS+=("$GW_PID")
@@ -481,6 +519,17 @@ report() {
 				ratio(R[mm], R[nm]), ratio(P99[mm], P99[nm]), ratio(R[m], R[d])
 		}
 		print ""
+		if ((("mg-tls" SUBSEP C[1]) in rps) || (("nginx-tls" SUBSEP C[1]) in rps)) {
+			print "TLS (issue 18, report only): clients over TLS to the gateway, plain HTTP to the backends; modelgate serves TLS"
+			print "connections with its goroutine engine (fasthttp server on crypto/tls), nginx with its workers (OpenSSL).\n"
+			print "| conns | mg-tls/nginx-tls rps | mg-tls p99 / nginx-tls p99 | mg-tls/mg rps | nginx-tls/nginx rps |"
+			print "|---:|---:|---:|---:|---:|"
+			for (c = 1; c <= nc; c++) {
+				m = "mg" SUBSEP C[c]; n = "nginx" SUBSEP C[c]; mt = "mg-tls" SUBSEP C[c]; nt = "nginx-tls" SUBSEP C[c]
+				printf "| %s | %s | %s | %s | %s |\n", C[c], ratio(R[mt], R[nt]), ratio(P99[mt], P99[nt]), ratio(R[mt], R[m]), ratio(R[nt], R[n])
+			}
+			print ""
+		}
 		print "Issue 6 targets (per connection count): mg >= 1.0x nginx and >= 0.9x haproxy in requests/s, mg p99 <= 1.1x the better"
 		print "of the two; mg-mirror >= 1.0x nginx-mirror with at most 1% of the copies dropped.\n"
 		print "| conns | mg >= 1.0x nginx | mg >= 0.9x haproxy | mg p99 <= 1.1x better | mg-mirror >= 1.0x nginx-mirror | drops <= 1% |"
