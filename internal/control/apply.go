@@ -78,8 +78,9 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	}
 	if len(changes) == 0 {
 		// Nothing to store, but the routes are set again all the same: that
-		// is when override secret files are read, so that applying after
-		// rotating one takes the new secret (docs/configuration.md).
+		// is when override secret files and deployments' tls files are
+		// read, so that applying after rotating one takes the new one
+		// (docs/configuration.md).
 		if err := s.reload(ctx); err != nil {
 			return ApplyResult{}, err
 		}

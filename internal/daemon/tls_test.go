@@ -27,7 +27,8 @@ import (
 
 // TestTLSEverywhere runs `modelgate serve` with TLS on both listeners
 // (mutual TLS on the data plane) in front of an https backend that has a
-// private CA and wants the gateway's client certificate, then rotates the
+// private CA and wants the gateway's client certificate (live requests,
+// health checks and shadow copies all present it), then rotates the
 // data plane's certificate with SIGHUP: a kept-alive connection goes on,
 // new connections get the new certificate, and a reload with a bad key
 // changes nothing.
@@ -45,7 +46,11 @@ func TestTLSEverywhere(t *testing.T) {
 	// certificate of the gateway clients CA.
 	var backendPeers sync.Map
 	model := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		backendPeers.Store(r.TLS.PeerCertificates[0].Subject.CommonName+" "+r.URL.Path, true)
+		key := r.TLS.PeerCertificates[0].Subject.CommonName + " " + r.URL.Path
+		if r.Header.Get("X-Model-Shadow") == "true" {
+			key += " shadow"
+		}
+		backendPeers.Store(key, true)
 		w.Header().Set("X-Got-Proto", r.Header.Get("X-Forwarded-Proto"))
 		_, _ = io.WriteString(w, "secure model")
 	}))
@@ -75,7 +80,12 @@ endpoints:
       - name: blue
         backends: [%s]
         health_check: {path: /health, interval: 50ms}
-        tls: {ca_file: %s, cert_file: %s, key_file: %s}
+        tls: {ca_file: %[8]s, cert_file: %[9]s, key_file: %[10]s}
+      - name: green
+        backends: [%[7]s]
+        tls: {ca_file: %[8]s, cert_file: %[9]s, key_file: %[10]s}
+    traffic: {blue: 100}
+    mirror: {green: 100}
 `, certFile, keyFile, clientsCAFile, adminCert, adminKey, filepath.Join(dir, "state.db"), backendURL, modelsCAFile, gwClientCert, gwClientKey))
 	p := startProcess(t, cfgPath)
 	proxyAddr, adminAddr := strings.TrimPrefix(p.proxy, "http://"), strings.TrimPrefix(p.admin, "http://")
@@ -120,9 +130,13 @@ endpoints:
 	if _, ok := backendPeers.Load("modelgate /predict"); !ok {
 		t.Error("the backend saw no client certificate of the gateway")
 	}
-	// Health checks connect as live requests do.
+	// Health checks and shadow copies connect as live requests do.
 	testenv.WaitFor(t, 10*time.Second, "a health check over https with the gateway's certificate", func() bool {
 		_, ok := backendPeers.Load("modelgate /health")
+		return ok
+	})
+	testenv.WaitFor(t, 10*time.Second, "a shadow copy over https with the gateway's certificate", func() bool {
+		_, ok := backendPeers.Load("modelgate /predict shadow")
 		return ok
 	})
 
