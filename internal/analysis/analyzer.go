@@ -21,7 +21,7 @@ const (
 	// test gets the rest.
 	allowanceShare = 0.2
 	// stateVersion is the version of State's layout.
-	stateVersion = 3
+	stateVersion = 4
 )
 
 // SlicePair is the same 1-second slice of both deployments, or the same
@@ -55,6 +55,11 @@ type Analyzer struct {
 	stage    *stage     // nil before the first StartStage
 	bake     *finalBake // nil before StartFinalBake
 	names    Names      // for the summaries; not part of State
+	// lookSecond is the wall second of the controller's look (SetLook);
+	// thresholds the threshold gates' verdicts judged in thresholdSecond,
+	// by gate index. Not part of State.
+	lookSecond, thresholdSecond int64
+	thresholds                  map[int]GateResult
 	// paused: the rollout is paused. The sample-ratio check is not fed and
 	// suppresses nothing (the split may be a human's), while every other
 	// test goes on judging each slice: a pause stops progress, not
@@ -74,8 +79,11 @@ type sequential struct {
 	// threshold) at most the stable's (above its quantile): for latency
 	// the tolerance is the margin, the same at every stage, because a
 	// ratio of shares is no measure of slowness where slow requests are
-	// half of all (p50); errAllowance shows its pooled error rate within the
-	// absolute allowance of the stable's.
+	// half of all (p50); errAllowance shows its error rate within the
+	// absolute allowance of the stable's, latAllowance the same for slow
+	// requests: on each arm's totals, so over the current stage only (one
+	// weight: totals over stages of different weights are not comparable),
+	// started again at every stage with its share of the promotion error.
 	errPromotion []*stats.MarginTest
 	errAllowance *stats.NonInferiority
 	latPromotion []*stats.MarginTest
@@ -165,14 +173,24 @@ func newSeqConfig(p spec.Plan, g spec.Gate) (seqConfig, error) {
 		allowance = spec.DefaultErrorAllowance
 	}
 	qs := p.LatencyQuantiles()
+	// The allowance paths compare each arm's totals, which only the slices
+	// of one stage (one weight) make comparable: each stage has its own,
+	// with an equal share of their promotion error.
+	judged := 0
+	for _, s := range p.Stages {
+		if s.Weight < spec.Full {
+			judged++
+		}
+	}
+	perStage := 1 / float64(max(judged, 1))
 	cfg := seqConfig{
 		errAlpha:     errA,
 		latAlpha:     latA / float64(len(qs)),
 		bakeAlpha:    g.FinalBakeAlpha,
 		errBeta:      beta / 2 * (1 - allowanceShare),
-		errAllowBeta: beta / 2 * allowanceShare,
+		errAllowBeta: beta / 2 * allowanceShare * perStage,
 		latBeta:      beta / 2 / float64(len(qs)) * (1 - allowanceShare),
-		latAllowBeta: beta / 2 / float64(len(qs)) * allowanceShare,
+		latAllowBeta: beta / 2 / float64(len(qs)) * allowanceShare * perStage,
 		errAllowance: allowance / 100,
 		latAllowance: p.LatencyAllowance() / 100,
 		quantiles:    append([]float64(nil), qs...),
@@ -268,6 +286,23 @@ func (a *Analyzer) StartStage(start time.Time, weight spec.Percent, stableRecent
 		a.fixThresholds(st, stableRecent.Latency, "stable_recent")
 	}
 	a.stage = st
+	a.thresholds = nil // judged again on the new stage's window
+	if q := a.seq; q != nil {
+		q.newAllowances()
+	}
+}
+
+// newAllowances starts the stage's allowance paths.
+func (q *sequential) newAllowances() {
+	var err error
+	if q.errAllowance, err = stats.NewNonInferiority(q.cfg.errAllowanceConfig()); err != nil {
+		panic(err) // from a configuration New accepted
+	}
+	for i := range q.latAllowance {
+		if q.latAllowance[i], err = stats.NewNonInferiority(q.cfg.latAllowanceConfig()); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // stageMargin is the margin of the plan's stage at weight.
@@ -375,7 +410,9 @@ func (a *Analyzer) observe(p SlicePair) {
 	}
 	if q := a.seq; q != nil {
 		q.errRollback.Observe(errSlice)
-		q.errAllowance.Add(errSlice)
+		if inStage {
+			q.errAllowance.Add(errSlice)
+		}
 		for _, t := range q.errPromotion {
 			t.Observe(errSlice)
 		}

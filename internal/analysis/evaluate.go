@@ -86,17 +86,13 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 	}
 	var r Result
 	pass := true
-	for _, g := range a.plan.Gates {
+	for i, g := range a.plan.Gates {
 		var gr GateResult
 		switch g.Type {
 		case spec.GateSequential:
 			gr = a.sequentialGate(w)
-		case spec.GateErrorRate:
-			gr = a.names.errorRateGate(g, w, minReq)
-		case spec.GateLatency:
-			gr = a.names.quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, minReq)
-		case spec.GateTTFB:
-			gr = a.names.quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, minReq)
+		case spec.GateErrorRate, spec.GateLatency, spec.GateTTFB:
+			gr = a.thresholdGate(i, g, w, minReq)
 		case spec.GateMatchRate:
 			gr = a.matchRateGate(g, w.Shadow)
 		default:
@@ -123,6 +119,38 @@ func (a *Analyzer) Evaluate(stage spec.Stage, w Window) Result {
 	return r
 }
 
+// SetLook tells the analyzer the time of the controller's look. Threshold
+// gates (fixed limits on point estimates, no correction for looking again)
+// are then judged at most once a wall-clock second, however often the
+// controller looks (every few canary requests): in between, their last
+// verdict stands, so that looking more often does not add false rollbacks.
+// Without a look time every Evaluate judges them.
+func (a *Analyzer) SetLook(now time.Time) { a.lookSecond = now.Unix() }
+
+// thresholdGate is gate i's verdict, a threshold gate's, at most once a
+// look second (SetLook).
+func (a *Analyzer) thresholdGate(i int, g spec.Gate, w Window, minReq int) GateResult {
+	if a.lookSecond != 0 && a.lookSecond == a.thresholdSecond {
+		if gr, ok := a.thresholds[i]; ok {
+			return gr
+		}
+	}
+	var gr GateResult
+	switch g.Type {
+	case spec.GateErrorRate:
+		gr = a.names.errorRateGate(g, w, minReq)
+	case spec.GateLatency:
+		gr = a.names.quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, minReq)
+	default:
+		gr = a.names.quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, minReq)
+	}
+	if a.thresholds == nil || a.thresholdSecond != a.lookSecond {
+		a.thresholds, a.thresholdSecond = map[int]GateResult{}, a.lookSecond
+	}
+	a.thresholds[i] = gr
+	return gr
+}
+
 // sequentialGate is the verdict of the rollout-wide regression tests and
 // the promotion evidence at the stage's margin.
 func (a *Analyzer) sequentialGate(w Window) GateResult {
@@ -141,8 +169,7 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 		fails = append(fails, fmt.Sprintf("canary error rate %s vs stable %s over %s vs %s requests: %s",
 			pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
 			num(c.CanaryRequests), num(c.StableRequests), rejectText(errEv, q.errRollback.State().MaxLogStatistic)))
-		worse = append(worse, fmt.Sprintf("%s's error rate is %s %s's (%s errors against %s expected at %s's rate)",
-			n.canary(), timesText(errEv.Observed, errEv.Expected), n.stable(), num(errEv.Observed), flt(errEv.Expected), n.stable()))
+		worse = append(worse, fmt.Sprintf("%s's error rate is higher than %s's%s", n.canary(), n.stable(), n.overall("errors", errEv)))
 	}
 	for i, quant := range cfg.quantiles {
 		name := quantileName(quant)
@@ -158,12 +185,11 @@ func (a *Analyzer) sequentialGate(w Window) GateResult {
 			fails = append(fails, fmt.Sprintf("canary requests slower than the stable's %s%s: canary %s vs stable %s over %s vs %s requests: %s",
 				name, thresholdText(st, i), pct(rate(c.CanaryBad, c.CanaryRequests)), pct(rate(c.StableBad, c.StableRequests)),
 				num(c.CanaryRequests), num(c.StableRequests), rejectText(ev, q.latRollback[i].State().MaxLogStatistic)))
-			slowAt := ""
+			what := "requests slower"
 			if fixed {
-				slowAt = " than " + fmtDur(st.canary[i])
+				what += " than " + fmtDur(st.canary[i])
 			}
-			worse = append(worse, fmt.Sprintf("%s is slower than %s at %s (%s requests slower%s against %s expected at %s's pace)",
-				n.canary(), n.stable(), name, num(ev.Observed), slowAt, flt(ev.Expected), n.stable()))
+			worse = append(worse, fmt.Sprintf("%s is slower than %s at %s%s", n.canary(), n.stable(), name, n.overall(what, ev)))
 		}
 	}
 	if st != nil {

@@ -83,6 +83,15 @@ type finalBake struct {
 	why string
 }
 
+// bakeErrAlpha and bakeLatAlpha are the final bake's alphas per test: half
+// of final_bake_alpha to errors, half to latency split across the
+// quantiles, and each of those halved again between the baseline's upper
+// bound and the test.
+func (c seqConfig) bakeErrAlpha() float64 { return c.bakeAlpha / 2 / 2 }
+func (c seqConfig) bakeLatAlpha() float64 {
+	return c.bakeAlpha / 2 / float64(len(c.quantiles)) / 2
+}
+
 // StartFinalBake starts watching the canary at 100% from start against
 // baseline. The stage's tests stop: there is no stable to compare with.
 func (a *Analyzer) StartFinalBake(start time.Time, baseline Baseline) {
@@ -91,6 +100,7 @@ func (a *Analyzer) StartFinalBake(start time.Time, baseline Baseline) {
 		panic(err) // rates and alpha come from a valid plan: cannot fail
 	}
 	a.bake = b
+	a.thresholds = nil // judged again against the baseline
 }
 
 func (a *Analyzer) newFinalBake(start time.Time, baseline Baseline) (*finalBake, error) {
@@ -103,11 +113,19 @@ func (a *Analyzer) newFinalBake(start time.Time, baseline Baseline) (*finalBake,
 		b.why = "the plan gives the final bake no alpha (final_bake_alpha)"
 		return b, nil
 	}
+	if baseline.Requests < minThresholdSample {
+		b.why = fmt.Sprintf("not judged: the stable served %s requests in the last stage, fewer than the %d a baseline needs", num(baseline.Requests), minThresholdSample)
+		return b, nil
+	}
+	// The baseline is a measurement: its rates are taken at an upper
+	// confidence bound (half of each test's alpha), so that a canary as good
+	// as the stable is rolled back with probability at most alpha however
+	// few requests the baseline holds.
 	margin := a.plan.StageMargin(len(a.plan.Stages) - 1)
-	stable := rate(baseline.Errors, baseline.Requests)
+	_, stable := stats.BinomialConfidenceSequence(baseline.Errors, baseline.Requests, q.cfg.bakeErrAlpha(), stats.DefaultPriorA, stats.DefaultPriorB)
 	b.errRate = math.Min(math.Max(margin*stable, stable+q.cfg.errAllowance), 0.999)
 	var err error
-	if b.errors, err = stats.NewBaselineTest(stats.BaselineConfig{Alpha: q.cfg.bakeAlpha / 2, Rate: b.errRate}); err != nil {
+	if b.errors, err = stats.NewBaselineTest(stats.BaselineConfig{Alpha: q.cfg.bakeErrAlpha(), Rate: b.errRate}); err != nil {
 		return nil, err
 	}
 	lat := baseline.summary().Latency
@@ -118,9 +136,16 @@ func (a *Analyzer) newFinalBake(start time.Time, baseline Baseline) (*finalBake,
 	for _, qu := range q.cfg.quantiles {
 		l := lat.Quantile(qu)
 		b.thresholds = append(b.thresholds, max(l+time.Duration(float64(l)*q.cfg.tolerance), l+q.cfg.toleranceAbs))
-		r := math.Min(1-qu+q.cfg.latAllowance, 0.999)
+		var above uint64
+		for v, c := range lat.Buckets() {
+			if v > l {
+				above += c
+			}
+		}
+		_, share := stats.BinomialConfidenceSequence(int64(above), int64(lat.Count()), q.cfg.bakeLatAlpha(), stats.DefaultPriorA, stats.DefaultPriorB)
+		r := math.Min(share+q.cfg.latAllowance, 0.999)
 		b.latRates = append(b.latRates, r)
-		t, err := stats.NewBaselineTest(stats.BaselineConfig{Alpha: q.cfg.bakeAlpha / 2 / float64(len(q.cfg.quantiles)), Rate: r})
+		t, err := stats.NewBaselineTest(stats.BaselineConfig{Alpha: q.cfg.bakeLatAlpha(), Rate: r})
 		if err != nil {
 			return nil, err
 		}
@@ -158,17 +183,13 @@ func (a *Analyzer) EvaluateFinalBake(w Window) Result {
 		return r
 	}
 	w = Window{Stable: b.baseline.summary(), Canary: w.Canary}
-	for _, g := range a.plan.Gates {
+	for i, g := range a.plan.Gates {
 		var gr GateResult
 		switch g.Type {
 		case spec.GateSequential:
 			gr = a.finalBakeGate()
-		case spec.GateErrorRate:
-			gr = a.names.errorRateGate(g, w, a.plan.MinRequests)
-		case spec.GateLatency:
-			gr = a.names.quantileGate(g, "latency", w.Canary.Latency, w.Stable.Latency, w, a.plan.MinRequests)
-		case spec.GateTTFB:
-			gr = a.names.quantileGate(g, "ttfb", w.Canary.TTFB, w.Stable.TTFB, w, a.plan.MinRequests)
+		case spec.GateErrorRate, spec.GateLatency, spec.GateTTFB:
+			gr = a.thresholdGate(i, g, w, a.plan.MinRequests)
 		default:
 			continue
 		}
@@ -271,12 +292,12 @@ func (a *Analyzer) restoreFinalBake(fs FinalBakeState) (*finalBake, error) {
 		return nil, fmt.Errorf("state and plan disagree on the final bake's tests")
 	}
 	if b.errors != nil {
-		if b.errors, err = stats.RestoreBaselineTest(stats.BaselineConfig{Alpha: a.seq.cfg.bakeAlpha / 2, Rate: b.errRate}, *fs.Errors); err != nil {
+		if b.errors, err = stats.RestoreBaselineTest(stats.BaselineConfig{Alpha: a.seq.cfg.bakeErrAlpha(), Rate: b.errRate}, *fs.Errors); err != nil {
 			return nil, fmt.Errorf("errors: %w", err)
 		}
 	}
 	for i := range b.latency {
-		cfg := stats.BaselineConfig{Alpha: a.seq.cfg.bakeAlpha / 2 / float64(len(b.latency)), Rate: b.latRates[i]}
+		cfg := stats.BaselineConfig{Alpha: a.seq.cfg.bakeLatAlpha(), Rate: b.latRates[i]}
 		if b.latency[i], err = stats.RestoreBaselineTest(cfg, fs.Latency[i]); err != nil {
 			return nil, fmt.Errorf("latency %s: %w", quantileName(a.seq.cfg.quantiles[i]), err)
 		}

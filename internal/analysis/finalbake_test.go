@@ -88,8 +88,7 @@ func TestFinalBake(t *testing.T) {
 // the common error rate different in each stage, no gate's evidence holds
 // a rate of counts pooled over both weights: rates appear only for the
 // stage (one weight) and as the tests' weight-adjusted observed/expected.
-// (The error allowance's bounds are on each arm's own totals; see
-// docs/analysis.md.)
+// The allowance paths, which compare each arm's totals, count the stage's.
 func TestEvidenceHasNoPooledRates(t *testing.T) {
 	plan := spec.Plan{Gates: []spec.Gate{{Type: spec.GateSequential}, {Type: spec.GateErrorRate, Max: 0.5}}}.WithDefaults()
 	a := mustNew(t, plan)
@@ -130,7 +129,36 @@ func TestEvidenceHasNoPooledRates(t *testing.T) {
 		t.Errorf("error_rate gate counts %v canary requests, want the stage's %d", got, w.Canary.SplitRequests())
 	}
 	seq := res.Gates[0].Evidence["errors"].(map[string]any)
+	// The allowance path compares each arm's totals: over this stage only.
+	allow := seq["allowance"].(map[string]any)
+	if got, stage := allow["canary_requests"], res.Gates[0].Evidence["stage"].(map[string]any)["canary_requests"]; got != int64(stage.(uint64)) && got != stage {
+		t.Errorf("the error allowance counts %v canary requests, want the stage's %v", got, stage)
+	}
 	if r := float64(seq["observed_canary_bad"].(int64)) / seq["expected_canary_bad"].(float64); r < 0.8 || r > 1.25 {
 		t.Errorf("identical arms: observed/expected canary errors %v, want about 1", r)
+	}
+}
+
+// TestThresholdGatesOncePerSecond: with the look's time set, a threshold
+// gate is judged at most once a wall second: a look in the same second
+// keeps its verdict whatever the window, the next second judges again.
+func TestThresholdGatesOncePerSecond(t *testing.T) {
+	plan := spec.Plan{Gates: []spec.Gate{{Type: spec.GateErrorRate, Max: 0.05}}, MinRequests: 10}.WithDefaults()
+	a := mustNew(t, plan)
+	a.StartStage(t0, 500, recent1)
+	good := Window{Canary: telemetry.Summary{Requests: 100}, Stable: telemetry.Summary{Requests: 1900}}
+	bad := good
+	bad.Canary.SplitErrors, bad.Canary.Errors = 50, 50
+	a.SetLook(t0.Add(1200 * time.Millisecond))
+	if r := a.Evaluate(plan.Stages[0], good); r.Failed {
+		t.Fatalf("a good window failed: %+v", r.Gates)
+	}
+	a.SetLook(t0.Add(1900 * time.Millisecond))
+	if r := a.Evaluate(plan.Stages[0], bad); r.Failed {
+		t.Errorf("a second look in the same second judged the threshold gate again")
+	}
+	a.SetLook(t0.Add(2100 * time.Millisecond))
+	if r := a.Evaluate(plan.Stages[0], bad); !r.Failed {
+		t.Errorf("the next second's look kept the old verdict: %+v", r.Gates)
 	}
 }

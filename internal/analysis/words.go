@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/stats"
 )
 
 // Names are the deployments' names, for the plain-words summaries of the
@@ -42,6 +44,7 @@ func Count(n int64) string { return num(n) }
 // Roughly is a duration as a person says it in an estimate: "40 s",
 // "4 min", "2.5 h".
 func Roughly(d time.Duration) string {
+	d = max(d, 0)
 	switch {
 	case d < 90*time.Second:
 		return fmt.Sprintf("%d s", max(int(d.Round(time.Second)/time.Second), 1))
@@ -88,15 +91,28 @@ func moreRequests(logStat, threshold float64, canaryRequests int64) (n int64, ok
 	if canaryRequests <= 0 || logStat <= 0 {
 		return 0, false
 	}
-	return int64(math.Ceil(need / (logStat / float64(canaryRequests)))), true
+	k := math.Ceil(need / (logStat / float64(canaryRequests)))
+	if !(k < 1e12) { // a pace this slow tells nothing
+		return 0, false
+	}
+	return int64(k), true
 }
 
-// timesText is an observed/expected ratio in words: "2.1×", "no more than".
-func timesText(observed int64, expected float64) string {
-	if expected <= 0 {
-		return "—"
+// overall is a failed change detector's weight-adjusted count in words,
+// when it says more than the stage's rates beside it: " (since the rollout
+// began, 125 errors against 36 expected at blue's rate)". Left out when
+// the count is not above what was expected: the detector fires on a
+// change, and a canary better before it can be worse overall than expected
+// by nothing (the stage's rates tell it then).
+func (n Names) overall(what string, e stats.Evidence) string {
+	switch {
+	case e.Expected <= 0 && e.Observed > 0:
+		return fmt.Sprintf(" (since the rollout began, %s %s where %s had none)", num(e.Observed), what, n.stable())
+	case e.Expected > 0 && float64(e.Observed) > e.Expected:
+		return fmt.Sprintf(" (since the rollout began, %s %s against %s expected at %s's rate: %s×)",
+			num(e.Observed), what, flt(e.Expected), n.stable(), flt(float64(e.Observed)/e.Expected))
 	}
-	return flt(float64(observed)/expected) + "×"
+	return ""
 }
 
 // andList joins items as "a, b and c".

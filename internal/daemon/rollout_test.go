@@ -563,4 +563,17 @@ func TestRolloutFinalBakeUndoesACanaryThatDegradesAtFullTraffic(t *testing.T) {
 	if r.Phase != rollout.PhaseRolledBack || !strings.Contains(r.Reason, "timeout of 2s passed") {
 		t.Errorf("a rollout past its timeout: %s (%s), want rolled_back for the timeout", r.Phase, r.Reason)
 	}
+
+	// The stable, at 0% in the final bake, removed by hand: no rollback is
+	// possible any more, and the rollout ends saying so instead of failing
+	// at every look.
+	c.StartRollout("fraud", `{"canary": "green", "stages": [50, 100], "final_bake": "1h", `+thresholdPlan+`}`)
+	c.WaitPhase("fraud", 60*time.Second, rollout.PhaseFinalBake)
+	if status, body := c.API("DELETE", "/api/v1/endpoints/fraud/deployments/blue", nil); status != 200 && status != 204 {
+		t.Fatalf("remove blue in the final bake = %d %s", status, body)
+	}
+	r = c.WaitPhase("fraud", 15*time.Second, rollout.PhaseAborted, rollout.PhaseRolledBack, rollout.PhaseSucceeded)
+	if r.Phase != rollout.PhaseAborted || !strings.Contains(r.Reason, "deployment blue was removed") {
+		t.Errorf("the stable removed in the final bake: %s (%s), want aborted saying so", r.Phase, r.Reason)
+	}
 }

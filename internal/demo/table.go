@@ -113,7 +113,7 @@ func formatRollout(r rollout.Rollout, now time.Time) string {
 		if reason == "" {
 			reason = g.Reason
 		}
-		if live && r.Plan.Gates[i].RollbackOnly && g.Summary == "" {
+		if live && i < len(r.Plan.Gates) && r.Plan.Gates[i].RollbackOnly && g.Summary == "" {
 			reason = "rollback only: " + reason
 		}
 		fmt.Fprintf(&b, "%s%-*s  %-12s  %s\n", label, width, g.Gate, g.Verdict, clip(reason, reasonWidth))

@@ -1,6 +1,7 @@
 package estimate
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -338,16 +339,27 @@ func (s *sim) pair(r *rand.Rand, start time.Time, span time.Duration, w float64,
 	return analysis.SlicePair{Start: start, Span: span, Stable: arm(1 - w), Canary: arm(w)}
 }
 
-// drawN is the sketch of exactly n values drawn from m.
+// drawN is the sketch of exactly n values drawn from m: a multinomial, drawn
+// atom by atom as binomials of what is left (O(atoms), not O(n): a long bake
+// at a high rate must not make the estimate cost seconds).
 func (m model) drawN(r *rand.Rand, n int64, buf []uint64) telemetry.Sketch {
 	if n <= 0 || len(m.atoms) == 0 {
 		return telemetry.Sketch{}
 	}
 	counts := buf[:len(m.atoms)]
 	clear(counts)
-	for range n {
-		i, _ := slices.BinarySearch(m.cum, r.Float64())
-		counts[min(i, len(counts)-1)]++
+	left, mass := n, 1.0
+	for i, a := range m.atoms {
+		if left == 0 {
+			break
+		}
+		k := left
+		if i < len(m.atoms)-1 && mass > 0 {
+			k = binomial(r, left, math.Min(a.p/mass, 1))
+		}
+		counts[i] = uint64(k)
+		left -= k
+		mass -= a.p
 	}
 	return m.sketch(counts)
 }

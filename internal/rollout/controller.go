@@ -124,6 +124,9 @@ type run struct {
 	// rollout's start (or the analysis' last slice): each look reads what
 	// they served since the last one, to the current instant.
 	stable, canary *telemetry.Tail
+	// canaryRec is the recorder the signal is set on (kept: asking the
+	// registry again would create one for a removed deployment).
+	canaryRec *telemetry.Recorder
 	// requestsOffset is what the stage's canary had served beyond what
 	// telemetry still held when the run was loaded (it keeps an hour):
 	// min_requests and the deadline in requests count the whole stage.
@@ -236,14 +239,14 @@ func (c *Controller) follow(ru *run, startsNow bool) {
 		}
 		ru.stable, ru.canary = stable.Tail(from), canary.Tail(from)
 	}
-	ru.signal = telemetry.NewSignal(c.opts.LookEvery, c.moved)
+	ru.signal, ru.canaryRec = telemetry.NewSignal(c.opts.LookEvery, c.moved), canary
 	canary.SetSignal(ru.signal)
 }
 
 // forget ends a run that has ended: its canary's signal is cleared.
 func (c *Controller) forget(ru *run) {
 	if ru.signal != nil {
-		c.opts.Telemetry.Recorder(ru.r.Endpoint, ru.r.Canary).ClearSignal(ru.signal)
+		ru.canaryRec.ClearSignal(ru.signal)
 	}
 	if c.runs[ru.r.Endpoint] == ru {
 		delete(c.runs, ru.r.Endpoint)
@@ -351,22 +354,37 @@ func (c *Controller) Look(ctx context.Context) {
 	}
 }
 
-// Start begins a rollout on endpoint.
+// Start begins a rollout on endpoint. Its estimate (simulated rollouts,
+// tens of milliseconds) is made without the controller's lock, so that the
+// running rollouts are looked at meanwhile.
 func (c *Controller) Start(ctx context.Context, endpoint string, req StartRequest) (Rollout, error) {
 	c.mu.Lock()
+	ep, r, err := c.prepare(ctx, endpoint, req)
+	c.mu.Unlock()
+	if err != nil {
+		return Rollout{}, err
+	}
+	r.Estimate = c.estimate(r, ep, r.StartedAt)
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ru, busy := c.runs[endpoint]; busy {
+	if ru, busy := c.runs[endpoint]; busy { // started meanwhile
 		return Rollout{}, fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
+	}
+	return c.begin(ctx, ep, r)
+}
+
+// prepare checks that endpoint can start req and builds its rollout.
+// Caller holds mu.
+func (c *Controller) prepare(ctx context.Context, endpoint string, req StartRequest) (spec.Endpoint, Rollout, error) {
+	if ru, busy := c.runs[endpoint]; busy {
+		return spec.Endpoint{}, Rollout{}, fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
 	}
 	ep, err := c.opts.Endpoints.Endpoint(ctx, endpoint)
 	if err != nil {
-		return Rollout{}, err
+		return spec.Endpoint{}, Rollout{}, err
 	}
 	r, err := c.newRollout(ctx, ep, req)
-	if err != nil {
-		return Rollout{}, err
-	}
-	return c.begin(ctx, ep, r)
+	return ep, r, err
 }
 
 func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req StartRequest) (Rollout, error) {
@@ -416,7 +434,6 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 		Stage: ShadowStage, StageStarted: now, DeadlineFrom: now, LastLook: now, StartedAt: now, UpdatedAt: now,
 		MirrorBefore: ep.Mirror[req.Canary],
 	}
-	r.Estimate = c.estimate(r, ep, now)
 	return r, nil
 }
 
@@ -598,6 +615,7 @@ func (c *Controller) Act(ctx context.Context, endpoint string, a Action) (Rollou
 			if err != nil {
 				return Rollout{}, err
 			}
+			r.Estimate = c.estimate(r, ep, r.StartedAt)
 			return c.begin(ctx, ep, r)
 		}
 		if _, active := c.runs[endpoint]; active {
@@ -701,6 +719,12 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	if err != nil {
 		return r, err
 	}
+	for _, name := range []string{r.Stable, r.Canary} {
+		if _, _, ok := ep.Deployment(name); !ok {
+			return c.gone(ctx, ru, now, fmt.Sprintf("deployment %s was removed from the endpoint", name),
+				fmt.Sprintf("deployment %s of %s was removed; %s", name, r.Endpoint, control.FormatWeights(ep, ep.Traffic)))
+		}
+	}
 	in := Input{Now: now, Action: a}
 	if want := r.Traffic(r.Weight); (r.Phase == PhaseProgressing || r.Phase == PhaseShadow || r.Phase == PhasePaused || r.Phase == PhaseFinalBake) && !ep.Traffic.Equal(want) {
 		in.TrafficChanged = control.FormatWeights(ep, ep.Traffic)
@@ -717,6 +741,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		// A paused live stage is judged as a running one (stepPaused):
 		// the canary still serves, so it is still watched.
 		ru.analyzer.SetPaused(r.Phase == PhasePaused)
+		ru.analyzer.SetLook(now)
 		c.observe(ru, r, now)
 		w := c.window(ru, r, now)
 		in.Result = ru.analyzer.Evaluate(r.Plan.Stages[min(r.Stage, len(r.Plan.Stages)-1)], w)
@@ -726,6 +751,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		}
 	case r.Phase == PhaseFinalBake, r.Phase == PhasePaused && r.PausedFrom == PhaseFinalBake:
 		// Watched while paused too, as a paused stage is.
+		ru.analyzer.SetLook(now)
 		c.observe(ru, r, now)
 		in.Result = ru.analyzer.EvaluateFinalBake(c.window(ru, r, now))
 		in.CanaryRequests = ru.window.Canary.SplitRequests()
@@ -800,16 +826,24 @@ func (c *Controller) preconnect(ctx context.Context, r Rollout) {
 // there is no traffic left to move, so it is recorded as aborted, with an
 // event, instead of being looked at forever.
 func (c *Controller) endpointGone(ctx context.Context, ru *run, now time.Time) (Rollout, error) {
+	return c.gone(ctx, ru, now, "the endpoint was removed", fmt.Sprintf("endpoint %s was removed", ru.r.Endpoint))
+}
+
+// gone ends a rollout whose endpoint, stable or canary was removed: no
+// routing change can be made for it (the one it would make names a
+// deployment that no longer exists), so it is recorded as aborted, with an
+// event, instead of failing at every look.
+func (c *Controller) gone(ctx context.Context, ru *run, now time.Time, reason, what string) (Rollout, error) {
 	r := ru.r
-	r.Phase, r.Weight, r.Reason, r.FinishedAt, r.UpdatedAt = PhaseAborted, 0, "the endpoint was removed", &now, now
+	r.Phase, r.Weight, r.Reason, r.FinishedAt, r.UpdatedAt = PhaseAborted, 0, reason, &now, now
 	value, err := json.Marshal(r)
 	if err != nil {
 		return ru.r, fmt.Errorf("encode rollout: %w", err)
 	}
 	ev := store.Event{Endpoint: r.Endpoint, Type: EventAborted, Actor: "rollout",
-		Message: fmt.Sprintf("rollout %s aborted: endpoint %s was removed", r.ID, r.Endpoint)}
+		Message: fmt.Sprintf("rollout %s aborted: %s", r.ID, what)}
 	if _, _, err := c.opts.Store.Commit(ctx, store.Txn{Ops: []store.Op{{Key: ru.key, Value: value}}, Events: []store.Event{ev}}); err != nil {
-		return ru.r, fmt.Errorf("end rollout %s of a removed endpoint: %w", r.ID, err)
+		return ru.r, fmt.Errorf("end rollout %s (%s): %w", r.ID, what, err)
 	}
 	c.forget(ru)
 	ru.r = r

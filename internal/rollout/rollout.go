@@ -443,7 +443,7 @@ func waiting(r Rollout, in Input) string {
 	eta := ""
 	if more > 0 && in.CanaryRequests > 0 && r.Baked > 0 {
 		perSecond := float64(in.CanaryRequests) / r.Baked.D().Seconds()
-		d := time.Duration(float64(more) / perSecond * float64(time.Second))
+		d := time.Duration(min(float64(more)/perSecond, 1e8) * float64(time.Second)) // at most ~3 years: no overflow
 		eta = fmt.Sprintf(" (~%s at the current %s requests/s)", analysis.Roughly(d), fmtRate(perSecond))
 		if limit := r.Plan.ProgressDeadline.D(); limit > 0 {
 			if left := limit - in.Now.Sub(r.DeadlineStart()); d > left {
@@ -564,6 +564,7 @@ func advance(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect,
 // after the plan's final bake. The old stable stays registered, so undo
 // (and a rollback in the final bake) is instant.
 func promoteFull(r Rollout, eff Effect, now time.Time, why string) (Rollout, Effect, error) {
+	r.PausedFrom = ""
 	r.Weight = spec.Full
 	r.Stage = len(r.Plan.Stages) - 1
 	r.AwaitingConfirmation = false

@@ -615,6 +615,10 @@ func (p *Plan) Validate() error {
 			}
 			errs = append(errs, Problemf(f, "%s exceed the plan's alpha %v: the shares of the false-rollback bound must add up to at most alpha", shares, alpha))
 		}
+		if g.Type == GateSequential && p.FinalBake > 0 && g.FinalBakeAlpha == 0 && g.ErrorsAlpha+g.LatencyAlpha >= alpha*(1-1e-9) {
+			errs = append(errs, Problemf(f+".final_bake_alpha", "the final bake has no share of alpha left (errors_alpha %v + latency_alpha %v = alpha %v): lower one of them, or set final_bake_alpha and lower them to make room",
+				g.ErrorsAlpha, g.LatencyAlpha, alpha))
+		}
 		if g.Type == GateSequential && g.FinalBakeAlpha > 0 && p.FinalBake == 0 {
 			errs = append(errs, Problemf(f+".final_bake_alpha", "is set but the plan has no final_bake: set final_bake (e.g. 10m) or remove it"))
 		}

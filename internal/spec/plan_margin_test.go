@@ -250,6 +250,7 @@ func TestFinalBakeAndTimeout(t *testing.T) {
 	checkValidate(t, bake(0.03, 0.02, 0.01), "gates[0]", "errors_alpha 0.03 + latency_alpha 0.02 + final_bake_alpha 0.01 exceed the plan's alpha 0.05")
 	checkValidate(t, Plan{Gates: []Gate{{Type: GateSequential, FinalBakeAlpha: 0.01}}}, "gates[0].final_bake_alpha", "the plan has no final_bake")
 	checkValidate(t, Plan{FinalBake: Duration(-time.Second)}, "final_bake", "must not be negative")
+	checkValidate(t, bake(0.025, 0.025, 0), "gates[0].final_bake_alpha", "the final bake has no share of alpha left")
 	checkValidate(t, Plan{Timeout: Duration(-time.Second)}, "timeout", "must not be negative")
 	checkValidate(t, Plan{OnTimeout: "promote"}, "on_timeout", `"promote" is not one of pause, rollback`)
 }

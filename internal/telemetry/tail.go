@@ -31,6 +31,12 @@ type liveCopy struct {
 	ttfb    [maxBuckets]uint32
 }
 
+// TailGrace is how long after its end a second stays open to a Tail: a
+// request is recorded a little after the instant that picks its second (the
+// proxy reads the clock, then hands the connection back, then records), and
+// a second closed too early would lose the late ones.
+const TailGrace = 20 * time.Millisecond
+
 // Tail returns a Tail whose first Read starts with the second holding from,
 // whole.
 func (rc *Recorder) Tail(from time.Time) *Tail {
@@ -41,6 +47,7 @@ func (rc *Recorder) Tail(from time.Time) *Tail {
 // earlier in now's second is left out (a rollout starting now must not be
 // judged on the requests of the one just ended).
 func (rc *Recorder) TailFrom(now time.Time) *Tail {
+	now = now.Round(0)
 	t := rc.Tail(now)
 	t.seen.read(&rc.fine[now.Unix()%fineSlices], uint64(now.Unix()))
 	t.seenAt = now
@@ -51,7 +58,8 @@ func (rc *Recorder) TailFrom(now time.Time) *Tail {
 // per second including empty ones: every second before now's whole (Span
 // what was not returned of it before), now's second as far as it has been
 // recorded, marked Open (left out when no time has passed in it since the
-// last Read: a part spans some time). Seconds no longer kept at 1 s (600 s before now)
+// last Read: a part spans some time). "Now" is now − TailGrace: a second
+// closes TailGrace after its end. Seconds no longer kept at 1 s (600 s before now)
 // are skipped. A now before the last Read's returns nothing.
 //
 // Within a slice read while it fills, a request may be counted in the
@@ -61,7 +69,10 @@ func (rc *Recorder) TailFrom(now time.Time) *Tail {
 // from its SplitRequests by the few requests being recorded at that
 // instant, never in total.
 func (t *Tail) Read(now time.Time) []Slice {
-	if now.Before(t.seenAt) {
+	// Wall time only: a clock stepped back must not read as time passing
+	// (the monotonic reading would say it did).
+	now = now.Round(0).Add(-TailGrace)
+	if now.Before(t.seenAt) || now.Unix() < t.next {
 		return nil
 	}
 	last := now.Unix()

@@ -8,6 +8,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// readAt reads tl as of t: a Read TailGrace later.
+func readAt(tl *Tail, t time.Time) []Slice { return tl.Read(t.Add(TailGrace)) }
+
 // TestTailReturnsEveryRequestOnce: requests recorded between reads at
 // arbitrary instants, some reads mid-second, some seconds later, come back
 // once each, in the slice of their second, with the read's spans adding up
@@ -37,7 +40,7 @@ func TestTailReturnsEveryRequestOnce(t *testing.T) {
 		for _, ob := range st.record {
 			record(rc, ob)
 		}
-		for j, sl := range tail.Read(st.now) {
+		for j, sl := range readAt(tail, st.now) {
 			parts++
 			span += sl.Span
 			if wantOpen := sl.Start.Unix() == st.now.Unix(); sl.Open != wantOpen || sl.Span <= 0 {
@@ -69,7 +72,7 @@ func TestTailReturnsEveryRequestOnce(t *testing.T) {
 	if parts != 1+1+1+3+1 {
 		t.Errorf("%d slices returned, want one per second per read (7)", parts)
 	}
-	if got := tail.Read(at(start+2, 0)); got != nil {
+	if got := readAt(tail, at(start+2, 0)); got != nil {
 		t.Errorf("a read before the last returned %d slices, want none", len(got))
 	}
 }
@@ -98,7 +101,7 @@ func TestTailUnderConcurrentWriters(t *testing.T) {
 	}
 	var split, errs, lat uint64
 	read := func(now time.Time) {
-		for _, sl := range tail.Read(now) {
+		for _, sl := range readAt(tail, now) {
 			if sl.SplitErrors > sl.SplitRequests {
 				t.Errorf("a part counts %d errors of %d requests", sl.SplitErrors, sl.SplitRequests)
 			}
@@ -129,7 +132,7 @@ func TestTailSkipsWhatTheRingNoLongerHolds(t *testing.T) {
 	rc := newRecorder()
 	tail := rc.Tail(at(base, 0))
 	record(rc, obs(base+2000, 200, time.Millisecond, false))
-	parts := tail.Read(at(base+2000, 500*time.Millisecond))
+	parts := readAt(tail, at(base+2000, 500*time.Millisecond))
 	if len(parts) != fineSlices || parts[0].Start.Unix() != base+2000-fineSlices+1 {
 		t.Fatalf("read after a long gap returned %d slices from %v, want %d from 600 s back", len(parts), parts[0].Start, fineSlices)
 	}
@@ -192,10 +195,35 @@ func TestTailFromLeavesOutTheSecondSoFar(t *testing.T) {
 	record(rc, Observation{Now: at(sec+1, 0).UnixNano(), Status: 200, Latency: time.Millisecond})
 	var split, errs uint64
 	var span time.Duration
-	for _, sl := range tail.Read(at(sec+1, 500*time.Millisecond)) {
+	for _, sl := range readAt(tail, at(sec+1, 500*time.Millisecond)) {
 		split, errs, span = split+sl.SplitRequests, errs+sl.SplitErrors, span+sl.Span
 	}
 	if split != 2 || errs != 0 || span != 1300*time.Millisecond {
 		t.Errorf("tail from 0.2 s into the second returned %d requests, %d errors over %v; want the 2 later requests, no error, 1.3 s", split, errs, span)
+	}
+}
+
+// TestTailKeepsASecondOpenForLateRecords: a request recorded just after its
+// second ended (within TailGrace) is still returned with that second, and a
+// clock stepped back reads nothing instead of failing.
+func TestTailKeepsASecondOpenForLateRecords(t *testing.T) {
+	rc := newRecorder()
+	sec := base + 9
+	tail := rc.TailFrom(at(sec, 0))
+	record(rc, obs(sec, 200, time.Millisecond, false))
+	first := tail.Read(at(sec+1, TailGrace/2))                                                                     // just past the second's end
+	record(rc, Observation{Now: at(sec, 999*time.Millisecond).UnixNano(), Status: 500, Latency: time.Millisecond}) // recorded late
+	second := tail.Read(at(sec+1, 2*TailGrace))
+	var n, errs uint64
+	for _, sl := range append(first, second...) {
+		if sl.Start.Unix() == sec {
+			n, errs = n+sl.SplitRequests, errs+sl.SplitErrors
+		}
+	}
+	if n != 2 || errs != 1 {
+		t.Errorf("the second's requests returned: %d (%d errors), want both, the late error too", n, errs)
+	}
+	if got := tail.Read(at(sec-5, 0)); got != nil {
+		t.Errorf("a read with the clock stepped back returned %d slices, want none", len(got))
 	}
 }
