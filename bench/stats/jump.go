@@ -26,17 +26,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/store/bolt"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
@@ -116,28 +113,12 @@ func runJump(ctx context.Context, cfg jumpConfig, seed uint64, run int, dir stri
 	s1, s2 := jumpSeed(seed, run)
 	rng := rand.New(rand.NewPCG(s1, s2))
 
-	runDir, err := os.MkdirTemp(dir, "jump-")
+	h, err := newHarness(ctx, dir, "jump-")
 	if err != nil {
 		return out, err
 	}
-	defer os.RemoveAll(runDir)
-	st, err := bolt.Open(filepath.Join(runDir, "state.db"))
-	if err != nil {
-		return out, err
-	}
-	defer st.Close()
-	clock := &simClock{}
-	clock.set(rEpoch)
-	tel := telemetry.NewRegistry()
-	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
-	if err := svc.Load(ctx); err != nil {
-		return out, err
-	}
-	if _, err := svc.Apply(ctx, rConfig, false, "bench"); err != nil {
-		return out, err
-	}
-	ctl := rollout.New(rollout.Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now})
-	recs := [2]*telemetry.Recorder{tel.Recorder(rEndpoint, rStable), tel.Recorder(rEndpoint, rCanary)}
+	defer h.close()
+	clock, svc, ctl, recs := h.clock, h.svc, h.ctl, h.recs
 
 	epoch := rEpoch.UnixNano()
 	start := epoch + int64(cfg.warmup)

@@ -144,28 +144,12 @@ func runRollout(ctx context.Context, s rolloutScenario, seed uint64, run int, di
 	rng := rand.New(rand.NewPCG(s1, s2))
 	w := newWorld(s, rng)
 
-	runDir, err := os.MkdirTemp(dir, "run-")
+	h, err := newHarness(ctx, dir, "run-")
 	if err != nil {
 		return out, err
 	}
-	defer os.RemoveAll(runDir)
-	st, err := bolt.Open(filepath.Join(runDir, "state.db"))
-	if err != nil {
-		return out, err
-	}
-	defer st.Close()
-	clock := &simClock{}
-	clock.set(rEpoch)
-	tel := telemetry.NewRegistry()
-	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
-	if err := svc.Load(ctx); err != nil {
-		return out, err
-	}
-	if _, err := svc.Apply(ctx, rConfig, false, "bench"); err != nil {
-		return out, err
-	}
-	ctl := rollout.New(rollout.Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now})
-	recs := [2]*telemetry.Recorder{tel.Recorder(rEndpoint, rStable), tel.Recorder(rEndpoint, rCanary)}
+	defer h.close()
+	clock, svc, ctl, recs := h.clock, h.svc, h.ctl, h.recs
 
 	warm := int(rWarmup / time.Second)
 	end := s.end()
@@ -282,6 +266,52 @@ func runRollout(ctx context.Context, s rolloutScenario, seed uint64, run int, di
 	out.FinalCanaryWeight = ep.Traffic[rCanary].Float()
 	out.Wall = time.Since(began)
 	return out, nil
+}
+
+// harness is one run's real control plane on a fake clock: a bbolt store in
+// its own directory, the control service with rConfig applied, telemetry,
+// and the rollout controller; recs are the stable's and the canary's
+// recorders.
+type harness struct {
+	dir   string
+	st    *bolt.Store
+	clock *simClock
+	svc   *control.Service
+	ctl   *rollout.Controller
+	recs  [2]*telemetry.Recorder
+}
+
+// newHarness builds a harness under dir (a directory named prefix…); close
+// removes it.
+func newHarness(ctx context.Context, dir, prefix string) (*harness, error) {
+	runDir, err := os.MkdirTemp(dir, prefix)
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{dir: runDir, clock: &simClock{}}
+	if h.st, err = bolt.Open(filepath.Join(runDir, "state.db")); err != nil {
+		os.RemoveAll(runDir)
+		return nil, err
+	}
+	h.clock.set(rEpoch)
+	tel := telemetry.NewRegistry()
+	h.svc = control.New(control.Options{Store: h.st, Router: nopRouter{}, Telemetry: tel, Now: h.clock.Now})
+	if err := h.svc.Load(ctx); err != nil {
+		h.close()
+		return nil, err
+	}
+	if _, err := h.svc.Apply(ctx, rConfig, false, "bench"); err != nil {
+		h.close()
+		return nil, err
+	}
+	h.ctl = rollout.New(rollout.Options{Store: h.st, Endpoints: h.svc, Telemetry: tel, Now: h.clock.Now})
+	h.recs = [2]*telemetry.Recorder{tel.Recorder(rEndpoint, rStable), tel.Recorder(rEndpoint, rCanary)}
+	return h, nil
+}
+
+func (h *harness) close() {
+	h.st.Close()
+	os.RemoveAll(h.dir)
 }
 
 // rolloutResult aggregates the runs of one scenario.
