@@ -135,6 +135,11 @@ type run struct {
 	// count at the last look.
 	signal   *telemetry.Signal
 	lookedAt uint64
+	// failedAt is when a look last failed (the store down, a commit
+	// refused): LookMoved leaves the run to the once-a-second looks until
+	// a second has passed, so that a failure is not retried 200 times a
+	// second.
+	failedAt time.Time
 }
 
 // confirmation is the state of an asynchronous confirm-promotion call.
@@ -323,10 +328,11 @@ func (c *Controller) LookMoved(ctx context.Context) {
 	defer c.mu.Unlock()
 	for _, name := range c.sortedRuns() {
 		ru := c.runs[name]
-		if ru.signal == nil || ru.signal.Count() == ru.lookedAt {
+		if ru.signal == nil || ru.signal.Count() == ru.lookedAt || c.now().Sub(ru.failedAt) < time.Second {
 			continue
 		}
 		if _, err := c.step(ctx, ru, ""); err != nil {
+			ru.failedAt = c.now()
 			c.log.Error("rollout step", "endpoint", name, "err", err)
 		}
 	}
