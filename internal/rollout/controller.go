@@ -705,7 +705,7 @@ func (c *Controller) History(ctx context.Context, endpoint string) ([]Rollout, e
 		if err := json.Unmarshal(kvs[i].Value, &r); err != nil {
 			return nil, err
 		}
-		r.Analysis = nil
+		r.Analysis, r.Estimate = nil, nil // the list stays small; GET .../rollout has both
 		out = append(out, r)
 	}
 	return out, nil
