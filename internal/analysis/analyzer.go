@@ -120,6 +120,10 @@ type stage struct {
 	// warm-up; warm is set once the warm-up is over.
 	canaryRequests int64
 	warm           bool
+	// stableSeen is the stable's split requests, errors and latencies of
+	// the stage's slices, kept when the plan has a final bake: its
+	// baseline, which survives a restart with the analysis state.
+	stableSeen telemetry.Summary
 }
 
 // New returns the analyzer of a rollout run by plan, which must have its
@@ -399,6 +403,12 @@ func (a *Analyzer) observe(p SlicePair) {
 	}
 	st := a.stage
 	inStage := st != nil && !p.Start.Before(st.start)
+	if inStage && a.plan.FinalBake > 0 {
+		st.stableSeen.Requests += p.Stable.SplitRequests
+		st.stableSeen.SplitErrors += p.Stable.SplitErrors
+		st.stableSeen.Latency.Merge(p.Stable.Latency)
+		st.stableSeen.TTFB.Merge(p.Stable.TTFB)
+	}
 	span := p.Span.Seconds()
 	if span == 0 {
 		span = 1
@@ -520,6 +530,9 @@ type StageState struct {
 	// warm-up; Warm is set once it is over.
 	CanaryRequests int64 `json:"canary_requests,omitempty"`
 	Warm           bool  `json:"warm,omitempty"`
+	// StableSeen is the stable's measurements of the stage, the final
+	// bake's baseline (plans with a final bake only).
+	StableSeen *Baseline `json:"stable_seen,omitempty"`
 }
 
 // Bucket is one sketch bucket: its representative value and count.
@@ -568,6 +581,10 @@ func (a *Analyzer) State() State {
 		}
 		for v, c := range st.pending.Buckets() {
 			ss.Pending = append(ss.Pending, Bucket{ValueNS: int64(v), Count: c})
+		}
+		if a.plan.FinalBake > 0 {
+			b := NewBaseline(st.stableSeen)
+			ss.StableSeen = &b
 		}
 		s.Stage = ss
 	}
@@ -679,6 +696,12 @@ func (a *Analyzer) restoreStage(ss *StageState) (*stage, error) {
 			return nil, fmt.Errorf("pending bucket value %d ns", b.ValueNS)
 		}
 		st.pending.Add(time.Duration(b.ValueNS), b.Count)
+	}
+	if b := ss.StableSeen; b != nil {
+		if err := b.check(); err != nil {
+			return nil, err
+		}
+		st.stableSeen = b.summary()
 	}
 	var err error
 	if st.srm, err = stats.RestoreSampleRatioTest(stats.DefaultSRMAlpha, ss.SampleRatio); err != nil {

@@ -92,6 +92,16 @@ func (c seqConfig) bakeLatAlpha() float64 {
 	return c.bakeAlpha / 2 / float64(len(c.quantiles)) / 2
 }
 
+// StageBaseline is the stable's measurements over the current stage as
+// the analyzer saw them (plans with a final bake; kept in State, so a
+// restart in the last stage keeps them), the final bake's baseline.
+func (a *Analyzer) StageBaseline() Baseline {
+	if a.stage == nil {
+		return Baseline{}
+	}
+	return NewBaseline(a.stage.stableSeen)
+}
+
 // StartFinalBake starts watching the canary at 100% from start against
 // baseline. The stage's tests stop: there is no stable to compare with.
 func (a *Analyzer) StartFinalBake(start time.Time, baseline Baseline) {

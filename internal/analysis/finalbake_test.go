@@ -162,3 +162,26 @@ func TestThresholdGatesOncePerSecond(t *testing.T) {
 		t.Errorf("the next second's look kept the old verdict: %+v", r.Gates)
 	}
 }
+
+// TestStageBaselineSurvivesARestore: the last stage's stable measurements,
+// the final bake's baseline, are part of the analysis state.
+func TestStageBaselineSurvivesARestore(t *testing.T) {
+	plan := spec.Plan{FinalBake: spec.Duration(time.Hour)}.WithDefaults()
+	a := mustNew(t, plan)
+	a.StartStage(t0, 5000, recent1)
+	s := newSim(6, 100, 0.5, healthy, healthy)
+	for range 60 {
+		a.Observe([]SlicePair{s.next()})
+	}
+	raw, _ := json.Marshal(a.State())
+	var st State
+	json.Unmarshal(raw, &st)
+	b, err := Restore(plan, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := a.StageBaseline(), b.StageBaseline()
+	if want.Requests < 2000 || !cmp.Equal(want, got) {
+		t.Errorf("stage baseline %d requests before the restore, after: %+v", want.Requests, cmp.Diff(want, got))
+	}
+}

@@ -771,7 +771,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	}
 	if eff.StartFinalBake {
 		// The stage just left is the stable's last measurements.
-		ru.analyzer.StartFinalBake(now, analysis.NewBaseline(ru.window.Stable))
+		ru.analyzer.StartFinalBake(now, ru.analyzer.StageBaseline())
 		ru.window = analysis.Window{}
 	}
 	if a == ActionResume {
