@@ -16,7 +16,7 @@ import (
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
-func TestForwarding(t *testing.T) { forEachMode(t, testForwarding) }
+func TestForwarding(t *testing.T) { forEachModeTLS(t, testForwarding) }
 
 func testForwarding(t *testing.T, opts Options) {
 	var got *http.Request
@@ -66,9 +66,13 @@ func testForwarding(t *testing.T, opts Options) {
 					t.Errorf("backend got hop-by-hop header %s: %q", h, v)
 				}
 			}
+			proto := "http"
+			if isTLS(opts) {
+				proto = "https"
+			}
 			wantFwd := map[string]string{
 				"X-Forwarded-For":   "10.1.2.3, 127.0.0.1",
-				"X-Forwarded-Proto": "http",
+				"X-Forwarded-Proto": proto,
 				"X-Forwarded-Host":  "models.example.com",
 			}
 			for h, want := range wantFwd {
