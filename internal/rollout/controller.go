@@ -77,6 +77,10 @@ type Options struct {
 	// MinLookGap bounds how often those looks come: at most one per gap
 	// (every rollout looked at together). Zero: DefaultMinLookGap.
 	MinLookGap time.Duration
+	// SkipEstimate starts rollouts without their estimate (tens of
+	// milliseconds each): for tools that start thousands of them to
+	// measure the decisions (bench/stats).
+	SkipEstimate bool
 }
 
 // Defaults of Options.LookEvery and MinLookGap: a look every 10 canary
@@ -447,6 +451,9 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 // minute (the stable's error rate over the last ten, where a minute holds
 // too few errors to tell), or nil with the reason logged.
 func (c *Controller) estimate(r Rollout, ep spec.Endpoint, now time.Time) *estimate.Estimate {
+	if c.opts.SkipEstimate {
+		return nil
+	}
 	stable := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable)
 	t := estimate.FromSummary(stable.Window(now, time.Minute))
 	for name := range ep.Traffic { // every deployment's requests share the stages out

@@ -91,7 +91,17 @@ func (t *Tail) Read(now time.Time) []Slice {
 			break // no time has passed in the current second: nothing to read
 		}
 		sl := Slice{Start: time.Unix(s, 0), Span: end.Sub(t.seenAt), Open: open}
-		t.cur.read(&t.rc.fine[s%fineSlices], uint64(s))
+		slot := &t.rc.fine[s%fineSlices]
+		if open && t.seen.sameClasses(slot, uint64(s)) {
+			// Nothing finished since the last read: skip copying the
+			// buckets (most looks at low traffic, and the copy is most of
+			// a read's cost). A second that closes is always read whole,
+			// so a latency recorded just after its request's class is
+			// never lost.
+			t.cur = t.seen
+		} else {
+			t.cur.read(slot, uint64(s))
+		}
 		t.cur.since(&t.seen, &sl)
 		out = append(out, sl)
 		if open {
@@ -122,6 +132,22 @@ func (c *liveCopy) read(s *slot, epoch uint64) {
 		}
 	}
 	*c = liveCopy{}
+}
+
+// sameClasses reports whether the slot's status-class counters for epoch
+// are still c's.
+func (c *liveCopy) sameClasses(s *slot, epoch uint64) bool {
+	if !s.guard.Holds(epoch) {
+		return c.classes == [2][numClasses]uint64{}
+	}
+	for i := range s.classes {
+		for j := range s.classes[i] {
+			if s.classes[i][j].Load() != c.classes[i][j] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // since sets sl's counts and sketches to what c holds beyond prev (a
