@@ -154,23 +154,36 @@ endpoints:
 	if got := adminGet(t, adminAddr, gatewayCA.Pool, p, "/api/v1/endpoints"); !strings.Contains(got, `"fraud"`) {
 		t.Errorf("admin over TLS: %s", got)
 	}
-	tls12 := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: gatewayCA.Pool, MaxVersion: tls.VersionTLS12}}}
-	if _, err := tls12.Get("https://" + adminAddr + "/api/v1/endpoints"); err == nil {
+	tls12 := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: gatewayCA.Pool, MaxVersion: tls.VersionTLS12}}
+	if _, err := (&http.Client{Transport: tls12}).Get("https://" + adminAddr + "/api/v1/endpoints"); err == nil {
 		t.Error("admin.tls min_version 1.3 accepted a TLS 1.2 client")
 	}
-	if resp, err := http.Get("http://" + adminAddr + "/api/v1/endpoints"); err == nil {
+	tls12.CloseIdleConnections()
+	plain := &http.Transport{}
+	defer plain.CloseIdleConnections()
+	if resp, err := (&http.Client{Transport: plain}).Get("http://" + adminAddr + "/api/v1/endpoints"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("plain HTTP to the admin TLS listener: %d", resp.StatusCode)
 		}
 	}
 
-	// Rotation: new files, SIGHUP.
-	gateway2 := gatewayCA.Server(t, "gateway-2")
+	// Rotation of both listeners' certificates: new files, SIGHUP.
+	gateway2, admin2 := gatewayCA.Server(t, "gateway-2"), gatewayCA.Server(t, "admin-2")
 	testcert.Write(t, dir, "gateway.crt", gateway2.CertPEM)
 	testcert.Write(t, dir, "gateway.key", gateway2.KeyPEM)
+	testcert.Write(t, dir, "admin.crt", admin2.CertPEM)
+	testcert.Write(t, dir, "admin.key", admin2.KeyPEM)
 	p.cmd.Process.Signal(syscall.SIGHUP)
-	testenv.WaitFor(t, 10*time.Second, "the reload in the log", func() bool { return strings.Contains(p.log(), "TLS certificate reloaded") })
+	testenv.WaitFor(t, 10*time.Second, "both reloads in the log", func() bool { return strings.Count(p.log(), "TLS certificate reloaded") == 2 })
+	ac, err := tls.Dial("tcp", adminAddr, &tls.Config{RootCAs: gatewayCA.Pool})
+	if err != nil {
+		t.Fatalf("admin after the reload: %v", err)
+	}
+	if cn := ac.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != "admin-2" {
+		t.Errorf("a new admin connection after the reload got %q, want admin-2", cn)
+	}
+	ac.Close()
 	if peer, reused, err := predict(keepAlive); err != nil || !reused || peer != "gateway-1" {
 		t.Errorf("the kept-alive connection after the reload: peer %q, reused %v, %v", peer, reused, err)
 	}
@@ -200,7 +213,9 @@ func adminGet(t *testing.T, addr string, roots *x509.CertPool, p *process, path 
 	}
 	req, _ := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("admin GET %s: %v", path, err)
