@@ -83,7 +83,9 @@ type sequential struct {
 	// absolute allowance of the stable's, latAllowance the same for slow
 	// requests: on each arm's totals, so over the current stage only (one
 	// weight: totals over stages of different weights are not comparable),
-	// started again at every stage with its share of the promotion error.
+	// started again at every stage. Each stage's claim is at the promotion
+	// error's level for its own margin, as the ratio tests' are; the one
+	// that promotes to 100% is the last stage's.
 	errPromotion []*stats.MarginTest
 	errAllowance *stats.NonInferiority
 	latPromotion []*stats.MarginTest
@@ -177,24 +179,14 @@ func newSeqConfig(p spec.Plan, g spec.Gate) (seqConfig, error) {
 		allowance = spec.DefaultErrorAllowance
 	}
 	qs := p.LatencyQuantiles()
-	// The allowance paths compare each arm's totals, which only the slices
-	// of one stage (one weight) make comparable: each stage has its own,
-	// with an equal share of their promotion error.
-	judged := 0
-	for _, s := range p.Stages {
-		if s.Weight < spec.Full {
-			judged++
-		}
-	}
-	perStage := 1 / float64(max(judged, 1))
 	cfg := seqConfig{
 		errAlpha:     errA,
 		latAlpha:     latA / float64(len(qs)),
 		bakeAlpha:    g.FinalBakeAlpha,
 		errBeta:      beta / 2 * (1 - allowanceShare),
-		errAllowBeta: beta / 2 * allowanceShare * perStage,
+		errAllowBeta: beta / 2 * allowanceShare,
 		latBeta:      beta / 2 / float64(len(qs)) * (1 - allowanceShare),
-		latAllowBeta: beta / 2 / float64(len(qs)) * allowanceShare * perStage,
+		latAllowBeta: beta / 2 / float64(len(qs)) * allowanceShare,
 		errAllowance: allowance / 100,
 		latAllowance: p.LatencyAllowance() / 100,
 		quantiles:    append([]float64(nil), qs...),

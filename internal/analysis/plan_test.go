@@ -885,15 +885,12 @@ func TestAlphaShares(t *testing.T) {
 			if e := ev(g, "errors"); !near(num(e, "alpha"), tc.errA) || !near(num(e, "threshold"), 1/tc.errA) {
 				t.Errorf("errors test: alpha %v, threshold %v; want %v, %v", e["alpha"], e["threshold"], tc.errA, 1/tc.errA)
 			}
-			// The allowance paths are per stage: each of the 3 judged stages
-			// (5, 25, 50) gets a third of their share.
-			const judged = 3
-			promotion := num(ev(g, "errors", "promotion"), "alpha") + judged*num(ev(g, "errors", "allowance"), "alpha")
+			promotion := num(ev(g, "errors", "promotion"), "alpha") + num(ev(g, "errors", "allowance"), "alpha")
 			for _, q := range []string{"p50", "p90", "p99", "p99.9"} {
 				if got := num(ev(g, "latency", q), "alpha"); !near(got, tc.latA) {
 					t.Errorf("latency %s test: alpha %v, want %v", q, got, tc.latA)
 				}
-				promotion += num(ev(g, "latency", q, "promotion"), "alpha") + judged*num(ev(g, "latency", q, "allowance"), "alpha")
+				promotion += num(ev(g, "latency", q, "promotion"), "alpha") + num(ev(g, "latency", q, "allowance"), "alpha")
 			}
 			if !near(promotion, tc.plan.PromotionError) {
 				t.Errorf("the stage's promotion tests' alphas add up to %v, want promotion_error %v", promotion, tc.plan.PromotionError)

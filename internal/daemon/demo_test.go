@@ -58,8 +58,8 @@ func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 	}
 	summary := text[strings.LastIndex(text, "\nsummary\n"):]
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`\n  fraud-1 +green +blue +promoted +\d+s +[1-9][\d,]*\n`),
-		regexp.MustCompile(`\n  fraud-2 +red +green +rolled back +\d+s +[1-9][\d,]*\n`),
+		regexp.MustCompile(`\n  fraud-1 +green +blue +promoted +(\d+m)?\d+s +[1-9][\d,]*\n`),
+		regexp.MustCompile(`\n  fraud-2 +red +green +rolled back +(\d+m)?\d+s +[1-9][\d,]*\n`),
 		regexp.MustCompile(`\n  fraud-2: red('s error rate is| is slower than green).* — gate failed: `),
 	} {
 		if !want.MatchString(summary) {
