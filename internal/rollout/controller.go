@@ -377,17 +377,22 @@ func (c *Controller) Start(ctx context.Context, endpoint string, req StartReques
 	r.Estimate = c.estimate(r, ep, r.StartedAt)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ru, busy := c.runs[endpoint]; busy { // started meanwhile
-		return Rollout{}, fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
+	if ru, running := c.runs[endpoint]; running { // started meanwhile
+		return Rollout{}, busy(endpoint, ru)
 	}
 	return c.begin(ctx, ep, r)
+}
+
+// busy is the error of a start on an endpoint whose rollout ru runs.
+func busy(endpoint string, ru *run) error {
+	return fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
 }
 
 // prepare checks that endpoint can start req and builds its rollout.
 // Caller holds mu.
 func (c *Controller) prepare(ctx context.Context, endpoint string, req StartRequest) (spec.Endpoint, Rollout, error) {
-	if ru, busy := c.runs[endpoint]; busy {
-		return spec.Endpoint{}, Rollout{}, fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
+	if ru, running := c.runs[endpoint]; running {
+		return spec.Endpoint{}, Rollout{}, busy(endpoint, ru)
 	}
 	ep, err := c.opts.Endpoints.Endpoint(ctx, endpoint)
 	if err != nil {
