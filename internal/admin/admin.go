@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/shadow"
@@ -103,8 +104,12 @@ type Options struct {
 	// Snapshots answers GET /api/v1/state/backup with a copy of the
 	// state. Nil: 404.
 	Snapshots store.Snapshotter
-	// Token is the bearer token every /api/v1 call must present. Empty
-	// refuses every /api/v1 call: the API is never open by accident.
+	// Tokens are the bearer tokens accepted on /api/v1 and /debug/pprof:
+	// the admin token and the read-only token, replaced on SIGHUP by the
+	// daemon. Nil: Token alone, as the admin token.
+	Tokens *authtoken.Set
+	// Token, when Tokens is nil, is the admin token. Empty refuses every
+	// /api/v1 call: the API is never open by accident.
 	Token string
 	// Gatherer is served at /metrics. Nil: prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
@@ -122,7 +127,7 @@ type server struct {
 	// backingUp is set while a backup is written: one at a time, since
 	// each holds a read transaction of the store.
 	backingUp atomic.Bool
-	token     []byte
+	tokens    *authtoken.Set
 	log       *slog.Logger
 	api       *http.ServeMux
 	keepAlive time.Duration
@@ -161,45 +166,73 @@ func newServer(opts Options) *server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	tokens := opts.Tokens
+	if tokens == nil {
+		tokens = authtoken.New(0, nil)
+		tokens.Put(authtoken.Admin, opts.Token)
+	}
 	s := &server{
 		backend:   opts.Backend,
 		rollouts:  opts.Rollouts,
 		shadows:   opts.Shadows,
 		series:    opts.Series,
 		snapshots: opts.Snapshots,
-		token:     []byte(opts.Token),
+		tokens:    tokens,
 		log:       log,
 		api:       http.NewServeMux(),
 		keepAlive: KeepAliveInterval,
 	}
-	s.api.HandleFunc("GET /api/v1/endpoints", s.listEndpoints)
-	s.api.HandleFunc("GET /api/v1/endpoints/{ep}", s.getEndpoint)
-	s.api.HandleFunc("GET /api/v1/endpoints/{ep}/traffic", s.getTraffic)
-	s.api.HandleFunc("PUT /api/v1/endpoints/{ep}/traffic", s.putTraffic)
-	s.api.HandleFunc("GET /api/v1/endpoints/{ep}/mirror", s.getMirror)
-	s.api.HandleFunc("PUT /api/v1/endpoints/{ep}/mirror", s.putMirror)
-	s.api.HandleFunc("PUT /api/v1/endpoints/{ep}/deployments/{dep}", s.putDeployment)
-	s.api.HandleFunc("DELETE /api/v1/endpoints/{ep}/deployments/{dep}", s.deleteDeployment)
-	s.api.HandleFunc("GET /api/v1/endpoints/{ep}/metrics", s.metrics)
-	s.api.HandleFunc("POST /api/v1/apply", s.apply)
-	s.api.HandleFunc("GET /api/v1/events", s.events)
-	s.api.HandleFunc("GET /api/v1/events/stream", s.stream)
-	if s.shadows != nil {
-		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/shadow", s.shadowReport)
-	}
-	if s.rollouts != nil {
-		s.api.HandleFunc("POST /api/v1/endpoints/{ep}/rollouts", s.startRollout)
-		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/rollouts", s.rolloutHistory)
-		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/rollout", s.currentRollout)
-		s.api.HandleFunc("POST /api/v1/endpoints/{ep}/rollout/{action}", s.rolloutAction)
-	}
-	if s.series != nil {
-		s.api.HandleFunc("GET /api/v1/endpoints/{ep}/series", s.getSeries)
-	}
-	if s.snapshots != nil {
-		s.api.HandleFunc("GET /api/v1/state/backup", s.backup)
+	for _, rt := range apiRoutes {
+		if rt.part(s) {
+			h := rt.handler
+			s.api.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) { h(s, w, r) })
+		}
 	}
 	return s
+}
+
+// apiRoutes are the /api/v1 routes: their "METHOD /path" patterns, their
+// handlers, and the optional part each needs (a route whose part is not
+// given is not served: it answers 404).
+var apiRoutes = []struct {
+	pattern string
+	handler func(*server, http.ResponseWriter, *http.Request)
+	part    func(*server) bool
+}{
+	{"GET /api/v1/token", (*server).tokenInfo, always},
+	{"GET /api/v1/endpoints", (*server).listEndpoints, always},
+	{"GET /api/v1/endpoints/{ep}", (*server).getEndpoint, always},
+	{"GET /api/v1/endpoints/{ep}/traffic", (*server).getTraffic, always},
+	{"PUT /api/v1/endpoints/{ep}/traffic", (*server).putTraffic, always},
+	{"GET /api/v1/endpoints/{ep}/mirror", (*server).getMirror, always},
+	{"PUT /api/v1/endpoints/{ep}/mirror", (*server).putMirror, always},
+	{"PUT /api/v1/endpoints/{ep}/deployments/{dep}", (*server).putDeployment, always},
+	{"DELETE /api/v1/endpoints/{ep}/deployments/{dep}", (*server).deleteDeployment, always},
+	{"GET /api/v1/endpoints/{ep}/metrics", (*server).metrics, always},
+	{"POST /api/v1/apply", (*server).apply, always},
+	{"GET /api/v1/events", (*server).events, always},
+	{"GET /api/v1/events/stream", (*server).stream, always},
+	{"GET /api/v1/endpoints/{ep}/shadow", (*server).shadowReport, func(s *server) bool { return s.shadows != nil }},
+	{"POST /api/v1/endpoints/{ep}/rollouts", (*server).startRollout, hasRollouts},
+	{"GET /api/v1/endpoints/{ep}/rollouts", (*server).rolloutHistory, hasRollouts},
+	{"GET /api/v1/endpoints/{ep}/rollout", (*server).currentRollout, hasRollouts},
+	{"POST /api/v1/endpoints/{ep}/rollout/{action}", (*server).rolloutAction, hasRollouts},
+	{"GET /api/v1/endpoints/{ep}/series", (*server).getSeries, func(s *server) bool { return s.series != nil }},
+	{"GET /api/v1/state/backup", (*server).backup, func(s *server) bool { return s.snapshots != nil }},
+}
+
+func always(*server) bool        { return true }
+func hasRollouts(s *server) bool { return s.rollouts != nil }
+
+// APIRoutes lists the pattern ("METHOD /path/{name}") of every /api/v1
+// route, as served when every optional part is given: for documentation
+// and for tests that must reach every route.
+func APIRoutes() []string {
+	out := make([]string, len(apiRoutes))
+	for i, rt := range apiRoutes {
+		out[i] = rt.pattern
+	}
+	return out
 }
 
 // serveAPI dispatches an authenticated /api/v1 request, answering an

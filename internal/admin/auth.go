@@ -1,32 +1,103 @@
 package admin
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/authtoken"
 )
 
+// TokenKindHeader, on every authenticated answer, names the kind of token
+// the call presented ("admin" or "read-only"): the dashboard and the CLI
+// say which one they hold.
+const TokenKindHeader = "X-Modelgate-Token"
+
+// TokenInfo is the answer of GET /api/v1/token: what the presented token
+// may do.
+type TokenInfo struct {
+	// Kind is "admin" (reads and writes) or "read-only" (reads only).
+	Kind string `json:"kind"`
+	// ValidUntil, set for a token replaced on SIGHUP that is still within
+	// its overlap (admin.token_overlap), is when it stops being accepted.
+	ValidUntil *time.Time `json:"valid_until,omitempty"`
+}
+
+type tokenKey struct{}
+
+// tokenKind is the kind of token the request was authenticated with.
+func tokenKind(r *http.Request) authtoken.Kind {
+	k, _ := r.Context().Value(tokenKey{}).(authtoken.Kind)
+	return k
+}
+
+// readOnly reports whether the request presented the read-only token.
+func readOnly(r *http.Request) bool { return tokenKind(r) == authtoken.ReadOnly }
+
 // authenticate lets a request through only with "Authorization: Bearer
-// <token>" matching the configured token; otherwise it answers 401 and
-// the wrapped handler never runs, so nothing changes.
+// <token>" naming a token of the set; otherwise it answers 401 and the
+// wrapped handler never runs, so nothing changes. The read-only token
+// passes only for reads (GET, HEAD) that expose no secret: anything else
+// is answered 403 and likewise changes nothing. A replaced token still in
+// its overlap passes with a Warning header saying when it stops.
 func (s *server) authenticate(next http.Handler) http.Handler {
-	// Compare digests, not the raw strings: ConstantTimeCompare returns
-	// early on a length mismatch, which would leak the token's length.
-	want := sha256.Sum256(s.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || len(s.token) == 0 {
+		if !ok {
 			s.unauthorized(w, r, "missing bearer token: send Authorization: Bearer <token>")
 			return
 		}
-		sum := sha256.Sum256([]byte(got))
-		if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
-			s.unauthorized(w, r, "invalid bearer token")
+		m := s.tokens.Check(got)
+		if m.Kind == authtoken.None {
+			s.unauthorized(w, r, "invalid bearer token: read the token from its file again (a replaced token is refused once admin.token_overlap has passed)")
 			return
 		}
-		next.ServeHTTP(w, r)
+		if m.Kind == authtoken.ReadOnly {
+			if why := readOnlyRefusal(r); why != "" {
+				s.writeError(w, r, &statusError{http.StatusForbidden, why})
+				return
+			}
+		}
+		w.Header().Set(TokenKindHeader, m.Kind.String())
+		if !m.Until.IsZero() {
+			// RFC 9111's Warning is obsolete but still what clients print;
+			// the CLI shows it on standard error.
+			w.Header().Set("Warning", fmt.Sprintf(`299 modelgate "this %s token was replaced and is accepted until %s: read the new one from its file"`,
+				m.Kind, m.Until.UTC().Format(time.RFC3339)))
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, m.Kind)))
 	})
+}
+
+// readOnlyRefusal is why the read-only token may not make request r, or
+// "" when it may: it reads (GET or HEAD), and what it reads holds no
+// secret (a state backup holds the webhooks' signing secrets; profiles
+// show the process's internals).
+func readOnlyRefusal(r *http.Request) string {
+	switch {
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		return fmt.Sprintf("the read-only token may only read: %s %s changes the gateway and needs the admin token (admin.token_file)", r.Method, r.URL.Path)
+	case r.URL.Path == "/api/v1/state/backup":
+		return "the read-only token may not take a state backup: it holds the webhooks' signing secrets; use the admin token (admin.token_file)"
+	case strings.HasPrefix(r.URL.Path, "/debug/pprof/"):
+		return "the read-only token may not profile the process: profiles show its internals; use the admin token (admin.token_file)"
+	}
+	return ""
+}
+
+// tokenInfo answers GET /api/v1/token: the kind of token presented and, for
+// a replaced one, until when it is accepted.
+func (s *server) tokenInfo(w http.ResponseWriter, r *http.Request) {
+	got, _ := bearer(r.Header.Get("Authorization"))
+	m := s.tokens.Check(got)
+	info := TokenInfo{Kind: m.Kind.String()}
+	if !m.Until.IsZero() {
+		u := m.Until.UTC()
+		info.ValidUntil = &u
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (s *server) unauthorized(w http.ResponseWriter, r *http.Request, msg string) {

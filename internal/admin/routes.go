@@ -32,7 +32,25 @@ func (s *server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	if eps == nil {
 		eps = []spec.Endpoint{}
 	}
+	for i := range eps {
+		eps[i] = visible(r, eps[i])
+	}
 	writeJSON(w, http.StatusOK, EndpointList{Endpoints: eps})
+}
+
+// visible is the endpoint as the caller may see it: to the read-only
+// token, webhooks show their URL's scheme and host and hide their secret
+// (both could forge or read notifications).
+func visible(r *http.Request, ep spec.Endpoint) spec.Endpoint {
+	if !readOnly(r) || len(ep.Webhooks) == 0 {
+		return ep
+	}
+	hooks := make([]spec.Webhook, len(ep.Webhooks))
+	for i, h := range ep.Webhooks {
+		hooks[i] = h.Redacted()
+	}
+	ep.Webhooks = hooks
+	return ep
 }
 
 func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +59,7 @@ func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ep)
+	writeJSON(w, http.StatusOK, visible(r, ep))
 }
 
 func (s *server) getTraffic(w http.ResponseWriter, r *http.Request) {

@@ -79,7 +79,8 @@ type app struct {
 	httpClient     *http.Client
 	admin          string
 	tokenFile      string
-	tokenFileSet   bool // --token-file given explicitly: it wins over the env
+	tokenFileSet   bool   // --token-file given explicitly: it wins over the env
+	tokenSource    string // where the token was read: the env variable or the file
 }
 
 // run is Execute with its environment injected, for tests.
@@ -133,6 +134,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.eventsCommand(),
 		a.rolloutCommand(),
 		a.stateCommand(),
+		a.whoamiCommand(),
 	)
 	return root
 }
@@ -208,16 +210,23 @@ func (a *app) client(cmd *cobra.Command) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewClient(addr, token, a.httpClient)
+	c, err := NewClient(addr, token, a.httpClient)
+	if err != nil {
+		return nil, err
+	}
+	c.SetWarnings(a.stderr)
+	return c, nil
 }
 
 func (a *app) token() (string, error) {
 	if t := strings.TrimSpace(a.getenv(EnvToken)); t != "" && !a.tokenFileSet {
+		a.tokenSource = EnvToken
 		return t, nil
 	}
+	a.tokenSource = a.tokenFile
 	// Checked as the daemon checks it: a token file others may read is a
 	// leaked token, whoever reads it.
-	t, err := secretfile.Read(a.tokenFile, "admin token file")
+	t, err := secretfile.Read(a.tokenFile, "token file")
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("no admin token: set %s or --token-file (%w)", EnvToken, err)
 	}

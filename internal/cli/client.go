@@ -12,8 +12,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
@@ -28,6 +30,41 @@ type Client struct {
 	base  *url.URL
 	token string
 	http  *http.Client
+	// warnings receives each distinct Warning header the API answers
+	// (a replaced token still in its overlap); nil: ignored.
+	warnings io.Writer
+	warnMu   sync.Mutex
+	warned   map[string]bool
+}
+
+// SetWarnings makes the client write each distinct Warning the API
+// answers to w, once: a token replaced on the daemon and still accepted
+// for its overlap is said, with when it stops.
+func (c *Client) SetWarnings(w io.Writer) { c.warnings = w }
+
+// warn writes resp's Warning header, if any and new, to c.warnings.
+func (c *Client) warn(resp *http.Response) {
+	c.warnMu.Lock()
+	defer c.warnMu.Unlock()
+	for _, v := range resp.Header.Values("Warning") {
+		if c.warnings == nil || c.warned[v] {
+			continue
+		}
+		if c.warned == nil {
+			c.warned = map[string]bool{}
+		}
+		c.warned[v] = true
+		fmt.Fprintf(c.warnings, "Warning: %s\n", warningText(v))
+	}
+}
+
+// warningText is the quoted text of a Warning header value
+// (299 agent "text"), or the whole value when it has no quoted part.
+func warningText(v string) string {
+	if i, j := strings.IndexByte(v, '"'), strings.LastIndexByte(v, '"'); i >= 0 && j > i {
+		return v[i+1 : j]
+	}
+	return v
 }
 
 // NewClient returns a client of the admin API at addr, either host:port
@@ -135,6 +172,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return 0, c.unreachable(err)
 	}
 	defer resp.Body.Close()
+	c.warn(resp)
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return resp.StatusCode, fmt.Errorf("%s %s: read answer: %w", method, path, err)
@@ -317,6 +355,7 @@ func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, 
 		return false, c.unreachable(err)
 	}
 	defer resp.Body.Close()
+	c.warn(resp)
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return false, apiError(resp.StatusCode, data)
@@ -351,4 +390,11 @@ func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, 
 		return progressed, fmt.Errorf("event stream: %w", err)
 	}
 	return progressed, nil
+}
+
+// Token tells what the client's token may do (GET /api/v1/token).
+func (c *Client) Token(ctx context.Context) (admin.TokenInfo, error) {
+	var info admin.TokenInfo
+	err := c.getJSON(ctx, "/api/v1/token", nil, &info)
+	return info, err
 }

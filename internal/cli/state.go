@@ -49,6 +49,7 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (store.SnapshotInfo, e
 		return store.SnapshotInfo{}, fail(c.unreachable(err))
 	}
 	defer resp.Body.Close()
+	c.warn(resp)
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return store.SnapshotInfo{}, apiError(resp.StatusCode, data)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/tlsconf"
 )
@@ -68,6 +69,15 @@ type Admin struct {
 	// on first start. Empty: admin.token beside the state file (see
 	// File.TokenPath).
 	TokenFile string `yaml:"token_file" json:"token_file"`
+	// ReadOnlyTokenFile, when set, holds a second token that may only
+	// read: every GET of the API but the state backup, the dashboard and
+	// the event stream (created 0600 on first start, as the admin token
+	// is). Empty: no read-only token.
+	ReadOnlyTokenFile string `yaml:"read_only_token_file" json:"read_only_token_file,omitempty"`
+	// TokenOverlap is how long a token replaced in its file stays valid
+	// after the SIGHUP that reads the new one, so that clients can pick up
+	// the new token without a refused call. Zero: 10m; at most 168h.
+	TokenOverlap spec.Duration `yaml:"token_overlap" json:"token_overlap,omitempty"`
 }
 
 // TLS is a listener's TLS (`tls:` for listen, `admin.tls:`): a
@@ -156,6 +166,9 @@ func (f *File) setDefaults() {
 	}
 	if f.MaxRequestBytes == 0 {
 		f.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if f.Admin.TokenOverlap == 0 {
+		f.Admin.TokenOverlap = spec.Duration(authtoken.DefaultOverlap)
 	}
 }
 
@@ -284,6 +297,12 @@ func (f *File) Validate() error {
 	}
 	if f.State.Path == "" {
 		errs = append(errs, spec.Problemf("state.path", "is required"))
+	}
+	if o := f.Admin.TokenOverlap.D(); o < 0 || o > authtoken.MaxOverlap {
+		errs = append(errs, spec.Problemf("admin.token_overlap", "%v is out of range: a replaced token stays valid for a positive time of at most %v", o, authtoken.MaxOverlap))
+	}
+	if f.Admin.ReadOnlyTokenFile != "" && filepath.Clean(f.Admin.ReadOnlyTokenFile) == filepath.Clean(f.TokenPath()) {
+		errs = append(errs, spec.Problemf("admin.read_only_token_file", "%q is the admin token's file: the read-only token needs a file of its own", f.Admin.ReadOnlyTokenFile))
 	}
 	if f.MaxRequestBytes <= 0 {
 		errs = append(errs, spec.Problemf("max_request_bytes", "must be greater than 0, got %d", f.MaxRequestBytes))

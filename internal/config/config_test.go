@@ -105,8 +105,9 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Load(full.yaml) = %v", err)
 	}
 	want := &File{
-		Listen:          "0.0.0.0:8080",
-		Admin:           Admin{Listen: "127.0.0.1:8081", TokenFile: "/var/lib/modelgate/admin.token"},
+		Listen: "0.0.0.0:8080",
+		Admin: Admin{Listen: "127.0.0.1:8081", TokenFile: "/var/lib/modelgate/admin.token",
+			ReadOnlyTokenFile: "/var/lib/modelgate/viewer.token", TokenOverlap: spec.Duration(time.Hour)},
 		State:           State{Path: "/var/lib/modelgate/modelgate.db"},
 		MaxRequestBytes: 5 << 20,
 		Endpoints: []spec.Endpoint{
@@ -200,7 +201,7 @@ func TestDefaults(t *testing.T) {
 	}
 	want := &File{
 		Listen:          "127.0.0.1:8080",
-		Admin:           Admin{Listen: "127.0.0.1:8081"},
+		Admin:           Admin{Listen: "127.0.0.1:8081", TokenOverlap: spec.Duration(10 * time.Minute)},
 		State:           State{Path: "modelgate.db"},
 		MaxRequestBytes: 10 << 20,
 	}

@@ -6,19 +6,15 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -33,7 +29,6 @@ import (
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/proxy"
 	"github.com/modelgate/modelgate/internal/rollout"
-	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store/bolt"
@@ -71,8 +66,7 @@ type Daemon struct {
 	rollouts  *rollout.Controller
 	shadows   *shadow.Manager
 	webhooks  *webhook.Sender
-	token     string
-	tokenPath string
+	tokens    *tokenFiles
 	admin     *http.Server
 	// proxyTLS and adminTLS are the listeners' certificates (nil: plain
 	// HTTP), re-read on SIGHUP.
@@ -100,8 +94,8 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("open state: %w", err)
 	}
 	d := &Daemon{cfg: cfg, configPath: opts.ConfigPath, log: log, store: st, serveErr: make(chan error, 2)}
-	d.tokenPath = cfg.TokenPath()
-	if d.token, err = loadOrCreateToken(d.tokenPath); err != nil {
+	d.tokens = newTokenFiles(cfg)
+	if err := d.tokens.reload(log); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -148,7 +142,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: st, Token: d.token, Gatherer: reg,
+			Snapshots: st, Tokens: d.tokens.set, Gatherer: reg,
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -172,43 +166,6 @@ func (d *Daemon) abandon() {
 
 func logApply(log *slog.Logger, msg string, res control.ApplyResult) {
 	log.Info(msg, "created", res.Created, "updated", res.Updated, "removed", res.Removed, "unchanged", len(res.Unchanged))
-}
-
-// loadOrCreateToken reads the admin token, creating a random one (0600)
-// when the file does not exist. An existing file is read as ssh reads a
-// private key (secretfile.Read): one that group or others may read or
-// write, or holding fewer than secretfile.MinLength characters, is refused,
-// since anyone who reads or replaces the token controls the gateway.
-func loadOrCreateToken(path string) (string, error) {
-	tok, err := secretfile.Read(path, "admin token file")
-	if err == nil {
-		return tok, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return "", fmt.Errorf("%w (or delete the file: modelgate serve then writes a new token, mode 0600)", err)
-	}
-	raw := make([]byte, 24)
-	if _, err := rand.Read(raw); err != nil {
-		return "", fmt.Errorf("generate admin token: %w", err)
-	}
-	tok = hex.EncodeToString(raw)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return "", fmt.Errorf("create admin token: %w", err)
-	}
-	// The umask can only take permissions away: the file stays 0600.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create admin token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write admin token: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write admin token: %w", err)
-	}
-	return tok, f.Close()
 }
 
 // listenerTLS loads a listener's TLS block; nil when it is empty.
@@ -262,7 +219,7 @@ func (d *Daemon) Start() error {
 			d.serveErr <- fmt.Errorf("admin: %w", err)
 		}
 	}()
-	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "state", d.cfg.State.Path, "token_file", d.tokenPath,
+	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "state", d.cfg.State.Path, "token_file", d.tokens.adminPath,
 		"data_plane_tls", d.proxyTLS != nil, "admin_tls", d.adminTLS != nil)
 	for _, l := range []struct {
 		name string
@@ -302,11 +259,11 @@ func (d *Daemon) ProxyAddr() string { return d.proxyLn.Addr().String() }
 // AdminAddr is the admin API's listening address.
 func (d *Daemon) AdminAddr() string { return d.adminLn.Addr().String() }
 
-// Token is the admin bearer token.
-func (d *Daemon) Token() string { return d.token }
+// Token is the admin bearer token now (the last one read from its file).
+func (d *Daemon) Token() string { return d.tokens.admin() }
 
 // TokenPath is the file holding the admin token.
-func (d *Daemon) TokenPath() string { return d.tokenPath }
+func (d *Daemon) TokenPath() string { return d.tokens.adminPath }
 
 // Rollouts is the rollout controller (for in-process callers such as the demo).
 func (d *Daemon) Rollouts() *rollout.Controller { return d.rollouts }
@@ -325,8 +282,15 @@ func (d *Daemon) Telemetry() *telemetry.Registry { return d.telemetry }
 func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	// The token files are read first and their tokens put in only once the
+	// spec applied, as the certificates are.
+	tokens, err := d.tokens.read()
+	if err != nil {
+		return control.ApplyResult{}, fmt.Errorf("%w; the tokens are unchanged", err)
+	}
 	if d.configPath == "" {
-		return control.ApplyResult{}, errors.New("no config file to reload")
+		d.tokens.put(d.log, tokens)
+		return control.ApplyResult{}, errNoConfig
 	}
 	f, err := config.Load(d.configPath)
 	if err != nil {
@@ -334,6 +298,9 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	}
 	if f.Listen != d.cfg.Listen || f.Admin.Listen != d.cfg.Admin.Listen || f.State.Path != d.cfg.State.Path {
 		d.log.Warn("listen addresses and state path change only on restart")
+	}
+	if f.TokenPath() != d.tokens.adminPath || f.Admin.ReadOnlyTokenFile != d.tokens.readOnlyPath || f.Admin.TokenOverlap != d.cfg.Admin.TokenOverlap {
+		d.log.Warn("admin.token_file, admin.read_only_token_file and admin.token_overlap change only on restart; the files named at start were re-read")
 	}
 	// The listeners' certificates are read first and swapped in only once
 	// the spec applied: a reload is taken whole or not at all.
@@ -368,8 +335,13 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	for _, c := range commits {
 		c()
 	}
+	d.tokens.put(d.log, tokens)
 	return res, nil
 }
+
+// errNoConfig is Reload's answer when the daemon runs without a config
+// file: the token files were re-read, nothing else was.
+var errNoConfig = errors.New("no config file to reload (the token files were re-read)")
 
 // Run starts the daemon and serves until ctx ends or a listener fails,
 // reloading the config on SIGHUP, then shuts down gracefully.
@@ -395,6 +367,10 @@ loop:
 			break loop
 		case <-hup:
 			res, err := d.Reload(ctx)
+			if errors.Is(err, errNoConfig) {
+				d.log.Info("SIGHUP: token files re-read; there is no config file to reload")
+				continue
+			}
 			if err != nil {
 				d.log.Error("reload refused, nothing changed", "config", d.configPath, "problems", problemList(err))
 				continue

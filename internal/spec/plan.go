@@ -311,6 +311,31 @@ type Webhook struct {
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
+// RedactedSecret stands for a webhook's secret in what the read-only token
+// reads.
+const RedactedSecret = "(redacted)"
+
+// Redacted is the hook as a reader without the right to change it may see
+// it: its URL by scheme and host only (see [RedactURL]) and its secret, if
+// any, as RedactedSecret.
+func (w Webhook) Redacted() Webhook {
+	w.URL = RedactURL(w.URL)
+	if w.Secret != "" {
+		w.Secret = RedactedSecret
+	}
+	return w
+}
+
+// RedactURL names a webhook by scheme and host only: webhook URLs (Slack's,
+// for one) often carry their token in the path or query.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(invalid url)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // StageBake is the bake time of stage i after defaults.
 func (p Plan) StageBake(i int) time.Duration {
 	if d := p.Stages[i].Bake; d > 0 {

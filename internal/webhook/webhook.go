@@ -374,7 +374,7 @@ func (s *Sender) deliver(ctx, attemptCtx context.Context, d *delivery) {
 			}
 		}
 		s.failed.Add(1)
-		s.log.Warn("webhook delivery failed", "hook", redact(d.hook.URL), "event", d.event, "seq", d.seq,
+		s.log.Warn("webhook delivery failed", "hook", spec.RedactURL(d.hook.URL), "event", d.event, "seq", d.seq,
 			"delivery", d.id, "attempts", attempt, "err", err)
 		s.done(d, err)
 		return
@@ -447,7 +447,7 @@ func (e permanentError) Unwrap() error { return e.error }
 // answers, a permanentError when the request cannot be built, and
 // otherwise the transport error.
 func (s *Sender) post(ctx context.Context, hook spec.Webhook, event, id, sig string, body []byte) error {
-	name := redact(hook.URL)
+	name := spec.RedactURL(hook.URL)
 	timeout := hook.Timeout.D()
 	if timeout <= 0 {
 		timeout = spec.DefaultWebhookTimeout
@@ -518,16 +518,6 @@ func unwrapURL(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// redact names a hook by scheme and host only: webhook URLs (Slack's, for
-// one) often carry their token in the path or query.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "(invalid url)"
-	}
-	return u.Scheme + "://" + u.Host
 }
 
 // newID returns a random UUID (version 4).
