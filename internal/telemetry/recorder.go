@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	mathbits "math/bits"
 	"sync/atomic"
 	"time"
 
@@ -134,6 +135,38 @@ type slot struct {
 	classes [2][numClasses]atomic.Uint64 // [0] split-routed, [1] override
 	lat     [maxBuckets]atomic.Uint32    // split-routed only
 	ttfb    [maxBuckets]atomic.Uint32    // split-routed only
+	// touched has bit i set once lat[i] or ttfb[i] may be non-zero (set
+	// before the bucket is added to), so that reading and clearing a slot
+	// visit the few buckets its requests fell in, not all maxBuckets: a
+	// look of the rollout controller reads the open second's slots ten
+	// times a second or more.
+	touched [touchedWords]atomic.Uint64
+}
+
+// touchedWords is the length of slot.touched: a bit per bucket.
+const touchedWords = (maxBuckets + 63) / 64
+
+// touch marks bucket i as possibly non-zero. The load first keeps the
+// common case (already marked) a read.
+func (s *slot) touch(i int) {
+	w, bit := &s.touched[i/64], uint64(1)<<(i%64)
+	if w.Load()&bit == 0 {
+		w.Or(bit)
+	}
+}
+
+// loadBuckets copies the slot's latency and time-to-first-byte buckets
+// into lat and ttfb: the buckets marked touched, zeros elsewhere.
+func (s *slot) loadBuckets(lat, ttfb *[maxBuckets]uint32) {
+	clear(lat[:])
+	clear(ttfb[:])
+	for w := range s.touched {
+		for bits := s.touched[w].Load(); bits != 0; bits &= bits - 1 {
+			i := w*64 + mathbits.TrailingZeros64(bits)
+			lat[i] = s.lat[i].Load()
+			ttfb[i] = s.ttfb[i].Load()
+		}
+	}
 }
 
 // record adds one request to the slot for epoch. It returns false, having
@@ -146,6 +179,8 @@ func (s *slot) record(epoch uint64, class int, override bool, li, ti int) bool {
 		s.classes[1][class].Add(1)
 	} else {
 		s.classes[0][class].Add(1)
+		s.touch(li)
+		s.touch(ti)
 		s.lat[li].Add(1)
 		s.ttfb[ti].Add(1)
 	}
@@ -153,20 +188,19 @@ func (s *slot) record(epoch uint64, class int, override bool, li, ti int) bool {
 	return true
 }
 
-// clear zeroes the counts. Loading before storing skips the untouched
-// buckets, which are most of them.
+// clear zeroes the counts: of the buckets, those marked touched.
 func (s *slot) clear() {
 	for i := range s.classes {
 		for j := range s.classes[i] {
 			s.classes[i][j].Store(0)
 		}
 	}
-	for i := range s.lat {
-		if s.lat[i].Load() != 0 {
+	for w := range s.touched {
+		for bits := s.touched[w].Load(); bits != 0; bits &= bits - 1 {
+			i := w*64 + mathbits.TrailingZeros64(bits)
 			s.lat[i].Store(0)
-		}
-		if s.ttfb[i].Load() != 0 {
 			s.ttfb[i].Store(0)
 		}
+		s.touched[w].Store(0)
 	}
 }

@@ -118,10 +118,7 @@ func (t *Tail) Read(now time.Time) []Slice {
 // was reset while being read (its data aged out).
 func (c *liveCopy) read(s *slot, epoch uint64) {
 	if s.guard.Holds(epoch) {
-		for i := range c.lat {
-			c.lat[i] = s.lat[i].Load()
-			c.ttfb[i] = s.ttfb[i].Load()
-		}
+		s.loadBuckets(&c.lat, &c.ttfb)
 		for i := range s.classes {
 			for j := range s.classes[i] {
 				c.classes[i][j] = s.classes[i][j].Load()

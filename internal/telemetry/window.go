@@ -107,10 +107,7 @@ func (s *slot) read(epoch uint64, c *slotCopy) bool {
 	if c.requests == 0 {
 		return false
 	}
-	for i := range c.lat {
-		c.lat[i] = s.lat[i].Load()
-		c.ttfb[i] = s.ttfb[i].Load()
-	}
+	s.loadBuckets(&c.lat, &c.ttfb)
 	return s.guard.Holds(epoch)
 }
 
