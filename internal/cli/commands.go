@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
@@ -111,13 +112,21 @@ func (a *app) demoCommand() *cobra.Command {
 func (a *app) configCommand() *cobra.Command {
 	validate := &cobra.Command{
 		Use:   "validate FILE",
-		Short: "Check a config file locally, without a daemon",
+		Short: "Check a config file locally, without a daemon: its keys, and the certificate, key and secret files it names",
 		Args:  exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
 			f, err := config.Load(path)
 			if err != nil {
 				return err // a *config.FileError lists every problem (see run)
+			}
+			// The files the config names are read as serve would read them.
+			errs := []error{f.CheckListenerFiles()}
+			for i, e := range f.EndpointsWithDefaults() {
+				errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), control.CheckFiles(e)))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return &config.FileError{Path: path, Err: err}
 			}
 			n := len(f.Endpoints)
 			fmt.Fprintf(a.stdout, "%s is valid: %d endpoint%s\n", path, n, plural(n))

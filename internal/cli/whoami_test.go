@@ -2,7 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +13,7 @@ import (
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/admin/admintest"
 	"github.com/modelgate/modelgate/internal/authtoken"
+	"github.com/modelgate/modelgate/internal/testcert"
 )
 
 // whoami says which kind of token the CLI holds; a write with the
@@ -52,5 +56,61 @@ func TestWhoamiAndReadOnlyToken(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "it was replaced on the daemon and is accepted until ") ||
 		strings.Count(errOut, "Warning: this read-only token was replaced and is accepted until ") != 1 {
 		t.Errorf("whoami with a replaced token = %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+}
+
+// config validate reads the files a config names as serve would: a key
+// that does not match its certificate, a missing CA bundle and an
+// override secret others may read are each a problem naming its key.
+func TestConfigValidateReadsTheFilesItNames(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t, "test CA")
+	certFile, keyFile := ca.Server(t, "gateway", "127.0.0.1").Files(t, dir, "gateway")
+	_, otherKey := ca.Server(t, "other", "127.0.0.1").Files(t, dir, "other")
+	secret := filepath.Join(dir, "override.secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("s", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(secret, 0o644)
+	write := func(name, yaml string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	endpoint := func(caFile, secretFile string) string {
+		return fmt.Sprintf(`endpoints:
+  - name: fraud
+    override: {enabled: true, secret_file: %s}
+    deployments:
+      - name: blue
+        backends: [https://127.0.0.1:9001]
+        tls: {ca_file: %s}
+    traffic: {blue: 100}
+`, secretFile, caFile)
+	}
+	caFile := testcert.Write(t, dir, "ca.pem", ca.PEM)
+	good := write("good.yaml", fmt.Sprintf("tls: {cert_file: %s, key_file: %s}\n", certFile, keyFile)+endpoint(caFile, testcert.Write(t, dir, "good.secret", []byte(strings.Repeat("g", 40)))))
+	bad := write("bad.yaml", fmt.Sprintf("tls: {cert_file: %s, key_file: %s}\n", certFile, otherKey)+endpoint(filepath.Join(dir, "missing-ca.pem"), secret))
+	e := newTestEnv(t)
+	e.vars[EnvAdmin] = "127.0.0.1:1"
+	if code, out, errOut := e.run("config", "validate", good); code != 0 || out != good+" is valid: 1 endpoint\n" {
+		t.Errorf("validate good = %d %q %q", code, out, errOut)
+	}
+	code, out, errOut := e.run("config", "validate", bad)
+	if code != 1 || out != "" || !strings.HasPrefix(errOut, "Error: "+bad+" is invalid: 3 problems\n") {
+		t.Fatalf("validate bad = %d, stdout %q, stderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"does not match tls.cert_file",
+		"endpoints[0].deployments[0].tls: ",
+		"missing-ca.pem",
+		"endpoints[0].override.secret_file: ",
+		"chmod 600 " + secret,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("validate bad stderr lacks %q:\n%s", want, errOut)
+		}
 	}
 }

@@ -402,6 +402,26 @@ func unspecified(host string) bool {
 	return err == nil && ip.IsUnspecified()
 }
 
+// CheckListenerFiles reads the listeners' TLS files (tls, admin.tls) as
+// serve would and returns a problem for each block that cannot be used:
+// a missing file, a key that does not match its certificate, a CA file
+// with no certificate.
+func (f *File) CheckListenerFiles() error {
+	var errs []error
+	for _, l := range []struct {
+		field string
+		t     TLS
+	}{{"tls", f.TLS}, {"admin.tls", f.Admin.TLS}} {
+		if !l.t.Enabled() {
+			continue
+		}
+		if _, err := tlsconf.NewServer(l.field, l.t.Files()); err != nil {
+			errs = append(errs, &spec.Problem{Message: err.Error()}) // the message names the key
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // TokenPath returns the admin token file: admin.token_file if set, else
 // admin.token in the state file's directory.
 func (f *File) TokenPath() string {

@@ -31,7 +31,7 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	for i, fe := range f.Endpoints {
 		want := fe.WithDefaults()
 		declared[want.Name] = true
-		if err := errors.Join(checkOverrideSecret(want), checkDeploymentTLS(want)); err != nil {
+		if err := CheckFiles(want); err != nil {
 			errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), err))
 			continue
 		}
@@ -112,6 +112,14 @@ func endpointSettings(e spec.Endpoint) string {
 		Webhooks     []spec.Webhook `json:"webhooks,omitempty"`
 	}{e.StickyHeader, e.Override, e.Compare, e.Rollout, e.Webhooks})
 	return string(b)
+}
+
+// CheckFiles reads the files endpoint e names (its override secret, its
+// deployments' TLS certificates and CAs) as applying it would, and returns
+// a problem for each one that cannot be used. config validate checks a
+// file with it; apply checks each endpoint before committing anything.
+func CheckFiles(e spec.Endpoint) error {
+	return errors.Join(checkOverrideSecret(e), checkDeploymentTLS(e))
 }
 
 // checkOverrideSecret reads the endpoint's override secret file, if it
