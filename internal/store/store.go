@@ -8,9 +8,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 )
@@ -147,4 +149,48 @@ type Snapshotter interface {
 	// returns the bytes written; fewer than SnapshotInfo.Size with an
 	// error means the copy is incomplete and must be thrown away.
 	Snapshot(ctx context.Context, open func(SnapshotInfo) (io.Writer, error)) (int64, error)
+}
+
+// CheckOps refuses a transaction's ops that no backend can apply: an
+// empty key, an unknown guard.
+func CheckOps(ops []Op) error {
+	for i, op := range ops {
+		if op.Key == "" {
+			return fmt.Errorf("commit: op %d: empty key", i)
+		}
+		if op.Guard < NoGuard || op.Guard > MustExist {
+			return fmt.Errorf("commit: key %q: unknown guard %d", op.Key, op.Guard)
+		}
+	}
+	return nil
+}
+
+// PrepareEvents copies a transaction's events into the form a backend
+// stores them in (no Seq yet, the time set and in UTC, the data compacted
+// JSON), so that what Commit returns equals what Events reads back.
+func PrepareEvents(in []Event) ([]Event, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	now := time.Now().UTC()
+	out := make([]Event, len(in))
+	for i, e := range in {
+		e.Seq = 0
+		if e.Time.IsZero() {
+			e.Time = now
+		} else {
+			e.Time = e.Time.UTC()
+		}
+		if len(e.Data) == 0 {
+			e.Data = nil
+		} else {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, e.Data); err != nil {
+				return nil, fmt.Errorf("commit: event %d (%s): invalid data: %w", i, e.Type, err)
+			}
+			e.Data = buf.Bytes()
+		}
+		out[i] = e
+	}
+	return out, nil
 }

@@ -298,15 +298,10 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 	if err := s.check(ctx); err != nil {
 		return 0, nil, err
 	}
-	for i, op := range txn.Ops {
-		if op.Key == "" {
-			return 0, nil, fmt.Errorf("commit: op %d: empty key", i)
-		}
-		if op.Guard < store.NoGuard || op.Guard > store.MustExist {
-			return 0, nil, fmt.Errorf("commit: key %q: unknown guard %d", op.Key, op.Guard)
-		}
+	if err := store.CheckOps(txn.Ops); err != nil {
+		return 0, nil, err
 	}
-	events, err := prepareEvents(txn.Events)
+	events, err := store.PrepareEvents(txn.Events)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -364,35 +359,6 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 	}
 	s.publish(events)
 	return rev, events, nil
-}
-
-// prepareEvents copies the caller's events into the form they are stored
-// in, so that what Commit returns equals what Events reads back.
-func prepareEvents(in []store.Event) ([]store.Event, error) {
-	if len(in) == 0 {
-		return nil, nil
-	}
-	now := time.Now().UTC()
-	out := make([]store.Event, len(in))
-	for i, e := range in {
-		e.Seq = 0
-		if e.Time.IsZero() {
-			e.Time = now
-		} else {
-			e.Time = e.Time.UTC()
-		}
-		if len(e.Data) == 0 {
-			e.Data = nil
-		} else {
-			var buf bytes.Buffer
-			if err := json.Compact(&buf, e.Data); err != nil {
-				return nil, fmt.Errorf("commit: event %d (%s): invalid data: %w", i, e.Type, err)
-			}
-			e.Data = buf.Bytes()
-		}
-		out[i] = e
-	}
-	return out, nil
 }
 
 // appendEvents assigns Seqs to events and writes them and their endpoint
