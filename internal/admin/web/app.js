@@ -1,10 +1,10 @@
 // app.js: the modelgate dashboard. Plain JavaScript, no dependencies.
 //
-// The admin token is kept in sessionStorage (this tab only) and sent as
-// "Authorization: Bearer" on every call; the event stream is read with
-// fetch() so that it carries the header too. The token never goes into a
-// URL. Every piece of data is put on the page as text (textContent), never
-// as HTML.
+// The token (the admin token or the read-only one) is kept in
+// sessionStorage (this tab only) and sent as "Authorization: Bearer" on
+// every call; the event stream is read with fetch() so that it carries the
+// header too. The token never goes into a URL. Every piece of data is put
+// on the page as text (textContent), never as HTML.
 
 import { lineChart, clock } from "./chart.js";
 
@@ -22,7 +22,18 @@ const state = {
   timers: [],
   aborts: [],
   redraw: null,
+  // What the token may do, from GET /api/v1/token: kind is "admin",
+  // "read-only" or "" (not known: the buttons stay enabled and a refused
+  // write says why); validUntil (ms) is set for a token replaced on the
+  // daemon that is still accepted for its overlap.
+  kind: "",
+  validUntil: null,
+  tokenInfoBusy: false,
 };
+
+const READ_ONLY = "read-only";
+// Why the rollout buttons are disabled with the read-only token.
+const READ_ONLY_ACTIONS = "this token may only read; pausing, resuming, promoting or aborting a rollout needs the admin token";
 
 // ---------- small DOM helpers ----------
 
@@ -106,6 +117,11 @@ async function call(method, path, body, token) {
   if (res.status === 401 && !token) {
     signOut("The daemon refused the token (" + ((data && data.error) || "401") + "). Sign in again.");
   }
+  // A token replaced on the daemon (SIGHUP) while this tab holds it is
+  // still accepted for a while, with a Warning: ask until when.
+  if (res.ok && !token && state.validUntil === null && /\bmodelgate\b.*\breplaced\b/.test(res.headers.get("Warning") || "")) {
+    loadTokenInfo();
+  }
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
 }
@@ -120,6 +136,47 @@ const get = async (path) => {
 };
 const enc = encodeURIComponent;
 
+// ---------- the token's kind ----------
+
+// loadTokenInfo asks the daemon what the token may do (GET /api/v1/token)
+// and shows it in the top bar. When the answer cannot be had (an older
+// daemon), the kind stays unknown.
+async function loadTokenInfo(token) {
+  const background = !token; // with the token in use, not one being tried
+  if (background && state.tokenInfoBusy) return;
+  const asked = token || state.token;
+  let info = null;
+  if (background) state.tokenInfoBusy = true;
+  try {
+    info = await call("GET", "/api/v1/token", undefined, token);
+  } catch {
+    // A 401 has signed out already; otherwise what was known stays.
+  } finally {
+    if (background) state.tokenInfoBusy = false;
+  }
+  if (!info || (background && asked !== state.token)) return;
+  state.kind = info.kind || "";
+  state.validUntil = info.valid_until ? Date.parse(info.valid_until) : null;
+  showToken();
+}
+
+// showToken shows the token's kind beside "Log out": a quiet "admin", a
+// visible "read-only", and a warning line for a replaced token.
+function showToken() {
+  const kind = $("#token-kind");
+  const warn = $("#token-warning");
+  const signedIn = !!state.token;
+  kind.hidden = !signedIn || !state.kind;
+  kind.dataset.kind = state.kind;
+  kind.className = "badge token " + (state.kind === READ_ONLY ? READ_ONLY : "quiet");
+  kind.textContent = state.kind;
+  kind.title = state.kind === READ_ONLY ? READ_ONLY_ACTIONS
+    : state.kind === "admin" ? "the admin token: it may read and change the gateway" : "";
+  warn.hidden = !signedIn || state.validUntil === null;
+  warn.textContent = state.validUntil === null ? ""
+    : `This token was replaced on the daemon and stops working at ${new Date(state.validUntil).toLocaleString()}; sign in with the new one.`;
+}
+
 // ---------- sign in and out ----------
 
 function showLogin(message) {
@@ -127,6 +184,7 @@ function showLogin(message) {
   $("#nav").hidden = true;
   $("#logout").hidden = true;
   $("#live").hidden = true;
+  showToken();
   $("#app").replaceChildren();
   const err = $("#login-error");
   err.hidden = !message;
@@ -137,6 +195,8 @@ function showLogin(message) {
 function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = "";
+  state.kind = "";
+  state.validUntil = null;
   stopPage();
   showLogin(message);
 }
@@ -157,9 +217,15 @@ async function signIn(ev) {
     input.select();
     return;
   }
+  // Which kind of token it is decides which buttons work: known before
+  // the first page is drawn.
+  state.kind = "";
+  state.validUntil = null;
+  await loadTokenInfo(token);
   input.value = "";
   state.token = token;
   sessionStorage.setItem(TOKEN_KEY, token);
+  showToken();
   route();
 }
 
@@ -492,7 +558,9 @@ function rolloutPage(gen, app, name) {
     type: "button", class: a.danger ? "danger" : a.confirm ? "" : "quiet", dataset: { action: a.name },
     disabled: true, onclick: () => act(a.name),
   }, a.name));
-  const status = h("section", { class: "panel", id: "rollout", hidden: true }, statusBody, h("div", { class: "actions" }, buttons));
+  const readOnlyNote = h("p", { class: "small muted", id: "read-only-note", hidden: true },
+    "Signed in with the read-only token: it may only read. Pausing, resuming, promoting or aborting a rollout needs the admin token (admin.token_file).");
+  const status = h("section", { class: "panel", id: "rollout", hidden: true }, statusBody, h("div", { class: "actions" }, buttons), readOnlyNote);
   const none = h("div");
   const weights = h("section", { class: "panel" }, h("h2", {}, "Weights over time"));
   const gates = h("section", { class: "panel" }, h("h2", {}, "Gates"));
@@ -528,7 +596,15 @@ function rolloutPage(gen, app, name) {
     status.hidden = weights.hidden = gates.hidden = false;
     status.dataset.phase = ro.phase;
     statusBody.replaceChildren(...rolloutStatus(ro, ep, events));
-    ACTIONS.forEach((a, i) => { buttons[i].disabled = !a.when(ro.phase); });
+    // The read-only token may not act: the buttons say so rather than
+    // be refused (the daemon would answer 403 anyway).
+    const readOnly = state.kind === READ_ONLY;
+    ACTIONS.forEach((a, i) => {
+      buttons[i].disabled = readOnly || !a.when(ro.phase);
+      if (readOnly) buttons[i].title = `The read-only token may only read: ${a.name} changes the gateway and needs the admin token (admin.token_file); sign in with it to act.`;
+      else buttons[i].removeAttribute("title");
+    });
+    readOnlyNote.hidden = !readOnly;
     gates.replaceChildren(h("h2", {}, "Gates"), gatesTable(ro, openGates));
     drawWeights();
   });
@@ -758,4 +834,6 @@ window.addEventListener("resize", () => {
   clearTimeout(resizeTimer);
   resizeTimer = setTimeout(() => { if (state.redraw) state.redraw(); }, 200);
 });
-route();
+// A token kept from before (a reload of the tab): learn its kind first.
+if (state.token) loadTokenInfo().then(() => { if (state.token) route(); });
+else route();
