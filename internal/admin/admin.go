@@ -51,6 +51,10 @@ type Backend interface {
 	Endpoints(ctx context.Context) ([]spec.Endpoint, error)
 	// Endpoint returns one endpoint.
 	Endpoint(ctx context.Context, name string) (spec.Endpoint, error)
+	// EndpointRevision returns one endpoint and the revision it was last
+	// written at (its ETag). Writes to an endpoint honour
+	// control.IfMatch in their context.
+	EndpointRevision(ctx context.Context, name string) (spec.Endpoint, uint64, error)
 	// SetTraffic replaces an endpoint's live split.
 	SetTraffic(ctx context.Context, endpoint string, w spec.Weights, actor string) (spec.Endpoint, error)
 	// SetMirror replaces an endpoint's mirror percents.

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 )
@@ -54,7 +56,7 @@ func visible(r *http.Request, ep spec.Endpoint) spec.Endpoint {
 }
 
 func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {
-	ep, err := s.backend.Endpoint(r.Context(), r.PathValue("ep"))
+	ep, err := s.endpointWithETag(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -62,8 +64,34 @@ func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, visible(r, ep))
 }
 
+// endpointWithETag reads the path's endpoint and sets the answer's ETag to
+// the revision it was last written at: a write sent with If-Match and that
+// ETag is refused (409) if the endpoint changed in between.
+func (s *server) endpointWithETag(w http.ResponseWriter, r *http.Request) (spec.Endpoint, error) {
+	ep, rev, err := s.backend.EndpointRevision(r.Context(), r.PathValue("ep"))
+	if err == nil {
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))
+	}
+	return ep, err
+}
+
+// ifMatch is r's context with the revision of its If-Match header, for the
+// write to check (control.IfMatch); an If-Match that is not one ETag of
+// this API is a 400.
+func ifMatch(r *http.Request) (*http.Request, error) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" {
+		return r, nil
+	}
+	rev, err := strconv.ParseUint(strings.Trim(h, `"`), 10, 64)
+	if err != nil || h == "*" {
+		return r, spec.Problemf("If-Match", "%q is not an ETag of this API: send the ETag a GET of the endpoint answered, e.g. If-Match: \"42\"", h)
+	}
+	return r.WithContext(control.IfMatch(r.Context(), rev)), nil
+}
+
 func (s *server) getTraffic(w http.ResponseWriter, r *http.Request) {
-	ep, err := s.backend.Endpoint(r.Context(), r.PathValue("ep"))
+	ep, err := s.endpointWithETag(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -72,6 +100,11 @@ func (s *server) getTraffic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) putTraffic(w http.ResponseWriter, r *http.Request) {
+	r, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	weights, err := readWeights(w, r, "traffic")
 	if err != nil {
 		s.writeError(w, r, err)
@@ -86,7 +119,7 @@ func (s *server) putTraffic(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getMirror(w http.ResponseWriter, r *http.Request) {
-	ep, err := s.backend.Endpoint(r.Context(), r.PathValue("ep"))
+	ep, err := s.endpointWithETag(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -95,6 +128,11 @@ func (s *server) getMirror(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) putMirror(w http.ResponseWriter, r *http.Request) {
+	r, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	weights, err := readWeights(w, r, "mirror")
 	if err != nil {
 		s.writeError(w, r, err)
@@ -109,6 +147,11 @@ func (s *server) putMirror(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) putDeployment(w http.ResponseWriter, r *http.Request) {
+	r, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	body, err := readBody(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -141,6 +184,11 @@ func (s *server) putDeployment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteDeployment(w http.ResponseWriter, r *http.Request) {
+	r, err := ifMatch(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	ep, err := s.backend.DeleteDeployment(r.Context(), r.PathValue("ep"), r.PathValue("dep"), Actor)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -125,8 +127,75 @@ func (t TLS) validate(field string) error {
 // State configures the durable store.
 type State struct {
 	// Path is the embedded store's file. Empty: modelgate.db, relative to
-	// the working directory.
+	// the working directory. With Etcd set it is not opened; the token
+	// files still default to its directory.
 	Path string `yaml:"path" json:"path"`
+	// Etcd, when set, keeps the state in an etcd cluster shared by every
+	// gateway of the fleet (cluster mode, docs/cluster.md) instead of the
+	// file at Path.
+	Etcd *Etcd `yaml:"etcd" json:"etcd,omitempty"`
+}
+
+// Etcd is the state's etcd cluster (state.etcd).
+type Etcd struct {
+	// Endpoints are the members' client URLs (http://host:2379, or
+	// https:// with TLS). Required.
+	Endpoints []string `yaml:"endpoints" json:"endpoints"`
+	// Prefix is the key prefix every key of this fleet lives under; fleets
+	// sharing a cluster need prefixes of their own. Empty: /modelgate/.
+	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
+	// DialTimeout bounds connecting to the cluster, and each call's wait
+	// for a member. Zero: 5s.
+	DialTimeout spec.Duration `yaml:"dial_timeout" json:"dial_timeout,omitempty"`
+	// TLS verifies the members (ca_file, server_name) and presents a
+	// client certificate (cert_file, key_file) for https endpoints.
+	TLS *spec.BackendTLS `yaml:"tls" json:"tls,omitempty"`
+	// Username and PasswordFile authenticate to etcd when it has auth
+	// enabled; the file is read as the token files are (mode 0600, at least
+	// 32 characters). Both or neither.
+	Username     string `yaml:"username" json:"username,omitempty"`
+	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
+}
+
+// Defaults of state.etcd.
+const (
+	DefaultEtcdPrefix      = "/modelgate/"
+	DefaultEtcdDialTimeout = 5 * time.Second
+)
+
+func (e *Etcd) setDefaults() {
+	if e.Prefix == "" {
+		e.Prefix = DefaultEtcdPrefix
+	}
+	if e.DialTimeout == 0 {
+		e.DialTimeout = spec.Duration(DefaultEtcdDialTimeout)
+	}
+}
+
+func (e *Etcd) validate() error {
+	var errs []error
+	if len(e.Endpoints) == 0 {
+		errs = append(errs, spec.Problemf("state.etcd.endpoints", "is required: the members' client URLs, e.g. [http://10.0.0.1:2379]"))
+	}
+	for i, ep := range e.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, spec.Problemf(fmt.Sprintf("state.etcd.endpoints[%d]", i), "%q is not a member's client URL: use http://host:port or https://host:port", ep))
+		}
+	}
+	if !strings.HasPrefix(e.Prefix, "/") || !strings.HasSuffix(e.Prefix, "/") {
+		errs = append(errs, spec.Problemf("state.etcd.prefix", "%q must start and end with /, e.g. /modelgate/prod/", e.Prefix))
+	}
+	if e.DialTimeout.D() < 0 || e.DialTimeout.D() > time.Minute {
+		errs = append(errs, spec.Problemf("state.etcd.dial_timeout", "%v is out of range: a positive time of at most 1m", e.DialTimeout.D()))
+	}
+	if (e.Username == "") != (e.PasswordFile == "") {
+		errs = append(errs, spec.Problemf("state.etcd.username", "username and password_file go together: give both or neither"))
+	}
+	if e.TLS != nil {
+		errs = append(errs, spec.Prefix("state.etcd.tls", e.TLS.Validate()))
+	}
+	return errors.Join(errs...)
 }
 
 // Limits bound what clients can make the data plane hold or wait for
@@ -163,6 +232,9 @@ func (f *File) setDefaults() {
 	}
 	if f.State.Path == "" {
 		f.State.Path = DefaultStatePath
+	}
+	if f.State.Etcd != nil {
+		f.State.Etcd.setDefaults()
 	}
 	if f.MaxRequestBytes == 0 {
 		f.MaxRequestBytes = DefaultMaxRequestBytes
@@ -297,6 +369,9 @@ func (f *File) Validate() error {
 	}
 	if f.State.Path == "" {
 		errs = append(errs, spec.Problemf("state.path", "is required"))
+	}
+	if f.State.Etcd != nil {
+		errs = append(errs, f.State.Etcd.validate())
 	}
 	if o := f.Admin.TokenOverlap.D(); o < 0 || o > authtoken.MaxOverlap {
 		errs = append(errs, spec.Problemf("admin.token_overlap", "%v is out of range: a replaced token stays valid for a positive time of at most %v", o, authtoken.MaxOverlap))

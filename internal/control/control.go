@@ -76,6 +76,9 @@ type Service struct {
 	mu      sync.Mutex
 	current atomic.Pointer[snapshot]
 	loaded  atomic.Bool
+	// loadedSeq is the last event's Seq when Load read the state: Follow
+	// watches from it.
+	loadedSeq atomic.Uint64
 }
 
 // snapshot is the committed state as last pushed to the router.
@@ -107,9 +110,16 @@ func New(opts Options) *Service {
 func (s *Service) Load(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The last event first: a change committed while the state is read is
+	// then seen again by Follow, never missed.
+	seq, err := s.store.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("load state: %w", err)
+	}
 	if err := s.reload(ctx); err != nil {
 		return err
 	}
+	s.loadedSeq.Store(seq)
 	s.loaded.Store(true)
 	return nil
 }
@@ -170,6 +180,42 @@ func notFound(name string) error {
 	return fmt.Errorf("endpoint %q: %w", name, store.ErrNotFound)
 }
 
+// EndpointRevision returns one endpoint with the store revision it was
+// last written at (an HTTP ETag), or an error wrapping store.ErrNotFound.
+func (s *Service) EndpointRevision(ctx context.Context, name string) (spec.Endpoint, uint64, error) {
+	r, ok := s.current.Load().endpoints[name]
+	if !ok {
+		return spec.Endpoint{}, 0, notFound(name)
+	}
+	return r.endpoint.Clone(), r.revision, nil
+}
+
+type ifMatchKey struct{}
+
+// IfMatch returns ctx carrying the revision the endpoint a write changes
+// must still be at (HTTP If-Match): a write whose endpoint moved on since
+// the caller read it fails with store.ErrConflict instead of overwriting
+// what the caller has not seen, whichever gateway of a fleet wrote it.
+func IfMatch(ctx context.Context, revision uint64) context.Context {
+	return context.WithValue(ctx, ifMatchKey{}, revision)
+}
+
+// ExpectedRevision is the revision IfMatch put in ctx, if any.
+func ExpectedRevision(ctx context.Context) (uint64, bool) {
+	rev, ok := ctx.Value(ifMatchKey{}).(uint64)
+	return rev, ok
+}
+
+// checkIfMatch is the conflict of a write to endpoint name at revision
+// have when ctx carries another expected revision; nil otherwise.
+func checkIfMatch(ctx context.Context, name string, have uint64) error {
+	want, ok := ExpectedRevision(ctx)
+	if !ok || want == have {
+		return nil
+	}
+	return fmt.Errorf("endpoint %q is at revision %d, not %d (If-Match): read it again and retry: %w", name, have, want, store.ErrConflict)
+}
+
 // change is one endpoint write of a transaction with its events.
 type change struct {
 	name     string
@@ -193,6 +239,9 @@ func (s *Service) commitEvents(ctx context.Context, changes []change) ([]store.E
 	txn := store.Txn{ExpectRevisions: map[string]uint64{}}
 	for _, c := range changes {
 		key := endpointPrefix + c.name
+		if err := checkIfMatch(ctx, c.name, snap.endpoints[c.name].revision); err != nil {
+			return nil, err
+		}
 		txn.ExpectRevisions[key] = snap.endpoints[c.name].revision
 		if c.endpoint == nil {
 			txn.Ops = append(txn.Ops, store.Op{Key: key, Delete: true})

@@ -31,7 +31,7 @@ import (
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/store/bolt"
+	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
 	"github.com/modelgate/modelgate/internal/tlsconf"
 	"github.com/modelgate/modelgate/internal/webhook"
@@ -59,7 +59,7 @@ type Daemon struct {
 	configPath string
 	log        *slog.Logger
 
-	store     *bolt.Store
+	store     store.Store
 	telemetry *telemetry.Registry
 	proxy     *proxy.Server
 	control   *control.Service
@@ -89,9 +89,9 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := opts.Config
-	st, err := bolt.Open(cfg.State.Path)
+	st, snap, err := openState(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open state: %w", err)
+		return nil, err
 	}
 	d := &Daemon{cfg: cfg, configPath: opts.ConfigPath, log: log, store: st, serveErr: make(chan error, 2)}
 	d.tokens = newTokenFiles(cfg)
@@ -142,7 +142,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: st, Tokens: d.tokens.set, Gatherer: reg,
+			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg,
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -197,10 +197,15 @@ func (d *Daemon) Start() error {
 	d.warnExposed()
 	bg, cancel := context.WithCancel(context.Background())
 	d.background = cancel
-	d.bgWG.Add(2)
+	d.bgWG.Add(3)
 	go func() {
 		defer d.bgWG.Done()
 		d.webhooks.Run(bg)
+	}()
+	go func() {
+		// Routes changed by the other gateways of a fleet (state.etcd).
+		defer d.bgWG.Done()
+		d.control.Follow(bg)
 	}()
 	go func() {
 		defer d.bgWG.Done()

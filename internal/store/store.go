@@ -109,6 +109,10 @@ type Store interface {
 	Commit(ctx context.Context, txn Txn) (revision uint64, events []Event, err error)
 	// Events returns stored events matching f, oldest first.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+	// LastSeq returns the Seq of the last event committed (0 before the
+	// first): a reader that loads the state after it and then watches from
+	// it misses no change.
+	LastSeq(ctx context.Context) (uint64, error)
 	// Watch delivers every event with Seq > since, in order: first those
 	// already stored, then new ones as they are committed. The channel is
 	// closed when ctx ends or the store closes. A consumer that falls too

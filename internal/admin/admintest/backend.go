@@ -42,6 +42,7 @@ type Backend struct {
 	endpoints map[string]spec.Endpoint
 	events    []store.Event
 	changes   int
+	revisions map[string]uint64 // an endpoint's revision: the change count when last written
 	wake      []chan struct{}
 	readyErr  error
 	applied   []byte
@@ -54,7 +55,7 @@ type Backend struct {
 
 // NewBackend returns a Backend serving copies of endpoints.
 func NewBackend(endpoints ...spec.Endpoint) *Backend {
-	b := &Backend{endpoints: map[string]spec.Endpoint{}}
+	b := &Backend{endpoints: map[string]spec.Endpoint{}, revisions: map[string]uint64{}}
 	for _, ep := range endpoints {
 		b.endpoints[ep.Name] = ep.Clone()
 	}
@@ -87,6 +88,7 @@ func (b *Backend) endpoint(name string) (spec.Endpoint, error) {
 func (b *Backend) record(ep spec.Endpoint, typ, actor string) {
 	b.endpoints[ep.Name] = ep
 	b.changes++
+	b.revisions[ep.Name] = uint64(b.changes)
 	b.addEvent(store.Event{Endpoint: ep.Name, Type: typ, Actor: actor, Message: typ + " " + ep.Name})
 }
 
@@ -188,12 +190,33 @@ func (b *Backend) Endpoint(ctx context.Context, name string) (spec.Endpoint, err
 	return b.endpoint(name)
 }
 
+// EndpointRevision implements admin.Backend: the revision is the number of
+// changes made when the endpoint was last written (0 for one never written).
+func (b *Backend) EndpointRevision(ctx context.Context, name string) (spec.Endpoint, uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ep, err := b.endpoint(name)
+	return ep, b.revisions[name], err
+}
+
+// checkIfMatch refuses a write when ctx carries an If-Match revision the
+// endpoint is no longer at (control.IfMatch); b.mu must be held.
+func (b *Backend) checkIfMatch(ctx context.Context, name string) error {
+	if want, ok := control.ExpectedRevision(ctx); ok && want != b.revisions[name] {
+		return fmt.Errorf("endpoint %q is at revision %d, not %d (If-Match): %w", name, b.revisions[name], want, store.ErrConflict)
+	}
+	return nil
+}
+
 // SetTraffic implements admin.Backend.
 func (b *Backend) SetTraffic(ctx context.Context, name string, w spec.Weights, actor string) (spec.Endpoint, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	ep, err := b.endpoint(name)
 	if err != nil {
+		return spec.Endpoint{}, err
+	}
+	if err := b.checkIfMatch(ctx, name); err != nil {
 		return spec.Endpoint{}, err
 	}
 	if err := spec.ValidateTraffic(ep, w); err != nil {
@@ -212,6 +235,9 @@ func (b *Backend) SetMirror(ctx context.Context, name string, w spec.Weights, ac
 	if err != nil {
 		return spec.Endpoint{}, err
 	}
+	if err := b.checkIfMatch(ctx, name); err != nil {
+		return spec.Endpoint{}, err
+	}
 	if err := spec.ValidateMirror(ep, w); err != nil {
 		return spec.Endpoint{}, spec.Prefix("mirror", err)
 	}
@@ -226,6 +252,9 @@ func (b *Backend) PutDeployment(ctx context.Context, name string, d spec.Deploym
 	defer b.mu.Unlock()
 	ep, err := b.endpoint(name)
 	if err != nil {
+		return spec.Endpoint{}, false, err
+	}
+	if err := b.checkIfMatch(ctx, name); err != nil {
 		return spec.Endpoint{}, false, err
 	}
 	if err := d.Validate(); err != nil {
@@ -247,6 +276,9 @@ func (b *Backend) DeleteDeployment(ctx context.Context, name, dep, actor string)
 	defer b.mu.Unlock()
 	ep, err := b.endpoint(name)
 	if err != nil {
+		return spec.Endpoint{}, err
+	}
+	if err := b.checkIfMatch(ctx, name); err != nil {
 		return spec.Endpoint{}, err
 	}
 	_, i, ok := ep.Deployment(dep)

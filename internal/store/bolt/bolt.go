@@ -423,6 +423,16 @@ func (s *Store) publish(events []store.Event) {
 	}
 }
 
+// LastSeq returns the Seq of the last event committed.
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSeq, nil
+}
+
 // Events returns stored events matching f, oldest first. The result is
 // never nil.
 func (s *Store) Events(ctx context.Context, f store.EventFilter) ([]store.Event, error) {

@@ -306,6 +306,15 @@ func (s *Store) lastSeq(ctx context.Context) (seq uint64, modRev int64, err erro
 	return seq, resp.Kvs[0].ModRevision, nil
 }
 
+// LastSeq returns the Seq of the last event committed by any gateway.
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	seq, _, err := s.lastSeq(ctx)
+	return seq, err
+}
+
 // Events returns stored events matching f, oldest first.
 func (s *Store) Events(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
 	if err := s.check(ctx); err != nil {

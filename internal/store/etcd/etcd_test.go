@@ -2,8 +2,10 @@ package etcd_test
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/store"
@@ -27,4 +29,33 @@ func TestConformance(t *testing.T) {
 		}
 		return cur, reopen
 	})
+}
+
+// A prefix records the schema version it was created with, and a gateway
+// of another version refuses it; a cluster nobody answers for fails
+// within the dial timeout with what to check.
+func TestOpen(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	ctx := t.Context()
+	cfg := etcd.Config{Endpoints: cluster.Endpoints(), Prefix: "/fleet-a/", DialTimeout: 5 * time.Second}
+	s, err := etcd.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open on a new prefix: %v", err)
+	}
+	s.Close()
+	if s, err = etcd.Open(ctx, cfg); err != nil {
+		t.Fatalf("Open again: %v", err)
+	}
+	s.Close()
+	if _, err := cluster.Client(t).Put(ctx, "/fleet-a/schema", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := etcd.Open(ctx, cfg); err == nil || !strings.Contains(err.Error(), `schema version "2"`) || !strings.Contains(err.Error(), "state.etcd.prefix") {
+		t.Errorf("Open on a prefix of another schema = %v", err)
+	}
+
+	dead := etcd.Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: "/x/", DialTimeout: 200 * time.Millisecond}
+	if _, err := etcd.Open(ctx, dead); err == nil || !strings.Contains(err.Error(), "no member answered within 200ms") {
+		t.Errorf("Open with no member = %v", err)
+	}
 }

@@ -389,6 +389,13 @@ func testEventSeqs(t *testing.T, h *harness) {
 	if diff := cmp.Diff(committed, stored); diff != "" {
 		t.Errorf("Events() differs from what Commit returned (-commit +stored):\n%s", diff)
 	}
+	if last, err := h.s.LastSeq(ctx); err != nil || last != committed[len(committed)-1].Seq {
+		t.Errorf("LastSeq = %d, %v; want %d", last, err, committed[len(committed)-1].Seq)
+	}
+	mustCommit(t, h.s, store.Txn{Ops: []store.Op{{Key: "no-events", Value: []byte("1")}}})
+	if last, err := h.s.LastSeq(ctx); err != nil || last != committed[len(committed)-1].Seq {
+		t.Errorf("LastSeq after a commit without events = %d, %v; want %d", last, err, committed[len(committed)-1].Seq)
+	}
 }
 
 func testEventSeqsAcrossReopen(t *testing.T, h *harness) {
@@ -884,9 +891,10 @@ func testClose(t *testing.T, h *harness) {
 			_, _, err := h.s.Commit(ctx, store.Txn{Ops: []store.Op{{Key: "k", Value: []byte("v")}}})
 			return err
 		},
-		"Events": func() error { _, err := h.s.Events(ctx, store.EventFilter{}); return err },
-		"Watch":  func() error { _, err := h.s.Watch(ctx, 0); return err },
-		"Close":  h.s.Close,
+		"Events":  func() error { _, err := h.s.Events(ctx, store.EventFilter{}); return err },
+		"Watch":   func() error { _, err := h.s.Watch(ctx, 0); return err },
+		"Close":   h.s.Close,
+		"LastSeq": func() error { _, err := h.s.LastSeq(ctx); return err },
 	}
 	for name, call := range checks {
 		if err := call(); !errors.Is(err, store.ErrClosed) {

@@ -1,0 +1,105 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+)
+
+// followRetry is how long Follow waits before watching again after the
+// store refused a watch (etcd unreachable).
+const followRetry = time.Second
+
+// Follow keeps the routes in step with what other writers commit to the
+// store: the other gateways of a fleet sharing an etcd cluster. Every
+// change of endpoint state is committed with events, so Follow watches the
+// event log from the last event seen at Load and, once the events that
+// arrived together are read, reloads the endpoints and swaps the routes if
+// any stored revision moved. With a store only this gateway writes (bbolt)
+// it finds nothing to do. It returns when ctx ends or the store closes.
+func (s *Service) Follow(ctx context.Context) error {
+	since := s.loadedSeq.Load()
+	for ctx.Err() == nil {
+		ch, err := s.store.Watch(ctx, since)
+		if errors.Is(err, store.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			s.log.Warn("cannot watch the state for changes by other gateways; retrying", "err", err)
+			if !sleep(ctx, followRetry) {
+				return nil
+			}
+			continue
+		}
+		for e := range ch {
+			since = e.Seq
+			if len(ch) > 0 {
+				continue // read what came together first
+			}
+			if err := s.refresh(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("reload the state changed by another gateway", "err", err)
+			}
+		}
+		// The channel closed: ctx ended, the store closed, or this reader
+		// fell behind; watch again from the last event read.
+	}
+	return nil
+}
+
+// refresh reloads the endpoints and swaps the routes if any stored
+// revision differs from the snapshot's, forgetting the telemetry of
+// deployments another writer removed.
+func (s *Service) refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kvs, err := s.store.List(ctx, endpointPrefix)
+	if err != nil {
+		return fmt.Errorf("load endpoints: %w", err)
+	}
+	old := s.current.Load()
+	snap := &snapshot{endpoints: make(map[string]record, len(kvs))}
+	same := len(kvs) == len(old.endpoints)
+	for _, kv := range kvs {
+		var ep spec.Endpoint
+		if err := json.Unmarshal(kv.Value, &ep); err != nil {
+			return fmt.Errorf("load endpoint %q: %w", kv.Key, err)
+		}
+		snap.endpoints[ep.Name] = record{endpoint: ep, revision: kv.ModRevision}
+		same = same && old.endpoints[ep.Name].revision == kv.ModRevision
+	}
+	if same {
+		return nil
+	}
+	if err := s.router.SetRoutes(snap.list()); err != nil {
+		return fmt.Errorf("apply routes: %w", err)
+	}
+	s.current.Store(snap)
+	if s.telemetry != nil {
+		for name, r := range old.endpoints {
+			now, ok := snap.endpoints[name]
+			for _, d := range r.endpoint.Deployments {
+				if _, _, kept := now.endpoint.Deployment(d.Name); !ok || !kept {
+					s.telemetry.Remove(name, d.Name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,131 @@
+package daemon_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/etcdtest"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/testenv"
+)
+
+// clusterConfig is a gateway of a fleet keeping its state under prefix in
+// the etcd cluster at endpoints (cluster mode).
+func clusterConfig(dir string, endpoints []string, prefix, blue, green string) string {
+	eps, _ := json.Marshal(endpoints)
+	return fmt.Sprintf(`listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+state:
+  path: %s
+  etcd:
+    endpoints: %s
+    prefix: %s
+    dial_timeout: 5s
+endpoints:
+  - name: fraud
+    deployments:
+      - {name: blue, backends: [%s]}
+      - {name: green, backends: [%s]}
+    traffic: {blue: 100}
+`, filepath.Join(dir, "state.db"), eps, prefix, blue, green)
+}
+
+// Two gateways sharing one etcd: a change made through either is routed by
+// both, an If-Match from before it is refused by both (409), and each
+// one's event log holds the other's events.
+func TestGatewaysSharingEtcdFollowEachOther(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	a := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(t.TempDir(), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
+	b := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(t.TempDir(), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
+
+	etag := func(c *testenv.Client) string {
+		req, _ := http.NewRequest("GET", c.Admin+"/api/v1/endpoints/fraud", nil)
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("ETag")
+	}
+	before := etag(b)
+	if before == "" || before != etag(a) {
+		t.Fatalf("ETags %q (b) and %q (a): want the same revision from both gateways", before, etag(a))
+	}
+
+	if status, body := a.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "green": 50}); status != 200 {
+		t.Fatalf("PUT traffic through a = %d %s", status, body)
+	}
+	testenv.WaitFor(t, 10*time.Second, "gateway b to route the split made through a", func() bool {
+		return b.Traffic("fraud")["green"] == 50*spec.Full/100
+	})
+	served := map[string]int{}
+	for range 200 {
+		status, dep, err := b.Predict("/fraud/v1/models/fraud:predict", nil)
+		if err != nil || status != 200 {
+			t.Fatalf("predict through b = %d, %v", status, err)
+		}
+		served[dep]++
+	}
+	if served["green"] == 0 || served["blue"] == 0 {
+		t.Errorf("b served %v after the 50/50 split made through a: want both", served)
+	}
+
+	for name, c := range map[string]*testenv.Client{"a": a, "b": b} {
+		req, _ := http.NewRequest("PUT", c.Admin+"/api/v1/endpoints/fraud/traffic", strings.NewReader(`{"blue": 100}`))
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		req.Header.Set("If-Match", before)
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict || !strings.Contains(e.Error, "If-Match") {
+			t.Errorf("PUT through %s with the ETag from before the change = %d %q, want 409", name, resp.StatusCode, e.Error)
+		}
+	}
+	if got := b.Traffic("fraud"); got["green"] != 50*spec.Full/100 {
+		t.Errorf("a refused If-Match changed the traffic: %v", got)
+	}
+	now := etag(b)
+	req, _ := http.NewRequest("PUT", b.Admin+"/api/v1/endpoints/fraud/traffic", strings.NewReader(`{"blue": 100}`))
+	req.Header.Set("Authorization", "Bearer "+b.Token)
+	req.Header.Set("If-Match", now)
+	resp, err := b.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT through b with the current ETag %s = %d", now, resp.StatusCode)
+	}
+	testenv.WaitFor(t, 10*time.Second, "gateway a to route the change made through b", func() bool {
+		return a.Traffic("fraud")["green"] == 0
+	})
+
+	// One event log for the fleet, read from either gateway.
+	var fromA, fromB []store.Event
+	fromA, fromB = a.Events("fraud"), b.Events("fraud")
+	if len(fromA) == 0 || fmt.Sprint(fromA) != fmt.Sprint(fromB) {
+		t.Errorf("event logs differ between the gateways:\na %v\nb %v", fromA, fromB)
+	}
+	changes := 0
+	for _, e := range fromA {
+		if e.Type == "traffic.changed" {
+			changes++
+		}
+	}
+	if changes != 2 {
+		t.Errorf("%d traffic changes in the fleet's log, want 2 (one through each gateway)", changes)
+	}
+}
