@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 )
@@ -17,6 +18,11 @@ type ErrorBody struct {
 	Error    string         `json:"error"`
 	Problems []spec.Problem `json:"problems,omitempty"`
 }
+
+// LeaderHeader, on a 503 answer to a rollout start or action sent to a
+// gateway that does not lead the fleet's rollouts, is the leader's admin
+// URL.
+const LeaderHeader = "X-Modelgate-Leader"
 
 // statusError is an error the API itself raises with a fixed status:
 // 401, 404 for an unknown path, 405, 413.
@@ -34,15 +40,23 @@ func (e *statusError) Error() string { return e.msg }
 // anything else 500, logged, with no detail leaked to the client.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var (
-		se      *statusError
-		tooBig  *http.MaxBytesError
-		problem *spec.Problem
-		status  int
-		body    ErrorBody
+		se        *statusError
+		notLeader *rollout.NotLeaderError
+		tooBig    *http.MaxBytesError
+		problem   *spec.Problem
+		status    int
+		body      ErrorBody
 	)
 	switch {
 	case errors.As(err, &se):
 		status, body.Error = se.status, se.msg
+	case errors.As(err, &notLeader):
+		// Cluster mode: rollouts are started and acted on through the
+		// fleet's leader; the CLI retries there (LeaderHeader).
+		status, body.Error = http.StatusServiceUnavailable, err.Error()
+		if notLeader.Leader != "" {
+			w.Header().Set(LeaderHeader, notLeader.Leader)
+		}
 	case errors.As(err, &tooBig):
 		status, body.Error = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)
 	case errors.As(err, &problem):

@@ -171,6 +171,14 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return 0, c.unreachable(err)
 	}
+	if leader := resp.Header.Get(admin.LeaderHeader); resp.StatusCode == http.StatusServiceUnavailable && leader != "" {
+		// Cluster mode: rollout starts and actions go to the fleet's
+		// leader; send this one there, once.
+		resp.Body.Close()
+		if resp, err = c.toLeader(ctx, leader, method, path, query, body, contentType); err != nil {
+			return 0, err
+		}
+	}
 	defer resp.Body.Close()
 	c.warn(resp)
 	data, err := io.ReadAll(resp.Body)
@@ -186,6 +194,27 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// toLeader sends the call again to the fleet's leader at the admin URL
+// leader, with the same token.
+func (c *Client) toLeader(ctx context.Context, leader, method, path string, query url.Values, body []byte, contentType string) (*http.Response, error) {
+	lc, err := NewClient(leader, c.token, c.http)
+	if err != nil {
+		return nil, fmt.Errorf("the fleet's leader announced the admin address %q: %w", leader, err)
+	}
+	req, err := lc.request(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("sent to the fleet's leader: %w", lc.unreachable(err))
+	}
+	return resp, nil
 }
 
 // unreachable explains a failed connection, with the cause but without

@@ -67,6 +67,11 @@ type Admin struct {
 	// TLS, when it names a certificate, makes the admin API speak HTTPS
 	// only. Empty: plain HTTP.
 	TLS TLS `yaml:"tls" json:"tls,omitzero"`
+	// AdvertiseURL is the admin API's URL as the other gateways of a fleet
+	// give it to clients (cluster mode: the leader's, for rollout starts
+	// and actions). Empty: http:// or https:// and admin.listen, an
+	// unspecified host (0.0.0.0, ::) replaced by the machine's hostname.
+	AdvertiseURL string `yaml:"advertise_url" json:"advertise_url,omitempty"`
 	// TokenFile is the file holding the admin bearer token, created 0600
 	// on first start. Empty: admin.token beside the state file (see
 	// File.TokenPath).
@@ -150,6 +155,10 @@ type Etcd struct {
 	// TLS verifies the members (ca_file, server_name) and presents a
 	// client certificate (cert_file, key_file) for https endpoints.
 	TLS *spec.BackendTLS `yaml:"tls" json:"tls,omitempty"`
+	// LeaseTTL is how long a leader that stops renewing its lease
+	// (crashed, paused, cut off from etcd) keeps leading the fleet's
+	// rollouts before another gateway takes over. Zero: 15s; 2s to 5m.
+	LeaseTTL spec.Duration `yaml:"lease_ttl" json:"lease_ttl,omitempty"`
 	// Username and PasswordFile authenticate to etcd when it has auth
 	// enabled; the file is read as the token files are (mode 0600, at least
 	// 32 characters). Both or neither.
@@ -161,6 +170,7 @@ type Etcd struct {
 const (
 	DefaultEtcdPrefix      = "/modelgate/"
 	DefaultEtcdDialTimeout = 5 * time.Second
+	DefaultEtcdLeaseTTL    = 15 * time.Second
 )
 
 func (e *Etcd) setDefaults() {
@@ -169,6 +179,9 @@ func (e *Etcd) setDefaults() {
 	}
 	if e.DialTimeout == 0 {
 		e.DialTimeout = spec.Duration(DefaultEtcdDialTimeout)
+	}
+	if e.LeaseTTL == 0 {
+		e.LeaseTTL = spec.Duration(DefaultEtcdLeaseTTL)
 	}
 }
 
@@ -188,6 +201,9 @@ func (e *Etcd) validate() error {
 	}
 	if e.DialTimeout.D() < 0 || e.DialTimeout.D() > time.Minute {
 		errs = append(errs, spec.Problemf("state.etcd.dial_timeout", "%v is out of range: a positive time of at most 1m", e.DialTimeout.D()))
+	}
+	if t := e.LeaseTTL.D(); t < 2*time.Second || t > 5*time.Minute {
+		errs = append(errs, spec.Problemf("state.etcd.lease_ttl", "%v is out of range: between 2s and 5m", t))
 	}
 	if (e.Username == "") != (e.PasswordFile == "") {
 		errs = append(errs, spec.Problemf("state.etcd.username", "username and password_file go together: give both or neither"))
@@ -373,6 +389,11 @@ func (f *File) Validate() error {
 	if f.State.Etcd != nil {
 		errs = append(errs, f.State.Etcd.validate())
 	}
+	if a := f.Admin.AdvertiseURL; a != "" {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, spec.Problemf("admin.advertise_url", "%q is not a URL: use http://host:port or https://host:port", a))
+		}
+	}
 	if o := f.Admin.TokenOverlap.D(); o < 0 || o > authtoken.MaxOverlap {
 		errs = append(errs, spec.Problemf("admin.token_overlap", "%v is out of range: a replaced token stays valid for a positive time of at most %v", o, authtoken.MaxOverlap))
 	}
@@ -495,6 +516,30 @@ func (f *File) CheckListenerFiles() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AdminURL is the admin API's URL as other gateways give it out:
+// admin.advertise_url, else the scheme and the address the admin listener
+// got (listening: admin.listen with its port chosen) with an unspecified
+// host replaced by the machine's hostname.
+func (f *File) AdminURL(listening string) string {
+	if f.Admin.AdvertiseURL != "" {
+		return strings.TrimSuffix(f.Admin.AdvertiseURL, "/")
+	}
+	scheme := "http"
+	if f.Admin.TLS.Enabled() {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(listening)
+	if err != nil {
+		return scheme + "://" + listening
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // TokenPath returns the admin token file: admin.token_file if set, else

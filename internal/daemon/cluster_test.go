@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/etcdtest"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/testenv"
@@ -22,19 +28,21 @@ func clusterConfig(dir string, endpoints []string, prefix, blue, green string) s
 	return fmt.Sprintf(`listen: 127.0.0.1:0
 admin:
   listen: 127.0.0.1:0
+  token_file: %s
 state:
   path: %s
   etcd:
     endpoints: %s
     prefix: %s
     dial_timeout: 5s
+    lease_ttl: 2s
 endpoints:
   - name: fraud
     deployments:
       - {name: blue, backends: [%s]}
       - {name: green, backends: [%s]}
     traffic: {blue: 100}
-`, filepath.Join(dir, "state.db"), eps, prefix, blue, green)
+`, filepath.Join(filepath.Dir(dir), "fleet.token"), filepath.Join(dir, "state.db"), eps, prefix, blue, green)
 }
 
 // Two gateways sharing one etcd: a change made through either is routed by
@@ -127,5 +135,83 @@ func TestGatewaysSharingEtcdFollowEachOther(t *testing.T) {
 	}
 	if changes != 2 {
 		t.Errorf("%d traffic changes in the fleet's log, want 2 (one through each gateway)", changes)
+	}
+}
+
+// The fleet's rollouts are driven by its elected leader: a start sent to
+// another gateway is answered 503 naming the leader, which the CLI
+// follows; when the leader stops, another gateway takes over and
+// continues the same rollout from its stored state, every transition once.
+func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	fleet := t.TempDir() // the gateways share the token file in it
+	da := testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
+	etcdCli := cluster.Client(t)
+	testenv.WaitFor(t, 10*time.Second, "gateway a to lead", func() bool {
+		resp, err := etcdCli.Get(t.Context(), "/fleet/k/leader/", clientv3.WithFirstCreate()...)
+		return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == "http://"+da.AdminAddr()
+	})
+	db := testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
+	a, b := testenv.Connect(t, da), testenv.Connect(t, db)
+
+	body := `{"canary": "green", "stages": [10, 50, 100], "bake": "1h"}`
+	req, _ := http.NewRequest("POST", b.Admin+"/api/v1/endpoints/fraud/rollouts", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+b.Token)
+	resp, err := b.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Error string }
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(admin.LeaderHeader) != "http://"+da.AdminAddr() || !strings.Contains(e.Error, "send it to the leader, http://"+da.AdminAddr()) {
+		t.Fatalf("start through the follower = %d %s %q, want 503 naming the leader", resp.StatusCode, resp.Header.Get(admin.LeaderHeader), e.Error)
+	}
+	cl, err := cli.NewClient(b.Admin, b.Token, b.HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := cl.StartRollout(t.Context(), "fraud", rollout.StartRequest{Canary: "green", Plan: spec.Plan{Stages: []spec.Stage{{Weight: 10 * spec.Full / 100}, {Weight: 50 * spec.Full / 100}, {Weight: spec.Full}}, Bake: spec.Duration(time.Hour)}})
+	if err != nil {
+		t.Fatalf("start through the CLI, sent to the follower: %v", err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the follower to route the first stage", func() bool {
+		return b.Traffic("fraud")["green"] == 10*spec.Full/100
+	})
+	if _, err := cl.RolloutAction(t.Context(), "fraud", rollout.ActionPromote); err != nil {
+		t.Fatalf("promote through the follower: %v", err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the second stage", func() bool { return a.Rollout("fraud").Stage == 1 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := da.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, "gateway b to lead the rollout", func() bool {
+		status, _ := b.API("POST", "/api/v1/endpoints/fraud/rollout/promote", nil)
+		return status == http.StatusOK
+	})
+	got := b.WaitPhase("fraud", 10*time.Second, rollout.PhaseSucceeded)
+	if got.ID != started.ID {
+		t.Errorf("b finished rollout %s, want the one a started, %s", got.ID, started.ID)
+	}
+	if w := b.Traffic("fraud"); w["green"] != spec.Full {
+		t.Errorf("traffic after the promotion = %v", w)
+	}
+	seen := map[string]int{}
+	for _, e := range b.Events("fraud") {
+		if strings.HasPrefix(e.Type, "rollout.") {
+			seen[e.Type+" "+e.Message]++
+		}
+	}
+	for what, n := range seen {
+		if n != 1 {
+			t.Errorf("%d× %s in the fleet's log, want once", n, what)
+		}
+	}
+	if len(seen) < 4 {
+		t.Errorf("rollout events %v: want the start, two promotions and the end", seen)
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/store/etcd"
 	"github.com/modelgate/modelgate/internal/telemetry"
 	"github.com/modelgate/modelgate/internal/tlsconf"
 	"github.com/modelgate/modelgate/internal/webhook"
@@ -67,7 +68,9 @@ type Daemon struct {
 	shadows   *shadow.Manager
 	webhooks  *webhook.Sender
 	tokens    *tokenFiles
-	admin     *http.Server
+	// fleet is the etcd store in cluster mode (state.etcd), nil otherwise.
+	fleet *etcd.Store
+	admin *http.Server
 	// proxyTLS and adminTLS are the listeners' certificates (nil: plain
 	// HTTP), re-read on SIGHUP.
 	proxyTLS, adminTLS *tlsconf.Server
@@ -131,11 +134,19 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	logApply(log, "config applied", res)
 
 	d.webhooks = webhook.New(webhook.Options{Logger: log.With("component", "webhook")})
-	d.rollouts = rollout.New(rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
-		Connections: d.proxy, Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval})
-	if err := d.rollouts.Load(ctx); err != nil {
-		d.abandon()
-		return nil, err
+	ropts := rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
+		Connections: d.proxy, Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval}
+	if fleet, ok := st.(*etcd.Store); ok {
+		// Cluster mode: the gateway elected leader drives every rollout.
+		d.fleet = fleet
+		ropts.Elected, ropts.Leader = true, fleet.Leader
+	}
+	d.rollouts = rollout.New(ropts)
+	if d.fleet == nil {
+		if err := d.rollouts.Load(ctx); err != nil {
+			d.abandon()
+			return nil, err
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -209,7 +220,15 @@ func (d *Daemon) Start() error {
 	}()
 	go func() {
 		defer d.bgWG.Done()
-		d.rollouts.Run(bg)
+		if d.fleet == nil {
+			d.rollouts.Run(bg)
+			return
+		}
+		d.fleet.Elect(bg, d.cfg.State.Etcd.LeaseTTL.D(), d.cfg.AdminURL(d.adminLn.Addr().String()), func(ctx context.Context, t etcd.Term) {
+			if err := d.rollouts.Lead(ctx, t.Fence); err != nil {
+				d.log.Error("leading the fleet's rollouts", "err", err)
+			}
+		})
 	}()
 	d.wg.Add(2)
 	go func() {

@@ -81,7 +81,36 @@ type Options struct {
 	// milliseconds each): for tools that start thousands of them to
 	// measure the decisions (bench/stats).
 	SkipEstimate bool
+	// Elected makes the controller drive rollouts only during the terms
+	// Lead runs, for a fleet of gateways sharing one state (cluster mode):
+	// outside them, Start and Act fail with a *NotLeaderError. False: it
+	// always leads (one gateway).
+	Elected bool
+	// Leader names the fleet's leader in a NotLeaderError (its admin URL).
+	// Nil: unnamed.
+	Leader func(ctx context.Context) (string, error)
 }
+
+// ErrNotLeader is what a *NotLeaderError is (errors.Is).
+var ErrNotLeader = errors.New("this gateway does not lead the fleet's rollouts")
+
+// NotLeaderError is a rollout start or action sent to a gateway that does
+// not lead the fleet's rollouts (cluster mode): it names the one that does.
+type NotLeaderError struct {
+	// Leader is the leading gateway's admin URL; "" when none leads now
+	// (an election is under way).
+	Leader string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.Leader == "" {
+		return ErrNotLeader.Error() + ", and no gateway leads them right now (an election is under way): try again in a few seconds"
+	}
+	return ErrNotLeader.Error() + ": send it to the leader, " + e.Leader
+}
+
+// Is makes errors.Is(err, ErrNotLeader) hold.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // Defaults of Options.LookEvery and MinLookGap: a look every 10 canary
 // requests, at most one every 5 ms (200 a second, each about 100 µs per
@@ -110,6 +139,11 @@ type Controller struct {
 	callsCtx    context.Context
 	cancelCalls context.CancelFunc
 	stopped     bool
+	// leading (under mu) is whether Start and Act may write: always
+	// without Options.Elected, else during a Lead term, whose fence every
+	// write then carries.
+	leading bool
+	fence   *store.Fence
 }
 
 // run is an active rollout with what lives beside its record.
@@ -183,7 +217,7 @@ func New(opts Options) *Controller {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}, moved: make(chan struct{}, 1)}
+	c := &Controller{opts: opts, log: log, now: opts.Now, runs: map[string]*run{}, moved: make(chan struct{}, 1), leading: !opts.Elected}
 	c.callsCtx, c.cancelCalls = context.WithCancel(context.Background())
 	return c
 }
@@ -192,6 +226,50 @@ const keyPrefix = "rollouts/"
 
 func rolloutKey(endpoint string, n int) string {
 	return fmt.Sprintf("%s%s/%010d", keyPrefix, endpoint, n)
+}
+
+// Lead drives the fleet's rollouts for one term of leadership (cluster
+// mode, Options.Elected): it loads the active rollouts from their stored
+// state, so that a new leader continues each where the last one persisted
+// it, and runs them until ctx ends with the term. Every write of the term
+// is fenced: once another gateway may lead, it fails and changes nothing.
+func (c *Controller) Lead(ctx context.Context, fence store.Fence) error {
+	ctx = store.Fenced(ctx, fence)
+	c.mu.Lock()
+	c.runs = map[string]*run{}
+	c.stopped = false
+	c.callsCtx, c.cancelCalls = context.WithCancel(context.Background())
+	c.fence, c.leading = &fence, true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.fence, c.leading = nil, false
+		c.runs = map[string]*run{}
+		c.mu.Unlock()
+	}()
+	c.log.Info("leading the fleet's rollouts")
+	defer c.log.Info("no longer leading the fleet's rollouts")
+	if err := c.Load(ctx); err != nil {
+		return err
+	}
+	c.Run(ctx)
+	return nil
+}
+
+// mayWrite is ctx with the term's fence when the controller leads, else a
+// *NotLeaderError. Caller holds mu.
+func (c *Controller) mayWrite(ctx context.Context) (context.Context, error) {
+	if !c.leading {
+		e := &NotLeaderError{}
+		if c.opts.Leader != nil {
+			e.Leader, _ = c.opts.Leader(ctx)
+		}
+		return ctx, e
+	}
+	if c.fence != nil {
+		ctx = store.Fenced(ctx, *c.fence)
+	}
+	return ctx, nil
 }
 
 // Load reads the active rollouts from the store; a restart resumes them.
@@ -369,6 +447,11 @@ func (c *Controller) Look(ctx context.Context) {
 // running rollouts are looked at meanwhile.
 func (c *Controller) Start(ctx context.Context, endpoint string, req StartRequest) (Rollout, error) {
 	c.mu.Lock()
+	ctx, err := c.mayWrite(ctx)
+	if err != nil {
+		c.mu.Unlock()
+		return Rollout{}, err
+	}
 	ep, r, err := c.prepare(ctx, endpoint, req)
 	c.mu.Unlock()
 	if err != nil {
@@ -377,6 +460,9 @@ func (c *Controller) Start(ctx context.Context, endpoint string, req StartReques
 	r.Estimate = c.estimate(r, ep, r.StartedAt)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if ctx, err = c.mayWrite(ctx); err != nil { // the term ended meanwhile
+		return Rollout{}, err
+	}
 	if ru, running := c.runs[endpoint]; running { // started meanwhile
 		return Rollout{}, busy(endpoint, ru)
 	}
@@ -616,6 +702,10 @@ func stagesText(p spec.Plan) string {
 func (c *Controller) Act(ctx context.Context, endpoint string, a Action) (Rollout, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	ctx, err := c.mayWrite(ctx)
+	if err != nil {
+		return Rollout{}, err
+	}
 	if a == ActionRetry || a == ActionUndo {
 		last, err := c.last(ctx, endpoint)
 		if err != nil {

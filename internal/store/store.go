@@ -198,3 +198,28 @@ func PrepareEvents(in []Event) ([]Event, error) {
 	}
 	return out, nil
 }
+
+// Fence is a key and the revision it must still be at for a commit to
+// apply: the election key of the fleet's leader (cluster mode). A leader
+// whose lease ended, and who may not know it yet (paused, cut off), finds
+// its key gone and every write it makes refused.
+type Fence struct {
+	Key      string
+	Revision uint64
+}
+
+type fenceKey struct{}
+
+// Fenced returns ctx making every Commit called with it expect f too.
+func Fenced(ctx context.Context, f Fence) context.Context {
+	return context.WithValue(ctx, fenceKey{}, f)
+}
+
+// FenceOf returns the fence Fenced put in ctx, if any.
+func FenceOf(ctx context.Context) (Fence, bool) {
+	f, ok := ctx.Value(fenceKey{}).(Fence)
+	return f, ok
+}
+
+// ErrFenced wraps ErrConflict when a commit's fence no longer holds.
+var ErrFenced = fmt.Errorf("this gateway no longer leads the fleet (its lease ended), so it may not write: %w", ErrConflict)

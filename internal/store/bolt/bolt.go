@@ -317,6 +317,9 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 	var rev uint64
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		kvs := tx.Bucket(bucketKV)
+		if f, ok := store.FenceOf(ctx); ok && modRevision(kvs.Get([]byte(f.Key))) != f.Revision {
+			return store.ErrFenced
+		}
 		for _, key := range expect {
 			want := txn.ExpectRevisions[key]
 			if got := modRevision(kvs.Get([]byte(key))); got != want {

@@ -156,6 +156,10 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 		return 0, nil, err
 	}
 	userCmps, describe := s.compares(txn)
+	fence, fenced := store.FenceOf(ctx)
+	if fenced {
+		userCmps = append(userCmps, clientv3.Compare(clientv3.ModRevision(s.kvKey(fence.Key)), "=", int64(fence.Revision)))
+	}
 	for range maxCommitRetries {
 		last, seqRev, err := s.lastSeq(ctx)
 		if err != nil {
@@ -193,6 +197,9 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 		}
 		if seqMoved(resp, seqRev) {
 			continue // another commit took the Seqs: count again
+		}
+		if fenced && !s.holds(ctx, fence) {
+			return 0, nil, store.ErrFenced
 		}
 		return 0, nil, s.conflict(ctx, describe)
 	}
@@ -287,6 +294,12 @@ func (s *Store) conflict(ctx context.Context, checks []check) error {
 		}
 	}
 	return fmt.Errorf("a guard or expected revision no longer held: %w", store.ErrConflict)
+}
+
+// holds reports whether fence's key is still at its revision.
+func (s *Store) holds(ctx context.Context, f store.Fence) bool {
+	resp, err := s.cli.Get(ctx, s.kvKey(f.Key))
+	return err == nil && len(resp.Kvs) == 1 && uint64(resp.Kvs[0].ModRevision) == f.Revision
 }
 
 // lastSeq reads the Seq of the last event and the mod revision of its key

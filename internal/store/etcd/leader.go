@@ -1,0 +1,112 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/modelgate/modelgate/internal/store"
+)
+
+// DefaultLeaseTTL is how long a leader that stopped renewing its lease
+// (crashed, paused, cut off from etcd) keeps leading before another
+// gateway takes over, when state.etcd.lease_ttl says nothing.
+const DefaultLeaseTTL = 15 * time.Second
+
+// leaderKey is the store key (under the kv namespace, so that a Commit can
+// expect its revision) every candidate's election key is made under.
+const leaderKey = "leader"
+
+// Term is one gateway's time as the fleet's leader: its context ends when
+// the lease is lost (expired, revoked) or the gateway resigns.
+type Term struct {
+	// Fence is the store key of the leader's election key and the
+	// revision it was created at: a Commit made with store.Fenced(ctx,
+	// Fence) fails once another gateway could be leading.
+	Fence store.Fence
+}
+
+// Elect campaigns for leadership of the fleet under the store's prefix,
+// announcing value (the gateway's admin URL) to the others, and calls lead
+// with each term won, its context ending with the term. It campaigns again
+// after a term ends, until ctx ends. ttl is the lease's time to live.
+func (s *Store) Elect(ctx context.Context, ttl time.Duration, value string, lead func(ctx context.Context, t Term)) error {
+	secs := int((ttl + time.Second - 1) / time.Second)
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := s.term(ctx, secs, value, lead)
+		if err == nil && time.Since(began) < time.Second && !pause(ctx, time.Second) {
+			return nil // a term that ended at once (its lead failed) is not retried in a loop
+		}
+		if err != nil && ctx.Err() == nil {
+			if errors.Is(err, store.ErrClosed) || s.closed.Load() {
+				return nil
+			}
+			if !pause(ctx, time.Second) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// term waits to win one election and leads until the term ends.
+func (s *Store) term(ctx context.Context, ttlSecs int, value string, lead func(context.Context, Term)) error {
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttlSecs), concurrency.WithContext(ctx))
+	if err != nil {
+		return s.mapErr(fmt.Errorf("etcd session: %w", err))
+	}
+	defer sess.Close() // revokes the lease: the next candidate takes over at once
+	e := concurrency.NewElection(sess, s.kvKey(leaderKey))
+	if err := e.Campaign(ctx, value); err != nil {
+		return s.mapErr(fmt.Errorf("campaign: %w", err))
+	}
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.Done(): // the lease expired or was revoked
+		case <-s.done:
+		case <-tctx.Done():
+		}
+		cancel()
+	}()
+	lead(tctx, Term{Fence: store.Fence{Key: e.Key()[len(s.kvKey("")):], Revision: uint64(e.Rev())}})
+	if ctx.Err() == nil {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer rcancel()
+		_ = e.Resign(rctx)
+	}
+	return nil
+}
+
+// Leader returns the value the fleet's leader announced (its admin URL),
+// or "" when no gateway leads.
+func (s *Store) Leader(ctx context.Context) (string, error) {
+	if err := s.check(ctx); err != nil {
+		return "", err
+	}
+	resp, err := s.cli.Get(ctx, s.kvKey(leaderKey)+"/", clientv3.WithFirstCreate()...)
+	if err != nil {
+		return "", s.mapErr(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
