@@ -278,6 +278,15 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 		return
 	}
+	// Degraded is still ready: the gateway serves the routes it has, and a
+	// load balancer that took every replica out during an etcd outage
+	// would turn it into a full one.
+	if d, ok := s.backend.(interface{ Degraded() string }); ok {
+		if why := d.Degraded(); why != "" {
+			writeText(w, http.StatusOK, "degraded: "+why)
+			return
+		}
+	}
 	writeText(w, http.StatusOK, "ok")
 }
 

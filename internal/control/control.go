@@ -79,6 +79,8 @@ type Service struct {
 	// loadedSeq is the last event's Seq when Load read the state: Follow
 	// watches from it.
 	loadedSeq atomic.Uint64
+	// down is set while the store does not answer (SetStoreHealth).
+	down atomic.Pointer[storeDown]
 }
 
 // snapshot is the committed state as last pushed to the router.
@@ -235,6 +237,9 @@ func (s *Service) commit(ctx context.Context, changes []change) error {
 // commitEvents is commit that also returns the events as stored (with
 // their Seq). Caller holds mu.
 func (s *Service) commitEvents(ctx context.Context, changes []change) ([]store.Event, error) {
+	if err := s.unavailable(); err != nil {
+		return nil, err
+	}
 	snap := s.current.Load()
 	txn := store.Txn{ExpectRevisions: map[string]uint64{}}
 	for _, c := range changes {

@@ -92,6 +92,55 @@ func (s *Service) refresh(ctx context.Context) error {
 	return nil
 }
 
+// storeDown is when the store stopped answering and why (nil: it answers).
+type storeDown struct {
+	since time.Time
+	err   error
+}
+
+// SetStoreHealth records the outcome of the daemon's last probe of the
+// store (cluster mode: etcd): nil when it answered. While the store does
+// not answer, the gateway keeps serving the routes it has and refuses
+// every write at once with store.ErrUnavailable. It reports whether the
+// health changed, and for how long the store was down when it came back.
+func (s *Service) SetStoreHealth(err error) (changed bool, downFor time.Duration) {
+	now := s.now()
+	old := s.down.Load()
+	switch {
+	case err == nil && old != nil:
+		s.down.Store(nil)
+		return true, now.Sub(old.since)
+	case err != nil && old == nil:
+		s.down.Store(&storeDown{since: now, err: err})
+		return true, 0
+	case err != nil:
+		s.down.Store(&storeDown{since: old.since, err: err})
+	}
+	return false, 0
+}
+
+// Degraded says why the gateway serves degraded ("" when it does not):
+// its store has not answered since some time, so it serves the last
+// routes it knew and refuses changes.
+func (s *Service) Degraded() string {
+	d := s.down.Load()
+	if d == nil {
+		return ""
+	}
+	return fmt.Sprintf("the state store has not answered for %v (%v): serving the last routes known, refusing changes until it is back",
+		s.now().Sub(d.since).Round(time.Second), d.err)
+}
+
+// unavailable is the error of a write while the store does not answer.
+func (s *Service) unavailable() error {
+	d := s.down.Load()
+	if d == nil {
+		return nil
+	}
+	return fmt.Errorf("%w for %v, so nothing can be changed: the gateway keeps serving the last routes it knew; try again when it is back (%v)",
+		store.ErrUnavailable, s.now().Sub(d.since).Round(time.Second), d.err)
+}
+
 // sleep waits d or until ctx ends; it reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)

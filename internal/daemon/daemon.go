@@ -151,6 +151,14 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelgate_state_store_up",
+		Help: "1 when the state store answered the last probe (cluster mode: etcd, probed every second); 0 while it does not, and the gateway serves the last routes it knew and refuses changes."},
+		func() float64 {
+			if d.control.Degraded() != "" {
+				return 0
+			}
+			return 1
+		}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
 			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg,
@@ -163,6 +171,36 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	d.admin.BaseContext = func(net.Listener) context.Context { return adminCtx }
 	d.admin.RegisterOnShutdown(adminCancel)
 	return d, nil
+}
+
+// StoreProbeInterval is how often a gateway of a fleet checks that etcd
+// answers (cluster mode): /readyz, /metrics (modelgate_state_store_up) and
+// writes follow the last probe.
+const StoreProbeInterval = time.Second
+
+// probeStore asks etcd for the last event's Seq every StoreProbeInterval
+// and records the outcome in the control service, logging each change.
+func (d *Daemon) probeStore(ctx context.Context) {
+	t := time.NewTicker(StoreProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := d.fleet.Health(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		changed, downFor := d.control.SetStoreHealth(err)
+		switch {
+		case changed && err != nil:
+			d.log.Warn("etcd does not answer: serving the last routes known, refusing changes until it is back", "err", err)
+		case changed:
+			d.log.Info("etcd answers again", "down_for", downFor.Round(time.Second).String())
+		}
+	}
 }
 
 // abandon releases what a failed New had started: the shadow workers and
@@ -224,6 +262,11 @@ func (d *Daemon) Start() error {
 			d.rollouts.Run(bg)
 			return
 		}
+		d.bgWG.Add(1)
+		go func() {
+			defer d.bgWG.Done()
+			d.probeStore(bg)
+		}()
 		d.fleet.Elect(bg, d.cfg.State.Etcd.LeaseTTL.D(), d.cfg.AdminURL(d.adminLn.Addr().String()), func(ctx context.Context, t etcd.Term) {
 			if err := d.rollouts.Lead(ctx, t.Fence); err != nil {
 				d.log.Error("leading the fleet's rollouts", "err", err)

@@ -25,6 +25,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrUnavailable: the store could not be reached in time (an etcd
+	// cluster down or cut off); nothing was written.
+	ErrUnavailable = errors.New("the state store cannot be reached")
 )
 
 // KV is one stored key with its value and the store revision of the

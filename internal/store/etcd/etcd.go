@@ -33,10 +33,13 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/modelgate/modelgate/internal/store"
 )
@@ -62,9 +65,10 @@ const maxCommitRetries = 100
 
 // Store is the etcd backend. Safe for concurrent use.
 type Store struct {
-	cli    *clientv3.Client
-	owned  bool // Close closes cli
-	prefix string
+	cli     *clientv3.Client
+	owned   bool // Close closes cli
+	prefix  string
+	timeout time.Duration // of one call (see call)
 
 	closed   atomic.Bool
 	done     chan struct{} // closed by Close: stops the watchers
@@ -75,8 +79,12 @@ type Store struct {
 // New returns a store keeping its data under prefix in the cluster cli
 // talks to. When owned is set, Close closes cli too.
 func New(cli *clientv3.Client, prefix string, owned bool) *Store {
-	return &Store{cli: cli, owned: owned, prefix: prefix, done: make(chan struct{})}
+	return &Store{cli: cli, owned: owned, prefix: prefix, done: make(chan struct{}), timeout: DefaultCallTimeout}
 }
+
+// DefaultCallTimeout bounds one call to the cluster when Open's
+// DialTimeout does not say.
+const DefaultCallTimeout = 5 * time.Second
 
 func (s *Store) kvKey(key string) string { return s.prefix + "k/" + key }
 func (s *Store) seqKey() string          { return s.prefix + "seq" }
@@ -92,11 +100,34 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// mapErr turns the client's "closed" into store.ErrClosed.
+// mapErr turns the client's "closed" into store.ErrClosed, and a cluster
+// that did not answer within the call's time into store.ErrUnavailable.
 func (s *Store) mapErr(err error) error {
-	if err != nil && s.closed.Load() {
+	switch {
+	case err == nil:
+		return nil
+	case s.closed.Load():
 		return store.ErrClosed
+	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.Unavailable, status.Code(err) == codes.DeadlineExceeded:
+		return fmt.Errorf("%w: etcd did not answer within %v: %w", store.ErrUnavailable, s.timeout, err)
 	}
+	return err
+}
+
+// call bounds one call to the cluster by the store's timeout, so that a
+// cluster that is down fails a call with store.ErrUnavailable instead of
+// holding it (the client waits for a connection as long as it may).
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// Health asks the cluster for the last Seq within the store's timeout:
+// nil when it answers, else an error wrapping store.ErrUnavailable.
+func (s *Store) Health(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	_, _, err := s.lastSeq(ctx)
 	return err
 }
 
@@ -105,7 +136,9 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	if err := s.check(ctx); err != nil {
 		return store.KV{}, err
 	}
-	resp, err := s.cli.Get(ctx, s.kvKey(key))
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(cctx, s.kvKey(key))
 	if err != nil {
 		return store.KV{}, s.mapErr(err)
 	}
@@ -124,7 +157,9 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
-	resp, err := s.cli.Get(ctx, s.kvKey(prefix), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(cctx, s.kvKey(prefix), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
@@ -187,8 +222,10 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 			}
 			ops = append(ops, clientv3.OpPut(s.batchKey(next), string(batch)))
 		}
-		resp, err := s.cli.Txn(ctx).If(append([]clientv3.Cmp{seqCmp}, userCmps...)...).Then(ops...).
+		cctx, cancel := s.call(ctx)
+		resp, err := s.cli.Txn(cctx).If(append([]clientv3.Cmp{seqCmp}, userCmps...)...).Then(ops...).
 			Else(clientv3.OpGet(s.seqKey())).Commit()
+		cancel()
 		if err != nil {
 			return 0, nil, s.mapErr(fmt.Errorf("commit: %w", err))
 		}
@@ -281,7 +318,10 @@ func (s *Store) compares(txn store.Txn) ([]clientv3.Cmp, []check) {
 func (s *Store) conflict(ctx context.Context, checks []check) error {
 	for _, c := range checks {
 		var got uint64
-		if resp, err := s.cli.Get(ctx, s.kvKey(c.key)); err == nil && len(resp.Kvs) > 0 {
+		cctx, cancel := s.call(ctx)
+		resp, err := s.cli.Get(cctx, s.kvKey(c.key))
+		cancel()
+		if err == nil && len(resp.Kvs) > 0 {
 			got = uint64(resp.Kvs[0].ModRevision)
 		}
 		switch {
@@ -298,14 +338,18 @@ func (s *Store) conflict(ctx context.Context, checks []check) error {
 
 // holds reports whether fence's key is still at its revision.
 func (s *Store) holds(ctx context.Context, f store.Fence) bool {
-	resp, err := s.cli.Get(ctx, s.kvKey(f.Key))
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(cctx, s.kvKey(f.Key))
 	return err == nil && len(resp.Kvs) == 1 && uint64(resp.Kvs[0].ModRevision) == f.Revision
 }
 
 // lastSeq reads the Seq of the last event and the mod revision of its key
 // (0, 0 before the first commit).
 func (s *Store) lastSeq(ctx context.Context) (seq uint64, modRev int64, err error) {
-	resp, err := s.cli.Get(ctx, s.seqKey())
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(cctx, s.seqKey())
 	if err != nil {
 		return 0, 0, s.mapErr(err)
 	}
@@ -358,7 +402,9 @@ func (s *Store) scan(ctx context.Context, since uint64, rev int64, fn func(store
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
-		resp, err := s.cli.Get(ctx, from, opts...)
+		cctx, cancel := s.call(ctx)
+		resp, err := s.cli.Get(cctx, from, opts...)
+		cancel()
 		if err != nil {
 			return 0, s.mapErr(err)
 		}

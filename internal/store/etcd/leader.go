@@ -90,7 +90,9 @@ func (s *Store) Leader(ctx context.Context) (string, error) {
 	if err := s.check(ctx); err != nil {
 		return "", err
 	}
-	resp, err := s.cli.Get(ctx, s.kvKey(leaderKey)+"/", clientv3.WithFirstCreate()...)
+	cctx, cancel := s.call(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(cctx, s.kvKey(leaderKey)+"/", clientv3.WithFirstCreate()...)
 	if err != nil {
 		return "", s.mapErr(err)
 	}

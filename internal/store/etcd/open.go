@@ -48,6 +48,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("etcd %v: %w", cfg.Endpoints, err)
 	}
 	s := New(cli, cfg.Prefix, true)
+	s.timeout = cfg.DialTimeout
 	cctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if err := s.checkSchema(cctx); err != nil {
