@@ -105,6 +105,8 @@ type Options struct {
 	Shadows Shadows
 	// Series answers GET .../series (the dashboard's charts). Nil: 404.
 	Series Series
+	// Replicas answers GET /api/v1/replicas. Nil: 404.
+	Replicas Replicas
 	// Snapshots answers GET /api/v1/state/backup with a copy of the
 	// state. Nil: 404.
 	Snapshots store.Snapshotter
@@ -128,6 +130,7 @@ type server struct {
 	shadows   Shadows
 	series    Series
 	snapshots store.Snapshotter
+	replicas  Replicas
 	// backingUp is set while a backup is written: one at a time, since
 	// each holds a read transaction of the store.
 	backingUp atomic.Bool
@@ -181,6 +184,7 @@ func newServer(opts Options) *server {
 		shadows:   opts.Shadows,
 		series:    opts.Series,
 		snapshots: opts.Snapshots,
+		replicas:  opts.Replicas,
 		tokens:    tokens,
 		log:       log,
 		api:       http.NewServeMux(),
@@ -223,6 +227,7 @@ var apiRoutes = []struct {
 	{"POST /api/v1/endpoints/{ep}/rollout/{action}", (*server).rolloutAction, hasRollouts},
 	{"GET /api/v1/endpoints/{ep}/series", (*server).getSeries, func(s *server) bool { return s.series != nil }},
 	{"GET /api/v1/state/backup", (*server).backup, func(s *server) bool { return s.snapshots != nil }},
+	{"GET /api/v1/replicas", (*server).listReplicas, func(s *server) bool { return s.replicas != nil }},
 }
 
 func always(*server) bool        { return true }

@@ -135,6 +135,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.rolloutCommand(),
 		a.stateCommand(),
 		a.whoamiCommand(),
+		a.replicasCommand(),
 	)
 	return root
 }

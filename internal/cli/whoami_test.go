@@ -114,3 +114,23 @@ func TestConfigValidateReadsTheFilesItNames(t *testing.T) {
 		}
 	}
 }
+
+// replicas shows the fleet as a table (the answering gateway marked *) and
+// as JSON; a gateway without cluster mode lists itself as the leader.
+func TestReplicasTable(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	var b strings.Builder
+	err := printReplicas(&b, []admin.Replica{
+		{ID: "gw-1-100", AdminURL: "http://10.0.0.1:8081", DataPlane: "10.0.0.1:8080", Version: "devel-abc", StartedAt: now.Add(-time.Hour), LastSeen: now.Add(-2 * time.Second), Leader: true},
+		{ID: "gw-2-200", AdminURL: "http://10.0.0.2:8081", DataPlane: "10.0.0.2:8080", Version: "devel-abc", StartedAt: now.Add(-time.Minute), LastSeen: now, Self: true},
+	}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "REPLICA     ADMIN                 DATA PLANE     VERSION    UP      LAST SEEN  ROLE\n" +
+		"gw-1-100    http://10.0.0.1:8081  10.0.0.1:8080  devel-abc  1h0m0s  2s ago     leader\n" +
+		"gw-2-200 *  http://10.0.0.2:8081  10.0.0.2:8080  devel-abc  1m0s    0s ago     follower\n"
+	if b.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}

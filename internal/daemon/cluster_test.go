@@ -185,6 +185,22 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	}
 	testenv.WaitFor(t, 10*time.Second, "the second stage", func() bool { return a.Rollout("fraud").Stage == 1 })
 
+	var reps admin.ReplicaList
+	testenv.WaitFor(t, 10*time.Second, "both gateways in the list of replicas", func() bool {
+		b.Get("/api/v1/replicas", &reps)
+		return len(reps.Replicas) == 2
+	})
+	roles := map[string]string{}
+	for _, r := range reps.Replicas {
+		roles[r.AdminURL] = fmt.Sprintf("leader=%v self=%v", r.Leader, r.Self)
+		if r.Version == "" || r.StartedAt.IsZero() || r.LastSeen.IsZero() || r.DataPlane == "" {
+			t.Errorf("replica record %+v lacks a field", r)
+		}
+	}
+	if want := map[string]string{"http://" + da.AdminAddr(): "leader=true self=false", "http://" + db.AdminAddr(): "leader=false self=true"}; fmt.Sprint(roles) != fmt.Sprint(want) {
+		t.Errorf("replicas read through b: %v, want %v", roles, want)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := da.Shutdown(ctx); err != nil {
@@ -193,6 +209,10 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	testenv.WaitFor(t, 20*time.Second, "gateway b to lead the rollout", func() bool {
 		status, _ := b.API("POST", "/api/v1/endpoints/fraud/rollout/promote", nil)
 		return status == http.StatusOK
+	})
+	testenv.WaitFor(t, 10*time.Second, "the stopped gateway to leave the list", func() bool {
+		b.Get("/api/v1/replicas", &reps)
+		return len(reps.Replicas) == 1 && reps.Replicas[0].Leader && reps.Replicas[0].Self
 	})
 	got := b.WaitPhase("fraud", 10*time.Second, rollout.PhaseSucceeded)
 	if got.ID != started.ID {

@@ -70,6 +70,9 @@ type Daemon struct {
 	tokens    *tokenFiles
 	// fleet is the etcd store in cluster mode (state.etcd), nil otherwise.
 	fleet *etcd.Store
+	// id and started describe this gateway in GET /api/v1/replicas.
+	id      string
+	started time.Time
 	admin *http.Server
 	// proxyTLS and adminTLS are the listeners' certificates (nil: plain
 	// HTTP), re-read on SIGHUP.
@@ -96,7 +99,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, configPath: opts.ConfigPath, log: log, store: st, serveErr: make(chan error, 2)}
+	d := &Daemon{cfg: cfg, configPath: opts.ConfigPath, log: log, store: st, serveErr: make(chan error, 2), id: replicaID(), started: time.Now().UTC()}
 	d.tokens = newTokenFiles(cfg)
 	if err := d.tokens.reload(log); err != nil {
 		st.Close()
@@ -161,7 +164,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg,
+			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d},
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -262,10 +265,14 @@ func (d *Daemon) Start() error {
 			d.rollouts.Run(bg)
 			return
 		}
-		d.bgWG.Add(1)
+		d.bgWG.Add(2)
 		go func() {
 			defer d.bgWG.Done()
 			d.probeStore(bg)
+		}()
+		go func() {
+			defer d.bgWG.Done()
+			d.announce(bg)
 		}()
 		d.fleet.Elect(bg, d.cfg.State.Etcd.LeaseTTL.D(), d.cfg.AdminURL(d.adminLn.Addr().String()), func(ctx context.Context, t etcd.Term) {
 			if err := d.rollouts.Lead(ctx, t.Fence); err != nil {

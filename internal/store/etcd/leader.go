@@ -112,3 +112,47 @@ func pause(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
+
+// replicasKey is the store key prefix of the gateways' records.
+const replicasKey = "replicas/"
+
+// Announce keeps this gateway's record at replicas/<id> in the store while
+// ctx lasts: written at once and every ttl/3 with what info returns then,
+// on a lease of ttl, so that a gateway that dies drops out of the list
+// within ttl. Read the records with List(ctx, "replicas/").
+func (s *Store) Announce(ctx context.Context, ttl time.Duration, id string, info func() []byte) {
+	secs := int((ttl + time.Second - 1) / time.Second)
+	every := ttl / 3
+	for ctx.Err() == nil && !s.closed.Load() {
+		sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+		if err != nil {
+			if !pause(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		s.announce(ctx, sess, every, s.kvKey(replicasKey+id), info)
+		sess.Close()
+	}
+}
+
+// announce writes the record on sess's lease every interval until the
+// session or ctx ends.
+func (s *Store) announce(ctx context.Context, sess *concurrency.Session, every time.Duration, key string, info func() []byte) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		cctx, cancel := s.call(ctx)
+		_, _ = s.cli.Put(cctx, key, string(info()), clientv3.WithLease(sess.Lease()))
+		cancel()
+		select {
+		case <-t.C:
+		case <-sess.Done():
+			return
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
+}
