@@ -73,7 +73,7 @@ type Daemon struct {
 	// id and started describe this gateway in GET /api/v1/replicas.
 	id      string
 	started time.Time
-	admin *http.Server
+	admin   *http.Server
 	// proxyTLS and adminTLS are the listeners' certificates (nil: plain
 	// HTTP), re-read on SIGHUP.
 	proxyTLS, adminTLS *tlsconf.Server
