@@ -303,28 +303,3 @@ func TestFleetRidesOutAnEtcdOutage(t *testing.T) {
 	})
 	testenv.WaitFor(t, 10*time.Second, "a to follow b's change", func() bool { return a.Traffic("fraud")["green"] == 0 })
 }
-
-// With one member of three down, etcd keeps its quorum: changes through
-// either gateway still commit and are routed by the other.
-func TestFleetKeepsWorkingWithOneEtcdMemberDown(t *testing.T) {
-	cluster := etcdtest.Start(t, 3)
-	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
-	fleet := t.TempDir()
-	a := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
-	b := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
-	cluster.StopMember(0)
-	for i, pair := range [][2]*testenv.Client{{a, b}, {b, a}} {
-		green := float64(10 * (i + 1))
-		testenv.WaitFor(t, 20*time.Second, "a write with one member down", func() bool {
-			status, _ := pair[0].API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100 - green, "green": green})
-			return status == 200
-		})
-		testenv.WaitFor(t, 10*time.Second, "the other gateway to follow", func() bool {
-			return pair[1].Traffic("fraud")["green"] == spec.Percent(green)*spec.Full/100
-		})
-	}
-	if _, body := a.API("GET", "/readyz", nil); string(body) != "ok\n" {
-		t.Errorf("/readyz with two members of three = %q, want ok", body)
-	}
-	cluster.Restart(0) // the cluster whole again before it stops
-}

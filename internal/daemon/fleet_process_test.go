@@ -1,0 +1,214 @@
+package daemon_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/cli"
+	"github.com/modelgate/modelgate/internal/etcdtest"
+	"github.com/modelgate/modelgate/internal/rollout"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/testenv"
+)
+
+// member is one gateway of the fleet as a child process, with its client.
+type member struct {
+	p *process
+	c *testenv.Client
+}
+
+// leaderOf asks the live gateway c which of members leads the rollouts.
+func leaderOf(t *testing.T, c *testenv.Client, members []*member) *member {
+	t.Helper()
+	var reps admin.ReplicaList
+	c.Get("/api/v1/replicas", &reps)
+	for _, r := range reps.Replicas {
+		if !r.Leader {
+			continue
+		}
+		for _, m := range members {
+			if m.p.admin == r.AdminURL {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
+// Three gateway processes sharing a three-member etcd cluster: a change
+// through one is routed by all, a stale If-Match is refused by all, one
+// etcd member down changes nothing, and the rollouts survive their leader being killed (another finishes the same
+// rollout) and being paused past its lease (it stops driving, and changes
+// nothing it still tries).
+func TestFleetOfProcessesSurvivesItsLeader(t *testing.T) {
+	cluster := etcdtest.Start(t, 3)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	fleet := t.TempDir()
+	var members []*member
+	for i := range 3 {
+		dir := filepath.Join(fleet, fmt.Sprint(i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "modelgate.yaml")
+		writeConfig(t, path, clusterConfig(dir, cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
+		p := startProcess(t, path)
+		tok, err := os.ReadFile(filepath.Join(fleet, "fleet.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		members = append(members, &member{p: p, c: testenv.NewClient(t, p.proxy, p.admin, strings.TrimSpace(string(tok)))})
+	}
+	first := members[0].c
+
+	// A change through one gateway is routed by every one.
+	if status, body := first.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "green": 50}); status != 200 {
+		t.Fatalf("PUT traffic = %d %s", status, body)
+	}
+	for i, m := range members {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("gateway %d to route the change", i), func() bool {
+			return m.c.Traffic("fraud")["green"] == 50*spec.Full/100
+		})
+		served := map[string]int{}
+		for range 60 {
+			if status, dep, err := m.c.Predict("/fraud/v1/models/fraud:predict", nil); err == nil && status == 200 {
+				served[dep]++
+			}
+		}
+		if served["blue"] == 0 || served["green"] == 0 {
+			t.Errorf("gateway %d served %v after the 50/50 change", i, served)
+		}
+	}
+	// A stale If-Match is refused by every gateway.
+	for i, m := range members {
+		req, _ := http.NewRequest("PUT", m.c.Admin+"/api/v1/endpoints/fraud/traffic", strings.NewReader(`{"blue": 100}`))
+		req.Header.Set("Authorization", "Bearer "+m.c.Token)
+		req.Header.Set("If-Match", `"1"`)
+		resp, err := m.c.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("gateway %d: a stale If-Match = %d, want 409", i, resp.StatusCode)
+		}
+	}
+
+	// One etcd member of three down: etcd keeps its quorum, and changes
+	// still commit and spread.
+	cluster.StopMember(0)
+	for i, m := range members {
+		green := float64(10 * (i + 1))
+		testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("a write through gateway %d with one member down", i), func() bool {
+			status, _ := m.c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100 - green, "green": green})
+			return status == 200
+		})
+		next := members[(i+1)%len(members)]
+		testenv.WaitFor(t, 10*time.Second, "the next gateway to follow", func() bool {
+			return next.c.Traffic("fraud")["green"] == spec.Percent(green)*spec.Full/100
+		})
+	}
+	cluster.Restart(0)
+
+	// A rollout, started through a gateway that does not lead it.
+	var leader *member
+	testenv.WaitFor(t, 10*time.Second, "a leader", func() bool { leader = leaderOf(t, first, members); return leader != nil })
+	var others []*member
+	for _, m := range members {
+		if m != leader {
+			others = append(others, m)
+		}
+	}
+	if status, body := others[0].c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100}); status != 200 {
+		t.Fatalf("PUT traffic = %d %s", status, body)
+	}
+	clientOf := func(m *member) *cli.Client {
+		c, err := cli.NewClient(m.c.Admin, m.c.Token, m.c.HTTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	plan := spec.Plan{Stages: []spec.Stage{{Weight: 10 * spec.Full / 100}, {Weight: 50 * spec.Full / 100}, {Weight: spec.Full}}, Bake: spec.Duration(time.Hour)}
+	started, err := clientOf(others[0]).StartRollout(t.Context(), "fraud", rollout.StartRequest{Canary: "green", Plan: plan})
+	if err != nil {
+		t.Fatalf("start through a follower: %v", err)
+	}
+	promote := func(m *member) bool {
+		_, err := clientOf(m).RolloutAction(t.Context(), "fraud", rollout.ActionPromote)
+		return err == nil
+	}
+	if !promote(others[1]) {
+		t.Fatal("promote through a follower failed")
+	}
+
+	// SIGKILL of the leader: another gateway takes over after the lease
+	// and finishes the same rollout.
+	leader.p.stop(t, syscall.SIGKILL)
+	testenv.WaitFor(t, 20*time.Second, "another gateway to lead and promote", func() bool { return promote(others[0]) })
+	got := others[1].c.WaitPhase("fraud", 10*time.Second, rollout.PhaseSucceeded)
+	if got.ID != started.ID {
+		t.Errorf("the fleet finished rollout %s, want %s", got.ID, started.ID)
+	}
+	checkTransitionsOnce(t, others[0].c)
+
+	// SIGSTOP of the new leader past its lease: the last gateway takes
+	// over; the paused one, continued, no longer drives the rollout and
+	// changes nothing.
+	second, err := clientOf(others[0]).StartRollout(t.Context(), "fraud", rollout.StartRequest{Canary: "blue", Plan: plan})
+	if err != nil {
+		t.Fatalf("second rollout: %v", err)
+	}
+	var paused, last *member
+	testenv.WaitFor(t, 10*time.Second, "the leader", func() bool { paused = leaderOf(t, others[0].c, others); return paused != nil })
+	for _, m := range others {
+		if m != paused {
+			last = m
+		}
+	}
+	paused.p.cmd.Process.Signal(syscall.SIGSTOP)
+	testenv.WaitFor(t, 20*time.Second, "the last gateway to lead and promote", func() bool {
+		l := leaderOf(t, last.c, others)
+		return l == last && promote(last)
+	})
+	paused.p.cmd.Process.Signal(syscall.SIGCONT)
+	defer func() {
+		if t.Failed() {
+			t.Logf("paused gateway log:\n%s", paused.p.log())
+		}
+	}()
+	testenv.WaitFor(t, 20*time.Second, "the paused gateway to step down", func() bool {
+		return strings.Contains(paused.p.log(), "no longer leading the fleet's rollouts")
+	})
+	if r := last.c.Rollout("fraud"); r.ID != second.ID || r.Stage != 1 {
+		t.Errorf("after the paused leader came back, rollout %s is at stage %d; want %s at stage 1 (the promotion it missed kept)", r.ID, r.Stage, second.ID)
+	}
+	if !promote(last) || last.c.Rollout("fraud").Stage != 2 {
+		t.Errorf("the last gateway does not drive the rollout after the paused one came back")
+	}
+	checkTransitionsOnce(t, last.c)
+}
+
+// checkTransitionsOnce fails the test when the fleet's log holds a rollout
+// event twice.
+func checkTransitionsOnce(t *testing.T, c *testenv.Client) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, e := range c.Events("fraud") {
+		if strings.HasPrefix(e.Type, "rollout.") {
+			seen[fmt.Sprint(e.Type, " ", string(e.Data), " ", e.Message)]++
+		}
+	}
+	for what, n := range seen {
+		if n != 1 {
+			t.Errorf("%d× in the fleet's log: %s", n, what)
+		}
+	}
+}
