@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -235,71 +234,4 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	if len(seen) < 4 {
 		t.Errorf("rollout events %v: want the start, two promotions and the end", seen)
 	}
-}
-
-// With etcd down, every gateway serves with the routes it had, says it is
-// degraded (/readyz still 200, modelgate_state_store_up 0) and refuses
-// changes with 503 and why; when etcd is back, it takes changes again and
-// each follows the other's.
-func TestFleetRidesOutAnEtcdOutage(t *testing.T) {
-	cluster := etcdtest.Start(t, 1)
-	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
-	fleet := t.TempDir()
-	a := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
-	b := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
-	if status, body := a.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 50, "green": 50}); status != 200 {
-		t.Fatalf("PUT traffic = %d %s", status, body)
-	}
-	testenv.WaitFor(t, 10*time.Second, "b to follow", func() bool { return b.Traffic("fraud")["green"] == 50*spec.Full/100 })
-
-	readyz := func(c *testenv.Client) (int, string) {
-		resp, err := c.HTTP.Get(c.Admin + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
-	cluster.StopMember(0)
-	for name, c := range map[string]*testenv.Client{"a": a, "b": b} {
-		testenv.WaitFor(t, 20*time.Second, name+" to say it is degraded", func() bool {
-			_, body := readyz(c)
-			return strings.HasPrefix(body, "degraded: the state store has not answered")
-		})
-		if status, _ := readyz(c); status != 200 {
-			t.Errorf("%s /readyz while degraded = %d, want 200 (it still serves)", name, status)
-		}
-		if _, body := c.API("GET", "/metrics", nil); !strings.Contains(string(body), "modelgate_state_store_up 0") {
-			t.Errorf("%s /metrics lacks modelgate_state_store_up 0", name)
-		}
-		status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100})
-		if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "the state store cannot be reached") || !strings.Contains(string(body), "keeps serving the last routes") {
-			t.Errorf("%s: a write while etcd is down = %d %s, want 503 saying why", name, status, body)
-		}
-		served := map[string]int{}
-		for range 100 {
-			status, dep, err := c.Predict("/fraud/v1/models/fraud:predict", nil)
-			if err != nil || status != 200 {
-				t.Fatalf("%s: predict while etcd is down = %d, %v", name, status, err)
-			}
-			served[dep]++
-		}
-		if served["blue"] == 0 || served["green"] == 0 {
-			t.Errorf("%s served %v while etcd was down, want the 50/50 split it had", name, served)
-		}
-	}
-
-	cluster.Restart(0)
-	for name, c := range map[string]*testenv.Client{"a": a, "b": b} {
-		testenv.WaitFor(t, 20*time.Second, name+" to be back", func() bool {
-			_, body := readyz(c)
-			return body == "ok\n"
-		})
-	}
-	testenv.WaitFor(t, 20*time.Second, "a write through b once etcd is back", func() bool {
-		status, _ := b.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100})
-		return status == 200
-	})
-	testenv.WaitFor(t, 10*time.Second, "a to follow b's change", func() bool { return a.Traffic("fraud")["green"] == 0 })
 }

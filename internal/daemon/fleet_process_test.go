@@ -44,9 +44,10 @@ func leaderOf(t *testing.T, c *testenv.Client, members []*member) *member {
 
 // Three gateway processes sharing a three-member etcd cluster: a change
 // through one is routed by all, a stale If-Match is refused by all, one
-// etcd member down changes nothing, and the rollouts survive their leader being killed (another finishes the same
-// rollout) and being paused past its lease (it stops driving, and changes
-// nothing it still tries).
+// etcd member down changes nothing, the rollouts survive their leader
+// being killed (another finishes the same rollout) and being paused past
+// its lease (it steps down and changes nothing), and with every member
+// down the gateways serve what they had, degraded, until etcd is back.
 func TestFleetOfProcessesSurvivesItsLeader(t *testing.T) {
 	cluster := etcdtest.Start(t, 3)
 	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
@@ -194,6 +195,43 @@ func TestFleetOfProcessesSurvivesItsLeader(t *testing.T) {
 		t.Errorf("the last gateway does not drive the rollout after the paused one came back")
 	}
 	checkTransitionsOnce(t, last.c)
+
+	// Every etcd member down: the live gateways serve with the routes they
+	// have, say they are degraded and refuse changes; all recovers when
+	// etcd is back.
+	live := []*member{paused, last}
+	before := last.c.Traffic("fraud")
+	cluster.Stop()
+	for i, m := range live {
+		testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("gateway %d to say it is degraded", i), func() bool {
+			_, body := m.c.API("GET", "/readyz", nil)
+			return strings.HasPrefix(string(body), "degraded: ")
+		})
+		if status, body := m.c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 90, "green": 10}); status != http.StatusServiceUnavailable {
+			t.Errorf("gateway %d: a write with etcd down = %d %s, want 503", i, status, body)
+		}
+		if status, body := m.c.API("GET", "/readyz", nil); status != 200 || !strings.Contains(string(body), "serving the last routes known") {
+			t.Errorf("gateway %d /readyz with etcd down = %d %q, want 200 degraded (it still serves)", i, status, body)
+		}
+		if _, body := m.c.API("GET", "/metrics", nil); !strings.Contains(string(body), "modelgate_state_store_up 0") {
+			t.Errorf("gateway %d /metrics lacks modelgate_state_store_up 0", i)
+		}
+		if got := m.c.Traffic("fraud"); fmt.Sprint(got) != fmt.Sprint(before) {
+			t.Errorf("gateway %d routes %v with etcd down, want the %v it had", i, got, before)
+		}
+		if status, _, err := m.c.Predict("/fraud/v1/models/fraud:predict", nil); err != nil || status != 200 {
+			t.Errorf("gateway %d: predict with etcd down = %d, %v", i, status, err)
+		}
+	}
+	cluster.RestartAll()
+	testenv.WaitFor(t, 30*time.Second, "a write once etcd is back", func() bool {
+		status, _ := live[0].c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 80, "green": 20})
+		return status == 200
+	})
+	testenv.WaitFor(t, 10*time.Second, "the other gateway to follow it", func() bool {
+		_, body := live[1].c.API("GET", "/readyz", nil)
+		return string(body) == "ok\n" && live[1].c.Traffic("fraud")["green"] == 20*spec.Full/100
+	})
 }
 
 // checkTransitionsOnce fails the test when the fleet's log holds a rollout

@@ -117,6 +117,27 @@ func (c *Cluster) Restart(i int) {
 	}
 }
 
+// RestartAll starts every stopped member again, together (one alone
+// would wait for the quorum the others make).
+func (c *Cluster) RestartAll() {
+	c.t.Helper()
+	errs := make(chan error, len(c.Members))
+	n := 0
+	for _, m := range c.Members {
+		if m.etcd != nil {
+			continue
+		}
+		n++
+		m.cfg.ClusterState = embed.ClusterStateFlagExisting
+		go func() { errs <- m.start() }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			c.t.Fatalf("etcdtest: %v", err)
+		}
+	}
+}
+
 // Stop stops every member, all at once: stopped one by one, members keep
 // peer connections to each other open past the end of the test. (About 5
 // seconds: the leader waits for a hand-over to members that are stopping
