@@ -15,6 +15,11 @@
 #                  setups: --setups "nginx-tls mg-tls")
 #   mg-tls         modelgate as "mg", clients over TLS (tls: in the config;
 #                  the goroutine engine serves TLS connections)
+#   mg-etcd        modelgate as "mg", its state in etcd (cluster mode, one
+#                  gateway): one etcd member (examples/cluster/etcd, built
+#                  here) runs for the whole run, each measurement under a
+#                  prefix of its own (not in the default setups:
+#                  --setups "mg mg-etcd")
 #
 # The TLS setups share one certificate (ECDSA P-256, made with openssl at
 # the start, signed by a CA made there too); wrk resumes no sessions: each
@@ -36,7 +41,7 @@ WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-"32 64"}
 THREADS=${THREADS:-2}
 SETUPS=${SETUPS:-"direct nginx haproxy nginx-mirror mg mg-mirror"}
-ALL_SETUPS="direct nginx haproxy nginx-mirror mg mg-mirror nginx-tls mg-tls"
+ALL_SETUPS="direct nginx haproxy nginx-mirror mg mg-mirror nginx-tls mg-tls mg-etcd"
 GATEWAY_CPUS=${GATEWAY_CPUS:-}
 BACKEND_CPUS=${BACKEND_CPUS:-}
 WRK_CPUS=${WRK_CPUS:-}
@@ -246,6 +251,24 @@ else
 	fi
 fi
 
+# --- etcd (the mg-etcd setup) ---------------------------------------------------
+
+ETCD_PREFIXES=0
+if [[ " $SETUPS " == *" mg-etcd "* ]]; then
+	if [ -n "$REV" ]; then etcd_src="$TMP/src"; else etcd_src="$REPO"; fi
+	log "building the etcd member (examples/cluster/etcd)"
+	(cd "$etcd_src" && go build -o "$TMP/etcd" ./examples/cluster/etcd)
+	ETCD_PORT=$(free_port)
+	(pin "$BACKEND_CPUS" "$TMP/etcd" -dir "$TMP/etcd-data" -client "http://127.0.0.1:$ETCD_PORT" \
+		-peer "http://127.0.0.1:$(free_port)" -unsafe-no-fsync) >"$TMP/etcd.log" 2>&1 &
+	PIDS+=("$!")
+	for _ in $(seq 100); do
+		grep -q "ready" "$TMP/etcd.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q "ready" "$TMP/etcd.log" || die "etcd did not start: $(tail -5 "$TMP/etcd.log")"
+fi
+
 # --- certificates (the TLS setups) -------------------------------------------
 
 mkdir -p "$TMP/tls"
@@ -331,8 +354,12 @@ start_setup() {
 		GW_PID=$!
 		PIDS+=("$GW_PID")
 		;;
-	mg | mg-mirror | mg-tls)
-		local mirror="" compare="" tls=""
+	mg | mg-mirror | mg-tls | mg-etcd)
+		local mirror="" compare="" tls="" etcd=""
+		if [ "$setup" = mg-etcd ]; then
+			ETCD_PREFIXES=$((ETCD_PREFIXES + 1))
+			etcd="  etcd: {endpoints: [http://127.0.0.1:$ETCD_PORT], prefix: /bench/$ETCD_PREFIXES/}"
+		fi
 		if [ "$setup" = mg-mirror ]; then
 			mirror="    mirror: {shadow: 10}"
 			compare="    compare: {protocol: kserve_v1, comparator: numeric}"
@@ -344,7 +371,7 @@ start_setup() {
 		ADMIN_PORT=$(free_port)
 		mkdir -p "$dir"
 		render "$HERE/modelgate.yaml" "$dir/modelgate.yaml" DIR="$dir" PORT="$port" ADMIN_PORT="$ADMIN_PORT" \
-			BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" SHADOW_PORT="$SHADOW_PORT" MIRROR="$mirror" COMPARE="$compare" TLS="$tls"
+			BLUE_PORT="$BLUE_PORT" GREEN_PORT="$GREEN_PORT" SHADOW_PORT="$SHADOW_PORT" MIRROR="$mirror" COMPARE="$compare" TLS="$tls" ETCD="$etcd"
 		(cd "$dir" && pin "$GATEWAY_CPUS" "$MG" serve --config "$dir/modelgate.yaml") >"$dir/modelgate.log" 2>&1 &
 		GW_PID=$!
 		PIDS+=("$GW_PID")
@@ -483,6 +510,7 @@ report() {
 	{
 		k = $2 SUBSEP $3
 		rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6
+		round[k SUBSEP $1] = $4
 		if ($7 != "-") rss[k] = rss[k] " " $7
 		if ($14 != "-") { cpu[k] = cpu[k] " " $14; sys[k] = sys[k] " " $15; sc[k] = sc[k] " " $16 }
 		err[k] += $8; req[k] += $9; hits[k] += $10
@@ -527,6 +555,23 @@ report() {
 			for (c = 1; c <= nc; c++) {
 				m = "mg" SUBSEP C[c]; n = "nginx" SUBSEP C[c]; mt = "mg-tls" SUBSEP C[c]; nt = "nginx-tls" SUBSEP C[c]
 				printf "| %s | %s | %s | %s | %s |\n", C[c], ratio(R[mt], R[nt]), ratio(P99[mt], P99[nt]), ratio(R[mt], R[m]), ratio(R[nt], R[n])
+			}
+			print ""
+		}
+		if ((("mg-etcd" SUBSEP C[1]) in rps) && (("mg" SUBSEP C[1]) in rps)) {
+			print "State in etcd (issue 19): requests/s of mg-etcd over mg, round by round (each round measures mg, then mg-etcd,"
+			print "on fresh processes; the data plane reads its routes from memory either way). Target: median ratio >= 0.95.\n"
+			print "| conns | round | mg rps | mg-etcd rps | mg-etcd/mg |"
+			print "|---:|---:|---:|---:|---:|"
+			for (c = 1; c <= nc; c++) {
+				rs = ""
+				for (r = 1; r <= rounds; r++) {
+					a = round["mg" SUBSEP C[c] SUBSEP r]; b = round["mg-etcd" SUBSEP C[c] SUBSEP r]
+					if (a == "" || b == "") continue
+					printf "| %s | %d | %.0f | %.0f | %.3f |\n", C[c], r, a, b, b / a
+					rs = rs " " (b / a)
+				}
+				if (rs != "") printf "| %s | median | | | **%.3f** (%s) |\n", C[c], median(rs), yn(median(rs) >= 0.95)
 			}
 			print ""
 		}
