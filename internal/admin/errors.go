@@ -63,6 +63,8 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusBadRequest
 		body.Problems = spec.Problems(err)
 		body.Error = summary(body.Problems)
+	case errors.Is(err, store.ErrTooLarge):
+		status, body.Error = http.StatusRequestEntityTooLarge, err.Error()
 	case errors.Is(err, store.ErrUnavailable):
 		status, body.Error = http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, store.ErrNotFound):

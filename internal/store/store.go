@@ -25,6 +25,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrTooLarge: the transaction holds more than the backend can commit
+	// at once (etcd: 128 operations); nothing was written.
+	ErrTooLarge = errors.New("transaction too large for the state store")
 	// ErrUnavailable: the store could not be reached in time (an etcd
 	// cluster down or cut off); nothing was written.
 	ErrUnavailable = errors.New("the state store cannot be reached")

@@ -184,7 +184,7 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 		return 0, nil, err
 	}
 	if len(txn.Ops) > MaxOps {
-		return 0, nil, fmt.Errorf("commit: %d writes in one transaction, at most %d fit in one etcd transaction (--max-txn-ops 128)", len(txn.Ops), MaxOps)
+		return 0, nil, fmt.Errorf("%w: %d writes in one change, at most %d fit in one etcd transaction (--max-txn-ops 128): apply the file in parts", store.ErrTooLarge, len(txn.Ops), MaxOps)
 	}
 	events, err := store.PrepareEvents(txn.Events)
 	if err != nil {

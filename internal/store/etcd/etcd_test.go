@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -57,5 +58,25 @@ func TestOpen(t *testing.T) {
 	dead := etcd.Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: "/x/", DialTimeout: 200 * time.Millisecond}
 	if _, err := etcd.Open(ctx, dead); err == nil || !strings.Contains(err.Error(), "no member answered within 200ms") {
 		t.Errorf("Open with no member = %v", err)
+	}
+}
+
+// A change of more writes than one etcd transaction holds is refused with
+// store.ErrTooLarge, and writes nothing.
+func TestTooManyWrites(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	s := etcd.New(cluster.Client(t), "/big/", false)
+	ops := make([]store.Op, etcd.MaxOps+1)
+	for i := range ops {
+		ops[i] = store.Op{Key: fmt.Sprintf("endpoints/e%d", i), Value: []byte("{}")}
+	}
+	if _, _, err := s.Commit(t.Context(), store.Txn{Ops: ops}); !errors.Is(err, store.ErrTooLarge) || !strings.Contains(err.Error(), "apply the file in parts") {
+		t.Errorf("Commit of %d writes = %v, want ErrTooLarge", len(ops), err)
+	}
+	if kvs, err := s.List(t.Context(), ""); err != nil || len(kvs) != 0 {
+		t.Errorf("after the refused commit: %d keys, %v", len(kvs), err)
+	}
+	if _, _, err := s.Commit(t.Context(), store.Txn{Ops: ops[:etcd.MaxOps]}); err != nil {
+		t.Errorf("Commit of %d writes: %v", etcd.MaxOps, err)
 	}
 }
