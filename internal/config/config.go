@@ -159,6 +159,14 @@ type Etcd struct {
 	// (crashed, paused, cut off from etcd) keeps leading the fleet's
 	// rollouts before another gateway takes over. Zero: 15s; 2s to 5m.
 	LeaseTTL spec.Duration `yaml:"lease_ttl" json:"lease_ttl,omitempty"`
+	// EventRetention is how long the fleet's event log keeps an event (the
+	// leader drops older ones every hour). Zero: 720h (30 days); 1h to
+	// 8760h.
+	EventRetention spec.Duration `yaml:"event_retention" json:"event_retention,omitempty"`
+	// LeaveCompactionToEtcd stops the leader from compacting etcd's
+	// history every 5 minutes (as kube-apiserver does); set it when the
+	// cluster compacts itself (--auto-compaction-retention).
+	LeaveCompactionToEtcd bool `yaml:"leave_compaction_to_etcd" json:"leave_compaction_to_etcd,omitempty"`
 	// Username and PasswordFile authenticate to etcd when it has auth
 	// enabled; the file is read as the token files are (mode 0600, at least
 	// 32 characters). Both or neither.
@@ -171,6 +179,8 @@ const (
 	DefaultEtcdPrefix      = "/modelgate/"
 	DefaultEtcdDialTimeout = 5 * time.Second
 	DefaultEtcdLeaseTTL    = 15 * time.Second
+	// DefaultEtcdEventRetention is store/etcd.DefaultEventRetention.
+	DefaultEtcdEventRetention = 30 * 24 * time.Hour
 )
 
 func (e *Etcd) setDefaults() {
@@ -182,6 +192,9 @@ func (e *Etcd) setDefaults() {
 	}
 	if e.LeaseTTL == 0 {
 		e.LeaseTTL = spec.Duration(DefaultEtcdLeaseTTL)
+	}
+	if e.EventRetention == 0 {
+		e.EventRetention = spec.Duration(DefaultEtcdEventRetention)
 	}
 }
 
@@ -204,6 +217,9 @@ func (e *Etcd) validate() error {
 	}
 	if t := e.LeaseTTL.D(); t < 2*time.Second || t > 5*time.Minute {
 		errs = append(errs, spec.Problemf("state.etcd.lease_ttl", "%v is out of range: between 2s and 5m", t))
+	}
+	if r := e.EventRetention.D(); r < time.Hour || r > 365*24*time.Hour {
+		errs = append(errs, spec.Problemf("state.etcd.event_retention", "%v is out of range: between 1h and 8760h", r))
 	}
 	if (e.Username == "") != (e.PasswordFile == "") {
 		errs = append(errs, spec.Problemf("state.etcd.username", "username and password_file go together: give both or neither"))

@@ -176,6 +176,16 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
+// upkeep is what the leader does to keep the fleet's keys in bounds.
+func (d *Daemon) upkeep() etcd.Upkeep {
+	e := d.cfg.State.Etcd
+	u := etcd.Upkeep{Retention: e.EventRetention.D(), Logf: d.log.With("component", "etcd").Info}
+	if !e.LeaveCompactionToEtcd {
+		u.CompactEvery = etcd.DefaultCompactEvery
+	}
+	return u
+}
+
 // StoreProbeInterval is how often a gateway of a fleet checks that etcd
 // answers (cluster mode): /readyz, /metrics (modelgate_state_store_up) and
 // writes follow the last probe.
@@ -275,9 +285,17 @@ func (d *Daemon) Start() error {
 			d.announce(bg)
 		}()
 		d.fleet.Elect(bg, d.cfg.State.Etcd.LeaseTTL.D(), d.cfg.AdminURL(d.adminLn.Addr().String()), func(ctx context.Context, t etcd.Term) {
+			mctx, stop := context.WithCancel(ctx)
+			upkept := make(chan struct{})
+			go func() {
+				defer close(upkept)
+				d.fleet.Maintain(mctx, d.upkeep())
+			}()
 			if err := d.rollouts.Lead(ctx, t.Fence); err != nil {
 				d.log.Error("leading the fleet's rollouts", "err", err)
 			}
+			stop()
+			<-upkept
 		})
 	}()
 	d.wg.Add(2)
