@@ -14,8 +14,6 @@
 package cluster
 
 import (
-	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -26,30 +24,12 @@ import (
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
-func gatewayConfig(dir string, endpoints []string, blue, green string) string {
-	eps, _ := json.Marshal(endpoints)
-	return fmt.Sprintf(`listen: 127.0.0.1:0
-admin:
-  listen: 127.0.0.1:0
-  token_file: %s
-state:
-  path: %s
-  etcd: {endpoints: %s, prefix: /bench/}
-endpoints:
-  - name: fraud
-    deployments:
-      - {name: blue, backends: [%s]}
-      - {name: green, backends: [%s]}
-    traffic: {blue: 100}
-`, filepath.Join(filepath.Dir(dir), "fleet.token"), filepath.Join(dir, "state.db"), eps, blue, green)
-}
-
 func BenchmarkPropagation(b *testing.B) {
 	cluster := etcdtest.Start(b, 3)
 	blue, green := testenv.NewEcho(b, "blue"), testenv.NewEcho(b, "green")
 	fleet := b.TempDir()
-	a := testenv.Connect(b, testenv.StartDaemon(b, gatewayConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), blue.URL(), green.URL())))
-	c := testenv.Connect(b, testenv.StartDaemon(b, gatewayConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), blue.URL(), green.URL())))
+	a := testenv.Connect(b, testenv.StartDaemon(b, testenv.ClusterConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), "/bench/", blue.URL(), green.URL())))
+	c := testenv.Connect(b, testenv.StartDaemon(b, testenv.ClusterConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), "/bench/", blue.URL(), green.URL())))
 	took := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/ctxtime"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 )
@@ -31,7 +32,7 @@ func (s *Service) Follow(ctx context.Context) error {
 		}
 		if err != nil {
 			s.log.Warn("cannot watch the state for changes by other gateways; retrying", "err", err)
-			if !sleep(ctx, followRetry) {
+			if !ctxtime.Sleep(ctx, followRetry) {
 				return nil
 			}
 			continue
@@ -139,16 +140,4 @@ func (s *Service) unavailable() error {
 	}
 	return fmt.Errorf("%w for %v, so nothing can be changed: the gateway keeps serving the last routes it knew; try again when it is back (%v)",
 		store.ErrUnavailable, s.now().Sub(d.since).Round(time.Second), d.err)
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

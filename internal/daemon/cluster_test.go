@@ -21,38 +21,14 @@ import (
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
-// clusterConfig is a gateway of a fleet keeping its state under prefix in
-// the etcd cluster at endpoints (cluster mode).
-func clusterConfig(dir string, endpoints []string, prefix, blue, green string) string {
-	eps, _ := json.Marshal(endpoints)
-	return fmt.Sprintf(`listen: 127.0.0.1:0
-admin:
-  listen: 127.0.0.1:0
-  token_file: %s
-state:
-  path: %s
-  etcd:
-    endpoints: %s
-    prefix: %s
-    dial_timeout: 1s
-    lease_ttl: 2s
-endpoints:
-  - name: fraud
-    deployments:
-      - {name: blue, backends: [%s]}
-      - {name: green, backends: [%s]}
-    traffic: {blue: 100}
-`, filepath.Join(filepath.Dir(dir), "fleet.token"), filepath.Join(dir, "state.db"), eps, prefix, blue, green)
-}
-
 // Two gateways sharing one etcd: a change made through either is routed by
 // both, an If-Match from before it is refused by both (409), and each
 // one's event log holds the other's events.
 func TestGatewaysSharingEtcdFollowEachOther(t *testing.T) {
 	cluster := etcdtest.Start(t, 1)
 	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
-	a := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(t.TempDir(), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
-	b := testenv.Connect(t, testenv.StartDaemon(t, clusterConfig(t.TempDir(), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
+	a := testenv.Connect(t, testenv.StartDaemon(t, testenv.ClusterConfig(t.TempDir(), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
+	b := testenv.Connect(t, testenv.StartDaemon(t, testenv.ClusterConfig(t.TempDir(), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL())))
 
 	etag := func(c *testenv.Client) string {
 		req, _ := http.NewRequest("GET", c.Admin+"/api/v1/endpoints/fraud", nil)
@@ -146,13 +122,13 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	cluster := etcdtest.Start(t, 1)
 	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
 	fleet := t.TempDir() // the gateways share the token file in it
-	da := testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
+	da := testenv.StartDaemon(t, testenv.ClusterConfig(filepath.Join(fleet, "a"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
 	etcdCli := cluster.Client(t)
 	testenv.WaitFor(t, 10*time.Second, "gateway a to lead", func() bool {
 		resp, err := etcdCli.Get(t.Context(), "/fleet/k/leader/", clientv3.WithFirstCreate()...)
 		return err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == "http://"+da.AdminAddr()
 	})
-	db := testenv.StartDaemon(t, clusterConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
+	db := testenv.StartDaemon(t, testenv.ClusterConfig(filepath.Join(fleet, "b"), cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
 	a, b := testenv.Connect(t, da), testenv.Connect(t, db)
 
 	body := `{"canary": "green", "stages": [10, 50, 100], "bake": "1h"}`

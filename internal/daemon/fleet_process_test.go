@@ -59,13 +59,9 @@ func TestFleetOfProcessesSurvivesItsLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := filepath.Join(dir, "modelgate.yaml")
-		writeConfig(t, path, clusterConfig(dir, cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
+		writeConfig(t, path, testenv.ClusterConfig(dir, cluster.Endpoints(), "/fleet/", blue.URL(), green.URL()))
 		p := startProcess(t, path)
-		tok, err := os.ReadFile(filepath.Join(fleet, "fleet.token"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		members = append(members, &member{p: p, c: testenv.NewClient(t, p.proxy, p.admin, strings.TrimSpace(string(tok)))})
+		members = append(members, &member{p: p, c: testenv.NewClient(t, p.proxy, p.admin, testenv.ReadToken(t, filepath.Join(fleet, "fleet.token")))})
 	}
 	first := members[0].c
 

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin"
-	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
@@ -46,32 +45,8 @@ endpoints:
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.New(context.Background(), daemon.Options{Config: f, ConfigPath: path, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatalf("daemon.New: %v", err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
+	d := testenv.StartDaemonFile(t, path, func(o *daemon.Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 	return d, path
-}
-
-func readToken(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // The read-only token on every route of the admin API, served by the real
@@ -82,7 +57,7 @@ func TestReadOnlyTokenOnEveryRoute(t *testing.T) {
 	dir := t.TempDir()
 	d, _ := tokenDaemon(t, dir, &syncBuffer{})
 	c := testenv.Connect(t, d)
-	viewer := readToken(t, filepath.Join(dir, "viewer.token"))
+	viewer := testenv.ReadToken(t, filepath.Join(dir, "viewer.token"))
 	if fi, err := os.Stat(filepath.Join(dir, "viewer.token")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("read-only token file created with %v, %v; want mode 0600", fi, err)
 	}
@@ -150,7 +125,7 @@ func TestTokenRotationOnReload(t *testing.T) {
 	d, _ := tokenDaemon(t, dir, logs)
 	c := testenv.Connect(t, d)
 	adminPath, viewerPath := filepath.Join(dir, "admin.token"), filepath.Join(dir, "viewer.token")
-	oldAdmin, oldViewer := readToken(t, adminPath), readToken(t, viewerPath)
+	oldAdmin, oldViewer := testenv.ReadToken(t, adminPath), testenv.ReadToken(t, viewerPath)
 	newAdmin, newViewer := strings.Repeat("a1", 20), strings.Repeat("b2", 20)
 	for path, tok := range map[string]string{adminPath: newAdmin, viewerPath: newViewer} {
 		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {

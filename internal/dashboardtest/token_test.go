@@ -14,7 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/modelgate/modelgate/internal/admin"
-	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
@@ -46,36 +45,12 @@ func startTokenEnv(t *testing.T) *tokenEnv {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config.Load: %v\n%s", err, yaml)
-	}
-	d, err := daemon.New(context.Background(), daemon.Options{Config: f, ConfigPath: path, RolloutInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatalf("daemon.New: %v", err)
-	}
-	if err := d.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		d.Shutdown(ctx)
-	})
-	e := &tokenEnv{env: &env{Client: testenv.Connect(t, d), t: t}, d: d, dir: dir, viewer: readTokenFile(t, filepath.Join(dir, "viewer.token"))}
+	d := testenv.StartDaemonFile(t, path, testenv.RolloutInterval(100*time.Millisecond))
+	e := &tokenEnv{env: &env{Client: testenv.Connect(t, d), t: t}, d: d, dir: dir, viewer: testenv.ReadToken(t, filepath.Join(dir, "viewer.token"))}
 	if e.viewer == "" || e.viewer == e.Token {
 		t.Fatalf("read-only token %q: want one of its own", e.viewer)
 	}
 	return e
-}
-
-func readTokenFile(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // tokenKind is a predicate: the top bar shows the badge of kind, visible.

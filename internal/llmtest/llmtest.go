@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/ctxtime"
 )
 
 // Options configures a Handler. The zero value answers "Hello from
@@ -237,17 +239,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req request, id
 // sleep waits d unless the client goes away first; it reports whether
 // the whole wait passed.
 func sleep(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return r.Context().Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
+	return ctxtime.Sleep(r.Context(), d)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

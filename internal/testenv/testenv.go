@@ -4,14 +4,17 @@
 // simple model backends and polling.
 //
 // It is imported only by tests (internal/daemon, internal/e2e,
-// internal/dashboardtest); every helper takes the test and cleans up after
+// internal/dashboardtest, bench/cluster); every helper takes the test and cleans up after
 // it.
 package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +39,22 @@ func StartDaemon(t testing.TB, yaml string, opts ...Option) *daemon.Daemon {
 	if err != nil {
 		t.Fatalf("config.Parse: %v\n%s", err, yaml)
 	}
-	o := daemon.Options{Config: f}
+	return start(t, daemon.Options{Config: f}, opts)
+}
+
+// StartDaemonFile is StartDaemon with the config in the file at path,
+// which the daemon's Reload (SIGHUP) reads again.
+func StartDaemonFile(t testing.TB, path string, opts ...Option) *daemon.Daemon {
+	t.Helper()
+	f, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("config.Load: %v", err)
+	}
+	return start(t, daemon.Options{Config: f, ConfigPath: path}, opts)
+}
+
+func start(t testing.TB, o daemon.Options, opts []Option) *daemon.Daemon {
+	t.Helper()
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -60,6 +78,44 @@ func StartDaemon(t testing.TB, yaml string, opts ...Option) *daemon.Daemon {
 func ConfigHeader(dir string) string {
 	return fmt.Sprintf("listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\nstate:\n  path: %s\nendpoints:\n",
 		filepath.Join(dir, "state.db"))
+}
+
+// ClusterConfig is a gateway of a fleet (cluster mode) keeping its state
+// under prefix in the etcd cluster at endpoints: the endpoint "fraud" with
+// blue and green (all traffic on blue), both listeners on :0 ports, the
+// admin token in fleet.token in dir's parent (shared by the fleet's
+// gateways in sibling directories), calls to etcd bounded by 1 s and a
+// 2-second lease, so that tests see outages and takeovers quickly.
+func ClusterConfig(dir string, endpoints []string, prefix, blue, green string) string {
+	eps, _ := json.Marshal(endpoints)
+	return fmt.Sprintf(`listen: 127.0.0.1:0
+admin:
+  listen: 127.0.0.1:0
+  token_file: %s
+state:
+  path: %s
+  etcd:
+    endpoints: %s
+    prefix: %s
+    dial_timeout: 1s
+    lease_ttl: 2s
+endpoints:
+  - name: fraud
+    deployments:
+      - {name: blue, backends: [%s]}
+      - {name: green, backends: [%s]}
+    traffic: {blue: 100}
+`, filepath.Join(filepath.Dir(dir), "fleet.token"), filepath.Join(dir, "state.db"), eps, prefix, blue, green)
+}
+
+// ReadToken is the token in the file at path.
+func ReadToken(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // TwoDeploymentConfig is a config with the endpoint "fraud": deployments

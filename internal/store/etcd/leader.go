@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/modelgate/modelgate/internal/ctxtime"
 	"github.com/modelgate/modelgate/internal/store"
 )
 
@@ -39,14 +40,14 @@ func (s *Store) Elect(ctx context.Context, ttl time.Duration, value string, lead
 	for ctx.Err() == nil {
 		began := time.Now()
 		err := s.term(ctx, secs, value, lead)
-		if err == nil && time.Since(began) < time.Second && !pause(ctx, time.Second) {
+		if err == nil && time.Since(began) < time.Second && !ctxtime.Sleep(ctx, time.Second) {
 			return nil // a term that ended at once (its lead failed) is not retried in a loop
 		}
 		if err != nil && ctx.Err() == nil {
 			if errors.Is(err, store.ErrClosed) || s.closed.Load() {
 				return nil
 			}
-			if !pause(ctx, time.Second) {
+			if !ctxtime.Sleep(ctx, time.Second) {
 				return nil
 			}
 		}
@@ -102,17 +103,6 @@ func (s *Store) Leader(ctx context.Context) (string, error) {
 	return string(resp.Kvs[0].Value), nil
 }
 
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // replicasKey is the store key prefix of the gateways' records.
 const replicasKey = "replicas/"
 
@@ -126,7 +116,7 @@ func (s *Store) Announce(ctx context.Context, ttl time.Duration, id string, info
 	for ctx.Err() == nil && !s.closed.Load() {
 		sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
 		if err != nil {
-			if !pause(ctx, time.Second) {
+			if !ctxtime.Sleep(ctx, time.Second) {
 				return
 			}
 			continue
