@@ -108,6 +108,9 @@ func (s *Store) mapErr(err error) error {
 		return nil
 	case s.closed.Load():
 		return store.ErrClosed
+	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrGRPCRequestTooLarge),
+		errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrGRPCTooManyOps), status.Code(err) == codes.ResourceExhausted:
+		return fmt.Errorf("%w: etcd refused it (%v; --max-request-bytes is 1.5 MiB and --max-txn-ops 128 by default): apply the file in parts", store.ErrTooLarge, err)
 	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.Unavailable, status.Code(err) == codes.DeadlineExceeded:
 		return fmt.Errorf("%w: etcd did not answer within %v: %w", store.ErrUnavailable, s.timeout, err)
 	}

@@ -80,3 +80,16 @@ func TestTooManyWrites(t *testing.T) {
 		t.Errorf("Commit of %d writes: %v", etcd.MaxOps, err)
 	}
 }
+
+// A change larger than etcd takes in one request (1.5 MiB by default) is
+// refused with store.ErrTooLarge too.
+func TestTooLargeARequest(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	s := etcd.New(cluster.Client(t), "/big/", false)
+	for _, size := range []int{1700 << 10, 2 << 20} { // past the server's limit; past the client's too
+		big := strings.Repeat("x", size)
+		if _, _, err := s.Commit(t.Context(), store.Txn{Ops: []store.Op{{Key: "endpoints/huge", Value: []byte(big)}}}); !errors.Is(err, store.ErrTooLarge) {
+			t.Errorf("Commit of %d bytes = %v, want ErrTooLarge", size, err)
+		}
+	}
+}
