@@ -15,6 +15,11 @@ import (
 // say which one they hold.
 const TokenKindHeader = "X-Modelgate-Token"
 
+// DegradedHeader, on every authenticated answer while the gateway serves
+// degraded (cluster mode: its state store does not answer), says why: the
+// dashboard shows it.
+const DegradedHeader = "X-Modelgate-Degraded"
+
 // TokenInfo is the answer of GET /api/v1/token: what the presented token
 // may do.
 type TokenInfo struct {
@@ -61,6 +66,13 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			}
 		}
 		w.Header().Set(TokenKindHeader, m.Kind.String())
+		if d, ok := s.backend.(interface{ Degraded() string }); ok {
+			if why := d.Degraded(); why != "" {
+				// Every answer says so, so that the dashboard can show it
+				// on whatever page it is.
+				w.Header().Set(DegradedHeader, strings.ReplaceAll(why, "\n", " "))
+			}
+		}
 		if !m.Until.IsZero() {
 			// RFC 9111's Warning is obsolete but still what clients print;
 			// the CLI shows it on standard error.

@@ -122,8 +122,18 @@ async function call(method, path, body, token) {
   if (res.ok && !token && state.validUntil === null && /\bmodelgate\b.*\breplaced\b/.test(res.headers.get("Warning") || "")) {
     loadTokenInfo();
   }
+  if (!token) showDegraded(res.headers.get("X-Modelgate-Degraded"));
   if (!res.ok) throw new ApiError(res.status, data);
   return data;
+}
+
+// showDegraded shows why the gateway serves degraded (its state store does
+// not answer: it routes what it last knew and refuses changes), or hides
+// the line once an answer comes without the header.
+function showDegraded(why) {
+  const line = $("#degraded");
+  line.hidden = !why;
+  line.textContent = why ? "This gateway is degraded: " + why + "." : "";
 }
 
 // get calls GET; endpoints come back with traffic and mirror always set.
@@ -197,6 +207,7 @@ function signOut(message) {
   state.token = "";
   state.kind = "";
   state.validUntil = null;
+  showDegraded(null);
   stopPage();
   showLogin(message);
 }
