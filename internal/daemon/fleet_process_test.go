@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -161,6 +162,7 @@ func TestFleetOfProcessesSurvivesItsLeader(t *testing.T) {
 		t.Errorf("the fleet finished rollout %s, want %s", got.ID, started.ID)
 	}
 	checkTransitionsOnce(t, others[0].c)
+	checkTransitionsComplete(t, others[0].c, started.ID, 2)
 
 	// SIGSTOP of the new leader past its lease: the last gateway takes
 	// over; the paused one, continued, no longer drives the rollout and
@@ -197,6 +199,7 @@ func TestFleetOfProcessesSurvivesItsLeader(t *testing.T) {
 		t.Errorf("the last gateway does not drive the rollout after the paused one came back")
 	}
 	checkTransitionsOnce(t, last.c)
+	checkTransitionsComplete(t, last.c, second.ID, 2)
 
 	// Every etcd member down: the live gateways serve with the routes they
 	// have, say they are degraded and refuse changes; all recovers when
@@ -250,5 +253,38 @@ func checkTransitionsOnce(t *testing.T, c *testenv.Client) {
 		if n != 1 {
 			t.Errorf("%d× in the fleet's log: %s", n, what)
 		}
+	}
+}
+
+// checkTransitionsComplete fails the test unless the fleet's log holds, for
+// rollout id, one start, every stage entered before the last (100%) once
+// and in order, and one success (entering the last stage is the success).
+func checkTransitionsComplete(t *testing.T, c *testenv.Client, id string, last int) {
+	t.Helper()
+	var starts, successes int
+	var stages []int
+	for _, e := range c.Events("fraud") {
+		var data struct {
+			Rollout string `json:"rollout"`
+			Stage   int    `json:"stage"`
+		}
+		if json.Unmarshal(e.Data, &data) != nil || data.Rollout != id {
+			continue
+		}
+		switch e.Type {
+		case rollout.EventStarted:
+			starts++
+		case rollout.EventStage:
+			stages = append(stages, data.Stage)
+		case rollout.EventSucceeded:
+			successes++
+		}
+	}
+	want := []int{}
+	for i := 0; i < last; i++ {
+		want = append(want, i)
+	}
+	if starts != 1 || successes != 1 || fmt.Sprint(stages) != fmt.Sprint(want) {
+		t.Errorf("rollout %s in the fleet's log: %d starts, stages %v, %d successes; want 1, %v, 1", id, starts, stages, successes, want)
 	}
 }
