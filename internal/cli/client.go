@@ -203,6 +203,10 @@ func (c *Client) toLeader(ctx context.Context, leader, method, path string, quer
 	if err != nil {
 		return nil, fmt.Errorf("the fleet's leader announced the admin address %q: %w", leader, err)
 	}
+	if c.base.Scheme == "https" && lc.base.Scheme != "https" {
+		// The token would cross the network in clear text.
+		return nil, fmt.Errorf("the fleet's leader announced %s, which is not https while this gateway is: not sending the token there; set admin.advertise_url to its https URL", leader)
+	}
 	req, err := lc.request(ctx, method, path, query, body)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -132,5 +133,48 @@ func TestReplicasTable(t *testing.T) {
 		"gw-2-200 *  http://10.0.0.2:8081  10.0.0.2:8080  devel-abc  1m0s    0s ago     follower\n"
 	if b.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// A rollout call answered 503 with the leader's URL is sent there once,
+// with the same token, but never from https to plain http.
+func TestFollowsTheLeaderButNotToPlainHTTP(t *testing.T) {
+	var got []string
+	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"id": "fraud-1", "endpoint": "fraud", "phase": "paused"}`))
+	}))
+	defer leader.Close()
+	follower := func(srv func(http.Handler) *httptest.Server) *httptest.Server {
+		return srv(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set(admin.LeaderHeader, leader.URL)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error": "this gateway does not lead the fleet's rollouts: send it to the leader, ` + leader.URL + `"}`))
+		}))
+	}
+	plain := follower(httptest.NewServer)
+	defer plain.Close()
+	c, err := NewClient(plain.URL, "tok", plain.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.RolloutAction(t.Context(), "fraud", "pause"); err != nil || r.ID != "fraud-1" {
+		t.Fatalf("action through a plain follower = %+v, %v; want the leader's answer", r, err)
+	}
+	if len(got) != 1 || got[0] != "POST /api/v1/endpoints/fraud/rollout/pause Bearer tok" {
+		t.Errorf("the leader got %v", got)
+	}
+	secure := follower(httptest.NewTLSServer)
+	defer secure.Close()
+	c, err = NewClient(secure.URL, "tok", secure.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RolloutAction(t.Context(), "fraud", "pause"); err == nil || !strings.Contains(err.Error(), "not sending the token there") {
+		t.Errorf("action through an https follower naming a plain http leader = %v", err)
+	}
+	if len(got) != 1 {
+		t.Errorf("the token went to the plain http leader: %v", got)
 	}
 }
