@@ -167,6 +167,13 @@ type Etcd struct {
 	// history every 5 minutes (as kube-apiserver does); set it when the
 	// cluster compacts itself (--auto-compaction-retention).
 	LeaveCompactionToEtcd bool `yaml:"leave_compaction_to_etcd" json:"leave_compaction_to_etcd,omitempty"`
+	// MaxTxnOps and MaxRequestBytes are the cluster's limits on one request
+	// (etcd's --max-txn-ops and --max-request-bytes): a change larger than
+	// them (an apply of many endpoints) is refused whole, naming them.
+	// Raise them here only together with the cluster's. Zero: etcd's
+	// defaults, 128 and 1572864 (1.5 MiB).
+	MaxTxnOps       int `yaml:"max_txn_ops" json:"max_txn_ops,omitempty"`
+	MaxRequestBytes int `yaml:"max_request_bytes" json:"max_request_bytes,omitempty"`
 	// Username and PasswordFile authenticate to etcd when it has auth
 	// enabled; the file is read as the token files are (mode 0600, at least
 	// 32 characters). Both or neither.
@@ -220,6 +227,12 @@ func (e *Etcd) validate() error {
 	}
 	if r := e.EventRetention.D(); r < time.Hour || r > 365*24*time.Hour {
 		errs = append(errs, spec.Problemf("state.etcd.event_retention", "%v is out of range: between 1h and 8760h", r))
+	}
+	if e.MaxTxnOps != 0 && (e.MaxTxnOps < 16 || e.MaxTxnOps > 100000) {
+		errs = append(errs, spec.Problemf("state.etcd.max_txn_ops", "%d is out of range: between 16 and 100000, as etcd's --max-txn-ops", e.MaxTxnOps))
+	}
+	if e.MaxRequestBytes != 0 && (e.MaxRequestBytes < 64<<10 || e.MaxRequestBytes > 64<<20) {
+		errs = append(errs, spec.Problemf("state.etcd.max_request_bytes", "%d is out of range: between 65536 and 67108864, as etcd's --max-request-bytes", e.MaxRequestBytes))
 	}
 	if (e.Username == "") != (e.PasswordFile == "") {
 		errs = append(errs, spec.Problemf("state.etcd.username", "username and password_file go together: give both or neither"))

@@ -24,7 +24,8 @@ func openState(ctx context.Context, cfg *config.File) (st store.Store, snap stor
 		}
 		return b, b, nil
 	}
-	ec := etcd.Config{Endpoints: e.Endpoints, Prefix: e.Prefix, DialTimeout: e.DialTimeout.D(), Username: e.Username}
+	ec := etcd.Config{Endpoints: e.Endpoints, Prefix: e.Prefix, DialTimeout: e.DialTimeout.D(), Username: e.Username,
+		MaxTxnOps: e.MaxTxnOps, MaxRequestBytes: e.MaxRequestBytes}
 	if e.PasswordFile != "" {
 		if ec.Password, err = secretfile.Read(e.PasswordFile, "etcd password file"); err != nil {
 			return nil, nil, fmt.Errorf("state.etcd.password_file: %w", err)

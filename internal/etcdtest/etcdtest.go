@@ -38,8 +38,8 @@ type Cluster struct {
 }
 
 // Start runs a cluster of n members in t's temporary directory and stops
-// it when t ends.
-func Start(t testing.TB, n int) *Cluster {
+// it when t ends; opts change each member's configuration (a limit, say).
+func Start(t testing.TB, n int, opts ...func(*embed.Config)) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t}
 	dir := t.TempDir()
@@ -56,6 +56,9 @@ func Start(t testing.TB, n int) *Cluster {
 		// leader hands over, at once).
 		cfg.UnsafeNoFsync = true
 		cfg.TickMs, cfg.ElectionMs = 10, 100
+		for _, o := range opts {
+			o(cfg)
+		}
 		cu, pu := freeURL(t), freeURL(t)
 		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}

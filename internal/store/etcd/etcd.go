@@ -44,10 +44,17 @@ import (
 	"github.com/modelgate/modelgate/internal/store"
 )
 
-// MaxOps is the most ops a Commit may hold: etcd refuses a transaction of
-// more than --max-txn-ops (default 128) operations, and a Commit adds two
-// of its own (the Seq and the events).
-const MaxOps = 128 - 2
+// MaxOps is the most ops a Commit may hold with etcd's defaults: etcd
+// refuses a transaction of more than --max-txn-ops (default 128)
+// operations, and a Commit adds two of its own (the Seq and the events).
+const MaxOps = DefaultMaxTxnOps - 2
+
+// Defaults of etcd's limits on one request (its --max-txn-ops and
+// --max-request-bytes), which Config may raise to what the cluster allows.
+const (
+	DefaultMaxTxnOps       = 128
+	DefaultMaxRequestBytes = 1536 * 1024
+)
 
 // WatchBuffer is the number of events a watcher's channel buffers. A
 // watcher whose consumer lets more than WatchBuffer events pile up while it
@@ -69,6 +76,9 @@ type Store struct {
 	owned   bool // Close closes cli
 	prefix  string
 	timeout time.Duration // of one call (see call)
+	// maxTxnOps and maxRequestBytes are the cluster's limits on one
+	// request (Config; etcd's defaults otherwise).
+	maxTxnOps, maxRequestBytes int
 
 	closed   atomic.Bool
 	done     chan struct{} // closed by Close: stops the watchers
@@ -79,7 +89,8 @@ type Store struct {
 // New returns a store keeping its data under prefix in the cluster cli
 // talks to. When owned is set, Close closes cli too.
 func New(cli *clientv3.Client, prefix string, owned bool) *Store {
-	return &Store{cli: cli, owned: owned, prefix: prefix, done: make(chan struct{}), timeout: DefaultCallTimeout}
+	return &Store{cli: cli, owned: owned, prefix: prefix, done: make(chan struct{}), timeout: DefaultCallTimeout,
+		maxTxnOps: DefaultMaxTxnOps, maxRequestBytes: DefaultMaxRequestBytes}
 }
 
 // DefaultCallTimeout bounds one call to the cluster when Open's
@@ -186,12 +197,17 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 	if err := store.CheckOps(txn.Ops); err != nil {
 		return 0, nil, err
 	}
-	if len(txn.Ops) > MaxOps {
-		return 0, nil, fmt.Errorf("%w: %d writes in one change, at most %d fit in one etcd transaction (--max-txn-ops 128): apply the file in parts", store.ErrTooLarge, len(txn.Ops), MaxOps)
+	if max := s.maxTxnOps - 2; len(txn.Ops) > max {
+		return 0, nil, fmt.Errorf("%w: %d writes in one change, at most %d fit in one etcd transaction (--max-txn-ops %d): apply the file in parts, or raise etcd's --max-txn-ops and state.etcd.max_txn_ops together",
+			store.ErrTooLarge, len(txn.Ops), max, s.maxTxnOps)
 	}
 	events, err := store.PrepareEvents(txn.Events)
 	if err != nil {
 		return 0, nil, err
+	}
+	if n := requestBytes(txn, events); n > s.maxRequestBytes {
+		return 0, nil, fmt.Errorf("%w: the change is about %d bytes, etcd takes at most %d in one request (--max-request-bytes): apply the file in parts, or raise etcd's --max-request-bytes and state.etcd.max_request_bytes together",
+			store.ErrTooLarge, n, s.maxRequestBytes)
 	}
 	userCmps, describe := s.compares(txn)
 	fence, fenced := store.FenceOf(ctx)
@@ -244,6 +260,22 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 		return 0, nil, s.conflict(ctx, describe)
 	}
 	return 0, nil, fmt.Errorf("commit: lost the race for the event sequence %d times in a row", maxCommitRetries)
+}
+
+// requestBytes estimates a Commit's request to etcd: its keys and values,
+// its events as JSON, and a little per operation.
+func requestBytes(txn store.Txn, events []store.Event) int {
+	n := 256
+	for _, op := range txn.Ops {
+		n += len(op.Key) + len(op.Value) + 64
+	}
+	for k := range txn.ExpectRevisions {
+		n += len(k) + 32
+	}
+	for _, e := range events {
+		n += len(e.Message) + len(e.Data) + len(e.Type) + len(e.Endpoint) + len(e.Actor) + 128
+	}
+	return n
 }
 
 // lastPerKey is ops with only the last op on each key: etcd refuses a

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/server/v3/embed"
+
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/store/etcd"
@@ -91,5 +93,34 @@ func TestTooLargeARequest(t *testing.T) {
 		if _, _, err := s.Commit(t.Context(), store.Txn{Ops: []store.Op{{Key: "endpoints/huge", Value: []byte(big)}}}); !errors.Is(err, store.ErrTooLarge) {
 			t.Errorf("Commit of %d bytes = %v, want ErrTooLarge", size, err)
 		}
+	}
+}
+
+// A cluster whose limits are raised (--max-txn-ops, --max-request-bytes)
+// takes a change that large in one transaction, when the store is told.
+func TestRaisedLimits(t *testing.T) {
+	cluster := etcdtest.Start(t, 1, func(c *embed.Config) { c.MaxTxnOps, c.MaxRequestBytes = 1024, 4<<20 })
+	s, err := etcd.Open(t.Context(), etcd.Config{Endpoints: cluster.Endpoints(), Prefix: "/raised/", DialTimeout: 5 * time.Second,
+		MaxTxnOps: 1024, MaxRequestBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ops := make([]store.Op, 500)
+	for i := range ops {
+		ops[i] = store.Op{Key: fmt.Sprintf("endpoints/e%03d", i), Value: []byte(strings.Repeat("v", 5000))} // 2.5 MB in all
+	}
+	if _, _, err := s.Commit(t.Context(), store.Txn{Ops: ops}); err != nil {
+		t.Fatalf("Commit of 500 writes, 2.5 MB, within the raised limits: %v", err)
+	}
+	if kvs, err := s.List(t.Context(), "endpoints/"); err != nil || len(kvs) != 500 {
+		t.Errorf("after the commit: %d keys, %v", len(kvs), err)
+	}
+	ops = append(ops, make([]store.Op, 600)...)
+	for i := 500; i < len(ops); i++ {
+		ops[i] = store.Op{Key: fmt.Sprintf("endpoints/f%03d", i), Value: []byte("v")}
+	}
+	if _, _, err := s.Commit(t.Context(), store.Txn{Ops: ops}); !errors.Is(err, store.ErrTooLarge) || !strings.Contains(err.Error(), "state.etcd.max_txn_ops") {
+		t.Errorf("Commit of %d writes past the raised limit = %v", len(ops), err)
 	}
 }

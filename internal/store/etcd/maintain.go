@@ -135,7 +135,7 @@ func (s *Store) TrimEvents(ctx context.Context, before time.Time) (int, error) {
 		return 0, err
 	}
 	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), MaxOps)]
+		chunk := keys[:min(len(keys), s.maxTxnOps)]
 		keys = keys[len(chunk):]
 		ops := make([]clientv3.Op, len(chunk))
 		for i, k := range chunk {

@@ -26,6 +26,9 @@ type Config struct {
 	// TLS, when set, is used for https endpoints.
 	TLS                *tls.Config
 	Username, Password string
+	// MaxTxnOps and MaxRequestBytes are the cluster's --max-txn-ops and
+	// --max-request-bytes; zero: etcd's defaults (128, 1.5 MiB).
+	MaxTxnOps, MaxRequestBytes int
 }
 
 // Open connects to the cluster, checks (or, on a new prefix, records) the
@@ -33,12 +36,15 @@ type Config struct {
 // when no member answers within DialTimeout, with the endpoints it tried.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: cfg.DialTimeout,
-		TLS:         cfg.TLS,
-		Username:    cfg.Username,
-		Password:    cfg.Password,
-		Logger:      zap.NewNop(),
+		// The client sends up to what the cluster takes (its default of
+		// 2 MiB would cut a larger limit short).
+		MaxCallSendMsgSize: max(cfg.MaxRequestBytes, DefaultMaxRequestBytes) + 1<<20,
+		Endpoints:          cfg.Endpoints,
+		DialTimeout:        cfg.DialTimeout,
+		TLS:                cfg.TLS,
+		Username:           cfg.Username,
+		Password:           cfg.Password,
+		Logger:             zap.NewNop(),
 		// A member that stops answering is noticed within a few seconds,
 		// and the client moves to another.
 		DialKeepAliveTime:    5 * time.Second,
@@ -49,6 +55,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := New(cli, cfg.Prefix, true)
 	s.timeout = cfg.DialTimeout
+	if cfg.MaxTxnOps > 0 {
+		s.maxTxnOps = cfg.MaxTxnOps
+	}
+	if cfg.MaxRequestBytes > 0 {
+		s.maxRequestBytes = cfg.MaxRequestBytes
+	}
 	cctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout)
 	defer cancel()
 	if err := s.checkSchema(cctx); err != nil {
