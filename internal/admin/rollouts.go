@@ -38,7 +38,16 @@ func (s *server) currentRollout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ro)
+	writeJSON(w, http.StatusOK, visibleRollout(r, ro))
+}
+
+// visibleRollout is the rollout as the caller may see it: to the read-only
+// token, its plan's confirm-promotion webhook redacted.
+func visibleRollout(r *http.Request, ro rollout.Rollout) rollout.Rollout {
+	if readOnly(r) {
+		ro.Plan = ro.Plan.Redacted()
+	}
+	return ro
 }
 
 func (s *server) rolloutHistory(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +58,9 @@ func (s *server) rolloutHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	if list == nil {
 		list = []rollout.Rollout{}
+	}
+	for i := range list {
+		list[i] = visibleRollout(r, list[i])
 	}
 	writeJSON(w, http.StatusOK, RolloutList{Rollouts: list})
 }

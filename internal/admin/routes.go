@@ -41,18 +41,14 @@ func (s *server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 }
 
 // visible is the endpoint as the caller may see it: to the read-only
-// token, webhooks show their URL's scheme and host and hide their secret
-// (both could forge or read notifications).
+// token, webhooks (and the plan's confirm-promotion webhook) show their
+// URL's scheme and host and hide their secret (both could forge or read
+// notifications).
 func visible(r *http.Request, ep spec.Endpoint) spec.Endpoint {
-	if !readOnly(r) || len(ep.Webhooks) == 0 {
+	if !readOnly(r) {
 		return ep
 	}
-	hooks := make([]spec.Webhook, len(ep.Webhooks))
-	for i, h := range ep.Webhooks {
-		hooks[i] = h.Redacted()
-	}
-	ep.Webhooks = hooks
-	return ep
+	return ep.Redacted()
 }
 
 func (s *server) getEndpoint(w http.ResponseWriter, r *http.Request) {

@@ -37,7 +37,7 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 		}
 		r, exists := snap.endpoints[want.Name]
 		if !exists {
-			ev := event(want.Name, EventEndpointCreated, actor, fmt.Sprintf("endpoint %s created with traffic %s", want.Name, FormatWeights(want, want.Traffic)), want)
+			ev := event(want.Name, EventEndpointCreated, actor, fmt.Sprintf("endpoint %s created with traffic %s", want.Name, FormatWeights(want, want.Traffic)), want.Redacted())
 			changes = append(changes, change{name: want.Name, endpoint: &want, events: []store.Event{ev}})
 			res.Created = append(res.Created, want.Name)
 			for _, d := range want.Deployments {
@@ -216,7 +216,7 @@ func (s *Service) merge(cur, want spec.Endpoint, prune bool, actor string, res *
 		next.Compare = want.Compare.Clone()
 		next.Rollout = want.Clone().Rollout
 		next.Webhooks = want.Clone().Webhooks
-		events = append(events, event(name, EventEndpointUpdated, actor, fmt.Sprintf("endpoint %s settings updated (sticky header, override, compare, rollout plan or webhooks)", name), json.RawMessage(settings)))
+		events = append(events, event(name, EventEndpointUpdated, actor, fmt.Sprintf("endpoint %s settings updated (sticky header, override, compare, rollout plan or webhooks)", name), json.RawMessage(endpointSettings(want.Redacted()))))
 		res.Updated = append(res.Updated, name)
 	}
 	if err := next.Validate(); err != nil {

@@ -41,6 +41,8 @@ endpoints:
     traffic: {blue: 100}
     webhooks:
       - {url: "https://hooks.example.com/services/T0/B0/PATHSECRET", secret: hmac-signing-key}
+    rollout:
+      confirm_promotion: {url: "https://confirm.example.com/hooks/CONFIRMPATH", secret: confirm-signing-key}
 `, dir, blue.URL(), green.URL())
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -107,9 +109,22 @@ func TestReadOnlyTokenOnEveryRoute(t *testing.T) {
 	if after := state(); after != before {
 		t.Errorf("the read-only token changed the state:\nbefore %s\nafter  %s", before, after)
 	}
+	secrets := []string{"PATHSECRET", "hmac-signing-key", "CONFIRMPATH", "confirm-signing-key"}
+	for _, path := range []string{"/api/v1/endpoints", "/api/v1/endpoints/fraud", "/api/v1/endpoints/fraud/rollout", "/api/v1/endpoints/fraud/rollouts", "/api/v1/events"} {
+		_, body := c.APIToken(viewer, "GET", path, nil)
+		for _, secret := range secrets {
+			if bytes.Contains(body, []byte(secret)) {
+				t.Errorf("GET %s with the read-only token reads %s", path, secret)
+			}
+		}
+	}
 	_, body := c.APIToken(viewer, "GET", "/api/v1/endpoints/fraud", nil)
-	if bytes.Contains(body, []byte("PATHSECRET")) || bytes.Contains(body, []byte("hmac-signing-key")) || !bytes.Contains(body, []byte(`"https://hooks.example.com"`)) {
-		t.Errorf("the read-only token reads the webhook's URL path or secret: %s", body)
+	if !bytes.Contains(body, []byte(`"https://hooks.example.com"`)) || !bytes.Contains(body, []byte(`"https://confirm.example.com"`)) {
+		t.Errorf("the read-only token does not see which hosts the webhooks go to: %s", body)
+	}
+	// Events hold no secret for any token: webhooks receive them too.
+	if _, body := c.API("GET", "/api/v1/events", nil); bytes.Contains(body, []byte("signing-key")) || bytes.Contains(body, []byte("PATH")) {
+		t.Errorf("the event log holds a webhook's secret or path: %s", body)
 	}
 	if _, body := c.API("GET", "/api/v1/endpoints/fraud", nil); !bytes.Contains(body, []byte("hmac-signing-key")) {
 		t.Errorf("the admin token does not read the webhook it configured: %s", body)

@@ -650,7 +650,7 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 	n, _ := strconv.Atoi(r.ID[strings.LastIndexByte(r.ID, '-')+1:])
 	ru := &run{r: r, key: rolloutKey(ep.Name, n), analyzer: a, confirm: &confirmation{}}
 	msg := fmt.Sprintf("rollout %s started: %s → %s on %s, stages %s", r.ID, r.Stable, r.Canary, r.Endpoint, stagesText(r.Plan))
-	data := map[string]any{"stable": r.Stable, "canary": r.Canary, "plan": r.Plan}
+	data := map[string]any{"stable": r.Stable, "canary": r.Canary, "plan": r.Plan.Redacted()} // events are read by every token and sent to webhooks
 	if e := r.Estimate; e != nil {
 		msg += "; expected: " + e.Text
 		for _, w := range e.Warnings {

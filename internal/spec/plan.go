@@ -311,6 +311,17 @@ type Webhook struct {
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
+// Redacted is the plan with its confirm-promotion webhook redacted (see
+// Webhook.Redacted): what may be shown to a reader without the right to
+// change it, and what goes into events.
+func (p Plan) Redacted() Plan {
+	if p.ConfirmPromotion != nil {
+		w := p.ConfirmPromotion.Redacted()
+		p.ConfirmPromotion = &w
+	}
+	return p
+}
+
 // RedactedSecret stands for a webhook's secret in what the read-only token
 // reads.
 const RedactedSecret = "(redacted)"

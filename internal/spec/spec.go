@@ -304,6 +304,22 @@ func (e Endpoint) WithDefaults() Endpoint {
 }
 
 // Clone returns a deep copy of e.
+// Redacted is a copy of the endpoint with its webhooks and its plan's
+// confirm-promotion webhook redacted (Webhook.Redacted): what a reader
+// without the right to change it may see, and what goes into events,
+// which every token reads and webhooks receive.
+func (e Endpoint) Redacted() Endpoint {
+	e = e.Clone()
+	for i, h := range e.Webhooks {
+		e.Webhooks[i] = h.Redacted()
+	}
+	if e.Rollout != nil {
+		p := e.Rollout.Redacted()
+		e.Rollout = &p
+	}
+	return e
+}
+
 func (e Endpoint) Clone() Endpoint {
 	deps := make([]Deployment, len(e.Deployments))
 	for i, d := range e.Deployments {
