@@ -163,10 +163,11 @@ type Etcd struct {
 	// leader drops older ones every hour). Zero: 720h (30 days); 1h to
 	// 8760h.
 	EventRetention spec.Duration `yaml:"event_retention" json:"event_retention,omitempty"`
-	// LeaveCompactionToEtcd stops the leader from compacting etcd's
-	// history every 5 minutes (as kube-apiserver does); set it when the
-	// cluster compacts itself (--auto-compaction-retention).
-	LeaveCompactionToEtcd bool `yaml:"leave_compaction_to_etcd" json:"leave_compaction_to_etcd,omitempty"`
+	// CompactHistory makes the leader compact etcd's history every 5
+	// minutes, keeping 5 minutes of it (as kube-apiserver does). Compaction
+	// is cluster-wide: set it only on a cluster of the fleet's own. False:
+	// the cluster must compact itself (--auto-compaction-retention).
+	CompactHistory bool `yaml:"compact_history" json:"compact_history,omitempty"`
 	// MaxTxnOps and MaxRequestBytes are the cluster's limits on one request
 	// (etcd's --max-txn-ops and --max-request-bytes): a change larger than
 	// them (an apply of many endpoints) is refused whole, naming them.

@@ -180,7 +180,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 func (d *Daemon) upkeep() etcd.Upkeep {
 	e := d.cfg.State.Etcd
 	u := etcd.Upkeep{Retention: e.EventRetention.D(), Logf: d.log.With("component", "etcd").Info}
-	if !e.LeaveCompactionToEtcd {
+	if e.CompactHistory {
 		u.CompactEvery = etcd.DefaultCompactEvery
 	}
 	return u

@@ -119,6 +119,10 @@ func (s *Store) mapErr(err error) error {
 		return nil
 	case s.closed.Load():
 		return store.ErrClosed
+	case errors.Is(err, rpctypes.ErrNoSpace), errors.Is(err, rpctypes.ErrGRPCNoSpace):
+		return fmt.Errorf("%w: etcd's database is full (%v): compact and defragment it, then disarm the NOSPACE alarm (etcdctl alarm disarm); docs/cluster.md, \"etcd's space\"", store.ErrUnavailable, err)
+	case errors.Is(err, rpctypes.ErrTooManyRequests), errors.Is(err, rpctypes.ErrGRPCRequestTooManyRequests):
+		return fmt.Errorf("%w: etcd is overloaded (%v)", store.ErrUnavailable, err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrGRPCRequestTooLarge),
 		errors.Is(err, rpctypes.ErrTooManyOps), errors.Is(err, rpctypes.ErrGRPCTooManyOps), status.Code(err) == codes.ResourceExhausted:
 		return fmt.Errorf("%w: etcd refused it (%v; --max-request-bytes is 1.5 MiB and --max-txn-ops 128 by default): apply the file in parts", store.ErrTooLarge, err)
@@ -254,8 +258,14 @@ func (s *Store) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Even
 		if seqMoved(resp, seqRev) {
 			continue // another commit took the Seqs: count again
 		}
-		if fenced && !s.holds(ctx, fence) {
-			return 0, nil, store.ErrFenced
+		if fenced {
+			held, err := s.holds(ctx, fence)
+			if err != nil {
+				return 0, nil, err
+			}
+			if !held {
+				return 0, nil, store.ErrFenced
+			}
 		}
 		return 0, nil, s.conflict(ctx, describe)
 	}
@@ -371,12 +381,16 @@ func (s *Store) conflict(ctx context.Context, checks []check) error {
 	return fmt.Errorf("a guard or expected revision no longer held: %w", store.ErrConflict)
 }
 
-// holds reports whether fence's key is still at its revision.
-func (s *Store) holds(ctx context.Context, f store.Fence) bool {
+// holds reports whether fence's key is still at its revision; an error
+// when etcd could not tell.
+func (s *Store) holds(ctx context.Context, f store.Fence) (bool, error) {
 	cctx, cancel := s.call(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(cctx, s.kvKey(f.Key))
-	return err == nil && len(resp.Kvs) == 1 && uint64(resp.Kvs[0].ModRevision) == f.Revision
+	if err != nil {
+		return false, s.mapErr(err)
+	}
+	return len(resp.Kvs) == 1 && uint64(resp.Kvs[0].ModRevision) == f.Revision, nil
 }
 
 // lastSeq reads the Seq of the last event and the mod revision of its key

@@ -61,7 +61,7 @@ func (s *Store) term(ctx context.Context, ttlSecs int, value string, lead func(c
 	if err != nil {
 		return s.mapErr(fmt.Errorf("etcd session: %w", err))
 	}
-	defer sess.Close() // revokes the lease: the next candidate takes over at once
+	defer s.release(sess) // the next candidate takes over at once
 	e := concurrency.NewElection(sess, s.kvKey(leaderKey))
 	if err := e.Campaign(ctx, value); err != nil {
 		return s.mapErr(fmt.Errorf("campaign: %w", err))
@@ -77,12 +77,18 @@ func (s *Store) term(ctx context.Context, ttlSecs int, value string, lead func(c
 		cancel()
 	}()
 	lead(tctx, Term{Fence: store.Fence{Key: e.Key()[len(s.kvKey("")):], Revision: uint64(e.Rev())}})
-	if ctx.Err() == nil {
-		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer rcancel()
-		_ = e.Resign(rctx)
-	}
 	return nil
+}
+
+// release ends sess by revoking its lease, which deletes the keys held on
+// it (the election key, the replica record): with a context of its own,
+// since the one the session was made with has usually ended (a gateway
+// shutting down must still hand over at once, not after the lease's TTL).
+func (s *Store) release(sess *concurrency.Session) {
+	sess.Orphan()
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	_, _ = s.cli.Revoke(ctx, sess.Lease())
 }
 
 // Leader returns the value the fleet's leader announced (its admin URL),
@@ -122,7 +128,7 @@ func (s *Store) Announce(ctx context.Context, ttl time.Duration, id string, info
 			continue
 		}
 		s.announce(ctx, sess, every, s.kvKey(replicasKey+id), info)
-		sess.Close()
+		s.release(sess)
 	}
 }
 

@@ -11,9 +11,10 @@ import (
 // Defaults of the leader's upkeep of the fleet's keys (state.etcd).
 const (
 	// DefaultCompactEvery is how often the leader compacts etcd's history
-	// (as kube-apiserver does for its etcd): every write of a running
-	// rollout (about 10 KB every 5 seconds) leaves a revision behind, about
-	// 170 MB a day per rollout until compacted.
+	// when asked to (state.etcd.compact_history; kube-apiserver does so for
+	// its etcd): every write of a running rollout (about 10 KB every 5
+	// seconds) leaves a revision behind, about 170 MB a day per rollout
+	// until compacted. Compaction is cluster-wide.
 	DefaultCompactEvery = 5 * time.Minute
 	// DefaultEventRetention is how long the fleet's event log keeps an
 	// event.
