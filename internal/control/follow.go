@@ -25,6 +25,10 @@ const followRetry = time.Second
 // it finds nothing to do. It returns when ctx ends or the store closes.
 func (s *Service) Follow(ctx context.Context) error {
 	since := s.loadedSeq.Load()
+	// stale is set while events were read that no refresh has taken in
+	// yet (one failed: etcd did not answer): it is retried every
+	// followRetry until one succeeds, so no change is left unrouted.
+	stale := false
 	for ctx.Err() == nil {
 		ch, err := s.store.Watch(ctx, since)
 		if errors.Is(err, store.ErrClosed) {
@@ -37,20 +41,49 @@ func (s *Service) Follow(ctx context.Context) error {
 			}
 			continue
 		}
-		for e := range ch {
-			since = e.Seq
-			if len(ch) > 0 {
-				continue // read what came together first
+		read := 0
+		for open := true; open; {
+			retry := make(<-chan time.Time)
+			if stale {
+				retry = time.After(followRetry)
 			}
-			if err := s.refresh(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("reload the state changed by another gateway", "err", err)
+			select {
+			case e, ok := <-ch:
+				if !ok {
+					open = false
+					continue
+				}
+				read++
+				since, stale = e.Seq, true
+				if len(ch) > 0 {
+					continue // read what came together first
+				}
+			case <-retry:
+			case <-ctx.Done():
+				return nil
 			}
+			if err := s.refresh(ctx); err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("reload the state changed by another gateway; retrying", "err", err)
+				}
+				continue
+			}
+			stale = false
 		}
 		// The channel closed: ctx ended, the store closed, or this reader
-		// fell behind; watch again from the last event read.
+		// fell behind; watch again from the last event read, after a pause
+		// when it closed at once (a watch the store keeps refusing).
+		if read == 0 && !ctxtime.Sleep(ctx, followRetry) {
+			return nil
+		}
 	}
 	return nil
 }
+
+// Refresh reloads the endpoints and swaps the routes if another writer
+// moved them: the daemon calls it when its store answers again after an
+// outage.
+func (s *Service) Refresh(ctx context.Context) error { return s.refresh(ctx) }
 
 // refresh reloads the endpoints and swaps the routes if any stored
 // revision differs from the snapshot's, forgetting the telemetry of

@@ -212,6 +212,9 @@ func (d *Daemon) probeStore(ctx context.Context) {
 			d.log.Warn("etcd does not answer: serving the last routes known, refusing changes until it is back", "err", err)
 		case changed:
 			d.log.Info("etcd answers again", "down_for", downFor.Round(time.Second).String())
+			if err := d.control.Refresh(ctx); err != nil {
+				d.log.Warn("reload the state after etcd came back", "err", err)
+			}
 		}
 	}
 }
@@ -374,14 +377,16 @@ func (d *Daemon) Telemetry() *telemetry.Registry { return d.telemetry }
 func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	// The token files are read first and their tokens put in only once the
-	// spec applied, as the certificates are.
+	// The token files first, and on their own: a rotation (revoking a
+	// leaked token) must not wait for a config that does not apply or an
+	// etcd that does not answer. A token file that is refused changes no
+	// token and stops the reload.
 	tokens, err := d.tokens.read()
 	if err != nil {
 		return control.ApplyResult{}, fmt.Errorf("%w; the tokens are unchanged", err)
 	}
+	d.tokens.put(d.log, tokens)
 	if d.configPath == "" {
-		d.tokens.put(d.log, tokens)
 		return control.ApplyResult{}, errNoConfig
 	}
 	f, err := config.Load(d.configPath)
@@ -427,7 +432,6 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	for _, c := range commits {
 		c()
 	}
-	d.tokens.put(d.log, tokens)
 	return res, nil
 }
 

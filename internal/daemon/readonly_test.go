@@ -182,6 +182,25 @@ func TestTokenRotationOnReload(t *testing.T) {
 		t.Errorf("the rotation is not logged:\n%s", logs)
 	}
 
+	// The read-only token written as the admin token is refused: its
+	// holders would gain every right.
+	for path, tok := range map[string]string{adminPath: newViewer, viewerPath: strings.Repeat("c3", 20)} {
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "accepted now as the read-only one") {
+		t.Fatalf("Reload with the read-only token in the admin file = %v, want it refused", err)
+	}
+	if status, _ := c.APIToken(newViewer, "PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 100}); status != http.StatusForbidden {
+		t.Errorf("after the refused swap the read-only token writes: %d", status)
+	}
+	for path, tok := range map[string]string{adminPath: newAdmin, viewerPath: newViewer} {
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// A token file others may read is refused, and nothing changes.
 	if err := os.Chmod(viewerPath, 0o644); err != nil {
 		t.Fatal(err)

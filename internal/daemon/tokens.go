@@ -56,7 +56,20 @@ func (t *tokenFiles) read() (tokenPair, error) {
 	if p.readOnly == p.admin {
 		return p, fmt.Errorf("read-only token file %s holds the admin token (from %s): it would give the right to change everything; write a token of its own there, e.g. (umask 077; openssl rand -hex 32 > %s)", t.readOnlyPath, t.adminPath, t.readOnlyPath)
 	}
-	return p, nil
+	return p, t.notSwapped(p)
+}
+
+// notSwapped refuses a new admin token that is accepted now as a
+// read-only one (its holders would gain every right at once), and a new
+// read-only token that is accepted now as an admin one.
+func (t *tokenFiles) notSwapped(p tokenPair) error {
+	if m := t.set.Check(p.admin); m.Kind == authtoken.ReadOnly {
+		return fmt.Errorf("admin token file %s holds a token accepted now as the read-only one: its holders would gain the right to change everything; write a new token there", t.adminPath)
+	}
+	if m := t.set.Check(p.readOnly); p.readOnly != "" && m.Kind == authtoken.Admin {
+		return fmt.Errorf("read-only token file %s holds a token accepted now as the admin one: write a new token there", t.readOnlyPath)
+	}
+	return nil
 }
 
 // put makes p the tokens accepted, logging each token replaced and until
