@@ -32,11 +32,14 @@ type TokenInfo struct {
 
 type tokenKey struct{}
 
-// tokenKind is the kind of token the request was authenticated with.
-func tokenKind(r *http.Request) authtoken.Kind {
-	k, _ := r.Context().Value(tokenKey{}).(authtoken.Kind)
-	return k
+// tokenMatch is what the token the request was authenticated with may do.
+func tokenMatch(r *http.Request) authtoken.Match {
+	m, _ := r.Context().Value(tokenKey{}).(authtoken.Match)
+	return m
 }
+
+// tokenKind is the kind of token the request was authenticated with.
+func tokenKind(r *http.Request) authtoken.Kind { return tokenMatch(r).Kind }
 
 // readOnly reports whether the request presented the read-only token.
 func readOnly(r *http.Request) bool { return tokenKind(r) == authtoken.ReadOnly }
@@ -79,7 +82,7 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			w.Header().Set("Warning", fmt.Sprintf(`299 modelgate "this %s token was replaced and is accepted until %s: read the new one from its file"`,
 				m.Kind, m.Until.UTC().Format(time.RFC3339)))
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, m.Kind)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, m)))
 	})
 }
 
@@ -102,8 +105,7 @@ func readOnlyRefusal(r *http.Request) string {
 // tokenInfo answers GET /api/v1/token: the kind of token presented and, for
 // a replaced one, until when it is accepted.
 func (s *server) tokenInfo(w http.ResponseWriter, r *http.Request) {
-	got, _ := bearer(r.Header.Get("Authorization"))
-	m := s.tokens.Check(got)
+	m := tokenMatch(r) // as authenticated: a rotation since changes nothing here
 	info := TokenInfo{Kind: m.Kind.String()}
 	if !m.Until.IsZero() {
 		u := m.Until.UTC()

@@ -214,6 +214,9 @@ func (c *Client) toLeader(ctx context.Context, leader, method, path string, quer
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if c.warnings != nil {
+		fmt.Fprintf(c.warnings, "Note: sent to the fleet's leader at %s (the gateway at %s does not lead the rollouts)\n", lc.base.Host, c.base.Host)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("sent to the fleet's leader: %w", lc.unreachable(err))

@@ -340,7 +340,8 @@ func (s *Service) setWeights(ctx context.Context, name string, w spec.Weights, a
 		next.Mirror = w
 	}
 	if old.Equal(w) {
-		return cur.Clone(), nil
+		// Nothing to write, but a stale If-Match is refused all the same.
+		return cur.Clone(), checkIfMatch(ctx, name, s.current.Load().endpoints[name].revision)
 	}
 	msg := fmt.Sprintf("%s of %s set to %s (was %s)", field, name, FormatWeights(cur, w), FormatWeights(cur, old))
 	ev := event(name, typ, actor, msg, map[string]spec.Weights{"from": old, "to": w})
@@ -448,7 +449,7 @@ func (s *Service) PutDeployment(ctx context.Context, name string, d spec.Deploym
 	old, i, exists := next.Deployment(d.Name)
 	if exists {
 		if deploymentEqual(old, d) {
-			return next, false, nil
+			return next, false, checkIfMatch(ctx, name, r.revision)
 		}
 		next.Deployments[i] = d
 	} else {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -129,7 +130,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		d.abandon()
 		return nil, err
 	}
-	res, err := d.control.ApplyFile(ctx, cfg, false, "config")
+	res, err := d.control.ApplyFile(ctx, cfg, false, d.actor("config"))
 	if err != nil {
 		d.abandon()
 		return nil, fmt.Errorf("apply config: %w", err)
@@ -174,6 +175,15 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	d.admin.BaseContext = func(net.Listener) context.Context { return adminCtx }
 	d.admin.RegisterOnShutdown(adminCancel)
 	return d, nil
+}
+
+// actor names who made a change in the event log: in cluster mode with
+// the replica's id, since every replica applies its own config file.
+func (d *Daemon) actor(what string) string {
+	if d.cfg.State.Etcd != nil {
+		return what + "@" + d.id
+	}
+	return what
 }
 
 // upkeep is what the leader does to keep the fleet's keys in bounds.
@@ -339,6 +349,13 @@ func (d *Daemon) warnExposed() {
 		d.log.Warn("the data plane listens beyond loopback without TLS: requests and predictions cross the network in clear text; set tls (docs/security.md, \"TLS\") unless a TLS proxy in front terminates it",
 			"listen", d.ProxyAddr())
 	}
+	if e := d.cfg.State.Etcd; e != nil && e.Username != "" {
+		for _, ep := range e.Endpoints {
+			if strings.HasPrefix(ep, "http://") {
+				d.log.Warn("the etcd password is sent to a member over plain http: use https endpoints with state.etcd.tls", "endpoint", ep)
+			}
+		}
+	}
 }
 
 // loopback reports whether a listener's bound address is reachable from
@@ -425,7 +442,7 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 			}
 		})
 	}
-	res, err := d.control.ApplyFile(ctx, f, false, "reload")
+	res, err := d.control.ApplyFile(ctx, f, false, d.actor("reload"))
 	if err != nil {
 		return res, err
 	}

@@ -244,8 +244,14 @@ func (c *Controller) Lead(ctx context.Context, fence store.Fence) error {
 	defer func() {
 		c.mu.Lock()
 		c.fence, c.leading = nil, false
+		for _, ru := range c.runs {
+			c.forget(ru) // the next leader follows the canaries
+		}
 		c.runs = map[string]*run{}
+		c.stopped = true
 		c.mu.Unlock()
+		c.cancelCalls()
+		c.calls.Wait()
 	}()
 	c.log.Info("leading the fleet's rollouts")
 	defer c.log.Info("no longer leading the fleet's rollouts")
@@ -256,20 +262,26 @@ func (c *Controller) Lead(ctx context.Context, fence store.Fence) error {
 	return nil
 }
 
-// mayWrite is ctx with the term's fence when the controller leads, else a
-// *NotLeaderError. Caller holds mu.
+// mayWrite is ctx with the term's fence when the controller leads, else
+// an empty *NotLeaderError (see nameLeader). Caller holds mu.
 func (c *Controller) mayWrite(ctx context.Context) (context.Context, error) {
 	if !c.leading {
-		e := &NotLeaderError{}
-		if c.opts.Leader != nil {
-			e.Leader, _ = c.opts.Leader(ctx)
-		}
-		return ctx, e
+		return ctx, &NotLeaderError{}
 	}
 	if c.fence != nil {
 		ctx = store.Fenced(ctx, *c.fence)
 	}
 	return ctx, nil
+}
+
+// nameLeader fills in the leader of a *NotLeaderError: called without mu
+// held, since asking etcd may take up to its timeout.
+func (c *Controller) nameLeader(ctx context.Context, err error) error {
+	var nl *NotLeaderError
+	if errors.As(err, &nl) && nl.Leader == "" && c.opts.Leader != nil {
+		nl.Leader, _ = c.opts.Leader(ctx)
+	}
+	return err
 }
 
 // Load reads the active rollouts from the store; a restart resumes them.
@@ -450,7 +462,7 @@ func (c *Controller) Start(ctx context.Context, endpoint string, req StartReques
 	ctx, err := c.mayWrite(ctx)
 	if err != nil {
 		c.mu.Unlock()
-		return Rollout{}, err
+		return Rollout{}, c.nameLeader(ctx, err)
 	}
 	ep, r, err := c.prepare(ctx, endpoint, req)
 	c.mu.Unlock()
@@ -461,7 +473,7 @@ func (c *Controller) Start(ctx context.Context, endpoint string, req StartReques
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ctx, err = c.mayWrite(ctx); err != nil { // the term ended meanwhile
-		return Rollout{}, err
+		return Rollout{}, err // unnamed: mu is held (the client asks again)
 	}
 	if ru, running := c.runs[endpoint]; running { // started meanwhile
 		return Rollout{}, busy(endpoint, ru)
@@ -701,11 +713,12 @@ func stagesText(p spec.Plan) string {
 // Act applies a manual action to the endpoint's rollout.
 func (c *Controller) Act(ctx context.Context, endpoint string, a Action) (Rollout, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	ctx, err := c.mayWrite(ctx)
 	if err != nil {
-		return Rollout{}, err
+		c.mu.Unlock()
+		return Rollout{}, c.nameLeader(ctx, err)
 	}
+	defer c.mu.Unlock()
 	if a == ActionRetry || a == ActionUndo {
 		last, err := c.last(ctx, endpoint)
 		if err != nil {
