@@ -301,14 +301,9 @@ func (c *Controller) Load(ctx context.Context) error {
 			delete(c.runs, r.Endpoint) // a later record ended it
 			continue
 		}
-		ru := &run{r: r, key: kv.Key, confirm: &confirmation{}}
-		if ru.analyzer, err = c.restoreAnalyzer(r); err != nil {
+		ru, err := c.resumeRun(kv.Key, r)
+		if err != nil {
 			return err
-		}
-		ru.analyzer.SetNames(analysis.Names{Stable: r.Stable, Canary: r.Canary})
-		ru.window = c.stageWindow(r, c.now())
-		if got := ru.window.Canary.SplitRequests(); r.StageRequests > got {
-			ru.requestsOffset = r.StageRequests - got
 		}
 		c.runs[r.Endpoint] = ru
 		c.log.Info("rollout resumed", "endpoint", r.Endpoint, "id", r.ID, "phase", r.Phase, "stage", r.Stage, "baked", r.Baked)
@@ -317,6 +312,53 @@ func (c *Controller) Load(ctx context.Context) error {
 		c.follow(ru, false)
 	}
 	return nil
+}
+
+// resumeRun is the run of the stored, running rollout r at key: its
+// analysis restored from the state saved with it, its stage's telemetry
+// read again.
+func (c *Controller) resumeRun(key string, r Rollout) (*run, error) {
+	ru := &run{r: r, key: key, confirm: &confirmation{}}
+	var err error
+	if ru.analyzer, err = c.restoreAnalyzer(r); err != nil {
+		return nil, err
+	}
+	ru.analyzer.SetNames(analysis.Names{Stable: r.Stable, Canary: r.Canary})
+	ru.window = c.stageWindow(r, c.now())
+	if got := ru.window.Canary.SplitRequests(); r.StageRequests > got {
+		ru.requestsOffset = r.StageRequests - got
+	}
+	return ru, nil
+}
+
+// reread takes ru's stored record after a commit that failed in a way that
+// may still have applied it (etcd answering after the call's deadline):
+// when the record is in another phase or stage than was (the state before
+// the transition), the transition was made, and the run continues from
+// the record instead of making it again. Caller holds mu.
+func (c *Controller) reread(ctx context.Context, ru *run, was Rollout) {
+	kv, err := c.opts.Store.Get(ctx, ru.key)
+	if err != nil {
+		return // the next look tries again from was
+	}
+	// Every transition is written when made, so a record in another phase
+	// or stage than was holds the transition that failed to answer.
+	var stored Rollout
+	if json.Unmarshal(kv.Value, &stored) != nil || stored.ID != was.ID || (stored.Phase == was.Phase && stored.Stage == was.Stage) {
+		return // not applied (or only a periodic save, which the next one repeats)
+	}
+	c.log.Warn("a rollout write reported failed had been applied: continuing from the stored record", "endpoint", stored.Endpoint, "id", stored.ID, "phase", stored.Phase, "stage", stored.Stage)
+	c.forget(ru)
+	if stored.Phase.Terminal() {
+		return
+	}
+	nru, err := c.resumeRun(ru.key, stored)
+	if err != nil {
+		c.log.Error("resume the stored rollout", "id", stored.ID, "err", err)
+		return
+	}
+	c.runs[stored.Endpoint] = nru
+	c.follow(nru, false)
 }
 
 // follow starts reading a run's telemetry, and sets the canary's signal. A
@@ -908,7 +950,8 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		return ru.r, nil
 	}
 	if err := c.apply(ctx, ru, eff, store.NoGuard); err != nil {
-		ru.r = r // nothing was written: the next look tries again
+		ru.r = r // nothing was written, as a rule: the next look tries again
+		c.reread(ctx, ru, r)
 		return r, err
 	}
 	if ru.r.Phase.Terminal() {

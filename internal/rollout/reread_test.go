@@ -1,0 +1,101 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/store/bolt"
+	"github.com/modelgate/modelgate/internal/telemetry"
+)
+
+// lateStore commits, then reports the commit failed, once when armed: a
+// call to etcd that timed out though etcd had applied it.
+type lateStore struct {
+	store.Store
+	armed atomic.Bool
+}
+
+func (s *lateStore) Commit(ctx context.Context, txn store.Txn) (uint64, []store.Event, error) {
+	rev, evs, err := s.Store.Commit(ctx, txn)
+	if err == nil && s.armed.CompareAndSwap(true, false) {
+		return 0, nil, fmt.Errorf("%w: etcd did not answer within 5s (it applied the commit all the same)", store.ErrUnavailable)
+	}
+	return rev, evs, err
+}
+
+// A transition whose commit was applied but reported failed is not made
+// again: the controller continues from the stored record, and the log
+// holds each stage once.
+func TestATransitionReportedFailedButAppliedIsNotRepeated(t *testing.T) {
+	ctx := t.Context()
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	st := &lateStore{Store: b}
+	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	tel := telemetry.NewRegistry()
+	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
+	if err := svc.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse([]byte("endpoints:\n  - name: fraud\n    deployments:\n      - {name: blue, backends: [http://127.0.0.1:9001]}\n      - {name: green, backends: [http://127.0.0.1:9002]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.ApplyFile(ctx, f, false, "config"); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now, SkipEstimate: true})
+	plan := spec.Plan{Stages: []spec.Stage{{Weight: 1000}, {Weight: 5000}, {Weight: 8000}, {Weight: spec.Full}}, Bake: spec.Duration(time.Hour)}
+	if _, err := c.Start(ctx, "fraud", StartRequest{Canary: "green", Plan: plan}); err != nil {
+		t.Fatal(err)
+	}
+	st.armed.Store(true)
+	if _, err := c.Act(ctx, "fraud", ActionPromote); err == nil {
+		t.Fatal("the promotion whose commit was reported failed answered no error")
+	}
+	if r, _ := c.Current(ctx, "fraud"); r.Stage != 1 {
+		t.Fatalf("after a promotion applied but reported failed the rollout is at stage %d, want 1 (the stored record)", r.Stage)
+	}
+	var promoted bool
+	for range 3 { // a conflict first: the control service's view of the endpoint is behind the store
+		if _, err := c.Act(ctx, "fraud", ActionPromote); err == nil {
+			promoted = true
+			break
+		}
+	}
+	if !promoted {
+		t.Fatal("the next promotion never went through")
+	}
+	if r, _ := c.Current(ctx, "fraud"); r.Stage != 2 {
+		t.Errorf("after the next promotion the rollout is at stage %d, want 2", r.Stage)
+	}
+	evs, err := b.Events(ctx, store.EventFilter{Endpoint: "fraud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[string]int{}
+	for _, e := range evs {
+		if e.Type == EventStage {
+			stages[e.Message]++
+		}
+	}
+	for msg, n := range stages {
+		if n != 1 {
+			t.Errorf("%d× in the log: %s", n, msg)
+		}
+	}
+	if len(stages) != 3 {
+		t.Errorf("stage events %v, want the first three stages once each", stages)
+	}
+}
