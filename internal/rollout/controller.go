@@ -735,6 +735,19 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 	c.follow(ru, true) // before the routing change: the canary's first requests count
 	if err := c.apply(ctx, ru, eff, store.MustNotExist); err != nil {
 		c.forget(ru)
+		// A start reported failed may have been applied all the same
+		// (etcd answering after the deadline): then it runs, from its
+		// record, and a second start would be refused as busy.
+		if kv, gerr := c.opts.Store.Get(ctx, ru.key); gerr == nil && !errors.Is(err, store.ErrConflict) {
+			var stored Rollout
+			if json.Unmarshal(kv.Value, &stored) == nil && stored.ID == r.ID && !stored.Phase.Terminal() {
+				if nru, rerr := c.resumeRun(ru.key, stored); rerr == nil {
+					c.log.Warn("a rollout start reported failed had been applied: it runs", "endpoint", stored.Endpoint, "id", stored.ID)
+					c.runs[ep.Name] = nru
+					c.follow(nru, false)
+				}
+			}
+		}
 		return Rollout{}, err
 	}
 	c.runs[ep.Name] = ru

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,5 +98,39 @@ func TestATransitionReportedFailedButAppliedIsNotRepeated(t *testing.T) {
 	}
 	if len(stages) != 3 {
 		t.Errorf("stage events %v, want the first three stages once each", stages)
+	}
+}
+
+// A start whose commit was applied but reported failed runs all the same:
+// a second start is refused as busy, not made as a second rollout.
+func TestAStartReportedFailedButAppliedRuns(t *testing.T) {
+	ctx := t.Context()
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	st := &lateStore{Store: b}
+	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	tel := telemetry.NewRegistry()
+	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
+	if err := svc.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := config.Parse([]byte("endpoints:\n  - name: fraud\n    deployments:\n      - {name: blue, backends: [http://127.0.0.1:9001]}\n      - {name: green, backends: [http://127.0.0.1:9002]}\n"))
+	if _, err := svc.ApplyFile(ctx, f, false, "config"); err != nil {
+		t.Fatal(err)
+	}
+	c := New(Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now, SkipEstimate: true})
+	plan := spec.Plan{Stages: []spec.Stage{{Weight: 1000}, {Weight: spec.Full}}, Bake: spec.Duration(time.Hour)}
+	st.armed.Store(true)
+	if _, err := c.Start(ctx, "fraud", StartRequest{Canary: "green", Plan: plan}); err == nil {
+		t.Fatal("the start whose commit was reported failed answered no error")
+	}
+	if _, err := c.Start(ctx, "fraud", StartRequest{Canary: "green", Plan: plan}); err == nil || !strings.Contains(err.Error(), "already has rollout fraud-1") {
+		t.Fatalf("a second start = %v, want refused: fraud-1 runs", err)
+	}
+	if list, _ := c.History(ctx, "fraud"); len(list) != 1 {
+		t.Errorf("%d rollouts stored, want 1", len(list))
 	}
 }
