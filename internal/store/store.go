@@ -29,7 +29,10 @@ var (
 	// at once (etcd: 128 operations); nothing was written.
 	ErrTooLarge = errors.New("transaction too large for the state store")
 	// ErrUnavailable: the store could not be reached in time (an etcd
-	// cluster down or cut off); nothing was written.
+	// cluster down or cut off). A Commit that fails so was most likely not
+	// applied, but may have been (etcd applied it and answered after the
+	// deadline): a writer that must not repeat a change reads the key
+	// again before making it again.
 	ErrUnavailable = errors.New("the state store cannot be reached")
 )
 
