@@ -16,6 +16,7 @@ import (
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/store/bolt"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
@@ -40,12 +41,21 @@ func (c *fakeClock) Now() time.Time {
 // a control service holding the endpoint fraud (blue 100%, green 0%).
 func newMetricsController(t *testing.T) *Controller {
 	t.Helper()
+	return newControllerOver(t, func(b *bolt.Store) store.Store { return b }, nil)
+}
+
+// newControllerOver is newMetricsController with the store the control
+// service and the controller use made by wrap from the bbolt store, and
+// the controller's options changed by opts (nil: none).
+func newControllerOver(t *testing.T, wrap func(*bolt.Store) store.Store, opts func(*Options)) *Controller {
+	t.Helper()
 	ctx := t.Context()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { b.Close() })
+	st := wrap(b)
 	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
 	tel := telemetry.NewRegistry()
 	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
@@ -66,7 +76,11 @@ func newMetricsController(t *testing.T) *Controller {
 	if _, err := svc.ApplyFile(ctx, f, false, "config"); err != nil {
 		t.Fatal(err)
 	}
-	return New(Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now})
+	o := Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now}
+	if opts != nil {
+		opts(&o)
+	}
+	return New(o)
 }
 
 // gatherRollouts registers c's collector on a pedantic registry and returns

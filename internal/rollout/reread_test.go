@@ -3,18 +3,14 @@ package rollout
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/config"
-	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/store/bolt"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // lateStore commits, then reports the commit failed, once when armed: a
@@ -37,26 +33,9 @@ func (s *lateStore) Commit(ctx context.Context, txn store.Txn) (uint64, []store.
 // holds each stage once.
 func TestATransitionReportedFailedButAppliedIsNotRepeated(t *testing.T) {
 	ctx := t.Context()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	st := &lateStore{Store: b}
-	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	tel := telemetry.NewRegistry()
-	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
-	if err := svc.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f, err := config.Parse([]byte("endpoints:\n  - name: fraud\n    deployments:\n      - {name: blue, backends: [http://127.0.0.1:9001]}\n      - {name: green, backends: [http://127.0.0.1:9002]}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.ApplyFile(ctx, f, false, "config"); err != nil {
-		t.Fatal(err)
-	}
-	c := New(Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now, SkipEstimate: true})
+	var st *lateStore
+	c := newControllerOver(t, func(b *bolt.Store) store.Store { st = &lateStore{Store: b}; return st },
+		func(o *Options) { o.SkipEstimate = true })
 	plan := spec.Plan{Stages: []spec.Stage{{Weight: 1000}, {Weight: 5000}, {Weight: 8000}, {Weight: spec.Full}}, Bake: spec.Duration(time.Hour)}
 	if _, err := c.Start(ctx, "fraud", StartRequest{Canary: "green", Plan: plan}); err != nil {
 		t.Fatal(err)
@@ -81,7 +60,7 @@ func TestATransitionReportedFailedButAppliedIsNotRepeated(t *testing.T) {
 	if r, _ := c.Current(ctx, "fraud"); r.Stage != 2 {
 		t.Errorf("after the next promotion the rollout is at stage %d, want 2", r.Stage)
 	}
-	evs, err := b.Events(ctx, store.EventFilter{Endpoint: "fraud"})
+	evs, err := st.Events(ctx, store.EventFilter{Endpoint: "fraud"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,23 +84,9 @@ func TestATransitionReportedFailedButAppliedIsNotRepeated(t *testing.T) {
 // a second start is refused as busy, not made as a second rollout.
 func TestAStartReportedFailedButAppliedRuns(t *testing.T) {
 	ctx := t.Context()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	st := &lateStore{Store: b}
-	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	tel := telemetry.NewRegistry()
-	svc := control.New(control.Options{Store: st, Router: nopRouter{}, Telemetry: tel, Now: clock.Now})
-	if err := svc.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f, _ := config.Parse([]byte("endpoints:\n  - name: fraud\n    deployments:\n      - {name: blue, backends: [http://127.0.0.1:9001]}\n      - {name: green, backends: [http://127.0.0.1:9002]}\n"))
-	if _, err := svc.ApplyFile(ctx, f, false, "config"); err != nil {
-		t.Fatal(err)
-	}
-	c := New(Options{Store: st, Endpoints: svc, Telemetry: tel, Now: clock.Now, SkipEstimate: true})
+	var st *lateStore
+	c := newControllerOver(t, func(b *bolt.Store) store.Store { st = &lateStore{Store: b}; return st },
+		func(o *Options) { o.SkipEstimate = true })
 	plan := spec.Plan{Stages: []spec.Stage{{Weight: 1000}, {Weight: spec.Full}}, Bake: spec.Duration(time.Hour)}
 	st.armed.Store(true)
 	if _, err := c.Start(ctx, "fraud", StartRequest{Canary: "green", Plan: plan}); err == nil {
