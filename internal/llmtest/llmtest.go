@@ -147,7 +147,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // it would have taken.
 func (h *Handler) answerWhole(w http.ResponseWriter, r *http.Request, id string, created int64) {
 	wait := h.opts.FirstTokenDelay + time.Duration(max(len(h.tokens)-1, 0))*h.opts.TokenDelay
-	if !sleep(r, wait) {
+	if !ctxtime.Sleep(r.Context(), wait) {
 		return
 	}
 	h.firstSent.Add(1)
@@ -195,11 +195,11 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req request, id
 		fl.Flush()
 		return true
 	}
-	if !sleep(r, h.opts.FirstTokenDelay) {
+	if !ctxtime.Sleep(r.Context(), h.opts.FirstTokenDelay) {
 		return
 	}
 	for i, tok := range h.tokens {
-		if i > 0 && !sleep(r, h.opts.TokenDelay) {
+		if i > 0 && !ctxtime.Sleep(r.Context(), h.opts.TokenDelay) {
 			return
 		}
 		delta := map[string]any{"content": tok}
@@ -234,12 +234,6 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, req request, id
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	h.finished.Add(1) // before the flush, as the first token is
 	fl.Flush()
-}
-
-// sleep waits d unless the client goes away first; it reports whether
-// the whole wait passed.
-func sleep(r *http.Request, d time.Duration) bool {
-	return ctxtime.Sleep(r.Context(), d)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -2,6 +2,7 @@ package tlsconf_test
 
 import (
 	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,32 +70,18 @@ func TestServerReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", s.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
+	ln := serveTLS(t, s.Config(), func(c net.Conn) { // echo
+		buf := make([]byte, 64)
 		for {
-			c, err := ln.Accept()
+			n, err := c.Read(buf)
 			if err != nil {
 				return
 			}
-			go func() { // echo
-				defer c.Close()
-				buf := make([]byte, 64)
-				for {
-					n, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(buf[:n]); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	dial := func() *tls.Conn {
 		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: ca.Pool, ServerName: "localhost"})
 		if err != nil {
@@ -181,20 +168,7 @@ func TestBackendConfig(t *testing.T) {
 func TestDialerHandshakeFailure(t *testing.T) {
 	ca, stranger := testcert.NewCA(t, "ca"), testcert.NewCA(t, "stranger")
 	srv := stranger.Server(t, "backend")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{srv.TLS}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
-		}
-	}()
+	ln := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{srv.TLS}}, func(c net.Conn) { _ = c.(*tls.Conn).Handshake() })
 	b, err := tlsconf.NewBackend("", nil, ca.Pool)
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +177,30 @@ func TestDialerHandshakeFailure(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "tls handshake with backend "+ln.Addr().String()) {
 		t.Fatalf("dial: %v", err)
 	}
+}
+
+// serveTLS listens with cfg on a loopback port until the test ends and
+// serves each connection with handle, closing it after.
+func serveTLS(t *testing.T, cfg *tls.Config, handle func(net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln
 }
 
 // FuzzParseCAs: a CA bundle never panics the parser, and what it accepts
