@@ -43,7 +43,7 @@ func (s *Service) Follow(ctx context.Context) error {
 		}
 		read := 0
 		for open := true; open; {
-			retry := make(<-chan time.Time)
+			var retry <-chan time.Time // nil: never, unless a refresh is owed
 			if stale {
 				retry = time.After(followRetry)
 			}
