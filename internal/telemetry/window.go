@@ -11,16 +11,16 @@ import (
 // request that finished in it is counted, override-routed ones included;
 // the latency sketches hold split-routed requests only.
 type Summary struct {
-	Window           time.Duration      // the window length asked for
-	Requests         uint64             // live requests, override-routed included
-	OverrideRequests uint64             // routed by the X-Model-Deployment header
-	Status           [numClasses]uint64 // by status class: Status[2] counts 2xx; Status[0] is unused
-	Errors           uint64             // 5xx, transport failures included (the proxy maps them to 502/503/504)
-	ClientErrors     uint64             // 4xx
-	SplitErrors      uint64             // 5xx among split-routed requests, which gates judge
-	InFlight         int64              // requests in flight when the summary was taken
-	Latency          Sketch             // until the last body byte; split-routed requests only
-	TTFB             Sketch             // until the response headers; split-routed requests only
+	Window           time.Duration      `json:"window_ns"`         // the window length asked for
+	Requests         uint64             `json:"requests"`          // live requests, override-routed included
+	OverrideRequests uint64             `json:"override_requests"` // routed by the X-Model-Deployment header
+	Status           [numClasses]uint64 `json:"status"`            // by status class: Status[2] counts 2xx; Status[0] is unused
+	Errors           uint64             `json:"errors"`            // 5xx, transport failures included (the proxy maps them to 502/503/504)
+	ClientErrors     uint64             `json:"client_errors"`     // 4xx
+	SplitErrors      uint64             `json:"split_errors"`      // 5xx among split-routed requests, which gates judge
+	InFlight         int64              `json:"in_flight"`         // requests in flight when the summary was taken
+	Latency          Sketch             `json:"latency"`           // until the last body byte; split-routed requests only
+	TTFB             Sketch             `json:"ttfb"`              // until the response headers; split-routed requests only
 }
 
 // SplitRequests returns the requests routed by the split, the ones the
@@ -64,21 +64,21 @@ func (s *Summary) AddSlice(sl Slice) {
 // Slice is one second of one deployment's measurements, or the part of one
 // a Tail read.
 type Slice struct {
-	Start time.Time // the slice covers [Start, Start+1s)
+	Start time.Time `json:"start"` // the slice covers [Start, Start+1s)
 	// Span is the time the slice's requests finished in: 1 s for a whole
 	// slice, less for the part of one a Tail returned.
-	Span time.Duration
+	Span time.Duration `json:"span_ns"`
 	// Open is set on the part of a second that had not ended when read: a
 	// Tail's next Read returns more of the same second.
-	Open              bool
-	Requests          uint64 // live requests, override-routed included
-	SplitRequests     uint64 // routed by the split (not by the override header)
-	Errors            uint64 // 5xx
-	ClientErrors      uint64 // 4xx
-	SplitErrors       uint64 // 5xx among split-routed requests
-	SplitClientErrors uint64 // 4xx among split-routed requests
-	Latency           Sketch // the split-routed requests of the slice
-	TTFB              Sketch // the split-routed requests of the slice
+	Open              bool   `json:"open,omitempty"`
+	Requests          uint64 `json:"requests"`            // live requests, override-routed included
+	SplitRequests     uint64 `json:"split_requests"`      // routed by the split (not by the override header)
+	Errors            uint64 `json:"errors"`              // 5xx
+	ClientErrors      uint64 `json:"client_errors"`       // 4xx
+	SplitErrors       uint64 `json:"split_errors"`        // 5xx among split-routed requests
+	SplitClientErrors uint64 `json:"split_client_errors"` // 4xx among split-routed requests
+	Latency           Sketch `json:"latency"`             // the split-routed requests of the slice
+	TTFB              Sketch `json:"ttfb"`                // the split-routed requests of the slice
 }
 
 // slotCopy is a consistent copy of one slot's counts.
