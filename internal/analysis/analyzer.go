@@ -28,14 +28,31 @@ const (
 // part of one: the controller looks every few canary requests, and reads
 // what each deployment served since its last look (telemetry.Tail).
 type SlicePair struct {
-	Start          time.Time
-	Stable, Canary telemetry.Slice
+	Start  time.Time       `json:"start"`
+	Stable telemetry.Slice `json:"stable"`
+	Canary telemetry.Slice `json:"canary"`
 	// Span is the time the pair covers: 1 s for a whole slice (zero means
 	// that too), less for a part.
-	Span time.Duration
+	Span time.Duration `json:"span_ns"`
 	// Open is set on a part of a second that had not ended: more of the
 	// same second may follow, and is then observed too.
-	Open bool
+	Open bool `json:"open,omitempty"`
+}
+
+// ReadPairs reads what both deployments served since the tails' last
+// read, up to now: the rest of each second that has ended, and the part of
+// the current one so far, as pairs.
+func ReadPairs(stable, canary *telemetry.Tail, now time.Time) []SlicePair {
+	st, ca := stable.Read(now), canary.Read(now)
+	out := make([]SlicePair, 0, len(st))
+	for i, s := range st {
+		p := SlicePair{Start: s.Start, Stable: s, Span: s.Span, Open: s.Open}
+		if i < len(ca) { // both tails read the same seconds: one start, one now
+			p.Canary = ca[i]
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // Analyzer holds one rollout's analysis: the rollout-wide sequential tests
@@ -357,10 +374,10 @@ func (a *Analyzer) fixThresholds(st *stage, stable telemetry.Sketch, source stri
 func (a *Analyzer) Observe(pairs []SlicePair) error {
 	var errs []error
 	for i, p := range pairs {
-		if err := checkSlice(p.Stable); err != nil {
+		if err := CheckSlice(p.Stable); err != nil {
 			errs = append(errs, fmt.Errorf("pairs[%d] (%s) stable: %w", i, p.Start.UTC().Format(time.RFC3339), err))
 		}
-		if err := checkSlice(p.Canary); err != nil {
+		if err := CheckSlice(p.Canary); err != nil {
 			errs = append(errs, fmt.Errorf("pairs[%d] (%s) canary: %w", i, p.Start.UTC().Format(time.RFC3339), err))
 		}
 	}
@@ -377,7 +394,9 @@ func (a *Analyzer) Observe(pairs []SlicePair) error {
 	return nil
 }
 
-func checkSlice(s telemetry.Slice) error {
+// CheckSlice reports counts a slice cannot hold (more split requests than
+// requests, more errors than requests).
+func CheckSlice(s telemetry.Slice) error {
 	if s.SplitRequests > s.Requests {
 		return fmt.Errorf("%d split requests of %d requests", s.SplitRequests, s.Requests)
 	}

@@ -1027,22 +1027,6 @@ func (c *Controller) gone(ctx context.Context, ru *run, now time.Time, reason, w
 	return r, nil
 }
 
-// pairs reads what both deployments served since the last look, up to
-// now: the rest of each second that has ended, and the part of the current
-// one so far.
-func (c *Controller) pairs(ru *run, now time.Time) []analysis.SlicePair {
-	stable, canary := ru.stable.Read(now), ru.canary.Read(now)
-	out := make([]analysis.SlicePair, 0, len(stable))
-	for i, s := range stable {
-		p := analysis.SlicePair{Start: s.Start, Stable: s, Span: s.Span, Open: s.Open}
-		if i < len(canary) { // both tails read the same seconds: one start, one now
-			p.Canary = canary[i]
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a
@@ -1053,7 +1037,7 @@ func later(a, b time.Time) time.Time {
 // observe hands the analyzer what was served since the last look and adds
 // what belongs to the current stage to the run's window.
 func (c *Controller) observe(ru *run, r Rollout, now time.Time) {
-	pairs := c.pairs(ru, now)
+	pairs := analysis.ReadPairs(ru.stable, ru.canary, now)
 	if err := ru.analyzer.Observe(pairs); err != nil {
 		c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
 		return

@@ -44,6 +44,16 @@ func (r *Registry) Recorder(endpoint, deployment string) *Recorder {
 	return rc
 }
 
+// Lookup returns the deployment's Recorder if it has one, without
+// creating it (for callers outside the proxy, whose names are not checked
+// against the routing: a Recorder costs 8.5 MiB).
+func (r *Registry) Lookup(endpoint, deployment string) (*Recorder, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rc, ok := r.recorders[key{endpoint, deployment}]
+	return rc, ok
+}
+
 // Remove forgets the deployment's Recorder: it leaves the Prometheus
 // exposition, and a later Recorder call starts from zero. Holders of the
 // old pointer may keep recording into it harmlessly.
