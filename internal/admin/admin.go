@@ -107,6 +107,9 @@ type Options struct {
 	Series Series
 	// Replicas answers GET /api/v1/replicas. Nil: 404.
 	Replicas Replicas
+	// Evidence answers the rollout leader's pulls, POST
+	// /api/v1/fleet/evidence (cluster mode). Nil: 404.
+	Evidence Evidence
 	// Snapshots answers GET /api/v1/state/backup with a copy of the
 	// state. Nil: 404.
 	Snapshots store.Snapshotter
@@ -131,6 +134,7 @@ type server struct {
 	series    Series
 	snapshots store.Snapshotter
 	replicas  Replicas
+	evidence  Evidence
 	// backingUp is set while a backup is written: one at a time, since
 	// each holds a read transaction of the store.
 	backingUp atomic.Bool
@@ -185,6 +189,7 @@ func newServer(opts Options) *server {
 		series:    opts.Series,
 		snapshots: opts.Snapshots,
 		replicas:  opts.Replicas,
+		evidence:  opts.Evidence,
 		tokens:    tokens,
 		log:       log,
 		api:       http.NewServeMux(),
@@ -228,6 +233,7 @@ var apiRoutes = []struct {
 	{"GET /api/v1/endpoints/{ep}/series", (*server).getSeries, func(s *server) bool { return s.series != nil }},
 	{"GET /api/v1/state/backup", (*server).backup, func(s *server) bool { return s.snapshots != nil }},
 	{"GET /api/v1/replicas", (*server).listReplicas, func(s *server) bool { return s.replicas != nil }},
+	{"POST /api/v1/fleet/evidence", (*server).fleetEvidence, func(s *server) bool { return s.evidence != nil }},
 }
 
 func always(*server) bool        { return true }
