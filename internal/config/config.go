@@ -180,6 +180,19 @@ type Etcd struct {
 	// 32 characters). Both or neither.
 	Username     string `yaml:"username" json:"username,omitempty"`
 	PasswordFile string `yaml:"password_file" json:"password_file,omitempty"`
+	// EvidenceInterval is how often the leader pulls what every replica
+	// served for the running rollouts. Zero: 250ms; 50ms to 10s.
+	EvidenceInterval spec.Duration `yaml:"evidence_interval" json:"evidence_interval,omitempty"`
+	// EvidenceGrace is how long the leader waits for a replica that does
+	// not answer before judging the seconds it has not reported without
+	// it ("evidence from N of M replicas"). Zero: 2s; at least two
+	// intervals, at most 1m.
+	EvidenceGrace spec.Duration `yaml:"evidence_grace" json:"evidence_grace,omitempty"`
+	// PeerTLS verifies the other replicas' admin APIs (ca_file,
+	// server_name) and presents a client certificate when they ask for one
+	// (admin.tls.client_ca_file), for https admin URLs. Nil: the system's
+	// roots.
+	PeerTLS *spec.BackendTLS `yaml:"peer_tls" json:"peer_tls,omitempty"`
 }
 
 // Defaults of state.etcd.
@@ -189,6 +202,10 @@ const (
 	DefaultEtcdLeaseTTL    = 15 * time.Second
 	// DefaultEtcdEventRetention is store/etcd.DefaultEventRetention.
 	DefaultEtcdEventRetention = 30 * 24 * time.Hour
+	// DefaultEvidenceInterval and DefaultEvidenceGrace are
+	// fleet.DefaultInterval and fleet.DefaultGrace.
+	DefaultEvidenceInterval = 250 * time.Millisecond
+	DefaultEvidenceGrace    = 2 * time.Second
 )
 
 func (e *Etcd) setDefaults() {
@@ -203,6 +220,12 @@ func (e *Etcd) setDefaults() {
 	}
 	if e.EventRetention == 0 {
 		e.EventRetention = spec.Duration(DefaultEtcdEventRetention)
+	}
+	if e.EvidenceInterval == 0 {
+		e.EvidenceInterval = spec.Duration(DefaultEvidenceInterval)
+	}
+	if e.EvidenceGrace == 0 {
+		e.EvidenceGrace = spec.Duration(DefaultEvidenceGrace)
 	}
 }
 
@@ -240,6 +263,15 @@ func (e *Etcd) validate() error {
 	}
 	if e.TLS != nil {
 		errs = append(errs, spec.Prefix("state.etcd.tls", e.TLS.Validate()))
+	}
+	if i := e.EvidenceInterval.D(); i < 50*time.Millisecond || i > 10*time.Second {
+		errs = append(errs, spec.Problemf("state.etcd.evidence_interval", "%v is out of range: between 50ms and 10s", i))
+	}
+	if g := e.EvidenceGrace.D(); g < 2*e.EvidenceInterval.D() || g > time.Minute {
+		errs = append(errs, spec.Problemf("state.etcd.evidence_grace", "%v is out of range: between two evidence intervals (%v) and 1m", g, 2*e.EvidenceInterval.D()))
+	}
+	if e.PeerTLS != nil {
+		errs = append(errs, spec.Prefix("state.etcd.peer_tls", e.PeerTLS.Validate()))
 	}
 	return errors.Join(errs...)
 }

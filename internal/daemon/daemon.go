@@ -28,6 +28,7 @@ import (
 	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/proxy"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/shadow"
@@ -71,6 +72,9 @@ type Daemon struct {
 	tokens    *tokenFiles
 	// fleet is the etcd store in cluster mode (state.etcd), nil otherwise.
 	fleet *etcd.Store
+	// evidence gathers what the other replicas served for the rollouts
+	// this gateway leads (cluster mode).
+	evidence *fleet.Gatherer
 	// id and started describe this gateway in GET /api/v1/replicas.
 	id      string
 	started time.Time
@@ -140,10 +144,16 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	d.webhooks = webhook.New(webhook.Options{Logger: log.With("component", "webhook")})
 	ropts := rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
 		Connections: d.proxy, Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval}
-	if fleet, ok := st.(*etcd.Store); ok {
-		// Cluster mode: the gateway elected leader drives every rollout.
-		d.fleet = fleet
-		ropts.Elected, ropts.Leader = true, fleet.Leader
+	if es, ok := st.(*etcd.Store); ok {
+		// Cluster mode: the gateway elected leader drives every rollout,
+		// on what every replica served.
+		d.fleet = es
+		ropts.Elected, ropts.Leader = true, es.Leader
+		if d.evidence, err = d.newGatherer(); err != nil {
+			d.abandon()
+			return nil, err
+		}
+		ropts.Fleet = d.evidence
 	}
 	d.rollouts = rollout.New(ropts)
 	if d.fleet == nil {
@@ -165,7 +175,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d},
+			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Evidence: d.reporter(),
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -304,11 +314,17 @@ func (d *Daemon) Start() error {
 				defer close(upkept)
 				d.fleet.Maintain(mctx, d.upkeep())
 			}()
+			gathered := make(chan struct{})
+			go func() {
+				defer close(gathered)
+				d.evidence.Run(mctx)
+			}()
 			if err := d.rollouts.Lead(ctx, t.Fence); err != nil {
 				d.log.Error("leading the fleet's rollouts", "err", err)
 			}
 			stop()
 			<-upkept
+			<-gathered
 		})
 	}()
 	d.wg.Add(2)

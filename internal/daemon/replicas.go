@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/fleet"
+	"github.com/modelgate/modelgate/internal/tlsconf"
 	"github.com/modelgate/modelgate/internal/version"
 )
 
@@ -68,4 +70,39 @@ func (d *Daemon) announce(ctx context.Context) {
 		b, _ := json.Marshal(d.self(time.Now().UTC()))
 		return b
 	})
+}
+
+// newGatherer is the leader's evidence gatherer (cluster mode): it pulls
+// from the replicas listed in etcd, with the admin token every replica
+// shares, over state.etcd.peer_tls for https admin URLs.
+func (d *Daemon) newGatherer() (*fleet.Gatherer, error) {
+	e := d.cfg.State.Etcd
+	peerTLS, err := tlsconf.NewBackend("state.etcd.peer_tls", e.PeerTLS, nil)
+	if err != nil {
+		return nil, err
+	}
+	return fleet.NewGatherer(fleet.GatherOptions{Self: d.id, Peers: d.peers, Client: fleet.NewClient(peerTLS.For(""), d.tokens.admin),
+		Interval: e.EvidenceInterval.D(), Grace: e.EvidenceGrace.D(), Logger: d.log.With("component", "fleet")}), nil
+}
+
+// peers are the fleet's replicas as etcd lists them.
+func (d *Daemon) peers(ctx context.Context) ([]fleet.Peer, error) {
+	rs, err := replicas{d}.Replicas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fleet.Peer, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, fleet.Peer{ID: r.ID, AdminURL: r.AdminURL})
+	}
+	return out, nil
+}
+
+// reporter answers the leader's evidence pulls (cluster mode; nil
+// otherwise: the route answers 404).
+func (d *Daemon) reporter() admin.Evidence {
+	if d.fleet == nil {
+		return nil
+	}
+	return fleet.NewReporter(d.id, d.telemetry, shadowCounts{d.shadows}, nil)
 }

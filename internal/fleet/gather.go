@@ -91,6 +91,16 @@ type Run struct {
 	released    time.Time
 	shadowSince *time.Time
 	dropped     uint64 // parts dropped as late
+	// moved is set when a pull brought canary requests, until Merge.
+	moved bool
+}
+
+// Moved reports whether a pull brought canary requests since the last
+// Merge.
+func (r *Run) Moved() bool {
+	r.g.mu.Lock()
+	defer r.g.mu.Unlock()
+	return r.moved
 }
 
 // peerState is what one replica reported for a run.
@@ -277,6 +287,7 @@ func (g *Gatherer) pullOne(ctx context.Context, p Peer) {
 				ps.shadow, ps.shadowFor = a.Shadow, *since[a.Key]
 			}
 			if r.take(ps, a, now) {
+				r.moved = true
 				wake = append(wake, r.notify)
 			}
 		}
@@ -359,6 +370,7 @@ func (r *Run) Merge(now time.Time, local []analysis.SlicePair) ([]analysis.Slice
 	r.g.mu.Lock()
 	defer r.g.mu.Unlock()
 	r.local = append(r.local, local...)
+	r.moved = false
 	localThrough := now.Add(-telemetry.TailGrace)
 	w := localThrough
 	cov := Coverage{Reporting: 1, Of: 1}

@@ -15,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/estimate"
+	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -89,6 +90,10 @@ type Options struct {
 	// Leader names the fleet's leader in a NotLeaderError (its admin URL).
 	// Nil: unnamed.
 	Leader func(ctx context.Context) (string, error)
+	// Fleet gathers what the fleet's other gateways served for the
+	// rollouts this one leads (cluster mode): the analysis judges every
+	// replica's requests. Nil: this gateway's alone.
+	Fleet *fleet.Gatherer
 }
 
 // ErrNotLeader is what a *NotLeaderError is (errors.Is).
@@ -173,6 +178,10 @@ type run struct {
 	// count at the last look.
 	signal   *telemetry.Signal
 	lookedAt uint64
+	// fleet gathers the other replicas' parts (Options.Fleet); coverage
+	// is whose evidence the last look used.
+	fleet    *fleet.Run
+	coverage *fleet.Coverage
 	// failedAt is when a look last failed (the store down, a commit
 	// refused): LookMoved leaves the run to the once-a-second looks until
 	// a second has passed, so that a failure is not retried 200 times a
@@ -382,12 +391,40 @@ func (c *Controller) follow(ru *run, startsNow bool) {
 	}
 	ru.signal, ru.canaryRec = telemetry.NewSignal(c.opts.LookEvery, c.moved), canary
 	canary.SetSignal(ru.signal)
+	if c.opts.Fleet != nil {
+		spec := fleet.RunSpec{Endpoint: r.Endpoint, Stable: r.Stable, Canary: r.Canary, From: c.now(), FromNow: true}
+		if !startsNow {
+			spec.From, spec.FromNow = r.StartedAt, false
+			if st := ru.analyzer.State(); st.LastSlice != nil {
+				spec.From = later(spec.From, st.LastSlice.Add(time.Second))
+			}
+		}
+		ru.fleet = c.opts.Fleet.Follow(spec, c.wake)
+		ru.fleet.SetStage(r.StageStarted, c.judgesShadows(r))
+	}
+}
+
+// wake makes Run look at the rollouts whose evidence moved (another
+// replica's canary requests arrived) without waiting for the next tick.
+func (c *Controller) wake() {
+	select {
+	case c.moved <- struct{}{}:
+	default:
+	}
+}
+
+// judgesShadows reports whether r's current phase reads shadow counts.
+func (c *Controller) judgesShadows(r Rollout) bool {
+	return r.Phase == PhaseShadow || r.Plan.Shadow != nil && r.Plan.Shadow.KeepMirror || hasMatchGate(r.Plan)
 }
 
 // forget ends a run that has ended: its canary's signal is cleared.
 func (c *Controller) forget(ru *run) {
 	if ru.signal != nil {
 		ru.canaryRec.ClearSignal(ru.signal)
+	}
+	if ru.fleet != nil {
+		ru.fleet.Close()
 	}
 	if c.runs[ru.r.Endpoint] == ru {
 		delete(c.runs, ru.r.Endpoint)
@@ -464,7 +501,8 @@ func (c *Controller) LookMoved(ctx context.Context) {
 	defer c.mu.Unlock()
 	for _, name := range c.sortedRuns() {
 		ru := c.runs[name]
-		if ru.signal == nil || ru.signal.Count() == ru.lookedAt || c.now().Sub(ru.failedAt) < time.Second {
+		moved := ru.signal != nil && ru.signal.Count() != ru.lookedAt || ru.fleet != nil && ru.fleet.Moved()
+		if !moved || c.now().Sub(ru.failedAt) < time.Second {
 			continue
 		}
 		if _, err := c.step(ctx, ru, ""); err != nil {
@@ -907,10 +945,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	}
 	switch {
 	case r.Phase == PhaseShadow && a == "":
-		counts := analysis.ShadowCounts{}
-		if c.opts.Shadow != nil {
-			counts = c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
-		}
+		counts := c.shadowCounts(ru, r, now)
 		g := analysis.EvaluateShadow(*r.Plan.Shadow, counts, analysis.Names{Stable: r.Stable, Canary: r.Canary})
 		in.ShadowGate = &g
 	case r.Phase == PhaseProgressing, r.Phase == PhasePaused && r.PausedFrom == PhaseProgressing:
@@ -922,6 +957,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		w := c.window(ru, r, now)
 		in.Result = ru.analyzer.Evaluate(r.Plan.Stages[min(r.Stage, len(r.Plan.Stages)-1)], w)
 		in.CanaryRequests = w.Canary.SplitRequests() + ru.requestsOffset
+		in.Coverage = ru.coverage
 		if r.AwaitingConfirmation && r.Phase == PhaseProgressing {
 			in.Confirmed = c.confirmed(ctx, ru)
 		}
@@ -931,6 +967,7 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		c.observe(ru, r, now)
 		in.Result = ru.analyzer.EvaluateFinalBake(c.window(ru, r, now))
 		in.CanaryRequests = ru.window.Canary.SplitRequests()
+		in.Coverage = ru.coverage
 	}
 	next, eff, err := Next(r, in)
 	if err != nil {
@@ -956,6 +993,9 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	}
 	if eff.AskConfirmation {
 		c.askConfirmation(ru, next)
+	}
+	if ru.fleet != nil && !next.StageStarted.Equal(r.StageStarted) {
+		ru.fleet.SetStage(next.StageStarted, c.judgesShadows(next))
 	}
 	changed := len(eff.Events) > 0 || eff.Traffic != nil || eff.Mirror != nil || next.Phase != r.Phase || next.Stage != r.Stage
 	ru.r = next
@@ -1038,6 +1078,11 @@ func later(a, b time.Time) time.Time {
 // what belongs to the current stage to the run's window.
 func (c *Controller) observe(ru *run, r Rollout, now time.Time) {
 	pairs := analysis.ReadPairs(ru.stable, ru.canary, now)
+	if ru.fleet != nil {
+		var cov fleet.Coverage
+		pairs, cov = ru.fleet.Merge(now, pairs)
+		ru.coverage = &cov
+	}
 	if err := ru.analyzer.Observe(pairs); err != nil {
 		c.log.Warn("rollout analysis skipped slices", "endpoint", r.Endpoint, "err", err)
 		return
@@ -1069,10 +1114,23 @@ func (c *Controller) stageWindow(r Rollout, now time.Time) analysis.Window {
 func (c *Controller) window(ru *run, r Rollout, now time.Time) analysis.Window {
 	w := analysis.Window{Stable: ru.window.Stable, Canary: ru.window.Canary}
 	if c.opts.Shadow != nil && (r.Plan.Shadow != nil && r.Plan.Shadow.KeepMirror || hasMatchGate(r.Plan)) {
-		counts := c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
+		counts := c.shadowCounts(ru, r, now)
 		w.Shadow = &counts
 	}
 	return w
+}
+
+// shadowCounts are the canary's shadow comparisons in the stage, on every
+// replica of the fleet.
+func (c *Controller) shadowCounts(ru *run, r Rollout, now time.Time) analysis.ShadowCounts {
+	var counts analysis.ShadowCounts
+	if c.opts.Shadow != nil {
+		counts = c.opts.Shadow.Counts(r.Endpoint, r.Canary, r.StageStarted, now)
+	}
+	if ru.fleet != nil {
+		ru.fleet.AddShadow(&counts)
+	}
+	return counts
 }
 
 func hasMatchGate(p spec.Plan) bool {

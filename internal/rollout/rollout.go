@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/estimate"
+	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -124,6 +125,9 @@ type Rollout struct {
 	Reason string `json:"reason"`
 	// Gates are the latest verdicts of the current stage.
 	Gates []analysis.GateResult `json:"gates"`
+	// Evidence says whose evidence the last look used, in cluster mode:
+	// the replicas reporting of the fleet's (nil with one gateway).
+	Evidence *fleet.Coverage `json:"evidence,omitempty"`
 	// Analysis is the state of the sequential tests.
 	Analysis *analysis.State `json:"analysis,omitempty"`
 	// Estimate is how long the rollout was expected to take when it
@@ -181,6 +185,9 @@ type Input struct {
 	ShadowGate *analysis.GateResult
 	// CanaryRequests is the canary's split-routed requests in this stage.
 	CanaryRequests uint64
+	// Coverage says whose evidence the look used, in cluster mode (nil:
+	// this gateway's alone, the only one).
+	Coverage *fleet.Coverage
 	// TrafficChanged is set when the endpoint's traffic is not what the
 	// rollout last set: someone changed it by hand.
 	TrafficChanged string
@@ -243,6 +250,57 @@ func (e *ErrAction) Error() string {
 // Next is the state machine: from r and what was observed at in.Now, the
 // new rollout and what to apply. It is pure.
 func Next(r Rollout, in Input) (Rollout, Effect, error) {
+	r.Reason = withoutCoverage(r.Reason)
+	next, eff, err := decide(r, in)
+	if err != nil || in.Coverage == nil {
+		return next, eff, err
+	}
+	next.Evidence = in.Coverage
+	if w := coverageWords(*in.Coverage); w != "" {
+		next.Reason += coverageSep + w
+		for i := range eff.Events {
+			eff.Events[i].Message += coverageSep + w
+		}
+	}
+	return next, eff, nil
+}
+
+// coverageSep starts the words on whose evidence a look was made, at the
+// end of a reason (taken off before the next look decides).
+const coverageSep = "; judged on "
+
+func withoutCoverage(reason string) string {
+	w, _, _ := strings.Cut(reason, coverageSep)
+	return w
+}
+
+// coverageWords says whose evidence a look used when some replica's is
+// missing ("" when every replica's is in).
+func coverageWords(c fleet.Coverage) string {
+	if c.Reporting >= c.Of {
+		return ""
+	}
+	missing := make([]string, 0, len(c.Missing))
+	for _, m := range c.Missing {
+		var w string
+		switch {
+		case m.LastAnswered.IsZero():
+			w = m.ID + " has not answered"
+		default:
+			w = fmt.Sprintf("%s has not answered since %s", m.ID, m.LastAnswered.UTC().Format("15:04:05"))
+		}
+		if m.Gone {
+			w += " and left the fleet's list"
+		} else if m.Error != "" {
+			w += " (" + m.Error + ")"
+		}
+		missing = append(missing, w)
+	}
+	return fmt.Sprintf("evidence from %d of %d replicas: %s", c.Reporting, c.Of, strings.Join(missing, "; "))
+}
+
+// decide is Next without the coverage words.
+func decide(r Rollout, in Input) (Rollout, Effect, error) {
 	var eff Effect
 	r.Gates = append([]analysis.GateResult(nil), r.Gates...)
 	now := in.Now
