@@ -29,6 +29,9 @@ type GatherOptions struct {
 	Self   string
 	Peers  func(ctx context.Context) ([]Peer, error)
 	Client *Client
+	// Ask, when set, pulls from a replica instead of Client (tools that
+	// run replicas in one process on their own clock: bench/stats).
+	Ask func(ctx context.Context, p Peer, req EvidenceRequest) (EvidenceAnswer, error)
 	// Interval between pulls. Zero: DefaultInterval.
 	Interval time.Duration
 	// Grace is how long a replica may go without answering before the
@@ -59,6 +62,14 @@ func NewGatherer(opts GatherOptions) *Gatherer {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Ask == nil {
+		c := opts.Client
+		opts.Ask = func(ctx context.Context, p Peer, req EvidenceRequest) (EvidenceAnswer, error) {
+			var ans EvidenceAnswer
+			err := c.Call(ctx, p, http.MethodPost, "/api/v1/fleet/evidence", "", req, &ans)
+			return ans, err
+		}
 	}
 	log := opts.Logger
 	if log == nil {
@@ -257,8 +268,7 @@ func (g *Gatherer) pullOne(ctx context.Context, p Peer) {
 	if len(req.Follows) == 0 {
 		return
 	}
-	var ans EvidenceAnswer
-	err := g.opts.Client.Call(ctx, p, http.MethodPost, "/api/v1/fleet/evidence", "", req, &ans)
+	ans, err := g.opts.Ask(ctx, p, req)
 	now := g.opts.Now()
 	var wake []func()
 	g.mu.Lock()
