@@ -50,6 +50,9 @@ type Gatherer struct {
 
 	mu   sync.Mutex
 	runs map[string]*Run
+	// listed is the fleet's list at the last pull (others only); nil
+	// before the first.
+	listed []Peer
 }
 
 // NewGatherer returns a Gatherer; Run pulls until its context ends.
@@ -96,6 +99,11 @@ type Run struct {
 
 	// Under g.mu.
 	peers map[string]*peerState
+	// known is set once the fleet's list has been read for the run:
+	// until then (at most Grace) nothing is released, so that no
+	// replica's parts come after their second was judged without them.
+	known   bool
+	started time.Time
 	local []analysis.SlicePair // this gateway's parts not released yet
 	// released is the instant through which parts were released: a part
 	// of a second before its second arrived too late and is dropped.
@@ -136,10 +144,14 @@ type peerState struct {
 func (g *Gatherer) Follow(spec RunSpec, notify func()) *Run {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	r := &Run{g: g, key: hex.EncodeToString(b[:]), spec: spec, notify: notify, peers: map[string]*peerState{}}
+	now := g.opts.Now()
+	r := &Run{g: g, key: hex.EncodeToString(b[:]), spec: spec, notify: notify, peers: map[string]*peerState{}, started: now}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.listed != nil {
+		r.addPeers(g.listed, now)
+	}
 	g.runs[r.key] = r
-	g.mu.Unlock()
 	return r
 }
 
@@ -239,16 +251,24 @@ func (g *Gatherer) markListed(peers []Peer) {
 	for _, p := range peers {
 		listed[p.ID] = true
 	}
+	g.listed = append(make([]Peer, 0, len(peers)), peers...)
 	for _, r := range g.runs {
 		for id, p := range r.peers {
 			p.listed = listed[id]
 		}
-		for _, p := range peers {
-			if ps, ok := r.peers[p.ID]; ok {
-				ps.url = p.AdminURL
-			} else {
-				r.peers[p.ID] = &peerState{id: p.ID, url: p.AdminURL, joined: now, listed: true, from: r.spec.From, fromNow: r.spec.FromNow}
-			}
+		r.addPeers(peers, now)
+	}
+}
+
+// addPeers adds the replicas of the fleet's list the run does not know
+// yet. Caller holds g.mu.
+func (r *Run) addPeers(peers []Peer, now time.Time) {
+	r.known = true
+	for _, p := range peers {
+		if ps, ok := r.peers[p.ID]; ok {
+			ps.url = p.AdminURL
+		} else {
+			r.peers[p.ID] = &peerState{id: p.ID, url: p.AdminURL, joined: now, listed: true, from: r.spec.From, fromNow: r.spec.FromNow}
 		}
 	}
 }
@@ -341,6 +361,12 @@ func (r *Run) take(ps *peerState, a FollowAnswer, now time.Time) bool {
 	if end := a.First + uint64(len(a.Parts)); end > ps.taken {
 		ps.taken = end
 	}
+	if over := len(ps.parts) - MaxParts; over > 0 {
+		// Not merged for minutes (the controller looks every second):
+		// the oldest are judged too late to matter.
+		ps.parts = append(ps.parts[:0], ps.parts[over:]...)
+		r.dropped += uint64(over)
+	}
 	return moved
 }
 
@@ -380,10 +406,17 @@ func (r *Run) Merge(now time.Time, local []analysis.SlicePair) ([]analysis.Slice
 	r.g.mu.Lock()
 	defer r.g.mu.Unlock()
 	r.local = append(r.local, local...)
+	if over := len(r.local) - MaxParts; over > 0 {
+		r.local = append(r.local[:0], r.local[over:]...)
+		r.dropped += uint64(over)
+	}
 	r.moved = false
 	localThrough := now.Add(-telemetry.TailGrace)
 	w := localThrough
 	cov := Coverage{Reporting: 1, Of: 1}
+	if !r.known && now.Sub(r.started) <= r.g.opts.Grace {
+		return nil, cov // the fleet's list is not read yet
+	}
 	ids := make([]string, 0, len(r.peers))
 	for id := range r.peers {
 		ids = append(ids, id)

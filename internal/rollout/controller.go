@@ -946,6 +946,11 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 	switch {
 	case r.Phase == PhaseShadow && a == "":
 		counts := c.shadowCounts(ru, r, now)
+		if ru.fleet != nil {
+			// The live traffic of the shadow phase is the stable's alone:
+			// the fleet's parts of it are not kept.
+			ru.fleet.Merge(now, nil)
+		}
 		g := analysis.EvaluateShadow(*r.Plan.Shadow, counts, analysis.Names{Stable: r.Stable, Canary: r.Canary})
 		in.ShadowGate = &g
 	case r.Phase == PhaseProgressing, r.Phase == PhasePaused && r.PausedFrom == PhaseProgressing:
