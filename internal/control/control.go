@@ -528,21 +528,14 @@ func deploymentEqual(a, b spec.Deployment) bool {
 	return string(ja) == string(jb)
 }
 
-// Metrics reports an endpoint's per-deployment numbers over window.
+// Metrics reports an endpoint's per-deployment numbers over window, from
+// this gateway's requests alone: MetricsReport of its own MetricsPart.
 func (s *Service) Metrics(ctx context.Context, name string, window time.Duration) (telemetry.Report, error) {
-	r, ok := s.current.Load().endpoints[name]
-	if !ok {
-		return telemetry.Report{}, notFound(name)
+	p, err := s.MetricsPart(ctx, name, window)
+	if err != nil {
+		return telemetry.Report{}, err
 	}
-	e := r.endpoint
-	now := s.now()
-	order := make([]string, len(e.Deployments))
-	sums := make(map[string]telemetry.Summary, len(e.Deployments))
-	for i, d := range e.Deployments {
-		order[i] = d.Name
-		sums[d.Name] = s.telemetry.Recorder(name, d.Name).Window(now, window)
-	}
-	return telemetry.BuildReport(name, window, Baseline(e), order, sums), nil
+	return s.MetricsReport(ctx, name, window, []MetricsPart{p})
 }
 
 // Baseline is the deployment with the most configured traffic; ties go to

@@ -94,14 +94,32 @@ func ceilSeconds(d time.Duration) time.Duration {
 	return (d + time.Second - 1) / time.Second * time.Second
 }
 
-// Series reports an endpoint's deployments per step over the last window.
+// Series reports an endpoint's deployments per step over the last window,
+// from this gateway's requests alone: SeriesReport of its own SeriesPart.
 //
 // The last 10 minutes come from the 1-second slices, exact to the second.
 // Older steps are built from the 10-second slices: a 10-s slice counts in
 // the step its start lies in, so there a step shorter than 10 s may be
 // empty and its neighbour hold two slices' worth.
 func (s *Service) Series(ctx context.Context, name string, window, step time.Duration) (SeriesReport, error) {
-	if err := ValidateSeries(window, step); err != nil {
+	g, err := s.SeriesGrid(window, step)
+	if err != nil {
+		return SeriesReport{}, err
+	}
+	p, err := s.SeriesPart(ctx, name, g)
+	if err != nil {
+		return SeriesReport{}, err
+	}
+	return s.SeriesReport(ctx, name, g, []SeriesPart{p})
+}
+
+// SeriesReport builds an endpoint's series on the grid g from the parts of
+// every gateway reporting (their points added step by step), with this
+// gateway's view of the endpoint: its deployments in config order, and the
+// configured share from the fleet's event log. Every part must fit g
+// (SeriesPart.Check).
+func (s *Service) SeriesReport(ctx context.Context, name string, g SeriesGrid, parts []SeriesPart) (SeriesReport, error) {
+	if err := g.Validate(); err != nil {
 		return SeriesReport{}, err
 	}
 	r, ok := s.current.Load().endpoints[name]
@@ -114,52 +132,60 @@ func (s *Service) Series(ctx context.Context, name string, window, step time.Dur
 		return SeriesReport{}, fmt.Errorf("series of %q: read events: %w", name, err)
 	}
 
-	g := newSeriesGrid(s.now(), window, step)
+	sg := g.grid()
 	rep := SeriesReport{
 		Endpoint:    name,
-		Window:      telemetry.FormatWindow(window),
-		Step:        telemetry.FormatWindow(step),
-		StepSeconds: int(g.step),
-		Start:       time.Unix(g.first, 0).UTC(),
-		End:         time.Unix(g.last+1, 0).UTC(),
-		Times:       make([]time.Time, g.n),
+		Window:      telemetry.FormatWindow(g.Window),
+		Step:        telemetry.FormatWindow(g.Step),
+		StepSeconds: int(sg.step),
+		Start:       time.Unix(sg.first, 0).UTC(),
+		End:         time.Unix(sg.last+1, 0).UTC(),
+		Times:       make([]time.Time, sg.n),
 		Order:       make([]string, 0, len(e.Deployments)),
 		Deployments: make(map[string]DeploymentSeries, len(e.Deployments)),
 	}
-	for k := range g.n {
-		rep.Times[k] = time.Unix(g.start(k), 0).UTC()
+	for k := range sg.n {
+		rep.Times[k] = time.Unix(sg.start(k), 0).UTC()
 	}
 
 	history := trafficHistory(e.Traffic, evs)
-	points := make(map[string][]point, len(e.Deployments))
+	points := make(map[string][]SeriesPoint, len(e.Deployments))
 	for _, d := range e.Deployments {
 		rep.Order = append(rep.Order, d.Name)
-		points[d.Name] = g.points(s.telemetry.Recorder(name, d.Name))
+		merged := make([]SeriesPoint, sg.n)
+		for _, p := range parts {
+			for k, pt := range p.Deployments[d.Name] {
+				if k < sg.n {
+					merged[k].add(pt)
+				}
+			}
+		}
+		points[d.Name] = merged
 	}
 	for _, d := range e.Deployments {
 		ds := DeploymentSeries{
-			Requests:        make([]uint64, g.n),
-			Errors:          make([]uint64, g.n),
-			LatencyP50MS:    make([]*float64, g.n),
-			LatencyP99MS:    make([]*float64, g.n),
-			ConfiguredShare: make([]float64, g.n),
-			MeasuredShare:   make([]*float64, g.n),
+			Requests:        make([]uint64, sg.n),
+			Errors:          make([]uint64, sg.n),
+			LatencyP50MS:    make([]*float64, sg.n),
+			LatencyP99MS:    make([]*float64, sg.n),
+			ConfiguredShare: make([]float64, sg.n),
+			MeasuredShare:   make([]*float64, sg.n),
 		}
-		for k := range g.n {
+		for k := range sg.n {
 			p := points[d.Name][k]
-			ds.Requests[k], ds.Errors[k] = p.requests, p.errors
-			if p.latency.Count() > 0 {
-				ds.LatencyP50MS[k] = msPtr(p.latency.Quantile(0.50))
-				ds.LatencyP99MS[k] = msPtr(p.latency.Quantile(0.99))
+			ds.Requests[k], ds.Errors[k] = p.Requests, p.Errors
+			if p.Latency.Count() > 0 {
+				ds.LatencyP50MS[k] = msPtr(p.Latency.Quantile(0.50))
+				ds.LatencyP99MS[k] = msPtr(p.Latency.Quantile(0.99))
 			}
 			var split uint64
 			for _, other := range points {
-				split += other[k].split
+				split += other[k].Split
 			}
 			if split > 0 {
-				ds.MeasuredShare[k] = ptr(float64(p.split) / float64(split))
+				ds.MeasuredShare[k] = ptr(float64(p.Split) / float64(split))
 			}
-			ds.ConfiguredShare[k] = history.share(d.Name, g.start(k), g.start(k)+g.step)
+			ds.ConfiguredShare[k] = history.share(d.Name, sg.start(k), sg.start(k)+sg.step)
 		}
 		rep.Deployments[d.Name] = ds
 	}
@@ -179,21 +205,8 @@ type seriesGrid struct {
 	first, last int64 // unix seconds of the first and last second covered
 }
 
-func newSeriesGrid(now time.Time, window, step time.Duration) seriesGrid {
-	st := int64(step / time.Second)
-	n := int(window / step)
-	last := floorSec(now) - 1
-	return seriesGrid{n: n, step: st, first: last - int64(n)*st + 1, last: last}
-}
-
 // start is the first second of step k.
 func (g seriesGrid) start(k int) int64 { return g.first + int64(k)*g.step }
-
-// point is one deployment's numbers in one step.
-type point struct {
-	requests, split, errors uint64
-	latency                 telemetry.Sketch
-}
 
 // Ring geometry of telemetry.Recorder: 1-s slices for the last 600
 // seconds, 10-s slices (aligned to multiples of 10 s) for the hour.
@@ -205,8 +218,8 @@ const (
 // points reads rc's steps: 1-second slices for the part of the grid they
 // still cover (from a 10-s boundary on), 10-second slices before that,
 // each counted in the step its start lies in.
-func (g seriesGrid) points(rc *telemetry.Recorder) []point {
-	out := make([]point, g.n)
+func (g seriesGrid) points(rc *telemetry.Recorder) []SeriesPoint {
+	out := make([]SeriesPoint, g.n)
 	// fineFrom is the first second read from 1-s slices: the recorder keeps
 	// the 600 seconds up to last; start at the first 10-s boundary in them
 	// so that no 10-s slice is split between the two.
@@ -225,14 +238,11 @@ func (g seriesGrid) points(rc *telemetry.Recorder) []point {
 }
 
 // add adds the sum of some slices to p.
-func (g seriesGrid) add(p *point, s telemetry.Summary) {
+func (g seriesGrid) add(p *SeriesPoint, s telemetry.Summary) {
 	if s.Requests == 0 {
 		return
 	}
-	p.requests += s.Requests
-	p.split += s.SplitRequests()
-	p.errors += s.Errors
-	p.latency.Merge(s.Latency)
+	p.add(SeriesPoint{Requests: s.Requests, Split: s.SplitRequests(), Errors: s.Errors, Latency: s.Latency})
 }
 
 func floorSec(t time.Time) int64 { return timeslot.FloorDiv(t.UnixNano(), int64(time.Second)) }

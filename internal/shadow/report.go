@@ -1,7 +1,6 @@
 package shadow
 
 import (
-	"fmt"
 	"math"
 	"time"
 
@@ -121,61 +120,40 @@ type ErrorSample struct {
 }
 
 // Report returns the shadow report of endpoint over the window ending now
-// (0: DefaultReportWindow). The window's edges follow telemetry's Window:
-// slices whose start lies in (now-window, now]. An endpoint without
-// shadows, known or not, gets a report listing none; the caller decides
-// whether the endpoint exists. The error is for a window out of range.
+// (0: DefaultReportWindow): this gateway's Part, reported. The window's
+// edges follow telemetry's Window: slices whose start lies in
+// (now-window, now]. An endpoint without shadows, known or not, gets a
+// report listing none; the caller decides whether the endpoint exists. The
+// error is for a window out of range.
 func (m *Manager) Report(endpoint string, window time.Duration) (Report, error) {
 	if window == 0 {
 		window = DefaultReportWindow
 	}
-	if window < time.Second || window > MaxReportWindow {
-		return Report{}, fmt.Errorf("shadow report: window %s out of range 1s..1h", window)
+	p, err := m.Part(endpoint, window)
+	if err != nil {
+		return Report{}, err
 	}
-	now := m.now()
-	rep := Report{Endpoint: endpoint, Window: telemetry.FormatWindow(window), Shadows: map[string]ShadowReport{}}
-	t := m.table.Load()
-	for k, sh := range t.active {
-		if k.endpoint == endpoint {
-			r := sh.st.report(now, window)
-			r.Active = true
-			rep.Shadows[k.deployment] = r
-		}
-	}
-	for k, st := range t.retained {
-		if k.endpoint != endpoint {
-			continue
-		}
-		if r := st.report(now, window); r.Mirrored+r.Sent+r.Matched+r.Mismatched+r.NotCompared+r.Errors+r.Timeouts+r.Dropped > 0 {
-			rep.Shadows[k.deployment] = r
-		}
-	}
-	return rep, nil
+	return p.Report(endpoint, window), nil
 }
 
-// report builds the ShadowReport of s over the window ending at now.
-func (s *stats) report(now time.Time, window time.Duration) ShadowReport {
+// part reads s's raw numbers over the window ending at now.
+func (s *stats) part(now time.Time, window time.Duration) ShadowPart {
 	hi := now.UnixNano()
 	lo := hi - int64(window)
 	t := s.window(lo, hi, true)
-	r := ShadowReport{
-		Mirrored:    t.n[kindMirrored],
-		Dropped:     t.n[kindDropped],
-		Skipped:     t.n[kindSkipped],
-		Sent:        t.n[kindSent],
-		Matched:     t.n[kindMatched],
-		Mismatched:  t.n[kindMismatched],
-		NotCompared: t.n[kindNotCompared],
-		Errors:      t.n[kindError],
-		Timeouts:    t.n[kindTimeout],
-		LatencyMS:   Latency{Shadow: quantiles(t.shadow), Live: quantiles(t.live)},
-		Mismatches:  []Mismatch{},
-	}
-	r.Compared = r.Matched + r.Mismatched
-	if n := r.Compared + r.Errors + r.Timeouts; n > 0 {
-		rate := float64(r.Matched) / float64(n)
-		lo, hi := wilson(r.Matched, n)
-		r.MatchRate, r.MatchRateCI95 = &rate, &[2]float64{lo, hi}
+	p := ShadowPart{
+		Mirrored:      t.n[kindMirrored],
+		Dropped:       t.n[kindDropped],
+		Skipped:       t.n[kindSkipped],
+		Sent:          t.n[kindSent],
+		Matched:       t.n[kindMatched],
+		Mismatched:    t.n[kindMismatched],
+		NotCompared:   t.n[kindNotCompared],
+		Errors:        t.n[kindError],
+		Timeouts:      t.n[kindTimeout],
+		ShadowLatency: t.shadow,
+		LiveLatency:   t.live,
+		Mismatches:    []Mismatch{},
 	}
 	// A sample belongs to the window when it was taken in a second the
 	// window covers, the counters' rule.
@@ -183,17 +161,17 @@ func (s *stats) report(now time.Time, window time.Duration) ShadowReport {
 	in := func(at time.Time) bool { return at.Unix() >= first && !at.After(now) }
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.Protocol = s.protocol
+	p.Protocol = s.protocol
 	for i := 1; i <= s.nSamples; i++ {
 		if m := s.samples[(s.next-i+maxSamples)%maxSamples]; in(m.Time) {
-			r.Mismatches = append(r.Mismatches, m)
+			p.Mismatches = append(p.Mismatches, m)
 		}
 	}
 	if e := s.lastErr; e != nil && in(e.Time) {
 		ec := *e
-		r.LastError = &ec
+		p.LastError = &ec
 	}
-	return r
+	return p
 }
 
 // quantiles reads p50, p90, p95 and p99 of s in milliseconds.
