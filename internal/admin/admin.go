@@ -20,7 +20,6 @@ import (
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/rollout"
-	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -65,8 +64,11 @@ type Backend interface {
 	DeleteDeployment(ctx context.Context, endpoint, deployment, actor string) (spec.Endpoint, error)
 	// Apply validates a whole config file (YAML) and applies its spec.
 	Apply(ctx context.Context, file []byte, prune bool, actor string) (control.ApplyResult, error)
-	// Metrics reports an endpoint's deployments over the last window.
-	Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error)
+	// MetricsPart is this gateway's raw part of an endpoint's metrics
+	// over the last window; MetricsReport the report built from the parts
+	// of every replica reporting (fleet_api.go).
+	MetricsPart(ctx context.Context, endpoint string, window time.Duration) (control.MetricsPart, error)
+	MetricsReport(ctx context.Context, endpoint string, window time.Duration, parts []control.MetricsPart) (telemetry.Report, error)
 	// Events lists stored events.
 	Events(ctx context.Context, f store.EventFilter) ([]store.Event, error)
 	// WatchEvents delivers every event with Seq > since, stored ones
@@ -89,12 +91,6 @@ type Rollouts interface {
 	History(ctx context.Context, endpoint string) ([]rollout.Rollout, error)
 }
 
-// Shadows reports shadow comparisons.
-type Shadows interface {
-	// Report is the shadow report of endpoint over the last window.
-	Report(ctx context.Context, endpoint string, window time.Duration) (shadow.Report, error)
-}
-
 // Options configure the handler built by New.
 type Options struct {
 	// Backend answers every API call. Required.
@@ -107,6 +103,9 @@ type Options struct {
 	Series Series
 	// Replicas answers GET /api/v1/replicas. Nil: 404.
 	Replicas Replicas
+	// FleetReads makes metrics, series and shadow answer for every
+	// replica Replicas lists (fleet_api.go). Zero: for this gateway alone.
+	FleetReads FleetReads
 	// Evidence answers the rollout leader's pulls, POST
 	// /api/v1/fleet/evidence (cluster mode). Nil: 404.
 	Evidence Evidence
@@ -135,6 +134,10 @@ type server struct {
 	snapshots store.Snapshotter
 	replicas  Replicas
 	evidence  Evidence
+	fleet     FleetReads
+	// lastMembers is the fleet's list last read, for fleet-wide reads
+	// while it cannot be read.
+	lastMembers atomic.Pointer[[]Replica]
 	// backingUp is set while a backup is written: one at a time, since
 	// each holds a read transaction of the store.
 	backingUp atomic.Bool
@@ -190,6 +193,7 @@ func newServer(opts Options) *server {
 		snapshots: opts.Snapshots,
 		replicas:  opts.Replicas,
 		evidence:  opts.Evidence,
+		fleet:     opts.FleetReads,
 		tokens:    tokens,
 		log:       log,
 		api:       http.NewServeMux(),
@@ -234,6 +238,9 @@ var apiRoutes = []struct {
 	{"GET /api/v1/state/backup", (*server).backup, func(s *server) bool { return s.snapshots != nil }},
 	{"GET /api/v1/replicas", (*server).listReplicas, func(s *server) bool { return s.replicas != nil }},
 	{"POST /api/v1/fleet/evidence", (*server).fleetEvidence, func(s *server) bool { return s.evidence != nil }},
+	{"GET /api/v1/fleet/endpoints/{ep}/metrics", (*server).metricsPart, always},
+	{"GET /api/v1/fleet/endpoints/{ep}/series", (*server).seriesPart, func(s *server) bool { return s.series != nil }},
+	{"GET /api/v1/fleet/endpoints/{ep}/shadow", (*server).shadowPart, func(s *server) bool { return s.shadows != nil }},
 }
 
 func always(*server) bool        { return true }

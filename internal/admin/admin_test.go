@@ -256,7 +256,7 @@ func TestRoutes(t *testing.T) {
 			`{"error":"invalid request: prune: \"maybe\" is not a boolean: use true or false",
 			  "problems":[{"field":"prune","message":"\"maybe\" is not a boolean: use true or false"}]}`, false},
 		{"metrics", call{"GET", "/api/v1/endpoints/fraud/metrics", ""}, 200,
-			`{"endpoint":"fraud","window":"5m","baseline":"blue","deployments":null,"differences":null}`, false},
+			`{"endpoint":"fraud","window":"5m","baseline":"blue","deployments":null,"differences":null,"replicas":{"reporting":1,"of":1}}`, false},
 		{"metrics unknown endpoint", call{"GET", "/api/v1/endpoints/nope/metrics", ""}, 404, `{"error":"endpoint \"nope\": not found"}`, false},
 		{"metrics window too short", call{"GET", "/api/v1/endpoints/fraud/metrics?window=5s", ""}, 400,
 			`{"error":"invalid request: window: \"5s\" is not a window from 10s to 1h, e.g. 5m",

@@ -1,10 +1,12 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // EndpointList is the answer of GET /api/v1/endpoints.
@@ -221,18 +224,31 @@ func (s *server) apply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// metrics serves GET /api/v1/endpoints/{ep}/metrics?window=&replica=:
+// the fleet's numbers (fleet_api.go), or one replica's.
 func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 	window, err := parseWindow(r.URL.Query().Get("window"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	rep, err := s.backend.Metrics(r.Context(), r.PathValue("ep"), window)
+	ep := r.PathValue("ep")
+	parts, cov, err := gather(s, w, r, fleetRead[control.MetricsPart]{
+		kind:   "metrics",
+		query:  url.Values{"window": {telemetry.FormatWindow(window)}},
+		local:  func(ctx context.Context) (control.MetricsPart, error) { return s.backend.MetricsPart(ctx, ep, window) },
+		decode: DecodeMetricsPart,
+	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	rep, err := s.backend.MetricsReport(r.Context(), ep, window, parts)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, MetricsAnswer{Report: rep, Replicas: cov})
 }
 
 // parseWindow reads ?window=: empty is DefaultWindow; otherwise a Go

@@ -4,35 +4,66 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
+	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // DefaultSeriesWindow is the window of GET .../series asked for without one.
 const DefaultSeriesWindow = time.Hour
 
 // Series reports an endpoint's numbers per deployment and time step, for
-// the dashboard's charts. Errors map to statuses as Backend's do.
+// the dashboard's charts: a replica's raw part on a grid of steps, and the
+// report built from the parts of several replicas (control.Service).
+// Errors map to statuses as Backend's do.
 type Series interface {
-	// Series covers the last window in steps of step.
-	Series(ctx context.Context, endpoint string, window, step time.Duration) (control.SeriesReport, error)
+	// SeriesGrid places the steps of the last window in steps of step.
+	SeriesGrid(window, step time.Duration) (control.SeriesGrid, error)
+	// SeriesPart reads this gateway's part on grid g.
+	SeriesPart(ctx context.Context, endpoint string, g control.SeriesGrid) (control.SeriesPart, error)
+	// SeriesReport builds the series from the parts of every replica
+	// reporting.
+	SeriesReport(ctx context.Context, endpoint string, g control.SeriesGrid, parts []control.SeriesPart) (control.SeriesReport, error)
 }
 
-// getSeries serves GET /api/v1/endpoints/{ep}/series?window=1h&step=10s.
+// getSeries serves GET /api/v1/endpoints/{ep}/series?window=1h&step=10s
+// (&replica=): the fleet's numbers (fleet_api.go), or one replica's. Every
+// replica reads the grid this one chose.
 func (s *server) getSeries(w http.ResponseWriter, r *http.Request) {
 	window, step, err := parseSeriesQuery(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	rep, err := s.series.Series(r.Context(), r.PathValue("ep"), window, step)
+	g, err := s.series.SeriesGrid(window, step)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	ep := r.PathValue("ep")
+	parts, cov, err := gather(s, w, r, fleetRead[control.SeriesPart]{
+		kind: "series",
+		query: url.Values{"window": {telemetry.FormatWindow(window)}, "step": {telemetry.FormatWindow(step)},
+			"end": {strconv.FormatInt(g.End.Unix(), 10)}},
+		local: func(ctx context.Context) (control.SeriesPart, error) { return s.series.SeriesPart(ctx, ep, g) },
+		decode: func(b []byte, id string) (control.SeriesPart, error) {
+			return DecodeSeriesPart(b, id, g)
+		},
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rep, err := s.series.SeriesReport(r.Context(), ep, g, parts)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, SeriesAnswer{SeriesReport: rep, Replicas: cov})
 }
 
 // parseSeriesQuery reads ?window= (default 1h) and ?step= (default: at

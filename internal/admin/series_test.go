@@ -21,11 +21,20 @@ type fakeSeries struct {
 	window, step time.Duration
 }
 
-func (f *fakeSeries) Series(ctx context.Context, endpoint string, window, step time.Duration) (control.SeriesReport, error) {
+func (f *fakeSeries) SeriesGrid(window, step time.Duration) (control.SeriesGrid, error) {
+	g := control.SeriesGrid{End: time.Unix(1_800_000_000, 0), Window: window, Step: step}
+	return g, g.Validate()
+}
+
+func (f *fakeSeries) SeriesPart(ctx context.Context, endpoint string, g control.SeriesGrid) (control.SeriesPart, error) {
 	if endpoint != "fraud" {
-		return control.SeriesReport{}, fmt.Errorf("endpoint %q: %w", endpoint, store.ErrNotFound)
+		return control.SeriesPart{}, fmt.Errorf("endpoint %q: %w", endpoint, store.ErrNotFound)
 	}
-	f.endpoint, f.window, f.step = endpoint, window, step
+	f.endpoint, f.window, f.step = endpoint, g.Window, g.Step
+	return control.SeriesPart{}, nil
+}
+
+func (f *fakeSeries) SeriesReport(ctx context.Context, endpoint string, g control.SeriesGrid, parts []control.SeriesPart) (control.SeriesReport, error) {
 	return control.SeriesReport{Endpoint: endpoint, Window: "1h", Step: "10s"}, nil
 }
 

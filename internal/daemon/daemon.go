@@ -173,9 +173,14 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 			}
 			return 1
 		}))
+	fleetReads, err := d.fleetReads()
+	if err != nil {
+		d.abandon()
+		return nil, err
+	}
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Evidence: d.reporter(),
+			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Evidence: d.reporter(), FleetReads: fleetReads,
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -596,19 +601,6 @@ type shadowCounts struct{ m *shadow.Manager }
 func (s shadowCounts) Counts(endpoint, deployment string, since, now time.Time) analysis.ShadowCounts {
 	c := s.m.Counts(endpoint, deployment, since)
 	return analysis.ShadowCounts{Compared: c.Compared, Matched: c.Matched, Errors: c.Errors}
-}
-
-// shadowReports answers the shadow report route; an unknown endpoint is 404.
-type shadowReports struct {
-	control *control.Service
-	shadows *shadow.Manager
-}
-
-func (s shadowReports) Report(ctx context.Context, endpoint string, window time.Duration) (shadow.Report, error) {
-	if _, err := s.control.Endpoint(ctx, endpoint); err != nil {
-		return shadow.Report{}, err
-	}
-	return s.shadows.Report(endpoint, window)
 }
 
 // startProcs is GOMAXPROCS as the runtime chose it (the CPUs, or the

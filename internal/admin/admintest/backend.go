@@ -306,15 +306,26 @@ func (b *Backend) Apply(ctx context.Context, file []byte, prune bool, actor stri
 	return b.ApplyResult, nil
 }
 
-// Metrics implements admin.Backend: it records the window and answers
-// Report for a known endpoint.
-func (b *Backend) Metrics(ctx context.Context, name string, window time.Duration) (telemetry.Report, error) {
+// MetricsPart implements admin.Backend: it records the window and answers
+// an empty part for a known endpoint.
+func (b *Backend) MetricsPart(ctx context.Context, name string, window time.Duration) (control.MetricsPart, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := b.endpoint(name); err != nil {
+		return control.MetricsPart{}, err
+	}
+	b.window = window
+	return control.MetricsPart{Deployments: map[string]telemetry.Summary{}}, nil
+}
+
+// MetricsReport implements admin.Backend: it answers Report for a known
+// endpoint, whatever the parts.
+func (b *Backend) MetricsReport(ctx context.Context, name string, window time.Duration, parts []control.MetricsPart) (telemetry.Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, err := b.endpoint(name); err != nil {
 		return telemetry.Report{}, err
 	}
-	b.window = window
 	return b.Report, nil
 }
 
