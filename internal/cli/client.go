@@ -311,16 +311,26 @@ func (c *Client) Apply(ctx context.Context, file []byte, prune bool) (control.Ap
 	return res, err
 }
 
-// Metrics reports an endpoint over window; zero asks for the server's
-// default (5m).
-func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Duration) (telemetry.Report, error) {
-	var rep telemetry.Report
+// Metrics reports an endpoint over window (zero asks for the server's
+// default, 5m): the fleet's numbers in cluster mode, or replica's alone
+// when it is not empty. The answer says which replicas it holds.
+func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Duration, replica string) (admin.MetricsAnswer, error) {
+	var rep admin.MetricsAnswer
+	err := c.getJSON(ctx, endpointPath(endpoint, "metrics"), fleetQuery(window, replica), &rep)
+	return rep, err
+}
+
+// fleetQuery is the query of a metrics or shadow call: window (zero: the
+// server's default) and replica (empty: the fleet).
+func fleetQuery(window time.Duration, replica string) url.Values {
 	q := url.Values{}
 	if window != 0 {
 		q.Set("window", telemetry.FormatWindow(window))
 	}
-	err := c.getJSON(ctx, endpointPath(endpoint, "metrics"), q, &rep)
-	return rep, err
+	if replica != "" {
+		q.Set("replica", replica)
+	}
+	return q
 }
 
 // Events lists stored events matching f.

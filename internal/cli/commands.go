@@ -10,11 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // Output formats of read commands (-o).
@@ -386,20 +386,22 @@ func (a *app) showWeights(cmd *cobra.Command, endpoint, which, output string) er
 
 func (a *app) metricsCommand() *cobra.Command {
 	var (
-		output *string
-		window time.Duration
+		output  *string
+		window  time.Duration
+		replica string
 	)
 	cmd := &cobra.Command{
 		Use:   "metrics ENDPOINT",
 		Short: "Show per-deployment traffic, errors and latency, compared with the baseline",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (telemetry.Report, error) {
-				return c.Metrics(cmd.Context(), args[0], window)
+			return show(a, cmd, *output, func(c *Client) (admin.MetricsAnswer, error) {
+				return c.Metrics(cmd.Context(), args[0], window, replica)
 			}, nil, printMetrics)
 		},
 	}
 	cmd.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")
+	cmd.Flags().StringVar(&replica, "replica", "", "one replica's numbers (an ID of modelgate replicas) instead of the fleet's")
 	output = addOutput(cmd)
 	return cmd
 }

@@ -10,10 +10,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // printJSON writes v as the API answers it, indented.
@@ -107,8 +107,8 @@ func printWeights(w io.Writer, ep spec.Endpoint, which string, weights spec.Weig
 
 // printMetrics writes the report as a table, the baseline first, with the
 // differences from the baseline in the last columns.
-func printMetrics(w io.Writer, rep telemetry.Report) error {
-	fmt.Fprintf(w, "endpoint %s, window %s, baseline %s\n", rep.Endpoint, rep.Window, rep.Baseline)
+func printMetrics(w io.Writer, rep admin.MetricsAnswer) error {
+	fmt.Fprintf(w, "endpoint %s, window %s, baseline %s%s\n%s", rep.Endpoint, rep.Window, rep.Baseline, onReplica(rep.Replicas), coverageLine(rep.Replicas))
 	if len(rep.Deployments) == 0 {
 		_, err := fmt.Fprintln(w, "no deployments")
 		return err
@@ -137,6 +137,29 @@ func printMetrics(w io.Writer, rep telemetry.Report) error {
 			millis(d.LatencyMS.P50), millis(d.LatencyMS.P99), millis(d.TTFBMS.P99), strings.Join(diff, "\t"))
 	}
 	return t.Flush()
+}
+
+// onReplica names the replica an answer is about, when one was asked for
+// (--replica): ", replica gw-2".
+func onReplica(c admin.Coverage) string {
+	if c.Replica == "" {
+		return ""
+	}
+	return ", replica " + c.Replica
+}
+
+// coverageLine says which replicas a fleet-wide answer is missing, with
+// why: "replicas: 2 of 3 (missing: gw-3: no answer within 2s)" and a line
+// break; nothing when every replica answered.
+func coverageLine(c admin.Coverage) string {
+	if c.Complete() {
+		return ""
+	}
+	missing := make([]string, 0, len(c.Missing))
+	for _, m := range c.Missing {
+		missing = append(missing, m.ID+": "+m.Error)
+	}
+	return fmt.Sprintf("replicas: %d of %d (missing: %s)\n", c.Reporting, c.Of, strings.Join(missing, "; "))
 }
 
 // percent writes a fraction 0..1 as a percent with two decimals.

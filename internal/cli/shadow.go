@@ -4,26 +4,21 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/shadow"
-	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/admin"
 )
 
-// ShadowReport fetches the shadow report of an endpoint over window; zero
-// asks for the server's default (5m).
-func (c *Client) ShadowReport(ctx context.Context, endpoint string, window time.Duration) (shadow.Report, error) {
-	var rep shadow.Report
-	q := url.Values{}
-	if window != 0 {
-		q.Set("window", telemetry.FormatWindow(window))
-	}
-	err := c.getJSON(ctx, endpointPath(endpoint, "shadow"), q, &rep)
+// ShadowReport fetches the shadow report of an endpoint over window (zero
+// asks for the server's default, 5m): the fleet's copies in cluster mode,
+// or replica's alone when it is not empty.
+func (c *Client) ShadowReport(ctx context.Context, endpoint string, window time.Duration, replica string) (admin.ShadowAnswer, error) {
+	var rep admin.ShadowAnswer
+	err := c.getJSON(ctx, endpointPath(endpoint, "shadow"), fleetQuery(window, replica), &rep)
 	return rep, err
 }
 
@@ -35,20 +30,22 @@ func (a *app) shadowCommand() *cobra.Command {
 		RunE:  func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	var (
-		output *string
-		window time.Duration
+		output  *string
+		window  time.Duration
+		replica string
 	)
 	report := &cobra.Command{
 		Use:   "report ENDPOINT",
 		Short: "Match rate with its 95% interval, drops, errors, latency shadow vs live, and mismatch samples",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (shadow.Report, error) {
-				return c.ShadowReport(cmd.Context(), args[0], window)
+			return show(a, cmd, *output, func(c *Client) (admin.ShadowAnswer, error) {
+				return c.ShadowReport(cmd.Context(), args[0], window, replica)
 			}, nil, printShadowReport)
 		},
 	}
 	report.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")
+	report.Flags().StringVar(&replica, "replica", "", "one replica's copies (an ID of modelgate replicas) instead of the fleet's")
 	output = addOutput(report)
 	cmd.AddCommand(report)
 	return cmd
@@ -56,9 +53,10 @@ func (a *app) shadowCommand() *cobra.Command {
 
 // printShadowReport renders one row per shadow deployment, then its
 // latest mismatches.
-func printShadowReport(w io.Writer, rep shadow.Report) error {
+func printShadowReport(w io.Writer, rep admin.ShadowAnswer) error {
 	if len(rep.Shadows) == 0 {
-		_, err := fmt.Fprintf(w, "endpoint %s has no shadow data in the last %s (set a mirror: modelgate mirror set %s DEPLOYMENT=PCT)\n", rep.Endpoint, rep.Window, rep.Endpoint)
+		_, err := fmt.Fprintf(w, "endpoint %s has no shadow data in the last %s%s (set a mirror: modelgate mirror set %s DEPLOYMENT=PCT)\n%s",
+			rep.Endpoint, rep.Window, onReplica(rep.Replicas), rep.Endpoint, coverageLine(rep.Replicas))
 		return err
 	}
 	names := make([]string, 0, len(rep.Shadows))
@@ -67,7 +65,7 @@ func printShadowReport(w io.Writer, rep shadow.Report) error {
 	}
 	sort.Strings(names)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "shadow report of %s over the last %s\n", rep.Endpoint, rep.Window)
+	fmt.Fprintf(w, "shadow report of %s over the last %s%s\n%s", rep.Endpoint, rep.Window, onReplica(rep.Replicas), coverageLine(rep.Replicas))
 	fmt.Fprintln(tw, "SHADOW\tMIRRORED\tCOMPARED\tMATCH RATE\t95% INTERVAL\tDROPPED\tERRORS\tTIMEOUTS\tP99 SHADOW\tP99 LIVE\t")
 	for _, name := range names {
 		s := rep.Shadows[name]
