@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -354,4 +355,49 @@ func TestShadowCountsOfTheFleet(t *testing.T) {
 	if got != (analysis.ShadowCounts{}) {
 		t.Fatalf("after a stage that judges no shadows: %+v", got)
 	}
+}
+
+// A replica that hangs does not hold the others' pulls back.
+func TestAHungReplicaDoesNotHoldTheOthersBack(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	answered := map[string]int{}
+	clk := &clock{t: epoch}
+	c := newReplica("c", clk)
+	g := NewGatherer(GatherOptions{Self: "leader", Interval: time.Millisecond, Grace: time.Hour,
+		Peers: func(context.Context) ([]Peer, error) { return []Peer{{ID: "b"}, {ID: "c"}}, nil },
+		Ask: func(_ context.Context, p Peer, req EvidenceRequest) (EvidenceAnswer, error) {
+			if p.ID == "b" {
+				<-release // hangs, whatever the context says
+				return EvidenceAnswer{}, errors.New("gone")
+			}
+			mu.Lock()
+			answered[p.ID]++
+			mu.Unlock()
+			return c.rep.Answer(req)
+		}})
+	run := g.Follow(RunSpec{Endpoint: "ep", Stable: "blue", Canary: "green", From: epoch}, nil)
+	defer run.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.Run(ctx)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := answered["c"]
+		mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c answered %d pulls while b hung: its pulls wait for b's", n)
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	close(release)
+	<-done
 }

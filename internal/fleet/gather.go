@@ -50,9 +50,10 @@ type Gatherer struct {
 
 	mu   sync.Mutex
 	runs map[string]*Run
-	// listed is the fleet's list at the last pull (others only); nil
-	// before the first.
-	listed []Peer
+	// listed is the fleet's list at the last pull (others only), read at
+	// listedAt; nil before the first.
+	listed   []Peer
+	listedAt time.Time
 }
 
 // NewGatherer returns a Gatherer; Run pulls until its context ends.
@@ -104,7 +105,7 @@ type Run struct {
 	// replica's parts come after their second was judged without them.
 	known   bool
 	started time.Time
-	local []analysis.SlicePair // this gateway's parts not released yet
+	local   []analysis.SlicePair // this gateway's parts not released yet
 	// released is the instant through which parts were released: a part
 	// of a second before its second arrived too late and is dropped.
 	released    time.Time
@@ -180,40 +181,47 @@ func (r *Run) SetStage(since time.Time, shadow bool) {
 	}
 }
 
-// Run pulls every Interval until ctx ends.
+// Run pulls every Interval until ctx ends. Each replica is pulled on its
+// own: one slow to answer is asked again only once it has answered (or
+// its call timed out, after Grace), and never holds the others back.
 func (g *Gatherer) Run(ctx context.Context) {
 	t := time.NewTicker(g.opts.Interval)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	inFlight := map[string]bool{}
+	var mu sync.Mutex
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			g.Pull(ctx)
+		}
+		for _, p := range g.peersNow(ctx, false) {
+			mu.Lock()
+			busy := inFlight[p.ID]
+			inFlight[p.ID] = true
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				g.pullOne(ctx, p)
+				mu.Lock()
+				delete(inFlight, p.ID)
+				mu.Unlock()
+			}()
 		}
 	}
 }
 
 // Pull asks every other replica once for the runs followed, at once, and
-// waits for their answers (each bounded by CallTimeout and ctx).
+// waits for their answers (each bounded by Grace and ctx).
 func (g *Gatherer) Pull(ctx context.Context) {
-	g.mu.Lock()
-	n := len(g.runs)
-	g.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	peers, err := g.opts.Peers(ctx)
-	if err != nil {
-		// The fleet's list is in etcd: while it cannot be read, ask the
-		// replicas already known.
-		g.log.Debug("fleet evidence: list the replicas", "err", err)
-		peers = g.knownPeers()
-	}
-	peers = slices.DeleteFunc(peers, func(p Peer) bool { return p.ID == g.opts.Self })
-	g.markListed(peers)
 	var wg sync.WaitGroup
-	for _, p := range peers {
+	for _, p := range g.peersNow(ctx, true) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -221,6 +229,35 @@ func (g *Gatherer) Pull(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
+}
+
+// listEvery bounds how often the fleet's list is read from etcd.
+const listEvery = time.Second
+
+// peersNow are the other replicas to pull (none while no run is
+// followed): the fleet's list, read again when older than listEvery (or
+// when fresh), else the last one read.
+func (g *Gatherer) peersNow(ctx context.Context, fresh bool) []Peer {
+	now := g.opts.Now()
+	g.mu.Lock()
+	n, listed, listedAt := len(g.runs), g.listed, g.listedAt
+	g.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	if !fresh && listed != nil && now.Sub(listedAt) < listEvery {
+		return listed
+	}
+	peers, err := g.opts.Peers(ctx)
+	if err != nil {
+		// The fleet's list is in etcd: while it cannot be read, ask the
+		// replicas already known.
+		g.log.Debug("fleet evidence: list the replicas", "err", err)
+		return g.knownPeers()
+	}
+	peers = slices.DeleteFunc(peers, func(p Peer) bool { return p.ID == g.opts.Self })
+	g.markListed(peers, now)
+	return peers
 }
 
 // knownPeers are the replicas some run has heard of, for when the fleet's
@@ -243,15 +280,14 @@ func (g *Gatherer) knownPeers() []Peer {
 
 // markListed records which replicas are in the fleet's list now, adding
 // the new ones to every run.
-func (g *Gatherer) markListed(peers []Peer) {
-	now := g.opts.Now()
+func (g *Gatherer) markListed(peers []Peer, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	listed := make(map[string]bool, len(peers))
 	for _, p := range peers {
 		listed[p.ID] = true
 	}
-	g.listed = append(make([]Peer, 0, len(peers)), peers...)
+	g.listed, g.listedAt = append(make([]Peer, 0, len(peers)), peers...), now
 	for _, r := range g.runs {
 		for id, p := range r.peers {
 			p.listed = listed[id]
@@ -288,7 +324,9 @@ func (g *Gatherer) pullOne(ctx context.Context, p Peer) {
 	if len(req.Follows) == 0 {
 		return
 	}
-	ans, err := g.opts.Ask(ctx, p, req)
+	cctx, cancel := context.WithTimeout(ctx, g.opts.Grace)
+	ans, err := g.opts.Ask(cctx, p, req)
+	cancel()
 	now := g.opts.Now()
 	var wake []func()
 	g.mu.Lock()
