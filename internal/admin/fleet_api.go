@@ -246,6 +246,9 @@ func callPart[P any](s *server, r *http.Request, m Replica, fr fleetRead[P]) (P,
 		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
 			return zero, fmt.Errorf("no answer within %s", timeout)
 		}
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			return zero, ue.Err // "dial tcp ...: connection refused", without the URL
+		}
 		return zero, err
 	}
 	return fr.decode(raw, m.ID)

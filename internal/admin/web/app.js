@@ -9,6 +9,7 @@
 import { lineChart, clock } from "./chart.js";
 
 const TOKEN_KEY = "modelgate.token";
+const REPLICA_KEY = "modelgate.replica";
 // Deployment colours, in config order: distinguishable for the common
 // colour-vision deficiencies and readable on light and dark backgrounds.
 const PALETTE = ["#2f6fd0", "#d55e00", "#009e73", "#b05fa6", "#c49a00", "#56a0d3"];
@@ -29,6 +30,10 @@ const state = {
   kind: "",
   validUntil: null,
   tokenInfoBusy: false,
+  // Whose numbers the metrics, charts and shadow report show: "" for the
+  // whole fleet (every replica's requests, merged by the replica this
+  // page talks to), or one replica's id (?replica=).
+  replica: sessionStorage.getItem(REPLICA_KEY) || "",
 };
 
 const READ_ONLY = "read-only";
@@ -123,8 +128,65 @@ async function call(method, path, body, token) {
     loadTokenInfo();
   }
   if (!token) showDegraded(res.headers.get("X-Modelgate-Degraded"));
+  if (res.status === 404 && !token && state.replica && data && /^no replica /.test(data.error || "")) {
+    // The replica chosen has left the fleet: back to the whole fleet.
+    pickReplica("");
+  }
   if (!res.ok) throw new ApiError(res.status, data);
+  // Metrics, series and shadow answers say which replicas they hold
+  // (GET /api/v1/replicas's "replicas" is the list itself).
+  if (!token && data && data.replicas && !Array.isArray(data.replicas)) showCoverage(data.replicas);
   return data;
+}
+
+// ---------- the fleet's replicas ----------
+
+// fleetQuery is the query part that asks the metrics, series and shadow
+// routes for the replica chosen ("" for the whole fleet); sep is "?" or "&".
+const fleetQuery = (sep) => (state.replica ? `${sep}replica=${encodeURIComponent(state.replica)}` : "");
+
+// showCoverage says when a fleet-wide answer lacks a replica that did not
+// answer in time: its numbers are left out, not counted as zero.
+function showCoverage(c) {
+  const line = $("#replicas-line");
+  const partial = c.reporting < c.of;
+  line.hidden = !partial;
+  line.textContent = !partial ? ""
+    : `Showing ${c.reporting} of ${c.of} replicas: ` +
+      (c.missing || []).map((m) => `${m.id} did not answer (${m.error})`).join("; ") + ". Their requests are not in these numbers.";
+}
+
+// loadReplicas fills the replica picker from GET /api/v1/replicas. It is
+// shown when the fleet has more than one replica (or one is chosen).
+async function loadReplicas() {
+  let list;
+  try {
+    ({ replicas: list } = await call("GET", "/api/v1/replicas"));
+  } catch {
+    return; // an older daemon, or a 401 that signed out
+  }
+  list = list || [];
+  if (state.replica && !list.some((r) => r.id === state.replica)) {
+    pickReplica("");
+    return;
+  }
+  const sel = $("#replica");
+  const options = [h("option", { value: "" }, `the whole fleet (${list.length} ${list.length === 1 ? "replica" : "replicas"})`),
+    ...list.map((r) => h("option", { value: r.id },
+      r.id + (r.self ? " (this one)" : "") + (r.leader ? " (leader)" : "")))];
+  sel.replaceChildren(...options);
+  sel.value = state.replica;
+  $("#replica-pick").hidden = list.length < 2 && !state.replica;
+}
+
+// pickReplica shows the pages for one replica ("" for the fleet).
+function pickReplica(id) {
+  if (id === state.replica) return;
+  state.replica = id;
+  if (id) sessionStorage.setItem(REPLICA_KEY, id);
+  else sessionStorage.removeItem(REPLICA_KEY);
+  $("#replica").value = id;
+  route();
 }
 
 // showDegraded shows why the gateway serves degraded (its state store does
@@ -192,6 +254,8 @@ function showToken() {
 function showLogin(message) {
   $("#login").hidden = false;
   $("#nav").hidden = true;
+  $("#replica-pick").hidden = true;
+  $("#replicas-line").hidden = true;
   $("#logout").hidden = true;
   $("#live").hidden = true;
   showToken();
@@ -265,6 +329,9 @@ function route() {
   $("#logout").hidden = false;
   const app = $("#app");
   app.replaceChildren();
+  $("#replicas-line").hidden = true;
+  loadReplicas();
+  every(state.gen, loadReplicas, 15000);
   const parts = (location.hash.replace(/^#\/?/, "") || "").split("/").filter(Boolean).map(decodeURIComponent);
   const gen = state.gen;
   const navEp = $("#nav-endpoint");
@@ -301,12 +368,13 @@ async function guard(gen, box, fn) {
 
 function overviewPage(gen, app) {
   const list = h("div", { id: "endpoints" });
-  app.append(h("h1", {}, "Endpoints"), h("p", { class: "muted small" }, "Last minute, from the requests the gateway served. Refreshes every few seconds."), list);
+  app.append(h("h1", {}, "Endpoints"), h("p", { class: "muted small" },
+    "Last minute, from the requests ", state.replica ? `replica ${state.replica} served` : "served", ". Refreshes every few seconds."), list);
   const refresh = () => guard(gen, app, async () => {
     const { endpoints } = await get("/api/v1/endpoints");
     const details = await Promise.all(endpoints.map(async (ep) => {
       const [metrics, ro] = await Promise.all([
-        get(`/api/v1/endpoints/${enc(ep.name)}/metrics?window=1m`),
+        get(`/api/v1/endpoints/${enc(ep.name)}/metrics?window=1m${fleetQuery("&")}`),
         get(`/api/v1/endpoints/${enc(ep.name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
       ]);
       return { ep, metrics, ro };
@@ -385,7 +453,7 @@ function endpointPage(gen, app, name) {
     const r = RANGES[range];
     const [ep, series, ro] = await Promise.all([
       get(`/api/v1/endpoints/${enc(name)}`),
-      get(`/api/v1/endpoints/${enc(name)}/series?window=${r.window}&step=${r.step}`),
+      get(`/api/v1/endpoints/${enc(name)}/series?window=${r.window}&step=${r.step}${fleetQuery("&")}`),
       get(`/api/v1/endpoints/${enc(name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
     ]);
     if (gen !== state.gen) return;
@@ -456,7 +524,7 @@ function shadowPage(gen, app, name) {
   const refresh = () => guard(gen, app, async () => {
     let rep;
     try {
-      rep = await get(`/api/v1/endpoints/${enc(name)}/shadow?window=${win}`);
+      rep = await get(`/api/v1/endpoints/${enc(name)}/shadow?window=${win}${fleetQuery("&")}`);
     } catch (e) {
       if (e.status !== 404) throw e;
       rep = null;
@@ -839,6 +907,7 @@ async function streamEvents(gen, endpoint, since, onEvent, onState) {
 
 $("#login-form").addEventListener("submit", signIn);
 $("#logout").addEventListener("click", () => signOut(""));
+$("#replica").addEventListener("change", (ev) => pickReplica(ev.target.value));
 window.addEventListener("hashchange", route);
 let resizeTimer = null;
 window.addEventListener("resize", () => {
