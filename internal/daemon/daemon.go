@@ -73,8 +73,10 @@ type Daemon struct {
 	// fleet is the etcd store in cluster mode (state.etcd), nil otherwise.
 	fleet *etcd.Store
 	// evidence gathers what the other replicas served for the rollouts
-	// this gateway leads (cluster mode).
-	evidence *fleet.Gatherer
+	// this gateway leads, and peerClient calls their admin APIs (cluster
+	// mode).
+	evidence   *fleet.Gatherer
+	peerClient *fleet.Client
 	// id and started describe this gateway in GET /api/v1/replicas.
 	id      string
 	started time.Time
@@ -149,10 +151,11 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		// on what every replica served.
 		d.fleet = es
 		ropts.Elected, ropts.Leader = true, es.Leader
-		if d.evidence, err = d.newGatherer(); err != nil {
+		if d.peerClient, err = d.newPeerClient(); err != nil {
 			d.abandon()
 			return nil, err
 		}
+		d.evidence = d.newGatherer()
 		ropts.Fleet = d.evidence
 	}
 	d.rollouts = rollout.New(ropts)
@@ -173,14 +176,9 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 			}
 			return 1
 		}))
-	fleetReads, err := d.fleetReads()
-	if err != nil {
-		d.abandon()
-		return nil, err
-	}
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Evidence: d.reporter(), FleetReads: fleetReads,
+			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Evidence: d.reporter(), FleetReads: d.fleetReads(),
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -6,26 +6,19 @@ import (
 
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/control"
-	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/shadow"
-	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // fleetReads configures the admin API's fleet-wide metrics, series and
 // shadow answers: in cluster mode they ask every replica etcd lists for
 // its part, with the caller's token, over state.etcd.peer_tls for https
 // admin URLs; otherwise this gateway answers alone (replicas 1 of 1).
-func (d *Daemon) fleetReads() (admin.FleetReads, error) {
+func (d *Daemon) fleetReads() admin.FleetReads {
 	fr := admin.FleetReads{Self: d.id}
-	if d.fleet == nil {
-		return fr, nil
+	if d.peerClient != nil {
+		fr.Peers = d.peerClient
 	}
-	peerTLS, err := tlsconf.NewBackend("state.etcd.peer_tls", d.cfg.State.Etcd.PeerTLS, nil)
-	if err != nil {
-		return fr, err
-	}
-	fr.Peers = fleet.NewClient(peerTLS.For(""), d.tokens.admin)
-	return fr, nil
+	return fr
 }
 
 // shadowReports answers the shadow report routes; an unknown endpoint is 404.

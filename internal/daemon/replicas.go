@@ -72,17 +72,23 @@ func (d *Daemon) announce(ctx context.Context) {
 	})
 }
 
-// newGatherer is the leader's evidence gatherer (cluster mode): it pulls
-// from the replicas listed in etcd, with the admin token every replica
-// shares, over state.etcd.peer_tls for https admin URLs.
-func (d *Daemon) newGatherer() (*fleet.Gatherer, error) {
-	e := d.cfg.State.Etcd
-	peerTLS, err := tlsconf.NewBackend("state.etcd.peer_tls", e.PeerTLS, nil)
+// newPeerClient is how this gateway calls the other replicas' admin APIs
+// (cluster mode): with the admin token every replica shares, over
+// state.etcd.peer_tls for https admin URLs.
+func (d *Daemon) newPeerClient() (*fleet.Client, error) {
+	peerTLS, err := tlsconf.NewBackend("state.etcd.peer_tls", d.cfg.State.Etcd.PeerTLS, nil)
 	if err != nil {
 		return nil, err
 	}
-	return fleet.NewGatherer(fleet.GatherOptions{Self: d.id, Peers: d.peers, Client: fleet.NewClient(peerTLS.For(""), d.tokens.admin),
-		Interval: e.EvidenceInterval.D(), Grace: e.EvidenceGrace.D(), Logger: d.log.With("component", "fleet")}), nil
+	return fleet.NewClient(peerTLS.For(""), d.tokens.admin), nil
+}
+
+// newGatherer is the leader's evidence gatherer (cluster mode): it pulls
+// from the replicas listed in etcd.
+func (d *Daemon) newGatherer() *fleet.Gatherer {
+	e := d.cfg.State.Etcd
+	return fleet.NewGatherer(fleet.GatherOptions{Self: d.id, Peers: d.peers, Client: d.peerClient,
+		Interval: e.EvidenceInterval.D(), Grace: e.EvidenceGrace.D(), Logger: d.log.With("component", "fleet")})
 }
 
 // peers are the fleet's replicas as etcd lists them.
