@@ -156,7 +156,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 			return nil, err
 		}
 		d.evidence = d.newGatherer()
-		ropts.Fleet = d.evidence
+		ropts.Fleet, ropts.Recent = d.evidence, d.recent
 	}
 	d.rollouts = rollout.New(ropts)
 	if d.fleet == nil {

@@ -23,7 +23,8 @@ import (
 // a quarter of its requests is rolled back all the same. Then a replica
 // stops in the middle of a healthy canary's stage: the verdicts say
 // "evidence from 2 of 3 replicas" and the rollout goes on with the
-// canary requests of the one left.
+// canary requests of the one left. A rollout's estimate counts the
+// fleet's traffic too.
 func TestLeaderJudgesEveryReplicasTraffic(t *testing.T) {
 	cluster := etcdtest.Start(t, 1)
 	var broken atomic.Bool
@@ -66,8 +67,13 @@ func TestLeaderJudgesEveryReplicasTraffic(t *testing.T) {
 	}
 
 	broken.Store(false)
-	if _, err := cl.StartRollout(t.Context(), "fraud", rollout.StartRequest{Canary: "green", Plan: plan}); err != nil {
+	second, err := cl.StartRollout(t.Context(), "fraud", rollout.StartRequest{Canary: "green", Plan: plan})
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The estimate counts the fleet's traffic too: the leader served none.
+	if e := second.Estimate; e == nil || e.RequestsPerSecond == 0 {
+		t.Errorf("estimate %+v: want one made from the followers' traffic", e)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the healthy canary's first requests judged", func() bool {
 		r := a.Rollout("fraud")

@@ -94,6 +94,10 @@ type Options struct {
 	// rollouts this one leads (cluster mode): the analysis judges every
 	// replica's requests. Nil: this gateway's alone.
 	Fleet *fleet.Gatherer
+	// Recent is the endpoint's deployments' traffic over the last window
+	// on every replica (cluster mode), for a new rollout's estimate. Nil:
+	// this gateway's own.
+	Recent func(ctx context.Context, endpoint string, window time.Duration) map[string]telemetry.Summary
 }
 
 // ErrNotLeader is what a *NotLeaderError is (errors.Is).
@@ -549,7 +553,7 @@ func (c *Controller) Start(ctx context.Context, endpoint string, req StartReques
 	if err != nil {
 		return Rollout{}, err
 	}
-	r.Estimate = c.estimate(r, ep, r.StartedAt)
+	r.Estimate = c.estimate(ctx, r, ep, r.StartedAt)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ctx, err = c.mayWrite(ctx); err != nil { // the term ended meanwhile
@@ -633,18 +637,18 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 // estimate says how long r will take at the endpoint's traffic of the last
 // minute (the stable's error rate over the last ten, where a minute holds
 // too few errors to tell), or nil with the reason logged.
-func (c *Controller) estimate(r Rollout, ep spec.Endpoint, now time.Time) *estimate.Estimate {
+func (c *Controller) estimate(ctx context.Context, r Rollout, ep spec.Endpoint, now time.Time) *estimate.Estimate {
 	if c.opts.SkipEstimate {
 		return nil
 	}
-	stable := c.opts.Telemetry.Recorder(r.Endpoint, r.Stable)
-	t := estimate.FromSummary(stable.Window(now, time.Minute))
+	minute, ten := c.recent(ctx, ep, now, time.Minute), c.recent(ctx, ep, now, 10*time.Minute)
+	t := estimate.FromSummary(minute[r.Stable])
 	for name := range ep.Traffic { // every deployment's requests share the stages out
 		if name != r.Stable {
-			t.RequestsPerSecond += float64(c.opts.Telemetry.Recorder(r.Endpoint, name).Window(now, time.Minute).SplitRequests()) / 60
+			t.RequestsPerSecond += float64(minute[name].SplitRequests()) / 60
 		}
 	}
-	if long := stable.Window(now, 10*time.Minute); long.SplitRequests() > 0 {
+	if long := ten[r.Stable]; long.SplitRequests() > 0 {
 		t.ErrorRate = float64(long.SplitErrors) / float64(long.SplitRequests())
 	}
 	t.Mirror = ep.Mirror[r.Canary]
@@ -657,6 +661,21 @@ func (c *Controller) estimate(r Rollout, ep spec.Endpoint, now time.Time) *estim
 		return nil
 	}
 	return &e
+}
+
+// recent is the endpoint's deployments' traffic over the last window: the
+// fleet's (Options.Recent), or this gateway's.
+func (c *Controller) recent(ctx context.Context, ep spec.Endpoint, now time.Time, window time.Duration) map[string]telemetry.Summary {
+	if c.opts.Recent != nil {
+		return c.opts.Recent(ctx, ep.Name, window)
+	}
+	out := make(map[string]telemetry.Summary, len(ep.Deployments))
+	for _, d := range ep.Deployments {
+		if rc, ok := c.opts.Telemetry.Lookup(ep.Name, d.Name); ok { // none: nothing served
+			out[d.Name] = rc.Window(now, window)
+		}
+	}
+	return out
 }
 
 // mergePlan lays the request's plan fields over the endpoint's plan.
@@ -829,7 +848,7 @@ func (c *Controller) Act(ctx context.Context, endpoint string, a Action) (Rollou
 			if err != nil {
 				return Rollout{}, err
 			}
-			r.Estimate = c.estimate(r, ep, r.StartedAt)
+			r.Estimate = c.estimate(ctx, r, ep, r.StartedAt)
 			return c.begin(ctx, ep, r)
 		}
 		if _, active := c.runs[endpoint]; active {
