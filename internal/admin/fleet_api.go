@@ -256,11 +256,19 @@ func callPart[P any](s *server, r *http.Request, m Replica, fr fleetRead[P]) (P,
 
 // fleetMembers lists the replicas to ask, this one included, and names
 // this one. The list is the fleet's (GET /api/v1/replicas); when it cannot
-// be read (etcd does not answer), the last one read.
+// be read, or the gateway is degraded (etcd does not answer), the last one
+// read.
 func (s *server) fleetMembers(ctx context.Context) ([]Replica, string) {
 	self := s.fleet.Self
 	var members []Replica
-	if s.replicas != nil {
+	degraded := false
+	if d, ok := s.backend.(interface{ Degraded() string }); ok {
+		// etcd does not answer: the last list, without waiting on it.
+		degraded = d.Degraded() != ""
+	}
+	if last := s.lastMembers.Load(); degraded && last != nil {
+		members = *last
+	} else if s.replicas != nil {
 		timeout := s.fleet.Timeout
 		if timeout <= 0 {
 			timeout = FleetReadTimeout

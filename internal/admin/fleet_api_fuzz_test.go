@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -79,6 +80,38 @@ func FuzzFleetParts(f *testing.F) {
 			if _, err := DecodeShadowPart(again, "r1"); err != nil {
 				t.Fatalf("an accepted part, encoded again, is refused: %v\n%s", err, again)
 			}
+		}
+	})
+}
+
+// FuzzFleetQueries sends arbitrary queries to the fleet-wide routes and to
+// a replica's raw routes: every answer is a success or a client error,
+// never a 500 or a panic.
+func FuzzFleetQueries(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"/api/v1/fleet/endpoints/fraud/series", "window=10s&step=1s&end=1800000005"},
+		{"/api/v1/fleet/endpoints/fraud/metrics", "window=1m"},
+		{"/api/v1/endpoints/fraud/series", "window=1m&step=5s&replica=me"},
+		{"/api/v1/endpoints/fraud/metrics", "replica=other"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	h := New(Options{Backend: newFake(), Series: &fakeSeries{}, Token: testToken, Replicas: &fixedReplicas{self: "me", list: []Replica{{ID: "me"}}},
+		FleetReads: FleetReads{Self: "me"}})
+	f.Fuzz(func(t *testing.T, path, query string) {
+		switch path {
+		case "/api/v1/fleet/endpoints/fraud/series", "/api/v1/fleet/endpoints/fraud/metrics", "/api/v1/endpoints/fraud/series", "/api/v1/endpoints/fraud/metrics":
+		default:
+			return
+		}
+		req := httptest.NewRequest("GET", path, nil)
+		req.URL.RawQuery = query
+		req.RequestURI = req.URL.RequestURI()
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("GET %s?%s = %d: %s", path, query, rec.Code, rec.Body)
 		}
 	})
 }
