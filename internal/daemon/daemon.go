@@ -549,6 +549,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("stop data plane: %w", err))
 	}
 	d.shadows.Close()
+	if d.peerClient != nil {
+		d.peerClient.Close()
+	}
 	if err := d.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close state: %w", err))
 	}

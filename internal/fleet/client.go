@@ -44,6 +44,9 @@ func NewClient(tlsCfg *tls.Config, token func() string) *Client {
 		token: token}
 }
 
+// Close closes the client's idle connections (the daemon stopping).
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
 // CallError is a replica's answer other than 2xx.
 type CallError struct {
 	Peer    string
