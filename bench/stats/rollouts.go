@@ -7,7 +7,9 @@ package main
 // probability equal to the canary's traffic weight as the controller last set it
 // (read from the control service), records each into its deployment's telemetry
 // Recorder (Begin + Observe, Now inside that second), advances the clock by 1 s and
-// calls Controller.Look, which is what Controller.Run does every second.
+// calls Controller.Look, which is what Controller.Run does every second. The fleet
+// scenarios (fleet.go) serve the same traffic from three replicas, the leader
+// gathering the others' parts.
 
 import (
 	"context"
@@ -91,6 +93,8 @@ type rolloutOutcome struct {
 
 	SimSeconds int           `json:"sim_seconds"` // simulated seconds including the warm-up
 	Wall       time.Duration `json:"wall_ns"`
+
+	Fleet *fleetOutcome `json:"fleet,omitempty"` // fleet scenarios (fleet.go)
 }
 
 // simClock is the fake clock of one run.
@@ -144,7 +148,15 @@ func runRollout(ctx context.Context, s rolloutScenario, seed uint64, run int, di
 	rng := rand.New(rand.NewPCG(s1, s2))
 	w := newWorld(s, rng)
 
-	h, err := newHarness(ctx, dir, "run-")
+	var (
+		h  *harness
+		fs *fleetSim // the fleet variant's other replicas (fleet.go); nil: one gateway
+	)
+	if s.fleet != nil {
+		h, fs, err = newFleetHarness(ctx, dir, s)
+	} else {
+		h, err = newHarness(ctx, dir, "run-")
+	}
 	if err != nil {
 		return out, err
 	}
@@ -169,31 +181,33 @@ func runRollout(ctx context.Context, s rolloutScenario, seed uint64, run int, di
 			}
 			weight = ep.Traffic[rCanary].Fraction()
 		}
-		// The requests of second t, finishing at uniform times inside it.
-		secStart := clock.Now().UnixNano()
-		n := poisson(rng, w.rate(t))
-		ps, pc := w.errRates(t)
-		for range n {
-			canary := weight > 0 && rng.Float64() < weight
-			p, arm := ps, 0
-			if canary {
-				p, arm = pc, 1
-			}
-			status := 200
-			if rng.Float64() < p {
-				status = 500
-			}
-			lat := w.latency(rng, t, canary)
-			if canary && t >= 0 {
-				canaryReqs++
-				if status == 500 {
-					canaryErrs++
+		if fs != nil {
+			// Second t's requests over the replicas, pulled from every
+			// Interval; the clock ends at the second's end.
+			c, e := fs.serve(ctx, rng, w, t, weight)
+			canaryReqs, canaryErrs = canaryReqs+c, canaryErrs+e
+		} else {
+			// The requests of second t, finishing at uniform times inside it.
+			secStart := clock.Now().UnixNano()
+			n := poisson(rng, w.rate(t))
+			ps, pc := w.errRates(t)
+			for range n {
+				canary, status, lat := w.request(rng, t, weight, ps, pc)
+				arm := 0
+				if canary {
+					arm = 1
 				}
+				if canary && t >= 0 {
+					canaryReqs++
+					if status == 500 {
+						canaryErrs++
+					}
+				}
+				recs[arm].Begin()
+				recs[arm].Observe(telemetry.Observation{Now: secStart + rng.Int64N(int64(time.Second)), Status: status, Latency: lat, TTFB: lat})
 			}
-			recs[arm].Begin()
-			recs[arm].Observe(telemetry.Observation{Now: secStart + rng.Int64N(int64(time.Second)), Status: status, Latency: lat, TTFB: lat})
+			clock.add(time.Second)
 		}
-		clock.add(time.Second)
 		if t == -1 {
 			// The warm-up is over: start with the default plan (or the scenario's).
 			if _, err := ctl.Start(ctx, rEndpoint, rollout.StartRequest{Canary: rCanary, Plan: s.plan}); err != nil {
@@ -206,17 +220,28 @@ func runRollout(ctx context.Context, s rolloutScenario, seed uint64, run int, di
 			}
 			lastPhase, lastStage = rollout.PhaseProgressing, 0
 			out.StageSec = []int{0}
+			if fs != nil {
+				fs.g.Pull(ctx)
+			}
 			continue
 		}
 		if t < 0 {
 			continue
 		}
 		ctl.Look(ctx)
+		if fs != nil {
+			// The pull at the look's instant comes after it: the other
+			// replicas' last parts wait for the next look.
+			fs.g.Pull(ctx)
+		}
 		r, err := ctl.Current(ctx, rEndpoint)
 		if err != nil {
 			return out, err
 		}
 		sec := t + 1 // seconds since the start at this look
+		if fs != nil {
+			fs.looked(&out, r, sec, canaryReqs)
+		}
 		if r.Stage > lastStage && !r.Phase.Terminal() {
 			for len(out.StageSec) <= r.Stage {
 				out.StageSec = append(out.StageSec, sec)
@@ -278,12 +303,20 @@ type harness struct {
 	clock *simClock
 	svc   *control.Service
 	ctl   *rollout.Controller
+	tel   *telemetry.Registry
 	recs  [2]*telemetry.Recorder
 }
 
 // newHarness builds a harness under dir (a directory named prefix…); close
 // removes it.
 func newHarness(ctx context.Context, dir, prefix string) (*harness, error) {
+	return newHarnessWith(ctx, dir, prefix, nil)
+}
+
+// newHarnessWith is newHarness with the controller's options adjusted by
+// opts (nil: none) once h's clock and telemetry are set: the fleet
+// variant's gatherer (fleet.go).
+func newHarnessWith(ctx context.Context, dir, prefix string, opts func(h *harness, o *rollout.Options)) (*harness, error) {
 	runDir, err := os.MkdirTemp(dir, prefix)
 	if err != nil {
 		return nil, err
@@ -295,6 +328,7 @@ func newHarness(ctx context.Context, dir, prefix string) (*harness, error) {
 	}
 	h.clock.set(rEpoch)
 	tel := telemetry.NewRegistry()
+	h.tel = tel
 	h.svc = control.New(control.Options{Store: h.st, Router: nopRouter{}, Telemetry: tel, Now: h.clock.Now})
 	if err := h.svc.Load(ctx); err != nil {
 		h.close()
@@ -305,7 +339,11 @@ func newHarness(ctx context.Context, dir, prefix string) (*harness, error) {
 		return nil, err
 	}
 	// The rollouts' estimates are measured by the estimate suite, not here.
-	h.ctl = rollout.New(rollout.Options{Store: h.st, Endpoints: h.svc, Telemetry: tel, Now: h.clock.Now, SkipEstimate: true})
+	o := rollout.Options{Store: h.st, Endpoints: h.svc, Telemetry: tel, Now: h.clock.Now, SkipEstimate: true}
+	if opts != nil {
+		opts(h, &o)
+	}
+	h.ctl = rollout.New(o)
 	h.recs = [2]*telemetry.Recorder{tel.Recorder(rEndpoint, rStable), tel.Recorder(rEndpoint, rCanary)}
 	return h, nil
 }
@@ -429,6 +467,8 @@ type rolloutSummary struct {
 	JumpSecondsMedian float64 `json:"jump_to_rollback_seconds_median,omitempty"`
 	JumpSecondsP90    float64 `json:"jump_to_rollback_seconds_p90,omitempty"`
 
+	Fleet *fleetSummary `json:"fleet,omitempty"` // fleet scenarios (fleet.go)
+
 	SimHours    float64 `json:"sim_rollout_hours"`    // simulated time, warm-up included
 	WorkerSecs  float64 `json:"worker_seconds"`       // wall time summed over runs
 	SecsPerHour float64 `json:"seconds_per_sim_hour"` // WorkerSecs / SimHours
@@ -467,6 +507,7 @@ func (r rolloutResult) summary() rolloutSummary {
 		simSecs += float64(o.SimSeconds)
 		s.WorkerSecs += o.Wall.Seconds()
 	}
+	s.Fleet = r.fleetSummary()
 	s.SimHours = simSecs / 3600
 	if s.SimHours > 0 {
 		s.SecsPerHour = s.WorkerSecs / s.SimHours
@@ -603,6 +644,7 @@ func reportRollouts(w io.Writer, results []rolloutResult) {
 				fmtMedian(s.JumpSecondsMedian), fmtMedian(s.JumpSecondsP90))
 		}
 	}
+	reportFleet(w, results)
 }
 
 // rolloutCost is the measured cost of a suite run.
@@ -660,6 +702,15 @@ func jsonSafe(s rolloutSummary) rolloutSummary {
 		if math.IsNaN(*p) || math.IsInf(*p, 0) {
 			*p = -1
 		}
+	}
+	if s.Fleet != nil {
+		f := *s.Fleet
+		for _, p := range []*float64{&f.MissingAfterMedian, &f.MissingAfterMax, &f.Stage1JudgedMedian} {
+			if math.IsNaN(*p) || math.IsInf(*p, 0) {
+				*p = -1
+			}
+		}
+		s.Fleet = &f
 	}
 	return s
 }
@@ -719,9 +770,10 @@ func rollbackBefore(weight float64) func(o rolloutOutcome) bool {
 	return func(o rolloutOutcome) bool { return rolledBack(o) && o.RollbackWeight < weight }
 }
 
-// rolloutTargets are the redesign's targets (issue 16), each part a check.
+// rolloutTargets are the redesign's targets (issue 16) and the fleet's (issue
+// 20, fleetTargets), each part a check.
 func rolloutTargets() []rolloutTarget {
-	return []rolloutTarget{
+	targets := []rolloutTarget{
 		{"aa-promoted", "aa-steady", "identical versions reach 100% with no human in ≥ 95%", atLeast(0.95, promoted)},
 		{"aa-promoted-median", "aa-steady", "identical versions: median time to 100% ≤ 10 min", medianAtMost(10, "min", promotedMinutes)},
 		{"err2-before25", "err-2pct", "errors 1%→2% rolled back before 25% in ≥ 95%", atLeast(0.95, rollbackBefore(25))},
@@ -737,6 +789,7 @@ func rolloutTargets() []rolloutTarget {
 		{"pause10-within60", "pause-10m", "paused 10 min, error jump rolled back within 60 s in ≥ 95%", atLeast(0.95, within60)},
 		{"pause60-within60", "pause-60m", "paused 60 min, error jump rolled back within 60 s in ≥ 95%", atLeast(0.95, within60)},
 	}
+	return append(targets, fleetTargets()...)
 }
 
 func within60(o rolloutOutcome) bool { return o.JumpToRollback >= 0 && o.JumpToRollback <= 60 }
@@ -760,7 +813,7 @@ func reportTargets(w io.Writer, ts []targetResult) {
 	if len(ts) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "Targets of the analysis redesign (issue 16):")
+	fmt.Fprintln(w, "Targets of the analysis redesign (issue 16) and of cluster mode's evidence (issue 20, the fleet scenarios):")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | scenario | measured | met |")
 	fmt.Fprintln(w, "|---|---|---|---|")

@@ -26,7 +26,7 @@ const (
 // rolloutScenario is one setting of the rollouts suite. Times are seconds since the
 // rollout started (negative during the warm-up of the stable alone).
 type rolloutScenario struct {
-	id   string // R1..R15, accepted by -only
+	id   string // R1..R18, accepted by -only
 	slug string // short name, accepted by -only
 	name string // description for the tables
 	// runs is the default number of runs in the full suite.
@@ -60,6 +60,9 @@ type rolloutScenario struct {
 	// plan, when it has any key, is the rollout's plan instead of the default
 	// one (its stages must be the default ones: the tables name them).
 	plan spec.Plan
+	// fleet, when set, serves the traffic from several replicas, the
+	// leader judging them all (fleet.go); nil: one gateway.
+	fleet *fleetSetup
 }
 
 // rolloutScenarios is the suite: the default plan (5, 25, 50, 100, default gate),
@@ -72,7 +75,7 @@ func rolloutScenarios() []rolloutScenario {
 		f(&s)
 		return s
 	}
-	return []rolloutScenario{
+	return append([]rolloutScenario{
 		with("R1", "aa-steady", "identical, 200 req/s", func(*rolloutScenario) {}),
 		with("R2", "aa-2rps", "identical, 2 req/s", func(s *rolloutScenario) { s.rate = 2 }),
 		with("R3", "aa-incident", "identical, shared incident (10% errors, latency ×3, 2 min)", func(s *rolloutScenario) { s.incident = true }),
@@ -96,7 +99,7 @@ func rolloutScenarios() []rolloutScenario {
 			s.pauseAtStart, s.jumpAfter, s.jumpTo, s.horizon, s.regression = true, 60*time.Minute, 0.10, 10*time.Minute, true
 		}),
 		with("R15", "err-10pct", "errors 1%→10%", func(s *rolloutScenario) { s.pCanary, s.regression = 0.10, true }),
-	}
+	}, fleetScenarios(base)...)
 }
 
 // end is the last second (exclusive) simulated after the start.
@@ -175,6 +178,21 @@ func (w world) baseQuantile(u float64) float64 {
 		return rParetoXmMS * math.Pow(1-u, -1/rParetoShape)
 	}
 	return rLatMedianMS * math.Exp(rLatSigma*normQ(u))
+}
+
+// request draws one request of second t at the canary's weight: its arm, its
+// status, its latency (in this order of draws).
+func (w world) request(rng *rand.Rand, t int, weight, ps, pc float64) (canary bool, status int, lat time.Duration) {
+	canary = weight > 0 && rng.Float64() < weight
+	p := ps
+	if canary {
+		p = pc
+	}
+	status = 200
+	if rng.Float64() < p {
+		status = 500
+	}
+	return canary, status, w.latency(rng, t, canary)
 }
 
 // latency draws one request's latency in second t.

@@ -30,6 +30,7 @@ var reducedRollouts = []struct {
 	{"body-shift", 10, 20 * time.Minute},
 	{"slow-1.05", 10, 20 * time.Minute},
 	{"pause-60m", 4, 0},
+	{"fleet-drop10", 6, 20 * time.Minute},
 }
 
 // reducedSeed is the base seed of the reduced suite: every run is the same on
@@ -69,6 +70,8 @@ var targetChecks = []struct {
 	{"margin-swings-promoted", true},
 	{"pause10-within60", true},
 	{"pause60-within60", true},
+	{"fleet-drop10-frr", true},
+	{"fleet-drop60-frr", false}, // the full suite's (R18); its scenario is not run here
 }
 
 // TestRolloutsReduced runs whole rollouts through the real controller, control
@@ -160,12 +163,37 @@ func TestRolloutsReduced(t *testing.T) {
 	// Identical versions are never rolled back in these seeded runs. (The sequential
 	// gate rolls back an identical canary with probability at most alpha = 0.05 per
 	// rollout; the full suite measures the rate with its interval.)
-	for _, slug := range []string{"aa-steady"} {
+	for _, slug := range []string{"aa-steady", "fleet-drop10"} {
 		for i, o := range get(slug).Runs {
 			if rolledBack(o) {
 				t.Errorf("%s run %d: identical versions rolled back after %d s: %s", slug, i, o.RolledBackSec, o.Reason)
 			}
 		}
+	}
+
+	// Several replicas (fleet.go): the leader judged what the whole fleet
+	// served, not its own 30%, and once a replica crashed its looks said the
+	// evidence was missing it within the gatherer's grace (2 s), a look (1 s)
+	// and the pull it missed.
+	dropped := 0
+	for i, o := range get("fleet-drop10").Runs {
+		f := o.Fleet
+		switch {
+		case f == nil:
+			t.Errorf("fleet-drop10 run %d: no fleet outcome", i)
+			continue
+		case f.Stage1Served == 0 || float64(f.Stage1Judged) < 0.95*float64(f.Stage1Served):
+			t.Errorf("fleet-drop10 run %d: the first stage judged %d canary requests of the %d the fleet served", i, f.Stage1Judged, f.Stage1Served)
+		}
+		if f.DropSec >= 0 {
+			dropped++
+			if f.MissingAfter < 0 || f.MissingAfter > 3.25 {
+				t.Errorf("fleet-drop10 run %d: the replica crashed %.2f s in, named missing after %.2f s (%s)", i, f.DropSec, f.MissingAfter, f.Missing)
+			}
+		}
+	}
+	if dropped == 0 {
+		t.Error("fleet-drop10: no run lasted until the replica crashed")
 	}
 
 	// The redesign's targets.
