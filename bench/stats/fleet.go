@@ -162,7 +162,7 @@ func (f *fleetSim) ask(_ context.Context, p fleet.Peer, req fleet.EvidenceReques
 			continue
 		}
 		if !f.alive(i, f.clock.Now()) {
-			return fleet.EvidenceAnswer{}, fmt.Errorf("Post %q: dial tcp: connect: connection refused", p.AdminURL+"/api/v1/fleet/evidence")
+			return fleet.EvidenceAnswer{}, fmt.Errorf("call replica %s: dial tcp: connect: connection refused", p.ID)
 		}
 		return f.reps[i].Answer(req)
 	}
