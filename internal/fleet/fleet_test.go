@@ -80,6 +80,21 @@ func fleetOf(clk *clock, peers ...*replica) *Gatherer {
 		}})
 }
 
+// leaderOf follows the rollout of green on g from epoch, as the leader
+// whose own telemetry is local's: look merges the leader's parts since the
+// last look and adds what is released to *got.
+func leaderOf(t *testing.T, g *Gatherer, local *replica, clk *clock) (*Run, func() Coverage, *[]analysis.SlicePair) {
+	lt, lc := local.reg.Recorder("ep", "blue").Tail(epoch), local.reg.Recorder("ep", "green").Tail(epoch)
+	run := g.Follow(RunSpec{Endpoint: "ep", Stable: "blue", Canary: "green", From: epoch}, nil)
+	t.Cleanup(run.Close)
+	got := new([]analysis.SlicePair)
+	return run, func() Coverage {
+		pairs, cov := run.Merge(clk.Now(), analysis.ReadPairs(lt, lc, clk.Now()))
+		*got = append(*got, pairs...)
+		return cov
+	}, got
+}
+
 func sum(pairs []analysis.SlicePair) (stable, canary, canaryBad uint64) {
 	for _, p := range pairs {
 		stable += p.Stable.SplitRequests
@@ -96,16 +111,7 @@ func TestMergeReleasesEachReplicasPartsInOrder(t *testing.T) {
 	clk := &clock{t: epoch}
 	local, b, c := newReplica("leader", clk), newReplica("b", clk), newReplica("c", clk)
 	g := fleetOf(clk, b, c)
-	lt, lc := local.reg.Recorder("ep", "blue").Tail(epoch), local.reg.Recorder("ep", "green").Tail(epoch)
-	run := g.Follow(RunSpec{Endpoint: "ep", Stable: "blue", Canary: "green", From: epoch}, nil)
-	defer run.Close()
-
-	var got []analysis.SlicePair
-	look := func() Coverage {
-		pairs, cov := run.Merge(clk.Now(), analysis.ReadPairs(lt, lc, clk.Now()))
-		got = append(got, pairs...)
-		return cov
-	}
+	_, look, released := leaderOf(t, g, local, clk)
 	for s := range 3 {
 		at := epoch.Add(time.Duration(s)*time.Second + 100*time.Millisecond)
 		local.serve("green", at, 1, 0)
@@ -117,25 +123,25 @@ func TestMergeReleasesEachReplicasPartsInOrder(t *testing.T) {
 			// The leader's own parts wait for the fleet's list, then
 			// for the replicas that have not answered yet (within the
 			// grace).
-			if look(); len(got) != 0 {
-				t.Fatalf("before the fleet's list was read: released %d parts, want none", len(got))
+			if look(); len(*released) != 0 {
+				t.Fatalf("before the fleet's list was read: released %d parts, want none", len(*released))
 			}
 			b.silent, c.silent = true, true
 			g.Pull(t.Context())
-			if cov := look(); len(got) != 0 || cov.Reporting != 3 || cov.Of != 3 {
-				t.Fatalf("before the replicas answered: released %d parts, coverage %+v; want none, 3 of 3", len(got), cov)
+			if cov := look(); len(*released) != 0 || cov.Reporting != 3 || cov.Of != 3 {
+				t.Fatalf("before the replicas answered: released %d parts, coverage %+v; want none, 3 of 3", len(*released), cov)
 			}
 			b.silent, c.silent = false, false
 		}
 		g.Pull(t.Context())
 		look()
 	}
-	_, canary, bad := sum(got)
+	_, canary, bad := sum(*released)
 	if canary != 3*7 || bad != 3 {
 		t.Fatalf("canary requests %d (bad %d) released over three seconds, want 21 (3)", canary, bad)
 	}
-	for i, p := range got {
-		if !p.Open || (i > 0 && p.Start.Before(got[i-1].Start)) {
+	for i, p := range *released {
+		if !p.Open || (i > 0 && p.Start.Before((*released)[i-1].Start)) {
 			t.Fatalf("part %d %+v: want Open, in order of its second", i, p)
 		}
 		if p.Span > 400*time.Millisecond {
@@ -144,7 +150,7 @@ func TestMergeReleasesEachReplicasPartsInOrder(t *testing.T) {
 	}
 	// No part mixes two replicas: each canary part holds 1, 2 or 4
 	// requests, never a sum.
-	for _, p := range got {
+	for _, p := range *released {
 		if n := p.Canary.SplitRequests; n != 0 && n != 1 && n != 2 && n != 4 {
 			t.Fatalf("a part holds %d canary requests: replicas' parts were added together", n)
 		}
@@ -158,15 +164,7 @@ func TestMergeLeavesOutASilentReplica(t *testing.T) {
 	clk := &clock{t: epoch}
 	local, b := newReplica("leader", clk), newReplica("b", clk)
 	g := fleetOf(clk, b)
-	lt, lc := local.reg.Recorder("ep", "blue").Tail(epoch), local.reg.Recorder("ep", "green").Tail(epoch)
-	run := g.Follow(RunSpec{Endpoint: "ep", Stable: "blue", Canary: "green", From: epoch}, nil)
-	defer run.Close()
-	var got []analysis.SlicePair
-	look := func() Coverage {
-		pairs, cov := run.Merge(clk.Now(), analysis.ReadPairs(lt, lc, clk.Now()))
-		got = append(got, pairs...)
-		return cov
-	}
+	run, look, released := leaderOf(t, g, local, clk)
 	second := func(s int) time.Time { return epoch.Add(time.Duration(s)*time.Second + 100*time.Millisecond) }
 	local.serve("green", second(0), 1, 0)
 	b.serve("green", second(0), 2, 0)
@@ -185,7 +183,7 @@ func TestMergeLeavesOutASilentReplica(t *testing.T) {
 			t.Fatalf("%d s after b fell silent: coverage %+v, want 1 of 2 naming b and why", s, cov)
 		}
 	}
-	_, canary, _ := sum(got)
+	_, canary, _ := sum(*released)
 	if canary != 3+3 && canary != 3+4 {
 		t.Fatalf("released %d canary requests: want b's first second and the leader's own (b's silent seconds not counted as anything)", canary)
 	}
@@ -197,7 +195,7 @@ func TestMergeLeavesOutASilentReplica(t *testing.T) {
 	if cov.Reporting != 2 {
 		t.Fatalf("b answers again: coverage %+v", cov)
 	}
-	_, canary, _ = sum(got)
+	_, canary, _ = sum(*released)
 	if late := canary - before; late > 2 {
 		t.Errorf("%d canary requests released once b was back: its parts of seconds already judged must be dropped", late)
 	}
