@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/fleet"
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
@@ -76,26 +76,7 @@ func TestFleetReadsMergeEveryReplica(t *testing.T) {
 		s.Put(authtoken.ReadOnly, viewerToken)
 		return s
 	}
-	hung, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hung.Close()
-	go func() {
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := hung.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
+	hung := nettest.Hung(t)
 
 	list := &fixedReplicas{}
 	parts := []control.MetricsPart{bluePart(1, time.Millisecond), bluePart(2, 10*time.Millisecond), bluePart(4, 100*time.Millisecond)}
@@ -123,7 +104,7 @@ func TestFleetReadsMergeEveryReplica(t *testing.T) {
 		urls[i] = srv.URL
 	}
 	list.list = []Replica{{ID: "r0", AdminURL: urls[0]}, {ID: "r1", AdminURL: urls[1]}, {ID: "r2", AdminURL: urls[2]},
-		{ID: "hung", AdminURL: "http://" + hung.Addr().String()}, {ID: "liar", AdminURL: urls[2]}}
+		{ID: "hung", AdminURL: "http://" + hung}, {ID: "liar", AdminURL: urls[2]}}
 	list.self = "r0"
 	h := New(Options{Backend: &partBackend{admintest.NewBackend(admintest.Fraud()), parts[0]}, Tokens: tokens(), Replicas: list,
 		FleetReads: FleetReads{Self: "r0", Peers: fleet.NewClient(nil, func() string { return "" }), Timeout: 300 * time.Millisecond}})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/etcdtest"
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
@@ -206,28 +206,8 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 	if err := ds[2].Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	hung, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hung.Close()
-	go func() {
-		// Accept, then never answer.
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := hung.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	hungRec, _ := json.Marshal(admin.Replica{ID: "gw-hung", AdminURL: "http://" + hung.Addr().String()})
+	hung := nettest.Hung(t)
+	hungRec, _ := json.Marshal(admin.Replica{ID: "gw-hung", AdminURL: "http://" + hung})
 	for key, value := range map[string]string{"/fleet/k/replicas/" + ids[2]: string(rec.Kvs[0].Value), "/fleet/k/replicas/gw-hung": string(hungRec)} {
 		if _, err := etcdCli.Put(t.Context(), key, value); err != nil {
 			t.Fatal(err)
