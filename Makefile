@@ -2,8 +2,9 @@
 GO ?= go
 # Debian packages the tests need (installed by `make test` when missing):
 # scipy checks internal/stats against the reference implementation; scikit-learn
-# serves the real models of examples/sklearn; Chromium runs the dashboard tests.
-APT_PACKAGES := python3-scipy python3-numpy python3-sklearn chromium
+# serves the real models of examples/sklearn; Chromium runs the dashboard tests;
+# HAProxy is the load balancer of examples/cluster, whose test runs it.
+APT_PACKAGES := python3-scipy python3-numpy python3-sklearn chromium haproxy
 BIN := bin/modelgate
 # staticcheck runs in `make test` and must report nothing; `go run` fetches
 # this pinned version (honnef.co/go/tools v0.8.2 is staticcheck 2026.2.2)

@@ -16,6 +16,10 @@ error_rate = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The status line and headers go out in one write and the body in
+    # another: without TCP_NODELAY the body waits for the gateway's delayed
+    # ACK (40 ms a request).
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -34,4 +38,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    # The gateways open their connections to a model at once (a rollout's
+    # first stage warms the canary's): room for them beyond the default 5.
+    request_queue_size = 128
+
+
+Server(("127.0.0.1", port), Handler).serve_forever()
