@@ -89,7 +89,7 @@ func TestExampleRollsOutThroughHAProxy(t *testing.T) {
 		"rollout fraud-2 rolled back, green holds all traffic of fraud",
 		"CHECK: red rolled back; every replica routes green again",
 		"CHECK: passed (HAProxy spread the traffic over the three replicas)",
-		"stopped; logs and state are in /tmp/",
+		"stopped; removed /tmp/modelgate-cluster.",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the output lacks %q", want)

@@ -95,15 +95,23 @@ stop() {
 # leadership and its replica record over at once (a replica asked to stop
 # while etcd does not answer waits for it); the etcd members one by one,
 # so that each one leading hands its leadership over quickly.
+# The binaries and etcd's data (about 250 MB) are removed; the logs and
+# configs are kept, unless a --check passed.
 cleanup() {
+	local rc=$? p
 	trap - EXIT INT TERM
-	local p
 	stop $LOAD
 	stop $HAPROXY_PID "${REPLICA_PIDS[@]}"
 	for p in "${ETCD_PIDS[@]}"; do stop "$p"; done
 	stop "${MODEL_PIDS[@]}"
 	wait 2>/dev/null || true
-	echo "stopped; logs and state are in $TMP"
+	if [ $rc = 0 ] && [ $MODE = check ]; then
+		rm -rf "$TMP"
+		echo "stopped; removed $TMP"
+	else
+		rm -rf "$TMP/modelgate" "$TMP/etcd" "$TMP"/etcd-[0-2]
+		echo "stopped; the logs are in $TMP"
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
