@@ -63,7 +63,7 @@ func (s *Store) term(ctx context.Context, ttlSecs int, value string, lead func(c
 	}
 	defer s.release(sess) // the next candidate takes over at once
 	e := concurrency.NewElection(sess, s.kvKey(leaderKey))
-	if err := e.Campaign(ctx, value); err != nil {
+	if err := s.campaign(ctx, e, value); err != nil {
 		return s.mapErr(fmt.Errorf("campaign: %w", err))
 	}
 	tctx, cancel := context.WithCancel(ctx)
@@ -78,6 +78,23 @@ func (s *Store) term(ctx context.Context, ttlSecs int, value string, lead func(c
 	}()
 	lead(tctx, Term{Fence: store.Fence{Key: e.Key()[len(s.kvKey("")):], Revision: uint64(e.Rev())}})
 	return nil
+}
+
+// campaign waits to win the election, or for ctx to end. Campaign itself,
+// cancelled, resigns with the client's own context, which never ends while
+// the client is open: with etcd unreachable it would hold a gateway told
+// to stop until etcd came back. So ctx's end is not waited on beyond
+// itself: the campaign is left to end with the client (Close), and the
+// session's lease, revoked by release or expiring, takes its key away.
+func (s *Store) campaign(ctx context.Context, e *concurrency.Election, value string) error {
+	won := make(chan error, 1)
+	go func() { won <- e.Campaign(ctx, value) }()
+	select {
+	case err := <-won:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // release ends sess by revoking its lease, which deletes the keys held on

@@ -82,3 +82,45 @@ func TestElectionAndFence(t *testing.T) {
 		t.Errorf("Leader = %q, %v; want http://b", leader, err)
 	}
 }
+
+// A gateway told to stop while etcd is down stops: its campaign (etcd's
+// own resigns with a context that never ends while the client is open)
+// does not hold it until etcd is back.
+func TestElectEndsWithItsContextWhileEtcdIsDown(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	cli := cluster.Client(t)
+	a := etcd.New(cluster.Client(t), "/fleet/", false)
+	b := etcd.New(cluster.Client(t), "/fleet/", false)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	led := make(chan struct{})
+	go a.Elect(ctx, 2*time.Second, "http://a", func(tctx context.Context, _ etcd.Term) {
+		close(led)
+		<-tctx.Done()
+	})
+	<-led
+	bctx, bcancel := context.WithCancel(t.Context())
+	defer bcancel()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.Elect(bctx, 2*time.Second, "http://b", func(context.Context, etcd.Term) { t.Error("b led while a did") })
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for { // b campaigns: its key waits behind a's
+		resp, err := cli.Get(ctx, "/fleet/k/leader/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err == nil && resp.Count == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's campaign key did not appear: %v %v", resp, err)
+		}
+	}
+	cluster.Stop()
+	bcancel()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's Elect did not return within 10s of its context's end while etcd was down")
+	}
+}
