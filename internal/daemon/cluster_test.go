@@ -14,6 +14,8 @@ import (
 
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/cli"
+	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -209,5 +211,38 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	}
 	if len(seen) < 4 {
 		t.Errorf("rollout events %v: want the start, two promotions and the end", seen)
+	}
+}
+
+// Replicas started at once on an empty prefix all apply the same file:
+// the ones whose commit loses read the state again and start, instead of
+// exiting with a conflict.
+func TestReplicasStartedTogetherAllStart(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	fleetDir := t.TempDir()
+	const n = 3
+	errs := make(chan error, n)
+	for i := range n {
+		f, err := config.Parse([]byte(testenv.ClusterConfig(filepath.Join(fleetDir, fmt.Sprint(i)), cluster.Endpoints(), "/together/", blue.URL(), green.URL())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			d, err := daemon.New(t.Context(), daemon.Options{Config: f})
+			if err == nil {
+				t.Cleanup(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					d.Shutdown(ctx)
+				})
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("a replica started with the others: %v", err)
+		}
 	}
 }

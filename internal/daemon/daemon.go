@@ -136,7 +136,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		d.abandon()
 		return nil, err
 	}
-	res, err := d.control.ApplyFile(ctx, cfg, false, d.actor("config"))
+	res, err := d.applyConfig(ctx)
 	if err != nil {
 		d.abandon()
 		return nil, fmt.Errorf("apply config: %w", err)
@@ -557,6 +557,27 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	d.log.Info("modelgate stopped")
 	return errors.Join(errs...)
+}
+
+// applyAttempts bounds how often a start applies its config again after
+// another gateway's change got in first.
+const applyAttempts = 5
+
+// applyConfig applies the config file's endpoints at start. The replicas
+// of a fleet started together all apply the same file to the same state:
+// one's commit makes the others' guards fail, so each of them reads the
+// state again and applies on top of it (then usually nothing is left to
+// change), instead of exiting.
+func (d *Daemon) applyConfig(ctx context.Context) (control.ApplyResult, error) {
+	_, shared := d.store.(*etcd.Store)
+	res, err := d.control.ApplyFile(ctx, d.cfg, false, d.actor("config"))
+	for i := 1; i < applyAttempts && errors.Is(err, store.ErrConflict) && shared; i++ {
+		if rerr := d.control.Refresh(ctx); rerr != nil {
+			return res, errors.Join(err, rerr)
+		}
+		res, err = d.control.ApplyFile(ctx, d.cfg, false, d.actor("config"))
+	}
+	return res, err
 }
 
 // Serve is `modelgate serve`: load the file (every problem listed when it

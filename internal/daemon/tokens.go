@@ -133,18 +133,29 @@ func loadOrCreateToken(path, what string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", what, err)
 	}
-	// The umask can only take permissions away: the file stays 0600.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// Written whole beside it, then linked in place: a link never
+	// replaces a file, so gateways starting together on one token file
+	// (a fleet's) all end up with the one written first, and none reads
+	// it half-written.
+	f, err := os.CreateTemp(filepath.Dir(path), ".token-*")
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", what, err)
 	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write %s: %w", what, err)
+	defer os.Remove(f.Name())
+	_, werr := f.WriteString(tok + "\n")
+	if werr == nil {
+		werr = f.Sync()
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write %s: %w", what, err)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
 	}
-	return tok, f.Close()
+	if werr != nil {
+		return "", fmt.Errorf("write %s: %w", what, werr)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return loadOrCreateToken(path, what) // another gateway's, written whole
+	} else if err != nil {
+		return "", fmt.Errorf("create %s: %w", what, err)
+	}
+	return tok, nil
 }
