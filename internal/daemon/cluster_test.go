@@ -246,3 +246,39 @@ func TestReplicasStartedTogetherAllStart(t *testing.T) {
 		}
 	}
 }
+
+// A replica told to stop while etcd does not answer stops, within its
+// shutdown's deadline: nothing it runs waits on etcd past its context.
+func TestAReplicaStopsWhileEtcdIsDown(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
+	blue, green := testenv.NewEcho(t, "blue"), testenv.NewEcho(t, "green")
+	dir := t.TempDir()
+	f, err := config.Parse([]byte(testenv.ClusterConfig(filepath.Join(dir, "a"), cluster.Endpoints(), "/down/", blue.URL(), green.URL())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	da, err := daemon.New(t.Context(), daemon.Options{Config: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := da.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A second replica, campaigning behind the first when etcd goes.
+	db := testenv.StartDaemon(t, testenv.ClusterConfig(filepath.Join(dir, "b"), cluster.Endpoints(), "/down/", blue.URL(), green.URL()))
+	b := testenv.Connect(t, db)
+	testenv.WaitFor(t, 10*time.Second, "two replicas listed", func() bool {
+		var reps admin.ReplicaList
+		b.Get("/api/v1/replicas", &reps)
+		return len(reps.Replicas) == 2
+	})
+	cluster.Stop()
+	for _, d := range []*daemon.Daemon{da, db} {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err := d.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Errorf("shutdown with etcd down: %v", err)
+		}
+	}
+}
