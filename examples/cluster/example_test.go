@@ -35,7 +35,7 @@ func TestExampleRollsOutThroughHAProxy(t *testing.T) {
 	// them is found by it. Wait returns once the script has exited even if
 	// something it started still holds its output.
 	mark := fmt.Sprintf("MODELGATE_EXAMPLE_RUN=%d-%d", os.Getpid(), time.Now().UnixNano())
-	cmd.Env = append(os.Environ(), mark)
+	cmd.Env = append(os.Environ(), mark, "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" "+buildFlags))
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,6 @@
+//go:build !race
+
+package cluster_test
+
+// buildFlags: see race_test.go.
+const buildFlags = ""
