@@ -92,8 +92,7 @@ stop() {
 	kill -KILL "$@" 2>/dev/null || true
 }
 # The replicas stop while etcd still answers, so that each hands its
-# leadership and its replica record over at once (a replica asked to stop
-# while etcd does not answer waits for it); the etcd members one by one,
+# leadership and its replica record over at once; the etcd members one by one,
 # so that each one leading hands its leadership over quickly.
 # The binaries and etcd's data (about 250 MB) are removed; the logs and
 # configs are kept, unless a --check passed.
