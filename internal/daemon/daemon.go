@@ -278,6 +278,7 @@ func (d *Daemon) Start() error {
 		d.proxyLn.Close()
 		return fmt.Errorf("listen (admin) on %s: %w", d.cfg.Admin.Listen, err)
 	}
+	d.proxy.SetAdminURL(d.cfg.AdminURL(d.adminLn.Addr().String()))
 	adminLn := d.adminLn
 	if d.adminTLS != nil {
 		adminLn = tls.NewListener(adminLn, d.adminTLS.Config())

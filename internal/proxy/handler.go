@@ -410,7 +410,12 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, na
 	} else if errors.Is(err, ErrUnknownDeployment) {
 		msg = fmt.Sprintf("unknown deployment %q in X-Model-Deployment for endpoint %q", name, ep)
 	} else {
-		msg = fmt.Sprintf("unknown endpoint %q", splitEndpoint(ctx.Request.Header.RequestURI(), x))
+		var admin string
+		if u := s.adminURL.Load(); u != nil {
+			admin = *u
+		}
+		uri := ctx.Request.Header.RequestURI()
+		msg = policy.UnknownEndpoint(uri, splitEndpoint(uri, x), ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), admin)
 	}
 	writeError(ctx, status, msg)
 	s.putExchange(x)

@@ -185,6 +185,7 @@ type Server struct {
 	srv        *fasthttp.Server
 	routes     atomic.Pointer[routes]
 	tls        *tls.Config // Options.TLS
+	adminURL   atomic.Pointer[string] // SetAdminURL
 
 	// mu serialises SetRoutes and Shutdown; the request path never takes it.
 	mu     sync.Mutex
@@ -390,6 +391,11 @@ func usePoolTLS(p *pool, tb *tlsconf.Backend) {
 		b.setTLS(tb)
 	}
 }
+
+// SetAdminURL records where the admin API listens (a URL), named in the
+// answer to a request sent to the data plane that was meant for the admin
+// API (policy.UnknownEndpoint). Safe to call while serving.
+func (s *Server) SetAdminURL(u string) { s.adminURL.Store(&u) }
 
 // SetRoutes replaces the routing table. The endpoints must already be
 // defaulted (spec.Endpoint.WithDefaults) and validated. The whole new table

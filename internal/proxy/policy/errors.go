@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 
@@ -88,4 +90,25 @@ func MessageOfStatus(status int) string {
 	default:
 		return "bad gateway: backend unreachable or failed"
 	}
+}
+
+// UnknownEndpoint is the answer to a request whose first path segment,
+// endpoint, names no endpoint. A request that looks meant for the admin
+// API, its target under /api/ or its Authorization a bearer token, is told
+// that this is the data plane and where the admin API listens (adminURL;
+// empty: not known here).
+func UnknownEndpoint(uri, endpoint, authorization []byte, adminURL string) string {
+	if !bytes.HasPrefix(uri, []byte("/api/")) && !hasBearer(authorization) {
+		return fmt.Sprintf("unknown endpoint %q", endpoint)
+	}
+	where := "on the admin listener (admin.listen)"
+	if adminURL != "" {
+		where = "at " + adminURL
+	}
+	return fmt.Sprintf("unknown endpoint %q: this is modelgate's data plane, which serves predictions; the admin API listens %s: point --admin or MODELGATE_ADMIN there", endpoint, where)
+}
+
+func hasBearer(authorization []byte) bool {
+	const bearer = "bearer "
+	return len(authorization) >= len(bearer) && bytes.EqualFold(authorization[:len(bearer)], []byte(bearer))
 }
