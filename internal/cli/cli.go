@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelgate/modelgate/internal/secretfile"
+	"github.com/modelgate/modelgate/internal/version"
 )
 
 // Exit codes of the modelgate binary.
@@ -115,7 +116,10 @@ and moves traffic from one to another. Client commands find the daemon with
 		Args:          noSubcommand,
 		RunE:          helpOrUnknown,
 	}
-	root.CompletionOptions.DisableDefaultCmd = true
+	// `modelgate completion bash|zsh|fish|powershell` writes a completion
+	// script (cobra's); --version prints what `version` does.
+	root.Version = version.String()
+	root.SetVersionTemplate("modelgate {{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.admin, "admin", DefaultAdmin, "admin API address, host:port or URL (env "+EnvAdmin+")")
 	pf.StringVar(&a.tokenFile, "token-file", DefaultTokenFile, "file holding the admin token (default source unless env "+EnvToken+" holds the token itself; an explicit flag wins)")
@@ -136,6 +140,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.stateCommand(),
 		a.whoamiCommand(),
 		a.replicasCommand(),
+		a.versionCommand(),
 	)
 	return root
 }
