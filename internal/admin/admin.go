@@ -103,6 +103,8 @@ type Options struct {
 	Series Series
 	// Replicas answers GET /api/v1/replicas. Nil: 404.
 	Replicas Replicas
+	// Health answers GET /api/v1/endpoints/{ep}/health (health.go). Nil: 404.
+	Health Health
 	// FleetReads makes metrics, series and shadow answer for every
 	// replica Replicas lists (fleet_api.go). Zero: for this gateway alone.
 	FleetReads FleetReads
@@ -133,6 +135,7 @@ type server struct {
 	series    Series
 	snapshots store.Snapshotter
 	replicas  Replicas
+	health    Health
 	evidence  Evidence
 	fleet     FleetReads
 	// lastMembers is the fleet's list last read, for fleet-wide reads
@@ -171,7 +174,7 @@ func New(opts Options) http.Handler {
 	mux.Handle("/debug/pprof/profile", s.authenticate(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/symbol", s.authenticate(http.HandlerFunc(pprof.Symbol)))
 	mux.Handle("/debug/pprof/trace", s.authenticate(http.HandlerFunc(pprof.Trace)))
-	mountDashboard(mux)
+	mountDashboard(mux, s.notAPI)
 	return mux
 }
 
@@ -192,6 +195,7 @@ func newServer(opts Options) *server {
 		series:    opts.Series,
 		snapshots: opts.Snapshots,
 		replicas:  opts.Replicas,
+		health:    opts.Health,
 		evidence:  opts.Evidence,
 		fleet:     opts.FleetReads,
 		tokens:    tokens,
@@ -236,6 +240,7 @@ var apiRoutes = []struct {
 	{"POST /api/v1/endpoints/{ep}/rollout/{action}", (*server).rolloutAction, hasRollouts},
 	{"GET /api/v1/endpoints/{ep}/series", (*server).getSeries, func(s *server) bool { return s.series != nil }},
 	{"GET /api/v1/state/backup", (*server).backup, func(s *server) bool { return s.snapshots != nil }},
+	{"GET /api/v1/endpoints/{ep}/health", (*server).getHealth, func(s *server) bool { return s.health != nil }},
 	{"GET /api/v1/replicas", (*server).listReplicas, func(s *server) bool { return s.replicas != nil }},
 	{"POST /api/v1/fleet/evidence", (*server).fleetEvidence, func(s *server) bool { return s.evidence != nil }},
 	{"GET /api/v1/fleet/endpoints/{ep}/metrics", (*server).metricsPart, always},

@@ -15,7 +15,7 @@ var web embed.FS
 // mountDashboard serves the dashboard's static files at / on mux. They
 // hold no data and no secret: the page asks for the admin token and sends
 // it as the bearer header on every API call, so the files need none.
-func mountDashboard(mux *http.ServeMux) {
+func mountDashboard(mux *http.ServeMux, refuse http.HandlerFunc) {
 	files, err := fs.Sub(web, "web")
 	if err != nil {
 		panic("admin: embedded dashboard missing: " + err.Error()) // a build defect, not a runtime condition
@@ -26,8 +26,7 @@ func mountDashboard(mux *http.ServeMux) {
 	// refuses; the method is checked here instead.
 	mux.Handle("/", dashboardHeaders(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeText(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed")
+			refuse(w, r)
 			return
 		}
 		static.ServeHTTP(w, r)

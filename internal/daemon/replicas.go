@@ -36,6 +36,9 @@ func (d *Daemon) self(now time.Time) admin.Replica {
 // keep in etcd (cluster mode), or this gateway alone.
 type replicas struct{ d *Daemon }
 
+// DataPlane is this gateway's data plane address (admin.DataPlaner).
+func (r replicas) DataPlane() string { return r.d.ProxyAddr() }
+
 func (r replicas) Replicas(ctx context.Context) ([]admin.Replica, error) {
 	d := r.d
 	if d.fleet == nil {
