@@ -11,10 +11,16 @@ BIN := bin/modelgate
 # through the module proxy and builds it with the Go that runs the tests.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build demo test test-gnet test-rollouts deps fuzz clean screenshots
+.PHONY: build install demo test test-gnet test-rollouts deps fuzz clean screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/modelgate
+
+## install: build modelgate straight into $(PREFIX)/bin (default /usr/local/bin; `make install PREFIX=$$HOME/.local` needs no root). GOFLAGS applies as to any go build.
+PREFIX ?= /usr/local
+install:
+	mkdir -p $(DESTDIR)$(PREFIX)/bin
+	$(GO) build -o $(DESTDIR)$(PREFIX)/bin/modelgate ./cmd/modelgate
 
 ## demo: built-in models and traffic; a good canary is shadowed, ramped and promoted, a bad one rolled back.
 demo: build
