@@ -140,6 +140,7 @@ and moves traffic from one to another. Client commands find the daemon with
 		a.stateCommand(),
 		a.whoamiCommand(),
 		a.replicasCommand(),
+		a.healthCommand(),
 		a.versionCommand(),
 	)
 	return root

@@ -65,6 +65,7 @@ type startFlags struct {
 	onDeadline     string
 	shadow         string
 	keepMirror     bool
+	force          bool
 }
 
 func (a *app) rolloutStartCommand() *cobra.Command {
@@ -118,6 +119,7 @@ the flags last. See docs/rollouts.md.`,
 	fl.StringVar(&f.onDeadline, "on-deadline", "", "what the deadline does: pause or rollback (plan default pause)")
 	fl.StringVar(&f.shadow, "shadow", "", "run a shadow phase first, copying this percent of live requests to the canary")
 	fl.BoolVar(&f.keepMirror, "keep-mirror", false, "keep mirroring to the canary during the live stages (needs a shadow phase)")
+	fl.BoolVar(&f.force, "force", false, "start even though the canary has no healthy backend (refused otherwise)")
 	return cmd
 }
 
@@ -145,6 +147,9 @@ func (f *startFlags) request(cmd *cobra.Command) (rollout.StartRequest, error) {
 	}
 	if set("stable") {
 		req.Stable = f.stable
+	}
+	if set("force") {
+		req.Force = f.force
 	}
 	if set("stages") {
 		var stages []spec.Stage

@@ -145,7 +145,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 
 	d.webhooks = webhook.New(webhook.Options{Logger: log.With("component", "webhook")})
 	ropts := rollout.Options{Store: st, Endpoints: d.control, Telemetry: d.telemetry, Shadow: shadowCounts{d.shadows},
-		Connections: d.proxy, Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval}
+		Connections: d.proxy, Health: backendHealth{d.proxy}, Notifier: d.webhooks, Logger: log.With("component", "rollout"), Interval: opts.RolloutInterval}
 	if es, ok := st.(*etcd.Store); ok {
 		// Cluster mode: the gateway elected leader drives every rollout,
 		// on what every replica served.
@@ -167,7 +167,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(backendUp{d.proxy}, d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelgate_state_store_up",
 		Help: "1 when the state store answered the last probe (cluster mode: etcd, probed every second); 0 while it does not, and the gateway serves the last routes it knew and refuses changes."},
 		func() float64 {
@@ -178,7 +178,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 		}))
 	d.admin = &http.Server{
 		Handler: admin.New(admin.Options{Backend: d.control, Rollouts: d.rollouts, Shadows: shadowReports{d.control, d.shadows}, Series: d.control,
-			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Evidence: d.reporter(), FleetReads: d.fleetReads(),
+			Snapshots: snap, Tokens: d.tokens.set, Gatherer: reg, Replicas: replicas{d}, Health: backendHealth{d.proxy}, Evidence: d.reporter(), FleetReads: d.fleetReads(),
 			Logger: log.With("component", "admin")}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
@@ -286,10 +286,14 @@ func (d *Daemon) Start() error {
 	d.warnExposed()
 	bg, cancel := context.WithCancel(context.Background())
 	d.background = cancel
-	d.bgWG.Add(3)
+	d.bgWG.Add(4)
 	go func() {
 		defer d.bgWG.Done()
 		d.webhooks.Run(bg)
+	}()
+	go func() {
+		defer d.bgWG.Done()
+		d.watchHealth(bg) // health.go
 	}()
 	go func() {
 		// Routes changed by the other gateways of a fleet (state.etcd).

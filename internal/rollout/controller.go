@@ -43,6 +43,15 @@ type Connections interface {
 	Preconnect(ctx context.Context, endpoint, deployment string) int
 }
 
+// Health tells whether a deployment's backends may take requests
+// (proxy.Server's health, read by the daemon). Nil in Options: a canary
+// is never refused for its health.
+type Health interface {
+	// NoHealthyBackend says why none of the deployment's backends may take
+	// a request (each backend and its last error), or "" when one may.
+	NoHealthyBackend(endpoint, deployment string) string
+}
+
 // preconnectWait bounds how long the first live stage waits for the
 // canary's connections to open (the controller's lock is held meanwhile).
 const preconnectWait = time.Second
@@ -64,8 +73,12 @@ type Options struct {
 	// before its first live stage: its first requests then pay for no
 	// connection setup, which the stable's never do.
 	Connections Connections
-	Notifier    Notifier
-	Logger      *slog.Logger
+	// Health, when set, makes Start refuse a canary with no healthy
+	// backend (unless StartRequest.Force) and a rollback name that cause
+	// first.
+	Health   Health
+	Notifier Notifier
+	Logger   *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// Interval between looks at every rollout. Zero: 1s.
@@ -208,6 +221,9 @@ type StartRequest struct {
 	Canary string `yaml:"canary" json:"canary"`
 	// Stable: empty means the deployment holding all live traffic.
 	Stable string `yaml:"stable,omitempty" json:"stable,omitempty"`
+	// Force starts the rollout even though the canary has no healthy
+	// backend (Options.Health).
+	Force bool `yaml:"force,omitempty" json:"force,omitempty"`
 	// Plan fields given here replace the endpoint's plan's.
 	spec.Plan `yaml:",inline"`
 }
@@ -618,6 +634,12 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 	for name, w := range ep.Traffic {
 		if name != stable && name != req.Canary && w > 0 {
 			return Rollout{}, fmt.Errorf("deployment %q also has %s%% of traffic; a rollout moves traffic between two deployments only: %w", name, w, store.ErrConflict)
+		}
+	}
+	if c.opts.Health != nil && !req.Force {
+		if why := c.opts.Health.NoHealthyBackend(ep.Name, req.Canary); why != "" {
+			return Rollout{}, fmt.Errorf("canary %q of %q has no healthy backend: %s; every canary request would be answered 503 — fix or replace its backends (modelgate health %s shows them), or start anyway with --force (\"force\": true): %w",
+				req.Canary, ep.Name, why, ep.Name, store.ErrConflict)
 		}
 	}
 	n, err := c.nextNumber(ctx, ep.Name)

@@ -1,0 +1,141 @@
+package daemon
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/proxy"
+)
+
+// HealthLogInterval is how often the daemon compares its backends' health
+// with the last look, logging each backend that went down or came back
+// (once per change, not per request). A backend that went down and came
+// back within one interval is not logged.
+const HealthLogInterval = time.Second
+
+// backendUp is modelgate_backend_up{endpoint,deployment,backend}: the
+// proxy's health of every backend, read at each scrape.
+var backendUpDesc = prometheus.NewDesc("modelgate_backend_up",
+	"1 while the backend may take requests; 0 while passive health took it out (transport failures in a row) or its last active health check failed.",
+	[]string{"endpoint", "deployment", "backend"}, nil)
+
+type backendUp struct{ p *proxy.Server }
+
+func (b backendUp) Describe(ch chan<- *prometheus.Desc) { ch <- backendUpDesc }
+
+func (b backendUp) Collect(ch chan<- prometheus.Metric) {
+	for ep, deps := range b.p.Health() {
+		for dep, hs := range deps {
+			for _, h := range hs {
+				v := 0.0
+				if h.Healthy {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(backendUpDesc, prometheus.GaugeValue, v, ep, dep, h.URL)
+			}
+		}
+	}
+}
+
+// backendHealth answers the admin API's health route and the rollout
+// controller's question from the proxy's health.
+type backendHealth struct{ p *proxy.Server }
+
+// EndpointHealth is deployment → its backends' health; ok is false when the
+// data plane has no such endpoint.
+func (b backendHealth) EndpointHealth(endpoint string) (map[string][]admin.BackendHealth, bool) {
+	deps, ok := b.p.Health()[endpoint]
+	if !ok {
+		return nil, false
+	}
+	out := make(map[string][]admin.BackendHealth, len(deps))
+	for dep, hs := range deps {
+		l := make([]admin.BackendHealth, len(hs))
+		for i, h := range hs {
+			l[i] = admin.BackendHealth{URL: h.URL, Healthy: h.Healthy, LastError: h.LastError}
+		}
+		out[dep] = l
+	}
+	return out, true
+}
+
+// NoHealthyBackend says why none of the deployment's backends may take a
+// request ("url (last error), ..."), or "" when one may or the deployment
+// is not routed.
+func (b backendHealth) NoHealthyBackend(endpoint, deployment string) string {
+	hs, ok := b.p.Health()[endpoint][deployment]
+	if !ok || len(hs) == 0 {
+		return ""
+	}
+	var why []string
+	for _, h := range hs {
+		if h.Healthy {
+			return ""
+		}
+		w := h.URL
+		if h.LastError != "" {
+			w += " (" + h.LastError + ")"
+		}
+		why = append(why, w)
+	}
+	return strings.Join(why, ", ")
+}
+
+// watchHealth logs each change of a backend's health, every
+// HealthLogInterval, until ctx ends.
+func (d *Daemon) watchHealth(ctx context.Context) {
+	t := time.NewTicker(HealthLogInterval)
+	defer t.Stop()
+	last := map[string]bool{}
+	for {
+		last = logHealthChanges(d.log.With("component", "health"), d.proxy.Health(), last)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type slogger interface {
+	Warn(msg string, args ...any)
+	Info(msg string, args ...any)
+}
+
+// logHealthChanges logs the backends whose health differs from last (a
+// backend first seen is logged only when it is down) and returns the new
+// look.
+func logHealthChanges(log slogger, now map[string]map[string][]proxy.BackendHealth, last map[string]bool) map[string]bool {
+	next := make(map[string]bool, len(last))
+	var keys []string
+	byKey := map[string][3]string{}
+	health := map[string]proxy.BackendHealth{}
+	for ep, deps := range now {
+		for dep, hs := range deps {
+			for _, h := range hs {
+				k := ep + "\x00" + dep + "\x00" + h.URL
+				keys = append(keys, k)
+				byKey[k] = [3]string{ep, dep, h.URL}
+				health[k] = h
+				next[k] = h.Healthy
+			}
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		h, n := health[k], byKey[k]
+		was, seen := last[k]
+		switch {
+		case !h.Healthy && (!seen || was):
+			log.Warn("backend down: no request goes to it until it answers again", "endpoint", n[0], "deployment", n[1], "backend", n[2], "err", h.LastError)
+		case h.Healthy && seen && !was:
+			log.Info("backend up again", "endpoint", n[0], "deployment", n[1], "backend", n[2])
+		}
+	}
+	return next
+}

@@ -1,0 +1,107 @@
+package daemon_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/daemon"
+	"github.com/modelgate/modelgate/internal/testenv"
+)
+
+// closedPort is the URL of a port nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+// startWithDownCanary starts the daemon with fraud's blue serving and
+// green's one backend on a closed port, both checked every 50ms, logging
+// into logs.
+func startWithDownCanary(t *testing.T, blue, green string, logs io.Writer) *testenv.Client {
+	t.Helper()
+	yaml := testenv.ConfigHeader(t.TempDir()) + fmt.Sprintf(`  - name: fraud
+    deployments:
+      - name: blue
+        backends: [%s]
+        health_check: {path: /, interval: 50ms}
+      - name: green
+        backends: [%s]
+        health_check: {path: /, interval: 50ms}
+    traffic: {blue: 100}
+`, blue, green)
+	d := testenv.StartDaemon(t, yaml, testenv.RolloutInterval(100*time.Millisecond), func(o *daemon.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	return testenv.Connect(t, d)
+}
+
+func TestABackendThatIsDownIsShownLoggedAndRefusesACanary(t *testing.T) {
+	blue := testenv.NewModel(t, testenv.Model{})
+	green := closedPort(t)
+	var logs testenv.SyncBuffer
+	c := startWithDownCanary(t, blue.URL(), green, &logs)
+
+	// /metrics: modelgate_backend_up per backend.
+	downLine := fmt.Sprintf(`modelgate_backend_up{backend=%q,deployment="green",endpoint="fraud"} 0`, green)
+	upLine := fmt.Sprintf(`modelgate_backend_up{backend=%q,deployment="blue",endpoint="fraud"} 1`, blue.URL())
+	var metrics string
+	testenv.WaitFor(t, 5*time.Second, "green down in /metrics", func() bool {
+		resp, err := c.HTTP.Get(c.Admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(b)
+		return strings.Contains(metrics, downLine)
+	})
+	if !strings.Contains(metrics, upLine) {
+		t.Errorf("/metrics lacks %s", upLine)
+	}
+
+	// The API.
+	var h admin.EndpointHealth
+	c.Get("/api/v1/endpoints/fraud/health", &h)
+	if len(h.Deployments) != 2 || h.Deployments[0].Name != "blue" || !h.Deployments[0].Healthy || h.Deployments[1].Name != "green" || h.Deployments[1].Healthy {
+		t.Fatalf("health = %+v, want blue healthy, green not", h)
+	}
+	if b := h.Deployments[1].Backends; len(b) != 1 || b[0].URL != green || !strings.Contains(b[0].LastError, "health check") {
+		t.Errorf("green's backends = %+v, want %s with its health check's error", b, green)
+	}
+	if status, body := c.API(http.MethodGet, "/api/v1/endpoints/nope/health", nil); status != http.StatusNotFound {
+		t.Errorf("health of an unknown endpoint = %d %s, want 404", status, body)
+	}
+
+	// The log names the backend (once per change: TestHealthChangesAreLoggedOnce).
+	testenv.WaitFor(t, 5*time.Second, "the down backend logged", func() bool {
+		return strings.Contains(logs.String(), "backend down") && strings.Contains(logs.String(), "backend="+green)
+	})
+
+	// The start refusal, naming the backend and why, and the fix.
+	status, body := c.API(http.MethodPost, "/api/v1/endpoints/fraud/rollouts", `{"canary": "green"}`)
+	if status != http.StatusConflict {
+		t.Fatalf("start with a down canary = %d %s, want 409", status, body)
+	}
+	for _, want := range []string{`canary \"green\" of \"fraud\" has no healthy backend`, green, "health check", "--force"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("refusal %s lacks %q", body, want)
+		}
+	}
+	r := c.StartRollout("fraud", `{"canary": "green", "force": true}`)
+	if r.Canary != "green" {
+		t.Errorf("forced start = %+v", r)
+	}
+}
