@@ -109,7 +109,12 @@ func (s *server) putTraffic(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ep, err := s.backend.SetTraffic(r.Context(), r.PathValue("ep"), weights, Actor)
+	ctx, err := forceParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ep, err := s.backend.SetTraffic(ctx, r.PathValue("ep"), weights, Actor)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -137,7 +142,12 @@ func (s *server) putMirror(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	ep, err := s.backend.SetMirror(r.Context(), r.PathValue("ep"), weights, Actor)
+	ctx, err := forceParam(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ep, err := s.backend.SetMirror(ctx, r.PathValue("ep"), weights, Actor)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -344,4 +354,17 @@ func readWeights(w http.ResponseWriter, r *http.Request, field string) (spec.Wei
 		return nil, spec.Prefix(field, err)
 	}
 	return weights, nil
+}
+
+// forceParam reads ?force=true, which changes an endpoint's traffic or
+// mirror even while a rollout is moving it (control.Force).
+func forceParam(r *http.Request) (context.Context, error) {
+	v := r.URL.Query().Get("force")
+	switch v {
+	case "", "false":
+		return r.Context(), nil
+	case "true":
+		return control.Force(r.Context()), nil
+	}
+	return nil, spec.Problemf("force", "%q is not a force value: use force=true, or leave it out", v)
 }

@@ -254,14 +254,6 @@ func (c *Client) getJSON(ctx context.Context, path string, query url.Values, out
 	return err
 }
 
-func (c *Client) putJSON(ctx context.Context, path string, in, out any) (int, error) {
-	body, err := json.Marshal(in)
-	if err != nil {
-		return 0, err
-	}
-	return c.do(ctx, http.MethodPut, path, nil, body, "application/json", out)
-}
-
 func endpointPath(name string, rest ...string) string {
 	p := "/api/v1/endpoints/" + url.PathEscape(name)
 	for _, r := range rest {
@@ -286,18 +278,29 @@ func (c *Client) Endpoint(ctx context.Context, name string) (spec.Endpoint, erro
 	return ep, err
 }
 
-// SetTraffic replaces an endpoint's split and returns it as stored.
-func (c *Client) SetTraffic(ctx context.Context, endpoint string, w spec.Weights) (spec.Weights, error) {
+// SetTraffic replaces an endpoint's split and returns it as stored; force
+// sets it even while a rollout is moving the endpoint.
+func (c *Client) SetTraffic(ctx context.Context, endpoint string, w spec.Weights, force bool) (spec.Weights, error) {
+	return c.putWeights(ctx, endpoint, "traffic", w, force)
+}
+
+func (c *Client) putWeights(ctx context.Context, endpoint, field string, w spec.Weights, force bool) (spec.Weights, error) {
+	body, err := json.Marshal(w)
+	if err != nil {
+		return nil, err
+	}
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"true"}}
+	}
 	var out spec.Weights
-	_, err := c.putJSON(ctx, endpointPath(endpoint, "traffic"), w, &out)
+	_, err = c.do(ctx, http.MethodPut, endpointPath(endpoint, field), q, body, "application/json", &out)
 	return out, err
 }
 
 // SetMirror replaces an endpoint's mirror percents and returns them as stored.
-func (c *Client) SetMirror(ctx context.Context, endpoint string, w spec.Weights) (spec.Weights, error) {
-	var out spec.Weights
-	_, err := c.putJSON(ctx, endpointPath(endpoint, "mirror"), w, &out)
-	return out, err
+func (c *Client) SetMirror(ctx context.Context, endpoint string, w spec.Weights, force bool) (spec.Weights, error) {
+	return c.putWeights(ctx, endpoint, "mirror", w, force)
 }
 
 // Apply sends a config file (YAML) to be validated whole and applied.

@@ -224,13 +224,16 @@ func (a *app) trafficCommand() *cobra.Command {
 		},
 	}
 	output = addOutput(get)
+	var force bool
 	set := &cobra.Command{
 		Use:   "set ENDPOINT DEPLOYMENT=PERCENT ...",
 		Short: "Set an endpoint's traffic split",
 		Long: `set replaces an endpoint's live split. Percents have at most two decimals
 and sum to 100. With two deployments, naming one is enough: the other gets
 the rest ("modelgate traffic set fraud green=5" gives blue 95, green 5).
-With more, give every deployment's weight.`,
+With more, give every deployment's weight. While a rollout is moving the
+endpoint, set is refused (the rollout sets the split) unless --force is
+given; the rollout then pauses until resumed.`,
 		Example: "  modelgate traffic set fraud green=5\n  modelgate traffic set fraud blue=50 green=25 red=25",
 		Args:    minArgs("ENDPOINT", "DEPLOYMENT=PERCENT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -250,7 +253,7 @@ With more, give every deployment's weight.`,
 			if err != nil {
 				return err
 			}
-			got, err := c.SetTraffic(cmd.Context(), ep.Name, w)
+			got, err := c.SetTraffic(cmd.Context(), ep.Name, w, force)
 			if err != nil {
 				return err
 			}
@@ -258,6 +261,7 @@ With more, give every deployment's weight.`,
 			return nil
 		},
 	}
+	set.Flags().BoolVar(&force, "force", false, "set it even while a rollout is moving the endpoint (the rollout then pauses; the event says it was forced)")
 	return group("traffic", "Show or set the traffic split of an endpoint", get, set)
 }
 
@@ -303,11 +307,14 @@ func (a *app) mirrorCommand() *cobra.Command {
 		},
 	}
 	output = addOutput(get)
+	var force bool
 	set := &cobra.Command{
 		Use:   "set ENDPOINT DEPLOYMENT=PERCENT ...",
 		Short: "Set the percent of live traffic copied to deployments as shadow traffic",
 		Long: `set changes the mirror percents of the deployments it names; deployments it
-does not name keep theirs. 0 stops mirroring to a deployment.`,
+does not name keep theirs. 0 stops mirroring to a deployment. While a
+rollout is moving the endpoint, set is refused (the rollout sets the
+canary's mirror) unless --force is given.`,
 		Example: "  modelgate mirror set fraud green=10\n  modelgate mirror set fraud green=0",
 		Args:    minArgs("ENDPOINT", "DEPLOYMENT=PERCENT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -335,7 +342,7 @@ does not name keep theirs. 0 stops mirroring to a deployment.`,
 					delete(w, name)
 				}
 			}
-			got, err := c.SetMirror(cmd.Context(), ep.Name, w)
+			got, err := c.SetMirror(cmd.Context(), ep.Name, w, force)
 			if err != nil {
 				return err
 			}
@@ -343,6 +350,7 @@ does not name keep theirs. 0 stops mirroring to a deployment.`,
 			return nil
 		},
 	}
+	set.Flags().BoolVar(&force, "force", false, "set it even while a rollout is moving the endpoint (the event says it was forced)")
 	return group("mirror", "Show or set shadow traffic of an endpoint", get, set)
 }
 

@@ -343,7 +343,20 @@ func (s *Service) setWeights(ctx context.Context, name string, w spec.Weights, a
 		// Nothing to write, but a stale If-Match is refused all the same.
 		return cur.Clone(), checkIfMatch(ctx, name, s.current.Load().endpoints[name].revision)
 	}
-	msg := fmt.Sprintf("%s of %s set to %s (was %s)", field, name, FormatWeights(cur, w), FormatWeights(cur, old))
+	// Read after the snapshot: a rollout that begins after this read
+	// changes the endpoint's revision, so the commit below conflicts.
+	active, err := s.activeRollout(ctx, name)
+	if err != nil {
+		return spec.Endpoint{}, err
+	}
+	forced := ""
+	if active != nil {
+		if !Forced(ctx) {
+			return spec.Endpoint{}, &RolloutActiveError{Endpoint: name, Field: field, ID: active.ID, Phase: active.Phase}
+		}
+		forced = fmt.Sprintf(" (forced during rollout %s, %s)", active.ID, active.Phase)
+	}
+	msg := fmt.Sprintf("%s of %s set to %s (was %s)%s", field, name, FormatWeights(cur, w), FormatWeights(cur, old), forced)
 	ev := event(name, typ, actor, msg, map[string]spec.Weights{"from": old, "to": w})
 	if err := s.commit(ctx, []change{{name: name, endpoint: &next, events: []store.Event{ev}}}); err != nil {
 		return spec.Endpoint{}, err
