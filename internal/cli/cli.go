@@ -100,6 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return ExitUsage
 	}
 	fmt.Fprintf(stderr, "Error: %s\n", describe(err))
+	if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && a.tokenSource != "" {
+		fmt.Fprintln(stderr, a.tokenNote())
+	}
 	return ExitFailure
 }
 
@@ -223,6 +226,26 @@ func (a *app) client(cmd *cobra.Command) (*Client, error) {
 	}
 	c.SetWarnings(a.stderr)
 	return c, nil
+}
+
+// tokenNote says, after a refused token, where the token sent came from
+// and which other sources are present, with how to use them instead.
+func (a *app) tokenNote() string {
+	env := strings.TrimSpace(a.getenv(EnvToken)) != ""
+	_, statErr := os.Stat(a.tokenFile)
+	file := statErr == nil
+	switch {
+	case a.tokenSource == EnvToken && file:
+		return fmt.Sprintf("The token sent was %s's; the token file %s is present too but is read only without %s: unset %s, or pass --token-file %s.", EnvToken, a.tokenFile, EnvToken, EnvToken, a.tokenFile)
+	case a.tokenSource == EnvToken:
+		return fmt.Sprintf("The token sent was %s's (no token file %s here): set %s to the daemon's token, or pass --token-file with the daemon's token file (admin.token_file; by default admin.token beside the state file).", EnvToken, a.tokenFile, EnvToken)
+	case a.tokenFileSet && env:
+		return fmt.Sprintf("The token sent was read from --token-file %s (it wins over %s, which is set too): point --token-file at the daemon's token file (admin.token_file; by default admin.token beside the state file).", a.tokenFile, EnvToken)
+	case a.tokenFileSet:
+		return fmt.Sprintf("The token sent was read from --token-file %s (%s is not set): point --token-file at the daemon's token file (admin.token_file; by default admin.token beside the state file).", a.tokenFile, EnvToken)
+	default:
+		return fmt.Sprintf("The token sent was read from the token file %s (the default; %s is not set): pass --token-file with the daemon's token file (admin.token_file; by default admin.token beside the state file), or set %s.", a.tokenFile, EnvToken, EnvToken)
+	}
 }
 
 func (a *app) token() (string, error) {

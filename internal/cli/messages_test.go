@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Golden tests of the CLI's error messages (issue 21, item 4): each names
+// the cause and the fix, compared whole.
+
+const invalidToken = "Error: invalid bearer token: read the token from its file again (a replaced token is refused once admin.token_overlap has passed)\n"
+
+// TestRefusedTokenNamesItsSource: after a 401 the CLI says which source the
+// token came from (MODELGATE_TOKEN, --token-file, the default file) and
+// which other sources are present.
+func TestRefusedTokenNamesItsSource(t *testing.T) {
+	const wrong = "not-the-token-0123456789abcdef!!!"
+	tests := []struct {
+		name string
+		env  string // MODELGATE_TOKEN
+		file string // ./admin.token's content; "" none
+		args []string
+		want string
+	}{
+		{"stale env over a good file", wrong, testToken, nil,
+			"The token sent was MODELGATE_TOKEN's; the token file admin.token is present too but is read only without MODELGATE_TOKEN: unset MODELGATE_TOKEN, or pass --token-file admin.token.\n"},
+		{"env alone", wrong, "", nil,
+			"The token sent was MODELGATE_TOKEN's (no token file admin.token here): set MODELGATE_TOKEN to the daemon's token, or pass --token-file with the daemon's token file (admin.token_file; by default admin.token beside the state file).\n"},
+		{"--token-file over env", testToken, wrong, []string{"--token-file", "admin.token"},
+			"The token sent was read from --token-file admin.token (it wins over MODELGATE_TOKEN, which is set too): point --token-file at the daemon's token file (admin.token_file; by default admin.token beside the state file).\n"},
+		{"--token-file alone", "", wrong, []string{"--token-file", "admin.token"},
+			"The token sent was read from --token-file admin.token (MODELGATE_TOKEN is not set): point --token-file at the daemon's token file (admin.token_file; by default admin.token beside the state file).\n"},
+		{"default file", "", wrong, nil,
+			"The token sent was read from the token file admin.token (the default; MODELGATE_TOKEN is not set): pass --token-file with the daemon's token file (admin.token_file; by default admin.token beside the state file), or set MODELGATE_TOKEN.\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.vars[EnvToken] = tc.env
+			dir := t.TempDir()
+			if tc.file != "" {
+				writeFile(t, filepath.Join(dir, "admin.token"), tc.file+"\n")
+			}
+			t.Chdir(dir)
+			code, _, errOut := e.run(append([]string{"endpoints"}, tc.args...)...)
+			if code != ExitFailure {
+				t.Errorf("exit = %d, want %d", code, ExitFailure)
+			}
+			if diff := cmp.Diff(invalidToken+tc.want, errOut); diff != "" {
+				t.Errorf("stderr (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
