@@ -26,7 +26,22 @@ const (
 	ExitOK      = 0
 	ExitFailure = 1
 	ExitUsage   = 2
+	// ExitPaused: rollout watch saw the rollout pause (its deadline, a
+	// sample-ratio halt, a hand change): it waits for someone.
+	ExitPaused = 3
+	// ExitTimedOut: rollout watch's --timeout passed first.
+	ExitTimedOut = 4
 )
+
+// exitError ends the command with its own exit code (rollout watch).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func (e *exitError) Unwrap() error { return e.err }
 
 // Defaults and environment variables for finding the daemon.
 const (
@@ -47,8 +62,9 @@ var Demo func(ctx context.Context, stdout io.Writer) error
 
 // Execute runs the command line args (without the program name), writing
 // to stdout and stderr, and returns the exit code: 0 ok, 1 failure, 2
-// usage error. SIGINT and SIGTERM cancel the running command's context;
-// a second signal kills the process as usual.
+// usage error; rollout watch also exits 3 (paused) and 4 (timed out).
+// SIGINT and SIGTERM cancel the running command's context; a second
+// signal kills the process as usual.
 func Execute(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -102,6 +118,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fmt.Fprintf(stderr, "Error: %s\n", describe(err))
 	if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && a.tokenSource != "" {
 		fmt.Fprintln(stderr, a.tokenNote())
+	}
+	if ee := (*exitError)(nil); errors.As(err, &ee) {
+		return ee.code
 	}
 	return ExitFailure
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -260,38 +261,89 @@ func (a *app) rolloutActionCommand(action rollout.Action, short string) *cobra.C
 	}
 }
 
-func (a *app) rolloutWatchCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "watch ENDPOINT",
-		Short: "Follow the endpoint's rollout live until it ends",
-		Long: `watch shows the endpoint's rollout until it ends: the stage with a progress
-bar, the traffic, each gate's verdict and evidence, the bake time and the
-deadline left. On a terminal it redraws every second; otherwise it prints a
-block whenever the phase, the stage, the reason or a verdict changes.
+// MaxWatchTimeout bounds rollout watch --timeout: a CI job waits at most
+// this long for one rollout.
+const MaxWatchTimeout = 7 * 24 * time.Hour
 
-It exits 0 when the canary is promoted (succeeded) and 1 when the rollout
-rolled back, was aborted or undone, printing why. Ctrl-C stops watching
-(exit 0) and leaves the rollout running. If the daemon cannot be reached for
-a while (a restart), watch says so and keeps trying.`,
+func (a *app) rolloutWatchCommand() *cobra.Command {
+	var (
+		output  *string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "watch ENDPOINT",
+		Short: "Follow the endpoint's rollout live until it ends or pauses",
+		Long: `watch shows the endpoint's rollout until it ends or pauses: the stage with a
+progress bar, the traffic, each gate's verdict and evidence, the bake time and
+the deadline left. On a terminal it redraws every second; otherwise it prints
+a block whenever the phase, the stage, the reason or a verdict changes.
+
+Its exit code says how the rollout went, for CI:
+  0  promoted (succeeded)
+  1  rolled back, aborted or undone (and any other failure)
+  2  usage error
+  3  paused: its progress deadline, a sample-ratio halt, a traffic change
+     by hand or a pause; it waits for rollout resume, promote or abort
+  4  --timeout passed first; the rollout keeps running
+Ctrl-C stops watching (exit 0) and leaves the rollout running. If the daemon
+cannot be reached for a while (a restart), watch says so and keeps trying,
+until --timeout. With -o json the last line of standard output is one JSON
+object: {"result", "exit_code", "message", "rollout"}.`,
+		Example: `  modelgate rollout watch fraud
+  modelgate rollout watch fraud --timeout 30m -o json | tail -n 1 | jq -r .result`,
 		Args: exactArgs("ENDPOINT"),
+		PreRunE: func(cmd *cobra.Command, args []string) error {
+			if timeout < 0 || timeout > MaxWatchTimeout {
+				return usagef("--timeout %s: give a duration from 0 (none) to %s, e.g. 30m", timeout, MaxWatchTimeout)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client(cmd)
 			if err != nil {
 				return err
 			}
-			return a.watch(cmd.Context(), c, args[0])
+			return a.watch(cmd.Context(), c, args[0], timeout, *output == outputJSON)
 		},
 	}
+	output = addOutput(cmd)
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "stop watching after this long with exit code 4 (0: no limit; at most 168h)")
+	return cmd
+}
+
+// Results of rollout watch: its JSON line's "result".
+const (
+	watchPromoted    = "promoted"
+	watchRolledBack  = "rolled_back"
+	watchAborted     = "aborted"
+	watchUndone      = "undone"
+	watchPaused      = "paused"
+	watchTimedOut    = "timed_out"
+	watchInterrupted = "interrupted"
+)
+
+// WatchResult is the last line of rollout watch -o json.
+type WatchResult struct {
+	Result   string           `json:"result"`
+	ExitCode int              `json:"exit_code"`
+	Message  string           `json:"message"`
+	Rollout  *rollout.Rollout `json:"rollout,omitempty"`
 }
 
 // watch follows one rollout (the endpoint's current one when it starts)
-// until it ends or ctx does.
-func (a *app) watch(ctx context.Context, c *Client, endpoint string) error {
+// until it ends or pauses, timeout passes (0: never) or ctx ends.
+func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout time.Duration, asJSON bool) error {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
 	r, err := c.Rollout(ctx, endpoint)
 	if err != nil {
 		return err
 	}
-	tty := isTerminal(a.stdout)
+	tty := isTerminal(a.stdout) && !asJSON
 	tick := time.NewTicker(watchInterval)
 	defer tick.Stop()
 	var (
@@ -309,13 +361,18 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string) error {
 			fmt.Fprint(a.stdout, renderWatch(r, ""))
 			shown = watchKey(r)
 		}
-		if r.Phase.Terminal() {
-			return watchEnd(a.stdout, r)
+		if r.Phase.Terminal() || r.Phase == rollout.PhasePaused {
+			return a.watchEnd(r, asJSON)
 		}
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(a.stdout, "stopped watching; rollout %s keeps running (%s)\n", r.ID, r.Phase)
-			return nil
+			msg := fmt.Sprintf("stopped watching; rollout %s keeps running (%s)", r.ID, r.Phase)
+			fmt.Fprintln(a.stdout, msg)
+			return a.watchJSON(asJSON, WatchResult{Result: watchInterrupted, ExitCode: ExitOK, Message: msg, Rollout: &r}, nil)
+		case <-expired:
+			err := fmt.Errorf("rollout %s of %s on %s is still %s after --timeout %s; it keeps running: watch it again, or steer it with modelgate rollout pause|promote|abort %s",
+				r.ID, r.Canary, r.Endpoint, r.Phase, timeout, r.Endpoint)
+			return a.watchJSON(asJSON, WatchResult{Result: watchTimedOut, ExitCode: ExitTimedOut, Message: err.Error(), Rollout: &r}, &exitError{ExitTimedOut, err})
 		case <-tick.C:
 		}
 		next, err := c.Rollout(ctx, endpoint)
@@ -350,6 +407,49 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string) error {
 	}
 }
 
+// watchEnd reports a rollout that ended or paused: nil for a promotion,
+// an error with its exit code and the reason otherwise.
+func (a *app) watchEnd(r rollout.Rollout, asJSON bool) error {
+	r.Analysis = nil // the JSON line stays one readable line
+	res := WatchResult{Rollout: &r}
+	var err error
+	switch r.Phase {
+	case rollout.PhaseSucceeded:
+		res.Result, res.ExitCode = watchPromoted, ExitOK
+		res.Message = fmt.Sprintf("rollout %s succeeded: %s holds 100%% of %s: %s", r.ID, r.Canary, r.Endpoint, r.Reason)
+		fmt.Fprintln(a.stdout, res.Message)
+	case rollout.PhasePaused:
+		res.Result, res.ExitCode = watchPaused, ExitPaused
+		res.Message = fmt.Sprintf("rollout %s paused, %s holds %s%% of %s: %s (it waits for modelgate rollout resume|promote|abort %s)",
+			r.ID, r.Canary, r.Weight, r.Endpoint, r.Reason, r.Endpoint)
+		err = &exitError{ExitPaused, errors.New(res.Message)}
+	default:
+		res.Result, res.ExitCode = watchRolledBack, ExitFailure
+		switch r.Phase {
+		case rollout.PhaseAborted:
+			res.Result = watchAborted
+		case rollout.PhaseUndone:
+			res.Result = watchUndone
+		}
+		res.Message = fmt.Sprintf("rollout %s %s, %s holds all traffic of %s: %s", r.ID, strings.ReplaceAll(string(r.Phase), "_", " "), r.Stable, r.Endpoint, r.Reason)
+		err = errors.New(res.Message)
+	}
+	return a.watchJSON(asJSON, res, err)
+}
+
+// watchJSON prints res as watch's last line with -o json, and returns err.
+func (a *app) watchJSON(asJSON bool, res WatchResult, err error) error {
+	if !asJSON {
+		return err
+	}
+	b, jerr := json.Marshal(res)
+	if jerr != nil {
+		return jerr
+	}
+	fmt.Fprintf(a.stdout, "%s\n", b)
+	return err
+}
+
 // watchKey is what a plain-mode block is printed for: a change of phase,
 // stage, weight, reason or any gate's verdict. The reason's numbers are
 // left out: a waiting stage's reason counts requests at every look, and a
@@ -370,16 +470,6 @@ func withoutNumbers(s string) string {
 		}
 		return c
 	}, s)
-}
-
-// watchEnd reports a terminal rollout: nil for a promotion, an error (exit
-// 1) with the reason otherwise.
-func watchEnd(w io.Writer, r rollout.Rollout) error {
-	if r.Phase == rollout.PhaseSucceeded {
-		_, err := fmt.Fprintf(w, "rollout %s succeeded: %s holds 100%% of %s: %s\n", r.ID, r.Canary, r.Endpoint, r.Reason)
-		return err
-	}
-	return fmt.Errorf("rollout %s %s, %s holds all traffic of %s: %s", r.ID, strings.ReplaceAll(string(r.Phase), "_", " "), r.Stable, r.Endpoint, r.Reason)
 }
 
 func rolloutByID(ctx context.Context, c *Client, endpoint, id string) (rollout.Rollout, error) {
