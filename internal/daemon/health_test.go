@@ -6,12 +6,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/daemon"
+	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
@@ -103,5 +106,34 @@ func TestABackendThatIsDownIsShownLoggedAndRefusesACanary(t *testing.T) {
 	r := c.StartRollout("fraud", `{"canary": "green", "force": true}`)
 	if r.Canary != "green" {
 		t.Errorf("forced start = %+v", r)
+	}
+}
+
+func TestACanaryWhoseBackendDiesIsRolledBackNamingThatCause(t *testing.T) {
+	blue := testenv.NewModel(t, testenv.Model{})
+	var greenServed atomic.Int64
+	green := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		greenServed.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"predictions":[1]}`)
+	}))
+	t.Cleanup(green.Close)
+	var logs testenv.SyncBuffer
+	c := startWithDownCanary(t, blue.URL(), green.URL, &logs)
+	c.StartLoad(8, "/fraud/p", nil)
+
+	testenv.WaitFor(t, 5*time.Second, "stable traffic", func() bool { return blue.Served() > 50 })
+	// A long bake holds the first stage: only the gates can end it.
+	c.StartRollout("fraud", `{"canary": "green", "stages": [50, 100], "bake": "1m", "min_requests": 40, "gates": [{"type": "error_rate", "max": 0.05}]}`)
+	testenv.WaitFor(t, 5*time.Second, "green serving its stage", func() bool { return greenServed.Load() > 20 })
+	green.Close() // the canary's model server dies
+
+	r := c.WaitEnded("fraud", 15*time.Second)
+	if r.Phase != rollout.PhaseRolledBack {
+		t.Fatalf("rollout ended %s: %s", r.Phase, r.Reason)
+	}
+	t.Logf("reason: %s", r.Reason)
+	if !strings.HasPrefix(r.Reason, "green had no healthy backend: ") || !strings.Contains(r.Reason, " requests answered 5xx") {
+		t.Errorf("rollback reason = %q, want it to start with green had no healthy backend: N requests answered 5xx", r.Reason)
 	}
 }

@@ -1015,6 +1015,9 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		in.CanaryRequests = ru.window.Canary.SplitRequests()
 		in.Coverage = ru.coverage
 	}
+	if in.Result.Failed {
+		in.NoHealthyBackend = c.noHealthyBackend(r, ru.window.Canary.SplitErrors)
+	}
 	next, eff, err := Next(r, in)
 	if err != nil {
 		return r, storeConflict(err)
@@ -1071,6 +1074,16 @@ func (c *Controller) startStage(ctx context.Context, ru *run, r Rollout, now tim
 	ru.analyzer.StartStage(now, r.Weight, stableRecent)
 	ru.window = analysis.Window{}
 	ru.requestsOffset = 0
+}
+
+// noHealthyBackend says, when none of the canary's backends may take a
+// request (Options.Health), that it had none and how many of its requests
+// of the stage failed; "" otherwise.
+func (c *Controller) noHealthyBackend(r Rollout, failed uint64) string {
+	if c.opts.Health == nil || c.opts.Health.NoHealthyBackend(r.Endpoint, r.Canary) == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s had no healthy backend: %s requests answered 5xx", r.Canary, analysis.Count(int64(failed)))
 }
 
 // preconnect opens connections to the canary's backends before its first

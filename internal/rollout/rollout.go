@@ -194,6 +194,10 @@ type Input struct {
 	// Confirmed reports the confirm-promotion webhook's answer when the
 	// rollout awaits it: nil not asked or failed, true confirmed.
 	Confirmed bool
+	// NoHealthyBackend, set when none of the canary's backends may take a
+	// request at the look, is that cause in words ("green had no healthy
+	// backend: 27 requests answered 5xx"): a rollback names it first.
+	NoHealthyBackend string
 }
 
 // Effect is what the controller must apply, atomically with the new state.
@@ -358,7 +362,7 @@ func stepFinalBake(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
-		return rollbackWith(r, eff, failedWords(in.Result)+" — degraded at 100% during the final bake: "+in.Result.FailedReasons())
+		return rollbackWith(r, eff, failedWords(in)+" — degraded at 100% during the final bake: "+in.Result.FailedReasons())
 	}
 	if r.Baked.D() >= r.Plan.FinalBake.D() {
 		return succeed(r, eff, in.Now, fmt.Sprintf("%s served 100%% for the final bake of %s with no regression", r.Canary, r.Plan.FinalBake.D()))
@@ -378,7 +382,7 @@ func stepPaused(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
 		r.PausedFrom = ""
-		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed while paused: "+in.Result.FailedReasons())
+		return rollbackWith(r, eff, failedWords(in)+" — gate failed while paused: "+in.Result.FailedReasons())
 	}
 	return r, eff, nil
 }
@@ -425,7 +429,7 @@ func stepLive(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 	}
 	recordGates(&r, &eff, in.Result.Gates)
 	if in.Result.Failed {
-		return rollbackWith(r, eff, failedWords(in.Result)+" — gate failed: "+in.Result.FailedReasons())
+		return rollbackWith(r, eff, failedWords(in)+" — gate failed: "+in.Result.FailedReasons())
 	}
 	// The gates keep watching while the final step waits for confirmation.
 	if r.AwaitingConfirmation {
@@ -457,10 +461,15 @@ func passedWords(res analysis.Result) string {
 	return strings.Join(parts, "; ")
 }
 
-// failedWords is the rollback's plain words: the failed gates' summaries.
-func failedWords(res analysis.Result) string {
+// failedWords is the rollback's plain words: the canary's lack of a
+// healthy backend first, when that was the case, then the failed gates'
+// summaries.
+func failedWords(in Input) string {
 	var parts []string
-	for _, g := range res.Gates {
+	if in.NoHealthyBackend != "" {
+		parts = append(parts, in.NoHealthyBackend)
+	}
+	for _, g := range in.Result.Gates {
 		if g.Verdict == analysis.Fail {
 			parts = append(parts, g.Summary)
 		}

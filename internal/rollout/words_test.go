@@ -164,6 +164,12 @@ func TestPlainWords(t *testing.T) {
 	r, res = scenario(t, thresholds, healthy, same, 3, nil)
 	add("waiting: a threshold gate's sample, a rollback-only gate", r, res)
 
+	dead := arm{requests: 50, errorsPerTen: 500, lat: time.Millisecond} // every request answered 503
+	r, res = scenario(t, spec.Plan{}, healthy, dead, 120, func(sec int, in *Input) {
+		in.NoHealthyBackend = fmt.Sprintf("green had no healthy backend: %d requests answered 5xx", 50*(sec+1)) // the controller's words
+	})
+	add("rolled back: the canary had no healthy backend", r, res)
+
 	bake := spec.Plan{Stages: []spec.Stage{{Weight: 500}, {Weight: spec.Full}}, FinalBake: spec.Duration(time.Hour)}
 	r, res = scenario(t, bake, healthy, same, 3000, nil, arm{requests: 1000, errorsPerTen: 400, lat: 20 * time.Millisecond})
 	add("rolled back: in the final bake", r, res)
