@@ -67,14 +67,14 @@ func decode(data []byte, v reflect.Value) decoded {
 		if errors.Is(err, io.EOF) {
 			return decoded{}
 		}
-		return decoded{problems: []error{syntaxProblem(err)}, syntax: true}
+		return decoded{problems: []error{syntaxProblem(data, err)}, syntax: true}
 	}
 	var out decoded
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		return decoded{problems: []error{syntaxProblem(err)}, syntax: true}
+		return decoded{problems: []error{syntaxProblem(data, err)}, syntax: true}
 	default:
 		out.problems = append(out.problems, spec.Problemf("",
 			"more than one YAML document (a second starts at line %d); a file holds exactly one", extra.Line))
@@ -102,10 +102,70 @@ func decode(data []byte, v reflect.Value) decoded {
 	return out
 }
 
-// syntaxProblem turns a yaml.v3 parse error ("yaml: line 3: ...") into a problem.
-func syntaxProblem(err error) error {
+// syntaxProblem turns a yaml.v3 parse error ("yaml: line 3: ...") into a
+// problem at the line that is wrong. yaml.v3 names the line where the
+// block the error breaks starts (often line 1), not the bad line, so:
+// a tab in a line's indentation is named as such, at its line; otherwise
+// the bad line is the first one whose prefix of the file (lines 1 to it)
+// fails to parse with the same error, searched from yaml's line on, in
+// files of at most maxSearchLines lines.
+func syntaxProblem(data []byte, err error) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	lines := strings.Split(string(data), "\n")
+	line, what, ok := yamlLine(msg)
+	if !ok {
+		return spec.Problemf("", "invalid YAML: %s", msg)
+	}
+	bad := badLine(lines, line, what)
+	for i := 0; i < bad && i < len(lines); i++ {
+		l := lines[i]
+		if indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]; strings.Contains(indent, "\t") {
+			return spec.Problemf("", "invalid YAML: line %d: a tab in the indentation: YAML indents with spaces only; replace the tab with spaces", i+1)
+		}
+	}
+	if bad != line {
+		return spec.Problemf("", "invalid YAML: line %d: %s: check its indentation against the block that starts at line %d", bad, what, line)
+	}
 	return spec.Problemf("", "invalid YAML: %s", msg)
+}
+
+// badLine is the first line from line on whose prefix of the file fails
+// to parse with the error what; line itself when none does or the file is
+// over maxSearchLines lines.
+func badLine(lines []string, line int, what string) int {
+	if len(lines) > maxSearchLines {
+		return line
+	}
+	for k := line; k <= len(lines); k++ {
+		var n yaml.Node
+		err := yaml.Unmarshal([]byte(strings.Join(lines[:k], "\n")), &n)
+		if err == nil {
+			continue
+		}
+		if _, w, ok := yamlLine(strings.TrimPrefix(err.Error(), "yaml: ")); ok && w == what {
+			return k
+		}
+		return line
+	}
+	return line
+}
+
+// maxSearchLines bounds syntaxProblem's search for the bad line: at most
+// that many parses of at most that many lines.
+const maxSearchLines = 2000
+
+// yamlLine splits "line 3: what" into 3 and "what".
+func yamlLine(msg string) (int, string, bool) {
+	rest, ok := strings.CutPrefix(msg, "line ")
+	if !ok {
+		return 0, "", false
+	}
+	num, what, ok := strings.Cut(rest, ": ")
+	n, err := strconv.Atoi(num)
+	if !ok || err != nil || n < 1 {
+		return 0, "", false
+	}
+	return n, what, true
 }
 
 func countNodes(n *yaml.Node) int {
