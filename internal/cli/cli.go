@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/modelgate/modelgate/internal/secretfile"
+	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/version"
 )
 
@@ -145,7 +147,7 @@ and moves traffic from one to another. Client commands find the daemon with
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.admin, "admin", DefaultAdmin, "admin API address, host:port or URL (env "+EnvAdmin+")")
 	pf.StringVar(&a.tokenFile, "token-file", DefaultTokenFile, "file holding the admin token (default source unless env "+EnvToken+" holds the token itself; an explicit flag wins)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{flagError(err)} })
 
 	root.AddCommand(
 		a.serveCommand(),
@@ -167,6 +169,32 @@ and moves traffic from one to another. Client commands find the daemon with
 	)
 	return root
 }
+
+// flagError rewrites a flag value pflag could not parse as a duration
+// into the config file's message for the same mistake: Go's parser text
+// ("time: invalid duration ...") names no fix.
+func flagError(err error) error {
+	var iv interface {
+		GetValue() string
+		Unwrap() error
+	}
+	if !errors.As(err, &iv) || !strings.HasPrefix(iv.Unwrap().Error(), "time: ") {
+		return err
+	}
+	name := "a flag"
+	if m := flagName.FindStringSubmatch(err.Error()); m != nil {
+		name = m[1]
+	}
+	var d spec.Duration
+	if derr := d.UnmarshalText([]byte(iv.GetValue())); derr != nil {
+		return fmt.Errorf("%s: %w", name, derr)
+	}
+	return err
+}
+
+// flagName finds the flag in pflag's message: invalid argument "x" for
+// "-w, --window" flag: ...
+var flagName = regexp.MustCompile(`for "(?:-., )?(--[^"]+)" flag`)
 
 // group returns a command that only holds subcommands.
 func group(use, short string, subs ...*cobra.Command) *cobra.Command {

@@ -54,3 +54,26 @@ func TestRefusedTokenNamesItsSource(t *testing.T) {
 		})
 	}
 }
+
+// TestDurationFlagMessage: a duration flag Go cannot parse gets the config
+// file's message for the same mistake, with the flag's name.
+func TestDurationFlagMessage(t *testing.T) {
+	e := newTestEnv(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"rollout", "start", "fraud", "green", "--bake", "5 minutes"},
+			"Error: --bake: invalid duration \"5 minutes\": use a number with a unit, e.g. 500ms, 10s, 1m\nRun 'modelgate rollout start --help' for usage.\n"},
+		{[]string{"metrics", "fraud", "-w", "10"},
+			"Error: --window: invalid duration \"10\": use a number with a unit, e.g. 500ms, 10s, 1m\nRun 'modelgate metrics --help' for usage.\n"},
+	} {
+		code, _, errOut := e.run(tc.args...)
+		if code != ExitUsage {
+			t.Errorf("%v: exit = %d, want %d", tc.args, code, ExitUsage)
+		}
+		if diff := cmp.Diff(tc.want, errOut); diff != "" {
+			t.Errorf("%v: stderr (-want +got):\n%s", tc.args, diff)
+		}
+	}
+}
