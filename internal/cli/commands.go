@@ -83,7 +83,12 @@ func (a *app) serveCommand() *cobra.Command {
 SIGINT or SIGTERM, then drains in-flight requests and exits. SIGHUP re-applies
 the file. An invalid file is refused with every problem listed. Without
 --config it starts with the defaults and no endpoints (add them with apply).`,
-		Args: exactArgs(),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && !cmd.Flags().Changed("config") {
+				return usagef("serve takes the config file with --config: modelgate serve --config %s", args[0])
+			}
+			return exactArgs()(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if Serve == nil {
 				return errors.New("serve is not available in this build")

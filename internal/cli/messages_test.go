@@ -77,3 +77,17 @@ func TestDurationFlagMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestServeSuggestsConfigFlag: a config file given as an argument is
+// answered with the command line that takes it.
+func TestServeSuggestsConfigFlag(t *testing.T) {
+	e := newTestEnv(t)
+	code, _, errOut := e.run("serve", "modelgate.yaml")
+	want := "Error: serve takes the config file with --config: modelgate serve --config modelgate.yaml\nRun 'modelgate serve --help' for usage.\n"
+	if code != ExitUsage {
+		t.Errorf("exit = %d, want %d", code, ExitUsage)
+	}
+	if diff := cmp.Diff(want, errOut); diff != "" {
+		t.Errorf("stderr (-want +got):\n%s", diff)
+	}
+}
