@@ -2,7 +2,7 @@ package rollout
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"sort"
 	"strconv"
 	"sync"
@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelgate/modelgate/internal/analysis"
-	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/spec"
 )
 
-// collectTimeout bounds the store reads of one scrape (ended rollouts).
+// collectTimeout bounds the store reads of one scrape (the stored rollouts).
 const collectTimeout = 5 * time.Second
 
 var (
@@ -43,14 +43,24 @@ var phases = []Phase{PhaseShadow, PhaseProgressing, PhasePaused, PhaseSucceeded,
 
 var verdicts = []analysis.Verdict{analysis.Pass, analysis.Fail, analysis.Inconclusive}
 
+// results are the values of modelgate_rollouts_total's result label: how
+// a rollout ended. A rollout undone after it succeeded counts in both.
+var results = []Phase{PhaseSucceeded, PhaseRolledBack, PhaseAborted, PhaseUndone}
+
+var totalDesc = prometheus.NewDesc("modelgate_rollouts_total",
+	"Rollouts of the endpoint that ended, by result (succeeded, rolled_back, aborted, undone), counted from the stored rollouts: the same on every gateway sharing the state; an undone rollout also counts as succeeded.",
+	[]string{"endpoint", "result"}, nil)
+
 // Collector returns a prometheus.Collector that exposes, at scrape time,
-// each endpoint's current rollout: its phase, stage, canary weight, bake
-// time served, and the verdict of every gate. After a rollout ends, the
-// endpoint's last rollout stays exposed (with its final phase and weight)
-// until another starts, so that a rollback can be seen and alerted on;
-// rollouts that ended before the daemon started are not exposed.
+// each endpoint's rollouts ended by result (modelgate_rollouts_total), and
+// its current or last rollout: its phase, stage, canary weight, bake time
+// served, and the verdict of every gate. Both are read from the store
+// (the rollouts this controller drives from memory, fresher), so a
+// rollout that started and ended between two scrapes is counted and shown,
+// rollouts ended before the daemon started are too, and every gateway of
+// a fleet exposes the same.
 func (c *Controller) Collector() prometheus.Collector {
-	return &collector{c: c, seen: map[string]bool{}}
+	return &collector{c: c, cache: map[string]storedView{}}
 }
 
 // collector is the Controller's prometheus.Collector.
@@ -58,9 +68,30 @@ type collector struct {
 	c *Controller
 
 	mu sync.Mutex
-	// seen holds the endpoints whose rollout was active at some scrape;
-	// once it has ended, its last record is read from the store.
-	seen map[string]bool
+	// cache holds what each stored rollout exposes, by key, with the
+	// revision it was decoded at: a scrape decodes only the records
+	// written since the last one. Its size is the number of stored
+	// rollouts (keys gone from the store are dropped).
+	cache map[string]storedView
+}
+
+type storedView struct {
+	rev  uint64
+	view metricsView
+}
+
+// storedRollout is the part of a stored rollout the metrics read.
+type storedRollout struct {
+	ID       string        `json:"id"`
+	Endpoint string        `json:"endpoint"`
+	Phase    Phase         `json:"phase"`
+	Stage    int           `json:"stage"`
+	Weight   spec.Percent  `json:"weight"`
+	Baked    spec.Duration `json:"baked"`
+	Gates    []struct {
+		Gate    string           `json:"gate"`
+		Verdict analysis.Verdict `json:"verdict"`
+	} `json:"gates"`
 }
 
 // metricsView is what one rollout exposes, copied under the controller's lock.
@@ -87,6 +118,15 @@ func viewOf(r Rollout) metricsView {
 	return v
 }
 
+func (s storedRollout) view() metricsView {
+	v := metricsView{endpoint: s.Endpoint, id: s.ID, phase: s.Phase, stage: s.Stage, weight: s.Weight.Float(), baked: s.Baked.D(),
+		gates: make([]gateVerdict, len(s.Gates))}
+	for i, g := range s.Gates {
+		v.gates[i] = gateVerdict{gate: g.Gate, verdict: g.Verdict}
+	}
+	return v
+}
+
 // activeViews copies the active rollouts under the controller's lock.
 func (c *Controller) activeViews() []metricsView {
 	c.mu.Lock()
@@ -100,45 +140,97 @@ func (c *Controller) activeViews() []metricsView {
 
 // Describe sends every descriptor.
 func (m *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{phaseDesc, stageDesc, weightDesc, verdictDesc, bakedDesc} {
+	for _, d := range []*prometheus.Desc{totalDesc, phaseDesc, stageDesc, weightDesc, verdictDesc, bakedDesc} {
 		ch <- d
 	}
 }
 
-// Collect sends the metrics of every active rollout, and of the last
-// rollout of each endpoint seen active before.
+// endpointLister is the part of the control service that lists endpoints
+// (every endpoint gets its counts, 0 before its first rollout ends).
+type endpointLister interface {
+	Endpoints(ctx context.Context) ([]spec.Endpoint, error)
+}
+
+// Collect sends every endpoint's counts and the metrics of its current or
+// last rollout.
 func (m *collector) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
-	defer m.mu.Unlock() // one scrape at a time: seen is updated as we go
-	views := m.c.activeViews()
-	active := make(map[string]bool, len(views))
-	for _, v := range views {
-		active[v.endpoint] = true
-		m.seen[v.endpoint] = true
+	defer m.mu.Unlock() // one scrape at a time: the cache is updated as we go
+	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	defer cancel()
+	active := map[string]metricsView{}
+	for _, v := range m.c.activeViews() {
+		active[v.endpoint] = v
 	}
-	var ended []string
-	for ep := range m.seen {
-		if !active[ep] {
-			ended = append(ended, ep)
+	counts := map[string]map[Phase]int{}
+	if l, ok := m.c.opts.Endpoints.(endpointLister); ok {
+		eps, err := l.Endpoints(ctx)
+		if err != nil {
+			m.c.log.Warn("rollout metrics: list the endpoints", "err", err)
+		}
+		for _, ep := range eps {
+			counts[ep.Name] = map[Phase]int{}
 		}
 	}
-	sort.Strings(ended)
-	if len(ended) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
-		defer cancel()
-		for _, ep := range ended {
-			r, err := m.c.Current(ctx, ep)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				delete(m.seen, ep) // the endpoint (or its rollouts) is gone
-			case err != nil:
-				m.c.log.Warn("rollout metrics: read the last rollout", "endpoint", ep, "err", err)
-			default:
-				views = append(views, viewOf(r))
+	last := map[string]metricsView{}
+	kvs, err := m.c.opts.Store.List(ctx, keyPrefix)
+	if err != nil {
+		// The counts would go down: send none this scrape (Prometheus
+		// sees the series missing, not reset) and the active rollouts.
+		m.c.log.Warn("rollout metrics: read the stored rollouts", "err", err)
+		for _, v := range active {
+			v.collect(ch)
+		}
+		return
+	}
+	seen := make(map[string]bool, len(kvs))
+	for _, kv := range kvs { // in key order: an endpoint's newest last
+		seen[kv.Key] = true
+		sv, ok := m.cache[kv.Key]
+		if !ok || sv.rev != kv.ModRevision {
+			var r storedRollout
+			if err := json.Unmarshal(kv.Value, &r); err != nil {
+				m.c.log.Warn("rollout metrics: a stored rollout cannot be read", "key", kv.Key, "err", err)
+				continue
 			}
+			sv = storedView{rev: kv.ModRevision, view: r.view()}
+			m.cache[kv.Key] = sv
+		}
+		v := sv.view
+		if _, err := m.c.opts.Endpoints.Endpoint(ctx, v.endpoint); err != nil {
+			continue // the endpoint is gone (its rollouts stay in the store)
+		}
+		if counts[v.endpoint] == nil {
+			counts[v.endpoint] = map[Phase]int{}
+		}
+		switch v.phase {
+		case PhaseUndone:
+			counts[v.endpoint][PhaseSucceeded]++
+			counts[v.endpoint][PhaseUndone]++
+		case PhaseSucceeded, PhaseRolledBack, PhaseAborted:
+			counts[v.endpoint][v.phase]++
+		}
+		last[v.endpoint] = v
+	}
+	for k := range m.cache {
+		if !seen[k] {
+			delete(m.cache, k)
 		}
 	}
-	for _, v := range views {
+	for ep, v := range active {
+		last[ep] = v
+	}
+	eps := make([]string, 0, len(counts))
+	for ep := range counts {
+		eps = append(eps, ep)
+	}
+	sort.Strings(eps)
+	for _, ep := range eps {
+		for _, res := range results {
+			ch <- prometheus.MustNewConstMetric(totalDesc, prometheus.CounterValue, float64(counts[ep][res]), ep, string(res))
+		}
+	}
+	for _, v := range last {
 		v.collect(ch)
 	}
 }

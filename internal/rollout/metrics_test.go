@@ -97,8 +97,9 @@ func gatherRollouts(t *testing.T, col prometheus.Collector) map[string]float64 {
 	}
 	out := map[string]float64{}
 	for _, mf := range mfs {
-		if mf.GetType() != dto.MetricType_GAUGE {
-			t.Errorf("%s is a %s, want a gauge", mf.GetName(), mf.GetType())
+		if want := dto.MetricType_GAUGE; mf.GetName() == "modelgate_rollouts_total" && mf.GetType() != dto.MetricType_COUNTER ||
+			mf.GetName() != "modelgate_rollouts_total" && mf.GetType() != want {
+			t.Errorf("%s is a %s", mf.GetName(), mf.GetType())
 		}
 		for _, m := range mf.GetMetric() {
 			var ls []string
@@ -106,7 +107,11 @@ func gatherRollouts(t *testing.T, col prometheus.Collector) map[string]float64 {
 				ls = append(ls, l.GetName()+"="+l.GetValue())
 			}
 			sort.Strings(ls)
-			out[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = m.GetGauge().GetValue()
+			v := m.GetGauge().GetValue()
+			if mf.GetType() == dto.MetricType_COUNTER {
+				v = m.GetCounter().GetValue()
+			}
+			out[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = v
 		}
 	}
 	return out
@@ -119,6 +124,14 @@ func phaseSeries(id string, current Phase) map[string]float64 {
 		out["modelgate_rollout_phase{endpoint=fraud,phase="+string(p)+",rollout="+id+"}"] = one(p == current)
 	}
 	return out
+}
+
+// withTotals adds fraud's modelgate_rollouts_total series to m.
+func withTotals(m map[string]float64, succeeded, rolledBack, aborted, undone float64) map[string]float64 {
+	for res, n := range map[Phase]float64{PhaseSucceeded: succeeded, PhaseRolledBack: rolledBack, PhaseAborted: aborted, PhaseUndone: undone} {
+		m["modelgate_rollouts_total{endpoint=fraud,result="+string(res)+"}"] = n
+	}
+	return m
 }
 
 func rolloutSeries(id string, phase Phase, stage, weight, baked float64) map[string]float64 {
@@ -135,15 +148,15 @@ func TestCollector(t *testing.T) {
 	c := newMetricsController(t)
 	col := c.Collector()
 
-	if got := gatherRollouts(t, col); len(got) != 0 {
-		t.Errorf("no rollout yet: got %v, want no series", got)
+	if diff := cmp.Diff(withTotals(map[string]float64{}, 0, 0, 0, 0), gatherRollouts(t, col)); diff != "" {
+		t.Errorf("no rollout yet: want the counts at 0 (-want +got):\n%s", diff)
 	}
 
 	r, err := c.Start(ctx, "fraud", StartRequest{Canary: "green", Plan: spec.Plan{Stages: []spec.Stage{{Weight: 1000}, {Weight: spec.Full}}}})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	want := rolloutSeries(r.ID, PhaseProgressing, 0, 10, 0)
+	want := withTotals(rolloutSeries(r.ID, PhaseProgressing, 0, 10, 0), 0, 0, 0, 0)
 	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
 		t.Errorf("progressing (-want +got):\n%s", diff)
 	}
@@ -159,7 +172,7 @@ func TestCollector(t *testing.T) {
 		{Gate: "latency p99", Verdict: analysis.Fail},
 	}
 	c.mu.Unlock()
-	want = rolloutSeries(r.ID, PhaseProgressing, 0, 10, 12.5)
+	want = withTotals(rolloutSeries(r.ID, PhaseProgressing, 0, 10, 12.5), 0, 0, 0, 0)
 	for gate, verdict := range map[string]analysis.Verdict{"sequential": analysis.Inconclusive, "latency p99": analysis.Pass, "latency p99 #2": analysis.Fail} {
 		for _, v := range verdicts {
 			want["modelgate_rollout_gate_verdict{endpoint=fraud,gate="+gate+",rollout="+r.ID+",verdict="+string(v)+"}"] = one(v == verdict)
@@ -189,7 +202,7 @@ func TestCollector(t *testing.T) {
 	if running {
 		t.Fatal("the aborted rollout is still running")
 	}
-	want = rolloutSeries(r.ID, PhaseAborted, 0, 0, 0)
+	want = withTotals(rolloutSeries(r.ID, PhaseAborted, 0, 0, 0), 0, 0, 1, 0)
 	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
 		t.Errorf("aborted (-want +got):\n%s", diff)
 	}
@@ -202,21 +215,21 @@ func TestCollector(t *testing.T) {
 	if r2.ID == r.ID {
 		t.Fatalf("retry kept the id %s", r.ID)
 	}
-	want = rolloutSeries(r2.ID, PhaseProgressing, 0, 10, 0)
+	want = withTotals(rolloutSeries(r2.ID, PhaseProgressing, 0, 10, 0), 0, 0, 1, 0)
 	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
 		t.Errorf("retried (-want +got):\n%s", diff)
 	}
 	if _, err := c.Act(ctx, "fraud", ActionPromoteFull); err != nil {
 		t.Fatalf("promote-full: %v", err)
 	}
-	want = rolloutSeries(r2.ID, PhaseSucceeded, 1, 100, 0)
+	want = withTotals(rolloutSeries(r2.ID, PhaseSucceeded, 1, 100, 0), 1, 0, 1, 0)
 	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
 		t.Errorf("succeeded (-want +got):\n%s", diff)
 	}
 	if _, err := c.Act(ctx, "fraud", ActionUndo); err != nil {
 		t.Fatalf("undo: %v", err)
 	}
-	want = rolloutSeries(r2.ID, PhaseUndone, 1, 0, 0)
+	want = withTotals(rolloutSeries(r2.ID, PhaseUndone, 1, 0, 0), 1, 0, 1, 1)
 	if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
 		t.Errorf("undone (-want +got):\n%s", diff)
 	}
@@ -247,4 +260,27 @@ func TestCollectorConcurrent(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestCollectorBetweenScrapes: a rollout that starts and ends before the
+// first scrape is counted and shown, by the controller that drove it and
+// by another over the same store that never drove it (a follower of a
+// fleet, or the daemon after a restart).
+func TestCollectorBetweenScrapes(t *testing.T) {
+	ctx := t.Context()
+	c := newMetricsController(t)
+	r, err := c.Start(ctx, "fraud", StartRequest{Canary: "green"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Act(ctx, "fraud", ActionAbort); err != nil {
+		t.Fatal(err)
+	}
+	follower := New(Options{Store: c.opts.Store, Endpoints: c.opts.Endpoints, Telemetry: c.opts.Telemetry, Now: c.opts.Now})
+	want := withTotals(rolloutSeries(r.ID, PhaseAborted, 0, 0, 0), 0, 0, 1, 0)
+	for name, col := range map[string]prometheus.Collector{"the leader": c.Collector(), "a follower": follower.Collector()} {
+		if diff := cmp.Diff(want, gatherRollouts(t, col)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", name, diff)
+		}
+	}
 }
