@@ -1,8 +1,12 @@
 package admin
 
 import (
+	"context"
 	"net/http"
 	"sort"
+	"strings"
+
+	"github.com/modelgate/modelgate/internal/control"
 )
 
 // BackendHealth is one backend's health as this gateway's data plane sees
@@ -22,6 +26,33 @@ type Health interface {
 	// EndpointHealth is deployment → its backends' health; ok is false
 	// when the data plane does not route the endpoint.
 	EndpointHealth(endpoint string) (deps map[string][]BackendHealth, ok bool)
+	// ApplyWarnings names each deployment of the endpoints with no
+	// healthy backend, after waiting a bounded time for their first
+	// health checks.
+	ApplyWarnings(ctx context.Context, endpoints []string) []string
+}
+
+// warnUnhealthy adds a Warning header (299) to an apply's answer for each
+// deployment of the applied endpoints with no healthy backend.
+func (s *server) warnUnhealthy(w http.ResponseWriter, r *http.Request, res control.ApplyResult) {
+	if s.health == nil {
+		return
+	}
+	// The result names endpoints and endpoint/deployment pairs.
+	var eps []string
+	seen := map[string]bool{}
+	for _, l := range [][]string{res.Created, res.Updated, res.Unchanged} {
+		for _, name := range l {
+			ep, _, _ := strings.Cut(name, "/")
+			if !seen[ep] {
+				seen[ep] = true
+				eps = append(eps, ep)
+			}
+		}
+	}
+	for _, msg := range s.health.ApplyWarnings(r.Context(), eps) {
+		w.Header().Add("Warning", `299 modelgate "`+strings.ReplaceAll(msg, `"`, "'")+`"`)
+	}
 }
 
 // DeploymentHealth is one deployment's part of the health answer.

@@ -231,6 +231,7 @@ func (s *server) apply(w http.ResponseWriter, r *http.Request) {
 			*names = []string{}
 		}
 	}
+	s.warnUnhealthy(w, r, res) // health.go
 	writeJSON(w, http.StatusOK, res)
 }
 

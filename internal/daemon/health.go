@@ -139,3 +139,67 @@ func logHealthChanges(log slogger, now map[string]map[string][]proxy.BackendHeal
 	}
 	return next
 }
+
+// ApplyHealthWait bounds how long an apply waits for the first verdict of
+// the active health checks of the endpoints it applied, so that its answer
+// can warn of a deployment with no healthy backend (a backend without an
+// active check counts as healthy until requests to it fail).
+const ApplyHealthWait = time.Second
+
+// applyHealthPoll is how often that wait looks again.
+const applyHealthPoll = 10 * time.Millisecond
+
+// ApplyWarnings waits at most ApplyHealthWait for the endpoints' active
+// checks to judge every backend, then names each deployment with no
+// healthy backend, its backends and why.
+func (b backendHealth) ApplyWarnings(ctx context.Context, endpoints []string) []string {
+	b.waitChecked(ctx, endpoints)
+	var out []string
+	for _, ep := range endpoints {
+		deps := b.p.Health()[ep]
+		names := make([]string, 0, len(deps))
+		for dep := range deps {
+			names = append(names, dep)
+		}
+		sort.Strings(names)
+		for _, dep := range names {
+			if why := b.NoHealthyBackend(ep, dep); why != "" {
+				out = append(out, "deployment "+dep+" of "+ep+" has no healthy backend: "+why+
+					"; every request routed to it is answered 503 — fix its backends (modelgate health "+ep+" shows them)")
+			}
+		}
+	}
+	return out
+}
+
+// waitChecked returns when the active checks of the endpoints gave every
+// backend a verdict, or after ApplyHealthWait, or when ctx ends.
+func (b backendHealth) waitChecked(ctx context.Context, endpoints []string) {
+	ctx, cancel := context.WithTimeout(ctx, ApplyHealthWait)
+	defer cancel()
+	t := time.NewTicker(applyHealthPoll)
+	defer t.Stop()
+	for b.unchecked(endpoints) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// unchecked reports whether a backend of the endpoints awaits its first
+// active check.
+func (b backendHealth) unchecked(endpoints []string) bool {
+	h := b.p.Health()
+	for _, ep := range endpoints {
+		for _, hs := range h[ep] {
+			for _, x := range hs {
+				if x.Unchecked {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

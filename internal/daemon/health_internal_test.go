@@ -12,8 +12,12 @@ import (
 
 type recordLog struct{ lines []string }
 
-func (r *recordLog) Warn(msg string, args ...any) { r.lines = append(r.lines, "WARN "+msg+" "+fmt.Sprint(args...)) }
-func (r *recordLog) Info(msg string, args ...any) { r.lines = append(r.lines, "INFO "+msg+" "+fmt.Sprint(args...)) }
+func (r *recordLog) Warn(msg string, args ...any) {
+	r.lines = append(r.lines, "WARN "+msg+" "+fmt.Sprint(args...))
+}
+func (r *recordLog) Info(msg string, args ...any) {
+	r.lines = append(r.lines, "INFO "+msg+" "+fmt.Sprint(args...))
+}
 
 func TestHealthChangesAreLoggedOnce(t *testing.T) {
 	look := func(blue, green bool) map[string]map[string][]proxy.BackendHealth {

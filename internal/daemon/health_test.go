@@ -137,3 +137,40 @@ func TestACanaryWhoseBackendDiesIsRolledBackNamingThatCause(t *testing.T) {
 		t.Errorf("rollback reason = %q, want it to start with green had no healthy backend: N requests answered 5xx", r.Reason)
 	}
 }
+
+func TestApplyWarnsOfADeploymentWithNoHealthyBackend(t *testing.T) {
+	blue := testenv.NewModel(t, testenv.Model{})
+	var logs testenv.SyncBuffer
+	c := startWithDownCanary(t, blue.URL(), blue.URL(), &logs)
+	red := closedPort(t)
+	// red is new: the apply waits for its first health check's verdict.
+	file := fmt.Sprintf(`endpoints:
+  - name: fraud
+    deployments:
+      - name: blue
+        backends: [%s]
+        health_check: {path: /, interval: 50ms}
+      - name: green
+        backends: [%s]
+        health_check: {path: /, interval: 50ms}
+      - name: red
+        backends: [%s]
+        health_check: {path: /, interval: 1m}
+    traffic: {blue: 100}
+`, blue.URL(), blue.URL(), red)
+	req, _ := http.NewRequest(http.MethodPost, c.Admin+"/api/v1/apply", strings.NewReader(file))
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("apply = %d %s", resp.StatusCode, body)
+	}
+	w := resp.Header.Values("Warning")
+	if len(w) != 1 || !strings.Contains(w[0], "deployment red of fraud has no healthy backend: "+red) || !strings.Contains(w[0], "modelgate health fraud") {
+		t.Errorf("apply's warnings = %q, want one naming red and %s", w, red)
+	}
+}

@@ -167,6 +167,9 @@ type BackendHealth struct {
 	// LastError is the last transport or health check error, if any; it
 	// is kept after the backend recovered, for diagnosis.
 	LastError string `json:"last_error,omitempty"`
+	// Unchecked is true while the deployment's active health check has
+	// not yet given this backend a verdict (it counts as healthy meanwhile).
+	Unchecked bool `json:"unchecked,omitempty"`
 }
 
 // Server is the data plane. Create it with New, give it routes with
@@ -788,7 +791,8 @@ func (s *Server) Health() map[string]map[string][]BackendHealth {
 		for _, d := range e.deps {
 			hs := make([]BackendHealth, 0, len(d.pool.backends))
 			for _, b := range d.pool.backends {
-				hs = append(hs, BackendHealth{URL: b.url, Healthy: b.healthy(now), LastError: b.lastError()})
+				hs = append(hs, BackendHealth{URL: b.url, Healthy: b.healthy(now), LastError: b.lastError(),
+					Unchecked: d.pool.dep.HealthCheck != nil && !b.probed.Load()})
 			}
 			deps[d.name] = hs
 		}

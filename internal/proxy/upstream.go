@@ -49,7 +49,10 @@ type backend struct {
 	downUntil atomic.Int64
 	// probeDown is the verdict of the last active health check.
 	probeDown atomic.Bool
-	lastErr   atomic.Pointer[string]
+	// probed is set once an active health check has given a verdict
+	// (health reporting only: BackendHealth.Unchecked).
+	probed  atomic.Bool
+	lastErr atomic.Pointer[string]
 }
 
 // dialFunc opens a raw connection to a backend address (host:port).
@@ -289,6 +292,7 @@ func (p *pool) probeOnce(b *backend, hc spec.HealthCheck) {
 	default:
 		b.probeDown.Store(false)
 	}
+	b.probed.Store(true)
 }
 
 // dialError marks a failure to connect: nothing was sent, so the request
