@@ -373,11 +373,12 @@ function overviewPage(gen, app) {
   const refresh = () => guard(gen, app, async () => {
     const { endpoints } = await get("/api/v1/endpoints");
     const details = await Promise.all(endpoints.map(async (ep) => {
-      const [metrics, ro] = await Promise.all([
+      const [metrics, ro, health] = await Promise.all([
         get(`/api/v1/endpoints/${enc(ep.name)}/metrics?window=1m${fleetQuery("&")}`),
         get(`/api/v1/endpoints/${enc(ep.name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
+        get(`/api/v1/endpoints/${enc(ep.name)}/health`).catch((e) => { if (e.status === 404) return null; throw e; }),
       ]);
-      return { ep, metrics, ro };
+      return { ep, metrics, ro, health };
     }));
     if (gen !== state.gen) return;
     if (!endpoints.length) {
@@ -391,7 +392,22 @@ function overviewPage(gen, app) {
   every(gen, refresh, REFRESH_MS);
 }
 
-function endpointCard({ ep, metrics, ro }) {
+// healthBadge marks a deployment with backends down (this gateway's view,
+// GET .../health): "no healthy backend" when none may take a request,
+// "k of n down" otherwise; each backend and its last error in the title.
+function healthBadge(health, name) {
+  const d = health && health.deployments.find((x) => x.name === name);
+  const down = d ? d.backends.filter((b) => !b.healthy) : [];
+  if (!down.length) return null;
+  const text = d.healthy ? `${down.length} of ${d.backends.length} down` : "no healthy backend";
+  const el = badge(text, "fail");
+  el.dataset.field = "health";
+  el.title = down.map((b) => `${b.url} down${b.last_error ? ": " + b.last_error : ""}`).join("\n") +
+    (d.healthy ? "" : "\nevery request routed to it is answered 503");
+  return el;
+}
+
+function endpointCard({ ep, metrics, ro, health }) {
   const col = colours(ep);
   const order = ep.deployments.map((d) => d.name);
   const base = `#/endpoints/${enc(ep.name)}`;
@@ -399,8 +415,10 @@ function endpointCard({ ep, metrics, ro }) {
   const rows = order.map((name) => {
     const m = metrics.deployments[name] || {};
     const conf = (ep.traffic[name] || 0) / 100;
+    const hb = healthBadge(health, name);
     return h("tr", { dataset: { deployment: name } },
-      h("td", {}, swatch(col[name]), name, ro && name === ro.canary ? h("span", { class: "muted small" }, " canary") : null),
+      h("td", {}, swatch(col[name]), name, ro && name === ro.canary ? h("span", { class: "muted small" }, " canary") : null,
+        hb ? " " : null, hb),
       h("td", { class: "num", dataset: { field: "configured" } }, pct(conf)),
       h("td", { class: "num", dataset: { field: "measured" } }, m.requests ? pct(m.share) : "–"),
       h("td", { class: "num" }, num(m.rpm)),
