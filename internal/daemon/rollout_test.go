@@ -232,9 +232,10 @@ func TestRolloutActions(t *testing.T) {
 		t.Errorf("history = %+v, want the undone retry then the aborted first rollout", hist.Rollouts)
 	}
 
-	// A traffic change by hand during a rollout pauses it, and says so.
+	// A traffic change by hand during a rollout (forced: it is refused
+	// otherwise) pauses it, and says so.
 	c.StartRollout("fraud", slow)
-	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic", map[string]float64{"blue": 80, "green": 20}); status != 200 {
+	if status, body := c.API("PUT", "/api/v1/endpoints/fraud/traffic?force=true", map[string]float64{"blue": 80, "green": 20}); status != 200 {
 		t.Fatalf("PUT traffic: %d %s", status, body)
 	}
 	r := c.WaitPhase("fraud", 10*time.Second, rollout.PhasePaused)
