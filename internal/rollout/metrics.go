@@ -197,10 +197,10 @@ func (m *collector) Collect(ch chan<- prometheus.Metric) {
 			m.cache[kv.Key] = sv
 		}
 		v := sv.view
-		if _, err := m.c.opts.Endpoints.Endpoint(ctx, v.endpoint); err != nil {
-			continue // the endpoint is gone (its rollouts stay in the store)
-		}
 		if counts[v.endpoint] == nil {
+			if _, err := m.c.opts.Endpoints.Endpoint(ctx, v.endpoint); err != nil {
+				continue // the endpoint is gone (its rollouts stay in the store)
+			}
 			counts[v.endpoint] = map[Phase]int{}
 		}
 		switch v.phase {
