@@ -211,7 +211,7 @@ func (a *app) endpointsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(a, cmd, *output, func(c *Client) ([]spec.Endpoint, error) {
 				return c.Endpoints(cmd.Context())
-			}, listJSON[spec.Endpoint]("endpoints"), printEndpoints)
+			}, listJSON[spec.Endpoint]("endpoints"), withHealth(a, cmd, printEndpoints, endpointNames)) // health.go
 		},
 	}
 	output = addOutput(cmd)
@@ -410,7 +410,7 @@ func (a *app) metricsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(a, cmd, *output, func(c *Client) (admin.MetricsAnswer, error) {
 				return c.Metrics(cmd.Context(), args[0], window, replica)
-			}, nil, printMetrics)
+			}, nil, withHealth(a, cmd, printMetrics, metricsHealth(replica, args[0]))) // health.go
 		},
 	}
 	cmd.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")

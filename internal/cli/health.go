@@ -2,13 +2,17 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/spec"
 )
 
 // Health returns the health of an endpoint's backends as the gateway's
@@ -65,4 +69,81 @@ func printHealth(w io.Writer, h admin.EndpointHealth) error {
 		}
 	}
 	return nil
+}
+
+// withHealth prints table, then a line for each deployment of the
+// endpoints with backends down (GET .../health, this gateway's view), so
+// that endpoints and metrics show backend health. A daemon without the
+// health route (404) adds nothing.
+func withHealth[T any](a *app, cmd *cobra.Command, table func(io.Writer, T) error, endpoints func(T) []string) func(io.Writer, T) error {
+	return func(w io.Writer, v T) error {
+		if err := table(w, v); err != nil {
+			return err
+		}
+		names := endpoints(v)
+		if len(names) == 0 {
+			return nil
+		}
+		c, err := a.client(cmd)
+		if err != nil {
+			return err
+		}
+		for _, ep := range names {
+			h, err := c.Health(cmd.Context(), ep)
+			if err != nil {
+				if ae := (*APIError)(nil); errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+					continue
+				}
+				return err
+			}
+			healthNotes(w, h)
+		}
+		return nil
+	}
+}
+
+// healthNotes writes a line for each deployment of h with backends down.
+func healthNotes(w io.Writer, h admin.EndpointHealth) {
+	for _, d := range h.Deployments {
+		var down []string
+		for _, b := range d.Backends {
+			if !b.Healthy {
+				s := b.URL
+				if b.LastError != "" {
+					s += " (" + b.LastError + ")"
+				}
+				down = append(down, s)
+			}
+		}
+		switch {
+		case len(down) == 0:
+		case !d.Healthy:
+			fmt.Fprintf(w, "warning: %s/%s has no healthy backend: %s; every request routed to it is answered 503 (modelgate health %s)\n",
+				h.Endpoint, d.Name, strings.Join(down, ", "), h.Endpoint)
+		default:
+			fmt.Fprintf(w, "note: %s/%s has %d of %d backends down: %s (modelgate health %s)\n",
+				h.Endpoint, d.Name, len(down), len(d.Backends), strings.Join(down, ", "), h.Endpoint)
+		}
+	}
+}
+
+// endpointNames is the names of eps, for withHealth.
+func endpointNames(eps []spec.Endpoint) []string {
+	names := make([]string, len(eps))
+	for i, ep := range eps {
+		names[i] = ep.Name
+	}
+	return names
+}
+
+// metricsHealth is the endpoint whose health metrics shows: none with
+// --replica, since the health is the answering gateway's, not the
+// replica's.
+func metricsHealth(replica, endpoint string) func(admin.MetricsAnswer) []string {
+	return func(admin.MetricsAnswer) []string {
+		if replica != "" {
+			return nil
+		}
+		return []string{endpoint}
+	}
 }

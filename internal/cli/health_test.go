@@ -64,6 +64,8 @@ func TestHealthMessages(t *testing.T) {
 		return err == nil && len(h.Deployments) == 2 && !h.Deployments[1].Healthy
 	})
 	cli("health", "fraud")
+	cli("endpoints")
+	cli("metrics", "fraud", "-w", "10s")
 	cli("apply", "-f", file)
 	cli("rollout", "start", "fraud", "--canary", "green")
 	cli("rollout", "start", "fraud", "--canary", "green", "--force", "--stages", "50,100")
