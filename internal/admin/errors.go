@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -70,7 +71,9 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, store.ErrNotFound):
 		status, body.Error = http.StatusNotFound, err.Error()
 	case errors.Is(err, store.ErrConflict):
-		status, body.Error = http.StatusConflict, err.Error()
+		// The status says conflict: the word appended by wrapping
+		// ("...: conflict") says nothing more.
+		status, body.Error = http.StatusConflict, strings.TrimSuffix(err.Error(), ": "+store.ErrConflict.Error())
 	default:
 		s.log.Error("admin API call failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		status, body.Error = http.StatusInternalServerError, "internal error"

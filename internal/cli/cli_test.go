@@ -193,12 +193,10 @@ func TestTrafficSet(t *testing.T) {
 			wantErr: []string{"Error: invalid request: traffic: weights sum to 95, they must sum to 100\n"},
 		},
 		{
-			name: "server lists every problem", endpoint: threeDeployments(),
+			name: "unknown deployment: its deployments listed, no knock-on sum", endpoint: threeDeployments(),
 			args: []string{"fraud", "blue=90", "green=5", "red=1", "nope=1"}, wantCode: 1,
 			wantErr: []string{
-				"Error: invalid request: 2 problems\n",
-				"\n  traffic.nope: unknown deployment \"nope\" in endpoint \"fraud\"\n",
-				"\n  traffic: weights sum to 97, they must sum to 100\n",
+				"Error: invalid request: traffic.nope: unknown deployment \"nope\" in endpoint \"fraud\" (its deployments: blue, green, red)\n",
 			},
 		},
 		{

@@ -209,6 +209,7 @@ func outcome(r rollout.Rollout) string {
 	state := phaseText(r)
 	switch {
 	case r.Phase.Terminal():
+		return fmt.Sprintf("rollout %s %s, weights %s: %s", r.ID, r.Phase.Predicate(), trafficText(r), r.Reason)
 	case r.Phase == rollout.PhaseShadow:
 		state = "in the shadow phase"
 	case r.Stage < 0:

@@ -381,7 +381,7 @@ func TestRolloutActions(t *testing.T) {
 		},
 			"rollout fraud-3 is paused in the shadow phase, weights blue=100: paused by hand"},
 		{func(r *rollout.Rollout) { r.Phase, r.Weight, r.Reason = rollout.PhaseUndone, 0, "undone by hand" },
-			"rollout fraud-3 is undone, weights blue=100: undone by hand"},
+			"rollout fraud-3 was undone, weights blue=100: undone by hand"},
 		{func(r *rollout.Rollout) { r.AwaitingConfirmation = true },
 			"rollout fraud-3 is progressing (waiting for the confirm-promotion webhook) at stage 2/4 (25%), weights blue=75 green=25: stage 1 (5%) passed every gate after 30s and 1,203 canary requests"},
 	} {
@@ -395,7 +395,7 @@ func TestRolloutActions(t *testing.T) {
 	f := &fakeRollouts{actErr: fmt.Errorf("%w: %w", &rollout.ErrAction{Action: rollout.ActionResume, Phase: rollout.PhaseProgressing, Why: "only a paused rollout can be resumed"}, store.ErrConflict)}
 	e := newRolloutEnv(t, f, nil)
 	code, out, errOut := e.run("rollout", "resume", "fraud")
-	if want := "Error: cannot resume a rollout that is progressing: only a paused rollout can be resumed: conflict\n"; code != 1 || out != "" || errOut != want {
+	if want := "Error: cannot resume a rollout that is progressing: only a paused rollout can be resumed\n"; code != 1 || out != "" || errOut != want {
 		t.Errorf("refused resume = %d, %q, stderr %q; want 1 and %q", code, out, errOut, want)
 	}
 }

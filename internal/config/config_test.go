@@ -294,14 +294,14 @@ func TestLoadErrors(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Path != "testdata/bad/traffic-unknown.yaml" {
 		t.Fatalf("Load(bad) = %v, want a *FileError", err)
 	}
-	want := `testdata/bad/traffic-unknown.yaml: endpoints[0].traffic.grean: unknown deployment "grean" in endpoint "fraud" (line 8)
-testdata/bad/traffic-unknown.yaml: endpoints[0].mirror.gren: unknown deployment "gren" in endpoint "fraud" (line 9)`
+	want := `testdata/bad/traffic-unknown.yaml: endpoints[0].traffic.grean: unknown deployment "grean" in endpoint "fraud"; did you mean "green"? (its deployments: blue, green) (line 8)
+testdata/bad/traffic-unknown.yaml: endpoints[0].mirror.gren: unknown deployment "gren" in endpoint "fraud"; did you mean "green"? (its deployments: blue, green) (line 9)`
 	if diff := cmp.Diff(want, err.Error()); diff != "" {
 		t.Errorf("Load(bad).Error() (-want +got):\n%s", diff)
 	}
 	wantProblems := []spec.Problem{
-		{Field: "endpoints[0].traffic.grean", Message: `unknown deployment "grean" in endpoint "fraud" (line 8)`},
-		{Field: "endpoints[0].mirror.gren", Message: `unknown deployment "gren" in endpoint "fraud" (line 9)`},
+		{Field: "endpoints[0].traffic.grean", Message: `unknown deployment "grean" in endpoint "fraud"; did you mean "green"? (its deployments: blue, green) (line 8)`},
+		{Field: "endpoints[0].mirror.gren", Message: `unknown deployment "gren" in endpoint "fraud"; did you mean "green"? (its deployments: blue, green) (line 9)`},
 	}
 	if diff := cmp.Diff(wantProblems, spec.Problems(err)); diff != "" {
 		t.Errorf("spec.Problems(Load(bad)) (-want +got):\n%s", diff)

@@ -173,13 +173,9 @@ func (s *Service) Endpoints(ctx context.Context) ([]spec.Endpoint, error) {
 func (s *Service) Endpoint(ctx context.Context, name string) (spec.Endpoint, error) {
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return spec.Endpoint{}, notFound(name)
+		return spec.Endpoint{}, s.notFound(name)
 	}
 	return r.endpoint.Clone(), nil
-}
-
-func notFound(name string) error {
-	return fmt.Errorf("endpoint %q: %w", name, store.ErrNotFound)
 }
 
 // EndpointRevision returns one endpoint with the store revision it was
@@ -187,7 +183,7 @@ func notFound(name string) error {
 func (s *Service) EndpointRevision(ctx context.Context, name string) (spec.Endpoint, uint64, error) {
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return spec.Endpoint{}, 0, notFound(name)
+		return spec.Endpoint{}, 0, s.notFound(name)
 	}
 	return r.endpoint.Clone(), r.revision, nil
 }
@@ -215,7 +211,7 @@ func checkIfMatch(ctx context.Context, name string, have uint64) error {
 	if !ok || want == have {
 		return nil
 	}
-	return fmt.Errorf("endpoint %q is at revision %d, not %d (If-Match): read it again and retry: %w", name, have, want, store.ErrConflict)
+	return conflictf("endpoint %q is at revision %d, not %d (If-Match): read it again and retry", name, have, want)
 }
 
 // change is one endpoint write of a transaction with its events.
@@ -318,7 +314,7 @@ func (s *Service) setWeights(ctx context.Context, name string, w spec.Weights, a
 	defer s.mu.Unlock()
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return spec.Endpoint{}, notFound(name)
+		return spec.Endpoint{}, s.notFound(name)
 	}
 	cur := r.endpoint
 	next := cur.Clone()
@@ -389,7 +385,7 @@ func (s *Service) CommitRollout(ctx context.Context, c RolloutChange) (spec.Endp
 	defer s.mu.Unlock()
 	r, ok := s.current.Load().endpoints[c.Endpoint]
 	if !ok {
-		return spec.Endpoint{}, nil, notFound(c.Endpoint)
+		return spec.Endpoint{}, nil, s.notFound(c.Endpoint)
 	}
 	cur := r.endpoint
 	next := cur.Clone()
@@ -449,7 +445,7 @@ func (s *Service) PutDeployment(ctx context.Context, name string, d spec.Deploym
 	defer s.mu.Unlock()
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return spec.Endpoint{}, false, notFound(name)
+		return spec.Endpoint{}, false, s.notFound(name)
 	}
 	if err := d.Validate(); err != nil {
 		return spec.Endpoint{}, false, err
@@ -488,10 +484,10 @@ func (s *Service) DeleteDeployment(ctx context.Context, name, dep, actor string)
 	defer s.mu.Unlock()
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return spec.Endpoint{}, notFound(name)
+		return spec.Endpoint{}, s.notFound(name)
 	}
 	if _, _, exists := r.endpoint.Deployment(dep); !exists {
-		return spec.Endpoint{}, fmt.Errorf("deployment %q in endpoint %q: %w", dep, name, store.ErrNotFound)
+		return spec.Endpoint{}, &sentinelError{msg: fmt.Sprintf("deployment %q not found in endpoint %q%s", dep, name, spec.Known(dep, depNames(r.endpoint), "its deployments")), sentinel: store.ErrNotFound}
 	}
 	if err := removable(r.endpoint, dep); err != nil {
 		return spec.Endpoint{}, err
@@ -511,13 +507,13 @@ func (s *Service) DeleteDeployment(ctx context.Context, name, dep, actor string)
 // receives a mirror, or the last one.
 func removable(e spec.Endpoint, dep string) error {
 	if v := e.Traffic[dep]; v > 0 {
-		return fmt.Errorf("deployment %q of endpoint %q still has %s%% of traffic; move it first: %w", dep, e.Name, v, store.ErrConflict)
+		return conflictf("deployment %q of endpoint %q still has %s%% of traffic; move it first", dep, e.Name, v)
 	}
 	if v := e.Mirror[dep]; v > 0 {
-		return fmt.Errorf("deployment %q of endpoint %q still receives a %s%% mirror; set it to 0 first: %w", dep, e.Name, v, store.ErrConflict)
+		return conflictf("deployment %q of endpoint %q still receives a %s%% mirror; set it to 0 first", dep, e.Name, v)
 	}
 	if len(e.Deployments) == 1 {
-		return fmt.Errorf("deployment %q is the last one of endpoint %q: %w", dep, e.Name, store.ErrConflict)
+		return conflictf("deployment %q is the last one of endpoint %q: an endpoint keeps at least one", dep, e.Name)
 	}
 	return nil
 }

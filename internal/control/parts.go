@@ -31,7 +31,7 @@ type MetricsPart struct {
 func (s *Service) MetricsPart(ctx context.Context, name string, window time.Duration) (MetricsPart, error) {
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return MetricsPart{}, notFound(name)
+		return MetricsPart{}, s.notFound(name)
 	}
 	now := s.now()
 	p := MetricsPart{Deployments: make(map[string]telemetry.Summary, len(r.endpoint.Deployments))}
@@ -48,7 +48,7 @@ func (s *Service) MetricsPart(ctx context.Context, name string, window time.Dura
 func (s *Service) MetricsReport(ctx context.Context, name string, window time.Duration, parts []MetricsPart) (telemetry.Report, error) {
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return telemetry.Report{}, notFound(name)
+		return telemetry.Report{}, s.notFound(name)
 	}
 	e := r.endpoint
 	order := make([]string, len(e.Deployments))
@@ -178,7 +178,7 @@ func (s *Service) SeriesPart(ctx context.Context, name string, g SeriesGrid) (Se
 	}
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return SeriesPart{}, notFound(name)
+		return SeriesPart{}, s.notFound(name)
 	}
 	sg := g.grid()
 	p := SeriesPart{Deployments: make(map[string][]SeriesPoint, len(r.endpoint.Deployments))}

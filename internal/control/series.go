@@ -124,7 +124,7 @@ func (s *Service) SeriesReport(ctx context.Context, name string, g SeriesGrid, p
 	}
 	r, ok := s.current.Load().endpoints[name]
 	if !ok {
-		return SeriesReport{}, notFound(name)
+		return SeriesReport{}, s.notFound(name)
 	}
 	e := r.endpoint
 	evs, err := s.store.Events(ctx, store.EventFilter{Endpoint: name})

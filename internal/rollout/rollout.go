@@ -50,6 +50,26 @@ const (
 	PhaseUndone Phase = "undone"
 )
 
+// Predicate is the phase as the predicate of a sentence about a rollout:
+// "has succeeded", "was rolled back", "is paused".
+func (p Phase) Predicate() string {
+	switch p {
+	case PhaseShadow:
+		return "is in the shadow phase"
+	case PhaseFinalBake:
+		return "is in its final bake"
+	case PhaseSucceeded:
+		return "has succeeded"
+	case PhaseRolledBack:
+		return "was rolled back"
+	case PhaseAborted:
+		return "was aborted"
+	case PhaseUndone:
+		return "was undone"
+	}
+	return "is " + string(p)
+}
+
 // Terminal reports whether the rollout has ended.
 func (p Phase) Terminal() bool {
 	switch p {
@@ -248,7 +268,7 @@ type ErrAction struct {
 }
 
 func (e *ErrAction) Error() string {
-	return fmt.Sprintf("cannot %s a rollout that is %s: %s", e.Action, e.Phase, e.Why)
+	return fmt.Sprintf("cannot %s a rollout that %s: %s", e.Action, e.Phase.Predicate(), e.Why)
 }
 
 // Next is the state machine: from r and what was observed at in.Now, the

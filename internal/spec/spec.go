@@ -480,13 +480,14 @@ func ValidateTraffic(e Endpoint, w Weights) error {
 	}
 	for _, name := range w.Names() {
 		if _, _, ok := e.Deployment(name); !ok {
-			errs = append(errs, Problemf(name, "unknown deployment %q in endpoint %q", name, e.Name))
+			errs = append(errs, unknownDeployment(e, name))
 		}
 		if v := w[name]; v < 0 || v > Full {
 			errs = append(errs, Problemf(name, "weight %s is outside 0..100", v))
 		}
 	}
-	if s := w.Sum(); s != Full {
+	// With a name unknown the sum is no news: the name is the mistake.
+	if s := w.Sum(); s != Full && len(errs) == 0 {
 		errs = append(errs, Problemf("", "weights sum to %s, they must sum to 100", s))
 	}
 	return errors.Join(errs...)
@@ -497,7 +498,7 @@ func ValidateMirror(e Endpoint, w Weights) error {
 	var errs []error
 	for _, name := range w.Names() {
 		if _, _, ok := e.Deployment(name); !ok {
-			errs = append(errs, Problemf(name, "unknown deployment %q in endpoint %q", name, e.Name))
+			errs = append(errs, unknownDeployment(e, name))
 		}
 		if v := w[name]; v < 0 || v > Full {
 			errs = append(errs, Problemf(name, "mirror percent %s is outside 0..100", v))
