@@ -224,3 +224,41 @@ func testStaleKeepAliveConnectionRetried(t *testing.T, opts Options) {
 		}
 	}
 }
+
+// A backend is reported unchecked until its deployment's first active
+// check answers; without an active check, never.
+func TestHealthReportsUncheckedUntilTheFirstCheck(t *testing.T) {
+	forEachMode(t, testHealthReportsUncheckedUntilTheFirstCheck)
+}
+
+func testHealthReportsUncheckedUntilTheFirstCheck(t *testing.T, opts Options) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ready" {
+			<-release
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	checked, plain := dep("blue", srv.URL), dep("green", srv.URL)
+	checked.HealthCheck = &spec.HealthCheck{Path: "/ready", Interval: spec.Duration(time.Minute), Timeout: spec.Duration(time.Minute)}
+	gw := modeGateway(t, opts, mkEndpoint(t, "fraud", nil, checked, plain))
+	h := gw.Health()["fraud"]
+	if b := h["blue"][0]; !b.Unchecked || !b.Healthy {
+		t.Errorf("blue before its first check = %+v, want unchecked and healthy", b)
+	}
+	if g := h["green"][0]; g.Unchecked {
+		t.Errorf("green, without an active check = %+v, want not unchecked", g)
+	}
+	close(release)
+	eventually(t, "blue's first verdict", func() bool {
+		b := gw.Health()["fraud"]["blue"][0]
+		return !b.Unchecked && b.Healthy
+	})
+}
