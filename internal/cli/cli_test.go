@@ -425,10 +425,10 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics = %d: %s", code, errOut)
 	}
 	want := "endpoint fraud, window 5m, baseline blue\n" +
-		"DEPLOYMENT  SHARE   RPM   REQUESTS  ERROR RATE  CLIENT ERRORS  P50     P99     TTFB P99  Δ ERROR RATE  Δ P50   Δ P99    Δ RPM\n" +
-		"blue        95.00%  1900  9500      0.13%       40             11.2ms  40.3ms  40.0ms    baseline      -       -        -\n" +
-		"green       5.00%   100   500       1.80%       2              12.0ms  52.0ms  51.0ms    +1.67pp       +7.10%  +29.00%  -94.70%\n" +
-		"red         0.00%   0.0   0         0.00%       0              0.0ms   0.0ms   0.0ms     n/a           n/a     n/a      n/a\n"
+		"DEPLOYMENT  SHARE   RPM   REQUESTS  ERROR RATE   CLIENT ERRORS  P50     P99     TTFB P99  Δ ERROR RATE  Δ P50   Δ P99    Δ RPM\n" +
+		"blue        95.00%  1900  9500      0.13%        40             11.2ms  40.3ms  40.0ms    baseline      -       -        -\n" +
+		"green       5.00%   100   500       1.80%        2              12.0ms  52.0ms  51.0ms    +1.67pp       +7.10%  +29.00%  -94.70%\n" +
+		"red         0.00%   0     0         no requests  0              -       -       -         n/a           n/a     n/a      n/a\n"
 	if diff := cmp.Diff(want, out); diff != "" {
 		t.Errorf("metrics table (-want +got):\n%s", diff)
 	}

@@ -125,6 +125,10 @@ func printMetrics(w io.Writer, rep admin.MetricsAnswer) error {
 	}
 	t := newTable(w)
 	fmt.Fprintln(t, "DEPLOYMENT\tSHARE\tRPM\tREQUESTS\tERROR RATE\tCLIENT ERRORS\tP50\tP99\tTTFB P99\tΔ ERROR RATE\tΔ P50\tΔ P99\tΔ RPM")
+	var total int64
+	for _, d := range rep.Deployments {
+		total += int64(d.Requests)
+	}
 	for _, n := range names {
 		d := rep.Deployments[n]
 		diff := []string{"baseline", "-", "-", "-"}
@@ -132,11 +136,27 @@ func printMetrics(w io.Writer, rep admin.MetricsAnswer) error {
 			df := rep.Differences[n]
 			diff = []string{signed(df.ErrorRatePP, "pp"), signed(df.LatencyP50Pct, "%"), signed(df.LatencyP99Pct, "%"), signed(df.RPMPct, "%")}
 		}
+		if d.Requests == 0 {
+			// Nothing was measured: no rate or latency to show, not zeros.
+			share := "-"
+			if total > 0 {
+				share = percent(0)
+			}
+			fmt.Fprintf(t, "%s\t%s\t0\t0\tno requests\t0\t-\t-\t-\t%s\n", n, share, strings.Join(diff, "\t"))
+			continue
+		}
 		fmt.Fprintf(t, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n",
 			n, percent(d.Share), number(d.RPM), d.Requests, percent(d.ErrorRate), d.ClientErrors,
 			millis(d.LatencyMS.P50), millis(d.LatencyMS.P99), millis(d.TTFBMS.P99), strings.Join(diff, "\t"))
 	}
-	return t.Flush()
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	if total == 0 {
+		_, err := fmt.Fprintf(w, "no requests in the last %s: nothing measured yet\n", rep.Window)
+		return err
+	}
+	return nil
 }
 
 // onReplica names the replica an answer is about, when one was asked for

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // Golden tests of the CLI's error messages (issue 21, item 4): each names
@@ -89,5 +91,26 @@ func TestServeSuggestsConfigFlag(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, errOut); diff != "" {
 		t.Errorf("stderr (-want +got):\n%s", diff)
+	}
+}
+
+// TestMetricsWithoutTraffic: a window with no requests says so instead of
+// showing 0.00% and 0.0ms as if they were measured.
+func TestMetricsWithoutTraffic(t *testing.T) {
+	e := newTestEnv(t)
+	e.backend.Report = telemetry.Report{Endpoint: "fraud", Window: "5m", Baseline: "blue",
+		Deployments: map[string]telemetry.DeploymentReport{"blue": {}, "green": {}},
+		Differences: map[string]telemetry.DifferenceReport{"green": {}}}
+	code, out, errOut := e.run("metrics", "fraud")
+	if code != 0 {
+		t.Fatalf("metrics = %d: %s", code, errOut)
+	}
+	want := "endpoint fraud, window 5m, baseline blue\n" +
+		"DEPLOYMENT  SHARE  RPM  REQUESTS  ERROR RATE   CLIENT ERRORS  P50  P99  TTFB P99  Δ ERROR RATE  Δ P50  Δ P99  Δ RPM\n" +
+		"blue        -      0    0         no requests  0              -    -    -         baseline      -      -      -\n" +
+		"green       -      0    0         no requests  0              -    -    -         n/a           n/a    n/a    n/a\n" +
+		"no requests in the last 5m: nothing measured yet\n"
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
 	}
 }
