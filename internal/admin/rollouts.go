@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 
+	"github.com/modelgate/modelgate/internal/analysis"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -29,7 +30,7 @@ func (s *server) startRollout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, ro)
+	writeJSON(w, http.StatusCreated, visibleRollout(r, ro))
 }
 
 func (s *server) currentRollout(w http.ResponseWriter, r *http.Request) {
@@ -42,10 +43,14 @@ func (s *server) currentRollout(w http.ResponseWriter, r *http.Request) {
 }
 
 // visibleRollout is the rollout as the caller may see it: to the read-only
-// token, its plan's confirm-promotion webhook redacted.
+// token, its plan's confirm-promotion webhook redacted; no gate verdicts
+// yet is "gates": [], not null.
 func visibleRollout(r *http.Request, ro rollout.Rollout) rollout.Rollout {
 	if readOnly(r) {
 		ro.Plan = ro.Plan.Redacted()
+	}
+	if ro.Gates == nil {
+		ro.Gates = []analysis.GateResult{}
 	}
 	return ro
 }
@@ -80,5 +85,5 @@ func (s *server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ro)
+	writeJSON(w, http.StatusOK, visibleRollout(r, ro))
 }
