@@ -160,6 +160,9 @@ type Rollout struct {
 	StartedAt    time.Time    `json:"started_at"`
 	UpdatedAt    time.Time    `json:"updated_at"`
 	FinishedAt   *time.Time   `json:"finished_at,omitempty"`
+	// SucceededAt, on an undone rollout, is when it had succeeded (its
+	// FinishedAt then); the reason keeps why it had.
+	SucceededAt *time.Time `json:"succeeded_at,omitempty"`
 }
 
 // DeadlineStart is when the current stage's progress deadline started.
@@ -775,9 +778,11 @@ func act(r Rollout, in Input, eff Effect) (Rollout, Effect, error) {
 			return refuse("only a succeeded rollout can be undone")
 		}
 		now := in.Now
+		// The history keeps that it had succeeded, when and why.
+		r.SucceededAt = r.FinishedAt
+		r.Reason = "undone by hand; it had succeeded: " + r.Reason
 		r.Phase = PhaseUndone
 		r.Weight = 0
-		r.Reason = "undone by hand"
 		r.FinishedAt = &now
 		eff.Traffic = r.Traffic(0)
 		eff.Events = append(eff.Events, Event{Type: EventUndone, Message: fmt.Sprintf("undid the rollout of %s on %s: all traffic back on %s", r.Canary, r.Endpoint, r.Stable)})
