@@ -31,7 +31,12 @@ func (b backendUp) Describe(ch chan<- *prometheus.Desc) { ch <- backendUpDesc }
 func (b backendUp) Collect(ch chan<- prometheus.Metric) {
 	for ep, deps := range b.p.Health() {
 		for dep, hs := range deps {
+			seen := make(map[string]bool, len(hs))
 			for _, h := range hs {
+				if seen[h.URL] { // a URL listed twice in a deployment is one series
+					continue
+				}
+				seen[h.URL] = true
 				v := 0.0
 				if h.Healthy {
 					v = 1

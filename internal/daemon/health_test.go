@@ -38,7 +38,7 @@ func startWithDownCanary(t *testing.T, blue, green string, logs io.Writer) *test
 	yaml := testenv.ConfigHeader(t.TempDir()) + fmt.Sprintf(`  - name: fraud
     deployments:
       - name: blue
-        backends: [%s]
+        backends: [%s, %[1]s]  # twice: one series on /metrics
         health_check: {path: /, interval: 50ms}
       - name: green
         backends: [%s]
