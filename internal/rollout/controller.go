@@ -605,7 +605,7 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 	if req.Canary == "" {
 		errs = append(errs, spec.Problemf("canary", "is required: the deployment to roll out"))
 	} else if _, _, ok := ep.Deployment(req.Canary); !ok {
-		errs = append(errs, spec.Problemf("canary", "unknown deployment %q in endpoint %q", req.Canary, ep.Name))
+		errs = append(errs, spec.UnknownDeployment("canary", ep, req.Canary))
 	}
 	plan := mergePlan(ep.Rollout, req.Plan)
 	if err := plan.Validate(); err != nil {
@@ -626,7 +626,7 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 				ep.Name, control.FormatWeights(ep, ep.Traffic), store.ErrConflict)
 		}
 	} else if _, _, ok := ep.Deployment(stable); !ok {
-		return Rollout{}, spec.Problemf("stable", "unknown deployment %q in endpoint %q", stable, ep.Name)
+		return Rollout{}, spec.UnknownDeployment("stable", ep, stable)
 	}
 	if stable == req.Canary {
 		return Rollout{}, fmt.Errorf("%q already holds all traffic of %q: nothing to roll out: %w", stable, ep.Name, store.ErrConflict)

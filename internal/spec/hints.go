@@ -84,9 +84,15 @@ func distance(a, b string) int {
 
 // unknownDeployment is the problem of a weight for a deployment e lacks.
 func unknownDeployment(e Endpoint, name string) *Problem {
+	return UnknownDeployment(name, e, name)
+}
+
+// UnknownDeployment is the problem at field of a deployment name e lacks,
+// with Known's hint.
+func UnknownDeployment(field string, e Endpoint, name string) *Problem {
 	names := make([]string, len(e.Deployments))
 	for i, d := range e.Deployments {
 		names[i] = d.Name
 	}
-	return Problemf(name, "unknown deployment %q in endpoint %q%s", name, e.Name, Known(name, names, "its deployments"))
+	return Problemf(field, "unknown deployment %q in endpoint %q%s", name, e.Name, Known(name, names, "its deployments"))
 }

@@ -28,3 +28,16 @@ func TestKnown(t *testing.T) {
 		t.Errorf("Known(25 names) = %q, want %q", got, want)
 	}
 }
+
+func TestUnknownDeployment(t *testing.T) {
+	e := Endpoint{Name: "fraud", Deployments: []Deployment{{Name: "blue"}, {Name: "green"}}}
+	if got, want := UnknownDeployment("canary", e, "grene").Error(), `canary: unknown deployment "grene" in endpoint "fraud"; did you mean "green"? (its deployments: blue, green)`; got != want {
+		t.Errorf("UnknownDeployment = %q, want %q", got, want)
+	}
+	// A weight for an unknown deployment is one problem: the sum it
+	// knocks on is not another.
+	err := ValidateTraffic(e, Weights{"blue": 9500, "gren": 500})
+	if ps := Problems(err); len(ps) != 1 || ps[0].Error() != `gren: unknown deployment "gren" in endpoint "fraud"; did you mean "green"? (its deployments: blue, green)` {
+		t.Errorf("ValidateTraffic = %v", ps)
+	}
+}
