@@ -298,6 +298,13 @@ func (a *app) tokenNote() string {
 func (a *app) token() (string, error) {
 	if t := strings.TrimSpace(a.getenv(EnvToken)); t != "" && !a.tokenFileSet {
 		a.tokenSource = EnvToken
+		// Checked here: Go's HTTP client refuses such a header value with
+		// an error that reads as if the daemon could not be reached.
+		for i := 0; i < len(t); i++ {
+			if c := t[i]; c <= ' ' || c > '~' {
+				return "", fmt.Errorf("%s holds a character that is not visible ASCII at offset %d (%q): it must hold the token alone, one line; e.g. export %s=$(cat admin.token)", EnvToken, i, c, EnvToken)
+			}
+		}
 		return t, nil
 	}
 	a.tokenSource = a.tokenFile

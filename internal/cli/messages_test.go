@@ -114,3 +114,19 @@ func TestMetricsWithoutTraffic(t *testing.T) {
 		t.Errorf("metrics (-want +got):\n%s", diff)
 	}
 }
+
+// TestEnvTokenNotAToken: MODELGATE_TOKEN holding more than a token (two
+// lines, a space) is refused before any call, not reported as a daemon
+// that cannot be reached.
+func TestEnvTokenNotAToken(t *testing.T) {
+	e := newTestEnv(t)
+	e.vars[EnvToken] = testToken + "\n" + testToken
+	code, _, errOut := e.run("endpoints")
+	want := "Error: MODELGATE_TOKEN holds a character that is not visible ASCII at offset 33 ('\\n'): it must hold the token alone, one line; e.g. export MODELGATE_TOKEN=$(cat admin.token)\n"
+	if code != ExitFailure {
+		t.Errorf("exit = %d, want %d", code, ExitFailure)
+	}
+	if diff := cmp.Diff(want, errOut); diff != "" {
+		t.Errorf("stderr (-want +got):\n%s", diff)
+	}
+}
