@@ -410,7 +410,6 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout tim
 // watchEnd reports a rollout that ended or paused: nil for a promotion,
 // an error with its exit code and the reason otherwise.
 func (a *app) watchEnd(r rollout.Rollout, asJSON bool) error {
-	r.Analysis = nil // the JSON line stays one readable line
 	res := WatchResult{Rollout: &r}
 	var err error
 	switch r.Phase {
@@ -441,6 +440,11 @@ func (a *app) watchEnd(r rollout.Rollout, asJSON bool) error {
 func (a *app) watchJSON(asJSON bool, res WatchResult, err error) error {
 	if !asJSON {
 		return err
+	}
+	if res.Rollout != nil {
+		r := *res.Rollout
+		r.Analysis = nil // the line stays short: GET .../rollout has it
+		res.Rollout = &r
 	}
 	b, jerr := json.Marshal(res)
 	if jerr != nil {
