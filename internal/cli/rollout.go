@@ -288,7 +288,9 @@ Its exit code says how the rollout went, for CI:
 Ctrl-C stops watching (exit 0) and leaves the rollout running. If the daemon
 cannot be reached for a while (a restart), watch says so and keeps trying,
 until --timeout. With -o json the last line of standard output is one JSON
-object: {"result", "exit_code", "message", "rollout"}.`,
+object: {"result", "exit_code", "message", "rollout"}; "result" is
+promoted, rolled_back, aborted, undone, paused, timed_out, interrupted or
+error (the rollout could not be read).`,
 		Example: `  modelgate rollout watch fraud
   modelgate rollout watch fraud --timeout 30m -o json | tail -n 1 | jq -r .result`,
 		Args: exactArgs("ENDPOINT"),
@@ -301,7 +303,7 @@ object: {"result", "exit_code", "message", "rollout"}.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client(cmd)
 			if err != nil {
-				return err
+				return a.watchFailed(*output == outputJSON, err)
 			}
 			return a.watch(cmd.Context(), c, args[0], timeout, *output == outputJSON)
 		},
@@ -320,7 +322,16 @@ const (
 	watchPaused      = "paused"
 	watchTimedOut    = "timed_out"
 	watchInterrupted = "interrupted"
+	// watchError: the rollout could not be read (no token, unknown
+	// endpoint, no rollout, a refusal): exit 1.
+	watchError = "error"
 )
+
+// watchFailed reports err, which ends the watch with exit 1, on the JSON
+// line too.
+func (a *app) watchFailed(asJSON bool, err error) error {
+	return a.watchJSON(asJSON, WatchResult{Result: watchError, ExitCode: ExitFailure, Message: describe(err)}, err)
+}
 
 // WatchResult is the last line of rollout watch -o json.
 type WatchResult struct {
@@ -341,7 +352,7 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout tim
 	}
 	r, err := c.Rollout(ctx, endpoint)
 	if err != nil {
-		return err
+		return a.watchFailed(asJSON, err)
 	}
 	tty := isTerminal(a.stdout) && !asJSON
 	tick := time.NewTicker(watchInterval)
@@ -382,7 +393,7 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout tim
 		var apiErr *APIError
 		switch {
 		case errors.As(err, &apiErr):
-			return err
+			return a.watchFailed(asJSON, err)
 		case err != nil:
 			// The daemon may be restarting; the rollout resumes with it.
 			msg := fmt.Sprintf("daemon unreachable, still trying: %v", err)
@@ -400,7 +411,7 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout tim
 			// Ours ended and another started (a retry) between two looks:
 			// report how ours ended.
 			if next, err = rolloutByID(ctx, c, endpoint, r.ID); err != nil {
-				return err
+				return a.watchFailed(asJSON, err)
 			}
 		}
 		r = next

@@ -49,6 +49,7 @@ func TestRolloutWatchExitCodes(t *testing.T) {
 		{"paused by a sample-ratio halt", []rollout.Rollout{testRollout(), paused("green's share is 19% of 25% — sample ratio mismatch, the canary's measured share does not match its weight, so its numbers cannot be trusted: chi-square p < 0.001")}, nil},
 		{"paused by a traffic change by hand", []rollout.Rollout{testRollout(), paused("traffic changed by hand (blue=50 green=50); resume to continue from this stage, or abort")}, nil},
 		{"timed out", []rollout.Rollout{testRollout()}, []string{"--timeout", "30ms"}},
+		{"no rollout", nil, nil},
 		{"timeout out of bounds", nil, []string{"--timeout", "200h"}},
 		{"negative timeout", nil, []string{"--timeout", "-1s"}},
 	}
@@ -64,7 +65,7 @@ func TestRolloutWatchExitCodes(t *testing.T) {
 				var res WatchResult
 				if err := json.Unmarshal([]byte(last), &res); err != nil {
 					t.Errorf("%s: the last line is not JSON: %v\n%s", tc.name, err, out)
-				} else if res.ExitCode != code || res.Rollout == nil || res.Rollout.ID != "fraud-3" {
+				} else if res.ExitCode != code || (res.Rollout == nil || res.Rollout.ID != "fraud-3") != (res.Result == "error") {
 					t.Errorf("%s: the JSON line says exit %d, rollout %v; watch exited %d", tc.name, res.ExitCode, res.Rollout, code)
 				}
 				// The rollout in it is tested above; the golden file
