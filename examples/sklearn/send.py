@@ -3,6 +3,10 @@
 
     /usr/bin/python3 send.py --url http://127.0.0.1:8080/cancer -n 2000
     /usr/bin/python3 send.py --url http://127.0.0.1:8080/cancer --forever
+    /usr/bin/python3 send.py --forever --rate 100
+
+With --rate, requests start at that fixed rate (per second, over all
+workers) instead of as fast as the workers can send them.
 
 Each request is one KServe v1 prediction of one input, drawn exactly as
 `server.py --agreement N` draws them (same seed, same order), so that what
@@ -17,6 +21,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -32,6 +37,7 @@ def main():
     p.add_argument("--seed", type=int, default=0, help="seed of the inputs (default 0, as server.py)")
     p.add_argument("--workers", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--forever", action="store_true", help="cycle through the inputs until interrupted")
+    p.add_argument("--rate", type=float, default=0, help="requests per second over all workers (default 0: as fast as they can)")
     args = p.parse_args()
 
     inputs = draw_inputs(args.n, args.seed).tolist()
@@ -40,6 +46,7 @@ def main():
     lock = threading.Lock()
     stop = threading.Event()
     next_i = iter(range(1 << 62))
+    start = time.monotonic()
 
     def worker():
         while not stop.is_set():
@@ -47,6 +54,10 @@ def main():
                 i = next(next_i)
             if i >= len(inputs) and not args.forever:
                 return
+            if args.rate > 0:  # request i is due at start + i/rate
+                wait = start + i / args.rate - time.monotonic()
+                if wait > 0 and stop.wait(wait):
+                    return
             body = json.dumps({"instances": [inputs[i % len(inputs)]]}).encode()
             req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
             try:

@@ -1,0 +1,6 @@
+//go:build !race
+
+package quickstart_test
+
+// goflags: see race_test.go.
+const goflags = ""
