@@ -3,7 +3,6 @@ package rollout_test
 import (
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,14 +16,14 @@ import (
 // modelgate_rollouts_total and as the endpoint's last rollout, so the
 // documented alerts fire on the fastest rollbacks too.
 func TestMetricsAfterARollbackBetweenScrapes(t *testing.T) {
-	var broken atomic.Bool
-	broken.Store(true)
-	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{Broken: &broken})
+	// Green fails one request in three: the error_rate gate rolls it back
+	// at its first look with 20 canary requests.
+	blue, green := testenv.NewModel(t, testenv.Model{}), testenv.NewModel(t, testenv.Model{FailEvery: 3})
 	d := testenv.StartDaemon(t, testenv.TwoDeploymentConfig(t.TempDir(), blue.URL(), green.URL(), ""), testenv.RolloutInterval(20*time.Millisecond))
 	c := testenv.Connect(t, d)
 	c.StartLoad(4, "/fraud/p", nil)
-	r := c.StartRollout("fraud", `{"canary": "green", "stages": [50, 100], "bake": "1m", "min_requests": 20, "gates": [{"type": "error_rate", "max": 0.05}], "force": true}`)
-	if r = c.WaitEnded("fraud", 5*time.Second); r.Phase != rollout.PhaseRolledBack {
+	r := c.StartRollout("fraud", `{"canary": "green", "stages": [50, 100], "bake": "1m", "min_requests": 20, "gates": [{"type": "error_rate", "max": 0.05}]}`)
+	if r = c.WaitEnded("fraud", 15*time.Second); r.Phase != rollout.PhaseRolledBack {
 		t.Fatalf("the rollout ended %s, want rolled_back: %s", r.Phase, r.Reason)
 	}
 	status, body := c.API(http.MethodGet, "/metrics", nil)
