@@ -9,14 +9,15 @@ import (
 
 	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/daemon"
+	"github.com/modelgate/modelgate/internal/demo"
 )
 
 func main() {
 	// The daemon and the demo are wired here so that cli stays a thin
 	// client of the admin API and never imports the composition root.
 	cli.Serve = daemon.Serve
-	cli.Demo = func(ctx context.Context, stdout io.Writer) error {
-		return daemon.Demo(ctx, stdout, daemon.DemoOptions{})
+	cli.Demo = func(ctx context.Context, stdout io.Writer, opts cli.DemoOptions) error {
+		return daemon.Demo(ctx, stdout, daemon.DemoOptions{Run: demo.RunOptions{Keep: opts.Keep}})
 	}
 	os.Exit(cli.Execute(os.Args[1:], os.Stdout, os.Stderr))
 }

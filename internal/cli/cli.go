@@ -60,7 +60,14 @@ var Serve func(ctx context.Context, configPath string, stdout, stderr io.Writer)
 
 // Demo runs the built-in demo until it ends or ctx is cancelled.
 // cmd/modelgate sets it.
-var Demo func(ctx context.Context, stdout io.Writer) error
+var Demo func(ctx context.Context, stdout io.Writer, opts DemoOptions) error
+
+// DemoOptions are the demo command's flags.
+type DemoOptions struct {
+	// Keep leaves the gateway, its traffic and the dashboard up after the
+	// rollouts, until Ctrl-C.
+	Keep bool
+}
 
 // Execute runs the command line args (without the program name), writing
 // to stdout and stderr, and returns the exit code: 0 ok, 1 failure, 2

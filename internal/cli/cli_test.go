@@ -684,7 +684,9 @@ func TestServeAndDemoHooks(t *testing.T) {
 		io.WriteString(stdout, "serving\n")
 		return nil
 	}
-	Demo = func(ctx context.Context, stdout io.Writer) error {
+	var gotKeep bool
+	Demo = func(ctx context.Context, stdout io.Writer, opts DemoOptions) error {
+		gotKeep = opts.Keep
 		return errors.New("demo backend refused")
 	}
 	e := newTestEnv(t)
@@ -693,6 +695,9 @@ func TestServeAndDemoHooks(t *testing.T) {
 	}
 	if code, _, errOut := e.run("demo"); code != 1 || errOut != "Error: demo backend refused\n" {
 		t.Errorf("demo = %d %q, want 1 and the error", code, errOut)
+	}
+	if code, _, _ := e.run("demo", "--keep"); code != 1 || !gotKeep {
+		t.Errorf("demo --keep = %d, keep %v: want the flag passed on", code, gotKeep)
 	}
 	// serve lists every problem of an invalid file, as config validate does.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")

@@ -101,7 +101,8 @@ the file. An invalid file is refused with every problem listed. Without
 }
 
 func (a *app) demoCommand() *cobra.Command {
-	return &cobra.Command{
+	var opts DemoOptions
+	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run demo models behind the gateway: roll out a good canary (promoted) and a bad one (rolled back)",
 		Args:  exactArgs(),
@@ -109,9 +110,11 @@ func (a *app) demoCommand() *cobra.Command {
 			if Demo == nil {
 				return errors.New("demo is not available in this build")
 			}
-			return Demo(cmd.Context(), a.stdout)
+			return Demo(cmd.Context(), a.stdout, opts)
 		},
 	}
+	cmd.Flags().BoolVar(&opts.Keep, "keep", false, "leave the gateway, its traffic and the dashboard up after the rollouts, until Ctrl-C")
+	return cmd
 }
 
 func (a *app) configCommand() *cobra.Command {

@@ -68,6 +68,10 @@ type RunOptions struct {
 	// Plain prints a new block at every refresh even on a terminal,
 	// instead of redrawing in place.
 	Plain bool
+	// Keep leaves the gateway, its traffic and the dashboard up once the
+	// rollouts have ended and the summary is printed, until ctx is done
+	// (Ctrl-C).
+	Keep bool
 }
 
 // DefaultSteps are the demo's two rollouts.
@@ -184,14 +188,25 @@ func Run(ctx context.Context, out io.Writer, gw Gateway, opts RunOptions) error 
 			break
 		}
 	}
-	stats := gen.Stop()
 	if runErr != nil {
+		gen.Stop()
 		return runErr
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintf(out, "interrupted after %d of %d rollouts\n\n", finished(outcomes), len(opts.Steps))
 	}
-	return WriteSummary(out, outcomes, stats)
+	if !opts.Keep || ctx.Err() != nil {
+		return WriteSummary(out, outcomes, gen.Stop())
+	}
+	if err := WriteSummary(out, outcomes, gen.Stats()); err != nil {
+		return err
+	}
+	// --keep: the traffic goes on, so that the dashboard's charts stay
+	// live, until Ctrl-C.
+	fmt.Fprintf(out, "\n--keep: the gateway, the dashboard and %d requests/s of traffic stay up until Ctrl-C\n", opts.RPS)
+	<-ctx.Done()
+	gen.Stop()
+	return nil
 }
 
 func finished(os []Outcome) int {
@@ -230,7 +245,15 @@ func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts R
 	tick := time.NewTicker(opts.Refresh)
 	defer tick.Stop()
 	aborted := false
+	shadow := r // the last look at the shadow phase, for its verdict
 	for {
+		if shadow.Stage == rollout.ShadowStage && r.Stage != rollout.ShadowStage {
+			// The shadow phase passed: say so on a line of its own, as the
+			// live view moves on to the live stages' gates at once.
+			view.Keep()
+			fmt.Fprintf(out, "SHADOW PASSED %s after %s: %s\n\n", r.Canary, r.StageStarted.Sub(r.StartedAt).Round(time.Second), shadowVerdict(shadow, r))
+		}
+		shadow = r
 		if r.Phase.Terminal() {
 			break
 		}
@@ -282,19 +305,41 @@ func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts R
 	return o, nil
 }
 
-// show draws the live view of r.
-func show(ctx context.Context, view *Table, gw Gateway, r rollout.Rollout) error {
-	w, err := gw.Traffic(ctx, r.Endpoint)
-	if err != nil {
-		return fmt.Errorf("traffic: %w", err)
+// shadowVerdict is why the shadow phase passed: the rollout's reason on
+// leaving it, or else the shadow gate's last words.
+func shadowVerdict(last, now rollout.Rollout) string {
+	if strings.HasPrefix(now.Reason, "shadow") {
+		return now.Reason
 	}
+	for _, g := range last.Gates {
+		if g.Summary != "" {
+			return g.Summary
+		}
+		if g.Reason != "" {
+			return g.Reason
+		}
+	}
+	if now.Reason != "" {
+		return now.Reason
+	}
+	return "its answers matched the stable's often enough"
+}
+
+// show draws the live view of r. The weights are the split r set, so that
+// WEIGHT and SHARE (over r's stage) describe the same moment.
+func show(ctx context.Context, view *Table, gw Gateway, r rollout.Rollout) error {
+	w := r.Traffic(r.Weight)
 	// The table covers the current stage, so that shares match its weights.
 	window := min(max(time.Since(r.StageStarted).Truncate(time.Second), time.Second), time.Minute)
 	rep, err := gw.Metrics(ctx, r.Endpoint, window)
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	return view.Render(formatRollout(r, time.Now()) + formatDeployments(w, rep, window))
+	width := 0
+	if view.Redraw {
+		width = reasonWidth
+	}
+	return view.Render(formatRollout(r, time.Now(), width) + formatDeployments(w, rep, window))
 }
 
 // where says where a rollout is, e.g. "in stage 2/4 at 25%".

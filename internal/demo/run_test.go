@@ -121,6 +121,7 @@ var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 func stage(i int, w spec.Percent) func(*rollout.Rollout) {
 	return func(r *rollout.Rollout) {
 		r.Phase, r.Stage, r.Weight = rollout.PhaseProgressing, i, w
+		r.StageStarted = r.StartedAt.Add(time.Duration(i+1) * 5 * time.Second)
 		r.Gates = []analysis.GateResult{
 			{Gate: "sequential", Verdict: analysis.Inconclusive, Reason: "no regression"},
 			{Gate: "error_rate", Verdict: analysis.Pass, Reason: "canary error rate 0.4% vs stable 0.5%"},
@@ -172,6 +173,7 @@ func TestRunPromotesThenRollsBack(t *testing.T) {
 		"  plan: shadow 50% (200 compared, match ≥ 85%) → 5% → 25% → 50% → 100%, bake 8s",
 		"  shadow     green 50% mirrored, 0% live",
 		"  gates     shadow  pass          match rate 96.8% over 212 compared copies\n",
+		"SHADOW PASSED green after 5s: match rate 96.8% over 212 compared copies\n\n",
 		"  stage 1/4  green    5%  [#-------------------]  baked 0s of 8s\n",
 		"  stage 3/4  green   50%  [##########----------]",
 		"            latency p99  pass ",
@@ -198,6 +200,54 @@ func TestRunPromotesThenRollsBack(t *testing.T) {
 	if strings.Contains(got, "interrupted") || gw.aborts != 0 {
 		t.Errorf("output says interrupted, or the run aborted something (%d aborts)", gw.aborts)
 	}
+}
+
+// TestRunKeepsTheGatewayUp: with Keep, Run prints the summary, says what
+// stays up, and returns only once ctx is done, the traffic still running
+// until then.
+func TestRunKeepsTheGatewayUp(t *testing.T) {
+	gw := newScriptGateway(t, demoScripts())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true, Keep: true}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "--keep: the gateway, the dashboard and 100 requests/s of traffic stay up until Ctrl-C\n") {
+		select {
+		case err := <-done:
+			t.Fatalf("Run() with Keep returned %v before ctx was done\noutput:\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no --keep line within 10 s\noutput:\n%s", out.String())
+		}
+	}
+	if got := out.String(); !strings.Contains(got, "summary\n") || !strings.Contains(got, "\ngenerator: ") {
+		t.Errorf("the summary is not printed before --keep's wait:\n%s", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() after Ctrl-C = %v, want nil", err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while Run writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestRunAbortsAPausedRollout(t *testing.T) {

@@ -62,9 +62,9 @@ func (t *Table) Render(block string) error {
 // block below it instead of redrawing this one.
 func (t *Table) Keep() { t.lines = 0 }
 
-// reasonWidth bounds a gate's reason in the live view, so that a line
-// fits a terminal and redrawing in place counts lines right; the outcome
-// line prints the full reason.
+// reasonWidth bounds a gate's reason in the live view on a terminal, so
+// that a line fits it and redrawing in place counts lines right; the
+// outcome line prints the full reason. A log (no redraw) never cuts a line.
 const reasonWidth = 96
 
 // barWidth is the number of cells of the weight's progress bar.
@@ -72,8 +72,9 @@ const barWidth = 20
 
 // formatRollout is the rollout part of the live view: which rollout, its
 // phase and stage with a bar of the canary's weight, the time served, and
-// each gate's latest verdict with its reason.
-func formatRollout(r rollout.Rollout, now time.Time) string {
+// each gate's latest verdict with its reason, cut to width runes when width
+// is positive (a terminal), whole otherwise.
+func formatRollout(r rollout.Rollout, now time.Time, width int) string {
 	var b strings.Builder
 	if r.FinishedAt != nil {
 		now = *r.FinishedAt
@@ -99,9 +100,9 @@ func formatRollout(r rollout.Rollout, now time.Time) string {
 		b.WriteString("  gates      waiting for the first look\n")
 		return b.String()
 	}
-	width := 0
+	nameWidth := 0
 	for _, g := range r.Gates {
-		width = max(width, len(g.Gate))
+		nameWidth = max(nameWidth, len(g.Gate))
 	}
 	live := r.Stage != rollout.ShadowStage && len(r.Gates) == len(r.Plan.Gates)
 	for i, g := range r.Gates {
@@ -116,7 +117,7 @@ func formatRollout(r rollout.Rollout, now time.Time) string {
 		if live && i < len(r.Plan.Gates) && r.Plan.Gates[i].RollbackOnly && g.Summary == "" {
 			reason = "rollback only: " + reason
 		}
-		fmt.Fprintf(&b, "%s%-*s  %-12s  %s\n", label, width, g.Gate, g.Verdict, clip(reason, reasonWidth))
+		fmt.Fprintf(&b, "%s%-*s  %-12s  %s\n", label, nameWidth, g.Gate, g.Verdict, clip(reason, width))
 	}
 	return b.String()
 }
@@ -127,10 +128,11 @@ func bar(w spec.Percent) string {
 	return "[" + strings.Repeat("#", n) + strings.Repeat("-", barWidth-n) + "]"
 }
 
-// clip shortens s to at most n runes, ending with "…" when cut.
+// clip shortens s to at most n runes, ending with "…" when cut; n <= 0
+// keeps it whole.
 func clip(s string, n int) string {
 	r := []rune(s)
-	if len(r) <= n {
+	if n <= 0 || len(r) <= n {
 		return s
 	}
 	return string(r[:n-1]) + "…"

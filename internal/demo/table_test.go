@@ -109,7 +109,7 @@ func TestFormatRollout(t *testing.T) {
 		ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: demoPlan(),
 		Phase: rollout.PhaseShadow, Stage: rollout.ShadowStage, StartedAt: start, StageStarted: start,
 	}
-	got := formatRollout(r, start.Add(2*time.Second))
+	got := formatRollout(r, start.Add(2*time.Second), reasonWidth)
 	want := "fraud-1: green replaces blue, shadow, 2s\n" +
 		"  shadow     green 50% mirrored, 0% live    2s of deadline 1m0s\n" +
 		"  gates      waiting for the first look\n"
@@ -124,7 +124,7 @@ func TestFormatRollout(t *testing.T) {
 		{Gate: "error_rate", Verdict: analysis.Pass, Reason: "canary error rate 0.4% vs stable 0.5%"},
 		{Gate: "latency p99", Verdict: analysis.Fail, Reason: "canary latency p99 20 ms vs stable 9 ms"},
 	}
-	got = formatRollout(r, start.Add(14*time.Second))
+	got = formatRollout(r, start.Add(14*time.Second), reasonWidth)
 	want = "fraud-1: green replaces blue, progressing, 14s\n" +
 		"  stage 2/4  green   25%  [#####---------------]  baked 3s of 8s\n" +
 		"  gates     sequential   inconclusive  rollback only: no regression " + strings.Repeat("x", 95-len("rollback only: no regression ")) + "…\n" +
@@ -133,10 +133,14 @@ func TestFormatRollout(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("live stage (-want +got):\n%s", diff)
 	}
+	// In a log (no width) the reason is whole: a line is never cut.
+	if got := formatRollout(r, start.Add(14*time.Second), 0); !strings.Contains(got, "rollback only: no regression "+strings.Repeat("x", 200)+"\n") || strings.Contains(got, "…") {
+		t.Errorf("log mode cut a reason:\n%s", got)
+	}
 
 	r.Phase, r.Weight = rollout.PhaseSucceeded, spec.Full
 	r.Stage = 3
-	got = formatRollout(r, start.Add(30*time.Second))
+	got = formatRollout(r, start.Add(30*time.Second), reasonWidth)
 	if !strings.HasPrefix(got, "fraud-1: green replaces blue, succeeded, 30s\n  stage 4/4  green  100%  [####################]\n") {
 		t.Errorf("succeeded rollout:\n%s", got)
 	}
