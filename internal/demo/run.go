@@ -309,7 +309,7 @@ func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts R
 // leaving it, or else the shadow gate's last words.
 func shadowVerdict(last, now rollout.Rollout) string {
 	if strings.HasPrefix(now.Reason, "shadow") {
-		return now.Reason
+		return strings.TrimPrefix(now.Reason, "shadow phase passed: ")
 	}
 	for _, g := range last.Gates {
 		if g.Summary != "" {

@@ -147,7 +147,10 @@ func demoScripts() map[string][]rollout.Rollout {
 			func(r *rollout.Rollout) {
 				r.Gates = []analysis.GateResult{{Gate: "shadow", Verdict: analysis.Pass, Reason: "match rate 96.8% over 212 compared copies"}}
 			},
-			stage(0, 500), stage(1, 2500), stage(2, 5000),
+			func(r *rollout.Rollout) {
+				stage(0, 500)(r)
+				r.Reason = "shadow phase passed: match rate 97.1% over 250 compared copies"
+			}, stage(1, 2500), stage(2, 5000),
 			ended(rollout.PhaseSucceeded, spec.Full, 41*time.Second, "stage 3 (50%) passed every gate after 8s and 2,123 canary requests")),
 		"red": script(red, stage(0, 500),
 			ended(rollout.PhaseRolledBack, 0, 11*time.Second, "gate failed: sequential: canary error rate 8.1% vs stable 0.4% over 300 vs 5,700 requests")),
@@ -173,7 +176,8 @@ func TestRunPromotesThenRollsBack(t *testing.T) {
 		"  plan: shadow 50% (200 compared, match ≥ 85%) → 5% → 25% → 50% → 100%, bake 8s",
 		"  shadow     green 50% mirrored, 0% live",
 		"  gates     shadow  pass          match rate 96.8% over 212 compared copies\n",
-		"SHADOW PASSED green after 5s: match rate 96.8% over 212 compared copies\n\n",
+		"SHADOW PASSED green after 5s: match rate 97.1% over 250 compared copies\n\n",
+		"SHADOW PASSED red after 5s: its answers matched the stable's often enough\n\n",
 		"  stage 1/4  green    5%  [#-------------------]  baked 0s of 8s\n",
 		"  stage 3/4  green   50%  [##########----------]",
 		"            latency p99  pass ",
