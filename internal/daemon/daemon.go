@@ -348,7 +348,7 @@ func (d *Daemon) Start() error {
 			d.serveErr <- fmt.Errorf("admin: %w", err)
 		}
 	}()
-	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "state", d.cfg.State.Path, "token_file", d.tokens.adminPath,
+	d.log.Info("modelgate serving", "data_plane", d.ProxyAddr(), "admin", d.AdminAddr(), "dashboard", d.cfg.AdminURL(d.adminLn.Addr().String())+"/", "state", d.cfg.State.Path, "token_file", d.tokens.adminPath,
 		"data_plane_tls", d.proxyTLS != nil, "admin_tls", d.adminTLS != nil)
 	for _, l := range []struct {
 		name string
