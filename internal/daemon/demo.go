@@ -150,9 +150,12 @@ func Demo(ctx context.Context, stdout io.Writer, opts DemoOptions) error {
 	fmt.Fprintf(stdout, "  data plane  http://%s/fraud/v1/models/fraud:predict\n", d.ProxyAddr())
 	fmt.Fprintf(stdout, "  dashboard   %s/  (log in with the token below; the admin API is there too)\n", admin)
 	fmt.Fprintf(stdout, "  token       %s\n", d.Token())
-	fmt.Fprintf(stdout, "  watch       MODELGATE_TOKEN=%s modelgate rollout watch fraud --admin %s\n", d.Token(), admin)
+	// The commands name the binary as it was run (./bin/modelgate under
+	// make demo), so that they can be pasted as they are.
+	fmt.Fprintf(stdout, "  watch       MODELGATE_TOKEN=%s %s rollout watch fraud --admin %s\n", d.Token(), os.Args[0], admin)
 	fmt.Fprintf(stdout, "  models      blue %s (v1, stable), green %s (v2, good), red %s (v3: 8%% errors, twice as slow)\n",
 		blue.URL(), green.URL(), red.URL())
+	fmt.Fprintf(stdout, "  errors      every version fails about 1%% of its requests, blue too: the stable's errors are the background a canary is judged against\n")
 	fmt.Fprintf(stdout, "  Ctrl-C stops the demo at any time\n\n")
 
 	return demo.Run(ctx, stdout, demoGateway{d}, opts.Run)

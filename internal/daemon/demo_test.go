@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bytes"
 	"context"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -35,7 +36,8 @@ func TestDemoPromotesGreenAndRollsBackRed(t *testing.T) {
 	for _, want := range []string{
 		"data plane  http://127.0.0.1:",
 		"dashboard   http://127.0.0.1:",
-		"modelgate rollout watch fraud --admin http://127.0.0.1:",
+		" " + os.Args[0] + " rollout watch fraud --admin http://127.0.0.1:", // the binary as run
+		"SHADOW PASSED green after ",
 		"rollout 1 of 2 (fraud-1): green replaces blue",
 		"rollout 2 of 2 (fraud-2): red replaces green",
 		"fraud-1: green replaces blue, shadow",
