@@ -246,14 +246,12 @@ func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts R
 	defer tick.Stop()
 	aborted := false
 	shadow := r // the last look at the shadow phase, for its verdict
+	// The shadow phase is looked at every shadowPoll, so that its verdict
+	// (the rollout's reason as it leaves it) is caught before the next look
+	// changes it; the view is still drawn every Refresh.
+	poll := time.NewTicker(shadowPoll)
+	defer poll.Stop()
 	for {
-		if shadow.Stage == rollout.ShadowStage && r.Stage != rollout.ShadowStage {
-			// The shadow phase passed: say so on a line of its own, as the
-			// live view moves on to the live stages' gates at once.
-			view.Keep()
-			fmt.Fprintf(out, "SHADOW PASSED %s after %s: %s\n\n", r.Canary, r.StageStarted.Sub(r.StartedAt).Round(time.Second), shadowVerdict(shadow, r))
-		}
-		shadow = r
 		if r.Phase.Terminal() {
 			break
 		}
@@ -267,18 +265,38 @@ func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts R
 			}
 			continue
 		}
+		var pollC <-chan time.Time
+		if r.Stage == rollout.ShadowStage {
+			pollC = poll.C
+		}
+		draw := true
 		select {
 		case <-ctx.Done():
 			view.Keep()
 			fmt.Fprintf(out, "\nstopped while %s was %s\n", r.ID, where(r))
 			return &Outcome{Rollout: r, CanaryRequests: gw.Served(r.Endpoint, r.Canary, r.StartedAt, time.Now()), Interrupted: true}, ctx.Err()
 		case <-tick.C:
+		case <-pollC:
+			draw = false
 		}
 		if r, err = gw.Rollout(ctx, opts.Endpoint); err != nil {
 			if ctx.Err() != nil {
 				continue // the select above reports it
 			}
 			return nil, err
+		}
+		if r.Stage == rollout.ShadowStage {
+			shadow = r
+		} else if shadow.Stage == rollout.ShadowStage {
+			// The shadow phase passed: say so on a line of its own, before
+			// the live view moves on to the live stages' gates.
+			view.Keep()
+			fmt.Fprintf(out, "SHADOW PASSED %s after %s: %s\n\n", r.Canary, r.StageStarted.Sub(r.StartedAt).Round(time.Second), shadowVerdict(shadow, r))
+			shadow = r
+			draw = true
+		}
+		if !draw {
+			continue
 		}
 		if err := show(ctx, view, gw, r); err != nil {
 			if ctx.Err() != nil {
@@ -305,22 +323,29 @@ func runStep(ctx context.Context, out io.Writer, view *Table, gw Gateway, opts R
 	return o, nil
 }
 
+// shadowPoll is how often the demo looks at a rollout in its shadow phase.
+const shadowPoll = 100 * time.Millisecond
+
 // shadowVerdict is why the shadow phase passed: the rollout's reason on
-// leaving it, or else the shadow gate's last words.
+// leaving it, or else the shadow gate's words at the last look at the
+// phase, or else what the plan asked.
 func shadowVerdict(last, now rollout.Rollout) string {
 	if strings.HasPrefix(now.Reason, "shadow") {
 		return strings.TrimPrefix(now.Reason, "shadow phase passed: ")
 	}
 	for _, g := range last.Gates {
+		if g.Gate != "shadow" {
+			continue
+		}
 		if g.Summary != "" {
-			return g.Summary
+			return "at the last look: " + g.Summary
 		}
 		if g.Reason != "" {
-			return g.Reason
+			return "at the last look: " + g.Reason
 		}
 	}
-	if now.Reason != "" {
-		return now.Reason
+	if sh := now.Plan.Shadow; sh != nil {
+		return fmt.Sprintf("at least %d compared copies matched at least %s of the time", sh.MinCompared, pct(sh.MinMatchRate, 0))
 	}
 	return "its answers matched the stable's often enough"
 }

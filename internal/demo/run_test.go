@@ -177,7 +177,7 @@ func TestRunPromotesThenRollsBack(t *testing.T) {
 		"  shadow     green 50% mirrored, 0% live",
 		"  gates     shadow  pass          match rate 96.8% over 212 compared copies\n",
 		"SHADOW PASSED green after 5s: match rate 97.1% over 250 compared copies\n\n",
-		"SHADOW PASSED red after 5s: its answers matched the stable's often enough\n\n",
+		"SHADOW PASSED red after 5s: at least 200 compared copies matched at least 85% of the time\n\n",
 		"  stage 1/4  green    5%  [#-------------------]  baked 0s of 8s\n",
 		"  stage 3/4  green   50%  [##########----------]",
 		"            latency p99  pass ",
