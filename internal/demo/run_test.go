@@ -215,7 +215,9 @@ func TestRunKeepsTheGatewayUp(t *testing.T) {
 	defer cancel()
 	out := &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true, Keep: true}) }()
+	go func() {
+		done <- Run(ctx, out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true, Keep: true})
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), "--keep: the gateway, the dashboard and 100 requests/s of traffic stay up until Ctrl-C\n") {
 		select {
