@@ -49,15 +49,17 @@ func Closest(name string, known []string) string {
 		if len(k) > 64 {
 			continue
 		}
-		if d := distance(strings.ToLower(name), strings.ToLower(k)); d < bestD && 2*d < len(name) {
+		if d := Distance(strings.ToLower(name), strings.ToLower(k)); d < bestD && 2*d < len(name) {
 			best, bestD = k, d
 		}
 	}
 	return best
 }
 
-// distance is the optimal string alignment distance between a and b.
-func distance(a, b string) int {
+// Distance is the optimal string alignment distance between a and b:
+// insertions, deletions, substitutions and swaps of adjacent bytes, each
+// one edit.
+func Distance(a, b string) int {
 	// d[i][j]: distance between a[:i] and b[:j]; three rows suffice.
 	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
