@@ -722,4 +722,3 @@ func suggest(key string, known []string) string {
 	}
 	return best
 }
-
