@@ -156,7 +156,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 			return nil, err
 		}
 		d.evidence = d.newGatherer()
-		ropts.Fleet, ropts.Recent = d.evidence, d.recent
+		ropts.Fleet, ropts.Recent, ropts.Sync = d.evidence, d.recent, d.control.Refresh
 	}
 	d.rollouts = rollout.New(ropts)
 	if d.fleet == nil {

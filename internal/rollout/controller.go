@@ -103,6 +103,11 @@ type Options struct {
 	// Leader names the fleet's leader in a NotLeaderError (its admin URL).
 	// Nil: unnamed.
 	Leader func(ctx context.Context) (string, error)
+	// Sync brings the endpoints up to date with the store before a start
+	// reads one (cluster mode: a change made through another replica a
+	// moment ago may not have reached this one yet, and a start must see
+	// it). Nil: the endpoints are always current (one gateway).
+	Sync func(ctx context.Context) error
 	// Fleet gathers what the fleet's other gateways served for the
 	// rollouts this one leads (cluster mode): the analysis judges every
 	// replica's requests. Nil: this gateway's alone.
@@ -586,13 +591,23 @@ func busy(endpoint string, ru *run) error {
 	return fmt.Errorf("endpoint %q already has rollout %s (%s); abort it first: %w", endpoint, ru.r.ID, ru.r.Phase, store.ErrConflict)
 }
 
+// currentEndpoint reads endpoint for a start, as the store holds it now.
+func (c *Controller) currentEndpoint(ctx context.Context, endpoint string) (spec.Endpoint, error) {
+	if c.opts.Sync != nil {
+		if err := c.opts.Sync(ctx); err != nil {
+			return spec.Endpoint{}, fmt.Errorf("read the endpoints' state before starting: %w", err)
+		}
+	}
+	return c.opts.Endpoints.Endpoint(ctx, endpoint)
+}
+
 // prepare checks that endpoint can start req and builds its rollout.
 // Caller holds mu.
 func (c *Controller) prepare(ctx context.Context, endpoint string, req StartRequest) (spec.Endpoint, Rollout, error) {
 	if ru, running := c.runs[endpoint]; running {
 		return spec.Endpoint{}, Rollout{}, busy(endpoint, ru)
 	}
-	ep, err := c.opts.Endpoints.Endpoint(ctx, endpoint)
+	ep, err := c.currentEndpoint(ctx, endpoint)
 	if err != nil {
 		return spec.Endpoint{}, Rollout{}, err
 	}
@@ -862,7 +877,7 @@ func (c *Controller) Act(ctx context.Context, endpoint string, a Action) (Rollou
 			if last.Phase != PhaseAborted && last.Phase != PhaseRolledBack {
 				return Rollout{}, fmt.Errorf("%w", storeConflict(&ErrAction{Action: a, Phase: last.Phase, Why: "retry starts again after an abort or a rollback"}))
 			}
-			ep, err := c.opts.Endpoints.Endpoint(ctx, endpoint)
+			ep, err := c.currentEndpoint(ctx, endpoint)
 			if err != nil {
 				return Rollout{}, err
 			}
