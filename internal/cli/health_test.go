@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
@@ -25,12 +25,7 @@ var updateHealth = flag.Bool("update-health", false, "rewrite testdata/health.go
 // it; addresses are replaced by BLUE, GREEN and PORT).
 func TestHealthMessages(t *testing.T) {
 	blue := testenv.NewModel(t, testenv.Model{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	green := "http://" + ln.Addr().String()
-	ln.Close()
+	green := nettest.ClosedURL(t)
 	dir := t.TempDir()
 	endpoints := fmt.Sprintf(`  - name: fraud
     deployments:

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,21 +13,10 @@ import (
 
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/daemon"
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
-
-// closedPort is the URL of a port nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
 
 // startWithDownCanary starts the daemon with fraud's blue serving and
 // green's one backend on a closed port, both checked every 50ms, logging
@@ -53,7 +41,7 @@ func startWithDownCanary(t *testing.T, blue, green string, logs io.Writer) *test
 
 func TestABackendThatIsDownIsShownLoggedAndRefusesACanary(t *testing.T) {
 	blue := testenv.NewModel(t, testenv.Model{})
-	green := closedPort(t)
+	green := nettest.ClosedURL(t)
 	var logs testenv.SyncBuffer
 	c := startWithDownCanary(t, blue.URL(), green, &logs)
 
@@ -142,7 +130,7 @@ func TestApplyWarnsOfADeploymentWithNoHealthyBackend(t *testing.T) {
 	blue := testenv.NewModel(t, testenv.Model{})
 	var logs testenv.SyncBuffer
 	c := startWithDownCanary(t, blue.URL(), blue.URL(), &logs)
-	red := closedPort(t)
+	red := nettest.ClosedURL(t)
 	// red is new: the apply waits for its first health check's verdict.
 	file := fmt.Sprintf(`endpoints:
   - name: fraud

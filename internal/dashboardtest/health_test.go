@@ -2,11 +2,11 @@ package dashboardtest
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
 
@@ -14,12 +14,7 @@ import (
 // 50ms) is marked on the overview, with the backend and why in its title.
 func TestDashboardShowsADeploymentWithNoHealthyBackend(t *testing.T) {
 	blue := testenv.NewEcho(t, "blue")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	green := "http://" + ln.Addr().String()
-	ln.Close()
+	green := nettest.ClosedURL(t)
 	d := testenv.StartDaemon(t, testenv.ConfigHeader(filepath.Join(t.TempDir()))+fmt.Sprintf(`  - name: fraud
     deployments:
       - name: blue

@@ -38,3 +38,16 @@ func Hung(t testing.TB) string {
 	})
 	return ln.Addr().String()
 }
+
+// ClosedURL is the http URL of a loopback port nothing listens on (a
+// backend that is down): connections to it are refused.
+func ClosedURL(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
