@@ -187,7 +187,7 @@ type Server struct {
 	recorders  func(endpoint, deployment string) Recorder
 	srv        *fasthttp.Server
 	routes     atomic.Pointer[routes]
-	tls        *tls.Config // Options.TLS
+	tls        *tls.Config            // Options.TLS
 	adminURL   atomic.Pointer[string] // SetAdminURL
 
 	// mu serialises SetRoutes and Shutdown; the request path never takes it.

@@ -82,4 +82,3 @@ func TestElectionAndFence(t *testing.T) {
 		t.Errorf("Leader = %q, %v; want http://b", leader, err)
 	}
 }
-
