@@ -391,7 +391,16 @@ func (s *evSetup) run(b *testing.B, blue, green *faultyModel, every time.Duratio
 			l.Stop()
 		}
 	}()
-	time.Sleep(*evWarmup)
+	// The warm-up is so many requests (the stable's recent window for the
+	// stage's thresholds), counted as sent rather than waited for.
+	warm := int64(evWarmup.Seconds() * float64(*evRate))
+	testenv.WaitFor(b, *evWarmup+time.Minute, "the warm-up's requests", func() bool {
+		var sent int64
+		for _, l := range loads {
+			sent += l.Sent()
+		}
+		return sent >= warm
+	})
 	var pc0 []pullCounts
 	for _, p := range s.pulls {
 		pc0 = append(pc0, p.counts())

@@ -49,6 +49,7 @@ import (
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/telemetry"
+	"github.com/modelgate/modelgate/internal/testenv"
 )
 
 const pullEvery = 250 * time.Millisecond // fleet.DefaultInterval
@@ -284,7 +285,11 @@ func benchPush(b *testing.B, members int, paced bool) {
 			put()
 		}
 		t.Stop()
-		time.Sleep(pullEvery) // the last backend commit
+		// Each member commits every paced write to its backend (within
+		// etcd's 100 ms batch interval): wait for the last ones.
+		testenv.WaitFor(b, 10*time.Second, "the members' last backend commits", func() bool {
+			return etcdMetrics(b).commits-m0.commits >= float64(b.N*members)
+		})
 	} else {
 		m0 = etcdMetrics(b)
 		b.ResetTimer()
