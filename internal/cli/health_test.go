@@ -27,16 +27,7 @@ func TestHealthMessages(t *testing.T) {
 	blue := testenv.NewModel(t, testenv.Model{})
 	green := nettest.ClosedURL(t)
 	dir := t.TempDir()
-	endpoints := fmt.Sprintf(`  - name: fraud
-    deployments:
-      - name: blue
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-      - name: green
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-    traffic: {blue: 100}
-`, blue.URL(), green)
+	endpoints := testenv.CheckedEndpoint(blue.URL(), green)
 	d := testenv.StartDaemon(t, testenv.ConfigHeader(dir)+endpoints)
 	file := filepath.Join(dir, "apply.yaml")
 	if err := os.WriteFile(file, []byte("endpoints:\n"+endpoints), 0o600); err != nil {

@@ -23,16 +23,8 @@ import (
 // into logs.
 func startWithDownCanary(t *testing.T, blue, green string, logs io.Writer) *testenv.Client {
 	t.Helper()
-	yaml := testenv.ConfigHeader(t.TempDir()) + fmt.Sprintf(`  - name: fraud
-    deployments:
-      - name: blue
-        backends: [%s, %[1]s]  # twice: one series on /metrics
-        health_check: {path: /, interval: 50ms}
-      - name: green
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-    traffic: {blue: 100}
-`, blue, green)
+	// blue's backend twice: one series on /metrics.
+	yaml := testenv.ConfigHeader(t.TempDir()) + testenv.CheckedEndpoint(blue+", "+blue, green)
 	d := testenv.StartDaemon(t, yaml, testenv.RolloutInterval(100*time.Millisecond), func(o *daemon.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
@@ -132,20 +124,8 @@ func TestApplyWarnsOfADeploymentWithNoHealthyBackend(t *testing.T) {
 	c := startWithDownCanary(t, blue.URL(), blue.URL(), &logs)
 	red := nettest.ClosedURL(t)
 	// red is new: the apply waits for its first health check's verdict.
-	file := fmt.Sprintf(`endpoints:
-  - name: fraud
-    deployments:
-      - name: blue
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-      - name: green
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-      - name: red
-        backends: [%s]
-        health_check: {path: /, interval: 1m}
-    traffic: {blue: 100}
-`, blue.URL(), blue.URL(), red)
+	file := "endpoints:\n" + strings.Replace(testenv.CheckedEndpoint(blue.URL(), blue.URL()), "    traffic:",
+		fmt.Sprintf("      - name: red\n        backends: [%s]\n        health_check: {path: /, interval: 1m}\n    traffic:", red), 1)
 	req, _ := http.NewRequest(http.MethodPost, c.Admin+"/api/v1/apply", strings.NewReader(file))
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	resp, err := c.HTTP.Do(req)

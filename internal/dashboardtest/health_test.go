@@ -1,8 +1,6 @@
 package dashboardtest
 
 import (
-	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,16 +13,7 @@ import (
 func TestDashboardShowsADeploymentWithNoHealthyBackend(t *testing.T) {
 	blue := testenv.NewEcho(t, "blue")
 	green := nettest.ClosedURL(t)
-	d := testenv.StartDaemon(t, testenv.ConfigHeader(filepath.Join(t.TempDir()))+fmt.Sprintf(`  - name: fraud
-    deployments:
-      - name: blue
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-      - name: green
-        backends: [%s]
-        health_check: {path: /, interval: 50ms}
-    traffic: {blue: 100}
-`, blue.URL(), green))
+	d := testenv.StartDaemon(t, testenv.ConfigHeader(t.TempDir())+testenv.CheckedEndpoint(blue.URL(), green))
 	c := testenv.Connect(t, d)
 	b := newBrowser(t)
 	b.login(c.Admin, c.Token)

@@ -118,6 +118,22 @@ func ReadToken(t testing.TB, path string) string {
 	return strings.TrimSpace(string(b))
 }
 
+// CheckedEndpoint is the endpoint "fraud" of a config's endpoints list:
+// blue and green at the given backends (comma-separated URLs), each
+// health-checked at / every 50ms, all traffic on blue.
+func CheckedEndpoint(blue, green string) string {
+	return fmt.Sprintf(`  - name: fraud
+    deployments:
+      - name: blue
+        backends: [%s]
+        health_check: {path: /, interval: 50ms}
+      - name: green
+        backends: [%s]
+        health_check: {path: /, interval: 50ms}
+    traffic: {blue: 100}
+`, blue, green)
+}
+
 // TwoDeploymentConfig is a config with the endpoint "fraud": deployments
 // blue and green at the given backends (comma-separated URLs), all traffic
 // on blue, and extra lines appended to the endpoint.
