@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -141,9 +142,9 @@ func testErrorMapping(t *testing.T, opts Options) {
 
 	slowDep := dep("slow", slow.URL)
 	slowDep.Timeout = spec.Duration(50 * time.Millisecond)
-	refused := dep("refused", closedURL(t))
+	refused := dep("refused", nettest.ClosedURL(t))
 	refused.MaxFails = 100 // stays in rotation: every request sees the refusal
-	gone := dep("gone", closedURL(t))
+	gone := dep("gone", nettest.ClosedURL(t))
 	gone.MaxFails = 1
 	gone.FailTimeout = spec.Duration(time.Hour)
 	ep := mkEndpoint(t, "fraud", spec.Weights{"slow": 10000}, slowDep, refused, gone)

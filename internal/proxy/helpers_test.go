@@ -264,17 +264,6 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// closedURL returns the URL of a port that refuses connections.
-func closedURL(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
-
 // listenTCP listens on a local port until the test ends and serves every
 // connection with serve on a goroutine of its own, counting them in conns.
 func listenTCP(t *testing.T, conns *atomic.Int32, serve func(net.Conn)) net.Listener {

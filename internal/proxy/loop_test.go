@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -464,7 +465,7 @@ func TestLoopStaleKeepAliveRetried(t *testing.T) {
 }
 
 func TestLoopConnectFailureRetriedOnAnotherBackend(t *testing.T) {
-	refused := closedURL(t)
+	refused := nettest.ClosedURL(t)
 	live := named(t, "live")
 	d := dep("blue", refused, live.URL)
 	d.MaxFails = 100 // the refusing backend stays in rotation

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/shadow/compare"
 	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -455,7 +456,7 @@ func testMirrorLiveFailureNotSubmitted(t *testing.T, opts Options) {
 		name    string
 		backend string
 	}{
-		{"refused before headers (502)", closedURL(t)},
+		{"refused before headers (502)", nettest.ClosedURL(t)},
 		{"body cut short (502 after headers)", cutShort.URL},
 	}
 	for _, tc := range tests {

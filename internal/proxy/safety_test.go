@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -1329,7 +1330,7 @@ func TestSafety17RetryAcrossSchemes(t *testing.T) {
 		t.Cleanup(backend.Close)
 		roots := x509.NewCertPool()
 		roots.AddCert(backend.Certificate())
-		refused := closedURL(t)
+		refused := nettest.ClosedURL(t)
 		gw := modeGatewayWith(t, opts, func(s *Server) { s.upstreamRoots = roots },
 			mkEndpoint(t, "fraud", nil, dep("blue", refused, backend.URL)))
 		// Round-robin: within two requests one is first sent to the refused
