@@ -604,7 +604,12 @@ func report(w io.Writer, o options, res []result) {
 		}
 		fmt.Fprintln(w)
 	}
-	msf := func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + " ms" }
+	msf := func(v float64) string {
+		if v < 1 {
+			return strconv.FormatFloat(v, 'f', 3, 64) + " ms"
+		}
+		return strconv.FormatFloat(v, 'f', 1, 64) + " ms"
+	}
 	mibf := func(v uint64) string { return fmt.Sprintf("%.1f MiB", mib(float64(v))) }
 	row("deployments (active wanted / filled)", func(r result) string {
 		return fmt.Sprintf("%d (%d / %d)", r.Deployments, r.ActiveWanted, r.Filled)
