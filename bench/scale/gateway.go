@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -46,8 +47,8 @@ type answer struct {
 	CompileMs, RecompileMs float64 `json:",omitempty"`
 	Endpoints              int     `json:",omitempty"`
 	// mem
-	HeapInuse, HeapAlloc, Sys uint64 `json:",omitempty"`
-	NumGC                     uint32 `json:",omitempty"`
+	HeapInuse, HeapAlloc, Sys, TotalAlloc uint64 `json:",omitempty"`
+	NumGC                                 uint32 `json:",omitempty"`
 }
 
 // serveGateway runs the real daemon (daemon.New and Start, as `modelgate
@@ -58,6 +59,7 @@ type answer struct {
 //	compile REPS                               time proxy.SetRoutes of every endpoint
 //	cpuprofile PATH                            start a CPU profile into PATH
 //	cpuprofile                                 stop it
+//	free                                       debug.FreeOSMemory: collect, return the garbage's pages
 //	mem                                        the Go runtime's memory
 //	quit                                       shut down and exit
 //
@@ -94,10 +96,13 @@ func serveGateway(path string) {
 			a = compileCmd(d, f[1:])
 		case "cpuprofile":
 			a = cpuProfileCmd(f[1:])
+		case "free":
+			debug.FreeOSMemory()
+			a = answer{}
 		case "mem":
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			a = answer{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, Sys: ms.Sys, NumGC: ms.NumGC}
+			a = answer{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc, Sys: ms.Sys, TotalAlloc: ms.TotalAlloc, NumGC: ms.NumGC}
 		case "quit":
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			d.Shutdown(ctx)

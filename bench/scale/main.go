@@ -97,7 +97,7 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 20, "routing changes timed per N")
 	flag.IntVar(&o.probe, "probe", 10, "endpoints, spread over the N, sent one request each through the data plane")
 	flag.StringVar(&o.output, "o", "table", "output: table (markdown) or json")
-	flag.StringVar(&o.pprofDir, "pprof", "", "write the gateway's CPU profile of the first apply and of the routing changes, and its heap profile at the end, into this directory (one set per N)")
+	flag.StringVar(&o.pprofDir, "pprof", "", "write the gateway's CPU profile of the first apply and of the routing changes, and its heap profile at the end (after a forced collection, once the numbers are taken), into this directory (one set per N)")
 	flag.Parse()
 	var err error
 	if o.ns, err = parseNs(ns); err == nil {
@@ -147,9 +147,32 @@ func (o options) check() error {
 	return nil
 }
 
-// mem is the gateway process's memory at one point.
+// mem is the gateway process's memory at one point: RSS and its peak
+// (VmHWM), the anonymous and file-backed parts of RSS (/proc/PID/status;
+// file-backed is mostly the state file, which bbolt maps), and the Go
+// runtime's HeapInuse, Sys and collections so far.
 type mem struct {
-	RSS, HWM, HeapInuse, Sys uint64
+	RSS, HWM, Anon, File, HeapInuse, Sys uint64
+	NumGC                                uint32
+}
+
+// rssParts reads RssAnon and RssFile + RssShmem of /proc/PID/status.
+func rssParts(pid int) (anon, file uint64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "RssAnon":
+			anon = kb << 10
+		case "RssFile", "RssShmem":
+			file += kb << 10
+		}
+	}
+	return anon, file
 }
 
 // result is one N's measurements; times in milliseconds, sizes in bytes.
@@ -165,6 +188,7 @@ type result struct {
 	ApplyBytes  int     `json:"apply_bytes"`
 	ValidateMs  float64 `json:"validate_ms"`
 	ApplyMs     float64 `json:"apply_ms"`
+	ApplyAlloc  float64 `json:"apply_alloc"`
 	ReapplyMs   float64 `json:"reapply_ms"`
 	CompileMs   float64 `json:"compile_ms"`
 	RecompileMs float64 `json:"recompile_ms"`
@@ -184,6 +208,13 @@ type result struct {
 	Metrics5mMs float64 `json:"metrics_5m_ms"`
 	Metrics1hMs float64 `json:"metrics_1h_ms"`
 	Series1hMs  float64 `json:"series_1h_ms"`
+	// What the gateway allocated per read (Go's TotalAlloc), the
+	// garbage it leaves.
+	ScrapeAlloc    float64 `json:"scrape_alloc"`
+	ListAlloc      float64 `json:"list_alloc"`
+	Metrics5mAlloc float64 `json:"metrics_5m_alloc"`
+	Metrics1hAlloc float64 `json:"metrics_1h_alloc"`
+	Series1hAlloc  float64 `json:"series_1h_alloc"`
 
 	Started, Applied, Filled2, End mem            `json:"-"`
 	Points                         map[string]mem `json:"memory"`
@@ -191,10 +222,15 @@ type result struct {
 	// PeakExtrapolated is PeakRSS plus the unfilled part of the active
 	// share at the measured cost per active deployment (0 when not
 	// capped).
-	PeakExtrapolated uint64  `json:"peak_rss_extrapolated,omitempty"`
-	PerIdle          float64 `json:"rss_per_idle_deployment"`
-	HeapPerIdle      float64 `json:"heap_per_idle_deployment"`
-	PerActive        float64 `json:"rss_per_active_deployment"`
+	PeakExtrapolated uint64 `json:"peak_rss_extrapolated,omitempty"`
+	// PerIdle is what stays resident per idle deployment once the
+	// garbage is collected and returned ("freed" less "started" less
+	// the active ones); GarbagePerDeployment is RSS after the applies
+	// less at the start, per deployment, garbage included.
+	PerIdle              float64 `json:"rss_per_idle_deployment"`
+	GarbagePerDeployment float64 `json:"rss_after_apply_per_deployment"`
+	HeapPerIdle          float64 `json:"heap_per_idle_deployment"`
+	PerActive            float64 `json:"rss_per_active_deployment"`
 }
 
 func run(o options, log io.Writer) ([]result, error) {
@@ -283,11 +319,12 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 		if err != nil {
 			return mem{}, err
 		}
-		m := mem{HeapInuse: a.HeapInuse, Sys: a.Sys}
+		m := mem{HeapInuse: a.HeapInuse, Sys: a.Sys, NumGC: a.NumGC}
 		var ok bool
 		if m.RSS, m.HWM, ok = benchproc.Mem(proc.Pid()); !ok {
 			return mem{}, errors.New("cannot read the gateway's /proc/PID/status")
 		}
+		m.Anon, m.File = rssParts(proc.Pid())
 		r.Points[point] = m
 		return m, nil
 	}
@@ -330,12 +367,21 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 	if err != nil {
 		return r, err
 	}
+	before, err := c.do("mem")
+	if err != nil {
+		return r, err
+	}
 	t := time.Now()
 	var applied struct{ Created, Updated, Unchanged, Removed []string }
 	if err := api.do(http.MethodPost, "/api/v1/apply", file, &applied); err != nil {
 		return r, fmt.Errorf("apply: %w", err)
 	}
 	r.ApplyMs = ms(time.Since(t))
+	after, err := c.do("mem")
+	if err != nil {
+		return r, err
+	}
+	r.ApplyAlloc = float64(after.TotalAlloc - before.TotalAlloc)
 	if err := stopProfile(); err != nil {
 		return r, err
 	}
@@ -373,12 +419,14 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 	r.ActiveWanted = int(math.Round(o.active * float64(total)))
 	r.Filled = min(r.ActiveWanted, int(o.maxFillMiB*(1<<20)/recorderBytes()))
 	metricsEP := name(0)
+	var fillStart time.Time
 	if r.Filled > 0 {
 		deps := make([]string, r.Filled)
 		for i := range deps {
 			j := i * total / r.Filled
 			deps[i] = name(j/2) + "/" + [2]string{"blue", "green"}[j%2]
 		}
+		fillStart = time.Now()
 		fmt.Fprintf(log, "bench/scale:   filling %d deployments' hour of telemetry (%.0f MiB)\n", r.Filled, float64(r.Filled)*recorderBytes()/(1<<20))
 		a, err := c.do(fmt.Sprintf("fill %d %d %d %s", o.perSecond, o.minLat, o.maxLat, strings.Join(deps, " ")))
 		if err != nil {
@@ -401,18 +449,22 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 
 	// The reads.
 	reads := []struct {
-		path  string
-		ms    *float64
-		bytes *int
+		path      string
+		ms, alloc *float64
+		bytes     *int
 	}{
-		{"/metrics", &r.ScrapeMs, &r.ScrapeBytes},
-		{"/api/v1/endpoints", &r.ListMs, &r.ListBytes},
-		{"/api/v1/endpoints/" + metricsEP + "/metrics?window=5m", &r.Metrics5mMs, nil},
-		{"/api/v1/endpoints/" + metricsEP + "/metrics?window=1h", &r.Metrics1hMs, nil},
-		{"/api/v1/endpoints/" + metricsEP + "/series?window=1h&step=30s", &r.Series1hMs, nil},
+		{"/metrics", &r.ScrapeMs, &r.ScrapeAlloc, &r.ScrapeBytes},
+		{"/api/v1/endpoints", &r.ListMs, &r.ListAlloc, &r.ListBytes},
+		{"/api/v1/endpoints/" + metricsEP + "/metrics?window=5m", &r.Metrics5mMs, &r.Metrics5mAlloc, nil},
+		{"/api/v1/endpoints/" + metricsEP + "/metrics?window=1h", &r.Metrics1hMs, &r.Metrics1hAlloc, nil},
+		{"/api/v1/endpoints/" + metricsEP + "/series?window=1h&step=30s", &r.Series1hMs, &r.Series1hAlloc, nil},
 	}
 	for _, rd := range reads {
 		times = times[:0]
+		before, err := c.do("mem")
+		if err != nil {
+			return r, err
+		}
 		for range o.reps {
 			t := time.Now()
 			b, err := api.get(rd.path)
@@ -425,9 +477,16 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 			}
 		}
 		*rd.ms = median(times)
+		after, err := c.do("mem")
+		if err != nil {
+			return r, err
+		}
+		*rd.alloc = float64(after.TotalAlloc-before.TotalAlloc) / float64(o.reps)
 	}
 	if r.Filled > 0 {
-		// The metrics read the fill: 5 minutes of 16 a second.
+		// The metrics read the fill: -per-second in each second of the
+		// 5 minutes but those since the fill began (it wrote the hour up
+		// to then).
 		var rep struct {
 			Deployments map[string]struct{ Requests uint64 }
 		}
@@ -435,8 +494,9 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 		if err := json.Unmarshal(b, &rep); err != nil {
 			return r, fmt.Errorf("metrics: %w", err)
 		}
-		if got := rep.Deployments["blue"].Requests; got < uint64(299*o.perSecond) {
-			return r, fmt.Errorf("metrics of %s over 5m: blue has %d requests, the fill wrote %d", metricsEP, got, 300*o.perSecond)
+		filled := 300 - int(time.Since(fillStart).Seconds()) - 1
+		if got := rep.Deployments["blue"].Requests; filled > 0 && got < uint64(filled*o.perSecond) {
+			return r, fmt.Errorf("metrics of %s over 5m: blue has %d requests, the fill wrote at least %d", metricsEP, got, filled*o.perSecond)
 		}
 	}
 
@@ -481,8 +541,17 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 	if r.End, err = snap("end"); err != nil {
 		return r, err
 	}
+	// What stays once the garbage is collected and its pages returned:
+	// the live cost (after the peak was taken).
+	if _, err := c.do("free"); err != nil {
+		return r, err
+	}
+	freed, err := snap("freed")
+	if err != nil {
+		return r, err
+	}
 	if o.pprofDir != "" {
-		b, err := api.get("/debug/pprof/heap")
+		b, err := api.get("/debug/pprof/heap?gc=1")
 		if err != nil {
 			return r, err
 		}
@@ -491,10 +560,13 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 		}
 	}
 	r.PeakRSS = r.End.HWM
-	r.PerIdle = (float64(r.Applied.RSS) - float64(r.Started.RSS)) / float64(total)
 	r.HeapPerIdle = (float64(r.Applied.HeapInuse) - float64(r.Started.HeapInuse)) / float64(total)
 	if r.Filled > 0 {
 		r.PerActive = (float64(r.Filled2.RSS) - float64(r.Applied.RSS)) / float64(r.Filled)
+	}
+	r.GarbagePerDeployment = (float64(r.Applied.RSS) - float64(r.Started.RSS)) / float64(total)
+	if idle := total - r.Filled; idle > 0 {
+		r.PerIdle = (float64(freed.RSS) - float64(r.Started.RSS) - float64(r.Filled)*r.PerActive) / float64(idle)
 	}
 	if r.Filled < r.ActiveWanted {
 		r.PeakExtrapolated = r.PeakRSS + uint64(float64(r.ActiveWanted-r.Filled)*r.PerActive)
@@ -621,13 +693,21 @@ func report(w io.Writer, o options, res []result) {
 		}
 		return mibf(r.PeakExtrapolated)
 	})
-	for _, p := range []string{"started", "applied", "filled", "end"} {
-		row("RSS / HeapInuse "+p, func(r result) string {
+	for _, p := range []string{"started", "applied", "filled", "end", "freed"} {
+		row("RSS (anon + file) / HeapInuse / GCs, "+p, func(r result) string {
 			m := r.Points[p]
-			return fmt.Sprintf("%.1f / %.1f MiB", mib(float64(m.RSS)), mib(float64(m.HeapInuse)))
+			return fmt.Sprintf("%.1f (%.1f + %.1f) / %.1f MiB / %d", mib(float64(m.RSS)), mib(float64(m.Anon)), mib(float64(m.File)), mib(float64(m.HeapInuse)), m.NumGC)
 		})
 	}
-	row("RSS per idle deployment (applied - started)", func(r result) string { return fmt.Sprintf("%.1f KiB", r.PerIdle/1024) })
+	row("RSS per deployment after the applies, garbage included ((applied - started) / all)", func(r result) string {
+		return fmt.Sprintf("%.1f KiB", r.GarbagePerDeployment/1024)
+	})
+	row("RSS per idle deployment once collected ((freed - started - active) / idle)", func(r result) string {
+		if r.Filled == r.Deployments {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f KiB", r.PerIdle/1024)
+	})
 	row("heap per idle deployment", func(r result) string { return fmt.Sprintf("%.2f MiB", mib(r.HeapPerIdle)) })
 	row("RSS per active deployment (filled - applied)", func(r result) string {
 		if r.Filled == 0 {
@@ -638,7 +718,9 @@ func report(w io.Writer, o options, res []result) {
 	row("fill", func(r result) string { return msf(r.FillMs) })
 	row("config file", func(r result) string { return fmt.Sprintf("%.0f KiB", float64(r.ApplyBytes)/1024) })
 	row("`config validate`", func(r result) string { return msf(r.ValidateMs) })
-	row("**apply** (all created)", func(r result) string { return "**" + msf(r.ApplyMs) + "**" })
+	row("**apply** (all created; allocated)", func(r result) string {
+		return fmt.Sprintf("**%s** (%.1f MiB)", msf(r.ApplyMs), mib(r.ApplyAlloc))
+	})
 	row("apply again (unchanged)", func(r result) string { return msf(r.ReapplyMs) })
 	row("compile: SetRoutes from nothing", func(r result) string { return msf(r.CompileMs) })
 	row("compile: SetRoutes again (every change)", func(r result) string { return msf(r.RecompileMs) })
@@ -648,15 +730,22 @@ func report(w io.Writer, o options, res []result) {
 	row("**routing change live after the answer** (max; stale requests)", func(r result) string {
 		return fmt.Sprintf("**%s** (%.2f; %d)", msf(r.ChangeLiveMs), r.ChangeLiveMaxMs, r.ChangeStale)
 	})
-	row("**`/metrics` scrape** (size)", func(r result) string {
-		return fmt.Sprintf("**%s** (%.0f KiB)", msf(r.ScrapeMs), float64(r.ScrapeBytes)/1024)
+	allocf := func(v float64) string { return fmt.Sprintf("%.2f MiB", mib(v)) }
+	row("**`/metrics` scrape** (size; allocated)", func(r result) string {
+		return fmt.Sprintf("**%s** (%.0f KiB; %s)", msf(r.ScrapeMs), float64(r.ScrapeBytes)/1024, allocf(r.ScrapeAlloc))
 	})
-	row("`GET /api/v1/endpoints` (size)", func(r result) string {
-		return fmt.Sprintf("%s (%.0f KiB)", msf(r.ListMs), float64(r.ListBytes)/1024)
+	row("`GET /api/v1/endpoints` (size; allocated)", func(r result) string {
+		return fmt.Sprintf("%s (%.0f KiB; %s)", msf(r.ListMs), float64(r.ListBytes)/1024, allocf(r.ListAlloc))
 	})
-	row("metrics of an active endpoint, 5m", func(r result) string { return msf(r.Metrics5mMs) })
-	row("metrics of an active endpoint, 1h", func(r result) string { return msf(r.Metrics1hMs) })
-	row("series 1h, step 30s (the dashboard's)", func(r result) string { return msf(r.Series1hMs) })
+	row("metrics of an active endpoint, 5m (allocated)", func(r result) string {
+		return fmt.Sprintf("%s (%s)", msf(r.Metrics5mMs), allocf(r.Metrics5mAlloc))
+	})
+	row("metrics of an active endpoint, 1h (allocated)", func(r result) string {
+		return fmt.Sprintf("%s (%s)", msf(r.Metrics1hMs), allocf(r.Metrics1hAlloc))
+	})
+	row("series 1h, step 30s, the dashboard's (allocated)", func(r result) string {
+		return fmt.Sprintf("%s (%s)", msf(r.Series1hMs), allocf(r.Series1hAlloc))
+	})
 }
 
 func loadAvg() string {
