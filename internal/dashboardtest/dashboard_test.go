@@ -60,7 +60,16 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 		t.Errorf("the error_rate gate's statistics on screen = %q, want them after its summary", got)
 	}
 	b.wait("the weights chart", `document.querySelectorAll("svg.chart path[data-series]").length === 2`, 10*time.Second)
+	checkDeadline(t, b, e)
+	checkButtons(t, b, "progressing", []string{"pause", "promote", "promote-full", "abort"})
 	b.screenshot("rollout")
+
+	// While the rollout runs, the overview names its canary and stable.
+	b.goTo("#/")
+	b.wait("the rollout's roles on the overview", `(row => row("green") === " canary" && row("blue") === " stable")(d =>
+		document.querySelector('[data-endpoint="fraud"] tr[data-deployment="' + d + '"] [data-field="role"]')?.textContent)`, 10*time.Second)
+	b.goTo("#/endpoints/fraud/rollout")
+	b.wait("the rollout page again", `document.querySelector('button[data-action="abort"]:not(:disabled)') !== null`, 10*time.Second)
 
 	// Abort asks first; cancelling changes nothing.
 	b.do("press abort", chromedp.Click(chromedp.CSS(`button[data-action="abort"]`)))
@@ -92,10 +101,35 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 			t.Fatalf("request %d after abort answered by %q, want blue", i, dep)
 		}
 	}
-	if !js[bool](b, `[...document.querySelectorAll("button[data-action]")].every(b => b.disabled === !["retry"].includes(b.dataset.action))`) {
-		t.Error("after the abort only retry should be enabled")
+	checkButtons(t, b, "aborted", []string{"retry"})
+	if js[bool](b, `document.querySelector("#rollout-deadline") !== null`) {
+		t.Error("an aborted rollout still shows a deadline")
 	}
 	b.screenshot("rollout-aborted")
+
+	// The overview, a moment after the rollback: the measured share is the
+	// last seconds' at the split of now, all blue, while the last minute
+	// still holds green's half; the ended rollout names no canary.
+	b.goTo("#/")
+	b.wait("blue's measured 100% since the abort", `(q => q('blue', 'measured') === "100.0%" && q('green', 'measured') === "0.0%")(
+		(d, f) => document.querySelector('[data-endpoint="fraud"] tr[data-deployment="' + d + '"] [data-field="' + f + '"]')?.textContent)`, 15*time.Second)
+	if got := js[string](b, `document.querySelector('[data-endpoint="fraud"] [data-field="measured-window"]').textContent`); !strings.HasPrefix(got, "measured: since the split changed at ") {
+		t.Errorf("the measured share's window = %q, want since the split changed", got)
+	}
+	var minute struct {
+		Deployments map[string]struct {
+			Share float64 `json:"share"`
+		} `json:"deployments"`
+	}
+	if status, body := e.API("GET", "/api/v1/endpoints/fraud/metrics?window=1m", nil); status != 200 || json.Unmarshal(body, &minute) != nil {
+		t.Fatalf("GET metrics = %d %s", status, body)
+	}
+	if share := minute.Deployments["green"].Share; share < 0.05 {
+		t.Errorf("green's share over the last minute = %v: the test does not show the window matters", share)
+	}
+	if js[bool](b, `document.querySelector('[data-endpoint="fraud"] [data-field="role"]') !== null`) {
+		t.Error("the overview still names a canary or a stable after the rollout ended")
+	}
 
 	b.goTo("#/endpoints/fraud")
 	b.wait("the charts", `document.querySelectorAll("#charts svg.chart").length === 7`, 20*time.Second)
@@ -124,6 +158,71 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 	}
 
 	checkRequests(t, b, e)
+}
+
+// checkDeadline checks the rollout page's progress deadline: when the
+// stage pauses without a decision, from the stage's start and the plan's
+// (default) 10 minutes.
+func checkDeadline(t *testing.T, b *browser, e *env) {
+	t.Helper()
+	// The wire form, read here field by field.
+	var ro struct {
+		DeadlineFrom time.Time `json:"deadline_from"`
+		Plan         struct {
+			ProgressDeadline string `json:"progress_deadline"`
+		} `json:"plan"`
+	}
+	status, body := e.API("GET", "/api/v1/endpoints/fraud/rollout", nil)
+	if err := json.Unmarshal(body, &ro); status != 200 || err != nil || ro.DeadlineFrom.IsZero() || ro.Plan.ProgressDeadline != "10m0s" {
+		t.Fatalf("GET rollout = %d %s (%v), want a deadline_from and the default 10m progress deadline", status, body, err)
+	}
+	want := ro.DeadlineFrom.Add(10 * time.Minute)
+	b.wait("the deadline", `document.querySelector("#rollout-deadline") !== null`, 5*time.Second)
+	text := js[string](b, `document.querySelector("#rollout-deadline").textContent`)
+	at, err := time.Parse(time.RFC3339, js[string](b, `document.querySelector("#rollout-deadline").dataset.at`))
+	if err != nil || !at.Equal(want.Truncate(time.Millisecond)) || !strings.HasPrefix(text, "without a decision it pauses at ") || !strings.Contains(text, "10m00s from the stage's start") {
+		t.Errorf("deadline on screen %q at %v (%v), want it to pause at %v, 10m00s from the stage's start", text, at, err, want)
+	}
+}
+
+// checkButtons checks the rollout's buttons in phase: exactly enabled are
+// enabled; a disabled one keeps no action colour (no fill, a dashed grey
+// outline, muted text); no enabled one is filled as a primary action but
+// the dangerous ones (red), and promote-full is drawn as a caution.
+func checkButtons(t *testing.T, b *browser, phase string, enabled []string) {
+	t.Helper()
+	list, _ := json.Marshal(enabled)
+	var buttons []struct {
+		Action, Class, Background, Border, BorderStyle, Color string
+		Disabled                                              bool
+	}
+	raw := js[string](b, `JSON.stringify([...document.querySelectorAll("button[data-action]")].map(b => {
+		const st = getComputedStyle(b);
+		return {Action: b.dataset.action, Class: b.className, Background: st.backgroundColor, Border: st.borderTopColor,
+			BorderStyle: st.borderTopStyle, Color: st.color, Disabled: b.disabled};
+	}))`)
+	if err := json.Unmarshal([]byte(raw), &buttons); err != nil || len(buttons) != 7 {
+		t.Fatalf("buttons %s: %v", raw, err)
+	}
+	muted := js[string](b, `getComputedStyle(document.querySelector("#stream-state")).color`)
+	accent := js[string](b, `getComputedStyle(document.querySelector("#nav a")).color`)
+	transparent := "rgba(0, 0, 0, 0)"
+	for _, bt := range buttons {
+		want := strings.Contains(string(list), `"`+bt.Action+`"`)
+		switch {
+		case bt.Disabled == want:
+			t.Errorf("%s: %s disabled = %v, want enabled only %v", phase, bt.Action, bt.Disabled, enabled)
+		case bt.Disabled && (bt.Background != transparent || bt.BorderStyle != "dashed" || bt.Color != muted):
+			t.Errorf("%s: disabled %s drawn with background %s, border %s %s, text %s; want no fill, a dashed outline and muted text (%s)",
+				phase, bt.Action, bt.Background, bt.BorderStyle, bt.Border, bt.Color, muted)
+		case !bt.Disabled && bt.Class != "danger" && bt.Background != transparent:
+			t.Errorf("%s: %s is filled (%s) like a primary action", phase, bt.Action, bt.Background)
+		case !bt.Disabled && bt.Action == "promote-full" && (bt.Class != "caution" || bt.Color == accent):
+			t.Errorf("%s: promote-full drawn as %q in %s, want a caution, not the accent %s", phase, bt.Class, bt.Color, accent)
+		case !bt.Disabled && bt.Class == "danger" && bt.Background == transparent:
+			t.Errorf("%s: %s, dangerous, is not filled", phase, bt.Action)
+		}
+	}
 }
 
 // checkRequests checks every request the page made: all to the admin
@@ -211,15 +310,14 @@ func TestDashboardWrongTokenShowsNoData(t *testing.T) {
 	b.screenshot("login-error-phone")
 }
 
-// TestDashboardShadowReport mirrors half of fraud's requests to green, whose
-// answers differ from blue's now and then, and reads the shadow page. A
-// daemon without the shadow report (GET .../shadow answers 404) must show
-// "No shadow data" instead.
+// TestDashboardShadowReport starts a rollout of green whose shadow phase
+// mirrors half of fraud's requests to green, whose answers differ from
+// blue's now and then, and needs a match rate of 80% over more copies than
+// the test sends, and reads the shadow page. A daemon without the shadow
+// report (GET .../shadow answers 404) must show "No shadow data" instead.
 func TestDashboardShadowReport(t *testing.T) {
 	e := startEnv(t)
-	if status, body := e.API("PUT", "/api/v1/endpoints/fraud/mirror", map[string]int{"green": 50}); status != 200 {
-		t.Fatalf("PUT mirror = %d %s", status, body)
-	}
+	e.StartRollout("fraud", `{"canary": "green", "shadow": {"mirror": 50, "min_compared": 1000000, "min_match_rate": 0.8}}`)
 	e.load(2)
 	b := newBrowser(t)
 	b.login(e.Admin, e.Token)
@@ -238,6 +336,14 @@ func TestDashboardShadowReport(t *testing.T) {
 	}
 	if !js[bool](b, `/95% interval \d/.test(document.querySelector('[data-shadow="green"]').textContent)`) {
 		t.Error("no 95% interval on screen")
+	}
+	// The shadow phase's threshold: a line across the interval's bar at
+	// 80%, and said under it.
+	if got := js[string](b, `(el => el ? el.style.left : "none")(document.querySelector('[data-shadow="green"] .ci i.threshold'))`); got != "calc(80% - 1px)" {
+		t.Errorf("the threshold line on the match rate's bar at %q, want at 80%%", got)
+	}
+	if got := js[string](b, `(el => el ? el.textContent : "none")(document.querySelector('[data-shadow="green"] [data-field="threshold"]'))`); got != "threshold: the shadow phase of fraud-1 needs a match rate of 80.00% or more over 1,000,000 compared copies" {
+		t.Errorf("the threshold said = %q", got)
 	}
 	live := js[string](b, `document.querySelector('[data-shadow="green"] .mismatch .side div:first-child pre').textContent`)
 	shadow := js[string](b, `document.querySelector('[data-shadow="green"] .mismatch .side div:last-child pre').textContent`)

@@ -12,7 +12,17 @@ const TOKEN_KEY = "modelgate.token";
 const REPLICA_KEY = "modelgate.replica";
 // Deployment colours, in config order: distinguishable for the common
 // colour-vision deficiencies and readable on light and dark backgrounds.
+// A deployment named after a colour never takes one of these: see colours.
 const PALETTE = ["#2f6fd0", "#d55e00", "#009e73", "#b05fa6", "#c49a00", "#56a0d3"];
+// The colour of a deployment named after a colour ("red", "green-2"): a
+// shade of it readable on light and dark backgrounds. Other CSS colour
+// names ("crimson", "navy") are drawn in their CSS colour, kept readable.
+const NAMED = {
+  red: "#d62728", green: "#2e9e44", blue: "#2f6fd0", orange: "#e07000", yellow: "#c49a00", gold: "#c49a00",
+  purple: "#8e4fc2", violet: "#8e4fc2", magenta: "#c2188f", pink: "#d6589b", brown: "#8c5a2b", teal: "#00897b",
+  cyan: "#0e9bb5", aqua: "#0e9bb5", grey: "#7d8590", gray: "#7d8590", black: "#444c56", white: "#aab3bd",
+  silver: "#98a1ab", navy: "#2a4b9b", lime: "#5aa800", olive: "#7f7f00", maroon: "#9b2335",
+};
 const REFRESH_MS = 4000;
 const ENDED = new Set(["succeeded", "rolled_back", "aborted", "undone"]);
 
@@ -70,10 +80,85 @@ function weightsText(weights, order) {
   return names.length ? names.map((n) => `${n} ${weights[n]}%`).join(" · ") : "none";
 }
 
+// colours gives each deployment of ep its colour, so that no colour
+// contradicts a name: a deployment named after a colour ("red", or a
+// first word such as "green-v2") is drawn in that colour; the others take
+// the palette's colours in config order, skipping any within 40° of hue of
+// a named deployment's colour (no "v2" in green beside a "red" in red) and
+// any taken already.
 function colours(ep) {
   const c = {};
-  (ep.deployments || []).forEach((d, i) => { c[d.name] = PALETTE[i % PALETTE.length]; });
+  const names = (ep.deployments || []).map((d) => d.name);
+  const hues = [];
+  for (const n of names) {
+    const named = colourOfName(n);
+    if (!named) continue;
+    c[n] = named;
+    const [hue, sat] = hsl(named);
+    if (sat > 0.2) hues.push(hue);
+  }
+  const free = PALETTE.filter((p) => !Object.values(c).includes(p) &&
+    hues.every((hu) => Math.min(Math.abs(hu - hsl(p)[0]), 360 - Math.abs(hu - hsl(p)[0])) >= 40));
+  let i = 0;
+  for (const n of names) {
+    if (c[n]) continue;
+    // More deployments than free colours: greys, darker each time.
+    c[n] = i < free.length ? free[i] : `hsl(210, 8%, ${Math.max(25, 60 - 8 * (i - free.length))}%)`;
+    i++;
+  }
   return c;
+}
+
+// colourOfName is the colour a deployment's name says (the whole name or
+// its first word), or "" when it names none.
+function colourOfName(name) {
+  const words = name.toLowerCase().split(/[^a-z]+/).filter(Boolean);
+  for (const w of [name.toLowerCase(), ...words.slice(0, 1)]) {
+    if (NAMED[w]) return NAMED[w];
+    const css = cssColour(w);
+    if (css) return css;
+  }
+  return "";
+}
+
+// cssColour is a CSS colour name's colour as #rrggbb, its lightness kept
+// within what reads on a light and a dark background; "" for a word that
+// is not a colour name.
+let paint = null;
+function cssColour(word) {
+  if (!/^[a-z]{3,20}$/.test(word) || word === "transparent" || word === "currentcolor") return "";
+  paint = paint || document.createElement("canvas").getContext("2d");
+  paint.fillStyle = "#000001";
+  paint.fillStyle = word;
+  const v = paint.fillStyle;
+  if (v === "#000001" || !/^#[0-9a-f]{6}$/.test(v)) return "";
+  const [hue, sat, light] = hsl(v);
+  const l = Math.min(0.6, Math.max(0.3, light));
+  return l === light ? v : hex(hue, sat, l);
+}
+
+// hex writes a colour given as hue (degrees), saturation and lightness
+// (0..1) as #rrggbb.
+function hex(hue, s, l) {
+  const a = s * Math.min(l, 1 - l);
+  const f = (n) => {
+    const k = (n + hue / 30) % 12;
+    return Math.round(255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1)))).toString(16).padStart(2, "0");
+  };
+  return "#" + f(0) + f(8) + f(4);
+}
+
+// hsl reads #rrggbb as [hue in degrees, saturation 0..1, lightness 0..1].
+function hsl(hex) {
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
+  if (!m) return [0, 0, 0.5];
+  const [r, g, b] = m.slice(1).map((x) => parseInt(x, 16) / 255);
+  const max = Math.max(r, g, b), min = Math.min(r, g, b), l = (max + min) / 2, d = max - min;
+  if (d === 0) return [0, 0, l];
+  const s = d / (1 - Math.abs(2 * l - 1));
+  let hue = max === r ? ((g - b) / d) % 6 : max === g ? (b - r) / d + 2 : (r - g) / d + 4;
+  hue *= 60;
+  return [hue < 0 ? hue + 360 : hue, s, l];
 }
 
 function swatch(colour) {
@@ -369,16 +454,19 @@ async function guard(gen, box, fn) {
 function overviewPage(gen, app) {
   const list = h("div", { id: "endpoints" });
   app.append(h("h1", {}, "Endpoints"), h("p", { class: "muted small" },
-    "Last minute, from the requests ", state.replica ? `replica ${state.replica} served` : "served", ". Refreshes every few seconds."), list);
+    "From the requests ", state.replica ? `replica ${state.replica} served` : "served",
+    `: the measured share over the last ${RECENT_S} seconds at the split of now (since the split changed, when that is more recent);`,
+    " requests, errors and p99 over the last minute. Refreshes every few seconds."), list);
   const refresh = () => guard(gen, app, async () => {
     const { endpoints } = await get("/api/v1/endpoints");
     const details = await Promise.all(endpoints.map(async (ep) => {
-      const [metrics, ro, health] = await Promise.all([
+      const [metrics, series, ro, health] = await Promise.all([
         get(`/api/v1/endpoints/${enc(ep.name)}/metrics?window=1m${fleetQuery("&")}`),
+        get(`/api/v1/endpoints/${enc(ep.name)}/series?window=1m&step=1s${fleetQuery("&")}`).catch((e) => { if (e.status === 404) return null; throw e; }),
         get(`/api/v1/endpoints/${enc(ep.name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
         get(`/api/v1/endpoints/${enc(ep.name)}/health`).catch((e) => { if (e.status === 404) return null; throw e; }),
       ]);
-      return { ep, metrics, ro, health };
+      return { ep, metrics, recent: series ? recentShare(series, ep) : null, ro, health };
     }));
     if (gen !== state.gen) return;
     if (!endpoints.length) {
@@ -407,26 +495,77 @@ function healthBadge(health, name) {
   return el;
 }
 
-function endpointCard({ ep, metrics, ro, health }) {
+// RECENT_S is how many of the last seconds the overview's measured share
+// covers: long enough to hold a few hundred requests at modest traffic,
+// short enough that a split changed a moment ago (a rollback) does not
+// look like requests still routed the old way.
+const RECENT_S = 10;
+
+// recentShare is each deployment's measured share of the split-routed
+// requests over the last RECENT_S complete seconds of a 1-second series,
+// counting only the seconds since the split last changed (the seconds
+// whose configured share is the split of now, ep.traffic, for every
+// deployment). Each second weighs by its requests. It returns
+// {share: {name: 0..1}, seconds, since (ms: the first second counted),
+// requests}; seconds is 0 when the split changed within the last second.
+function recentShare(series, ep) {
+  const order = series.order || [];
+  const n = (series.times || []).length;
+  const same = (i) => order.every((d) =>
+    Math.abs(series.deployments[d].configured_share[i] - (ep.traffic[d] || 0) / 100) < 1e-4);
+  let from = n;
+  while (from > 0 && n - from < RECENT_S && same(from - 1)) from--;
+  const share = {};
+  let total = 0;
+  for (let i = from; i < n; i++) {
+    const reqs = order.reduce((a, d) => a + series.deployments[d].requests[i], 0);
+    if (!reqs) continue;
+    total += reqs;
+    for (const d of order) share[d] = (share[d] || 0) + (series.deployments[d].measured_share[i] || 0) * reqs;
+  }
+  for (const d of order) share[d] = total ? (share[d] || 0) / total : null;
+  return { share, seconds: n - from, since: from < n ? Date.parse(series.times[from]) : null,
+    changed: from > 0 && n - from < RECENT_S, requests: total };
+}
+
+// recentWords says what the measured share covers.
+function recentWords(r) {
+  if (!r) return "measured: the last minute (this daemon has no per-second series)";
+  if (!r.seconds) return "measured: – (the split changed within the last second)";
+  return r.changed
+    ? `measured: since the split changed at ${clock(r.since, true)} (${r.seconds} s, ${r.requests.toLocaleString("en")} requests)`
+    : `measured: the last ${r.seconds} s (${r.requests.toLocaleString("en")} requests)`;
+}
+
+function endpointCard({ ep, metrics, recent, ro, health }) {
   const col = colours(ep);
   const order = ep.deployments.map((d) => d.name);
   const base = `#/endpoints/${enc(ep.name)}`;
   const running = ro && !ENDED.has(ro.phase);
+  // The measured share: of the last seconds (recent), or of the last
+  // minute from an older daemon without the series.
+  const measured = (name) => {
+    if (recent) return recent.share[name];
+    const m = metrics.deployments[name] || {};
+    return m.requests ? m.share : null;
+  };
   const rows = order.map((name) => {
     const m = metrics.deployments[name] || {};
     const conf = (ep.traffic[name] || 0) / 100;
     const hb = healthBadge(health, name);
+    // The rollout's roles while it runs; an ended one has none.
+    const role = running && name === ro.canary ? "canary" : running && name === ro.stable ? "stable" : "";
     return h("tr", { dataset: { deployment: name } },
-      h("td", {}, swatch(col[name]), name, ro && name === ro.canary ? h("span", { class: "muted small" }, " canary") : null,
+      h("td", {}, swatch(col[name]), name, role ? h("span", { class: "muted small", dataset: { field: "role" } }, " " + role) : null,
         hb ? " " : null, hb),
       h("td", { class: "num", dataset: { field: "configured" } }, pct(conf)),
-      h("td", { class: "num", dataset: { field: "measured" } }, m.requests ? pct(m.share) : "–"),
+      h("td", { class: "num", dataset: { field: "measured" } }, measured(name) === null || measured(name) === undefined ? "–" : pct(measured(name))),
       h("td", { class: "num" }, num(m.rpm)),
       h("td", { class: "num" }, m.requests ? pct(m.error_rate, 2) : "–"),
       h("td", { class: "num" }, m.requests ? ms(m.latency_ms.p99) : "–"));
   });
   const confParts = order.map((n) => [n, (ep.traffic[n] || 0) / 100]);
-  const measParts = order.map((n) => [n, (metrics.deployments[n] || {}).share || 0]);
+  const measParts = order.map((n) => [n, measured(n) || 0]);
   const mirror = Object.entries(ep.mirror || {});
   return h("section", { class: "panel", dataset: { endpoint: ep.name } },
     h("div", { class: "panel-head" },
@@ -437,12 +576,12 @@ function endpointCard({ ep, metrics, ro, health }) {
     h("div", { class: "table-wrap" },
       h("table", {},
         h("thead", {}, h("tr", {},
-          h("th", {}, "Deployment"), h("th", { class: "num" }, "Configured"), h("th", { class: "num" }, "Measured"),
+          h("th", {}, "Deployment"), h("th", { class: "num" }, "Configured"), h("th", { class: "num", title: `share of the split-routed requests over the last ${RECENT_S} s at the split of now` }, "Measured"),
           h("th", { class: "num" }, "Req/min"), h("th", { class: "num" }, "Errors"), h("th", { class: "num" }, "p99"))),
         h("tbody", {}, rows))),
     h("div", { style: null, class: "small" },
       h("div", { class: "sharelabel" }, "configured"), shareBar(confParts, col, "configured traffic share"),
-      h("div", { class: "sharelabel" }, "measured"), shareBar(measParts, col, "measured traffic share")),
+      h("div", { class: "sharelabel", dataset: { field: "measured-window" } }, recentWords(recent)), shareBar(measParts, col, "measured traffic share")),
     mirror.length ? h("p", { class: "small muted" }, "Mirror: ", mirror.map(([n, p]) => `${n} ${p}%`).join(", ")) : null,
     running ? h("p", { class: "small" }, "Rollout ", ro.id, ": ", ro.reason) : null);
 }
@@ -469,10 +608,11 @@ function endpointPage(gen, app, name) {
 
   const refresh = () => guard(gen, app, async () => {
     const r = RANGES[range];
-    const [ep, series, ro] = await Promise.all([
+    const [ep, series, ro, health] = await Promise.all([
       get(`/api/v1/endpoints/${enc(name)}`),
       get(`/api/v1/endpoints/${enc(name)}/series?window=${r.window}&step=${r.step}${fleetQuery("&")}`),
       get(`/api/v1/endpoints/${enc(name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
+      get(`/api/v1/endpoints/${enc(name)}/health`).catch((e) => { if (e.status === 404) return null; throw e; }),
     ]);
     if (gen !== state.gen) return;
     const col = colours(ep);
@@ -507,7 +647,7 @@ function endpointPage(gen, app, name) {
       const d = series.deployments[n];
       const total = d.requests.reduce((a, b) => a + b, 0), errs = d.errors.reduce((a, b) => a + b, 0);
       return h("section", { class: "panel", dataset: { deployment: n } },
-        h("div", { class: "panel-head" }, h("h3", {}, swatch(col[n]), n),
+        h("div", { class: "panel-head" }, h("h3", {}, swatch(col[n]), n), healthBadge(health, n),
           h("span", { class: "muted small" }, `${total.toLocaleString("en")} requests, ${errs.toLocaleString("en")} errors in the ${r.label.toLowerCase()}`)),
         h("div", { class: "grid-3" },
           lineChart({ title: "requests per minute", width: cell, height: 150, xMin, xMax,
@@ -540,13 +680,10 @@ function shadowPage(gen, app, name) {
   app.append(h("h1", {}, name, ": shadow report"), h("div", { class: "toolbar" }, seg), body);
 
   const refresh = () => guard(gen, app, async () => {
-    let rep;
-    try {
-      rep = await get(`/api/v1/endpoints/${enc(name)}/shadow?window=${win}${fleetQuery("&")}`);
-    } catch (e) {
-      if (e.status !== 404) throw e;
-      rep = null;
-    }
+    const [rep, ro] = await Promise.all([
+      get(`/api/v1/endpoints/${enc(name)}/shadow?window=${win}${fleetQuery("&")}`).catch((e) => { if (e.status === 404) return null; throw e; }),
+      get(`/api/v1/endpoints/${enc(name)}/rollout`).catch((e) => { if (e.status === 404) return null; throw e; }),
+    ]);
     if (gen !== state.gen) return;
     const shadows = rep ? Object.entries(rep.shadows || {}) : [];
     if (!shadows.length) {
@@ -554,16 +691,31 @@ function shadowPage(gen, app, name) {
         rep ? ` in the last ${win}: no deployment of ${name} receives mirrored copies.` : ": this daemon has no shadow report for this endpoint."));
       return;
     }
-    body.replaceChildren(...shadows.map(([dep, s]) => shadowCard(dep, s)));
+    body.replaceChildren(...shadows.map(([dep, s]) => shadowCard(dep, s, matchThreshold(ro, dep))));
   });
   state.redraw = refresh;
   refresh();
   every(gen, refresh, REFRESH_MS);
 }
 
-function shadowCard(dep, s) {
+// matchThreshold is the lowest match rate the running rollout asks of
+// dep, its canary: the shadow phase's min_match_rate while in it, or a
+// match_rate gate's min in a live stage. Null when nothing judges dep's
+// match rate now.
+function matchThreshold(ro, dep) {
+  if (!ro || ENDED.has(ro.phase) || ro.canary !== dep) return null;
+  if (ro.stage === -1 && ro.plan.shadow) {
+    const min = ro.plan.shadow.min_match_rate || 0.95;
+    return { min, what: `the shadow phase of ${ro.id} needs a match rate of ${pct(min, 2)} or more over ${num(ro.plan.shadow.min_compared || 200)} compared copies` };
+  }
+  const gate = (ro.plan.gates || []).find((g) => g.type === "match_rate");
+  return gate ? { min: gate.min, what: `the match_rate gate of ${ro.id} needs a match rate of ${pct(gate.min, 2)} or more` } : null;
+}
+
+function shadowCard(dep, s, threshold) {
   const ci = s.match_rate_ci95;
-  const ciBar = h("div", { class: "ci", role: "img", "aria-label": ci ? `95% interval ${pct(ci[0])} to ${pct(ci[1])}` : "no interval yet" });
+  const ciBar = h("div", { class: "ci", role: "img", "aria-label": (ci ? `95% interval ${pct(ci[0])} to ${pct(ci[1])}` : "no interval yet") +
+    (threshold ? `, threshold ${pct(threshold.min)}` : "") });
   if (ci) {
     const span = h("span");
     span.style.left = (ci[0] * 100).toFixed(2) + "%";
@@ -571,6 +723,12 @@ function shadowCard(dep, s) {
     const mark = h("b");
     mark.style.left = "calc(" + (s.match_rate * 100).toFixed(2) + "% - 1px)";
     ciBar.append(span, mark);
+  }
+  if (threshold) {
+    // The threshold: a dashed line across the bar, where the rate must be.
+    const line = h("i", { class: "threshold", title: `threshold ${pct(threshold.min, 2)}` });
+    line.style.left = "calc(" + (threshold.min * 100).toFixed(2) + "% - 1px)";
+    ciBar.append(line);
   }
   const counts = ["mirrored", "sent", "compared", "matched", "mismatched", "not_compared", "errors", "timeouts", "dropped", "skipped"];
   const q = ["p50", "p90", "p95", "p99"];
@@ -584,6 +742,7 @@ function shadowCard(dep, s) {
         h("div", { class: "big", id: "match-rate" }, pct(s.match_rate, 2)),
         ciBar,
         h("p", { class: "small muted" }, ci ? `95% interval ${pct(ci[0], 2)} – ${pct(ci[1], 2)} over ${num(s.compared + s.errors + s.timeouts)} copies` : "no compared copies yet"),
+        threshold ? h("p", { class: "small", dataset: { field: "threshold" } }, h("span", { class: "threshold-key" }), `threshold: ${threshold.what}`) : null,
         h("dl", { class: "kv small" }, counts.flatMap((k) => [h("dt", {}, k.replace("_", " ")), h("dd", {}, num(s[k] || 0))]))),
       h("div", {},
         h("h3", {}, "Latency on the same requests"),
@@ -617,11 +776,15 @@ function mismatchList(list) {
 
 // ---------- rollout ----------
 
+// The rollout's actions. None is drawn as the page's primary action (a
+// filled button): a rollout moves on its own. Skipping its gates
+// (promote-full) is drawn as a caution, taking traffic away from a
+// deployment (abort, undo) as a danger.
 const ACTIONS = [
   { name: "pause", when: (p) => p === "shadow" || p === "progressing" || p === "final_bake" },
   { name: "resume", when: (p) => p === "paused" },
   { name: "promote", when: (p) => !ENDED.has(p) },
-  { name: "promote-full", when: (p) => !ENDED.has(p), confirm: "Give the canary 100% of the traffic now, skipping the remaining stages and their gates?" },
+  { name: "promote-full", when: (p) => !ENDED.has(p), confirm: "Give the canary 100% of the traffic now, skipping the remaining stages and their gates?", caution: true },
   { name: "abort", when: (p) => !ENDED.has(p), confirm: "Abort the rollout and send all traffic back to the stable now?", danger: true },
   { name: "retry", when: (p) => p === "aborted" || p === "rolled_back" },
   { name: "undo", when: (p) => p === "succeeded", confirm: "Give the old stable all traffic back at once?", danger: true },
@@ -652,7 +815,7 @@ function rolloutPage(gen, app, name) {
   // The buttons stay the same elements across refreshes (only enabled or
   // not), so that one is never replaced under a finger or a pointer.
   const buttons = ACTIONS.map((a) => h("button", {
-    type: "button", class: a.danger ? "danger" : a.confirm ? "" : "quiet", dataset: { action: a.name },
+    type: "button", class: a.danger ? "danger" : a.caution ? "caution" : "quiet", dataset: { action: a.name },
     disabled: true, onclick: () => act(a.name),
   }, a.name));
   const readOnlyNote = h("p", { class: "small muted", id: "read-only-note", hidden: true },
@@ -802,10 +965,51 @@ function rolloutStatus(ro, ep, events) {
       h("dt", {}, "stage"), h("dd", { id: "rollout-stage" }, ended ? "ended at " + stageText : stageText),
       h("dt", {}, "traffic now"), h("dd", { id: "traffic-now" }, weightsText(ep.traffic, order)),
       !ended ? [h("dt", {}, "baked"), h("dd", { id: "rollout-baked" }, `${secs(parseDur(ro.baked))} of ${secs(parseDur((stages[ro.stage] && stages[ro.stage].bake) || ro.plan.bake))}`)] : null,
+      deadlineItems(ro),
       h("dt", {}, "started"), h("dd", {}, new Date(ro.started_at).toLocaleString()),
       ro.finished_at ? [h("dt", {}, "finished"), h("dd", {}, new Date(ro.finished_at).toLocaleString())] : null),
     shareBar(order.map((n) => [n, (ep.traffic[n] || 0) / 100]), col, "traffic now"),
   ];
+}
+
+// deadlineItems are the rollout's deadlines as dt/dd pairs: the stage's
+// progress deadline (from its start or the last resume; in canary
+// requests too with progress_deadline_requests) and the whole rollout's
+// timeout. Both stand still or vanish as the daemon's do: the progress
+// deadline does not run while paused, and neither is left once it ended.
+function deadlineItems(ro) {
+  if (ENDED.has(ro.phase)) return null;
+  const plan = ro.plan;
+  const limit = parseDur(plan.progress_deadline), reqs = plan.progress_deadline_requests || 0;
+  const action = plan.on_deadline === "rollback" ? "it rolls back" : "it pauses";
+  const out = [];
+  if (ro.phase === "paused" && (limit > 0 || reqs > 0)) {
+    out.push(h("dt", {}, "deadline"), h("dd", { id: "rollout-deadline" }, "stands still while paused: resume gives the stage another ",
+      [limit > 0 ? secs(limit) : null, reqs > 0 ? `${reqs.toLocaleString("en")} canary requests` : null].filter(Boolean).join(" or ")));
+  } else if ((ro.phase === "shadow" || ro.phase === "progressing") && (limit > 0 || reqs > 0)) {
+    const parts = [];
+    let at = null;
+    if (limit > 0) {
+      at = Date.parse(ro.deadline_from && !ro.deadline_from.startsWith("0001-") ? ro.deadline_from : ro.stage_started) + limit * 1000;
+      parts.push(`at ${clock(at, true)} (in ${secs(Math.max(0, (at - Date.now()) / 1000))}, ${secs(limit)} from the stage's start or last resume)`);
+    }
+    if (reqs > 0 && ro.stage >= 0) {
+      const done = Math.max(0, (ro.stage_requests || 0) - (ro.deadline_requests_from || 0));
+      parts.push(`after ${reqs.toLocaleString("en")} canary requests (${done.toLocaleString("en")} so far)`);
+    }
+    if (parts.length) {
+      out.push(h("dt", {}, "deadline"), h("dd", { id: "rollout-deadline", dataset: { at: at === null ? null : new Date(at).toISOString() } },
+        `without a decision ${action} `, parts.join(" or "), ro.awaiting_confirmation ? " (the confirm-promotion webhook is waited for meanwhile)" : ""));
+    }
+  }
+  const timeout = parseDur(plan.timeout);
+  if (timeout > 0) {
+    const at = Date.parse(ro.started_at) + timeout * 1000;
+    out.push(h("dt", {}, "timeout"), h("dd", { id: "rollout-timeout", dataset: { at: new Date(at).toISOString() } },
+      ro.timed_out ? `passed at ${clock(at, true)}: the rollout was paused, and is not timed out again`
+        : `${plan.on_timeout === "pause" ? "it pauses" : "it rolls back"} at ${clock(at, true)} (in ${secs(Math.max(0, (at - Date.now()) / 1000))}, ${secs(timeout)} from its start, pauses included)`));
+  }
+  return out.length ? out : null;
 }
 
 // secs writes seconds as 0.7s, 12s, 2m05s or 1h02m.
