@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
@@ -55,6 +56,8 @@ type File struct {
 	MaxRequestBytes int64 `yaml:"max_request_bytes" json:"max_request_bytes"`
 	// Limits bound what clients can make the data plane hold or wait for.
 	Limits Limits `yaml:"limits" json:"limits"`
+	// Logging configures serve's log and the data plane's access log.
+	Logging Logging `yaml:"logging" json:"logging,omitzero"`
 	// Endpoints are the endpoints served, in order. Their traffic and
 	// mirror only initialise an endpoint the store does not know yet.
 	Endpoints []spec.Endpoint `yaml:"endpoints" json:"endpoints"`
@@ -290,6 +293,84 @@ type Limits struct {
 	SendTimeout spec.Duration `yaml:"send_timeout" json:"send_timeout,omitempty"`
 }
 
+// Logging configures serve's log (logging:). serve's --log-format and
+// --log-level win over Format and Level. Read at start only.
+type Logging struct {
+	// Format is the log's format: "text" (default) or "json", as log/slog
+	// writes them.
+	Format string `yaml:"format" json:"format,omitempty"`
+	// Level is the least level logged: "debug", "info" (default), "warn"
+	// or "error".
+	Level string `yaml:"level" json:"level,omitempty"`
+	// AccessLog is the data plane's access log: off unless its path is set.
+	AccessLog AccessLog `yaml:"access_log" json:"access_log,omitzero"`
+}
+
+// AccessLog is the data plane's access log (logging.access_log): a line
+// per request answered, in the log's format.
+type AccessLog struct {
+	// Path is where the lines go: "stderr", or a file (created 0600 if
+	// missing, appended to). Empty: no access log.
+	Path string `yaml:"path" json:"path,omitempty"`
+	// Buffer is how many lines may wait for the writer; past it a line is
+	// dropped and counted (modelgate_access_log_dropped_total). Zero: 4096;
+	// at most 1048576.
+	Buffer int `yaml:"buffer" json:"buffer,omitempty"`
+}
+
+// Log formats and levels, as written in logging: and serve's flags.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+	// AccessLogStderr is the access log path meaning standard error.
+	AccessLogStderr = "stderr"
+	// DefaultAccessLogBuffer and MaxAccessLogBuffer bound
+	// logging.access_log.buffer (accesslog.DefaultBuffer, MaxBuffer).
+	DefaultAccessLogBuffer = 4096
+	MaxAccessLogBuffer     = 1 << 20
+)
+
+// ParseLogFormat checks a log format: "text" or "json"; empty is text.
+func ParseLogFormat(s string) (string, error) {
+	switch s {
+	case "", LogFormatText:
+		return LogFormatText, nil
+	case LogFormatJSON:
+		return LogFormatJSON, nil
+	}
+	return "", fmt.Errorf("%s: want text or json", s)
+}
+
+// ParseLogLevel reads a log level: "debug", "info", "warn" or "error";
+// empty is info.
+func ParseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%s: want debug, info, warn or error", s)
+}
+
+func (l Logging) validate() error {
+	var errs []error
+	if _, err := ParseLogFormat(l.Format); err != nil {
+		errs = append(errs, spec.Problemf("logging.format", "%q: want text or json", l.Format))
+	}
+	if _, err := ParseLogLevel(l.Level); err != nil {
+		errs = append(errs, spec.Problemf("logging.level", "%q: want debug, info, warn or error", l.Level))
+	}
+	if b := l.AccessLog.Buffer; b < 0 || b > MaxAccessLogBuffer {
+		errs = append(errs, spec.Problemf("logging.access_log.buffer", "%d is out of range: from 1 to %d lines (0: the default, %d)", b, MaxAccessLogBuffer, DefaultAccessLogBuffer))
+	}
+	return errors.Join(errs...)
+}
+
 // maxURIBytes is the most max_uri_bytes may be: a request head (request
 // line and headers) must fit the data plane's 16 KiB head buffer.
 const maxURIBytes = 16 << 10
@@ -465,7 +546,7 @@ func (f *File) Validate() error {
 	if f.MaxRequestBytes <= 0 {
 		errs = append(errs, spec.Problemf("max_request_bytes", "must be greater than 0, got %d", f.MaxRequestBytes))
 	}
-	errs = append(errs, f.Limits.validate())
+	errs = append(errs, f.Limits.validate(), f.Logging.validate())
 	seen := map[string]int{}
 	for i, e := range f.Endpoints {
 		path := fmt.Sprintf("endpoints[%d]", i)
