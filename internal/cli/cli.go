@@ -157,7 +157,7 @@ and moves traffic from one to another. Client commands find the daemon with
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{flagError(err)} })
 
 	root.AddCommand(
-		a.serveCommand(),
+		a.withLogFlags(a.serveCommand()), // logflags.go
 		a.demoCommand(),
 		a.configCommand(),
 		a.applyCommand(),
