@@ -97,7 +97,7 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 20, "routing changes timed per N")
 	flag.IntVar(&o.probe, "probe", 10, "endpoints, spread over the N, sent one request each through the data plane")
 	flag.StringVar(&o.output, "o", "table", "output: table (markdown) or json")
-	flag.StringVar(&o.pprofDir, "pprof", "", "write the gateway's CPU profile of the first apply and of the routing changes, and its heap profile at the end (after a forced collection, once the numbers are taken), into this directory (one set per N)")
+	flag.StringVar(&o.pprofDir, "pprof", "", "write the gateway's CPU profiles of the first apply, the reads and the routing changes, and its heap profile at the end (after a forced collection, once the numbers are taken), into this directory (one set per N)")
 	flag.Parse()
 	var err error
 	if o.ns, err = parseNs(ns); err == nil {
@@ -459,6 +459,9 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 		{"/api/v1/endpoints/" + metricsEP + "/metrics?window=1h", &r.Metrics1hMs, &r.Metrics1hAlloc, nil},
 		{"/api/v1/endpoints/" + metricsEP + "/series?window=1h&step=30s", &r.Series1hMs, &r.Series1hAlloc, nil},
 	}
+	if stopProfile, err = profile("reads"); err != nil {
+		return r, err
+	}
 	for _, rd := range reads {
 		times = times[:0]
 		before, err := c.do("mem")
@@ -482,6 +485,9 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 			return r, err
 		}
 		*rd.alloc = float64(after.TotalAlloc-before.TotalAlloc) / float64(o.reps)
+	}
+	if err := stopProfile(); err != nil {
+		return r, err
 	}
 	if r.Filled > 0 {
 		// The metrics read the fill: -per-second in each second of the
