@@ -65,7 +65,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -306,7 +306,7 @@ func BenchmarkFleetEvidence(b *testing.B) {
 	}
 	fleet.planes, fleet.ctl = planes, planes[0]
 	testenv.WaitFor(b, 10*time.Second, "three replicas listed", func() bool {
-		var reps admin.ReplicaList
+		var reps api.ReplicaList
 		fleet.ctl.Get("/api/v1/replicas", &reps)
 		return len(reps.Replicas) == 3
 	})

@@ -18,13 +18,15 @@
 //  2. `modelgate config validate` (the CLI's own code, in this process) of a
 //     file with the N endpoints, each with deployments blue (one backend)
 //     and green (the other), traffic blue 100;
-//  3. POST /api/v1/apply of that file, then again (nothing changes);
+//  3. POST /api/v1/apply of that file, then -reapplies times again
+//     (nothing changes);
 //  4. the routing table's build and swap (proxy.Server.SetRoutes) timed in
 //     the child on a proxy that does not serve: from nothing, and again;
 //  5. the hour of telemetry of the active deployments (-active, a share of
 //     the 2N, spread evenly) written through each deployment's own Recorder
 //     (Begin and Observe, as the proxy calls them; as bench/memory fills,
-//     every page of every slot written), at most -max-fill-mib of it;
+//     every page of every slot written), at most -max-fill-mib of it and
+//     never more than leaves the machine 2 GiB available (MemAvailable);
 //  6. a request to -probe endpoints through the data plane (served by blue);
 //  7. the reads: GET /metrics, GET /api/v1/endpoints, the metrics of an
 //     active endpoint over 5m and 1h, its 1-h series (the dashboard's);
@@ -35,8 +37,8 @@
 //     keep-alive connection; the backend names itself);
 //  9. the gateway's peak RSS, and it is stopped.
 //
-// Timings are medians over -reps repetitions (the routing change: over
-// -changes). It exits non-zero only when the run fails (a request error,
+// Timings are medians over -reps repetitions (re-applies: over -reapplies,
+// routing changes: over -changes). It exits non-zero only when the run fails (a request error,
 // an apply that did not create what it should, the fill not landing),
 // never because of a number. See docs/benchmarks.md.
 package main
@@ -74,6 +76,7 @@ type options struct {
 	minLat     time.Duration
 	maxLat     time.Duration
 	reps       int
+	reapplies  int
 	changes    int
 	probe      int
 	output     string
@@ -93,7 +96,8 @@ func main() {
 	flag.IntVar(&o.perSecond, "per-second", 16, "past observations written per second and active deployment")
 	flag.DurationVar(&o.minLat, "min-latency", time.Microsecond, "smallest latency written by the fill")
 	flag.DurationVar(&o.maxLat, "max-latency", time.Hour, "largest latency written by the fill (1µs..1h spans all sketch buckets: every page written)")
-	flag.IntVar(&o.reps, "reps", 5, "repetitions of each timed read and re-apply (the median is reported)")
+	flag.IntVar(&o.reps, "reps", 5, "repetitions of each timed read and compile (the median is reported)")
+	flag.IntVar(&o.reapplies, "reapplies", 2, "unchanged re-applies timed (the median is reported); at N = 1000 each leaves about 1.7 GiB of garbage resident (docs/benchmarks.md)")
 	flag.IntVar(&o.changes, "changes", 20, "routing changes timed per N")
 	flag.IntVar(&o.probe, "probe", 10, "endpoints, spread over the N, sent one request each through the data plane")
 	flag.StringVar(&o.output, "o", "table", "output: table (markdown) or json")
@@ -139,8 +143,8 @@ func (o options) check() error {
 		return fmt.Errorf("-active %v: want 0..1", o.active)
 	case o.perSecond < 1 || o.minLat <= 0 || o.maxLat < o.minLat:
 		return errors.New("-per-second must be at least 1, 0 < -min-latency <= -max-latency")
-	case o.reps < 1 || o.changes < 1 || o.probe < 1:
-		return errors.New("-reps, -changes and -probe must be at least 1")
+	case o.reps < 1 || o.reapplies < 1 || o.changes < 1 || o.probe < 1:
+		return errors.New("-reps, -reapplies, -changes and -probe must be at least 1")
 	case o.output != "table" && o.output != "json":
 		return fmt.Errorf("-o %q: want table or json", o.output)
 	}
@@ -389,7 +393,7 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 		return r, fmt.Errorf("apply created %d (endpoints and deployments), want %d", len(applied.Created), 3*n)
 	}
 	times = times[:0]
-	for range o.reps {
+	for range o.reapplies {
 		t := time.Now()
 		applied.Unchanged = nil
 		if err := api.do(http.MethodPost, "/api/v1/apply", file, &applied); err != nil {
@@ -417,7 +421,13 @@ func measure(o options, n int, blueAddr, greenAddr string, log io.Writer) (r res
 	// (endpoint i's blue is 2i, its green 2i+1).
 	total := 2 * n
 	r.ActiveWanted = int(math.Round(o.active * float64(total)))
-	r.Filled = min(r.ActiveWanted, int(o.maxFillMiB*(1<<20)/recorderBytes()))
+	fillCap := o.maxFillMiB * (1 << 20)
+	if avail, ok := memAvailable(); ok && float64(avail)-2<<30 < fillCap {
+		// Leave the machine 2 GiB: the rest is extrapolated.
+		fillCap = max(float64(avail)-2<<30, 0)
+		fmt.Fprintf(log, "bench/scale:   %.0f MiB available: filling at most %.0f MiB\n", mib(float64(avail)), mib(fillCap))
+	}
+	r.Filled = min(r.ActiveWanted, int(fillCap/recorderBytes()))
 	metricsEP := name(0)
 	var fillStart time.Time
 	if r.Filled > 0 {
@@ -649,6 +659,21 @@ func (a *adminClient) call(method, path string, body []byte, out *[]byte) error 
 	return nil
 }
 
+// memAvailable is MemAvailable of /proc/meminfo in bytes.
+func memAvailable() (uint64, bool) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
+}
+
 func maxOf(v []float64) float64 {
 	m := math.Inf(-1)
 	for _, x := range v {
@@ -665,7 +690,7 @@ func report(w io.Writer, o options, res []result) {
 	fmt.Fprintf(w, "- %s, %d CPUs, GOGC=%q GOMEMLIMIT=%q; load average %s at the end\n", runtime.Version(), runtime.NumCPU(), os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"), loadAvg())
 	fmt.Fprintf(w, "- the gateway alone in a child process; 2 deployments an endpoint; active share %.2f, each active deployment's hour filled with %d observations a second, latencies %s..%s; at most %.0f MiB filled\n",
 		o.active, o.perSecond, o.minLat, o.maxLat, o.maxFillMiB)
-	fmt.Fprintf(w, "- timings: medians of %d (routing changes: of %d, and the largest); one Recorder is %.2f MiB of heap, resident only once written\n\n", o.reps, o.changes, mib(recorderBytes()))
+	fmt.Fprintf(w, "- timings: medians of %d (re-applies: of %d; routing changes: of %d, and the largest); one Recorder is %.2f MiB of heap, resident only once written\n\n", o.reps, o.reapplies, o.changes, mib(recorderBytes()))
 	fmt.Fprint(w, "| |")
 	for _, r := range res {
 		fmt.Fprintf(w, " N = %d |", r.Endpoints)

@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 // Timings are never asserted: the benchmark is `go run ./bench/scale`.
 func TestScaleSmoke(t *testing.T) {
 	o := options{ns: []int{3}, active: 1.0 / 3, maxFillMiB: 4096, perSecond: 16, minLat: time.Microsecond, maxLat: time.Hour,
-		reps: 2, changes: 4, probe: 3, output: "table"}
+		reps: 2, reapplies: 2, changes: 4, probe: 3, output: "table"}
 	res, err := run(o, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +83,7 @@ func TestScaleSmoke(t *testing.T) {
 // one is filled and the peak is extrapolated to the others.
 func TestScaleCapped(t *testing.T) {
 	o := options{ns: []int{2}, active: 1, maxFillMiB: 10, perSecond: 1, minLat: time.Millisecond, maxLat: time.Second,
-		reps: 1, changes: 2, probe: 1, output: "json"}
+		reps: 1, reapplies: 1, changes: 2, probe: 1, output: "json"}
 	res, err := run(o, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/rollout"
@@ -140,7 +141,7 @@ type server struct {
 	fleet     FleetReads
 	// lastMembers is the fleet's list last read, for fleet-wide reads
 	// while it cannot be read.
-	lastMembers atomic.Pointer[[]Replica]
+	lastMembers atomic.Pointer[[]api.Replica]
 	// backingUp is set while a backup is written: one at a time, since
 	// each holds a read transaction of the store.
 	backingUp atomic.Bool

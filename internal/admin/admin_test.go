@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelgate/modelgate/internal/admin/admintest"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
@@ -108,7 +109,7 @@ func TestAuthRequiredOnEveryAPIRoute(t *testing.T) {
 				if got := rec.Header().Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
 					t.Errorf("WWW-Authenticate = %q, want Bearer challenge", got)
 				}
-				var body ErrorBody
+				var body api.ErrorBody
 				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Error == "" {
 					t.Errorf("body = %s, want error JSON", rec.Body)
 				}
@@ -216,11 +217,20 @@ func TestRoutes(t *testing.T) {
 			  {"field":"traffic.green","message":"invalid percent \"5.555\": must be a number from 0 to 100 with at most 2 decimals"},
 			  {"field":"traffic.blue","message":"invalid percent \"x\": must be a number from 0 to 100 with at most 2 decimals"}]}`, false},
 		{"set traffic not an object", call{"PUT", "/api/v1/endpoints/fraud/traffic", `[95,5]`}, 400,
-			`{"error":"invalid request: traffic: expected a mapping, got a list",
-			  "problems":[{"field":"traffic","message":"expected a mapping, got a list"}]}`, false},
+			`{"error":"invalid request: traffic: a list, want an object",
+			  "problems":[{"field":"traffic","message":"a list, want an object"}]}`, false},
 		{"set traffic empty", call{"PUT", "/api/v1/endpoints/fraud/traffic", ``}, 400,
+			`{"error":"invalid request: traffic: the body is empty: send a JSON object",
+			  "problems":[{"field":"traffic","message":"the body is empty: send a JSON object"}]}`, false},
+		{"set traffic no weights", call{"PUT", "/api/v1/endpoints/fraud/traffic", `{}`}, 400,
 			`{"error":"invalid request: traffic: traffic must give at least one deployment a weight; weights sum to 100",
 			  "problems":[{"field":"traffic","message":"traffic must give at least one deployment a weight; weights sum to 100"}]}`, false},
+		{"set traffic key twice", call{"PUT", "/api/v1/endpoints/fraud/traffic", `{"blue":95,"green":5,"blue":5}`}, 400,
+			`{"error":"invalid request: traffic.blue: given twice",
+			  "problems":[{"field":"traffic.blue","message":"given twice"}]}`, false},
+		{"set traffic two values", call{"PUT", "/api/v1/endpoints/fraud/traffic", `{"blue":95,"green":5} {}`}, 400,
+			`{"error":"invalid request: traffic: more than one JSON value in the body: send one object",
+			  "problems":[{"field":"traffic","message":"more than one JSON value in the body: send one object"}]}`, false},
 		{"set traffic unknown endpoint", call{"PUT", "/api/v1/endpoints/nope/traffic", `{"blue":100}`}, 404, `{"error":"endpoint \"nope\": not found"}`, false},
 		{"get mirror", call{"GET", "/api/v1/endpoints/fraud/mirror", ""}, 200, `{}`, false},
 		{"set mirror", call{"PUT", "/api/v1/endpoints/fraud/mirror", `{"green":10}`}, 200, `{"green":10}`, true},
@@ -234,11 +244,14 @@ func TestRoutes(t *testing.T) {
 			`{"error":"invalid request: name: \"green\" does not match the deployment \"red\" in the path",
 			  "problems":[{"field":"name","message":"\"green\" does not match the deployment \"red\" in the path"}]}`, false},
 		{"deployment unknown field", call{"PUT", "/api/v1/endpoints/fraud/deployments/red", `{"backend":["http://127.0.0.1:9003"]}`}, 400,
-			`{"error":"invalid request: backend: unknown key, did you mean \"backends\"?",
-			  "problems":[{"field":"backend","message":"unknown key, did you mean \"backends\"?"}]}`, false},
+			`{"error":"invalid request: backend: unknown field; did you mean \"backends\"? (fields: backends, fail_timeout, health_check, max_fails, name, stream_idle_timeout, timeout, tls)",
+			  "problems":[{"field":"backend","message":"unknown field; did you mean \"backends\"? (fields: backends, fail_timeout, health_check, max_fails, name, stream_idle_timeout, timeout, tls)"}]}`, false},
+		{"deployment field in another case", call{"PUT", "/api/v1/endpoints/fraud/deployments/red", `{"Backends":["http://127.0.0.1:9003"]}`}, 400,
+			`{"error":"invalid request: Backends: unknown field; did you mean \"backends\"? (fields: backends, fail_timeout, health_check, max_fails, name, stream_idle_timeout, timeout, tls)",
+			  "problems":[{"field":"Backends","message":"unknown field; did you mean \"backends\"? (fields: backends, fail_timeout, health_check, max_fails, name, stream_idle_timeout, timeout, tls)"}]}`, false},
 		{"deployment wrong types, every problem", call{"PUT", "/api/v1/endpoints/fraud/deployments/red", "{\"backends\": \"http://127.0.0.1:9003\",\n \"timeout\": 5}"}, 400,
 			`{"error":"invalid request: 2 problems","problems":[
-			  {"field":"backends","message":"expected a list, got \"http://127.0.0.1:9003\" (line 1)"},
+			  {"field":"backends","message":"\"http://127.0.0.1:9003\" is a string, want a list (line 1)"},
 			  {"field":"timeout","message":"invalid duration \"5\": use a number with a unit, e.g. 500ms, 10s, 1m (line 2)"}]}`, false},
 		{"deployment invalid, every problem", call{"PUT", "/api/v1/endpoints/fraud/deployments/red", `{"backends":["ftp://x"],"max_fails":-1}`}, 400,
 			`{"error":"invalid request: 2 problems","problems":[
@@ -392,8 +405,8 @@ func TestBodyTooLarge(t *testing.T) {
 		if rec.Code != http.StatusRequestEntityTooLarge {
 			t.Errorf("%s %s with %d bytes = %d, want 413", c.method, c.path, len(big), rec.Code)
 		}
-		want := ErrorBody{Error: "request body larger than 1048576 bytes"}
-		var got ErrorBody
+		want := api.ErrorBody{Error: "request body larger than 1048576 bytes"}
+		var got api.ErrorBody
 		_ = json.Unmarshal(rec.Body.Bytes(), &got)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("413 body (-want +got):\n%s", diff)
@@ -431,7 +444,7 @@ func TestMetricsWindow(t *testing.T) {
 				t.Errorf("metrics%s asked window %v, want %v", tc.query, got, tc.want)
 			}
 			if tc.wantCode == 400 {
-				var body ErrorBody
+				var body api.ErrorBody
 				_ = json.Unmarshal(rec.Body.Bytes(), &body)
 				if len(body.Problems) != 1 || body.Problems[0].Field != "window" {
 					t.Errorf("metrics%s problems = %+v, want one on field window", tc.query, body.Problems)
@@ -479,11 +492,11 @@ func TestEventsQuery(t *testing.T) {
 	if diff := cmp.Diff(store.EventFilter{Endpoint: "fraud", Since: 1, Limit: 5}, f.LastFilter()); diff != "" {
 		t.Errorf("filter (-want +got):\n%s", diff)
 	}
-	var got EventList
+	var got api.EventList
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := EventList{Events: []store.Event{f.EventLog()[2]}}
+	want := api.EventList{Events: []store.Event{f.EventLog()[2]}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}

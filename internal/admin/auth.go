@@ -7,28 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/authtoken"
 )
-
-// TokenKindHeader, on every authenticated answer, names the kind of token
-// the call presented ("admin" or "read-only"): the dashboard and the CLI
-// say which one they hold.
-const TokenKindHeader = "X-Modelgate-Token"
-
-// DegradedHeader, on every authenticated answer while the gateway serves
-// degraded (cluster mode: its state store does not answer), says why: the
-// dashboard shows it.
-const DegradedHeader = "X-Modelgate-Degraded"
-
-// TokenInfo is the answer of GET /api/v1/token: what the presented token
-// may do.
-type TokenInfo struct {
-	// Kind is "admin" (reads and writes) or "read-only" (reads only).
-	Kind string `json:"kind"`
-	// ValidUntil, set for a token replaced on SIGHUP that is still within
-	// its overlap (admin.token_overlap), is when it stops being accepted.
-	ValidUntil *time.Time `json:"valid_until,omitempty"`
-}
 
 type tokenKey struct{}
 
@@ -68,12 +49,12 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 				return
 			}
 		}
-		w.Header().Set(TokenKindHeader, m.Kind.String())
+		w.Header().Set(api.TokenKindHeader, m.Kind.String())
 		if d, ok := s.backend.(interface{ Degraded() string }); ok {
 			if why := d.Degraded(); why != "" {
 				// Every answer says so, so that the dashboard can show it
 				// on whatever page it is.
-				w.Header().Set(DegradedHeader, strings.ReplaceAll(why, "\n", " "))
+				w.Header().Set(api.DegradedHeader, strings.ReplaceAll(why, "\n", " "))
 			}
 		}
 		if !m.Until.IsZero() {
@@ -106,7 +87,7 @@ func readOnlyRefusal(r *http.Request) string {
 // a replaced one, until when it is accepted.
 func (s *server) tokenInfo(w http.ResponseWriter, r *http.Request) {
 	m := tokenMatch(r) // as authenticated: a rotation since changes nothing here
-	info := TokenInfo{Kind: m.Kind.String()}
+	info := api.TokenInfo{Kind: m.Kind.String()}
 	if !m.Until.IsZero() {
 		u := m.Until.UTC()
 		info.ValidUntil = &u

@@ -7,23 +7,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 )
-
-// ErrorBody is the JSON of every error answer:
-// {"error": "summary", "problems": [{"field": "...", "message": "..."}]}.
-// Problems are listed for 400 answers, every one found.
-type ErrorBody struct {
-	Error    string         `json:"error"`
-	Problems []spec.Problem `json:"problems,omitempty"`
-}
-
-// LeaderHeader, on a 503 answer to a rollout start or action sent to a
-// gateway that does not lead the fleet's rollouts, is the leader's admin
-// URL.
-const LeaderHeader = "X-Modelgate-Leader"
 
 // statusError is an error the API itself raises with a fixed status:
 // 401, 404 for an unknown path, 405, 413.
@@ -46,7 +34,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		tooBig    *http.MaxBytesError
 		problem   *spec.Problem
 		status    int
-		body      ErrorBody
+		body      api.ErrorBody
 	)
 	switch {
 	case errors.As(err, &se):
@@ -56,7 +44,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// fleet's leader; the CLI retries there (LeaderHeader).
 		status, body.Error = http.StatusServiceUnavailable, err.Error()
 		if notLeader.Leader != "" {
-			w.Header().Set(LeaderHeader, notLeader.Leader)
+			w.Header().Set(api.LeaderHeader, notLeader.Leader)
 		}
 	case errors.As(err, &tooBig):
 		status, body.Error = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)

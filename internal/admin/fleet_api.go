@@ -25,20 +25,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // FleetReadTimeout bounds each call to another replica for a fleet-wide
 // read (connection included): a replica slower than that is left out.
 const FleetReadTimeout = 2 * time.Second
-
-// ReplicasHeader, on every metrics, series and shadow answer, says how
-// many of the fleet's replicas the answer holds: "2/3".
-const ReplicasHeader = "X-Modelgate-Replicas"
 
 // PeerCaller calls another replica's admin API (*fleet.Client).
 type PeerCaller interface {
@@ -55,49 +51,6 @@ type FleetReads struct {
 	Peers PeerCaller
 	// Timeout bounds each call to another replica. Zero: FleetReadTimeout.
 	Timeout time.Duration
-}
-
-// Coverage says whose requests a metrics, series or shadow answer holds
-// (its "replicas" field).
-type Coverage struct {
-	// Reporting counts the replicas whose part is in the answer, this one
-	// included; Of counts the replicas asked: the fleet's list (this
-	// gateway alone without cluster mode), or 1 with ?replica=.
-	Reporting int `json:"reporting"`
-	Of        int `json:"of"`
-	// Replica is the replica asked for with ?replica=.
-	Replica string `json:"replica,omitempty"`
-	// Missing are the replicas left out, with why.
-	Missing []MissingReplica `json:"missing,omitempty"`
-}
-
-// MissingReplica is a replica whose part is not in an answer.
-type MissingReplica struct {
-	ID       string `json:"id"`
-	AdminURL string `json:"admin_url,omitempty"`
-	Error    string `json:"error"`
-}
-
-// Complete reports whether every replica asked is in the answer.
-func (c Coverage) Complete() bool { return c.Reporting == c.Of }
-
-// MetricsAnswer is the answer of GET /api/v1/endpoints/{ep}/metrics: the
-// report with the replicas it covers.
-type MetricsAnswer struct {
-	telemetry.Report
-	Replicas Coverage `json:"replicas"`
-}
-
-// SeriesAnswer is the answer of GET /api/v1/endpoints/{ep}/series.
-type SeriesAnswer struct {
-	control.SeriesReport
-	Replicas Coverage `json:"replicas"`
-}
-
-// ShadowAnswer is the answer of GET /api/v1/endpoints/{ep}/shadow.
-type ShadowAnswer struct {
-	shadow.Report
-	Replicas Coverage `json:"replicas"`
 }
 
 // PartAnswer is a replica's answer to GET
@@ -161,7 +114,7 @@ type fleetRead[P any] struct {
 // it: 404 for an ID the fleet does not list, 502 when it does not answer),
 // else this replica's and every other listed replica's that answers within
 // the timeout. It sets ReplicasHeader.
-func gather[P any](s *server, w http.ResponseWriter, r *http.Request, fr fleetRead[P]) ([]P, Coverage, error) {
+func gather[P any](s *server, w http.ResponseWriter, r *http.Request, fr fleetRead[P]) ([]P, api.Coverage, error) {
 	ctx := r.Context()
 	members, self := s.fleetMembers(ctx)
 	if want := r.URL.Query().Get("replica"); want != "" {
@@ -169,7 +122,7 @@ func gather[P any](s *server, w http.ResponseWriter, r *http.Request, fr fleetRe
 			p   P
 			err error
 		)
-		i := slices.IndexFunc(members, func(m Replica) bool { return m.ID == want })
+		i := slices.IndexFunc(members, func(m api.Replica) bool { return m.ID == want })
 		switch {
 		case want == self:
 			p, err = fr.local(ctx)
@@ -182,18 +135,18 @@ func gather[P any](s *server, w http.ResponseWriter, r *http.Request, fr fleetRe
 			}
 		}
 		if err != nil {
-			return nil, Coverage{}, err
+			return nil, api.Coverage{}, err
 		}
-		w.Header().Set(ReplicasHeader, "1/1")
-		return []P{p}, Coverage{Reporting: 1, Of: 1, Replica: want}, nil
+		w.Header().Set(api.ReplicasHeader, "1/1")
+		return []P{p}, api.Coverage{Reporting: 1, Of: 1, Replica: want}, nil
 	}
 	p, err := fr.local(ctx)
 	if err != nil {
-		return nil, Coverage{}, err
+		return nil, api.Coverage{}, err
 	}
 	parts := []P{p}
-	cov := Coverage{Reporting: 1, Of: 1}
-	var peers []Replica
+	cov := api.Coverage{Reporting: 1, Of: 1}
+	var peers []api.Replica
 	for _, m := range members {
 		if m.ID != self {
 			peers = append(peers, m)
@@ -213,19 +166,19 @@ func gather[P any](s *server, w http.ResponseWriter, r *http.Request, fr fleetRe
 	for i, m := range peers {
 		cov.Of++
 		if errs[i] != nil {
-			cov.Missing = append(cov.Missing, MissingReplica{ID: m.ID, AdminURL: m.AdminURL, Error: errs[i].Error()})
+			cov.Missing = append(cov.Missing, api.MissingReplica{ID: m.ID, AdminURL: m.AdminURL, Error: errs[i].Error()})
 			continue
 		}
 		cov.Reporting++
 		parts = append(parts, got[i])
 	}
-	w.Header().Set(ReplicasHeader, strconv.Itoa(cov.Reporting)+"/"+strconv.Itoa(cov.Of))
+	w.Header().Set(api.ReplicasHeader, strconv.Itoa(cov.Reporting)+"/"+strconv.Itoa(cov.Of))
 	return parts, cov, nil
 }
 
 // callPart asks replica m for its part, with the caller's own token (so
 // that a read-only token reads the fleet too), within the timeout.
-func callPart[P any](s *server, r *http.Request, m Replica, fr fleetRead[P]) (P, error) {
+func callPart[P any](s *server, r *http.Request, m api.Replica, fr fleetRead[P]) (P, error) {
 	var zero P
 	if s.fleet.Peers == nil {
 		return zero, errors.New("this gateway does not call the other replicas")
@@ -258,9 +211,9 @@ func callPart[P any](s *server, r *http.Request, m Replica, fr fleetRead[P]) (P,
 // this one. The list is the fleet's (GET /api/v1/replicas); when it cannot
 // be read, or the gateway is degraded (etcd does not answer), the last one
 // read.
-func (s *server) fleetMembers(ctx context.Context) ([]Replica, string) {
+func (s *server) fleetMembers(ctx context.Context) ([]api.Replica, string) {
 	self := s.fleet.Self
-	var members []Replica
+	var members []api.Replica
 	degraded := false
 	if d, ok := s.backend.(interface{ Degraded() string }); ok {
 		// etcd does not answer: the last list, without waiting on it.
@@ -290,9 +243,9 @@ func (s *server) fleetMembers(ctx context.Context) ([]Replica, string) {
 			}
 		}
 	}
-	if self != "" && !slices.ContainsFunc(members, func(m Replica) bool { return m.ID == self }) {
+	if self != "" && !slices.ContainsFunc(members, func(m api.Replica) bool { return m.ID == self }) {
 		// Not in the list yet (its record is written just after start).
-		members = append([]Replica{{ID: self, Self: true}}, members...)
+		members = append([]api.Replica{{ID: self, Self: true}}, members...)
 	}
 	return members, self
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/shadow"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -96,7 +97,7 @@ func FuzzFleetQueries(f *testing.F) {
 	} {
 		f.Add(seed[0], seed[1])
 	}
-	h := New(Options{Backend: newFake(), Series: &fakeSeries{}, Token: testToken, Replicas: &fixedReplicas{self: "me", list: []Replica{{ID: "me"}}},
+	h := New(Options{Backend: newFake(), Series: &fakeSeries{}, Token: testToken, Replicas: &fixedReplicas{self: "me", list: []api.Replica{{ID: "me"}}},
 		FleetReads: FleetReads{Self: "me"}})
 	f.Fuzz(func(t *testing.T, path, query string) {
 		switch path {

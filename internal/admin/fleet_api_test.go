@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin/admintest"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/fleet"
@@ -51,11 +52,11 @@ func bluePart(n uint64, lat time.Duration) control.MetricsPart {
 // fixedReplicas lists the fleet as given, marking self.
 type fixedReplicas struct {
 	self string
-	list []Replica
+	list []api.Replica
 }
 
-func (f *fixedReplicas) Replicas(context.Context) ([]Replica, error) {
-	out := make([]Replica, len(f.list))
+func (f *fixedReplicas) Replicas(context.Context) ([]api.Replica, error) {
+	out := make([]api.Replica, len(f.list))
 	for i, r := range f.list {
 		r.Self = r.ID == f.self
 		out[i] = r
@@ -103,16 +104,16 @@ func TestFleetReadsMergeEveryReplica(t *testing.T) {
 		t.Cleanup(srv.Close)
 		urls[i] = srv.URL
 	}
-	list.list = []Replica{{ID: "r0", AdminURL: urls[0]}, {ID: "r1", AdminURL: urls[1]}, {ID: "r2", AdminURL: urls[2]},
+	list.list = []api.Replica{{ID: "r0", AdminURL: urls[0]}, {ID: "r1", AdminURL: urls[1]}, {ID: "r2", AdminURL: urls[2]},
 		{ID: "hung", AdminURL: "http://" + hung}, {ID: "liar", AdminURL: urls[2]}}
 	list.self = "r0"
 	h := New(Options{Backend: &partBackend{admintest.NewBackend(admintest.Fraud()), parts[0]}, Tokens: tokens(), Replicas: list,
 		FleetReads: FleetReads{Self: "r0", Peers: fleet.NewClient(nil, func() string { return "" }), Timeout: 300 * time.Millisecond}})
 
-	get := func(path string) (*httptest.ResponseRecorder, MetricsAnswer) {
+	get := func(path string) (*httptest.ResponseRecorder, api.MetricsAnswer) {
 		t.Helper()
 		rec := do(t, h, viewerToken, call{"GET", path, ""})
-		var a MetricsAnswer
+		var a api.MetricsAnswer
 		if rec.Code == 200 {
 			if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil {
 				t.Fatal(err)
@@ -125,8 +126,8 @@ func TestFleetReadsMergeEveryReplica(t *testing.T) {
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("the fleet's answer with a replica hung took %s, want about the 300ms timeout", took)
 	}
-	if rec.Code != 200 || rec.Header().Get(ReplicasHeader) != "3/5" || a.Replicas.Reporting != 3 || a.Replicas.Of != 5 {
-		t.Fatalf("fleet metrics = %d %s %+v", rec.Code, rec.Header().Get(ReplicasHeader), a.Replicas)
+	if rec.Code != 200 || rec.Header().Get(api.ReplicasHeader) != "3/5" || a.Replicas.Reporting != 3 || a.Replicas.Of != 5 {
+		t.Fatalf("fleet metrics = %d %s %+v", rec.Code, rec.Header().Get(api.ReplicasHeader), a.Replicas)
 	}
 	missing := map[string]string{}
 	for _, m := range a.Replicas.Missing {
@@ -171,8 +172,8 @@ func TestFleetReadsMergeEveryReplica(t *testing.T) {
 		if rec.Code != tc.status || a.Deployments["blue"].Requests != tc.requests || !strings.Contains(rec.Body.String(), tc.err) {
 			t.Errorf("?replica=%s = %d %s, want %d with %d requests", tc.replica, rec.Code, rec.Body, tc.status, tc.requests)
 		}
-		if tc.status == 200 && (a.Replicas.Replica != tc.replica || rec.Header().Get(ReplicasHeader) != "1/1") {
-			t.Errorf("?replica=%s: replicas %+v, header %q", tc.replica, a.Replicas, rec.Header().Get(ReplicasHeader))
+		if tc.status == 200 && (a.Replicas.Replica != tc.replica || rec.Header().Get(api.ReplicasHeader) != "1/1") {
+			t.Errorf("?replica=%s: replicas %+v, header %q", tc.replica, a.Replicas, rec.Header().Get(api.ReplicasHeader))
 		}
 	}
 	if rec := do(t, h, viewerToken, call{"GET", "/api/v1/endpoints/nope/metrics", ""}); rec.Code != 404 {
@@ -196,15 +197,15 @@ func TestFleetReadsMergeEveryReplica(t *testing.T) {
 // Without a fleet the answers are this gateway's (1 of 1), and ?replica=
 // names it or nothing.
 func TestFleetReadsAlone(t *testing.T) {
-	h := New(Options{Backend: newFake(), Token: testToken, Replicas: &fixedReplicas{self: "me", list: []Replica{{ID: "me"}}},
+	h := New(Options{Backend: newFake(), Token: testToken, Replicas: &fixedReplicas{self: "me", list: []api.Replica{{ID: "me"}}},
 		FleetReads: FleetReads{Self: "me"}})
 	for _, tc := range []struct {
 		query, header string
 		status        int
 	}{{"", "1/1", 200}, {"?replica=me", "1/1", 200}, {"?replica=other", "", 404}} {
 		rec := do(t, h, testToken, call{"GET", "/api/v1/endpoints/fraud/metrics" + tc.query, ""})
-		if rec.Code != tc.status || rec.Header().Get(ReplicasHeader) != tc.header {
-			t.Errorf("metrics%s = %d %q %s, want %d %q", tc.query, rec.Code, rec.Header().Get(ReplicasHeader), rec.Body, tc.status, tc.header)
+		if rec.Code != tc.status || rec.Header().Get(api.ReplicasHeader) != tc.header {
+			t.Errorf("metrics%s = %d %q %s, want %d %q", tc.query, rec.Code, rec.Header().Get(api.ReplicasHeader), rec.Body, tc.status, tc.header)
 		}
 	}
 }

@@ -6,26 +6,15 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 )
-
-// BackendHealth is one backend's health as this gateway's data plane sees
-// it (docs/api.md, GET /api/v1/endpoints/{ep}/health).
-type BackendHealth struct {
-	URL string `json:"url"`
-	// Healthy is false while passive health took the backend out or its
-	// last active health check failed.
-	Healthy bool `json:"healthy"`
-	// LastError is the last transport or health check error, kept after
-	// the backend recovered.
-	LastError string `json:"last_error,omitempty"`
-}
 
 // Health answers GET /api/v1/endpoints/{ep}/health.
 type Health interface {
 	// EndpointHealth is deployment → its backends' health; ok is false
 	// when the data plane does not route the endpoint.
-	EndpointHealth(endpoint string) (deps map[string][]BackendHealth, ok bool)
+	EndpointHealth(endpoint string) (deps map[string][]api.BackendHealth, ok bool)
 	// ApplyWarnings names each deployment of the endpoints with no
 	// healthy backend, after waiting a bounded time for their first
 	// health checks.
@@ -55,20 +44,6 @@ func (s *server) warnUnhealthy(w http.ResponseWriter, r *http.Request, res contr
 	}
 }
 
-// DeploymentHealth is one deployment's part of the health answer.
-type DeploymentHealth struct {
-	Name string `json:"name"`
-	// Healthy is true while at least one backend may take a request.
-	Healthy  bool            `json:"healthy"`
-	Backends []BackendHealth `json:"backends"`
-}
-
-// EndpointHealth is the answer of GET /api/v1/endpoints/{ep}/health.
-type EndpointHealth struct {
-	Endpoint    string             `json:"endpoint"`
-	Deployments []DeploymentHealth `json:"deployments"`
-}
-
 func (s *server) getHealth(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("ep")
 	if _, err := s.backend.Endpoint(r.Context(), name); err != nil {
@@ -76,9 +51,9 @@ func (s *server) getHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deps, _ := s.health.EndpointHealth(name)
-	out := EndpointHealth{Endpoint: name, Deployments: []DeploymentHealth{}}
+	out := api.EndpointHealth{Endpoint: name, Deployments: []api.DeploymentHealth{}}
 	for dep, hs := range deps {
-		d := DeploymentHealth{Name: dep, Backends: hs}
+		d := api.DeploymentHealth{Name: dep, Backends: hs}
 		for _, h := range hs {
 			d.Healthy = d.Healthy || h.Healthy
 		}

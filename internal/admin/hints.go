@@ -2,6 +2,8 @@ package admin
 
 import (
 	"net/http"
+
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // DataPlaner is implemented by a Replicas that knows this gateway's data
@@ -20,7 +22,7 @@ func (s *server) notAPI(w http.ResponseWriter, r *http.Request) {
 		dataPlane = dp.DataPlane()
 	}
 	w.Header().Set("Allow", "GET, HEAD")
-	writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: notAPIMessage(r.Method, r.URL.Path, dataPlane)})
+	writeJSON(w, http.StatusMethodNotAllowed, api.ErrorBody{Error: notAPIMessage(r.Method, r.URL.Path, dataPlane)})
 }
 
 // notAPIMessage is notAPI's error text.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/modelgate/modelgate/internal/admin/admintest"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/rollout"
 )
 
@@ -14,19 +15,19 @@ import (
 type oneRollout struct{}
 
 func (oneRollout) Start(context.Context, string, rollout.StartRequest) (rollout.Rollout, error) {
-	return rollout.Rollout{ID: "fraud-1"}, nil
+	return rollout.Rollout{Rollout: api.Rollout{ID: "fraud-1"}}, nil
 }
 
 func (oneRollout) Act(context.Context, string, rollout.Action) (rollout.Rollout, error) {
-	return rollout.Rollout{ID: "fraud-1"}, nil
+	return rollout.Rollout{Rollout: api.Rollout{ID: "fraud-1"}}, nil
 }
 
 func (oneRollout) Current(context.Context, string) (rollout.Rollout, error) {
-	return rollout.Rollout{ID: "fraud-1"}, nil
+	return rollout.Rollout{Rollout: api.Rollout{ID: "fraud-1"}}, nil
 }
 
 func (oneRollout) History(context.Context, string) ([]rollout.Rollout, error) {
-	return []rollout.Rollout{{ID: "fraud-1"}}, nil
+	return []rollout.Rollout{{Rollout: api.Rollout{ID: "fraud-1"}}}, nil
 }
 
 // TestGatesNeverNull: a rollout without gate verdicts answers "gates": [],

@@ -1,18 +1,13 @@
 package admin
 
 import (
+	"encoding/json"
 	"net/http"
 
-	"github.com/modelgate/modelgate/internal/analysis"
-	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 )
-
-// RolloutList is the answer of GET .../rollouts.
-type RolloutList struct {
-	Rollouts []rollout.Rollout `json:"rollouts"`
-}
 
 func (s *server) startRollout(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r)
@@ -20,8 +15,8 @@ func (s *server) startRollout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var req rollout.StartRequest
-	if err := config.Decode(body, &req); err != nil {
+	var req api.StartRequest
+	if err := api.DecodeJSON(body, &req); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -30,7 +25,7 @@ func (s *server) startRollout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, visibleRollout(r, ro))
+	writeJSON(w, http.StatusCreated, rolloutAnswer(r, ro))
 }
 
 func (s *server) currentRollout(w http.ResponseWriter, r *http.Request) {
@@ -39,20 +34,30 @@ func (s *server) currentRollout(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, visibleRollout(r, ro))
+	writeJSON(w, http.StatusOK, rolloutAnswer(r, ro))
 }
 
 // visibleRollout is the rollout as the caller may see it: to the read-only
 // token, its plan's confirm-promotion webhook redacted; no gate verdicts
 // yet is "gates": [], not null.
-func visibleRollout(r *http.Request, ro rollout.Rollout) rollout.Rollout {
+func visibleRollout(r *http.Request, ro api.Rollout) api.Rollout {
 	if readOnly(r) {
 		ro.Plan = ro.Plan.Redacted()
 	}
 	if ro.Gates == nil {
-		ro.Gates = []analysis.GateResult{}
+		ro.Gates = []api.GateResult{}
 	}
 	return ro
+}
+
+// rolloutAnswer is a rollout's answer: as the caller may see it, with the
+// state of its sequential tests.
+func rolloutAnswer(r *http.Request, ro rollout.Rollout) api.RolloutAnswer {
+	a := api.RolloutAnswer{Rollout: visibleRollout(r, ro.Rollout)}
+	if ro.Analysis != nil {
+		a.Analysis, _ = json.Marshal(ro.Analysis) // plain data: cannot fail
+	}
+	return a
 }
 
 func (s *server) rolloutHistory(w http.ResponseWriter, r *http.Request) {
@@ -61,13 +66,11 @@ func (s *server) rolloutHistory(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if list == nil {
-		list = []rollout.Rollout{}
-	}
+	out := api.RolloutList{Rollouts: make([]api.Rollout, len(list))}
 	for i := range list {
-		list[i] = visibleRollout(r, list[i])
+		out.Rollouts[i] = visibleRollout(r, list[i].Rollout)
 	}
-	writeJSON(w, http.StatusOK, RolloutList{Rollouts: list})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) rolloutAction(w http.ResponseWriter, r *http.Request) {
@@ -85,5 +88,5 @@ func (s *server) rolloutAction(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, visibleRollout(r, ro))
+	writeJSON(w, http.StatusOK, rolloutAnswer(r, ro))
 }

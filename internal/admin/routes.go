@@ -11,22 +11,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/config"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
-
-// EndpointList is the answer of GET /api/v1/endpoints.
-type EndpointList struct {
-	Endpoints []spec.Endpoint `json:"endpoints"`
-}
-
-// EventList is the answer of GET /api/v1/events.
-type EventList struct {
-	Events []store.Event `json:"events"`
-}
 
 func (s *server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	eps, err := s.backend.Endpoints(r.Context())
@@ -40,7 +29,7 @@ func (s *server) listEndpoints(w http.ResponseWriter, r *http.Request) {
 	for i := range eps {
 		eps[i] = visible(r, eps[i])
 	}
-	writeJSON(w, http.StatusOK, EndpointList{Endpoints: eps})
+	writeJSON(w, http.StatusOK, api.EndpointList{Endpoints: eps})
 }
 
 // visible is the endpoint as the caller may see it: to the read-only
@@ -167,7 +156,7 @@ func (s *server) putDeployment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var d spec.Deployment
-	if err := config.Decode(body, &d); err != nil {
+	if err := api.DecodeJSON(body, &d); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -246,7 +235,7 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 	ep := r.PathValue("ep")
 	parts, cov, err := gather(s, w, r, fleetRead[control.MetricsPart]{
 		kind:   "metrics",
-		query:  url.Values{"window": {telemetry.FormatWindow(window)}},
+		query:  url.Values{"window": {api.FormatWindow(window)}},
 		local:  func(ctx context.Context) (control.MetricsPart, error) { return s.backend.MetricsPart(ctx, ep, window) },
 		decode: DecodeMetricsPart,
 	})
@@ -259,7 +248,7 @@ func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, MetricsAnswer{Report: rep, Replicas: cov})
+	writeJSON(w, http.StatusOK, api.MetricsAnswer{MetricsReport: rep, Replicas: cov})
 }
 
 // parseWindow reads ?window=: empty is DefaultWindow; otherwise a Go
@@ -317,7 +306,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	if evs == nil {
 		evs = []store.Event{}
 	}
-	writeJSON(w, http.StatusOK, EventList{Events: evs})
+	writeJSON(w, http.StatusOK, api.EventList{Events: evs})
 }
 
 // nonNil makes a nil map answer {} rather than null.
@@ -351,7 +340,7 @@ func readWeights(w http.ResponseWriter, r *http.Request, field string) (spec.Wei
 		return nil, err
 	}
 	weights := spec.Weights{}
-	if err := config.Decode(body, &weights); err != nil {
+	if err := api.DecodeJSON(body, &weights); err != nil {
 		return nil, spec.Prefix(field, err)
 	}
 	return weights, nil

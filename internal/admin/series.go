@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // DefaultSeriesWindow is the window of GET .../series asked for without one.
@@ -47,7 +47,7 @@ func (s *server) getSeries(w http.ResponseWriter, r *http.Request) {
 	ep := r.PathValue("ep")
 	parts, cov, err := gather(s, w, r, fleetRead[control.SeriesPart]{
 		kind: "series",
-		query: url.Values{"window": {telemetry.FormatWindow(window)}, "step": {telemetry.FormatWindow(step)},
+		query: url.Values{"window": {api.FormatWindow(window)}, "step": {api.FormatWindow(step)},
 			"end": {strconv.FormatInt(g.End.Unix(), 10)}},
 		local: func(ctx context.Context) (control.SeriesPart, error) { return s.series.SeriesPart(ctx, ep, g) },
 		decode: func(b []byte, id string) (control.SeriesPart, error) {
@@ -63,7 +63,7 @@ func (s *server) getSeries(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, SeriesAnswer{SeriesReport: rep, Replicas: cov})
+	writeJSON(w, http.StatusOK, api.SeriesAnswer{SeriesReport: rep, Replicas: cov})
 }
 
 // parseSeriesQuery reads ?window= (default 1h) and ?step= (default: at

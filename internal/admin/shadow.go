@@ -6,8 +6,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/shadow"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // Shadows reports shadow comparisons: a replica's raw part of an
@@ -30,7 +30,7 @@ func (s *server) shadowReport(w http.ResponseWriter, r *http.Request) {
 	ep := r.PathValue("ep")
 	parts, cov, err := gather(s, w, r, fleetRead[shadow.Part]{
 		kind:   "shadow",
-		query:  url.Values{"window": {telemetry.FormatWindow(window)}},
+		query:  url.Values{"window": {api.FormatWindow(window)}},
 		local:  func(ctx context.Context) (shadow.Part, error) { return s.shadows.ShadowPart(ctx, ep, window) },
 		decode: DecodeShadowPart,
 	})
@@ -38,5 +38,5 @@ func (s *server) shadowReport(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ShadowAnswer{Report: shadow.Merge(parts...).Report(ep, window), Replicas: cov})
+	writeJSON(w, http.StatusOK, api.ShadowAnswer{ShadowReport: shadow.Merge(parts...).Report(ep, window), Replicas: cov})
 }

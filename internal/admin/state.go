@@ -6,13 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/store"
-)
-
-// Headers of GET /api/v1/state/backup: what the copy holds.
-const (
-	HeaderRevision = "X-Modelgate-Revision"
-	HeaderLastSeq  = "X-Modelgate-Last-Seq"
 )
 
 // BackupWriteTimeout bounds each write of a backup to the client, and
@@ -44,8 +39,8 @@ func (s *server) backup(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Content-Length", strconv.FormatInt(info.Size, 10))
 		h.Set("Content-Disposition", `attachment; filename="modelgate-state.db"`)
-		h.Set(HeaderRevision, strconv.FormatUint(info.Revision, 10))
-		h.Set(HeaderLastSeq, strconv.FormatUint(info.LastSeq, 10))
+		h.Set(api.HeaderRevision, strconv.FormatUint(info.Revision, 10))
+		h.Set(api.HeaderLastSeq, strconv.FormatUint(info.LastSeq, 10))
 		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusOK)
 		started = true

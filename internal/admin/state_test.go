@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/store"
 )
 
@@ -84,10 +85,10 @@ func TestStateBackup(t *testing.T) {
 		t.Errorf("backup body is %d bytes, want the %d bytes of the copy", len(body), len(data))
 	}
 	for h, want := range map[string]string{
-		"Content-Length": strconv.Itoa(len(data)),
-		"Content-Type":   "application/octet-stream",
-		HeaderRevision:   "7",
-		HeaderLastSeq:    "42",
+		"Content-Length":   strconv.Itoa(len(data)),
+		"Content-Type":     "application/octet-stream",
+		api.HeaderRevision: "7",
+		api.HeaderLastSeq:  "42",
 	} {
 		if got := resp.Header.Get(h); got != want {
 			t.Errorf("header %s = %q, want %q", h, got, want)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/modelgate/modelgate/internal/admin/admintest"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/spec"
 )
@@ -48,7 +49,7 @@ func TestReadOnlyTokenOnlyReads(t *testing.T) {
 			h := New(Options{Backend: f, Tokens: newTokens(clock), Snapshots: snap})
 			rec := do(t, h, viewerToken, c)
 			refused := c.method != http.MethodGet || c.path == "/api/v1/state/backup" || strings.HasPrefix(c.path, "/debug/pprof/")
-			var body ErrorBody
+			var body api.ErrorBody
 			_ = json.Unmarshal(rec.Body.Bytes(), &body)
 			switch {
 			case refused:
@@ -67,8 +68,8 @@ func TestReadOnlyTokenOnlyReads(t *testing.T) {
 				}
 			case rec.Code == http.StatusNotFound && (c.path == "/api/v1/nope" || c.path == "/api/v1"):
 			default:
-				if rec.Code != http.StatusOK || rec.Header().Get(TokenKindHeader) != "read-only" {
-					t.Fatalf("%s %s = %d, %s %q; want 200 from a read with the read-only token", c.method, c.path, rec.Code, TokenKindHeader, rec.Header().Get(TokenKindHeader))
+				if rec.Code != http.StatusOK || rec.Header().Get(api.TokenKindHeader) != "read-only" {
+					t.Fatalf("%s %s = %d, %s %q; want 200 from a read with the read-only token", c.method, c.path, rec.Code, api.TokenKindHeader, rec.Header().Get(api.TokenKindHeader))
 				}
 			}
 		})
@@ -105,7 +106,7 @@ func TestReadOnlyTokenSeesWebhooksRedacted(t *testing.T) {
 				got.Webhooks = got.Endpoints[0].Webhooks
 			}
 			if diff := cmp.Diff(tc.want, got.Webhooks); diff != "" {
-				t.Errorf("GET %s with the %s token: webhooks (-want +got):\n%s", path, rec.Header().Get(TokenKindHeader), diff)
+				t.Errorf("GET %s with the %s token: webhooks (-want +got):\n%s", path, rec.Header().Get(api.TokenKindHeader), diff)
 			}
 		}
 	}
@@ -131,14 +132,14 @@ func TestRotatedTokenOverlap(t *testing.T) {
 	if w := rec.Header().Get("Warning"); !strings.Contains(w, "replaced") || !strings.Contains(w, "2026-12-07T12:10:00Z") {
 		t.Errorf("Warning = %q, want the replacement and its end", w)
 	}
-	var info TokenInfo
+	var info api.TokenInfo
 	if err := json.Unmarshal(do(t, h, testToken, call{"GET", "/api/v1/token", ""}).Body.Bytes(), &info); err != nil {
 		t.Fatal(err)
 	}
 	if info.Kind != "admin" || info.ValidUntil == nil || !info.ValidUntil.Equal(until) {
 		t.Errorf("GET /api/v1/token with the replaced token = %+v, want admin until %v", info, until)
 	}
-	info = TokenInfo{}
+	info = api.TokenInfo{}
 	if err := json.Unmarshal(do(t, h, "new-admin-token", call{"GET", "/api/v1/token", ""}).Body.Bytes(), &info); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/stats"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -16,8 +17,8 @@ import (
 // ever failed, however often it is looked at.
 const shadowAlpha = 0.05
 
-// Verdict is a gate's outcome.
-type Verdict string
+// Verdict is api.Verdict, the wire form.
+type Verdict = api.Verdict
 
 // Verdicts.
 const (
@@ -26,21 +27,8 @@ const (
 	Inconclusive Verdict = "inconclusive"
 )
 
-// GateResult is one gate's verdict: Summary, one sentence in plain words a
-// person can act on ("green's error rate is 2.1× blue's ..."; a verdict
-// that waits for data starts with "waiting: " and says for what); Reason,
-// the statistics behind it; and the evidence as data (sample sizes,
-// statistic, threshold, alpha, p-value...). Rates in the evidence are a
-// stage's (one weight) or weight-adjusted (observed/expected), never
-// pooled over stages of different weights. Evidence always encodes as
-// JSON.
-type GateResult struct {
-	Gate     string         `json:"gate"`
-	Verdict  Verdict        `json:"verdict"`
-	Summary  string         `json:"summary"`
-	Reason   string         `json:"reason"`
-	Evidence map[string]any `json:"evidence"`
-}
+// GateResult is api.GateResult, the wire form.
+type GateResult = api.GateResult
 
 // Window is what the threshold gates judge: stage-to-date summaries.
 type Window struct {

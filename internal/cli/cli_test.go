@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/admin/admintest"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
@@ -779,7 +780,7 @@ func TestStreamEventsReconnects(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var seqs []uint64
-	err = c.StreamEvents(ctx, store.EventFilter{}, func(ev store.Event) error {
+	err = c.StreamEvents(ctx, EventFilter{}, func(ev api.Event) error {
 		seqs = append(seqs, ev.Seq)
 		if ev.Seq == 3 {
 			cancel()

@@ -15,11 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/admin"
-	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/store"
-	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
 // CallTimeout bounds one admin API call (not the event stream).
@@ -114,7 +111,7 @@ func (e *APIError) Error() string {
 }
 
 // Unwrap gives errors.Is and errors.As the problems and, for 404 and 409,
-// store.ErrNotFound and store.ErrConflict.
+// api.ErrNotFound and api.ErrConflict.
 func (e *APIError) Unwrap() []error {
 	var errs []error
 	for i := range e.Problems {
@@ -123,9 +120,9 @@ func (e *APIError) Unwrap() []error {
 	}
 	switch e.Status {
 	case http.StatusNotFound:
-		errs = append(errs, store.ErrNotFound)
+		errs = append(errs, api.ErrNotFound)
 	case http.StatusConflict:
-		errs = append(errs, store.ErrConflict)
+		errs = append(errs, api.ErrConflict)
 	}
 	return errs
 }
@@ -171,7 +168,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if err != nil {
 		return 0, c.unreachable(err)
 	}
-	if leader := resp.Header.Get(admin.LeaderHeader); resp.StatusCode == http.StatusServiceUnavailable && leader != "" {
+	if leader := resp.Header.Get(api.LeaderHeader); resp.StatusCode == http.StatusServiceUnavailable && leader != "" {
 		// Cluster mode: rollout starts and actions go to the fleet's
 		// leader; send this one there, once.
 		resp.Body.Close()
@@ -304,8 +301,8 @@ func (c *Client) SetMirror(ctx context.Context, endpoint string, w spec.Weights,
 }
 
 // Apply sends a config file (YAML) to be validated whole and applied.
-func (c *Client) Apply(ctx context.Context, file []byte, prune bool) (control.ApplyResult, error) {
-	var res control.ApplyResult
+func (c *Client) Apply(ctx context.Context, file []byte, prune bool) (api.ApplyResult, error) {
+	var res api.ApplyResult
 	q := url.Values{}
 	if prune {
 		q.Set("prune", "true")
@@ -317,8 +314,8 @@ func (c *Client) Apply(ctx context.Context, file []byte, prune bool) (control.Ap
 // Metrics reports an endpoint over window (zero asks for the server's
 // default, 5m): the fleet's numbers in cluster mode, or replica's alone
 // when it is not empty. The answer says which replicas it holds.
-func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Duration, replica string) (admin.MetricsAnswer, error) {
-	var rep admin.MetricsAnswer
+func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Duration, replica string) (api.MetricsAnswer, error) {
+	var rep api.MetricsAnswer
 	err := c.getJSON(ctx, endpointPath(endpoint, "metrics"), fleetQuery(window, replica), &rep)
 	return rep, err
 }
@@ -328,7 +325,7 @@ func (c *Client) Metrics(ctx context.Context, endpoint string, window time.Durat
 func fleetQuery(window time.Duration, replica string) url.Values {
 	q := url.Values{}
 	if window != 0 {
-		q.Set("window", telemetry.FormatWindow(window))
+		q.Set("window", api.FormatWindow(window))
 	}
 	if replica != "" {
 		q.Set("replica", replica)
@@ -336,16 +333,24 @@ func fleetQuery(window time.Duration, replica string) url.Values {
 	return q
 }
 
+// EventFilter selects events: those with Seq > Since, of Endpoint only
+// when set, at most Limit (oldest first; 0: the server's bound).
+type EventFilter struct {
+	Since    uint64
+	Endpoint string
+	Limit    int
+}
+
 // Events lists stored events matching f.
-func (c *Client) Events(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+func (c *Client) Events(ctx context.Context, f EventFilter) ([]api.Event, error) {
 	var out struct {
-		Events []store.Event `json:"events"`
+		Events []api.Event `json:"events"`
 	}
 	err := c.getJSON(ctx, "/api/v1/events", eventQuery(f), &out)
 	return out.Events, err
 }
 
-func eventQuery(f store.EventFilter) url.Values {
+func eventQuery(f EventFilter) url.Values {
 	q := url.Values{}
 	if f.Endpoint != "" {
 		q.Set("endpoint", f.Endpoint)
@@ -365,10 +370,10 @@ func eventQuery(f store.EventFilter) url.Values {
 // stream it reconnects with Last-Event-ID, so no event is missed or
 // repeated; a stream that ends again without delivering anything is an
 // error.
-func (c *Client) StreamEvents(ctx context.Context, f store.EventFilter, fn func(store.Event) error) error {
+func (c *Client) StreamEvents(ctx context.Context, f EventFilter, fn func(api.Event) error) error {
 	last := f.Since
 	for {
-		progressed, err := c.streamOnce(ctx, f.Endpoint, last, func(ev store.Event) error {
+		progressed, err := c.streamOnce(ctx, f.Endpoint, last, func(ev api.Event) error {
 			last = ev.Seq
 			return fn(ev)
 		})
@@ -386,7 +391,7 @@ func (c *Client) StreamEvents(ctx context.Context, f store.EventFilter, fn func(
 
 // streamOnce reads one SSE connection to its end. progressed reports
 // whether any event arrived.
-func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, fn func(store.Event) error) (progressed bool, err error) {
+func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, fn func(api.Event) error) (progressed bool, err error) {
 	q := url.Values{}
 	if endpoint != "" {
 		q.Set("endpoint", endpoint)
@@ -424,7 +429,7 @@ func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, 
 		if len(data) == 0 {
 			continue
 		}
-		var ev store.Event
+		var ev api.Event
 		err := json.Unmarshal([]byte(strings.Join(data, "\n")), &ev)
 		data = data[:0]
 		if err != nil {
@@ -442,8 +447,8 @@ func (c *Client) streamOnce(ctx context.Context, endpoint string, since uint64, 
 }
 
 // Token tells what the client's token may do (GET /api/v1/token).
-func (c *Client) Token(ctx context.Context) (admin.TokenInfo, error) {
-	var info admin.TokenInfo
+func (c *Client) Token(ctx context.Context) (api.TokenInfo, error) {
+	var info api.TokenInfo
 	err := c.getJSON(ctx, "/api/v1/token", nil, &info)
 	return info, err
 }

@@ -10,11 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/config"
-	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/store"
 )
 
 // Output formats of read commands (-o).
@@ -131,7 +129,7 @@ func (a *app) configCommand() *cobra.Command {
 			// The files the config names are read as serve would read them.
 			errs := []error{f.CheckListenerFiles()}
 			for i, e := range f.EndpointsWithDefaults() {
-				errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), control.CheckFiles(e)))
+				errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), config.CheckFiles(e)))
 			}
 			if err := errors.Join(errs...); err != nil {
 				return &config.FileError{Path: path, Err: err}
@@ -411,7 +409,7 @@ func (a *app) metricsCommand() *cobra.Command {
 		Short: "Show per-deployment traffic, errors and latency, compared with the baseline",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (admin.MetricsAnswer, error) {
+			return show(a, cmd, *output, func(c *Client) (api.MetricsAnswer, error) {
 				return c.Metrics(cmd.Context(), args[0], window, replica)
 			}, nil, withHealth(a, cmd, printMetrics, metricsHealth(replica, args[0]))) // health.go
 		},
@@ -425,7 +423,7 @@ func (a *app) metricsCommand() *cobra.Command {
 func (a *app) eventsCommand() *cobra.Command {
 	var (
 		output *string
-		f      store.EventFilter
+		f      EventFilter
 		follow bool
 	)
 	cmd := &cobra.Command{
@@ -450,7 +448,7 @@ sequence number; -f keeps following new events until interrupted (with
 				if *output == outputTable {
 					fmt.Fprintln(a.stdout, eventHeader)
 				}
-				return c.StreamEvents(cmd.Context(), f, func(ev store.Event) error {
+				return c.StreamEvents(cmd.Context(), f, func(ev api.Event) error {
 					if *output == outputJSON {
 						return printJSONLine(a.stdout, ev)
 					}
@@ -458,9 +456,9 @@ sequence number; -f keeps following new events until interrupted (with
 					return err
 				})
 			}
-			return show(a, cmd, *output, func(c *Client) ([]store.Event, error) {
+			return show(a, cmd, *output, func(c *Client) ([]api.Event, error) {
 				return c.Events(cmd.Context(), f)
-			}, listJSON[store.Event]("events"), printEvents)
+			}, listJSON[api.Event]("events"), printEvents)
 		},
 	}
 	fl := cmd.Flags()

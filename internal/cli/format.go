@@ -10,10 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/admin"
-	"github.com/modelgate/modelgate/internal/control"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
-	"github.com/modelgate/modelgate/internal/store"
 )
 
 // printJSON writes v as the API answers it, indented.
@@ -107,7 +105,7 @@ func printWeights(w io.Writer, ep spec.Endpoint, which string, weights spec.Weig
 
 // printMetrics writes the report as a table, the baseline first, with the
 // differences from the baseline in the last columns.
-func printMetrics(w io.Writer, rep admin.MetricsAnswer) error {
+func printMetrics(w io.Writer, rep api.MetricsAnswer) error {
 	fmt.Fprintf(w, "endpoint %s, window %s, baseline %s%s\n%s", rep.Endpoint, rep.Window, rep.Baseline, onReplica(rep.Replicas), coverageLine(rep.Replicas))
 	if len(rep.Deployments) == 0 {
 		_, err := fmt.Fprintln(w, "no deployments")
@@ -161,7 +159,7 @@ func printMetrics(w io.Writer, rep admin.MetricsAnswer) error {
 
 // onReplica names the replica an answer is about, when one was asked for
 // (--replica): ", replica gw-2".
-func onReplica(c admin.Coverage) string {
+func onReplica(c api.Coverage) string {
 	if c.Replica == "" {
 		return ""
 	}
@@ -171,7 +169,7 @@ func onReplica(c admin.Coverage) string {
 // coverageLine says which replicas a fleet-wide answer is missing, with
 // why: "replicas: 2 of 3 (missing: gw-3: no answer within 2s)" and a line
 // break; nothing when every replica answered.
-func coverageLine(c admin.Coverage) string {
+func coverageLine(c api.Coverage) string {
 	if c.Complete() {
 		return ""
 	}
@@ -211,7 +209,7 @@ const eventHeader = "SEQ  TIME                  ENDPOINT      TYPE              
 
 // eventLine formats one event in fixed columns, so that followed events
 // line up without buffering the whole table.
-func eventLine(ev store.Event) string {
+func eventLine(ev api.Event) string {
 	ep := ev.Endpoint
 	if ep == "" {
 		ep = "-"
@@ -223,7 +221,7 @@ func eventLine(ev store.Event) string {
 	return fmt.Sprintf("%-4d %-21s %-13s %-21s %-7s %s", ev.Seq, ev.Time.UTC().Format(time.RFC3339), ep, ev.Type, actor, ev.Message)
 }
 
-func printEvents(w io.Writer, evs []store.Event) error {
+func printEvents(w io.Writer, evs []api.Event) error {
 	if len(evs) == 0 {
 		_, err := fmt.Fprintln(w, "no events")
 		return err
@@ -244,7 +242,7 @@ func dash(s string) string {
 }
 
 // printApply lists what an apply changed.
-func printApply(w io.Writer, res control.ApplyResult) error {
+func printApply(w io.Writer, res api.ApplyResult) error {
 	t := newTable(w)
 	for _, row := range []struct {
 		label string

@@ -11,14 +11,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
 // Health returns the health of an endpoint's backends as the gateway's
 // data plane sees them.
-func (c *Client) Health(ctx context.Context, endpoint string) (admin.EndpointHealth, error) {
-	var out admin.EndpointHealth
+func (c *Client) Health(ctx context.Context, endpoint string) (api.EndpointHealth, error) {
+	var out api.EndpointHealth
 	err := c.getJSON(ctx, endpointPath(endpoint, "health"), nil, &out)
 	return out, err
 }
@@ -35,7 +35,7 @@ error. A deployment with no backend up answers every request 503.`,
 		Example: "  modelgate health fraud\n  modelgate health fraud -o json",
 		Args:    exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (admin.EndpointHealth, error) {
+			return show(a, cmd, *output, func(c *Client) (api.EndpointHealth, error) {
 				return c.Health(cmd.Context(), args[0])
 			}, nil, printHealth)
 		},
@@ -44,7 +44,7 @@ error. A deployment with no backend up answers every request 503.`,
 	return cmd
 }
 
-func printHealth(w io.Writer, h admin.EndpointHealth) error {
+func printHealth(w io.Writer, h api.EndpointHealth) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEPLOYMENT\tBACKEND\tSTATE\tLAST ERROR")
 	for _, d := range h.Deployments {
@@ -103,7 +103,7 @@ func withHealth[T any](a *app, cmd *cobra.Command, table func(io.Writer, T) erro
 }
 
 // healthNotes writes a line for each deployment of h with backends down.
-func healthNotes(w io.Writer, h admin.EndpointHealth) {
+func healthNotes(w io.Writer, h api.EndpointHealth) {
 	for _, d := range h.Deployments {
 		var down []string
 		for _, b := range d.Backends {
@@ -139,8 +139,8 @@ func endpointNames(eps []spec.Endpoint) []string {
 // metricsHealth is the endpoint whose health metrics shows: none with
 // --replica, since the health is the answering gateway's, not the
 // replica's.
-func metricsHealth(replica, endpoint string) func(admin.MetricsAnswer) []string {
-	return func(admin.MetricsAnswer) []string {
+func metricsHealth(replica, endpoint string) func(api.MetricsAnswer) []string {
+	return func(api.MetricsAnswer) []string {
 		if replica != "" {
 			return nil
 		}

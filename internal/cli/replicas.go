@@ -8,12 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // Replicas lists the gateways of the fleet (GET /api/v1/replicas).
-func (c *Client) Replicas(ctx context.Context) ([]admin.Replica, error) {
-	var list admin.ReplicaList
+func (c *Client) Replicas(ctx context.Context) ([]api.Replica, error) {
+	var list api.ReplicaList
 	err := c.getJSON(ctx, "/api/v1/replicas", nil, &list)
 	return list.Replicas, err
 }
@@ -25,9 +25,9 @@ func (a *app) replicasCommand() *cobra.Command {
 		Short: "List the gateways of the fleet (cluster mode), which one leads the rollouts, and when each was last seen",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) ([]admin.Replica, error) {
+			return show(a, cmd, *output, func(c *Client) ([]api.Replica, error) {
 				return c.Replicas(cmd.Context())
-			}, listJSON[admin.Replica]("replicas"), func(w io.Writer, rs []admin.Replica) error {
+			}, listJSON[api.Replica]("replicas"), func(w io.Writer, rs []api.Replica) error {
 				return printReplicas(w, rs, time.Now())
 			})
 		},
@@ -37,7 +37,7 @@ func (a *app) replicasCommand() *cobra.Command {
 }
 
 // printReplicas is the table of replicas: the one that answered marked *.
-func printReplicas(w io.Writer, rs []admin.Replica, now time.Time) error {
+func printReplicas(w io.Writer, rs []api.Replica, now time.Time) error {
 	t := newTable(w)
 	fmt.Fprintln(t, "REPLICA\tADMIN\tDATA PLANE\tVERSION\tUP\tLAST SEEN\tROLE")
 	for _, r := range rs {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/config"
-	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -38,16 +38,16 @@ const clearScreen = "\x1b[H\x1b[2J"
 func (a *app) rolloutCommand() *cobra.Command {
 	subs := []*cobra.Command{a.rolloutStartCommand(), a.rolloutStatusCommand(), a.rolloutWatchCommand()}
 	for _, act := range []struct {
-		action rollout.Action
+		action api.Action
 		short  string
 	}{
-		{rollout.ActionPause, "Pause the rollout where it is (traffic stays as it is)"},
-		{rollout.ActionResume, "Resume a paused rollout from its stage"},
-		{rollout.ActionPromote, "Skip to the next stage now (gates are still recorded)"},
-		{rollout.ActionPromoteFull, "Give the canary 100% now: it becomes the stable"},
-		{rollout.ActionAbort, "Stop the rollout: all traffic back to the stable at once"},
-		{rollout.ActionRetry, "Start the last aborted or rolled back rollout again"},
-		{rollout.ActionUndo, "After a success, give the old stable all traffic back"},
+		{api.ActionPause, "Pause the rollout where it is (traffic stays as it is)"},
+		{api.ActionResume, "Resume a paused rollout from its stage"},
+		{api.ActionPromote, "Skip to the next stage now (gates are still recorded)"},
+		{api.ActionPromoteFull, "Give the canary 100% now: it becomes the stable"},
+		{api.ActionAbort, "Stop the rollout: all traffic back to the stable at once"},
+		{api.ActionRetry, "Start the last aborted or rolled back rollout again"},
+		{api.ActionUndo, "After a success, give the old stable all traffic back"},
 	} {
 		subs = append(subs, a.rolloutActionCommand(act.action, act.short))
 	}
@@ -125,8 +125,8 @@ the flags last. See docs/rollouts.md.`,
 }
 
 // request builds the StartRequest: the plan file's, then the flags given.
-func (f *startFlags) request(cmd *cobra.Command) (rollout.StartRequest, error) {
-	var req rollout.StartRequest
+func (f *startFlags) request(cmd *cobra.Command) (api.StartRequest, error) {
+	var req api.StartRequest
 	if f.file != "" {
 		var data []byte
 		var err error
@@ -216,7 +216,7 @@ func (a *app) rolloutStatusCommand() *cobra.Command {
 		Short: "Show the endpoint's current (or last) rollout with its gates' verdicts",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (rollout.Rollout, error) {
+			return show(a, cmd, *output, func(c *Client) (api.Rollout, error) {
 				return c.Rollout(cmd.Context(), args[0])
 			}, nil, printRollout)
 		},
@@ -232,16 +232,16 @@ func (a *app) rolloutHistoryCommand() *cobra.Command {
 		Short: "List the endpoint's rollouts, newest first",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) ([]rollout.Rollout, error) {
+			return show(a, cmd, *output, func(c *Client) ([]api.Rollout, error) {
 				return c.Rollouts(cmd.Context(), args[0])
-			}, listJSON[rollout.Rollout]("rollouts"), printRollouts)
+			}, listJSON[api.Rollout]("rollouts"), printRollouts)
 		},
 	}
 	output = addOutput(cmd)
 	return cmd
 }
 
-func (a *app) rolloutActionCommand(action rollout.Action, short string) *cobra.Command {
+func (a *app) rolloutActionCommand(action api.Action, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:   string(action) + " ENDPOINT",
 		Short: short,
@@ -335,10 +335,10 @@ func (a *app) watchFailed(asJSON bool, err error) error {
 
 // WatchResult is the last line of rollout watch -o json.
 type WatchResult struct {
-	Result   string           `json:"result"`
-	ExitCode int              `json:"exit_code"`
-	Message  string           `json:"message"`
-	Rollout  *rollout.Rollout `json:"rollout,omitempty"`
+	Result   string       `json:"result"`
+	ExitCode int          `json:"exit_code"`
+	Message  string       `json:"message"`
+	Rollout  *api.Rollout `json:"rollout,omitempty"`
 }
 
 // watch follows one rollout (the endpoint's current one when it starts)
@@ -372,7 +372,7 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout tim
 			fmt.Fprint(a.stdout, renderWatch(r, ""))
 			shown = watchKey(r)
 		}
-		if r.Phase.Terminal() || r.Phase == rollout.PhasePaused {
+		if r.Phase.Terminal() || r.Phase == api.PhasePaused {
 			return a.watchEnd(r, asJSON)
 		}
 		select {
@@ -420,15 +420,15 @@ func (a *app) watch(ctx context.Context, c *Client, endpoint string, timeout tim
 
 // watchEnd reports a rollout that ended or paused: nil for a promotion,
 // an error with its exit code and the reason otherwise.
-func (a *app) watchEnd(r rollout.Rollout, asJSON bool) error {
+func (a *app) watchEnd(r api.Rollout, asJSON bool) error {
 	res := WatchResult{Rollout: &r}
 	var err error
 	switch r.Phase {
-	case rollout.PhaseSucceeded:
+	case api.PhaseSucceeded:
 		res.Result, res.ExitCode = watchPromoted, ExitOK
 		res.Message = fmt.Sprintf("rollout %s succeeded: %s holds 100%% of %s: %s", r.ID, r.Canary, r.Endpoint, r.Reason)
 		fmt.Fprintln(a.stdout, res.Message)
-	case rollout.PhasePaused:
+	case api.PhasePaused:
 		res.Result, res.ExitCode = watchPaused, ExitPaused
 		res.Message = fmt.Sprintf("rollout %s paused, %s holds %s%% of %s: %s (it waits for modelgate rollout resume|promote|abort %s)",
 			r.ID, r.Canary, r.Weight, r.Endpoint, r.Reason, r.Endpoint)
@@ -436,9 +436,9 @@ func (a *app) watchEnd(r rollout.Rollout, asJSON bool) error {
 	default:
 		res.Result, res.ExitCode = watchRolledBack, ExitFailure
 		switch r.Phase {
-		case rollout.PhaseAborted:
+		case api.PhaseAborted:
 			res.Result = watchAborted
-		case rollout.PhaseUndone:
+		case api.PhaseUndone:
 			res.Result = watchUndone
 		}
 		res.Message = fmt.Sprintf("rollout %s %s, %s holds all traffic of %s: %s", r.ID, strings.ReplaceAll(string(r.Phase), "_", " "), r.Stable, r.Endpoint, r.Reason)
@@ -452,11 +452,6 @@ func (a *app) watchJSON(asJSON bool, res WatchResult, err error) error {
 	if !asJSON {
 		return err
 	}
-	if res.Rollout != nil {
-		r := *res.Rollout
-		r.Analysis = nil // the line stays short: GET .../rollout has it
-		res.Rollout = &r
-	}
 	b, jerr := json.Marshal(res)
 	if jerr != nil {
 		return jerr
@@ -469,7 +464,7 @@ func (a *app) watchJSON(asJSON bool, res WatchResult, err error) error {
 // stage, weight, reason or any gate's verdict. The reason's numbers are
 // left out: a waiting stage's reason counts requests at every look, and a
 // CI log wants a block when something changes, not every second.
-func watchKey(r rollout.Rollout) string {
+func watchKey(r api.Rollout) string {
 	k := fmt.Sprintf("%s|%d|%s|%t|%s", r.Phase, r.Stage, r.Weight, r.AwaitingConfirmation, withoutNumbers(r.Reason))
 	for _, g := range r.Gates {
 		k += "|" + g.Gate + "=" + string(g.Verdict)
@@ -487,15 +482,15 @@ func withoutNumbers(s string) string {
 	}, s)
 }
 
-func rolloutByID(ctx context.Context, c *Client, endpoint, id string) (rollout.Rollout, error) {
+func rolloutByID(ctx context.Context, c *Client, endpoint, id string) (api.Rollout, error) {
 	rs, err := c.Rollouts(ctx, endpoint)
 	if err != nil {
-		return rollout.Rollout{}, err
+		return api.Rollout{}, err
 	}
 	for _, r := range rs {
 		if r.ID == id {
 			return r, nil
 		}
 	}
-	return rollout.Rollout{}, fmt.Errorf("rollout %s is no longer in the history of %s", id, endpoint)
+	return api.Rollout{}, fmt.Errorf("rollout %s is no longer in the history of %s", id, endpoint)
 }

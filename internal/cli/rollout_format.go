@@ -8,14 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/analysis"
-	"github.com/modelgate/modelgate/internal/rollout"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
 // stageText is where the rollout is in its plan: "2/4 at 25%", or
 // "shadow (mirror 10%)".
-func stageText(r rollout.Rollout) string {
+func stageText(r api.Rollout) string {
 	if r.Stage < 0 {
 		if r.Plan.Shadow != nil {
 			return "shadow (mirror " + r.Plan.Shadow.Mirror.String() + "%)"
@@ -26,7 +25,7 @@ func stageText(r rollout.Rollout) string {
 }
 
 // shortStage is stageText without the weight, for the history table.
-func shortStage(r rollout.Rollout) string {
+func shortStage(r api.Rollout) string {
 	if r.Stage < 0 {
 		return "shadow"
 	}
@@ -34,7 +33,7 @@ func shortStage(r rollout.Rollout) string {
 }
 
 // phaseText is the phase, with the confirm-promotion wait when there is one.
-func phaseText(r rollout.Rollout) string {
+func phaseText(r api.Rollout) string {
 	if r.AwaitingConfirmation {
 		return string(r.Phase) + " (waiting for the confirm-promotion webhook)"
 	}
@@ -43,7 +42,7 @@ func phaseText(r rollout.Rollout) string {
 
 // trafficText is the split the rollout set (a hand change that paused it
 // is in the reason): "blue=75 green=25".
-func trafficText(r rollout.Rollout) string {
+func trafficText(r api.Rollout) string {
 	w := r.Traffic(r.Weight)
 	var parts []string
 	for _, n := range []string{r.Stable, r.Canary} {
@@ -56,7 +55,7 @@ func trafficText(r rollout.Rollout) string {
 
 // planText lists the steps, the current one in brackets while the
 // rollout runs: "shadow → 5 → [25] → 50 → 100".
-func planText(r rollout.Rollout) string {
+func planText(r api.Rollout) string {
 	var parts []string
 	mark := func(s string, current bool) string {
 		if current && !r.Phase.Terminal() {
@@ -75,7 +74,7 @@ func planText(r rollout.Rollout) string {
 
 // bakeText is the bake time served of the stage's minimum, with the
 // minimum sample; "" in the shadow phase and once the rollout has ended.
-func bakeText(r rollout.Rollout) string {
+func bakeText(r api.Rollout) string {
 	if r.Stage < 0 || r.Stage >= len(r.Plan.Stages) || r.Phase.Terminal() {
 		return ""
 	}
@@ -92,7 +91,7 @@ func bakeText(r rollout.Rollout) string {
 
 // deadlineText is the time the stage has left before the deadline action,
 // as of the daemon's last look; "" when it does not run.
-func deadlineText(r rollout.Rollout) string {
+func deadlineText(r api.Rollout) string {
 	limit := r.Plan.ProgressDeadline.D()
 	if limit <= 0 || r.Phase.Terminal() {
 		return ""
@@ -101,7 +100,7 @@ func deadlineText(r rollout.Rollout) string {
 	if r.Plan.OnDeadline == spec.DeadlineRollback {
 		action = "roll back"
 	}
-	if r.Phase == rollout.PhasePaused {
+	if r.Phase == api.PhasePaused {
 		return "stopped while paused (" + humanDuration(limit) + " from the resume, then " + action + ")"
 	}
 	left := limit - r.UpdatedAt.Sub(r.DeadlineStart())
@@ -131,7 +130,7 @@ func timeText(t time.Time) string {
 }
 
 // printRollout writes rollout status: the rollout, then a row per gate.
-func printRollout(w io.Writer, r rollout.Rollout) error {
+func printRollout(w io.Writer, r api.Rollout) error {
 	t := newTable(w)
 	row := func(label, value string) {
 		if value != "" {
@@ -177,7 +176,7 @@ func printRollout(w io.Writer, r rollout.Rollout) error {
 
 // gateSummary is a gate's plain words (its reason for a verdict stored by
 // a modelgate that did not write summaries).
-func gateSummary(g analysis.GateResult) string {
+func gateSummary(g api.GateResult) string {
 	if g.Summary != "" {
 		return g.Summary
 	}
@@ -185,7 +184,7 @@ func gateSummary(g analysis.GateResult) string {
 }
 
 // printRollouts writes the history table, newest first as the API lists it.
-func printRollouts(w io.Writer, rs []rollout.Rollout) error {
+func printRollouts(w io.Writer, rs []api.Rollout) error {
 	if len(rs) == 0 {
 		_, err := fmt.Fprintln(w, "no rollouts")
 		return err
@@ -205,12 +204,12 @@ func printRollouts(w io.Writer, rs []rollout.Rollout) error {
 
 // outcome is the one line an action or start prints: where the rollout is,
 // the split it set, and why.
-func outcome(r rollout.Rollout) string {
+func outcome(r api.Rollout) string {
 	state := phaseText(r)
 	switch {
 	case r.Phase.Terminal():
 		return fmt.Sprintf("rollout %s %s, weights %s: %s", r.ID, r.Phase.Predicate(), trafficText(r), r.Reason)
-	case r.Phase == rollout.PhaseShadow:
+	case r.Phase == api.PhaseShadow:
 		state = "in the shadow phase"
 	case r.Stage < 0:
 		state += " in the shadow phase"
@@ -232,7 +231,7 @@ func progressBar(w spec.Percent) string {
 
 // renderWatch is the watch view of r; note, when set, is a last line such
 // as "daemon unreachable".
-func renderWatch(r rollout.Rollout, note string) string {
+func renderWatch(r api.Rollout, note string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rollout %s on %s: %s → %s (as of %s)\n", r.ID, r.Endpoint, r.Stable, r.Canary, timeText(r.UpdatedAt))
 	// Fixed label width, so that redraws do not shift when a row comes or goes.
@@ -268,7 +267,7 @@ func renderWatch(r rollout.Rollout, note string) string {
 // evidenceSummary condenses a gate's evidence to one short line, by the
 // shape of the evidence (see internal/analysis): "" when it has none of
 // the known fields.
-func evidenceSummary(g analysis.GateResult) string {
+func evidenceSummary(g api.GateResult) string {
 	e := g.Evidence
 	if e == nil {
 		return ""

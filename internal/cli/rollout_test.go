@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/admin/admintest"
 	"github.com/modelgate/modelgate/internal/analysis"
@@ -90,7 +91,7 @@ var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 // testRollout is fraud-3 at stage 2 of 4 (25%), 12s into a 30s bake, with
 // a gate of each kind of evidence.
 func testRollout() rollout.Rollout {
-	return rollout.Rollout{
+	return rollout.Rollout{Rollout: api.Rollout{
 		ID: "fraud-3", Endpoint: "fraud", Stable: "blue", Canary: "green",
 		Plan:  spec.Plan{Stages: []spec.Stage{{Weight: 500}, {Weight: 2500}, {Weight: 5000}, {Weight: spec.Full}}}.WithDefaults(),
 		Phase: rollout.PhaseProgressing, Stage: 1, Weight: 2500,
@@ -109,7 +110,7 @@ func testRollout() rollout.Rollout {
 				Evidence: map[string]any{"quantile": 0.99, "canary_requests": 213, "canary_ms": 52, "stable_ms": 40}},
 		},
 		StartedAt: t0.Add(-time.Minute), UpdatedAt: t0.Add(12 * time.Second),
-	}
+	}}
 }
 
 func rolledBack() rollout.Rollout {
@@ -387,7 +388,7 @@ func TestRolloutActions(t *testing.T) {
 	} {
 		r := testRollout()
 		tc.r(&r)
-		if got := outcome(r); got != tc.want {
+		if got := outcome(r.Rollout); got != tc.want {
 			t.Errorf("outcome = %q, want %q", got, tc.want)
 		}
 	}
@@ -603,13 +604,13 @@ func TestRolloutWatchTerminal(t *testing.T) {
 func TestWatchKeyIgnoresNumbers(t *testing.T) {
 	r := testRollout()
 	r.Reason = "waiting: needs about 2,400 more green requests (~4 min at the current 10 requests/s)"
-	a := watchKey(r)
+	a := watchKey(r.Rollout)
 	r.Reason = "waiting: needs about 2,300 more green requests (~3 min at the current 12 requests/s)"
-	if b := watchKey(r); a != b {
+	if b := watchKey(r.Rollout); a != b {
 		t.Errorf("keys differ on numbers alone:\n%s\n%s", a, b)
 	}
 	r.Reason = "waiting: the stage bakes for 30s (12s served)"
-	if c := watchKey(r); c == a {
+	if c := watchKey(r.Rollout); c == a {
 		t.Errorf("keys equal for different words")
 	}
 }

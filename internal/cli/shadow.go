@@ -10,14 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // ShadowReport fetches the shadow report of an endpoint over window (zero
 // asks for the server's default, 5m): the fleet's copies in cluster mode,
 // or replica's alone when it is not empty.
-func (c *Client) ShadowReport(ctx context.Context, endpoint string, window time.Duration, replica string) (admin.ShadowAnswer, error) {
-	var rep admin.ShadowAnswer
+func (c *Client) ShadowReport(ctx context.Context, endpoint string, window time.Duration, replica string) (api.ShadowAnswer, error) {
+	var rep api.ShadowAnswer
 	err := c.getJSON(ctx, endpointPath(endpoint, "shadow"), fleetQuery(window, replica), &rep)
 	return rep, err
 }
@@ -39,7 +39,7 @@ func (a *app) shadowCommand() *cobra.Command {
 		Short: "Match rate with its 95% interval, drops, errors, latency shadow vs live, and mismatch samples",
 		Args:  exactArgs("ENDPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (admin.ShadowAnswer, error) {
+			return show(a, cmd, *output, func(c *Client) (api.ShadowAnswer, error) {
 				return c.ShadowReport(cmd.Context(), args[0], window, replica)
 			}, nil, printShadowReport)
 		},
@@ -53,7 +53,7 @@ func (a *app) shadowCommand() *cobra.Command {
 
 // printShadowReport renders one row per shadow deployment, then its
 // latest mismatches.
-func printShadowReport(w io.Writer, rep admin.ShadowAnswer) error {
+func printShadowReport(w io.Writer, rep api.ShadowAnswer) error {
 	if len(rep.Shadows) == 0 {
 		_, err := fmt.Fprintf(w, "endpoint %s has no shadow data in the last %s%s (set a mirror: modelgate mirror set %s DEPLOYMENT=PCT)\n%s",
 			rep.Endpoint, rep.Window, onReplica(rep.Replicas), rep.Endpoint, coverageLine(rep.Replicas))

@@ -15,15 +15,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/admin"
-	"github.com/modelgate/modelgate/internal/store"
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // Backup streams a consistent copy of the gateway's state (GET
 // /api/v1/state/backup) to w and returns what it holds. The call has no
 // overall timeout, since a large state takes what it takes, but fails when
 // no byte arrives for CallTimeout.
-func (c *Client) Backup(ctx context.Context, w io.Writer) (store.SnapshotInfo, error) {
+func (c *Client) Backup(ctx context.Context, w io.Writer) (api.SnapshotInfo, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var stalled atomic.Bool
@@ -41,23 +40,23 @@ func (c *Client) Backup(ctx context.Context, w io.Writer) (store.SnapshotInfo, e
 
 	req, err := c.request(ctx, http.MethodGet, "/api/v1/state/backup", nil, nil)
 	if err != nil {
-		return store.SnapshotInfo{}, err
+		return api.SnapshotInfo{}, err
 	}
 	req.Header.Set("Accept", "application/octet-stream")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return store.SnapshotInfo{}, fail(c.unreachable(err))
+		return api.SnapshotInfo{}, fail(c.unreachable(err))
 	}
 	defer resp.Body.Close()
 	c.warn(resp)
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return store.SnapshotInfo{}, apiError(resp.StatusCode, data)
+		return api.SnapshotInfo{}, apiError(resp.StatusCode, data)
 	}
-	info := store.SnapshotInfo{Size: resp.ContentLength}
-	info.Revision, err = strconv.ParseUint(resp.Header.Get(admin.HeaderRevision), 10, 64)
+	info := api.SnapshotInfo{Size: resp.ContentLength}
+	info.Revision, err = strconv.ParseUint(resp.Header.Get(api.HeaderRevision), 10, 64)
 	if err == nil {
-		info.LastSeq, err = strconv.ParseUint(resp.Header.Get(admin.HeaderLastSeq), 10, 64)
+		info.LastSeq, err = strconv.ParseUint(resp.Header.Get(api.HeaderLastSeq), 10, 64)
 	}
 	if err != nil || info.Size < 0 {
 		return info, errors.New("state backup: the answer lacks its length, revision or last event seq (is the admin address a modelgate?)")

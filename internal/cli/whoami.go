@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 func (a *app) whoamiCommand() *cobra.Command {
@@ -17,9 +17,9 @@ func (a *app) whoamiCommand() *cobra.Command {
 		Short: "Say which kind of token the CLI holds (admin or read-only) and what it may do",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return show(a, cmd, *output, func(c *Client) (admin.TokenInfo, error) {
+			return show(a, cmd, *output, func(c *Client) (api.TokenInfo, error) {
 				return c.Token(cmd.Context())
-			}, nil, func(w io.Writer, info admin.TokenInfo) error {
+			}, nil, func(w io.Writer, info api.TokenInfo) error {
 				return printTokenInfo(w, a.tokenSource, info)
 			})
 		},
@@ -29,7 +29,7 @@ func (a *app) whoamiCommand() *cobra.Command {
 }
 
 // printTokenInfo says in words what the token read from source may do.
-func printTokenInfo(w io.Writer, source string, info admin.TokenInfo) error {
+func printTokenInfo(w io.Writer, source string, info api.TokenInfo) error {
 	switch info.Kind {
 	case "admin":
 		fmt.Fprintf(w, "admin token (from %s): may read and change everything\n", source)

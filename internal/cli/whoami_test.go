@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelgate/modelgate/internal/admin"
 	"github.com/modelgate/modelgate/internal/admin/admintest"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/authtoken"
 	"github.com/modelgate/modelgate/internal/testcert"
 )
@@ -40,7 +41,7 @@ func TestWhoamiAndReadOnlyToken(t *testing.T) {
 		t.Errorf("whoami with the read-only token = %d %q", code, out)
 	}
 	code, out, _ = e.run("whoami", "-o", "json")
-	var info admin.TokenInfo
+	var info api.TokenInfo
 	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || info.Kind != "read-only" || info.ValidUntil != nil {
 		t.Errorf("whoami -o json = %d %q", code, out)
 	}
@@ -121,7 +122,7 @@ func TestConfigValidateReadsTheFilesItNames(t *testing.T) {
 func TestReplicasTable(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	var b strings.Builder
-	err := printReplicas(&b, []admin.Replica{
+	err := printReplicas(&b, []api.Replica{
 		{ID: "gw-1-100", AdminURL: "http://10.0.0.1:8081", DataPlane: "10.0.0.1:8080", Version: "devel-abc", StartedAt: now.Add(-time.Hour), LastSeen: now.Add(-2 * time.Second), Leader: true},
 		{ID: "gw-2-200", AdminURL: "http://10.0.0.2:8081", DataPlane: "10.0.0.2:8080", Version: "devel-abc", StartedAt: now.Add(-time.Minute), LastSeen: now, Self: true},
 	}, now)
@@ -148,7 +149,7 @@ func TestFollowsTheLeaderButNotToPlainHTTP(t *testing.T) {
 	defer leader.Close()
 	follower := func(srv func(http.Handler) *httptest.Server) *httptest.Server {
 		return srv(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set(admin.LeaderHeader, leader.URL)
+			w.Header().Set(api.LeaderHeader, leader.URL)
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte(`{"error": "this gateway does not lead the fleet's rollouts: send it to the leader, ` + leader.URL + `"}`))
 		}))

@@ -8,10 +8,8 @@ import (
 	"sort"
 
 	"github.com/modelgate/modelgate/internal/config"
-	"github.com/modelgate/modelgate/internal/secretfile"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
-	"github.com/modelgate/modelgate/internal/tlsconf"
 )
 
 // ApplyFile applies a parsed config file's spec in one transaction, as
@@ -31,7 +29,7 @@ func (s *Service) ApplyFile(ctx context.Context, f *config.File, prune bool, act
 	for i, fe := range f.Endpoints {
 		want := fe.WithDefaults()
 		declared[want.Name] = true
-		if err := CheckFiles(want); err != nil {
+		if err := config.CheckFiles(want); err != nil {
 			errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), err))
 			continue
 		}
@@ -112,53 +110,6 @@ func endpointSettings(e spec.Endpoint) string {
 		Webhooks     []spec.Webhook `json:"webhooks,omitempty"`
 	}{e.StickyHeader, e.Override, e.Compare, e.Rollout, e.Webhooks})
 	return string(b)
-}
-
-// CheckFiles reads the files endpoint e names (its override secret, its
-// deployments' TLS certificates and CAs) as applying it would, and returns
-// a problem for each one that cannot be used. config validate checks a
-// file with it; apply checks each endpoint before committing anything.
-func CheckFiles(e spec.Endpoint) error {
-	return errors.Join(checkOverrideSecret(e), checkDeploymentTLS(e))
-}
-
-// checkOverrideSecret reads the endpoint's override secret file, if it
-// names one, before anything is committed: the data plane reads it again
-// when the routes are set, and a file it cannot use must refuse the
-// change rather than leave it stored but not served.
-func checkOverrideSecret(e spec.Endpoint) error {
-	path := e.Override.Secret()
-	if path == "" {
-		return nil
-	}
-	if _, err := secretfile.Read(path, "secret file"); err != nil {
-		return spec.Problemf("override.secret_file", "%v", err)
-	}
-	return nil
-}
-
-// checkDeploymentTLS reads the tls files of every deployment with an
-// https backend before anything is committed, as checkOverrideSecret does:
-// the data plane and the shadows read them again when the routes are set.
-func checkDeploymentTLS(e spec.Endpoint) error {
-	var errs []error
-	for i, d := range e.Deployments {
-		if err := checkTLSFiles(d); err != nil {
-			errs = append(errs, spec.Prefix(fmt.Sprintf("deployments[%d].tls", i), err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// checkTLSFiles reads one deployment's tls files; nil when it has none.
-func checkTLSFiles(d spec.Deployment) error {
-	if d.TLS == nil {
-		return nil
-	}
-	if _, err := tlsconf.NewBackend("", d.TLS, nil); err != nil {
-		return spec.Problemf("", "%v", err)
-	}
-	return nil
 }
 
 func cutPath(s string) (string, string, bool) {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
@@ -36,16 +37,8 @@ const (
 
 const endpointPrefix = "endpoints/"
 
-// ApplyResult says what applying a config file changed. Every deployment
-// the file lists appears once as "endpoint/deployment"; an endpoint appears
-// by name only when it was created, removed (prune) or had its own
-// settings (sticky header) updated.
-type ApplyResult struct {
-	Created   []string `json:"created"`
-	Updated   []string `json:"updated"`
-	Unchanged []string `json:"unchanged"`
-	Removed   []string `json:"removed"`
-}
+// ApplyResult is api.ApplyResult, the wire form.
+type ApplyResult = api.ApplyResult
 
 // Router receives the complete set of endpoints after every committed
 // change. The proxy implements it; SetRoutes swaps its table atomically.
@@ -450,7 +443,7 @@ func (s *Service) PutDeployment(ctx context.Context, name string, d spec.Deploym
 	if err := d.Validate(); err != nil {
 		return spec.Endpoint{}, false, err
 	}
-	if err := checkTLSFiles(d); err != nil {
+	if err := config.CheckTLSFiles(d); err != nil {
 		return spec.Endpoint{}, false, spec.Prefix("tls", err)
 	}
 	d = d.WithDefaults()

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/store"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -22,47 +23,11 @@ const (
 	MaxSeriesPoints = 720
 )
 
-// SeriesReport is an endpoint's numbers per deployment and step, for
-// charts. Step k covers the whole seconds [Times[k], Times[k]+Step); the
-// last step ends with the last complete second before the report was made.
-// Every array of a deployment has one entry per step.
-type SeriesReport struct {
-	Endpoint string `json:"endpoint"`
-	Window   string `json:"window"`
-	Step     string `json:"step"`
-	// StepSeconds is Step in seconds, for clients that do arithmetic.
-	StepSeconds int `json:"step_seconds"`
-	// Start is the start of the first step, End the end of the last one.
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
-	// Times is the start of each step.
-	Times []time.Time `json:"times"`
-	// Order lists the deployments in config order.
-	Order       []string                    `json:"order"`
-	Deployments map[string]DeploymentSeries `json:"deployments"`
-}
+// SeriesReport is api.SeriesReport, the wire form.
+type SeriesReport = api.SeriesReport
 
-// DeploymentSeries is one deployment's numbers per step. Counts include
-// override-routed requests, as in the metrics JSON; the shares count only
-// split-routed ones. A value that has no data (a quantile or measured share
-// of a step without requests) is null, never a misleading 0.
-type DeploymentSeries struct {
-	// Requests counts the live requests that finished in the step.
-	Requests []uint64 `json:"requests"`
-	// Errors counts 5xx answers and transport failures among them.
-	Errors []uint64 `json:"errors"`
-	// LatencyP50MS and LatencyP99MS are nearest-rank quantiles of the time
-	// to the last body byte of the split-routed requests, in milliseconds.
-	LatencyP50MS []*float64 `json:"latency_p50_ms"`
-	LatencyP99MS []*float64 `json:"latency_p99_ms"`
-	// ConfiguredShare is the deployment's traffic weight as a fraction
-	// 0..1, averaged over the step's time (read from the event log, so a
-	// change in the middle of a step shows as a value in between).
-	ConfiguredShare []float64 `json:"configured_share"`
-	// MeasuredShare is the deployment's part of the endpoint's split-routed
-	// requests in the step, 0..1.
-	MeasuredShare []*float64 `json:"measured_share"`
-}
+// DeploymentSeries is api.DeploymentSeries, the wire form.
+type DeploymentSeries = api.DeploymentSeries
 
 // ValidateSeries checks a series' window and step, returning every problem
 // (as *spec.Problem errors joined).
@@ -70,16 +35,16 @@ func ValidateSeries(window, step time.Duration) error {
 	var errs []error
 	windowOK := window >= MinSeriesWindow && window <= MaxSeriesWindow && window%time.Second == 0
 	if !windowOK {
-		errs = append(errs, spec.Problemf("window", "%s is not a window from 10s to 1h in whole seconds", telemetry.FormatWindow(window)))
+		errs = append(errs, spec.Problemf("window", "%s is not a window from 10s to 1h in whole seconds", api.FormatWindow(window)))
 	}
 	switch {
 	case step < MinSeriesStep || step%time.Second != 0:
-		errs = append(errs, spec.Problemf("step", "%s is not a step of whole seconds, at least 1s", telemetry.FormatWindow(step)))
+		errs = append(errs, spec.Problemf("step", "%s is not a step of whole seconds, at least 1s", api.FormatWindow(step)))
 	case windowOK && step > window:
-		errs = append(errs, spec.Problemf("step", "step %s is longer than the window %s", telemetry.FormatWindow(step), telemetry.FormatWindow(window)))
+		errs = append(errs, spec.Problemf("step", "step %s is longer than the window %s", api.FormatWindow(step), api.FormatWindow(window)))
 	case windowOK && window/step > MaxSeriesPoints:
 		errs = append(errs, spec.Problemf("step", "window %s in steps of %s is %d points, at most %d: use a step of at least %s",
-			telemetry.FormatWindow(window), telemetry.FormatWindow(step), window/step, MaxSeriesPoints, telemetry.FormatWindow(ceilSeconds(window/MaxSeriesPoints))))
+			api.FormatWindow(window), api.FormatWindow(step), window/step, MaxSeriesPoints, api.FormatWindow(ceilSeconds(window/MaxSeriesPoints))))
 	}
 	return errors.Join(errs...)
 }
@@ -135,8 +100,8 @@ func (s *Service) SeriesReport(ctx context.Context, name string, g SeriesGrid, p
 	sg := g.grid()
 	rep := SeriesReport{
 		Endpoint:    name,
-		Window:      telemetry.FormatWindow(g.Window),
-		Step:        telemetry.FormatWindow(g.Step),
+		Window:      api.FormatWindow(g.Window),
+		Step:        api.FormatWindow(g.Step),
 		StepSeconds: int(sg.step),
 		Start:       time.Unix(sg.first, 0).UTC(),
 		End:         time.Unix(sg.last+1, 0).UTC(),

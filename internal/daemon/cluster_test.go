@@ -12,7 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/daemon"
@@ -143,8 +143,8 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	var e struct{ Error string }
 	json.NewDecoder(resp.Body).Decode(&e)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(admin.LeaderHeader) != "http://"+da.AdminAddr() || !strings.Contains(e.Error, "send it to the leader, http://"+da.AdminAddr()) {
-		t.Fatalf("start through the follower = %d %s %q, want 503 naming the leader", resp.StatusCode, resp.Header.Get(admin.LeaderHeader), e.Error)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(api.LeaderHeader) != "http://"+da.AdminAddr() || !strings.Contains(e.Error, "send it to the leader, http://"+da.AdminAddr()) {
+		t.Fatalf("start through the follower = %d %s %q, want 503 naming the leader", resp.StatusCode, resp.Header.Get(api.LeaderHeader), e.Error)
 	}
 	cl, err := cli.NewClient(b.Admin, b.Token, b.HTTP)
 	if err != nil {
@@ -162,7 +162,7 @@ func TestFleetLeaderDrivesRolloutsAndAnotherTakesOver(t *testing.T) {
 	}
 	testenv.WaitFor(t, 10*time.Second, "the second stage", func() bool { return a.Rollout("fraud").Stage == 1 })
 
-	var reps admin.ReplicaList
+	var reps api.ReplicaList
 	testenv.WaitFor(t, 10*time.Second, "both gateways in the list of replicas", func() bool {
 		b.Get("/api/v1/replicas", &reps)
 		return len(reps.Replicas) == 2
@@ -268,7 +268,7 @@ func TestAReplicaStopsWhileEtcdIsDown(t *testing.T) {
 	db := testenv.StartDaemon(t, testenv.ClusterConfig(filepath.Join(dir, "b"), cluster.Endpoints(), "/down/", blue.URL(), green.URL()))
 	b := testenv.Connect(t, db)
 	testenv.WaitFor(t, 10*time.Second, "two replicas listed", func() bool {
-		var reps admin.ReplicaList
+		var reps api.ReplicaList
 		b.Get("/api/v1/replicas", &reps)
 		return len(reps.Replicas) == 2
 	})

@@ -10,7 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/rollout"
@@ -44,7 +44,7 @@ func TestLeaderJudgesEveryReplicasTraffic(t *testing.T) {
 	db, dc := testenv.StartDaemon(t, cfg("b")), testenv.StartDaemon(t, cfg("c"))
 	a, b, c := testenv.Connect(t, da), testenv.Connect(t, db), testenv.Connect(t, dc)
 	testenv.WaitFor(t, 10*time.Second, "three replicas listed", func() bool {
-		var reps admin.ReplicaList
+		var reps api.ReplicaList
 		a.Get("/api/v1/replicas", &reps)
 		return len(reps.Replicas) == 3
 	})

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/cli"
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/rollout"
@@ -28,7 +28,7 @@ type member struct {
 // leaderOf asks the live gateway c which of members leads the rollouts.
 func leaderOf(t *testing.T, c *testenv.Client, members []*member) *member {
 	t.Helper()
-	var reps admin.ReplicaList
+	var reps api.ReplicaList
 	c.Get("/api/v1/replicas", &reps)
 	for _, r := range reps.Replicas {
 		if !r.Leader {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/nettest"
@@ -23,10 +24,10 @@ import (
 type fleetAnswer struct {
 	status   int
 	header   string
-	replicas admin.Coverage
-	metrics  admin.MetricsAnswer
-	series   admin.SeriesAnswer
-	shadow   admin.ShadowAnswer
+	replicas api.Coverage
+	metrics  api.MetricsAnswer
+	series   api.SeriesAnswer
+	shadow   api.ShadowAnswer
 	body     string
 }
 
@@ -45,11 +46,11 @@ func fleetGet(t *testing.T, c *testenv.Client, path string) fleetAnswer {
 	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
-	a := fleetAnswer{status: resp.StatusCode, header: resp.Header.Get(admin.ReplicasHeader), body: string(raw)}
+	a := fleetAnswer{status: resp.StatusCode, header: resp.Header.Get(api.ReplicasHeader), body: string(raw)}
 	if resp.StatusCode != http.StatusOK {
 		return a
 	}
-	var cov struct{ Replicas admin.Coverage }
+	var cov struct{ Replicas api.Coverage }
 	var into any
 	switch {
 	case strings.Contains(path, "/metrics"):
@@ -68,7 +69,7 @@ func fleetGet(t *testing.T, c *testenv.Client, path string) fleetAnswer {
 }
 
 // seriesRequests adds up a deployment's requests over the steps.
-func seriesRequests(a admin.SeriesAnswer, dep string) uint64 {
+func seriesRequests(a api.SeriesAnswer, dep string) uint64 {
 	var n uint64
 	for _, v := range a.Deployments[dep].Requests {
 		n += v
@@ -98,7 +99,7 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 		cs[i] = testenv.Connect(t, ds[i])
 	}
 	testenv.WaitFor(t, 5*time.Second, "three replicas listed", func() bool {
-		var reps admin.ReplicaList
+		var reps api.ReplicaList
 		cs[0].Get("/api/v1/replicas", &reps)
 		for _, r := range reps.Replicas {
 			for i, d := range ds {
@@ -138,7 +139,7 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 	total := sent[0] + sent[1] + sent[2]
 
 	// Each replica's own numbers, read through replica 0.
-	var own [3]admin.MetricsAnswer
+	var own [3]api.MetricsAnswer
 	for i := range cs {
 		testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("replica %d's requests and copies, asked through replica 0", i), func() bool {
 			m := fleetGet(t, cs[0], "/api/v1/endpoints/fraud/metrics?window=1m&replica="+ids[i])
@@ -146,7 +147,7 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 			own[i] = m.metrics
 			return m.status == 200 && m.metrics.Deployments["blue"].Requests == sent[i] &&
 				s.status == 200 && s.shadow.Shadows["green"].Compared == sent[i] &&
-				fmt.Sprint(m.replicas) == fmt.Sprint(admin.Coverage{Reporting: 1, Of: 1, Replica: ids[i]}) && m.header == "1/1"
+				fmt.Sprint(m.replicas) == fmt.Sprint(api.Coverage{Reporting: 1, Of: 1, Replica: ids[i]}) && m.header == "1/1"
 		})
 	}
 
@@ -164,10 +165,10 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 		// A quantile of every request lies between the replicas' own.
 		for _, q := range []struct {
 			name string
-			get  func(r admin.MetricsAnswer) float64
+			get  func(r api.MetricsAnswer) float64
 		}{
-			{"p50", func(r admin.MetricsAnswer) float64 { return r.Deployments["blue"].LatencyMS.P50 }},
-			{"p99", func(r admin.MetricsAnswer) float64 { return r.Deployments["blue"].LatencyMS.P99 }},
+			{"p50", func(r api.MetricsAnswer) float64 { return r.Deployments["blue"].LatencyMS.P50 }},
+			{"p99", func(r api.MetricsAnswer) float64 { return r.Deployments["blue"].LatencyMS.P99 }},
 		} {
 			lo, hi, got := min(q.get(own[0]), q.get(own[1]), q.get(own[2])), max(q.get(own[0]), q.get(own[1]), q.get(own[2])), q.get(m.metrics)
 			if got < lo || got > hi || got == 0 {
@@ -207,7 +208,7 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 		t.Fatal(err)
 	}
 	hung := nettest.Hung(t)
-	hungRec, _ := json.Marshal(admin.Replica{ID: "gw-hung", AdminURL: "http://" + hung})
+	hungRec, _ := json.Marshal(api.Replica{ID: "gw-hung", AdminURL: "http://" + hung})
 	for key, value := range map[string]string{"/fleet/k/replicas/" + ids[2]: string(rec.Kvs[0].Value), "/fleet/k/replicas/gw-hung": string(hungRec)} {
 		if _, err := etcdCli.Put(t.Context(), key, value); err != nil {
 			t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/proxy"
 )
 
@@ -53,16 +53,16 @@ type backendHealth struct{ p *proxy.Server }
 
 // EndpointHealth is deployment → its backends' health; ok is false when the
 // data plane has no such endpoint.
-func (b backendHealth) EndpointHealth(endpoint string) (map[string][]admin.BackendHealth, bool) {
+func (b backendHealth) EndpointHealth(endpoint string) (map[string][]api.BackendHealth, bool) {
 	deps, ok := b.p.Health()[endpoint]
 	if !ok {
 		return nil, false
 	}
-	out := make(map[string][]admin.BackendHealth, len(deps))
+	out := make(map[string][]api.BackendHealth, len(deps))
 	for dep, hs := range deps {
-		l := make([]admin.BackendHealth, len(hs))
+		l := make([]api.BackendHealth, len(hs))
 		for i, h := range hs {
-			l[i] = admin.BackendHealth{URL: h.URL, Healthy: h.Healthy, LastError: h.LastError}
+			l[i] = api.BackendHealth{URL: h.URL, Healthy: h.Healthy, LastError: h.LastError}
 		}
 		out[dep] = l
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/nettest"
 	"github.com/modelgate/modelgate/internal/rollout"
@@ -56,7 +56,7 @@ func TestABackendThatIsDownIsShownLoggedAndRefusesACanary(t *testing.T) {
 	}
 
 	// The API.
-	var h admin.EndpointHealth
+	var h api.EndpointHealth
 	c.Get("/api/v1/endpoints/fraud/health", &h)
 	if len(h.Deployments) != 2 || h.Deployments[0].Name != "blue" || !h.Deployments[0].Healthy || h.Deployments[1].Name != "green" || h.Deployments[1].Healthy {
 		t.Fatalf("health = %+v, want blue healthy, green not", h)

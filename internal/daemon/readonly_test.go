@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
@@ -88,13 +89,13 @@ func TestReadOnlyTokenOnEveryRoute(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer resp.Body.Close()
-				if resp.StatusCode != http.StatusOK || resp.Header.Get(admin.TokenKindHeader) != "read-only" {
+				if resp.StatusCode != http.StatusOK || resp.Header.Get(api.TokenKindHeader) != "read-only" {
 					t.Fatalf("event stream with the read-only token = %d", resp.StatusCode)
 				}
 				return
 			}
 			status, body := c.APIToken(viewer, method, path, "{}")
-			var e admin.ErrorBody
+			var e api.ErrorBody
 			_ = json.Unmarshal(body, &e)
 			switch {
 			case method != "GET" || path == "/api/v1/state/backup":
@@ -163,7 +164,7 @@ func TestTokenRotationOnReload(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var info admin.TokenInfo
+		var info api.TokenInfo
 		err = json.NewDecoder(resp.Body).Decode(&info)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 || info.Kind != tc.kind || (info.ValidUntil != nil) != tc.replaced {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/fleet"
 	"github.com/modelgate/modelgate/internal/tlsconf"
 	"github.com/modelgate/modelgate/internal/version"
@@ -27,8 +28,8 @@ func replicaID() string {
 }
 
 // self is this gateway's record, seen now.
-func (d *Daemon) self(now time.Time) admin.Replica {
-	return admin.Replica{ID: d.id, AdminURL: d.cfg.AdminURL(d.adminLn.Addr().String()), DataPlane: d.ProxyAddr(),
+func (d *Daemon) self(now time.Time) api.Replica {
+	return api.Replica{ID: d.id, AdminURL: d.cfg.AdminURL(d.adminLn.Addr().String()), DataPlane: d.ProxyAddr(),
 		Version: version.String(), StartedAt: d.started, LastSeen: now}
 }
 
@@ -39,12 +40,12 @@ type replicas struct{ d *Daemon }
 // DataPlane is this gateway's data plane address (admin.DataPlaner).
 func (r replicas) DataPlane() string { return r.d.ProxyAddr() }
 
-func (r replicas) Replicas(ctx context.Context) ([]admin.Replica, error) {
+func (r replicas) Replicas(ctx context.Context) ([]api.Replica, error) {
 	d := r.d
 	if d.fleet == nil {
 		me := d.self(time.Now().UTC())
 		me.Leader, me.Self = true, true
-		return []admin.Replica{me}, nil
+		return []api.Replica{me}, nil
 	}
 	kvs, err := d.fleet.List(ctx, "replicas/")
 	if err != nil {
@@ -54,9 +55,9 @@ func (r replicas) Replicas(ctx context.Context) ([]admin.Replica, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]admin.Replica, 0, len(kvs))
+	out := make([]api.Replica, 0, len(kvs))
 	for _, kv := range kvs {
-		var rep admin.Replica
+		var rep api.Replica
 		if err := json.Unmarshal(kv.Value, &rep); err != nil {
 			continue // a record of another version: shown by its own replica
 		}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/etcdtest"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
@@ -29,7 +29,7 @@ func TestDashboardShowsTheFleetAndOneReplica(t *testing.T) {
 	a, b := testenv.Connect(t, da), testenv.Connect(t, db)
 	var idB string
 	testenv.WaitFor(t, 5*time.Second, "both replicas listed", func() bool {
-		var reps admin.ReplicaList
+		var reps api.ReplicaList
 		a.Get("/api/v1/replicas", &reps)
 		for _, r := range reps.Replicas {
 			if r.AdminURL == "http://"+db.AdminAddr() {
@@ -77,7 +77,7 @@ func TestDashboardShowsTheFleetAndOneReplica(t *testing.T) {
 	}
 	gone := "http://" + ln.Addr().String()
 	ln.Close()
-	rec, _ := json.Marshal(admin.Replica{ID: "gw-gone", AdminURL: gone})
+	rec, _ := json.Marshal(api.Replica{ID: "gw-gone", AdminURL: gone})
 	if _, err := cluster.Client(t).Put(t.Context(), "/fleet/k/replicas/gw-gone", string(rec)); err != nil {
 		t.Fatal(err)
 	}

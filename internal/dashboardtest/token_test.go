@@ -13,7 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/modelgate/modelgate/internal/admin"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/testenv"
 )
@@ -146,7 +146,7 @@ func TestDashboardReplacedTokenWarning(t *testing.T) {
 		t.Fatalf("Reload: %v", err)
 	}
 	status, body := e.APIToken(oldToken, "GET", "/api/v1/token", nil)
-	var info admin.TokenInfo
+	var info api.TokenInfo
 	if err := json.Unmarshal(body, &info); status != http.StatusOK || err != nil || info.ValidUntil == nil {
 		t.Fatalf("GET /api/v1/token with the replaced token = %d %s, want it valid until a time", status, body)
 	}

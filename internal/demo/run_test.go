@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -138,8 +139,8 @@ func ended(phase rollout.Phase, w spec.Percent, after time.Duration, why string)
 }
 
 func demoScripts() map[string][]rollout.Rollout {
-	green := rollout.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: demoPlan(),
-		Phase: rollout.PhaseShadow, Stage: rollout.ShadowStage, StartedAt: t0, StageStarted: t0}
+	green := rollout.Rollout{Rollout: api.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: demoPlan(),
+		Phase: rollout.PhaseShadow, Stage: rollout.ShadowStage, StartedAt: t0, StageStarted: t0}}
 	red := green
 	red.ID, red.Stable, red.Canary, red.StartedAt = "fraud-2", "green", "red", t0.Add(time.Minute)
 	return map[string][]rollout.Rollout{

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/rollout"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -105,10 +106,10 @@ func TestPlanText(t *testing.T) {
 
 func TestFormatRollout(t *testing.T) {
 	start := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
-	r := rollout.Rollout{
+	r := rollout.Rollout{Rollout: api.Rollout{
 		ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: demoPlan(),
 		Phase: rollout.PhaseShadow, Stage: rollout.ShadowStage, StartedAt: start, StageStarted: start,
-	}
+	}}
 	got := formatRollout(r, start.Add(2*time.Second), reasonWidth)
 	want := "fraud-1: green replaces blue, shadow, 2s\n" +
 		"  shadow     green 50% mirrored, 0% live    2s of deadline 1m0s\n" +
@@ -150,10 +151,10 @@ func TestWriteSummary(t *testing.T) {
 	start := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 	end1, end2 := start.Add(41*time.Second), start.Add(52*time.Second)
 	outcomes := []Outcome{
-		{Rollout: rollout.Rollout{ID: "fraud-1", Stable: "blue", Canary: "green", Phase: rollout.PhaseSucceeded,
-			StartedAt: start, FinishedAt: &end1, Reason: "stage 3 (50%) passed every gate"}, CanaryRequests: 6512},
-		{Rollout: rollout.Rollout{ID: "fraud-2", Stable: "green", Canary: "red", Phase: rollout.PhaseRolledBack,
-			StartedAt: end1, FinishedAt: &end2, Reason: "gate failed: error_rate: 8% vs 0.5%"}, CanaryRequests: 312},
+		{Rollout: rollout.Rollout{Rollout: api.Rollout{ID: "fraud-1", Stable: "blue", Canary: "green", Phase: rollout.PhaseSucceeded,
+			StartedAt: start, FinishedAt: &end1, Reason: "stage 3 (50%) passed every gate"}}, CanaryRequests: 6512},
+		{Rollout: rollout.Rollout{Rollout: api.Rollout{ID: "fraud-2", Stable: "green", Canary: "red", Phase: rollout.PhaseRolledBack,
+			StartedAt: end1, FinishedAt: &end2, Reason: "gate failed: error_rate: 8% vs 0.5%"}}, CanaryRequests: 312},
 	}
 	var out bytes.Buffer
 	if err := WriteSummary(&out, outcomes, GenStats{Sent: 14000, OK: 13806, Failed: 193}); err != nil {

@@ -101,10 +101,10 @@ func rateText(r float64) string {
 	return b.String()
 }
 
-// Summary is the estimate in one line: "about 4 min to 100% at 200
+// summary is the estimate in one line: "about 4 min to 100% at 200
 // requests/s (stage 1 (5%) 2.6 min, stage 2 (25%) 30 s, stage 3 (50%) 37 s)",
 // or why 100% cannot be reached at this rate.
-func (e Estimate) Summary() string {
+func summary(e Estimate) string {
 	at := "at " + rateText(e.RequestsPerSecond) + " requests/s"
 	if e.Total.Undecided {
 		return "100% cannot be reached " + at + " within the stages' bound of " + words(time.Duration(e.MaxStageSeconds*float64(time.Second))) + " each"

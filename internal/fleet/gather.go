@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
@@ -414,26 +415,11 @@ func checkPair(p analysis.SlicePair) error {
 	return errors.Join(analysis.CheckSlice(p.Stable), analysis.CheckSlice(p.Canary))
 }
 
-// Coverage says whose evidence a look used.
-type Coverage struct {
-	// Reporting counts the replicas whose evidence is in, this gateway
-	// included; Of counts the fleet's replicas known in the stage.
-	Reporting int `json:"reporting"`
-	Of        int `json:"of"`
-	// Missing are the replicas left out, with when they last answered.
-	Missing []MissingReplica `json:"missing,omitempty"`
-}
+// Coverage is api.Evidence, the wire form.
+type Coverage = api.Evidence
 
-// MissingReplica is a replica whose evidence is not in.
-type MissingReplica struct {
-	ID string `json:"id"`
-	// LastAnswered is zero when it never answered for this rollout.
-	LastAnswered time.Time `json:"last_answered,omitzero"`
-	// Gone is set when it is no longer in the fleet's list (stopped, or
-	// its lease expired).
-	Gone  bool   `json:"gone,omitempty"`
-	Error string `json:"error,omitempty"`
-}
+// MissingReplica is api.SilentReplica, the wire form.
+type MissingReplica = api.SilentReplica
 
 // Merge takes this gateway's parts since the last look and returns every
 // part the fleet served that can be judged now, in order of their second,

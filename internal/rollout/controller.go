@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/control"
 	"github.com/modelgate/modelgate/internal/estimate"
 	"github.com/modelgate/modelgate/internal/fleet"
@@ -220,18 +221,8 @@ type confirmation struct {
 	lastErr  string
 }
 
-// StartRequest starts a rollout: the canary, optionally the stable, and
-// overrides of the endpoint's plan.
-type StartRequest struct {
-	Canary string `yaml:"canary" json:"canary"`
-	// Stable: empty means the deployment holding all live traffic.
-	Stable string `yaml:"stable,omitempty" json:"stable,omitempty"`
-	// Force starts the rollout even though the canary has no healthy
-	// backend (Options.Health).
-	Force bool `yaml:"force,omitempty" json:"force,omitempty"`
-	// Plan fields given here replace the endpoint's plan's.
-	spec.Plan `yaml:",inline"`
-}
+// StartRequest is api.StartRequest, the wire form.
+type StartRequest = api.StartRequest
 
 // New builds a Controller; Run loads the active rollouts and drives them.
 func New(opts Options) *Controller {
@@ -663,11 +654,11 @@ func (c *Controller) newRollout(ctx context.Context, ep spec.Endpoint, req Start
 	}
 	plan = plan.WithDefaults()
 	now := c.now()
-	r := Rollout{
+	r := Rollout{Rollout: api.Rollout{
 		ID: fmt.Sprintf("%s-%d", ep.Name, n), Endpoint: ep.Name, Stable: stable, Canary: req.Canary, Plan: plan,
 		Stage: ShadowStage, StageStarted: now, DeadlineFrom: now, LastLook: now, StartedAt: now, UpdatedAt: now,
 		MirrorBefore: ep.Mirror[req.Canary],
-	}
+	}}
 	return r, nil
 }
 

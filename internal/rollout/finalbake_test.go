@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -16,8 +17,8 @@ import (
 func lastStage(plan spec.Plan) Rollout {
 	start := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
 	plan.Stages = []spec.Stage{{Weight: 500}, {Weight: spec.Full}}
-	return Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan.WithDefaults(),
-		Phase: PhaseProgressing, StageStarted: start, StartedAt: start, LastLook: start, Weight: 500}
+	return Rollout{Rollout: api.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan.WithDefaults(),
+		Phase: PhaseProgressing, StageStarted: start, StartedAt: start, LastLook: start, Weight: 500}}
 }
 
 // passing is every gate passing.

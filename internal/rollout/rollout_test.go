@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -16,9 +17,9 @@ import (
 func pausedAt(t *testing.T, from Phase) Rollout {
 	t.Helper()
 	start := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
-	r := Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green",
+	r := Rollout{Rollout: api.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green",
 		Plan:  spec.Plan{Stages: []spec.Stage{{Weight: 500}, {Weight: spec.Full}}}.WithDefaults(),
-		Phase: from, StageStarted: start, StartedAt: start, LastLook: start, Weight: 500}
+		Phase: from, StageStarted: start, StartedAt: start, LastLook: start, Weight: 500}}
 	next, _, err := Next(r, Input{Now: start.Add(time.Second), Action: ActionPause})
 	if err != nil || next.Phase != PhasePaused {
 		t.Fatalf("pause: %s, %v", next.Phase, err)
@@ -103,8 +104,8 @@ func TestDeadlineInRequests(t *testing.T) {
 	if plan.ProgressDeadline != 0 {
 		t.Fatalf("a plan bounded by requests got a time deadline of %s", plan.ProgressDeadline)
 	}
-	r := Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan,
-		Phase: PhaseProgressing, StageStarted: start, DeadlineFrom: start, StartedAt: start, LastLook: start, Weight: 500}
+	r := Rollout{Rollout: api.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan,
+		Phase: PhaseProgressing, StageStarted: start, DeadlineFrom: start, StartedAt: start, LastLook: start, Weight: 500}}
 	waiting := analysis.Result{Gates: []analysis.GateResult{{Gate: "sequential", Verdict: analysis.Inconclusive, Summary: "waiting: needs about 2,000 more green requests"}}}
 	at := func(r Rollout, d time.Duration, requests uint64) Rollout {
 		next, _, err := Next(r, Input{Now: start.Add(d), Result: waiting, CanaryRequests: requests})

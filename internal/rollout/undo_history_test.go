@@ -3,14 +3,16 @@ package rollout
 import (
 	"testing"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // TestUndoKeepsTheSuccess: an undone rollout's history still says that it
 // had succeeded, when, and why.
 func TestUndoKeepsTheSuccess(t *testing.T) {
 	succeeded := time.Date(2026, 11, 26, 2, 17, 0, 0, time.UTC)
-	r := Rollout{ID: "fraud-4", Endpoint: "fraud", Stable: "blue", Canary: "green", Phase: PhaseSucceeded,
-		Reason: "promoted to 100% by hand", FinishedAt: &succeeded}
+	r := Rollout{Rollout: api.Rollout{ID: "fraud-4", Endpoint: "fraud", Stable: "blue", Canary: "green", Phase: PhaseSucceeded,
+		Reason: "promoted to 100% by hand", FinishedAt: &succeeded}}
 	undoneAt := succeeded.Add(time.Minute)
 	got, _, err := Next(r, Input{Now: undoneAt, Action: ActionUndo})
 	if err != nil {

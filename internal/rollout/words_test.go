@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/modelgate/modelgate/internal/analysis"
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
@@ -62,8 +63,8 @@ func scenario(t *testing.T, plan spec.Plan, stable, canary arm, seconds int, twe
 		sl := stable.slice(start, sec)
 		recent.AddSlice(sl)
 	}
-	r := Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan,
-		Phase: PhaseProgressing, Weight: plan.Stages[0].Weight, StageStarted: start, DeadlineFrom: start, StartedAt: start, LastLook: start, Reason: "rollout started"}
+	r := Rollout{Rollout: api.Rollout{ID: "fraud-1", Endpoint: "fraud", Stable: "blue", Canary: "green", Plan: plan,
+		Phase: PhaseProgressing, Weight: plan.Stages[0].Weight, StageStarted: start, DeadlineFrom: start, StartedAt: start, LastLook: start, Reason: "rollout started"}}
 	a.StartStage(start, r.Weight, recent)
 	var w analysis.Window
 	var res analysis.Result
@@ -175,8 +176,8 @@ func TestPlainWords(t *testing.T) {
 	add("rolled back: in the final bake", r, res)
 
 	shadow := analysis.EvaluateShadow(spec.ShadowPhase{Mirror: 1000}, analysis.ShadowCounts{Compared: 400, Matched: 300}, analysis.Names{Stable: "blue", Canary: "green"})
-	sr := Rollout{ID: "fraud-2", Endpoint: "fraud", Stable: "blue", Canary: "green", Phase: PhaseShadow, Stage: ShadowStage,
-		Plan: spec.Plan{Shadow: &spec.ShadowPhase{Mirror: 1000}}.WithDefaults()}
+	sr := Rollout{Rollout: api.Rollout{ID: "fraud-2", Endpoint: "fraud", Stable: "blue", Canary: "green", Phase: PhaseShadow, Stage: ShadowStage,
+		Plan: spec.Plan{Shadow: &spec.ShadowPhase{Mirror: 1000}}.WithDefaults()}}
 	sr, _, _ = Next(sr, Input{Now: time.Date(2026, 12, 7, 9, 1, 0, 0, time.UTC), ShadowGate: &shadow})
 	add("rolled back: shadow comparison", sr, analysis.Result{Gates: []analysis.GateResult{shadow}})
 

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
 
@@ -136,7 +137,7 @@ func (p Part) Report(endpoint string, window time.Duration) Report {
 	if window == 0 {
 		window = DefaultReportWindow
 	}
-	rep := Report{Endpoint: endpoint, Window: telemetry.FormatWindow(window), Shadows: make(map[string]ShadowReport, len(p.Shadows))}
+	rep := Report{Endpoint: endpoint, Window: api.FormatWindow(window), Shadows: make(map[string]ShadowReport, len(p.Shadows))}
 	for name, sp := range p.Shadows {
 		rep.Shadows[name] = sp.report()
 	}

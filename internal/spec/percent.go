@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -86,11 +87,19 @@ func (p Percent) String() string {
 // MarshalJSON writes the percent as a plain JSON number.
 func (p Percent) MarshalJSON() ([]byte, error) { return []byte(p.String()), nil }
 
-// UnmarshalJSON reads a JSON number with at most two decimals.
+// UnmarshalJSON reads a JSON number with at most two decimals, or a
+// string holding one, "5%" allowed (as the config file does). The error
+// quotes what it was given, as the config file's does.
 func (p *Percent) UnmarshalJSON(b []byte) error {
-	v, err := ParsePercent(string(b))
+	text := string(b)
+	if len(b) > 0 && b[0] == '"' {
+		if err := json.Unmarshal(b, &text); err != nil {
+			return ErrPercentSyntax
+		}
+	}
+	v, err := ParsePercent(text)
 	if err != nil {
-		return err
+		return fmt.Errorf("invalid percent %q: %w", text, err)
 	}
 	*p = v
 	return nil

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,14 +254,19 @@ type Stage struct {
 
 // UnmarshalJSON accepts the shorthand `5` as well as `{"weight": 5, "bake": "1m"}`.
 func (s *Stage) UnmarshalJSON(b []byte) error {
-	var p Percent
-	if err := p.UnmarshalJSON(b); err == nil {
+	if t := bytes.TrimSpace(b); len(t) == 0 || t[0] != '{' {
+		var p Percent
+		if err := p.UnmarshalJSON(b); err != nil {
+			return err
+		}
 		*s = Stage{Weight: p}
 		return nil
 	}
 	type plain Stage
 	var full plain
-	if err := json.Unmarshal(b, &full); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields() // as strict as the body around it (api.DecodeJSON)
+	if err := dec.Decode(&full); err != nil {
 		return err
 	}
 	*s = Stage(full)

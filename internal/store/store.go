@@ -15,14 +15,17 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // Errors returned by every backend. Callers test them with errors.Is.
 var (
-	// ErrNotFound: the key does not exist.
-	ErrNotFound = errors.New("not found")
-	// ErrConflict: a transaction's revision guard failed; nothing was written.
-	ErrConflict = errors.New("conflict")
+	// ErrNotFound: the key does not exist (the API answers 404).
+	ErrNotFound = api.ErrNotFound
+	// ErrConflict: a transaction's revision guard failed; nothing was
+	// written (the API answers 409).
+	ErrConflict = api.ErrConflict
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store closed")
 	// ErrTooLarge: the transaction holds more than the backend can commit
@@ -81,18 +84,8 @@ type Txn struct {
 	Events          []Event
 }
 
-// Event is a durable record of something that happened. Seq is assigned by
-// the store at commit and strictly increases across the whole log (any Seq
-// the caller sets is ignored). A zero Time is set to the commit time.
-type Event struct {
-	Seq      uint64          `json:"seq"`
-	Time     time.Time       `json:"time"`
-	Endpoint string          `json:"endpoint,omitempty"`
-	Type     string          `json:"type"`
-	Actor    string          `json:"actor,omitempty"`
-	Message  string          `json:"message"`
-	Data     json.RawMessage `json:"data,omitempty"`
-}
+// Event is api.Event, the wire form.
+type Event = api.Event
 
 // EventFilter selects events from the log.
 type EventFilter struct {
@@ -132,16 +125,8 @@ type Store interface {
 	Close() error
 }
 
-// SnapshotInfo describes a snapshot: the whole state as of one store
-// revision.
-type SnapshotInfo struct {
-	// Revision is the store revision the snapshot holds.
-	Revision uint64 `json:"revision"`
-	// LastSeq is the Seq of the last event it holds; 0 when it holds none.
-	LastSeq uint64 `json:"last_seq"`
-	// Size is its length in bytes.
-	Size int64 `json:"size"`
-}
+// SnapshotInfo is api.SnapshotInfo, the wire form.
+type SnapshotInfo = api.SnapshotInfo
 
 // Snapshotter is a Store that can write a backup of itself: a consistent
 // copy of all its keys and events as of one revision, which the same

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/DataDog/sketches-go/ddsketch"
+
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // latencies is a fixed lognormal sample (median 20ms) so that every
@@ -111,7 +113,7 @@ func filled() *Recorder {
 func BenchmarkWindow(b *testing.B) {
 	rc := filled()
 	for _, w := range []time.Duration{10 * time.Second, 5 * time.Minute, time.Hour} {
-		b.Run(FormatWindow(w), func(b *testing.B) {
+		b.Run(api.FormatWindow(w), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				rc.Window(time.Unix(base, 0), w)

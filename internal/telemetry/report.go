@@ -2,54 +2,22 @@ package telemetry
 
 import (
 	"slices"
-	"strconv"
 	"time"
+
+	"github.com/modelgate/modelgate/internal/api"
 )
 
-// Report is the metrics JSON of one endpoint over a window, as served by
-// GET /api/v1/endpoints/{ep}/metrics (see DESIGN.md "Metrics JSON").
-type Report struct {
-	Endpoint    string                      `json:"endpoint"`
-	Window      string                      `json:"window"`
-	Baseline    string                      `json:"baseline"`
-	Deployments map[string]DeploymentReport `json:"deployments"`
-	Differences map[string]DifferenceReport `json:"differences"`
-}
+// Report is api.MetricsReport, the wire form.
+type Report = api.MetricsReport
 
-// DeploymentReport is one deployment's numbers over the window. Rates are
-// fractions 0..1, latencies milliseconds, quantiles nearest-rank values of
-// the latency sketch.
-type DeploymentReport struct {
-	Requests         uint64            `json:"requests"`
-	OverrideRequests uint64            `json:"override_requests"`
-	InFlight         int64             `json:"in_flight"`
-	Status           map[string]uint64 `json:"status"`
-	Errors           uint64            `json:"errors"`
-	ErrorRate        float64           `json:"error_rate"`
-	ClientErrors     uint64            `json:"client_errors"`
-	RPM              float64           `json:"rpm"`
-	Share            float64           `json:"share"`
-	LatencyMS        Quantiles         `json:"latency_ms"`
-	TTFBMS           Quantiles         `json:"ttfb_ms"`
-}
+// DeploymentReport is api.DeploymentMetrics, the wire form.
+type DeploymentReport = api.DeploymentMetrics
 
-// Quantiles holds p50, p90, p95 and p99 in milliseconds; all zero without data.
-type Quantiles struct {
-	P50 float64 `json:"p50"`
-	P90 float64 `json:"p90"`
-	P95 float64 `json:"p95"`
-	P99 float64 `json:"p99"`
-}
+// Quantiles is api.Quantiles, the wire form.
+type Quantiles = api.Quantiles
 
-// DifferenceReport compares a deployment with the baseline. _pp values are
-// percentage points (nil only without data); _pct values are relative
-// percents (nil where the baseline's value is 0 or there is no data).
-type DifferenceReport struct {
-	ErrorRatePP   *float64 `json:"error_rate_pp"`
-	LatencyP50Pct *float64 `json:"latency_p50_pct"`
-	LatencyP99Pct *float64 `json:"latency_p99_pct"`
-	RPMPct        *float64 `json:"rpm_pct"`
-}
+// DifferenceReport is api.Difference, the wire form.
+type DifferenceReport = api.Difference
 
 // BuildReport builds the metrics JSON of endpoint from per-deployment
 // summaries of the same window. order lists the deployments in config
@@ -74,7 +42,7 @@ func BuildReport(endpoint string, window time.Duration, baseline string, order [
 	}
 	rep := Report{
 		Endpoint:    endpoint,
-		Window:      FormatWindow(window),
+		Window:      api.FormatWindow(window),
 		Baseline:    baseline,
 		Deployments: make(map[string]DeploymentReport, len(names)),
 		Differences: make(map[string]DifferenceReport, len(names)),
@@ -160,21 +128,3 @@ func clean(x float64) float64 {
 }
 
 func ptr(x float64) *float64 { return &x }
-
-// FormatWindow formats a window as the API writes it: the largest unit
-// that divides it exactly, "5m", "10s", "1h", "90s" (not time.Duration's
-// "5m0s"). Durations that are not whole seconds fall back to
-// time.Duration's format.
-func FormatWindow(d time.Duration) string {
-	switch {
-	case d == 0:
-		return "0s"
-	case d%time.Hour == 0:
-		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
-	case d%time.Minute == 0:
-		return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
-	case d%time.Second == 0:
-		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
-	}
-	return d.String()
-}

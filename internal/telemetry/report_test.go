@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/modelgate/modelgate/internal/api"
 )
 
 // summary builds a Summary with n latencies of lat (TTFB lat/2).
@@ -180,8 +182,8 @@ func TestFormatWindow(t *testing.T) {
 		{1500 * time.Millisecond, "1.5s"},
 	}
 	for _, tc := range tests {
-		if got := FormatWindow(tc.in); got != tc.want {
-			t.Errorf("FormatWindow(%v) = %q, want %q", tc.in, got, tc.want)
+		if got := api.FormatWindow(tc.in); got != tc.want {
+			t.Errorf("api.FormatWindow(%v) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
