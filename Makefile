@@ -23,8 +23,9 @@ install:
 	$(GO) build -o $(DESTDIR)$(PREFIX)/bin/modelgate ./cmd/modelgate
 
 ## demo: built-in models and traffic; a good canary is shadowed, ramped and promoted, a bad one rolled back.
+## DEMO_FLAGS passes flags to it: make demo DEMO_FLAGS=--keep leaves the dashboard up at the end.
 demo: build
-	./$(BIN) demo
+	./$(BIN) demo $(DEMO_FLAGS)
 
 ## deps: Debian packages and Go modules the tests need.
 deps:

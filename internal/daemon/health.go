@@ -73,8 +73,12 @@ func (b backendHealth) EndpointHealth(endpoint string) (map[string][]api.Backend
 // request ("url (last error), ..."), or "" when one may or the deployment
 // is not routed.
 func (b backendHealth) NoHealthyBackend(endpoint, deployment string) string {
-	hs, ok := b.p.Health()[endpoint][deployment]
-	if !ok || len(hs) == 0 {
+	return noHealthyBackend(b.p.Health()[endpoint][deployment])
+}
+
+// noHealthyBackend is NoHealthyBackend of one deployment's backends.
+func noHealthyBackend(hs []proxy.BackendHealth) string {
+	if len(hs) == 0 {
 		return ""
 	}
 	var why []string
@@ -159,16 +163,17 @@ const applyHealthPoll = 10 * time.Millisecond
 // healthy backend, its backends and why.
 func (b backendHealth) ApplyWarnings(ctx context.Context, endpoints []string) []string {
 	b.waitChecked(ctx, endpoints)
+	health := b.p.Health() // once: it lists every backend of every endpoint
 	var out []string
 	for _, ep := range endpoints {
-		deps := b.p.Health()[ep]
+		deps := health[ep]
 		names := make([]string, 0, len(deps))
 		for dep := range deps {
 			names = append(names, dep)
 		}
 		sort.Strings(names)
 		for _, dep := range names {
-			if why := b.NoHealthyBackend(ep, dep); why != "" {
+			if why := noHealthyBackend(deps[dep]); why != "" {
 				out = append(out, "deployment "+dep+" of "+ep+" has no healthy backend: "+why+
 					"; every request routed to it is answered 503 — fix its backends (modelgate health "+ep+" shows them)")
 			}
