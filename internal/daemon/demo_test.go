@@ -16,8 +16,8 @@ import (
 
 // fastDemo is the demo with a shorter plan: the same config, other numbers.
 var fastDemo = daemon.DemoOptions{
-	Bake:             time.Second,
-	MinRequests:      60,
+	Bake:        time.Second,
+	MinRequests: 60,
 	// Two minutes, not one: on a loaded 2-core machine the latency
 	// evidence of the 5% stage can take most of a minute (seen in CI).
 	ProgressDeadline: 2 * time.Minute,
