@@ -671,10 +671,13 @@ func (c *Controller) estimate(ctx context.Context, r Rollout, ep spec.Endpoint, 
 	}
 	minute, ten := c.recent(ctx, ep, now, time.Minute), c.recent(ctx, ep, now, 10*time.Minute)
 	t := estimate.FromSummary(minute[r.Stable])
-	for name := range ep.Traffic { // every deployment's requests share the stages out
-		if name != r.Stable {
-			t.RequestsPerSecond += float64(minute[name].SplitRequests()) / 60
-		}
+	t.RequestsPerSecond = splitRate(minute, ep, r.Stable, time.Minute)
+	// Traffic that started (or rose) within the minute is the rate from
+	// now on: the minute's average would make the estimate too long and
+	// warn of deadlines for nothing.
+	var rose bool
+	if fast := splitRate(c.recent(ctx, ep, now, RecentRateWindow), ep, r.Stable, RecentRateWindow); fast > 2*t.RequestsPerSecond {
+		t.RequestsPerSecond, rose = fast, true
 	}
 	if long := ten[r.Stable]; long.SplitRequests() > 0 {
 		t.ErrorRate = float64(long.SplitErrors) / float64(long.SplitRequests())
@@ -688,7 +691,26 @@ func (c *Controller) estimate(ctx context.Context, r Rollout, ep spec.Endpoint, 
 		c.log.Warn("rollout estimate", "endpoint", r.Endpoint, "err", err)
 		return nil
 	}
+	if rose {
+		e.Notes = append(e.Notes, fmt.Sprintf("the rate is the last %s's: the endpoint's traffic rose within the last minute", api.FormatWindow(RecentRateWindow)))
+	}
 	return &e
+}
+
+// RecentRateWindow is the recent past a rollout's estimate takes the rate
+// from when it is more than twice the last minute's.
+const RecentRateWindow = 10 * time.Second
+
+// splitRate is the split-routed requests per second, over window, of the
+// stable and every deployment with traffic: all of them share the stages out.
+func splitRate(s map[string]telemetry.Summary, ep spec.Endpoint, stable string, window time.Duration) float64 {
+	n := s[stable].SplitRequests()
+	for name := range ep.Traffic {
+		if name != stable {
+			n += s[name].SplitRequests()
+		}
+	}
+	return float64(n) / window.Seconds()
 }
 
 // recent is the endpoint's deployments' traffic over the last window: the
