@@ -102,6 +102,9 @@ func TestDashboardRolloutLiveAndAbort(t *testing.T) {
 		}
 	}
 	checkButtons(t, b, "aborted", []string{"retry"})
+	if got := js[string](b, `document.querySelector("#rollout > div:first-child").textContent`); strings.Contains(got, "null") || strings.Contains(got, "undefined") {
+		t.Errorf("the rollout's status shows a null or undefined:\n%s", got)
+	}
 	if js[bool](b, `document.querySelector("#rollout-deadline") !== null`) {
 		t.Error("an aborted rollout still shows a deadline")
 	}

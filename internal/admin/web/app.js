@@ -855,7 +855,8 @@ function rolloutPage(gen, app, name) {
     none.replaceChildren();
     status.hidden = weights.hidden = gates.hidden = false;
     status.dataset.phase = ro.phase;
-    statusBody.replaceChildren(...rolloutStatus(ro, ep, events));
+    // replaceChildren would write a null as the text "null".
+    statusBody.replaceChildren(...rolloutStatus(ro, ep, events).filter((x) => x !== null && x !== undefined && x !== false));
     // The read-only token may not act: the buttons say so rather than
     // be refused (the daemon would answer 403 anyway).
     const readOnly = state.kind === READ_ONLY;
