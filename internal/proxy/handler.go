@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/internal/proxy/accesslog"
 	"github.com/modelgate/modelgate/internal/proxy/policy"
 	"github.com/modelgate/modelgate/internal/telemetry"
 )
@@ -62,6 +64,14 @@ type exchange struct {
 
 	// mc is the capture of a mirrored request; mc.ep is nil otherwise.
 	mc capture
+
+	// sent counts the body bytes of a streamed answer passed to fasthttp.
+	sent int64
+	// What the access log says of the request, kept only while it is on
+	// (Options.AccessLog): the method, the path as the client sent it
+	// (without the query) and the client's address.
+	method, path []byte
+	client       net.Addr
 }
 
 func (s *Server) getExchange() *exchange {
@@ -72,7 +82,7 @@ func (s *Server) putExchange(x *exchange) {
 	if cap(x.body) > 1<<20 {
 		x.body = nil // a large body passed: do not keep its room
 	}
-	x.dep, x.b, x.c, x.readErr, x.awaitFirst = nil, nil, nil, nil, false
+	x.dep, x.b, x.c, x.readErr, x.awaitFirst, x.sent, x.client = nil, nil, nil, nil, false, 0, nil
 	x.mc.set, x.mc.ep, x.mc.live, x.mc.conn, x.mc.reading = 0, nil, nil, nil, false
 	s.exchanges.Put(x)
 }
@@ -294,7 +304,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment,
 			body.consumeBuffered()
 		}
 		c.finish(now.UnixNano(), true)
-		observeAt(dep, now.UnixNano(), status, ttfb, ttfb, override)
+		s.observeAt(x, dep, now.UnixNano(), status, ttfb, ttfb, override, len(whole))
 		if x.mc.ep != nil {
 			x.mc.latency = ttfb
 			s.park(x)
@@ -327,6 +337,7 @@ func (s *Server) respond(ctx *fasthttp.RequestCtx, x *exchange, dep *deployment,
 // mirrored request's body is captured here as it streams past.
 func (x *exchange) Read(p []byte) (int, error) {
 	n, err := x.c.body.Read(p)
+	x.sent += int64(n)
 	if x.awaitFirst && n > 0 {
 		x.ttfb, x.awaitFirst = time.Since(x.start), false
 	}
@@ -370,7 +381,7 @@ func (x *exchange) CloseWithError(werr error) error {
 	// partial one closes it.
 	x.c.finish(end.UnixNano(), x.readErr == nil && werr == nil)
 	latency := end.Sub(x.start)
-	observeAt(dep, end.UnixNano(), status, latency, x.ttfb, x.override)
+	s.observeAt(x, dep, end.UnixNano(), status, latency, x.ttfb, x.override, int(x.sent))
 	if x.mc.ep != nil && x.readErr == nil && werr == nil {
 		// The live answer is complete; fasthttp has yet to flush its end
 		// to the client, so the copies wait for that (see park).
@@ -382,12 +393,16 @@ func (x *exchange) CloseWithError(werr error) error {
 	return nil
 }
 
-func observe(dep *deployment, status int, latency, ttfb time.Duration, override bool) {
-	observeAt(dep, time.Now().UnixNano(), status, latency, ttfb, override)
+// observe ends a request served by dep (bytes: the answer's body bytes
+// passed to the client), where both engines end every routed request: its
+// deployment's telemetry records it and, when it is on, the access log
+// writes its line.
+func (s *Server) observe(x *exchange, dep *deployment, status int, latency, ttfb time.Duration, override bool, bytes int) {
+	s.observeAt(x, dep, time.Now().UnixNano(), status, latency, ttfb, override, bytes)
 }
 
 // observeAt is observe with the clock already read (unix ns).
-func observeAt(dep *deployment, now int64, status int, latency, ttfb time.Duration, override bool) {
+func (s *Server) observeAt(x *exchange, dep *deployment, now int64, status int, latency, ttfb time.Duration, override bool, bytes int) {
 	dep.rec.Observe(telemetry.Observation{
 		Now:      now,
 		Status:   status,
@@ -395,6 +410,29 @@ func observeAt(dep *deployment, now int64, status int, latency, ttfb time.Durati
 		TTFB:     ttfb,
 		Override: override,
 	})
+	if s.access != nil {
+		s.logAccess(x, dep.endpoint, dep.name, now, status, bytes, latency)
+	}
+}
+
+// logAccess writes the access log's line of x's request.
+func (s *Server) logAccess(x *exchange, endpoint, deployment string, now int64, status, bytes int, latency time.Duration) {
+	e := accesslog.Entry{
+		Time: time.Unix(0, now), Client: x.client, Method: x.method, Path: x.path,
+		Endpoint: endpoint, Deployment: deployment, Status: status, Bytes: int64(bytes),
+		Duration: latency, RequestID: x.rid,
+	}
+	s.access.Add(&e)
+}
+
+// logRefused writes the access log's line of a request answered before
+// it reached a deployment (ctx holds the answer), when the log is on.
+func (s *Server) logRefused(ctx *fasthttp.RequestCtx, x *exchange, endpoint string) {
+	if s.access == nil {
+		return
+	}
+	now := time.Now()
+	s.logAccess(x, endpoint, "", now.UnixNano(), ctx.Response.StatusCode(), len(ctx.Response.Body()), now.Sub(x.start))
 }
 
 // reject answers a request the proxy refuses before picking a deployment.
@@ -418,6 +456,7 @@ func (s *Server) reject(ctx *fasthttp.RequestCtx, x *exchange, err error, ep, na
 		msg = policy.UnknownEndpoint(uri, splitEndpoint(uri, x), ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), admin)
 	}
 	writeError(ctx, status, msg)
+	s.logRefused(ctx, x, ep)
 	s.putExchange(x)
 }
 
@@ -433,6 +472,7 @@ func (s *Server) refuse(ctx *fasthttp.RequestCtx, x *exchange, err error) {
 	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	writeError(ctx, status, msg)
 	ctx.SetConnectionClose()
+	s.logRefused(ctx, x, "")
 	s.putExchange(x)
 }
 
@@ -446,7 +486,7 @@ func (s *Server) failUpstream(ctx *fasthttp.RequestCtx, x *exchange, ep *endpoin
 	ctx.Response.Header.SetCanonical(hdrDeployment, dep.header)
 	writeError(ctx, status, policy.MessageOf(err))
 	latency := time.Since(x.start)
-	observe(dep, status, latency, latency, override)
+	s.observe(x, dep, status, latency, latency, override, len(ctx.Response.Body()))
 	attrs := []slog.Attr{
 		slog.String("endpoint", ep.name), slog.String("deployment", dep.name),
 		slog.String("request_id", string(x.rid)), slog.Int("status", status),
@@ -473,16 +513,30 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 		}
 	}
 	x := s.getExchange()
+	x.start = time.Now()
 	s.requestID(ctx, x)
 	ctx.Response.Header.SetCanonical(hdrRequestID, x.rid)
 	writeError(ctx, status, msg)
+	s.logRefused(ctx, x, "")
 	s.putExchange(x)
 }
 
 // requestID keeps the client's X-Request-Id or makes one (a per-process
 // random prefix and a counter: unique, and cheaper than a UUID), and sends
-// it upstream too.
+// it upstream too. Every request the data plane answers passes here
+// first: with the access log on, what its line says of the request is
+// kept now, before the request is rewritten for its backend.
 func (s *Server) requestID(ctx *fasthttp.RequestCtx, x *exchange) {
+	if s.access != nil {
+		h := &ctx.Request.Header
+		x.method = append(x.method[:0], h.Method()...)
+		uri := h.RequestURI()
+		if q := bytes.IndexByte(uri, '?'); q >= 0 {
+			uri = uri[:q]
+		}
+		x.path = append(x.path[:0], uri...)
+		x.client = ctx.RemoteAddr()
+	}
 	if id := ctx.Request.Header.PeekBytes(hdrRequestID); len(id) > 0 {
 		// Copy: the header's storage moves when headers are changed.
 		x.rid = append(x.rid[:0], id...)

@@ -519,6 +519,7 @@ func (l *evloops) nextOne(fc *frontConn) {
 		if errors.Is(err, io.EOF) {
 			if perr := policy.CheckRequestHead(buf[:end], l.s.reqLimits); perr != nil {
 				x := l.s.getExchange()
+				x.start = time.Now()
 				l.s.requestID(ctx, x)
 				l.s.refuse(ctx, x, perr)
 				fc.closeAfter = true
@@ -831,7 +832,11 @@ func (l *evloops) complete(fc *frontConn, bc *backConn, body []byte) int64 {
 	if bc.mode != bodyNone {
 		resp.SetBodyRaw(body)
 	}
-	observeAt(dep, now.UnixNano(), status, ttfb, ttfb, fc.override)
+	n := 0
+	if bc.mode != bodyNone {
+		n = len(body)
+	}
+	s.observeAt(x, dep, now.UnixNano(), status, ttfb, ttfb, fc.override, n)
 	l.served.Add(1)
 	fc.x, fc.bc = nil, nil
 	mirrored := x.mc.ep != nil
@@ -1097,7 +1102,7 @@ func (l *evloops) frontClosed(fc *frontConn, err error) {
 			abandon(bc)
 		}
 		latency := time.Since(x.start)
-		observe(fc.dep, StatusClientClosed, latency, latency, fc.override)
+		l.s.observe(x, fc.dep, StatusClientClosed, latency, latency, fc.override, 0)
 		msg := "client closed the connection"
 		if err != nil {
 			msg = err.Error()
@@ -1157,7 +1162,7 @@ func (l *evloops) handoffStream(fc *frontConn, bc *backConn) {
 	if err != nil {
 		bc.b.conns.freeSlot()
 		latency := time.Since(x.start)
-		observe(dep, fasthttp.StatusBadGateway, latency, latency, override)
+		l.s.observe(x, dep, fasthttp.StatusBadGateway, latency, latency, override, 0)
 		l.s.putExchange(x)
 		l.s.log.LogAttrs(context.Background(), slog.LevelWarn, "event loop could not hand a stream over", slog.String("error", err.Error()))
 		return

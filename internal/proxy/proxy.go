@@ -29,6 +29,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/internal/proxy/accesslog"
 	"github.com/modelgate/modelgate/internal/proxy/policy"
 	"github.com/modelgate/modelgate/internal/router"
 	"github.com/modelgate/modelgate/internal/secretfile"
@@ -110,6 +111,11 @@ type Options struct {
 	// config may swap certificates under running connections
 	// (GetConfigForClient, see tlsconf.Server).
 	TLS *tls.Config
+	// AccessLog, when set, gets a line for every request the data plane
+	// answers, written where both engines end a request (observe, and the
+	// refusals before a deployment is picked). Nil: no access log, at no
+	// cost to a request. The caller closes it after Shutdown.
+	AccessLog *accesslog.Log
 }
 
 // Limits bound what one client can make the gateway hold or wait for
@@ -189,6 +195,7 @@ type Server struct {
 	routes     atomic.Pointer[routes]
 	tls        *tls.Config            // Options.TLS
 	adminURL   atomic.Pointer[string] // SetAdminURL
+	access     *accesslog.Log         // Options.AccessLog; nil: off
 
 	// mu serialises SetRoutes and Shutdown; the request path never takes it.
 	mu     sync.Mutex
@@ -280,6 +287,7 @@ func New(opts Options) *Server {
 		recorders:  opts.Recorders,
 		mirror:     opts.Mirror,
 		tls:        opts.TLS,
+		access:     opts.AccessLog,
 		pools:      map[string]*pool{},
 		lns:        map[net.Listener]struct{}{},
 		dial:       tcpDial,
