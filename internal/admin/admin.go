@@ -247,6 +247,7 @@ var apiRoutes = []struct {
 	{"GET /api/v1/fleet/endpoints/{ep}/metrics", (*server).metricsPart, always},
 	{"GET /api/v1/fleet/endpoints/{ep}/series", (*server).seriesPart, func(s *server) bool { return s.series != nil }},
 	{"GET /api/v1/fleet/endpoints/{ep}/shadow", (*server).shadowPart, func(s *server) bool { return s.shadows != nil }},
+	{"GET /api/v1/fleet/endpoints/{ep}/health", (*server).healthPart, func(s *server) bool { return s.health != nil }},
 }
 
 func always(*server) bool        { return true }

@@ -35,9 +35,11 @@ func FuzzFleetParts(f *testing.F) {
 	f.Add(uint8(2), seed(shadow.Part{Shadows: map[string]shadow.ShadowPart{"green": sp}}))
 	f.Add(uint8(0), []byte(`{"replica":"r1","part":{"deployments":{"blue":{"requests":1,"status":[0,0,9],"latency":{"offset":5,"counts":[1]}}}}}`))
 	f.Add(uint8(1), []byte(`{"replica":"r1","part":{"deployments":{"blue":[{"requests":1,"latency":{"offset":1158,"counts":[1,1]}}]}}}`))
+	f.Add(uint8(3), seed(api.EndpointHealth{Endpoint: "fraud", Deployments: []api.DeploymentHealth{{Name: "blue", Backends: []api.BackendHealth{{URL: "http://a", Healthy: true}}}}}))
+	f.Add(uint8(3), []byte(`{"replica":"r1","part":{"endpoint":"fraud","deployments":[{"name":"blue","backends":[{"url":"http://a"},{"url":"http://a"}]}]}}`))
 	f.Fuzz(func(t *testing.T, kind uint8, b []byte) {
 		var again []byte
-		switch kind % 3 {
+		switch kind % 4 {
 		case 0:
 			p, err := DecodeMetricsPart(b, "r1")
 			if err != nil {
@@ -66,6 +68,19 @@ func FuzzFleetParts(f *testing.F) {
 			}
 			again, _ = json.Marshal(PartAnswer[control.SeriesPart]{Replica: "r1", Part: p})
 			if _, err := DecodeSeriesPart(again, "r1", g); err != nil {
+				t.Fatalf("an accepted part, encoded again, is refused: %v\n%s", err, again)
+			}
+		case 3:
+			h, err := DecodeHealthPart(b, "r1", "fraud")
+			if err != nil {
+				return
+			}
+			m := mergeHealth("fraud", []healthPart{{"r1", h}, {"r2", h}}, true)
+			if len(m.Deployments) != len(h.Deployments) {
+				t.Fatalf("merging a view with itself gives %d deployments, want %d", len(m.Deployments), len(h.Deployments))
+			}
+			again, _ = json.Marshal(PartAnswer[api.EndpointHealth]{Replica: "r1", Part: h})
+			if _, err := DecodeHealthPart(again, "r1", "fraud"); err != nil {
 				t.Fatalf("an accepted part, encoded again, is refused: %v\n%s", err, again)
 			}
 		case 2:

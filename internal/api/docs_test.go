@@ -24,7 +24,7 @@ type docRoute struct {
 var docRoutes = []docRoute{
 	{"GET", regexp.MustCompile(`^/api/v1/endpoints$`), nil, func() any { return new(EndpointList) }, ""},
 	{"GET", regexp.MustCompile(`^/api/v1/endpoints/[^/]+$`), nil, func() any { return new(spec.Endpoint) }, ""},
-	{"GET", regexp.MustCompile(`^/api/v1/endpoints/[^/]+/health$`), nil, func() any { return new(EndpointHealth) }, ""},
+	{"GET", regexp.MustCompile(`^/api/v1/endpoints/[^/]+/health$`), nil, func() any { return new(HealthAnswer) }, ""},
 	{"GET", regexp.MustCompile(`^/api/v1/endpoints/[^/]+/(traffic|mirror)$`), nil, func() any { return new(spec.Weights) }, ""},
 	{"PUT", regexp.MustCompile(`^/api/v1/endpoints/[^/]+/traffic$`), func() any { return new(spec.Weights) }, func() any { return new(spec.Weights) }, "traffic"},
 	{"PUT", regexp.MustCompile(`^/api/v1/endpoints/[^/]+/mirror$`), func() any { return new(spec.Weights) }, func() any { return new(spec.Weights) }, "mirror"},

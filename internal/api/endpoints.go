@@ -65,28 +65,51 @@ type EndpointList struct {
 	Endpoints []spec.Endpoint `json:"endpoints"`
 }
 
-// BackendHealth is one backend's health as this gateway's data plane sees
-// it (docs/api.md, GET /api/v1/endpoints/{ep}/health).
+// BackendHealth is one backend's health as the data plane sees it
+// (docs/api.md, GET /api/v1/endpoints/{ep}/health).
 type BackendHealth struct {
 	URL string `json:"url"`
 	// Healthy is false while passive health took the backend out or its
-	// last active health check failed.
+	// last active health check failed; in a fleet's answer, while any
+	// replica reporting sees it so (DownOn names them).
 	Healthy bool `json:"healthy"`
+	// Unchecked is set while an active health check has not yet given
+	// its first verdict on the backend (it counts as up meanwhile).
+	Unchecked bool `json:"unchecked,omitempty"`
 	// LastError is the last transport or health check error, kept after
-	// the backend recovered.
+	// the backend recovered (in a fleet's answer, the first replica's in
+	// DownOn, else any one's).
 	LastError string `json:"last_error,omitempty"`
+	// DownOn, in an answer covering more than one replica, lists the
+	// replicas that see the backend down: each gateway judges the
+	// backends it sends requests to on its own.
+	DownOn []string `json:"down_on,omitempty"`
 }
 
 // DeploymentHealth is one deployment's part of the health answer.
 type DeploymentHealth struct {
 	Name string `json:"name"`
-	// Healthy is true while at least one backend may take a request.
-	Healthy  bool            `json:"healthy"`
-	Backends []BackendHealth `json:"backends"`
+	// Healthy is true while at least one backend may take a request (on
+	// every replica reporting, in a fleet's answer).
+	Healthy bool `json:"healthy"`
+	// UnhealthyOn, in an answer covering more than one replica, lists the
+	// replicas on which no backend of the deployment may take a request:
+	// they answer its requests 503.
+	UnhealthyOn []string        `json:"unhealthy_on,omitempty"`
+	Backends    []BackendHealth `json:"backends"`
 }
 
-// EndpointHealth is the answer of GET /api/v1/endpoints/{ep}/health.
+// EndpointHealth is one gateway's view of an endpoint's backends: its part
+// of a HealthAnswer.
 type EndpointHealth struct {
 	Endpoint    string             `json:"endpoint"`
 	Deployments []DeploymentHealth `json:"deployments"`
+}
+
+// HealthAnswer is the answer of GET /api/v1/endpoints/{ep}/health: every
+// replica's view merged (a backend down on any replica is down, and
+// named), or ?replica=ID's alone, with the replicas it covers.
+type HealthAnswer struct {
+	EndpointHealth
+	Replicas Coverage `json:"replicas"`
 }

@@ -212,7 +212,7 @@ func (a *app) endpointsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(a, cmd, *output, func(c *Client) ([]spec.Endpoint, error) {
 				return c.Endpoints(cmd.Context())
-			}, listJSON[spec.Endpoint]("endpoints"), withHealth(a, cmd, printEndpoints, endpointNames)) // health.go
+			}, listJSON[spec.Endpoint]("endpoints"), withHealth(a, cmd, "", printEndpoints, endpointNames)) // health.go
 		},
 	}
 	output = addOutput(cmd)
@@ -411,7 +411,7 @@ func (a *app) metricsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(a, cmd, *output, func(c *Client) (api.MetricsAnswer, error) {
 				return c.Metrics(cmd.Context(), args[0], window, replica)
-			}, nil, withHealth(a, cmd, printMetrics, metricsHealth(replica, args[0]))) // health.go
+			}, nil, withHealth(a, cmd, replica, printMetrics, metricsHealth(args[0]))) // health.go
 		},
 	}
 	cmd.Flags().DurationVarP(&window, "window", "w", 5*time.Minute, "window to report, from 10s to 1h")

@@ -77,7 +77,7 @@ func TestMetricsAndShadowOfTheFleet(t *testing.T) {
 	if want := "shadow report of fraud over the last 5m, replica gw-2\n  SHADOW"; code != 0 || !strings.HasPrefix(out, want) {
 		t.Errorf("shadow report --replica gw-2 = %d:\n%s\nwant it to start with %q", code, out, want)
 	}
-	if got := strings.Join(queries1(), " "); got != "/api/v1/endpoints/fraud/metrics?replica=gw-2&window=1m /api/v1/endpoints/fraud/shadow?replica=gw-2&window=5m" {
+	if got := strings.Join(queries1(), " "); got != "/api/v1/endpoints/fraud/metrics?replica=gw-2&window=1m /api/v1/endpoints/fraud/health?replica=gw-2 /api/v1/endpoints/fraud/shadow?replica=gw-2&window=5m" {
 		t.Errorf("queries %s", got)
 	}
 	// Complete fleet answers say nothing more than a gateway alone's.

@@ -61,7 +61,7 @@ func TestHealthMessages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, err := c.Health(t.Context(), "fraud")
+		h, err := c.Health(t.Context(), "fraud", "")
 		return err == nil && len(h.Deployments) == 2 && !h.Deployments[1].Healthy
 	})
 	cli("health", "fraud")

@@ -195,6 +195,47 @@ func TestFleetWideMetricsSeriesAndShadow(t *testing.T) {
 		t.Errorf("metrics of an unknown replica = %d %s, want 404", a.status, a.body)
 	}
 
+	// A backend down as one replica sees it: red's backend refuses
+	// connections, and requests pinned to red go through replica 0 only
+	// (passive health takes it out there after failures in a row). The
+	// fleet's health, through another replica, says it is down and where.
+	if status, body := cs[0].API("PUT", "/api/v1/endpoints/fraud/deployments/red", map[string]any{"backends": []string{nettest.ClosedURL(t)}}); status != http.StatusCreated {
+		t.Fatalf("PUT deployment red = %d %s", status, body)
+	}
+	health := func(c *testenv.Client, query string) api.HealthAnswer {
+		var h api.HealthAnswer
+		c.Get("/api/v1/endpoints/fraud/health"+query, &h)
+		return h
+	}
+	red := func(h api.HealthAnswer) (api.DeploymentHealth, bool) {
+		for _, d := range h.Deployments {
+			if d.Name == "red" && len(d.Backends) == 1 {
+				return d, true
+			}
+		}
+		return api.DeploymentHealth{}, false
+	}
+	for i := range cs {
+		testenv.WaitFor(t, 5*time.Second, fmt.Sprintf("replica %d to route red", i), func() bool {
+			_, ok := red(health(cs[i], "?replica="+ids[i]))
+			return ok
+		})
+	}
+	testenv.WaitFor(t, 10*time.Second, "replica 0 to take red's backend out", func() bool {
+		cs[0].Predict("/fraud/v1/models/fraud:predict", map[string]string{"X-Model-Deployment": "red"})
+		d, _ := red(health(cs[0], "?replica="+ids[0]))
+		return !d.Healthy
+	})
+	h := health(cs[1], "")
+	d, ok := red(h)
+	if !ok || d.Healthy || fmt.Sprint(d.UnhealthyOn) != fmt.Sprint([]string{ids[0]}) || d.Backends[0].Healthy ||
+		fmt.Sprint(d.Backends[0].DownOn) != fmt.Sprint([]string{ids[0]}) || d.Backends[0].LastError == "" || h.Replicas.Reporting != 3 {
+		t.Errorf("the fleet's health through replica 1: red %+v, replicas %+v; want down on %s alone, with its error", d, h.Replicas, ids[0])
+	}
+	if d, _ := red(health(cs[1], "?replica="+ids[1])); !d.Healthy || d.Backends[0].DownOn != nil {
+		t.Errorf("replica 1's own view of red = %+v, want up (it sent red nothing)", d)
+	}
+
 	// Replica 2 stops, but its record is still listed (as after a crash,
 	// until its lease ends); another replica listed never answers.
 	etcdCli := cluster.Client(t)

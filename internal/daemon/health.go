@@ -62,7 +62,7 @@ func (b backendHealth) EndpointHealth(endpoint string) (map[string][]api.Backend
 	for dep, hs := range deps {
 		l := make([]api.BackendHealth, len(hs))
 		for i, h := range hs {
-			l[i] = api.BackendHealth{URL: h.URL, Healthy: h.Healthy, LastError: h.LastError}
+			l[i] = api.BackendHealth{URL: h.URL, Healthy: h.Healthy, Unchecked: h.Unchecked, LastError: h.LastError}
 		}
 		out[dep] = l
 	}
