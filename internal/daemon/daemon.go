@@ -54,6 +54,12 @@ type Options struct {
 	Logger *slog.Logger
 	// RolloutInterval is how often rollouts are looked at. Zero: 1s.
 	RolloutInterval time.Duration
+	// Stderr is where logging.access_log.path "stderr" writes. Nil:
+	// os.Stderr.
+	Stderr io.Writer
+	// LogFormat is serve's --log-format, which wins over logging.format
+	// for the access log too. Empty: logging.format.
+	LogFormat string
 }
 
 // Daemon is a running modelgate.
@@ -86,6 +92,8 @@ type Daemon struct {
 	proxyTLS, adminTLS *tlsconf.Server
 
 	proxyLn, adminLn net.Listener
+	// access is the data plane's access log (logging.access_log); nil: off.
+	access *accessLog
 	// background runs the rollout controller and webhook deliveries.
 	background context.CancelFunc
 	bgWG       sync.WaitGroup // the background goroutines
@@ -124,13 +132,21 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	if d.proxyTLS != nil {
 		proxyTLS = d.proxyTLS.Config()
 	}
+	stderr := opts.Stderr
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	if d.access, err = openAccessLog(cfg.Logging, opts.LogFormat, stderr, log); err != nil {
+		st.Close()
+		return nil, err
+	}
 	d.telemetry = telemetry.NewRegistry()
 	d.shadows = shadow.NewManager(shadow.Options{Logger: log.With("component", "shadow")})
 	d.proxy = proxy.New(proxy.Options{Logger: log.With("component", "proxy"), Recorders: proxy.RecordersFrom(d.telemetry),
 		MaxRequestBytes: int(cfg.MaxRequestBytes), Mirror: d.shadows, EventLoops: reserveLoopProcs(),
 		Limits: proxy.Limits{MaxConnections: cfg.Limits.MaxConnections, MaxHeaders: cfg.Limits.MaxHeaders,
 			MaxURIBytes: cfg.Limits.MaxURIBytes, SendTimeout: cfg.Limits.SendTimeout.D()},
-		TLS: proxyTLS})
+		TLS: proxyTLS, AccessLog: d.access.proxyLog()})
 	d.control = control.New(control.Options{Store: st, Router: routes{d.shadows, d.proxy}, Telemetry: d.telemetry, Logger: log.With("component", "control")})
 	if err := d.control.Load(ctx); err != nil {
 		d.abandon()
@@ -167,7 +183,7 @@ func New(ctx context.Context, opts Options) (*Daemon, error) {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(backendUp{d.proxy}, d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(backendUp{d.proxy}, d.telemetry.Collector(), d.rollouts.Collector(), d.shadows.Collector(), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), accessLogDropped(d.access))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modelgate_state_store_up",
 		Help: "1 when the state store answered the last probe (cluster mode: etcd, probed every second); 0 while it does not, and the gateway serves the last routes it knew and refuses changes."},
 		func() float64 {
@@ -248,6 +264,7 @@ func (d *Daemon) abandon() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	d.proxy.Shutdown(ctx)
+	d.access.close()
 	d.shadows.Close()
 	d.store.Close()
 }
@@ -440,6 +457,9 @@ func (d *Daemon) Reload(ctx context.Context) (control.ApplyResult, error) {
 	if f.TokenPath() != d.tokens.adminPath || f.Admin.ReadOnlyTokenFile != d.tokens.readOnlyPath || f.Admin.TokenOverlap != d.cfg.Admin.TokenOverlap {
 		d.log.Warn("admin.token_file, admin.read_only_token_file and admin.token_overlap change only on restart; the files named at start were re-read")
 	}
+	if f.Logging != d.cfg.Logging {
+		d.log.Warn("logging (format, level, access_log) changes only on restart")
+	}
 	// The listeners' certificates are read first and swapped in only once
 	// the spec applied: a reload is taken whole or not at all.
 	var commits []func()
@@ -553,6 +573,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		// have run since New all the same.
 		errs = append(errs, fmt.Errorf("stop data plane: %w", err))
 	}
+	if err := d.access.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close access log: %w", err))
+	}
 	d.shadows.Close()
 	if d.peerClient != nil {
 		d.peerClient.Close()
@@ -585,25 +608,10 @@ func (d *Daemon) applyConfig(ctx context.Context) (control.ApplyResult, error) {
 	return res, err
 }
 
-// Serve is `modelgate serve`: load the file (every problem listed when it
-// is invalid, nothing changed), run until ctx ends.
+// Serve is `modelgate serve --config configPath` without other flags
+// (ServeWith).
 func Serve(ctx context.Context, configPath string, stdout, stderr io.Writer) error {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	var f *config.File
-	var err error
-	if configPath == "" {
-		f, err = config.Parse(nil)
-	} else {
-		f, err = config.Load(configPath)
-	}
-	if err != nil {
-		return err
-	}
-	d, err := New(ctx, Options{Config: f, ConfigPath: configPath, Logger: log})
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx)
+	return ServeWith(ctx, ServeOptions{ConfigPath: configPath}, stdout, stderr)
 }
 
 // routes hands every committed set of endpoints to the shadow workers and
