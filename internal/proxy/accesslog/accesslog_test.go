@@ -3,6 +3,7 @@ package accesslog
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -145,5 +146,40 @@ func TestWriteErrors(t *testing.T) {
 	l.Close()
 	if l.Dropped() != 3 || l.Written() != 0 || len(reports) != 1 {
 		t.Errorf("Dropped %d, Written %d, %d reports; want 3, 0, 1", l.Dropped(), l.Written(), len(reports))
+	}
+}
+
+// BenchmarkAppendLine is the formatting of one line.
+func BenchmarkAppendLine(b *testing.B) {
+	e := entry()
+	buf := make([]byte, 0, 1024)
+	for _, f := range []Format{Text, JSON} {
+		b.Run(f.String(), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = AppendLine(buf[:0], f, &e)
+			}
+		})
+	}
+}
+
+// BenchmarkAdd is what a request pays for its line with the access log on
+// (formatting and queueing), from parallel goroutines, the writer
+// writing to io.Discard.
+func BenchmarkAdd(b *testing.B) {
+	for _, f := range []Format{Text, JSON} {
+		b.Run(f.String(), func(b *testing.B) {
+			l := New(io.Discard, Options{Format: f})
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				e := entry()
+				for pb.Next() {
+					l.Add(&e)
+				}
+			})
+			b.StopTimer()
+			l.Close()
+			b.ReportMetric(float64(l.Dropped())/float64(b.N), "dropped/op")
+		})
 	}
 }
