@@ -72,7 +72,15 @@ type RunOptions struct {
 	// rollouts have ended and the summary is printed, until ctx is done
 	// (Ctrl-C).
 	Keep bool
+	// WarmUp is how long the traffic runs before the first rollout starts,
+	// so that its estimate reads the endpoint's rate (a rollout started
+	// with the traffic sees none, and warns that no stage can decide).
+	// Zero: DefaultWarmUp.
+	WarmUp time.Duration
 }
+
+// DefaultWarmUp is RunOptions.WarmUp's default.
+const DefaultWarmUp = 3 * time.Second
 
 // DefaultSteps are the demo's two rollouts.
 var DefaultSteps = []Step{
@@ -95,6 +103,9 @@ func (o RunOptions) withDefaults() RunOptions {
 	}
 	if o.Workers == 0 {
 		o.Workers = 32
+	}
+	if o.WarmUp == 0 {
+		o.WarmUp = DefaultWarmUp
 	}
 	return o
 }
@@ -173,6 +184,7 @@ func Run(ctx context.Context, out io.Writer, gw Gateway, opts RunOptions) error 
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer gen.Stop()
+	warmUp(ctx, gen, opts)
 
 	var outcomes []Outcome
 	var runErr error
@@ -207,6 +219,28 @@ func Run(ctx context.Context, out io.Writer, gw Gateway, opts RunOptions) error 
 	<-ctx.Done()
 	gen.Stop()
 	return nil
+}
+
+// warmUp waits until the generator has had answers to opts.WarmUp's worth
+// of requests, twice that time has passed (a slow gateway), or ctx ends.
+func warmUp(ctx context.Context, gen *Generator, opts RunOptions) {
+	want := uint64(opts.WarmUp.Seconds() * float64(opts.RPS))
+	deadline := time.NewTimer(2 * opts.WarmUp)
+	defer deadline.Stop()
+	tick := time.NewTicker(min(opts.WarmUp/10, 100*time.Millisecond))
+	defer tick.Stop()
+	for {
+		if st := gen.Stats(); st.OK+st.Failed >= want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func finished(os []Outcome) int {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,10 @@ type scriptGateway struct {
 	starts   []rollout.StartRequest
 	aborts   int
 	startErr error
+	// served counts the predictions answered; servedAtStart what it was at
+	// each start.
+	served        atomic.Uint64
+	servedAtStart []uint64
 	// onLook, when set, runs at every look with its number (1, 2, ...).
 	onLook func(n int)
 }
@@ -39,6 +44,7 @@ func newScriptGateway(t *testing.T, scripts map[string][]rollout.Rollout) *scrip
 	t.Helper()
 	g := &scriptGateway{scripts: scripts}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.served.Add(1)
 		w.Write([]byte(`{"predictions":[1]}`))
 	}))
 	t.Cleanup(g.srv.Close)
@@ -54,6 +60,7 @@ func (g *scriptGateway) StartRollout(ctx context.Context, endpoint string, req r
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.starts = append(g.starts, req)
+	g.servedAtStart = append(g.servedAtStart, g.served.Load())
 	if g.startErr != nil {
 		return rollout.Rollout{}, g.startErr
 	}
@@ -158,10 +165,23 @@ func demoScripts() map[string][]rollout.Rollout {
 	}
 }
 
+// TestRunWarmsUpBeforeTheFirstRollout: the traffic runs its warm-up before
+// the first rollout starts, so that the rollout's estimate reads the rate.
+func TestRunWarmsUpBeforeTheFirstRollout(t *testing.T) {
+	gw := newScriptGateway(t, demoScripts())
+	var out bytes.Buffer
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 200, WarmUp: 300 * time.Millisecond, Plain: true, Steps: DefaultSteps[:1]}); err != nil {
+		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
+	}
+	if len(gw.servedAtStart) != 1 || gw.servedAtStart[0] < 60 {
+		t.Errorf("requests served when the rollout started: %v, want at least 60 (0.3 s at 200 requests/s)", gw.servedAtStart)
+	}
+}
+
 func TestRunPromotesThenRollsBack(t *testing.T) {
 	gw := newScriptGateway(t, demoScripts())
 	var out bytes.Buffer
-	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true}); err != nil {
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, WarmUp: 20 * time.Millisecond, Plain: true}); err != nil {
 		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
 	}
 	got := out.String()
@@ -217,7 +237,7 @@ func TestRunKeepsTheGatewayUp(t *testing.T) {
 	out := &lockedBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true, Keep: true})
+		done <- Run(ctx, out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, WarmUp: 20 * time.Millisecond, Plain: true, Keep: true})
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), "--keep: the gateway, the dashboard and 100 requests/s of traffic stay up until Ctrl-C\n") {
@@ -264,7 +284,7 @@ func TestRunAbortsAPausedRollout(t *testing.T) {
 	})
 	gw := newScriptGateway(t, scripts)
 	var out bytes.Buffer
-	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true, Steps: DefaultSteps[:1]}); err != nil {
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, WarmUp: 20 * time.Millisecond, Plain: true, Steps: DefaultSteps[:1]}); err != nil {
 		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
 	}
 	got := out.String()
@@ -294,7 +314,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	if err := Run(ctx, &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true}); err != nil {
+	if err := Run(ctx, &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, WarmUp: 20 * time.Millisecond, Plain: true}); err != nil {
 		t.Fatalf("Run() after cancel = %v, want nil", err)
 	}
 	got := out.String()
@@ -319,7 +339,7 @@ func TestRunSkipsAStepWhoseStableWasNotPromoted(t *testing.T) {
 		ended(rollout.PhaseRolledBack, 0, 20*time.Second, "no decision within the progress deadline of 1m0s (shadow phase)"))
 	gw := newScriptGateway(t, scripts)
 	var out bytes.Buffer
-	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true}); err != nil {
+	if err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, WarmUp: 20 * time.Millisecond, Plain: true}); err != nil {
 		t.Fatalf("Run() = %v\noutput:\n%s", err, out.String())
 	}
 	got := out.String()
@@ -341,7 +361,7 @@ func TestRunFailsWhenARolloutCannotStart(t *testing.T) {
 	gw := newScriptGateway(t, demoScripts())
 	gw.startErr = errors.New("endpoint \"fraud\" already has rollout fraud-1")
 	var out bytes.Buffer
-	err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, Plain: true})
+	err := Run(t.Context(), &out, gw, RunOptions{Refresh: time.Millisecond, RPS: 100, WarmUp: 20 * time.Millisecond, Plain: true})
 	if err == nil || !strings.Contains(err.Error(), "demo rollout 1 (green): start: endpoint \"fraud\" already has rollout fraud-1") {
 		t.Errorf("Run() = %v, want the start error", err)
 	}
