@@ -95,7 +95,16 @@ type Mismatch struct {
 	// Live and Shadow are short renderings of the differing values.
 	Live   string `json:"live"`
 	Shadow string `json:"shadow"`
+	// Request is the request that gave the mismatch: its method, its path
+	// after the endpoint and the start of its body (at most
+	// MismatchRequestBytes, cut at a character), e.g.
+	// `POST /v1/models/fraud:predict {"instances": [[0.3, 1.2]]}`. Empty
+	// with compare.sample_requests false.
+	Request string `json:"request,omitempty"`
 }
+
+// MismatchRequestBytes bounds the body a Mismatch's Request shows.
+const MismatchRequestBytes = 256
 
 // ShadowError is a shadow request that got no answer.
 type ShadowError struct {

@@ -353,6 +353,10 @@ func TestDashboardShadowReport(t *testing.T) {
 	if !strings.Contains(live, "0.12") || !strings.Contains(shadow, "0.57") {
 		t.Errorf("mismatch sample: live %q, shadow %q; want 0.12 vs 0.57", live, shadow)
 	}
+	// The request that gave the mismatch, above the answers.
+	if got, want := js[string](b, `(el => el ? el.textContent : "none")(document.querySelector('[data-shadow="green"] .mismatch .request pre'))`), `POST /predict {"instances":[[1,2,3]]}`; got != want {
+		t.Errorf("the mismatch's request on screen = %q, want %q", got, want)
+	}
 	b.screenshot("shadow")
 	b.viewport(390, 844, true)
 	b.wait("the shadow page at phone width", `document.querySelector('[data-shadow="green"] .mismatch') !== null`, 10*time.Second)

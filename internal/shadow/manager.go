@@ -291,6 +291,8 @@ func configs(eps []spec.Endpoint) ([]*config, error) {
 				maxBody:    settings.MaxBodyBytes,
 				queue:      settings.Queue,
 				workers:    settings.Workers,
+
+				sampleRequests: *settings.SampleRequests,
 			}
 			for _, b := range d.Backends {
 				cfg.backends = append(cfg.backends, strings.TrimRight(b, "/"))

@@ -1,6 +1,7 @@
 package shadow
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,9 +13,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/shadow/compare"
 	"github.com/modelgate/modelgate/internal/shadow/mirrored"
 	"github.com/modelgate/modelgate/internal/tlsconf"
@@ -30,6 +33,7 @@ type config struct {
 	timeout              time.Duration
 	maxBody              int64
 	queue, workers       int
+	sampleRequests       bool // keep each mismatch's request (compare.sample_requests)
 	// tls maps an https backend's address (host:port) to the config its
 	// connections use, built from tlsSrc, the deployment's TLS as the
 	// proxy reads it (tlsconf); tlsErr: the files could not be read.
@@ -216,7 +220,11 @@ func (p *pool) handle(c *mirrored.Copy, buf []byte) []byte {
 		p.st.count(now, kindMatched)
 	default:
 		p.st.count(now, kindMismatched)
-		p.st.sample(Mismatch{Time: now, RequestID: c.RequestID, Path: res.Path, Reason: res.Reason, Live: res.Live, Shadow: res.Shadow})
+		m := Mismatch{Time: now, RequestID: c.RequestID, Path: res.Path, Reason: res.Reason, Live: res.Live, Shadow: res.Shadow}
+		if cfg.sampleRequests {
+			m.Request = requestText(c)
+		}
+		p.st.sample(m)
 	}
 	p.st.compared(now, lat, c.LiveLatency, res.Protocol)
 	return buf
@@ -356,4 +364,31 @@ func (s *connSet) closeAll() {
 	for _, c := range conns {
 		_ = c.Close()
 	}
+}
+
+// requestText renders the request of a copy for a mismatch sample: method,
+// path and the start of its body, cut at a character boundary.
+func requestText(c *mirrored.Copy) string {
+	body := c.Body
+	cut := len(body) > api.MismatchRequestBytes
+	if cut {
+		n := api.MismatchRequestBytes
+		for n > 0 && !utf8.RuneStart(body[n]) {
+			n--
+		}
+		body = body[:n]
+	}
+	var b strings.Builder
+	b.Grow(len(c.Method) + len(c.URI) + len(body) + 8)
+	b.WriteString(c.Method)
+	b.WriteByte(' ')
+	b.WriteString(c.URI)
+	if len(body) > 0 {
+		b.WriteByte(' ')
+		b.Write(bytes.ToValidUTF8(body, []byte("\uFFFD")))
+	}
+	if cut {
+		b.WriteString("…")
+	}
+	return b.String()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/modelgate/modelgate/internal/api"
 	"github.com/modelgate/modelgate/internal/spec"
 )
 
@@ -110,6 +111,9 @@ func TestDisagreeingShadowShowsItsShare(t *testing.T) {
 	if s.Path != "predictions[1]" || s.Live != "0.75" || s.Shadow != "0.5" || !strings.HasPrefix(s.RequestID, "req-") ||
 		requestNumber(&http.Request{Header: http.Header{"X-Request-Id": {s.RequestID}}})%4 != 0 {
 		t.Errorf("mismatch sample = %+v, want predictions[1] 0.75 vs 0.5 of a request numbered 4k", s)
+	}
+	if want := `POST /v1/models/fraud:predict?x=1 {"instances":[[1,2]]}`; s.Request != want {
+		t.Errorf("mismatch sample's request = %q, want %q", s.Request, want)
 	}
 	c := m.Counts("fraud", "green", time.Now().Add(-time.Minute))
 	if want := (Counts{Compared: n, Matched: 300}); c != want {
@@ -621,6 +625,40 @@ func BenchmarkSubmit(b *testing.B) {
 					m.Submit(c)
 				}
 			})
+		})
+	}
+}
+
+// TestMismatchRequestsSampledOrNot: a mismatch keeps its request's start,
+// cut at a character after api.MismatchRequestBytes of body; with
+// compare.sample_requests false it keeps no request data.
+func TestMismatchRequestsSampledOrNot(t *testing.T) {
+	srv := server(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, `{"predictions":[0]}`)
+	})
+	long := `{"text":"` + strings.Repeat("é", api.MismatchRequestBytes) + `"}`
+	for _, tc := range []struct {
+		name string
+		keep *bool
+		want string
+	}{
+		// 9 bytes of {"text":" then 2-byte é's: the cut at 256 would split
+		// one, so it comes a byte before.
+		{"by default", nil, "POST /v1/models/fraud:predict?x=1 " + long[:api.MismatchRequestBytes-1] + "…"},
+		{"sample_requests false", new(bool), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newManager(t, nil)
+			setShadows(t, m, endpoint(&spec.Compare{SampleRequests: tc.keep}, srv.URL))
+			c := newCopy(m, 1)
+			c.Body = append(c.Body[:0], long...)
+			m.Submit(c)
+			waitOutcomes(t, m, 1)
+			r := report(t, m, time.Minute)
+			if len(r.Mismatches) != 1 || r.Mismatches[0].Request != tc.want {
+				t.Errorf("mismatches %+v, want one with the request %q", r.Mismatches, tc.want)
+			}
 		})
 	}
 }

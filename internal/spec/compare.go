@@ -130,6 +130,11 @@ type Compare struct {
 	// Workers is how many shadow requests run at once per shadow
 	// deployment. Zero: 4.
 	Workers int `yaml:"workers,omitempty" json:"workers,omitempty"`
+	// SampleRequests keeps, with each sampled mismatch, the request that
+	// gave it (method, path and the start of its body), so that the shadow
+	// report shows the input. Nil: true. False keeps no request data (the
+	// differing values of the answers are still shown).
+	SampleRequests *bool `yaml:"sample_requests,omitempty" json:"sample_requests,omitempty"`
 }
 
 // Clone returns a deep copy of c; nil stays nil.
@@ -194,6 +199,9 @@ func (c *Compare) WithDefaults() Compare {
 	}
 	if out.Workers == 0 {
 		out.Workers = DefaultCompareWorkers
+	}
+	if out.SampleRequests == nil {
+		out.SampleRequests = ptr(true)
 	}
 	return out
 }

@@ -758,7 +758,8 @@ function shadowCard(dep, s, threshold) {
     s.last_error ? h("p", { class: "small error" }, "Last failed copy ", time(s.last_error.time), ": ", s.last_error.error) : null);
 }
 
-// mismatchList shows the newest mismatches with the live and shadow values
+// mismatchList shows the newest mismatches, each with the request that gave
+// it (when compare.sample_requests keeps it) and the live and shadow values
 // side by side: five, and the rest behind "more".
 function mismatchList(list) {
   if (!list.length) return h("p", { class: "muted small" }, "None in this window.");
@@ -766,6 +767,7 @@ function mismatchList(list) {
     h("div", { class: "small" }, h("span", { class: "mono" }, time(m.time)), " · ", h("span", { class: "mono" }, m.request_id || "no request id"),
       m.path ? [" · at ", h("code", {}, m.path)] : null),
     h("div", {}, m.reason),
+    m.request ? h("div", { class: "request" }, h("div", { class: "sharelabel" }, "request"), h("pre", {}, m.request)) : null,
     h("div", { class: "side" },
       h("div", {}, h("div", { class: "sharelabel" }, "live"), h("pre", {}, m.live)),
       h("div", {}, h("div", { class: "sharelabel" }, "shadow"), h("pre", {}, m.shadow))));
