@@ -451,15 +451,41 @@ async function guard(gen, box, fn) {
 
 // ---------- overview ----------
 
+// PAGE_SIZE is how many endpoints the overview shows at once: only those
+// are read in detail (four calls each), so that a gateway with a thousand
+// endpoints stays quick to look at.
+const PAGE_SIZE = 20;
+
+// The overview's search and page, kept while the tab lives.
+const overviewView = { query: sessionStorage.getItem("modelgate.search") || "", page: 0 };
+
+// matching is the endpoints whose name contains the query, case ignored.
+function matching(endpoints, query) {
+  const q = query.trim().toLowerCase();
+  return q ? endpoints.filter((ep) => ep.name.toLowerCase().includes(q)) : endpoints;
+}
+
 function overviewPage(gen, app) {
   const list = h("div", { id: "endpoints" });
+  const search = h("input", { id: "endpoint-search", type: "search", placeholder: "Search endpoints", "aria-label": "Search endpoints", value: overviewView.query });
+  const pager = h("div", { id: "pager", class: "small pager" });
   app.append(h("h1", {}, "Endpoints"), h("p", { class: "muted small" },
     "From the requests ", state.replica ? `replica ${state.replica} served` : "served",
     `: the measured share over the last ${RECENT_S} seconds at the split of now (since the split changed, when that is more recent);`,
-    " requests, errors and p99 over the last minute. Refreshes every few seconds."), list);
-  const refresh = () => guard(gen, app, async () => {
-    const { endpoints } = await get("/api/v1/endpoints");
-    const details = await Promise.all(endpoints.map(async (ep) => {
+    " requests, errors and p99 over the last minute. Refreshes every few seconds."),
+    h("div", { class: "toolbar" }, search, pager), list);
+  let all = [];
+  let drawn = 0; // the latest draw: an older one still reading is dropped
+  // draw shows the current page of the endpoints matching the search, each
+  // read in detail; the list of all endpoints is read by refresh.
+  const draw = () => guard(gen, app, async () => {
+    const seq = ++drawn;
+    const shown = matching(all, overviewView.query);
+    const pages = Math.max(1, Math.ceil(shown.length / PAGE_SIZE));
+    overviewView.page = Math.min(overviewView.page, pages - 1);
+    const first = overviewView.page * PAGE_SIZE;
+    const page = shown.slice(first, first + PAGE_SIZE);
+    const details = await Promise.all(page.map(async (ep) => {
       const [metrics, series, ro, health] = await Promise.all([
         get(`/api/v1/endpoints/${enc(ep.name)}/metrics?window=1m${fleetQuery("&")}`),
         get(`/api/v1/endpoints/${enc(ep.name)}/series?window=1m&step=1s${fleetQuery("&")}`).catch((e) => { if (e.status === 404) return null; throw e; }),
@@ -468,16 +494,48 @@ function overviewPage(gen, app) {
       ]);
       return { ep, metrics, recent: series ? recentShare(series, ep) : null, ro, health };
     }));
-    if (gen !== state.gen) return;
-    if (!endpoints.length) {
+    if (gen !== state.gen || seq !== drawn) return;
+    pager.replaceChildren(...pagerParts(first, page.length, shown.length, all.length, pages, draw));
+    if (!all.length) {
       list.replaceChildren(h("p", { class: "notice" }, "No endpoints yet: declare some in the config file and apply it."));
+      return;
+    }
+    if (!shown.length) {
+      list.replaceChildren(h("p", { class: "notice", id: "no-match" }, `No endpoint name contains "${overviewView.query.trim()}".`));
       return;
     }
     list.replaceChildren(...details.map(endpointCard));
   });
+  const refresh = () => guard(gen, app, async () => {
+    ({ endpoints: all } = await get("/api/v1/endpoints"));
+    if (gen !== state.gen) return;
+    await draw();
+  });
+  search.addEventListener("input", () => {
+    overviewView.query = search.value;
+    overviewView.page = 0;
+    sessionStorage.setItem("modelgate.search", search.value);
+    draw();
+  });
   state.redraw = refresh;
   refresh();
   every(gen, refresh, REFRESH_MS);
+}
+
+// pagerParts says which endpoints the page shows and moves between pages.
+function pagerParts(first, count, matched, total, pages, draw) {
+  const what = matched === total
+    ? `${total.toLocaleString("en")} endpoint${total === 1 ? "" : "s"}`
+    : `${matched.toLocaleString("en")} of ${total.toLocaleString("en")} endpoints match`;
+  const text = h("span", { dataset: { field: "range" } },
+    count ? `${(first + 1).toLocaleString("en")}–${(first + count).toLocaleString("en")} of ${what}` : what);
+  if (pages <= 1) return [text];
+  const go = (d) => () => { overviewView.page += d; draw(); };
+  return [
+    h("button", { type: "button", id: "prev-page", disabled: overviewView.page === 0 ? "" : null, onclick: go(-1) }, "‹ Previous"),
+    text,
+    h("button", { type: "button", id: "next-page", disabled: overviewView.page >= pages - 1 ? "" : null, onclick: go(1) }, "Next ›"),
+  ];
 }
 
 // healthBadge marks a deployment with backends down (this gateway's view,
