@@ -1108,10 +1108,14 @@ func (c *Controller) startStage(ctx context.Context, ru *run, r Rollout, now tim
 // request (Options.Health), that it had none and how many of its requests
 // of the stage failed; "" otherwise.
 func (c *Controller) noHealthyBackend(r Rollout, failed uint64) string {
-	if c.opts.Health == nil || c.opts.Health.NoHealthyBackend(r.Endpoint, r.Canary) == "" {
+	if c.opts.Health == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s had no healthy backend: %s requests answered 5xx", r.Canary, analysis.Count(int64(failed)))
+	why := c.opts.Health.NoHealthyBackend(r.Endpoint, r.Canary)
+	if why == "" {
+		return ""
+	}
+	return fmt.Sprintf("%s had no healthy backend: %s requests answered 5xx (503 while none may take one; its backends: %s)", r.Canary, analysis.Count(int64(failed)), why)
 }
 
 // preconnect opens connections to the canary's backends before its first
