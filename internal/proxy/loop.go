@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/modelgate/modelgate/third_party/gnet"
 	"github.com/modelgate/modelgate/third_party/gnet/pkg/logging"
@@ -101,6 +102,8 @@ type evloops struct {
 // only by being detached (a duplicate of its socket) for the goroutine
 // path, after which the loop marks it gone and never touches it again.
 type loopState struct {
+	// peek is idleQuiet's byte.
+	peek   [1]byte
 	el     gnet.EventLoop
 	fronts map[*frontConn]struct{}
 	backs  map[*backConn]struct{}
@@ -1208,7 +1211,7 @@ func (ls *loopState) takeIdle(b *backend, now int64) *backConn {
 		idle[n-1] = nil
 		idle = idle[:n-1]
 		ls.idle[b] = idle
-		if now-bc.lastUsed <= int64(maxIdleConn) && !bc.gone && idleQuiet(bc) {
+		if now-bc.lastUsed <= int64(maxIdleConn) && !bc.gone && idleQuiet(bc, &ls.peek) {
 			return bc
 		}
 		ls.closeBack(bc)
@@ -1220,14 +1223,17 @@ func (ls *loopState) takeIdle(b *backend, now int64) *backConn {
 // read, in gnet's buffer or its socket: bytes the backend sent after its
 // last answer that the loop has not had an event for yet would be read as
 // the next answer, another client's; an end of stream means the backend
-// closed it. One non-blocking peek, as the goroutine path's upConn.quiet.
-func idleQuiet(bc *backConn) bool {
+// closed it. One non-blocking peek, as the goroutine path's upConn.quiet,
+// into the loop's own byte: unix.Recvfrom's address, and a byte on the
+// stack handed to the system call, would each cost an allocation per
+// reused connection.
+func idleQuiet(bc *backConn, buf *[1]byte) bool {
 	if bc.gc.InboundBuffered() > 0 {
 		return false
 	}
-	var buf [1]byte
-	n, _, err := unix.Recvfrom(bc.gc.Fd(), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	return n < 0 && (err == unix.EAGAIN || err == unix.EINTR)
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(bc.gc.Fd()), uintptr(unsafe.Pointer(&buf[0])), 1,
+		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+	return errno == unix.EAGAIN || errno == unix.EINTR
 }
 
 func (ls *loopState) putIdle(bc *backConn) {
