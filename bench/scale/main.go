@@ -253,7 +253,7 @@ func run(o options, log io.Writer) ([]result, error) {
 		fmt.Fprintf(log, "bench/scale: N = %d endpoints (%d deployments)\n", n, 2*n)
 		r, err := measure(o, n, blue.addr, green.addr, log)
 		if err != nil {
-			return nil, fmt.Errorf("N = %d: %w", n, err)
+			return nil, fmt.Errorf("at N = %d: %w", n, err)
 		}
 		res = append(res, r)
 	}
