@@ -115,30 +115,60 @@ func (a *app) demoCommand() *cobra.Command {
 	return cmd
 }
 
+// ValidateResult is config validate's -o json: the file, whether it is
+// valid, its endpoints, and every problem when it is not.
+type ValidateResult struct {
+	Path      string         `json:"path"`
+	Valid     bool           `json:"valid"`
+	Endpoints int            `json:"endpoints"`
+	Problems  []spec.Problem `json:"problems"`
+}
+
 func (a *app) configCommand() *cobra.Command {
+	var output *string
 	validate := &cobra.Command{
 		Use:   "validate FILE",
 		Short: "Check a config file locally, without a daemon: its keys, and the certificate, key and secret files it names",
 		Args:  exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
-			f, err := config.Load(path)
+			res := ValidateResult{Path: path, Problems: []spec.Problem{}}
+			err := func() error {
+				f, err := config.Load(path)
+				if err != nil {
+					return err // a *config.FileError lists every problem (see run)
+				}
+				res.Endpoints = len(f.Endpoints)
+				// The files the config names are read as serve would read them.
+				errs := []error{f.CheckListenerFiles()}
+				for i, e := range f.EndpointsWithDefaults() {
+					errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), config.CheckFiles(e)))
+				}
+				if err := errors.Join(errs...); err != nil {
+					return &config.FileError{Path: path, Err: err}
+				}
+				return nil
+			}()
+			res.Valid = err == nil
+			if fe := (*config.FileError)(nil); errors.As(err, &fe) {
+				res.Problems = spec.Problems(fe.Err)
+			} else if err != nil {
+				res.Problems = []spec.Problem{{Message: err.Error()}}
+			}
+			if *output == outputJSON {
+				if perr := printJSON(a.stdout, res); perr != nil {
+					return perr
+				}
+				return err // the exit code says it too
+			}
 			if err != nil {
-				return err // a *config.FileError lists every problem (see run)
+				return err
 			}
-			// The files the config names are read as serve would read them.
-			errs := []error{f.CheckListenerFiles()}
-			for i, e := range f.EndpointsWithDefaults() {
-				errs = append(errs, spec.Prefix(fmt.Sprintf("endpoints[%d]", i), config.CheckFiles(e)))
-			}
-			if err := errors.Join(errs...); err != nil {
-				return &config.FileError{Path: path, Err: err}
-			}
-			n := len(f.Endpoints)
-			fmt.Fprintf(a.stdout, "%s is valid: %d endpoint%s\n", path, n, plural(n))
+			fmt.Fprintf(a.stdout, "%s is valid: %d endpoint%s\n", path, res.Endpoints, plural(res.Endpoints))
 			return nil
 		},
 	}
+	output = addOutput(validate)
 	return group("config", "Work with config files", validate)
 }
 
@@ -162,8 +192,9 @@ func describe(err error) string {
 
 func (a *app) applyCommand() *cobra.Command {
 	var (
-		file  string
-		prune bool
+		file   string
+		prune  bool
+		output *string
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
@@ -195,9 +226,13 @@ endpoints the daemon does not know yet. "-f -" reads standard input.`,
 			if err != nil {
 				return err
 			}
+			if *output == outputJSON {
+				return printJSON(a.stdout, res)
+			}
 			return printApply(a.stdout, res)
 		},
 	}
+	output = addOutput(cmd)
 	cmd.Flags().StringVarP(&file, "file", "f", "", "config file (YAML), - for standard input")
 	cmd.Flags().BoolVar(&prune, "prune", false, "also remove endpoints and deployments the file does not list")
 	return cmd
@@ -230,7 +265,10 @@ func (a *app) trafficCommand() *cobra.Command {
 		},
 	}
 	output = addOutput(get)
-	var force bool
+	var (
+		force     bool
+		setOutput *string
+	)
 	set := &cobra.Command{
 		Use:   "set ENDPOINT DEPLOYMENT=PERCENT ...",
 		Short: "Set an endpoint's traffic split",
@@ -263,10 +301,14 @@ given; the rollout then pauses until resumed.`,
 			if err != nil {
 				return err
 			}
+			if *setOutput == outputJSON {
+				return printJSON(a.stdout, got)
+			}
 			fmt.Fprintf(a.stdout, "traffic of %s set to %s\n", ep.Name, formatWeights(ep, got))
 			return nil
 		},
 	}
+	setOutput = addOutput(set)
 	set.Flags().BoolVar(&force, "force", false, "set it even while a rollout is moving the endpoint (the rollout then pauses; the event says it was forced)")
 	return group("traffic", "Show or set the traffic split of an endpoint", get, set)
 }
@@ -313,7 +355,10 @@ func (a *app) mirrorCommand() *cobra.Command {
 		},
 	}
 	output = addOutput(get)
-	var force bool
+	var (
+		force     bool
+		setOutput *string
+	)
 	set := &cobra.Command{
 		Use:   "set ENDPOINT DEPLOYMENT=PERCENT ...",
 		Short: "Set the percent of live traffic copied to deployments as shadow traffic",
@@ -352,10 +397,14 @@ canary's mirror) unless --force is given.`,
 			if err != nil {
 				return err
 			}
+			if *setOutput == outputJSON {
+				return printJSON(a.stdout, got)
+			}
 			fmt.Fprintf(a.stdout, "mirror of %s set to %s\n", ep.Name, formatWeights(ep, got))
 			return nil
 		},
 	}
+	setOutput = addOutput(set)
 	set.Flags().BoolVar(&force, "force", false, "set it even while a rollout is moving the endpoint (the event says it was forced)")
 	return group("mirror", "Show or set shadow traffic of an endpoint", get, set)
 }

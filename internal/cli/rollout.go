@@ -70,7 +70,10 @@ type startFlags struct {
 }
 
 func (a *app) rolloutStartCommand() *cobra.Command {
-	var f startFlags
+	var (
+		f      startFlags
+		output *string
+	)
 	cmd := &cobra.Command{
 		Use:   "start ENDPOINT --canary DEPLOYMENT [flags]",
 		Short: "Start rolling a canary out",
@@ -97,6 +100,9 @@ the flags last. See docs/rollouts.md.`,
 			if err != nil {
 				return err
 			}
+			if *output == outputJSON {
+				return printJSON(a.stdout, r)
+			}
 			fmt.Fprintf(a.stdout, "rollout %s started on %s: %s → %s, plan %s\n", r.ID, r.Endpoint, r.Stable, r.Canary, planText(r))
 			fmt.Fprintln(a.stdout, outcome(r))
 			if e := r.Estimate; e != nil {
@@ -121,6 +127,7 @@ the flags last. See docs/rollouts.md.`,
 	fl.StringVar(&f.shadow, "shadow", "", "run a shadow phase first, copying this percent of live requests to the canary")
 	fl.BoolVar(&f.keepMirror, "keep-mirror", false, "keep mirroring to the canary during the live stages (needs a shadow phase)")
 	fl.BoolVar(&f.force, "force", false, "start even though the canary has no healthy backend (refused otherwise)")
+	output = addOutput(cmd)
 	return cmd
 }
 
@@ -242,7 +249,8 @@ func (a *app) rolloutHistoryCommand() *cobra.Command {
 }
 
 func (a *app) rolloutActionCommand(action api.Action, short string) *cobra.Command {
-	return &cobra.Command{
+	var output *string
+	cmd := &cobra.Command{
 		Use:   string(action) + " ENDPOINT",
 		Short: short,
 		Args:  exactArgs("ENDPOINT"),
@@ -255,10 +263,15 @@ func (a *app) rolloutActionCommand(action api.Action, short string) *cobra.Comma
 			if err != nil {
 				return err
 			}
+			if *output == outputJSON {
+				return printJSON(a.stdout, r)
+			}
 			_, err = fmt.Fprintln(a.stdout, outcome(r))
 			return err
 		},
 	}
+	output = addOutput(cmd)
+	return cmd
 }
 
 // MaxWatchTimeout bounds rollout watch --timeout: a CI job waits at most
