@@ -135,6 +135,10 @@ type stage struct {
 	thresholdSource string           // "stable_recent" or "stage_stable"
 	pending         telemetry.Sketch // stable latencies of the stage while the thresholds wait
 	srm             *stats.SampleRatioTest
+	// routed is when the stage's split took effect in the data plane
+	// (RoutedAt); the sample-ratio test judges the slices that start from
+	// then on. Zero: from start.
+	routed time.Time
 	// canaryRequests counts the stage's canary split requests, for the
 	// warm-up; warm is set once the warm-up is over.
 	canaryRequests int64
@@ -328,6 +332,19 @@ func (a *Analyzer) stageMargin(weight spec.Percent) float64 {
 	return a.plan.StageMargin(len(a.plan.Stages) - 1)
 }
 
+// RoutedAt tells the analyzer when the current stage's split took effect
+// in the data plane. The controller decides a stage, then commits its split
+// (a disk or etcd write, slow on a loaded machine): requests routed at the
+// previous weight meanwhile are not held against the new one by the
+// sample-ratio test, which judges only the slices that start from t on.
+// The other tests take every slice of the stage, whose realised shares
+// they use.
+func (a *Analyzer) RoutedAt(t time.Time) {
+	if a.stage != nil {
+		a.stage.routed = t
+	}
+}
+
 // SetPaused tells the analyzer whether the rollout is paused (see the
 // paused field): while it is, the sample-ratio test neither observes nor
 // holds back a failed gate.
@@ -438,7 +455,7 @@ func (a *Analyzer) observe(p SlicePair) {
 			t.Observe(errSlice)
 		}
 	}
-	if inStage && !a.paused && st.weight > 0 && st.weight < spec.Full {
+	if inStage && !p.Start.Before(st.routed) && !a.paused && st.weight > 0 && st.weight < spec.Full {
 		s := errSlice
 		s.Weight = st.weight.Fraction()
 		st.srm.Observe(s)
@@ -526,7 +543,10 @@ type State struct {
 
 // StageState is the current stage's part of State.
 type StageState struct {
-	Start  time.Time    `json:"start"`
+	Start time.Time `json:"start"`
+	// Routed is when the stage's split took effect (Analyzer.RoutedAt);
+	// zero in states stored before it existed, or before the commit.
+	Routed time.Time    `json:"routed,omitzero"`
 	Weight spec.Percent `json:"weight"`
 	// StableThresholdsNS and CanaryThresholdsNS are the latency thresholds
 	// in nanoseconds, one per quantile; empty while not fixed.
@@ -580,6 +600,7 @@ func (a *Analyzer) State() State {
 	if st := a.stage; st != nil {
 		ss := &StageState{
 			Start:           st.start,
+			Routed:          st.routed,
 			Weight:          st.weight,
 			ThresholdSource: st.thresholdSource,
 			SampleRatio:     st.srm.State(),
@@ -685,6 +706,7 @@ func (a *Analyzer) restoreStage(ss *StageState) (*stage, error) {
 	}
 	st := &stage{
 		start:           ss.Start,
+		routed:          ss.Routed,
 		weight:          ss.Weight,
 		margin:          a.stageMargin(ss.Weight),
 		thresholdSource: ss.ThresholdSource,

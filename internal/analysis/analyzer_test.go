@@ -506,3 +506,42 @@ func TestPausedSkipsOnlyTheSampleRatio(t *testing.T) {
 		}
 	}
 }
+
+// TestSampleRatioFromTheRouting: the slices before the stage's split took
+// effect (RoutedAt: the controller commits it after deciding the stage)
+// are routed at the previous weight; the sample-ratio test does not hold
+// them against the new one, and judges the slices after it as ever. A
+// state saved and restored keeps when the split took effect.
+func TestSampleRatioFromTheRouting(t *testing.T) {
+	l := recent1.Latency.Quantile(0.99)
+	lat := sketch(map[time.Duration]uint64{l / 2: 50})
+	// The first 3 seconds of a 50% stage: every request still on the
+	// stable (the commit was slow); then the split as set.
+	before := samePairs(3, telemetry.Slice{Requests: 0, SplitRequests: 0},
+		telemetry.Slice{Requests: 50, SplitRequests: 50, Latency: lat})
+	after := samePairs(3, telemetry.Slice{Requests: 25, SplitRequests: 25, Latency: sketch(map[time.Duration]uint64{l / 2: 25})},
+		telemetry.Slice{Requests: 25, SplitRequests: 25, Latency: sketch(map[time.Duration]uint64{l / 2: 25})})
+	for i := range after {
+		after[i].Start = after[i].Start.Add(3 * time.Second)
+	}
+	stage := spec.Stage{Weight: 5000}
+	for _, routed := range []bool{true, false} {
+		a := mustNew(t, defaultPlan())
+		a.StartStage(t0, 5000, recent1)
+		if routed {
+			a.RoutedAt(t0.Add(3 * time.Second))
+			st := a.State() // saved and restored between the commit and the slices
+			var err error
+			if a, err = Restore(defaultPlan(), st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.Observe(append(before, after...)); err != nil {
+			t.Fatal(err)
+		}
+		r := a.Evaluate(stage, Window{})
+		if r.SampleRatioMismatch != !routed {
+			t.Errorf("routed at %v: mismatch %v (%s); want it only when the slices before the routing count", routed, r.SampleRatioMismatch, r.SampleRatio.Reason)
+		}
+	}
+}

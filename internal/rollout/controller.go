@@ -857,6 +857,9 @@ func (c *Controller) begin(ctx context.Context, ep spec.Endpoint, r Rollout) (Ro
 		}
 		return Rollout{}, err
 	}
+	if eff.StartStage {
+		ru.analyzer.RoutedAt(c.now()) // the split is live from here
+	}
 	c.runs[ep.Name] = ru
 	return ru.r, nil
 }
@@ -1083,6 +1086,9 @@ func (c *Controller) step(ctx context.Context, ru *run, a Action) (Rollout, erro
 		ru.r = r // nothing was written, as a rule: the next look tries again
 		c.reread(ctx, ru, r)
 		return r, err
+	}
+	if eff.StartStage {
+		ru.analyzer.RoutedAt(c.now()) // the split is live from here
 	}
 	if ru.r.Phase.Terminal() {
 		c.forget(ru)
