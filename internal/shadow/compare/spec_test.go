@@ -140,7 +140,7 @@ func TestCompareWithDefaults(t *testing.T) {
 	var unset *spec.Compare
 	want := spec.Compare{
 		Protocol: spec.ProtocolAuto, RTol: f64(1e-5), ATol: f64(1e-8), EqualNaN: boolp(true), Similarity: f64(0.8),
-		MaxBodyBytes: 1 << 20, ShadowTimeout: spec.Duration(10 * time.Second), Queue: 1000, Workers: 4,
+		MaxBodyBytes: 1 << 20, ShadowTimeout: spec.Duration(10 * time.Second), Queue: 1000, Workers: 4, SampleRequests: boolp(true),
 	}
 	if diff := cmp.Diff(want, unset.WithDefaults()); diff != "" {
 		t.Errorf("(*Compare)(nil).WithDefaults() (-want +got):\n%s", diff)
