@@ -15,9 +15,8 @@ import (
 func main() {
 	// The daemon and the demo are wired here so that cli stays a thin
 	// client of the admin API and never imports the composition root.
-	cli.Serve = daemon.Serve
-	cli.ServeWithOptions = func(ctx context.Context, opts cli.ServeOptions, stdout, stderr io.Writer) error {
-		return daemon.ServeWith(ctx, daemon.ServeOptions{ConfigPath: opts.ConfigPath, LogFormat: opts.LogFormat, LogLevel: opts.LogLevel}, stdout, stderr)
+	cli.Serve = func(ctx context.Context, opts cli.ServeOptions, stdout, stderr io.Writer) error {
+		return daemon.Serve(ctx, daemon.ServeOptions{ConfigPath: opts.ConfigPath, LogFormat: opts.LogFormat, LogLevel: opts.LogLevel}, stdout, stderr)
 	}
 	cli.Demo = func(ctx context.Context, stdout io.Writer, opts cli.DemoOptions) error {
 		return daemon.Demo(ctx, stdout, daemon.DemoOptions{Run: demo.RunOptions{Keep: opts.Keep}})

@@ -53,10 +53,10 @@ const (
 	EnvToken         = "MODELGATE_TOKEN"
 )
 
-// Serve runs the daemon from the config file at configPath until ctx is
-// cancelled (SIGINT or SIGTERM). cmd/modelgate sets it, so that this
-// package does not import the daemon.
-var Serve func(ctx context.Context, configPath string, stdout, stderr io.Writer) error
+// Serve runs the daemon with serve's flags until ctx is cancelled.
+// cmd/modelgate sets it (to daemon.Serve); a nil Serve means a build
+// without the daemon.
+var Serve func(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error
 
 // Demo runs the built-in demo until it ends or ctx is cancelled.
 // cmd/modelgate sets it.
@@ -157,7 +157,7 @@ and moves traffic from one to another. Client commands find the daemon with
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{flagError(err)} })
 
 	root.AddCommand(
-		a.withLogFlags(a.serveCommand()), // logflags.go
+		a.serveCommand(),
 		a.demoCommand(),
 		a.configCommand(),
 		a.applyCommand(),

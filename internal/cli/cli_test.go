@@ -677,8 +677,8 @@ func TestServeAndDemoHooks(t *testing.T) {
 	t.Cleanup(func() { Serve, Demo = oldServe, oldDemo })
 
 	var gotPath string
-	Serve = func(ctx context.Context, configPath string, stdout, stderr io.Writer) error {
-		gotPath = configPath
+	Serve = func(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error {
+		gotPath = opts.ConfigPath
 		if ctx == nil {
 			return errors.New("no context")
 		}
@@ -703,8 +703,8 @@ func TestServeAndDemoHooks(t *testing.T) {
 	// serve lists every problem of an invalid file, as config validate does.
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	writeFile(t, bad, "listen: nowhere\nendpoints:\n  - name: Fraud\n")
-	Serve = func(ctx context.Context, configPath string, stdout, stderr io.Writer) error {
-		_, err := config.Load(configPath)
+	Serve = func(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error {
+		_, err := config.Load(opts.ConfigPath)
 		return err
 	}
 	code, _, errOut := e.run("serve", "--config", bad)

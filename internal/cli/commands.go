@@ -73,7 +73,10 @@ func listJSON[E any](key string) func([]E) any {
 }
 
 func (a *app) serveCommand() *cobra.Command {
-	var configPath string
+	var (
+		opts     ServeOptions
+		checkLog func() error
+	)
 	cmd := &cobra.Command{
 		Use:   "serve --config FILE",
 		Short: "Run the gateway and its admin API",
@@ -88,13 +91,17 @@ the file. An invalid file is refused with every problem listed. Without
 			return exactArgs()(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkLog(); err != nil {
+				return err
+			}
 			if Serve == nil {
 				return errors.New("serve is not available in this build")
 			}
-			return Serve(cmd.Context(), configPath, a.stdout, a.stderr)
+			return Serve(cmd.Context(), opts, a.stdout, a.stderr)
 		},
 	}
-	cmd.Flags().StringVarP(&configPath, "config", "c", "", "config file (YAML)")
+	cmd.Flags().StringVarP(&opts.ConfigPath, "config", "c", "", "config file (YAML)")
+	checkLog = addLogFlags(cmd, &opts) // logflags.go
 	return cmd
 }
 

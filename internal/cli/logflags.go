@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"context"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,33 +19,17 @@ type ServeOptions struct {
 	LogFormat, LogLevel string
 }
 
-// ServeWithOptions runs the daemon with every flag of serve until ctx is
-// cancelled. cmd/modelgate sets it; when it is nil, serve calls Serve
-// (which takes the config path only) once the flags are checked.
-var ServeWithOptions func(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error
-
-// withLogFlags gives the serve command --log-format and --log-level: a
-// bad value is a usage error naming the values accepted, and the daemon
-// gets them through ServeWithOptions.
-func (a *app) withLogFlags(cmd *cobra.Command) *cobra.Command {
-	var opts ServeOptions
+// addLogFlags gives serve --log-format and --log-level, into opts; check
+// refuses a bad value as a usage error naming the values accepted.
+func addLogFlags(cmd *cobra.Command, opts *ServeOptions) (check func() error) {
 	cmd.Flags().StringVar(&opts.LogFormat, "log-format", "", "log format, text or json (default: the config's logging.format, else text)")
 	cmd.Flags().StringVar(&opts.LogLevel, "log-level", "", "least level logged: debug, info, warn or error (default: the config's logging.level, else info)")
-	plain := cmd.RunE
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+	return func() error {
 		if err := checkLogFlag(cmd, "log-format", opts.LogFormat, config.ParseLogFormat); err != nil {
 			return err
 		}
-		if err := checkLogFlag(cmd, "log-level", opts.LogLevel, config.ParseLogLevel); err != nil {
-			return err
-		}
-		if ServeWithOptions == nil {
-			return plain(cmd, args)
-		}
-		opts.ConfigPath, _ = cmd.Flags().GetString("config")
-		return ServeWithOptions(cmd.Context(), opts, a.stdout, a.stderr)
+		return checkLogFlag(cmd, "log-level", opts.LogLevel, config.ParseLogLevel)
 	}
-	return cmd
 }
 
 // checkLogFlag checks a logging flag given on the command line: an empty

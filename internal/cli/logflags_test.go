@@ -12,10 +12,10 @@ import (
 // daemon as given, and a bad value is a usage error naming the values
 // accepted, before the daemon starts.
 func TestServeLogFlags(t *testing.T) {
-	old := ServeWithOptions
-	t.Cleanup(func() { ServeWithOptions = old })
+	old := Serve
+	t.Cleanup(func() { Serve = old })
 	var got *ServeOptions
-	ServeWithOptions = func(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error {
+	Serve = func(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error {
 		got = &opts
 		return nil
 	}

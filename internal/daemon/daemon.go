@@ -608,12 +608,6 @@ func (d *Daemon) applyConfig(ctx context.Context) (control.ApplyResult, error) {
 	return res, err
 }
 
-// Serve is `modelgate serve --config configPath` without other flags
-// (ServeWith).
-func Serve(ctx context.Context, configPath string, stdout, stderr io.Writer) error {
-	return ServeWith(ctx, ServeOptions{ConfigPath: configPath}, stdout, stderr)
-}
-
 // routes hands every committed set of endpoints to the shadow workers and
 // then to the data plane. The shadows go first so that a copy never finds
 // its shadow deployment unknown; a copy for a shadow already removed is

@@ -22,10 +22,10 @@ type ServeOptions struct {
 	LogFormat, LogLevel string
 }
 
-// ServeWith is `modelgate serve`: load the file (every problem listed when
+// Serve is `modelgate serve`: load the file (every problem listed when
 // it is invalid, nothing changed), log as the flags and the file's
 // logging: say, run until ctx ends.
-func ServeWith(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error {
+func Serve(ctx context.Context, opts ServeOptions, stdout, stderr io.Writer) error {
 	var f *config.File
 	var err error
 	if opts.ConfigPath == "" {

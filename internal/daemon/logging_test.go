@@ -80,9 +80,9 @@ func TestLogger(t *testing.T) {
 // TestServeRefusesBadLogFlags: a bad flag reaching the daemon (not through
 // the CLI's check) is refused before anything starts.
 func TestServeRefusesBadLogFlags(t *testing.T) {
-	err := daemon.ServeWith(t.Context(), daemon.ServeOptions{LogLevel: "loud"}, io.Discard, io.Discard)
+	err := daemon.Serve(t.Context(), daemon.ServeOptions{LogLevel: "loud"}, io.Discard, io.Discard)
 	if err == nil || err.Error() != "log level loud: want debug, info, warn or error" {
-		t.Errorf("ServeWith(--log-level loud) = %v", err)
+		t.Errorf("Serve(--log-level loud) = %v", err)
 	}
 }
 
