@@ -341,6 +341,18 @@ func TestPackedRoundTrip(t *testing.T) {
 				}
 			}
 			b := appendPacked(nil, &classes, &lat, &ttfb)
+			// The compactor's packing, which visits the touched buckets
+			// only (some touched ones are zero), writes the same bytes.
+			p := new(packScratch)
+			p.classes, p.lat, p.ttfb = classes, lat, ttfb
+			for i := range maxBuckets {
+				if lat[i] != 0 || ttfb[i] != 0 || rng.IntN(10) == 0 {
+					p.touched[i/64] |= 1 << (i % 64)
+				}
+			}
+			if b2 := p.pack(nil); !slices.Equal(b, b2) {
+				t.Fatalf("fill %v max %d: the compactor packs %d bytes, appendPacked %d", fill, maxCount, len(b2), len(b))
+			}
 			var c2 [2][numClasses]uint64
 			var l2, t2 [maxBuckets]uint64
 			if err := addPacked(b, &c2, &l2, &t2); err != nil {

@@ -74,6 +74,12 @@ func appendRuns[T uint32 | uint64](b []byte, d []T) []byte {
 // trailing bytes, buckets outside the layout, counts that overflow T. On
 // error some counts may have been added.
 func addPacked[T uint32 | uint64](b []byte, classes *[2][numClasses]uint64, lat, ttfb *[maxBuckets]T) error {
+	return addPackedTouched(b, classes, lat, ttfb, nil)
+}
+
+// addPackedTouched is addPacked that also sets, in touched (unless nil),
+// the bit of every bucket it adds to.
+func addPackedTouched[T uint32 | uint64](b []byte, classes *[2][numClasses]uint64, lat, ttfb *[maxBuckets]T, touched *[touchedWords]uint64) error {
 	for i := range classes {
 		for j := range classes[i] {
 			v, n := binary.Uvarint(b)
@@ -85,10 +91,10 @@ func addPacked[T uint32 | uint64](b []byte, classes *[2][numClasses]uint64, lat,
 		}
 	}
 	var err error
-	if b, err = addRuns(b, lat); err != nil {
+	if b, err = addRuns(b, lat, touched); err != nil {
 		return err
 	}
-	if b, err = addRuns(b, ttfb); err != nil {
+	if b, err = addRuns(b, ttfb, touched); err != nil {
 		return err
 	}
 	if len(b) != 0 {
@@ -97,7 +103,7 @@ func addPacked[T uint32 | uint64](b []byte, classes *[2][numClasses]uint64, lat,
 	return nil
 }
 
-func addRuns[T uint32 | uint64](b []byte, d *[maxBuckets]T) ([]byte, error) {
+func addRuns[T uint32 | uint64](b []byte, d *[maxBuckets]T, touched *[touchedWords]uint64) ([]byte, error) {
 	next := func() (uint64, bool) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -127,6 +133,9 @@ func addRuns[T uint32 | uint64](b []byte, d *[maxBuckets]T) ([]byte, error) {
 				return nil, errPacked
 			}
 			d[pos] += T(v)
+			if touched != nil {
+				touched[pos/64] |= 1 << (pos % 64)
+			}
 			pos++
 		}
 	}
@@ -134,12 +143,15 @@ func addRuns[T uint32 | uint64](b []byte, d *[maxBuckets]T) ([]byte, error) {
 }
 
 // packScratch is the compactor's working space: a second or a 10-s period
-// unpacked, and the buffer it is packed into before being copied to its
-// exact size.
+// unpacked, with a bit per bucket that may be non-zero so that clearing and
+// packing it visit only those (a sealed slice usually has a few), and the
+// buffer it is packed into before being copied at its exact size.
 type packScratch struct {
 	classes [2][numClasses]uint64
-	lat     denseSketch
-	ttfb    denseSketch
+	lat     [maxBuckets]uint64
+	ttfb    [maxBuckets]uint64
+	touched [touchedWords]uint64
+	idx     []int
 	buf     []byte
 }
 
@@ -147,8 +159,13 @@ var packScratches = sync.Pool{New: func() any { return new(packScratch) }}
 
 func (p *packScratch) reset() {
 	p.classes = [2][numClasses]uint64{}
-	clear(p.lat[:])
-	clear(p.ttfb[:])
+	for w := range p.touched {
+		for bits := p.touched[w]; bits != 0; bits &= bits - 1 {
+			i := w*64 + mathbits.TrailingZeros64(bits)
+			p.lat[i], p.ttfb[i] = 0, 0
+		}
+		p.touched[w] = 0
+	}
 }
 
 // addLive adds live slice d's counts (of no writer: sealed).
@@ -159,7 +176,9 @@ func (p *packScratch) addLive(d *live) {
 		}
 	}
 	for w := range d.touched {
-		for bits := d.touched[w].Load(); bits != 0; bits &= bits - 1 {
+		bits := d.touched[w].Load()
+		p.touched[w] |= bits
+		for ; bits != 0; bits &= bits - 1 {
 			i := w*64 + mathbits.TrailingZeros64(bits)
 			p.lat[i] += uint64(d.lat[i].Load())
 			p.ttfb[i] += uint64(d.ttfb[i].Load())
@@ -172,13 +191,58 @@ func (p *packScratch) addLive(d *live) {
 func (p *packScratch) fold(ps packedSlice, epoch int64, lives []*live) packedSlice {
 	p.reset()
 	if ps.epoch == epoch+1 {
-		_ = addPacked(ps.data, &p.classes, (*[maxBuckets]uint64)(&p.lat), (*[maxBuckets]uint64)(&p.ttfb)) // our own bytes: they decode
+		_ = addPackedTouched(ps.data, &p.classes, &p.lat, &p.ttfb, &p.touched) // our own bytes: they decode
 	}
 	for _, d := range lives {
 		p.addLive(d)
 	}
-	p.buf = appendPacked(p.buf[:0], &p.classes, (*[maxBuckets]uint64)(&p.lat), (*[maxBuckets]uint64)(&p.ttfb))
+	p.buf = p.pack(p.buf[:0])
 	return packedSlice{epoch: epoch + 1, data: bytes.Clone(p.buf)}
+}
+
+// pack is appendPacked of the scratch, visiting only the touched buckets.
+func (p *packScratch) pack(b []byte) []byte {
+	for i := range p.classes {
+		for j := range p.classes[i] {
+			b = binary.AppendUvarint(b, p.classes[i][j])
+		}
+	}
+	for _, d := range []*[maxBuckets]uint64{&p.lat, &p.ttfb} {
+		p.idx = p.idx[:0]
+		for w := range p.touched {
+			for bits := p.touched[w]; bits != 0; bits &= bits - 1 {
+				if i := w*64 + mathbits.TrailingZeros64(bits); d[i] != 0 {
+					p.idx = append(p.idx, i)
+				}
+			}
+		}
+		runs := 0
+		for k, i := range p.idx {
+			if k == 0 || p.idx[k-1] != i-1 {
+				runs++
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(runs))
+		prev := 0
+		for k := 0; k < len(p.idx); {
+			j := k + 1
+			for j < len(p.idx) && p.idx[j] == p.idx[j-1]+1 {
+				j++
+			}
+			i, n := p.idx[k], j-k
+			if n == 1 {
+				b = binary.AppendUvarint(b, uint64(i-prev)<<1)
+			} else {
+				b = binary.AppendUvarint(b, uint64(i-prev)<<1|1)
+				b = binary.AppendUvarint(b, uint64(n))
+			}
+			for _, i := range p.idx[k:j] {
+				b = binary.AppendUvarint(b, d[i])
+			}
+			prev, k = i+n, j
+		}
+	}
+	return b
 }
 
 // The compactor seals live slices into packed ones, off the hot path: one

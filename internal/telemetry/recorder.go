@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	mathbits "math/bits"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,9 @@ type Recorder struct {
 	// spares are cleared live slices for writers to take when a second
 	// starts: the compactor refills them, so that Observe allocates none.
 	spares [numSpares]atomic.Pointer[live]
+	// lives counts the live slices the recorder has (attached, sealed but
+	// not folded yet, or spare), at most maxLives but for a safety valve.
+	lives atomic.Int64
 	// queued and nextQueued put the recorder on the compactor's queue.
 	queued     atomic.Bool
 	nextQueued atomic.Pointer[Recorder]
@@ -94,7 +98,19 @@ type Recorder struct {
 
 // numSpares is how many cleared live slices a Recorder keeps for writers:
 // in steady traffic one is taken and one given back each second.
-const numSpares = 2
+const numSpares = 4
+
+// maxLives bounds a recorder's live slices. Live traffic needs keepLive+1
+// and a spare or two; only a writer that opens seconds faster than the
+// compactor can seal them (a replay of past traffic, as the benchmarks'
+// fills do: an hour in a fraction of a second) reaches it, and then waits
+// for the compactor to give one back rather than allocating a slice per
+// second, garbage that would pile up until the next collection.
+const maxLives = 8
+
+// maxLiveWait is the safety valve of that wait: after so many yields the
+// writer allocates anyway.
+const maxLiveWait = 100_000
 
 // keepLive is how many seconds before the newest one stay live (dense,
 // written in place) before the compactor seals them: a request is recorded
@@ -179,13 +195,23 @@ func (rc *Recorder) rotate(s *slot) {
 // spare, or a new one when the compactor has not given any back yet.
 func (rc *Recorder) attach(s *slot, sec int64) *live {
 	var d *live
-	for i := range rc.spares {
-		if d = rc.spares[i].Swap(nil); d != nil {
-			break
+	for wait := 0; d == nil; wait++ {
+		for i := range rc.spares {
+			if d = rc.spares[i].Swap(nil); d != nil {
+				break
+			}
 		}
-	}
-	if d == nil {
-		d = new(live)
+		if d == nil && (rc.lives.Load() < maxLives || wait == maxLiveWait) {
+			rc.lives.Add(1)
+			d = new(live)
+		}
+		if d == nil {
+			if d = s.live.Load(); d != nil {
+				return d // another writer of this second attached one meanwhile
+			}
+			rc.kick()
+			runtime.Gosched()
+		}
 	}
 	d.epoch = sec
 	if s.live.CompareAndSwap(nil, d) {
@@ -195,13 +221,15 @@ func (rc *Recorder) attach(s *slot, sec int64) *live {
 	return s.live.Load()
 }
 
-// giveSpare keeps a cleared live slice for writers, if there is room.
+// giveSpare keeps a cleared live slice for writers, if there is room;
+// otherwise it is dropped.
 func (rc *Recorder) giveSpare(d *live) {
 	for i := range rc.spares {
 		if rc.spares[i].CompareAndSwap(nil, d) {
 			return
 		}
 	}
+	rc.lives.Add(-1)
 }
 
 func (rc *Recorder) pushSealed(d *live) {
