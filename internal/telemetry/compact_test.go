@@ -115,7 +115,7 @@ func TestMatchesDenseReference(t *testing.T) {
 	}
 }
 
-// TestConcurrentObserveCompactRead races writers moving through 1,000
+// TestConcurrentObserveCompactRead races writers moving through 700
 // seconds (so that slices are sealed, rotated out unsealed and folded into
 // the 10-s tier while being read) with readers of every kind and explicit
 // compactions. Afterwards every second of the last 600 holds exactly its
@@ -124,8 +124,8 @@ func TestMatchesDenseReference(t *testing.T) {
 func TestConcurrentObserveCompactRead(t *testing.T) {
 	const (
 		writers = 4
-		perW    = 6000
-		seconds = 1000
+		perW    = 3000
+		seconds = 700
 	)
 	rc := newRecorder()
 	first := base - seconds + 1
@@ -395,4 +395,63 @@ func FuzzAddPacked(f *testing.F) {
 			t.Fatal("repacking changed the counts")
 		}
 	})
+}
+
+// TestRotationOfUnsealedSlices: when a second's slot is taken by the second
+// 600 s later while its live slice is not sealed yet (the compactor keeps
+// the newest two live), the slice moves to the sealed stack and from there
+// into its 10-s slice, while readers of the hour run: every observation is
+// counted once. Writers move together, 600 s a step, so none is late.
+func TestRotationOfUnsealedSlices(t *testing.T) {
+	const writers, per, steps = 4, 200, 20
+	rc := newRecorder()
+	sec := func(k int) int64 { return base + 600*int64(k) + 3 }
+	stop := make(chan struct{})
+	var rwg sync.WaitGroup
+	rwg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			now := at(rc.newest.Load()-1, 0)
+			rc.Window(now, time.Hour)
+			rc.SumSlices(now.Add(-time.Hour), now, true)
+		}
+	})
+	for k := range steps {
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range per {
+					record(rc, obs(sec(k), 200+300*((w+i)%2), time.Duration(1+i)*time.Millisecond, false))
+				}
+			})
+		}
+		wg.Wait()
+	}
+	close(stop)
+	rwg.Wait()
+	if n := rc.late.Load(); n != 0 {
+		t.Fatalf("%d observations late, want none", n)
+	}
+	if rc.pushes.Load() == 0 {
+		t.Error("no live slice was rotated out unsealed: the test did not test that")
+	}
+	// The hour up to the last step holds the last six steps (the seventh
+	// back is 3,600 s before: outside).
+	if got, want := rc.Window(at(sec(steps-1), 0), time.Hour).Requests, uint64(6*writers*per); got != want {
+		t.Errorf("hour holds %d, want %d", got, want)
+	}
+	for k := steps - 6; k < steps; k++ {
+		s := rc.SumSlices(at(sec(k)-1, 0), at(sec(k), 0), false)
+		if k == steps-1 && s.Requests != writers*per {
+			t.Errorf("step %d's 1-s slice holds %d, want %d", k, s.Requests, writers*per)
+		}
+		c := rc.SumSlices(at(sec(k)-4, 0), at(sec(k)+6, 0), true) // its 10-s slice
+		if c.Requests != writers*per || c.Errors != writers*per/2 {
+			t.Errorf("step %d's 10-s slice holds %d requests, %d errors; want %d, %d", k, c.Requests, c.Errors, writers*per, writers*per/2)
+		}
+	}
 }

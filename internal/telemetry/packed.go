@@ -17,13 +17,15 @@ import (
 //	runs(ttfb)       the TTFB buckets
 //
 // where runs is a uvarint count of runs of consecutive non-zero buckets,
-// then for each run a uvarint gap*2+long (gap: the zero buckets skipped
-// since the end of the previous run, or from bucket 0; long: the run has
-// more than one bucket), for a long run a uvarint length, then the run's
-// counts as uvarints. With counts below 128 a lone bucket takes 2 bytes
-// (at most 3 when its gap is 64 or more) and a run of n buckets n+2 or so,
-// so a few requests cost a few bytes and even every bucket full (all 1159,
-// counts below 128) about 1 byte a bucket, a quarter of the dense array's 4.
+// then for each run a uvarint token gap<<2|kind (gap: the zero buckets
+// skipped since the end of the previous run, or from bucket 0), then by
+// kind: runOne, a lone bucket counting 1, nothing more; runSingle, a lone
+// bucket, its uvarint count; runMany, the uvarint number of buckets and
+// their uvarint counts. So a lone request's bucket takes 1 byte (2 when
+// 32 or more empty buckets precede it), the sparse slices of light traffic
+// and of distributions' tails cost about a byte a bucket, and even every
+// bucket full (all 1159, counts below 128) takes about 1 byte a bucket, a
+// quarter of the dense array's 4.
 var errPacked = errors.New("telemetry: invalid packed slice")
 
 // appendPacked appends the packed form of the counts to b.
@@ -55,18 +57,36 @@ func appendRuns[T uint32 | uint64](b []byte, d []T) []byte {
 		for j < len(d) && d[j] != 0 {
 			j++
 		}
-		if j-i == 1 {
-			b = binary.AppendUvarint(b, uint64(i-prev)<<1)
-		} else {
-			b = binary.AppendUvarint(b, uint64(i-prev)<<1|1)
-			b = binary.AppendUvarint(b, uint64(j-i))
-		}
-		for _, c := range d[i:j] {
-			b = binary.AppendUvarint(b, uint64(c))
+		var counts bool
+		if b, counts = appendRunHeader(b, i-prev, j-i, uint64(d[i])); counts {
+			for _, c := range d[i:j] {
+				b = binary.AppendUvarint(b, uint64(c))
+			}
 		}
 		prev, i = j, j
 	}
 	return b
+}
+
+// Run kinds, the low two bits of a run's token (gap<<2 | kind).
+const (
+	runOne    = 0 // one bucket counting 1: nothing follows
+	runSingle = 1 // one bucket: its count follows
+	runMany   = 2 // several buckets: their number, then their counts
+)
+
+// appendRunHeader appends the token (and length) of a run of n buckets,
+// gap after the previous one, whose first count is first; counts reports
+// whether the run's counts must follow.
+func appendRunHeader(b []byte, gap, n int, first uint64) (_ []byte, counts bool) {
+	switch {
+	case n == 1 && first == 1:
+		return binary.AppendUvarint(b, uint64(gap)<<2|runOne), false
+	case n == 1:
+		return binary.AppendUvarint(b, uint64(gap)<<2|runSingle), true
+	}
+	b = binary.AppendUvarint(b, uint64(gap)<<2|runMany)
+	return binary.AppendUvarint(b, uint64(n)), true
 }
 
 // addPacked adds the counts of packed slice b to classes, lat and ttfb. It
@@ -119,16 +139,23 @@ func addRuns[T uint32 | uint64](b []byte, d *[maxBuckets]T, touched *[touchedWor
 	pos := uint64(0)
 	for range runs {
 		tok, ok1 := next()
-		gap, n, ok2 := tok>>1, uint64(1), true
-		if tok&1 == 1 {
+		gap, n, ok2 := tok>>2, uint64(1), true
+		switch tok & 3 {
+		case runMany:
 			n, ok2 = next()
+		case runOne, runSingle:
+		default:
+			return nil, errPacked
 		}
 		if !ok1 || !ok2 || gap > maxBuckets-pos || n > maxBuckets-pos-gap {
 			return nil, errPacked
 		}
 		pos += gap
 		for range n {
-			v, ok := next()
+			v, ok := uint64(1), true
+			if tok&3 != runOne {
+				v, ok = next()
+			}
 			if !ok || uint64(T(v)) != v {
 				return nil, errPacked
 			}
@@ -230,14 +257,11 @@ func (p *packScratch) pack(b []byte) []byte {
 				j++
 			}
 			i, n := p.idx[k], j-k
-			if n == 1 {
-				b = binary.AppendUvarint(b, uint64(i-prev)<<1)
-			} else {
-				b = binary.AppendUvarint(b, uint64(i-prev)<<1|1)
-				b = binary.AppendUvarint(b, uint64(n))
-			}
-			for _, i := range p.idx[k:j] {
-				b = binary.AppendUvarint(b, d[i])
+			var counts bool
+			if b, counts = appendRunHeader(b, i-prev, n, d[i]); counts {
+				for _, i := range p.idx[k:j] {
+					b = binary.AppendUvarint(b, d[i])
+				}
 			}
 			prev, k = i+n, j
 		}

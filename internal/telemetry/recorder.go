@@ -98,7 +98,7 @@ type Recorder struct {
 
 // numSpares is how many cleared live slices a Recorder keeps for writers:
 // in steady traffic one is taken and one given back each second.
-const numSpares = 4
+const numSpares = 2
 
 // maxLives bounds a recorder's live slices. Live traffic needs keepLive+1
 // and a spare or two; only a writer that opens seconds faster than the
