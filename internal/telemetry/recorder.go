@@ -105,7 +105,9 @@ const numSpares = 2
 // compactor can seal them (a replay of past traffic, as the benchmarks'
 // fills do: an hour in a fraction of a second) reaches it, and then waits
 // for the compactor to give one back rather than allocating a slice per
-// second, garbage that would pile up until the next collection.
+// second, garbage that would pile up until the next collection. Writers
+// into older seconds (stragglers, out-of-order replays) never wait; they
+// allocate if no spare is left.
 const maxLives = 8
 
 // maxLiveWait is the safety valve of that wait: after so many yields the
@@ -201,7 +203,10 @@ func (rc *Recorder) attach(s *slot, sec int64) *live {
 				break
 			}
 		}
-		if d == nil && (rc.lives.Load() < maxLives || wait == maxLiveWait) {
+		// Only a writer opening the newest second waits: one that writes
+		// into an older second (already sealed: a straggler) would wait
+		// for the compactor to seal seconds no other writer moves on from.
+		if d == nil && (rc.lives.Load() < maxLives || sec+1 < rc.newest.Load() || wait == maxLiveWait) {
 			rc.lives.Add(1)
 			d = new(live)
 		}

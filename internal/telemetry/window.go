@@ -155,6 +155,19 @@ func (a *windowAccum) addCopy(c *secondCopy) {
 	}
 }
 
+// livePeriods returns the 10-s periods of the live slices (usually one or
+// two): a reader of the 10-s tier must know which ring positions they
+// take before the compactor folds them in.
+func (r *ring) livePeriods() []int64 {
+	var out []int64
+	for i := range r.slots {
+		if d := r.slots[i].live.Load(); d != nil {
+			out = append(out, timeslot.FloorDiv(d.epoch, coarseWidth))
+		}
+	}
+	return out
+}
+
 // addFine adds second e's 1-s slice.
 func (a *windowAccum) addFine(r *ring, e int64) {
 	if r.readFine(e, &a.copy) {
@@ -168,12 +181,13 @@ func (a *windowAccum) addFine(r *ring, e int64) {
 // from there (drainLocked) into the packed slice: so the period is read
 // again whenever a push happened while it was read, lest a slice be
 // counted twice or not at all.
-func (a *windowAccum) addCoarse(rc *Recorder, r *ring, c int64) {
-	// A period 360 or more before the newest one is gone: its ring
-	// position is the newer period's (which the compactor may not have
-	// folded in yet).
-	if c <= timeslot.FloorDiv(rc.newest.Load()-1, coarseWidth)-coarseSlices {
-		return
+func (a *windowAccum) addCoarse(rc *Recorder, r *ring, c int64, live []int64) {
+	// A period whose ring position a newer one took is gone, as in a ring
+	// written at once: the newer one may still be live, not folded yet.
+	for _, p := range live {
+		if p > c && p%coarseSlices == c%coarseSlices {
+			return
+		}
 	}
 	for {
 		pushes := rc.pushes.Load()
@@ -229,8 +243,9 @@ func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
 		fineFrom := last - fineSlices + 1
 		if first < fineFrom {
 			boundary := timeslot.CeilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
+			live := r.livePeriods()
 			for c := max(timeslot.CeilDiv(first, coarseWidth), 0); c < boundary; c++ {
-				a.addCoarse(rc, r, c)
+				a.addCoarse(rc, r, c, live)
 			}
 			first = boundary * coarseWidth
 		}
@@ -256,8 +271,9 @@ func (rc *Recorder) SumSlices(from, to time.Time, coarse bool) Summary {
 		rc.mu.Lock()
 		if coarse {
 			cFirst, cLast := timeslot.CeilDiv(first, coarseWidth), timeslot.FloorDiv(last, coarseWidth)
+			live := r.livePeriods()
 			for c := max(cFirst, cLast-coarseSlices+1, 0); c <= cLast; c++ {
-				a.addCoarse(rc, r, c)
+				a.addCoarse(rc, r, c, live)
 			}
 		} else {
 			for s := max(first, last-fineSlices+1, 0); s <= last; s++ {
