@@ -215,16 +215,37 @@ func (p *packScratch) addLive(d *live) {
 
 // fold returns ps with the lives added: ps's data unpacked (if it holds
 // epoch), the lives added, packed again at its exact size.
-func (p *packScratch) fold(ps packedSlice, epoch int64, lives []*live) packedSlice {
+//
+// With room set (a 10-s slice still filling up: it is folded again as each
+// of its seconds is sealed), the result is written over ps's bytes when
+// they have the capacity, and gets twice what it needs when they have
+// not: a period's ten folds then make two or three allocations instead of
+// ten, the garbage of a fast replay a fraction. Without room (a 1-s slice,
+// or a period whose seconds are all sealed) it gets its exact size. Only
+// the compactor and readers holding Recorder.mu touch packed bytes, and
+// readers keep none after unlocking, so writing over them is safe.
+func (p *packScratch) fold(ps packedSlice, epoch int64, lives []*live, room bool) packedSlice {
 	p.reset()
 	if ps.epoch == epoch+1 {
 		_ = addPackedTouched(ps.data, &p.classes, &p.lat, &p.ttfb, &p.touched) // our own bytes: they decode
+	} else {
+		ps.data = ps.data[:0] // another period's bytes: free to reuse
 	}
 	for _, d := range lives {
 		p.addLive(d)
 	}
 	p.buf = p.pack(p.buf[:0])
-	return packedSlice{epoch: epoch + 1, data: bytes.Clone(p.buf)}
+	switch {
+	case room && len(p.buf) <= cap(ps.data):
+		ps.data = append(ps.data[:0], p.buf...)
+	case room:
+		ps.data = append(make([]byte, 0, 2*len(p.buf)), p.buf...)
+	case len(p.buf) == cap(ps.data):
+		ps.data = append(ps.data[:0], p.buf...)
+	default:
+		ps.data = bytes.Clone(p.buf)
+	}
+	return packedSlice{epoch: epoch + 1, data: ps.data}
 }
 
 // pack is appendPacked of the scratch, visiting only the touched buckets.
@@ -344,7 +365,7 @@ func (rc *Recorder) compact() {
 	defer packScratches.Put(p)
 	for _, d := range sealed {
 		s := &r.slots[d.epoch%fineSlices]
-		s.packed = p.fold(s.packed, d.epoch, []*live{d})
+		s.packed = p.fold(s.packed, d.epoch, []*live{d}, false)
 	}
 	rc.foldCoarse(r, p, append(sealed, rc.takeSealed()...))
 }
@@ -372,6 +393,7 @@ func (rc *Recorder) takeSealed() []*live {
 // and pack per period), then clears them for reuse. A period whose ring
 // position already holds a newer one has aged out: its lives are dropped.
 func (rc *Recorder) foldCoarse(r *ring, p *packScratch, lives []*live) {
+	before := rc.newest.Load() - 1 - keepLive // seconds before it are sealed or stragglers
 	slices.SortFunc(lives, func(a, b *live) int { return int(a.epoch - b.epoch) })
 	for i := 0; i < len(lives); {
 		c := lives[i].epoch / coarseWidth
@@ -380,7 +402,7 @@ func (rc *Recorder) foldCoarse(r *ring, p *packScratch, lives []*live) {
 			j++
 		}
 		if cs := &r.coarse[c%coarseSlices]; cs.epoch <= c+1 {
-			*cs = p.fold(*cs, c, lives[i:j])
+			*cs = p.fold(*cs, c, lives[i:j], (c+1)*coarseWidth > before)
 		}
 		i = j
 	}

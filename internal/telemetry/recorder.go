@@ -178,7 +178,7 @@ func (rc *Recorder) Observe(o Observation) {
 }
 
 // newRing allocates the recorder's slices on its first observation: the
-// one allocation a deployment's recording makes (about 35 KiB).
+// one allocation a deployment's recording makes, once (39 KiB).
 func (rc *Recorder) newRing() *ring {
 	rc.ring.CompareAndSwap(nil, new(ring))
 	return rc.ring.Load()
