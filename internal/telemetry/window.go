@@ -90,10 +90,6 @@ type secondCopy struct {
 	ttfb    [maxBuckets]uint32
 }
 
-func (c *secondCopy) requests() uint64 {
-	return sumClasses(&c.classes[0]) + sumClasses(&c.classes[1])
-}
-
 // readFine sets c to second e's counts: the packed part the compactor
 // sealed and the live part being written. It returns false (c then holds
 // nothing of use) when the slot holds another second, or was taken for a
