@@ -6,9 +6,10 @@
 //	go run ./bench/memory -load wrk            # load from wrk, outside this process
 //	go run ./bench/memory -dashboard 4s        # plus the dashboard's 1-h series every 4 s
 //
-// A telemetry.Recorder allocates its hour of slices up front, but the pages
-// become resident only when slices are written, so a gateway that ran for
-// 20 s has not paid for its ring. This program runs the real daemon
+// A gateway that ran for 20 s has not paid for its hour of telemetry
+// (before issue 22 the dense slices were allocated up front and became
+// resident as written; now they are packed as they are sealed, so memory
+// follows what was written). This program runs the real daemon
 // in-process (daemon.New and Start, as `modelgate serve` does) in front of
 // three in-process fasthttp backends, writes past observations into every
 // 1-s slice of the last 10 minutes and every 10-s slice of the last hour of
@@ -176,8 +177,8 @@ func run(o options) error {
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"), loadAvg0, loadAvg())
 	fmt.Printf("- in this process: the daemon (daemon.New + Start), 3 fasthttp backends on loopback%s\n",
 		map[bool]string{true: ", and the load generator (fasthttp client: its buffers count too)", false: ""}[o.load == "inproc"])
-	fmt.Printf("- endpoint %s: blue 95 / green 5, shadow mirrored %d%%; one Recorder is %.2f MiB (x3 = %.1f MiB of heap, resident only once written)\n",
-		endpoint, o.mirror, mib(recorderSize()), 3*mib(recorderSize()))
+	fmt.Printf("- endpoint %s: blue 95 / green 5, shadow mirrored %d%%; an idle Recorder is %d bytes (its slices come with its first request, packed as sealed)\n",
+		endpoint, o.mirror, recorderSize())
 	fmt.Printf("- telemetry: %s\n", fillNote)
 	fmt.Printf("- load: %s, %d connections, %s: %d requests (%.0f/s), %d errors; backends served %s\n",
 		res.how, o.conns, o.duration, res.requests, float64(res.requests)/o.duration.Seconds(), res.errors, strings.Join(served, ", "))

@@ -52,8 +52,9 @@ func TestScaleSmoke(t *testing.T) {
 	if r.ScrapeBytes < 6*1000 || r.ListBytes < 3*100 {
 		t.Errorf("scrape %d bytes, list %d bytes: too small to hold 6 deployments", r.ScrapeBytes, r.ListBytes)
 	}
-	// The points are in order, and the fill made its two Recorders
-	// resident: at least their slots' pages (8.7 MiB each), within 25%.
+	// The points are in order; the fill cost something, and less than a
+	// dense Recorder did before issue 22 (8.7 MiB; with 2 deployments the
+	// runtime's own growth is most of the figure).
 	for _, p := range []string{"started", "applied", "filled", "end"} {
 		m, ok := r.Points[p]
 		if !ok || m.RSS == 0 || m.HWM < m.RSS || m.HeapInuse == 0 {
@@ -63,11 +64,15 @@ func TestScaleSmoke(t *testing.T) {
 	if r.PeakRSS != r.Points["end"].HWM || r.PeakRSS < r.Points["filled"].RSS {
 		t.Errorf("peak RSS %d, end %+v, filled %+v", r.PeakRSS, r.Points["end"], r.Points["filled"])
 	}
-	if rb := recorderBytes(); !raceEnabled && (r.PerActive < 0.75*rb || r.PerActive > 1.25*rb) {
-		t.Errorf("RSS per active deployment %.1f MiB, want about a Recorder's %.1f MiB", mib(r.PerActive), mib(rb))
+	// Under -race every page written costs its shadow memory too.
+	if r.PerActive <= 0 || !raceEnabled && r.PerActive > 8<<20 {
+		t.Errorf("RSS per active deployment %.2f MiB, want more than 0 and less than 8 MiB", mib(r.PerActive))
 	}
-	if rb := recorderBytes(); r.HeapPerIdle < 0.9*rb {
-		t.Errorf("heap per deployment %.2f MiB, want about a Recorder's %.2f MiB or more (allocated whole at apply)", mib(r.HeapPerIdle), mib(rb))
+	// An idle deployment allocates no slices: what apply allocates per
+	// deployment is its config and routing, far below the 8.5 MiB a
+	// Recorder was before issue 22.
+	if r.HeapPerIdle > 1<<20 {
+		t.Errorf("heap per deployment %.2f MiB after the applies, want well under 1 MiB (an idle Recorder is %.0f bytes)", mib(r.HeapPerIdle), recorderBytes())
 	}
 	if r.PeakExtrapolated != 0 {
 		t.Errorf("extrapolated peak %d without a cap", r.PeakExtrapolated)
@@ -79,10 +84,10 @@ func TestScaleSmoke(t *testing.T) {
 	}
 }
 
-// TestScaleCapped checks the cap: with -max-fill-mib below two Recorders,
+// TestScaleCapped checks the cap: with -max-fill-mib below two fills,
 // one is filled and the peak is extrapolated to the others.
 func TestScaleCapped(t *testing.T) {
-	o := options{ns: []int{2}, active: 1, maxFillMiB: 10, perSecond: 1, minLat: time.Millisecond, maxLat: time.Second,
+	o := options{ns: []int{2}, active: 1, maxFillMiB: 1.5, perSecond: 1, minLat: time.Millisecond, maxLat: time.Second,
 		reps: 1, reapplies: 1, changes: 2, probe: 1, output: "json"}
 	res, err := run(o, io.Discard)
 	if err != nil {

@@ -3,5 +3,5 @@
 package main
 
 // raceEnabled: the race detector makes every page the gateway writes cost
-// its shadow memory too, so RSS is not a Recorder's.
+// its shadow memory too, so the RSS per deployment is not telemetry's.
 const raceEnabled = true

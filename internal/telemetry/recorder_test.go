@@ -2,11 +2,9 @@ package telemetry
 
 import (
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -315,43 +313,6 @@ func TestObserveZeroAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Begin+Observe allocates %v times per call, want 0", allocs)
-	}
-}
-
-// TestFootprint: a deployment's hour of slices (latency, TTFB, counters)
-// is a fixed allocation under 10 MiB, made once when the Recorder is made.
-func TestFootprint(t *testing.T) {
-	const limit = 10 << 20
-	size := unsafe.Sizeof(Recorder{})
-	t.Logf("Recorder: %d bytes (%.2f MiB); slot %d bytes", size, float64(size)/(1<<20), unsafe.Sizeof(slot{}))
-	if size >= limit {
-		t.Errorf("unsafe.Sizeof(Recorder{}) = %d, want < %d", size, limit)
-	}
-
-	const n = 8
-	reg := NewRegistry()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range n {
-		reg.Recorder("ep", string(rune('a'+i)))
-	}
-	runtime.ReadMemStats(&after)
-	per := (after.TotalAlloc - before.TotalAlloc) / n
-	t.Logf("allocated per recorder: %d bytes (%.2f MiB)", per, float64(per)/(1<<20))
-	if per >= limit {
-		t.Errorf("allocated %d bytes per recorder, want < %d", per, limit)
-	}
-
-	// Recording does not grow it.
-	rc := reg.Recorder("ep", "a")
-	runtime.ReadMemStats(&before)
-	for i := range 200000 {
-		record(rc, Observation{Now: base*1e9 + int64(i)*int64(time.Millisecond), Status: 200, Latency: time.Duration(i) * time.Microsecond})
-	}
-	runtime.ReadMemStats(&after)
-	if grown := after.TotalAlloc - before.TotalAlloc; grown > 64<<10 {
-		t.Errorf("recording 200000 requests allocated %d bytes, want none", grown)
 	}
 }
 

@@ -24,8 +24,8 @@ func NewRegistry() *Registry {
 
 // Recorder returns the Recorder of the deployment, creating it on first
 // use. Every call returns the same pointer until Remove, so measurements
-// survive routing changes. Creating one allocates its whole hour of slices
-// (about 8.5 MiB) at once.
+// survive routing changes. A new Recorder is 400 bytes; its slices come
+// with its first request (package doc, "Time slices and memory").
 func (r *Registry) Recorder(endpoint, deployment string) *Recorder {
 	k := key{endpoint, deployment}
 	r.mu.RLock()
@@ -46,7 +46,8 @@ func (r *Registry) Recorder(endpoint, deployment string) *Recorder {
 
 // Lookup returns the deployment's Recorder if it has one, without
 // creating it (for callers outside the proxy, whose names are not checked
-// against the routing: a Recorder costs 8.5 MiB).
+// against the routing: recorders are cheap until written, but a name a
+// client made up must not leave one behind).
 func (r *Registry) Lookup(endpoint, deployment string) (*Recorder, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

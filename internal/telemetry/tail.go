@@ -18,17 +18,9 @@ type Tail struct {
 	// next is the unix second read next; seen holds what was returned of
 	// it already, at seenAt (zero when nothing was).
 	next   int64
-	seen   liveCopy
+	seen   secondCopy
 	seenAt time.Time
-	cur    liveCopy // scratch
-}
-
-// liveCopy is a copy of one slot's counts, taken while writers may still
-// add to it.
-type liveCopy struct {
-	classes [2][numClasses]uint64
-	lat     [maxBuckets]uint32
-	ttfb    [maxBuckets]uint32
+	cur    secondCopy // scratch
 }
 
 // TailGrace is how long after its end a second stays open to a Tail: a
@@ -49,7 +41,13 @@ func (rc *Recorder) Tail(from time.Time) *Tail {
 func (rc *Recorder) TailFrom(now time.Time) *Tail {
 	now = now.Round(0)
 	t := rc.Tail(now)
-	t.seen.read(&rc.fine[now.Unix()%fineSlices], uint64(now.Unix()))
+	if r := rc.ring.Load(); r != nil {
+		rc.mu.Lock()
+		if !r.readFine(now.Unix(), &t.seen) {
+			t.seen = secondCopy{}
+		}
+		rc.mu.Unlock()
+	}
 	t.seenAt = now
 	return t
 }
@@ -77,9 +75,14 @@ func (t *Tail) Read(now time.Time) []Slice {
 	}
 	last := now.Unix()
 	if first := last - fineSlices + 1; t.next < first {
-		t.next, t.seen, t.seenAt = first, liveCopy{}, time.Unix(first, 0)
+		t.next, t.seen, t.seenAt = first, secondCopy{}, time.Unix(first, 0)
 	}
 	out := make([]Slice, 0, last-t.next+1)
+	r := t.rc.ring.Load()
+	if r != nil {
+		t.rc.mu.Lock()
+		defer t.rc.mu.Unlock()
+	}
 	for ; t.next <= last; t.next++ {
 		s := t.next
 		end := time.Unix(s+1, 0)
@@ -91,16 +94,15 @@ func (t *Tail) Read(now time.Time) []Slice {
 			break // no time has passed in the current second: nothing to read
 		}
 		sl := Slice{Start: time.Unix(s, 0), Span: end.Sub(t.seenAt), Open: open}
-		slot := &t.rc.fine[s%fineSlices]
-		if open && t.seen.sameClasses(slot, uint64(s)) {
+		if open && t.seen.sameClasses(r, s) {
 			// Nothing finished since the last read: skip copying the
 			// buckets (most looks at low traffic, and the copy is most of
 			// a read's cost). A second that closes is always read whole,
 			// so a latency recorded just after its request's class is
 			// never lost.
 			t.cur = t.seen
-		} else {
-			t.cur.read(slot, uint64(s))
+		} else if r == nil || !r.readFine(s, &t.cur) {
+			t.cur = secondCopy{}
 		}
 		t.cur.since(&t.seen, &sl)
 		out = append(out, sl)
@@ -108,48 +110,27 @@ func (t *Tail) Read(now time.Time) []Slice {
 			t.seen, t.seenAt = t.cur, now
 			break
 		}
-		t.seen, t.seenAt = liveCopy{}, end
+		t.seen, t.seenAt = secondCopy{}, end
 	}
 	return out
 }
 
-// read copies the slot's counts for epoch, latency buckets first (see
-// Read); zeros when the slot holds another epoch (no request of it yet) or
-// was reset while being read (its data aged out).
-func (c *liveCopy) read(s *slot, epoch uint64) {
-	if s.guard.Holds(epoch) {
-		s.loadBuckets(&c.lat, &c.ttfb)
-		for i := range s.classes {
-			for j := range s.classes[i] {
-				c.classes[i][j] = s.classes[i][j].Load()
-			}
-		}
-		if s.guard.Holds(epoch) {
-			return
-		}
-	}
-	*c = liveCopy{}
-}
-
-// sameClasses reports whether the slot's status-class counters for epoch
-// are still c's.
-func (c *liveCopy) sameClasses(s *slot, epoch uint64) bool {
-	if !s.guard.Holds(epoch) {
+// sameClasses reports whether second e's status-class counters are still
+// c's.
+func (c *secondCopy) sameClasses(r *ring, e int64) bool {
+	if r == nil {
 		return c.classes == [2][numClasses]uint64{}
 	}
-	for i := range s.classes {
-		for j := range s.classes[i] {
-			if s.classes[i][j].Load() != c.classes[i][j] {
-				return false
-			}
-		}
+	classes, ok := r.readFineClasses(e)
+	if !ok {
+		return c.classes == [2][numClasses]uint64{}
 	}
-	return true
+	return classes == c.classes
 }
 
 // since sets sl's counts and sketches to what c holds beyond prev (a
 // counter below prev's, which only a reset slot can give, counts 0).
-func (c *liveCopy) since(prev *liveCopy, sl *Slice) {
+func (c *secondCopy) since(prev *secondCopy, sl *Slice) {
 	var d [2][numClasses]uint64
 	for i := range d {
 		for j := range d[i] {

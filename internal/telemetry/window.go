@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -81,56 +82,136 @@ type Slice struct {
 	TTFB              Sketch `json:"ttfb"`                // the split-routed requests of the slice
 }
 
-// slotCopy is a consistent copy of one slot's counts.
-type slotCopy struct {
-	classes  [2][numClasses]uint64
-	lat      [maxBuckets]uint32
-	ttfb     [maxBuckets]uint32
-	requests uint64
+// secondCopy is a copy of one second's counts: its packed part and its
+// live part added up.
+type secondCopy struct {
+	classes [2][numClasses]uint64
+	lat     [maxBuckets]uint32
+	ttfb    [maxBuckets]uint32
 }
 
-// read copies the slot's counts for epoch into c. It returns false when the
-// slot holds another epoch or no request. If a writer of a newer epoch
-// resets the slot while it is being read, the copy is torn and discarded:
-// the data it held has just aged out.
-func (s *slot) read(epoch uint64, c *slotCopy) bool {
-	if !s.guard.Holds(epoch) {
+// readFine sets c to second e's counts: the packed part the compactor
+// sealed and the live part being written. It returns false (c then holds
+// nothing of use) when the slot holds another second, or was taken for a
+// newer one while being read (its data aged out of the 1-s tier). The
+// caller holds rc.mu, so the packed part and which live slices exist do
+// not change but by writers.
+func (r *ring) readFine(e int64, c *secondCopy) bool {
+	*c = secondCopy{}
+	s := &r.slots[e%fineSlices]
+	if !s.guard.Holds(uint64(e)) {
 		return false
 	}
-	c.requests = 0
-	for i := range s.classes {
-		for j := range s.classes[i] {
-			c.classes[i][j] = s.classes[i][j].Load()
-			c.requests += c.classes[i][j]
+	if s.packed.epoch == e+1 {
+		_ = addPacked(s.packed.data, &c.classes, &c.lat, &c.ttfb) // our own bytes: they decode
+	}
+	if d := s.live.Load(); d != nil {
+		d.addTo(c)
+	}
+	return s.guard.Holds(uint64(e))
+}
+
+// readFineClasses is readFine's status-class counts alone.
+func (r *ring) readFineClasses(e int64) (classes [2][numClasses]uint64, ok bool) {
+	s := &r.slots[e%fineSlices]
+	if !s.guard.Holds(uint64(e)) {
+		return classes, false
+	}
+	if s.packed.epoch == e+1 {
+		var lat, ttfb [maxBuckets]uint32 // not read: unpacking them is cheap next to a copy
+		_ = addPacked(s.packed.data, &classes, &lat, &ttfb)
+	}
+	if d := s.live.Load(); d != nil {
+		for i := range d.classes {
+			for j := range d.classes[i] {
+				classes[i][j] += d.classes[i][j].Load()
+			}
 		}
 	}
-	if c.requests == 0 {
-		return false
-	}
-	s.loadBuckets(&c.lat, &c.ttfb)
-	return s.guard.Holds(epoch)
+	return classes, s.guard.Holds(uint64(e))
 }
 
-// windowAccum sums slot copies into a Summary.
+// windowAccum sums seconds and 10-s periods into a Summary.
 type windowAccum struct {
-	copy    slotCopy
+	copy    secondCopy
 	classes [2][numClasses]uint64
 	lat     denseSketch
 	ttfb    denseSketch
 }
 
-func (a *windowAccum) add(s *slot, epoch uint64) {
-	if !s.read(epoch, &a.copy) {
-		return
-	}
+func (a *windowAccum) addCopy(c *secondCopy) {
 	for i := range a.classes {
 		for j := range a.classes[i] {
-			a.classes[i][j] += a.copy.classes[i][j]
+			a.classes[i][j] += c.classes[i][j]
 		}
 	}
 	for i := range a.lat {
-		a.lat[i] += uint64(a.copy.lat[i])
-		a.ttfb[i] += uint64(a.copy.ttfb[i])
+		a.lat[i] += uint64(c.lat[i])
+		a.ttfb[i] += uint64(c.ttfb[i])
+	}
+}
+
+// livePeriods returns the 10-s periods of the live slices (usually one or
+// two): a reader of the 10-s tier must know which ring positions they
+// take before the compactor folds them in.
+func (r *ring) livePeriods() []int64 {
+	var out []int64
+	for i := range r.slots {
+		if d := r.slots[i].live.Load(); d != nil {
+			out = append(out, timeslot.FloorDiv(d.epoch, coarseWidth))
+		}
+	}
+	return out
+}
+
+// addFine adds second e's 1-s slice.
+func (a *windowAccum) addFine(r *ring, e int64) {
+	if r.readFine(e, &a.copy) {
+		a.addCopy(&a.copy)
+	}
+}
+
+// addCoarse adds 10-s period c: its packed slice plus the live parts of
+// its seconds not sealed yet. The caller holds rc.mu. A live slice a
+// writer pushes out of its slot meanwhile moves to the sealed stack, and
+// from there (drainLocked) into the packed slice: so the period is read
+// again whenever a push happened while it was read, lest a slice be
+// counted twice or not at all.
+func (a *windowAccum) addCoarse(rc *Recorder, r *ring, c int64, live []int64) {
+	// A period whose ring position a newer one took is gone, as in a ring
+	// written at once: the newer one may still be live, not folded yet.
+	for _, p := range live {
+		if p > c && p%coarseSlices == c%coarseSlices {
+			return
+		}
+	}
+	for {
+		pushes := rc.pushes.Load()
+		rc.drainLocked(r)
+		a.copy = secondCopy{}
+		settled := true
+		for e := c * coarseWidth; e < (c+1)*coarseWidth && settled; e++ {
+			s := &r.slots[e%fineSlices]
+			if !s.guard.Settled() {
+				settled = false // a writer is moving this slot's live slice
+				break
+			}
+			d := s.live.Load()
+			if d == nil || d.epoch != e {
+				continue
+			}
+			d.addTo(&a.copy)
+			settled = s.guard.Holds(uint64(e))
+		}
+		if !settled || rc.pushes.Load() != pushes {
+			runtime.Gosched()
+			continue
+		}
+		if cs := &r.coarse[c%coarseSlices]; cs.epoch == c+1 {
+			_ = addPacked(cs.data, &a.classes, (*[maxBuckets]uint64)(&a.lat), (*[maxBuckets]uint64)(&a.ttfb))
+		}
+		a.addCopy(&a.copy)
+		return
 	}
 }
 
@@ -153,16 +234,21 @@ func (rc *Recorder) Window(now time.Time, window time.Duration) Summary {
 	first, last := timeslot.SecondsIn(hi-int64(window), hi)
 	a := getAccum()
 	defer accums.Put(a)
-	fineFrom := last - fineSlices + 1
-	if first < fineFrom {
-		boundary := timeslot.CeilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
-		for c := max(timeslot.CeilDiv(first, coarseWidth), 0); c < boundary; c++ {
-			a.add(&rc.coarse[c%coarseSlices], uint64(c))
+	if r := rc.ring.Load(); r != nil {
+		rc.mu.Lock()
+		fineFrom := last - fineSlices + 1
+		if first < fineFrom {
+			boundary := timeslot.CeilDiv(fineFrom, coarseWidth) // first coarse epoch read from the fine ring
+			live := r.livePeriods()
+			for c := max(timeslot.CeilDiv(first, coarseWidth), 0); c < boundary; c++ {
+				a.addCoarse(rc, r, c, live)
+			}
+			first = boundary * coarseWidth
 		}
-		first = boundary * coarseWidth
-	}
-	for s := max(first, 0); s <= last; s++ {
-		a.add(&rc.fine[s%fineSlices], uint64(s))
+		for s := max(first, 0); s <= last; s++ {
+			a.addFine(r, s)
+		}
+		rc.mu.Unlock()
 	}
 	return a.summary(window, rc.inFlight.Load())
 }
@@ -177,15 +263,20 @@ func (rc *Recorder) SumSlices(from, to time.Time, coarse bool) Summary {
 	first, last := timeslot.SecondsIn(from.UnixNano(), to.UnixNano())
 	a := getAccum()
 	defer accums.Put(a)
-	if coarse {
-		cFirst, cLast := timeslot.CeilDiv(first, coarseWidth), timeslot.FloorDiv(last, coarseWidth)
-		for c := max(cFirst, cLast-coarseSlices+1, 0); c <= cLast; c++ {
-			a.add(&rc.coarse[c%coarseSlices], uint64(c))
+	if r := rc.ring.Load(); r != nil {
+		rc.mu.Lock()
+		if coarse {
+			cFirst, cLast := timeslot.CeilDiv(first, coarseWidth), timeslot.FloorDiv(last, coarseWidth)
+			live := r.livePeriods()
+			for c := max(cFirst, cLast-coarseSlices+1, 0); c <= cLast; c++ {
+				a.addCoarse(rc, r, c, live)
+			}
+		} else {
+			for s := max(first, last-fineSlices+1, 0); s <= last; s++ {
+				a.addFine(r, s)
+			}
 		}
-	} else {
-		for s := max(first, last-fineSlices+1, 0); s <= last; s++ {
-			a.add(&rc.fine[s%fineSlices], uint64(s))
-		}
+		rc.mu.Unlock()
 	}
 	return a.summary(to.Sub(from), 0)
 }
@@ -242,23 +333,30 @@ func (rc *Recorder) Slices(from, to time.Time) []Slice {
 		return nil
 	}
 	out := make([]Slice, 0, last-first+1)
-	c := new(slotCopy)
+	r := rc.ring.Load()
+	c := new(secondCopy)
+	if r != nil {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+	}
 	for s := first; s <= last; s++ {
-		out = append(out, c.slice(&rc.fine[s%fineSlices], s, s))
+		if r == nil || !r.readFine(s, c) {
+			*c = secondCopy{}
+		}
+		out = append(out, c.slice(s))
 	}
 	return out
 }
 
-// slice reads slot s for epoch into a Slice starting at unix second start;
-// the slice is empty when the slot holds no request of that epoch.
-func (c *slotCopy) slice(s *slot, epoch, start int64) Slice {
+// slice turns second start's counts into a Slice (empty when c is).
+func (c *secondCopy) slice(start int64) Slice {
 	sl := Slice{Start: time.Unix(start, 0), Span: time.Second}
-	if !s.read(uint64(epoch), c) {
-		return sl
-	}
 	split, over := &c.classes[0], &c.classes[1]
 	sl.SplitRequests = sumClasses(split)
 	sl.Requests = sl.SplitRequests + sumClasses(over)
+	if sl.Requests == 0 {
+		return sl
+	}
 	sl.Errors = split[5] + over[5]
 	sl.ClientErrors = split[4] + over[4]
 	sl.SplitErrors, sl.SplitClientErrors = split[5], split[4]

@@ -67,6 +67,34 @@ func (g *Guard) Enter(epoch uint64, reset func()) bool {
 // Leave ends a write that Enter let in.
 func (g *Guard) Leave() { g.state.Add(^uint64(0)) }
 
+// Lock takes the slot holding epoch for a short section no writer is in:
+// it waits (yielding) for the writers inside to leave, then keeps new ones
+// out until Unlock, as a reset does. It returns false, taking nothing, when
+// the slot does not hold epoch. Telemetry's compactor uses it to detach a
+// slot's live counts; writers that arrive meanwhile wait a few atomic
+// operations, as they do for a reset.
+func (g *Guard) Lock(epoch uint64) bool {
+	want := (epoch + 1) << epochShift
+	for {
+		st := g.state.Load()
+		if st&^(resetting|writerMask) != want {
+			return false
+		}
+		if st&(resetting|writerMask) == 0 && g.state.CompareAndSwap(st, st|resetting) {
+			return true
+		}
+		runtime.Gosched()
+	}
+}
+
+// Unlock ends a section Lock began. Like the end of a reset it clears only
+// the flag: a writer that added itself meanwhile takes itself off again.
+func (g *Guard) Unlock() { g.state.Add(^uint64(resetting - 1)) }
+
+// Settled reports whether no reset (or Lock section) is running: a reader
+// that must know where a reset moves the old epoch's data waits for it.
+func (g *Guard) Settled() bool { return g.state.Load()&resetting == 0 }
+
 // Holds reports whether the slot holds epoch's data right now (and no
 // reset is running). A reader copies the slot between two calls and keeps
 // the copy only if both hold: otherwise the slot was reset for a newer

@@ -102,3 +102,50 @@ func TestGuardResetKeepsABackingOutWritersAdd(t *testing.T) {
 		t.Fatalf("after the reset: %d writers inside, want 0", st&writerMask)
 	}
 }
+
+func TestGuardLockKeepsWritersOut(t *testing.T) {
+	// Writers of one epoch race with Lock/Unlock sections: no write is ever
+	// inside a section, and every write is let in.
+	var g Guard
+	var inside atomic.Int64
+	var sectionBroken atomic.Bool
+	const writers, perWriter = 4, 2000
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range perWriter {
+				if !g.Enter(7, func() {}) {
+					t.Error("Enter(7) refused")
+					return
+				}
+				inside.Add(1)
+				inside.Add(-1)
+				g.Leave()
+			}
+		})
+	}
+	locks := 0
+	for range 500 {
+		if g.Lock(7) {
+			if inside.Load() != 0 {
+				sectionBroken.Store(true)
+			}
+			locks++
+			g.Unlock()
+		}
+	}
+	wg.Wait()
+	if sectionBroken.Load() {
+		t.Error("a writer was inside a Lock section")
+	}
+	if g.Lock(6) || g.Lock(8) {
+		t.Error("Lock of an epoch the slot does not hold succeeded")
+	}
+	if !g.Lock(7) {
+		t.Fatal("Lock(7) failed with no writer inside")
+	}
+	g.Unlock()
+	if !g.Holds(7) {
+		t.Errorf("after Unlock: state %#x, want epoch 7 held", g.state.Load())
+	}
+}
