@@ -32,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -49,6 +48,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/modelgate/modelgate/bench/internal/benchproc"
+	"github.com/modelgate/modelgate/bench/internal/fill"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/telemetry"
@@ -143,7 +143,7 @@ func run(o options) error {
 
 	fillNote := "not filled (-fill=false)"
 	if o.fill {
-		if fillNote, err = fill(d.Telemetry(), o); err != nil {
+		if fillNote, err = fillAll(d.Telemetry(), o); err != nil {
 			return err
 		}
 		snaps = append(snaps, snap("ring filled"))
@@ -223,7 +223,7 @@ endpoints:
 %s`, dir, endpoint, b[0].addr, b[1].addr, b[2].addr, extra)
 }
 
-// fill writes o.perSecond observations into every second of the last hour
+// fillAll writes o.perSecond observations into every second of the last hour
 // of each deployment, oldest first: a slot is reset when a newer second claims
 // it, and an older one would be dropped as late. Afterwards the fine ring
 // holds the last 600 seconds and the coarse ring the last 360 10-s slices.
@@ -233,28 +233,14 @@ endpoints:
 // lat and ttfb arrays is written, not just the ones a real latency range
 // touches: the worst case for residency, and for the size of the sketches
 // read back from the slices.
-func fill(reg *telemetry.Registry, o options) (string, error) {
+func fillAll(reg *telemetry.Registry, o options) (string, error) {
 	perSecond := o.perSecond
 	now := time.Now()
 	last := now.Unix()
 	const hour = 3600
 	start := time.Now()
 	for _, dep := range deployments {
-		rc := reg.Recorder(endpoint, dep) // the very Recorder the data plane records into
-		for s := last - hour + 1; s <= last; s++ {
-			phase := math.Mod(float64(s)*0.618034, 1) // golden-ratio shift per second
-			for j := range perSecond {
-				f := (float64(j) + phase) / float64(perSecond)
-				lat := time.Duration(float64(o.minLat) * math.Pow(float64(o.maxLat)/float64(o.minLat), f))
-				rc.Begin()
-				rc.Observe(telemetry.Observation{
-					Now:     s*int64(time.Second) + int64(j)*int64(time.Second)/int64(perSecond),
-					Status:  200,
-					Latency: lat,
-					TTFB:    lat / 3,
-				})
-			}
-		}
+		fill.Hour(reg.Recorder(endpoint, dep), last, perSecond, o.minLat, o.maxLat) // the very Recorder the data plane records into
 	}
 	took := time.Since(start)
 

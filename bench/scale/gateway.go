@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelgate/modelgate/bench/internal/fill"
 	"github.com/modelgate/modelgate/internal/config"
 	"github.com/modelgate/modelgate/internal/daemon"
 	"github.com/modelgate/modelgate/internal/proxy"
@@ -159,21 +160,7 @@ func fillCmd(reg *telemetry.Registry, args []string) answer {
 		go func() {
 			defer wg.Done()
 			for d := range work {
-				rc := reg.Recorder(d.ep, d.name)
-				for s := last - hour + 1; s <= last; s++ {
-					phase := math.Mod(float64(s)*0.618034, 1) // golden-ratio shift per second
-					for j := range perSecond {
-						f := (float64(j) + phase) / float64(perSecond)
-						lat := time.Duration(float64(minLat) * math.Pow(float64(maxLat)/float64(minLat), f))
-						rc.Begin()
-						rc.Observe(telemetry.Observation{
-							Now:     s*int64(time.Second) + int64(j)*int64(time.Second)/int64(perSecond),
-							Status:  200,
-							Latency: lat,
-							TTFB:    lat / 3,
-						})
-					}
-				}
+				fill.Hour(reg.Recorder(d.ep, d.name), last, perSecond, time.Duration(minLat), time.Duration(maxLat))
 			}
 		}()
 	}
