@@ -1183,8 +1183,17 @@ func TestSafety13ConnectionSlotsBalanced(t *testing.T) {
 // case the client's event comes first in the batch. (Bytes that arrive
 // after the next request went out cannot be told from its answer, by any
 // proxy; a backend that sends them is broken.) One loop is kept busy with
-// pipelined local answers so that both events meet in one batch.
+// pipelined local answers so that both events meet in one batch. Every
+// engine mode: the loops with either send path peek (idleQuiet), the
+// goroutine path does its own (upConn.quiet).
 func TestSafety14LoopIdleBackendBytesNeverAnAnswer(t *testing.T) {
+	forEachMode(t, func(t *testing.T, opts Options) {
+		opts.EventLoops = 1
+		idleBackendBytes(t, opts)
+	})
+}
+
+func idleBackendBytes(t *testing.T, opts Options) {
 	const evil = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nHACKED"
 	for attempt := range 3 {
 		fire, written := make(chan struct{}), make(chan struct{})
@@ -1205,7 +1214,7 @@ func TestSafety14LoopIdleBackendBytesNeverAnAnswer(t *testing.T) {
 				_, _ = io.WriteString(c, safetyOK(strings.TrimPrefix(r.path(), "/echo/")))
 			}
 		})
-		gw := safetyGateway(t, Options{DirectSends: true, EventLoops: 1}, mkEndpoint(t, "fraud", nil, dep("blue", backend.url)))
+		gw := safetyGateway(t, opts, mkEndpoint(t, "fraud", nil, dep("blue", backend.url)))
 		cb, brb := loopDial(t, gw)
 		resp, body, err := safetyExchange(t, gw, "GET /fraud/extra HTTP/1.1\r\nHost: gw\r\n\r\n", "GET")
 		if err != nil || body != "a" {
